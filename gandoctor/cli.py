@@ -1,0 +1,147 @@
+"""The gandoctor command: analyze | gate | rules | explain | demo.
+
+Exit codes: 0 healthy (or success), 1 a failing finding (gate) / unhealthy (analyze --strict-exit),
+2 unreadable input or usage error, with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .analysis import analyze
+from .config import load_config
+from .errors import GanDoctorError
+from .rules import MODES
+
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2 with one line, like gate's input errors
+        self.print_usage(sys.stderr)
+        print(f"gandoctor: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a run directory written by gandoctor, or a log file (.jsonl, .csv, .jsonl.gz)")
+    p.add_argument("--config", help="a TOML config file (default: [tool.gandoctor] of the nearest pyproject.toml)")
+    p.add_argument("--rules", action="append", default=[], metavar="DIR", help="an extra folder of rule files (repeatable)")
+    p.add_argument("--uses", default="", metavar="FLAGS", help="comma-separated techniques the run uses, e.g. gradient_penalty,label_smoothing")
+    p.add_argument("--format", choices=["runlog", "csv", "jsonl"], help="force a log format instead of detecting it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gandoctor", description="Diagnose GAN training runs.")
+    parser.add_argument("--version", action="version", version=f"gandoctor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("analyze", help="diagnose a saved run and print the report")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = sub.add_parser("gate", help="CI gate: exit 0 healthy, 1 failing finding, 2 unreadable input")
+    _common(p)
+    p.add_argument("--fail-on", default="any", metavar="any|MODE[,MODE...]", help="which modes fail the gate (default: any)")
+    sub.add_parser("rules", help="list the rules")
+    p = sub.add_parser("explain", help="show one rule in full: what, why, example, conditions, remedies")
+    p.add_argument("code", help="a rule code (GD101) or name")
+    p.add_argument("--config")
+    p.add_argument("--rules", action="append", default=[], metavar="DIR")
+    p = sub.add_parser("demo", help="train a tiny GAN on CPU with gandoctor attached and print its diagnosis")
+    p.add_argument("--scenario", choices=["healthy", "collapse", "both"], default="both")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--log-dir", default="runs/demo")
+    return parser
+
+
+def _report(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    config = load_config(args.config)
+    uses = [u.strip() for u in args.uses.split(",") if u.strip()]
+    return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format)
+
+
+def _parse_fail_on(value: str) -> set[str]:
+    if value.strip() == "any":
+        return set(MODES)
+    modes = {m.strip() for m in value.split(",") if m.strip()}
+    unknown = modes - set(MODES)
+    if unknown or not modes:
+        raise GanDoctorError(f"--fail-on: unknown mode(s) {', '.join(sorted(unknown)) or '(none)'}; expected 'any' or a comma list of {', '.join(MODES)}")
+    return modes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        if args.command == "analyze":
+            report = _report(args)
+            if args.json:
+                print(json.dumps(report.to_dict(), indent=2))
+            else:
+                out.print(report)
+            return EXIT_HEALTHY
+        if args.command == "gate":
+            fail_on = _parse_fail_on(args.fail_on)
+            report = _report(args)
+            failing = [f for f in report.findings if f.mode in fail_on]
+            if failing:
+                worst = ", ".join(f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f})" for f in failing)
+                print(f"gandoctor gate: FAIL — {worst}")
+                return EXIT_UNHEALTHY
+            others = f"; not gating on {', '.join(report.modes)}" if report.findings else ""
+            print(f"gandoctor gate: PASS — healthy for {args.fail_on} ({report.last_step} steps){others}")
+            return EXIT_HEALTHY
+        if args.command == "rules":
+            rules = load_config(None).ruleset()
+            table = Table("code", "name", "mode", "summary", show_lines=False)
+            for rule in rules.rules:
+                table.add_row(rule.code, rule.name, rule.mode, rule.summary)
+            out.print(table)
+            return EXIT_HEALTHY
+        if args.command == "explain":
+            rules = load_config(args.config).ruleset(tuple(Path(d) for d in args.rules))
+            match = [r for r in rules.rules if args.code in (r.code, r.name)]
+            if not match:
+                raise GanDoctorError(f"no rule {args.code!r}; see 'gandoctor rules'")
+            rule = match[0]
+            out.print(f"[bold]{rule.code} {rule.name}[/bold] → {rule.mode}")
+            out.print(rule.summary, markup=False)
+            out.print("\n[bold]why[/bold]")
+            out.print(rule.why, markup=False)
+            if rule.example:
+                out.print("\n[bold]example[/bold]")
+                out.print(rule.example, markup=False)
+            out.print(f"\n[bold]fires when[/bold] ({rule.match} of; after {rule.warmup_steps} warm-up steps, holding for {rule.persist_steps} steps)")
+            for c in rule.conditions:
+                out.print(f"  {c.label()} {c.op} {c.threshold:g}" + (" (optional)" if c.optional else ""), markup=False)
+            for c in rule.corroborate:
+                out.print(f"  corroborated by {c.label()} {c.op} {c.threshold:g}", markup=False)
+            out.print("\n[bold]remedies[/bold]")
+            for ref in rule.remedies:
+                r = rules.remedies[ref.id]
+                out.print(f"  - {r.title}: {r.action}\n    source: {r.source}, section “{r.section}”", markup=False)
+            out.print(f"\n[dim]{rule.source_file}[/dim]")
+            return EXIT_HEALTHY
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args.scenario, args.steps, args.log_dir, out)
+    except GanDoctorError as exc:
+        err.print(f"gandoctor: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

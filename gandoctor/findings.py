@@ -1,0 +1,83 @@
+"""The frozen records that flow from the engine to remedies and reporters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What is known about the run: flags (``d_spectral_norm``, ``critic``, ``ttur`` …) and values.
+
+    Flags name techniques the run already uses, so remedies can skip them. They come from the
+    probes (inspection of the models and optimizers), the run log header, or the user
+    (``Doctor(uses=...)`` / ``gandoctor analyze --uses``).
+    """
+
+    flags: frozenset[str] = frozenset()
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def merged(self, other: "RunContext") -> "RunContext":
+        return RunContext(self.flags | other.flags, dict(self.values) | dict(other.values))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One condition of a rule, evaluated where the finding was established."""
+
+    signal: str
+    stat: str
+    window: int
+    op: str
+    threshold: float
+    value: float
+    held: bool
+    role: str  # "condition" or "corroborate"
+
+    @property
+    def label(self) -> str:
+        return f"{self.stat}({self.signal})"
+
+
+@dataclass(frozen=True)
+class RankedRemedy:
+    id: str
+    title: str
+    action: str
+    source: str
+    section: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class SkippedRemedy:
+    id: str
+    title: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A failure mode that holds, with when it started, how sure we are and why."""
+
+    mode: str
+    rule: str
+    rule_name: str
+    summary: str
+    onset_step: int
+    last_step: int
+    active: bool
+    confidence: float
+    evidence: Mapping[str, float]
+    details: tuple[Evidence, ...]
+    also_fired: tuple[str, ...] = ()
+    remedies: tuple[RankedRemedy, ...] = ()
+    skipped_remedies: tuple[SkippedRemedy, ...] = ()
+
+
+@dataclass(frozen=True)
+class SkippedRule:
+    rule: str
+    reason: str

@@ -1,0 +1,145 @@
+"""Report: the verdict, the findings with ranked remedies, and their renderings (dict, rich text)."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .findings import Finding, RunContext, SkippedRule
+
+SCHEMA_VERSION = 1
+
+
+def _num(value: float) -> float | str | None:
+    """JSON has no NaN/inf; spell them as strings so the output stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+    skipped_rules: tuple[SkippedRule, ...] = ()
+    context: RunContext = field(default_factory=RunContext)
+    source: str = ""
+    first_step: int | None = None
+    last_step: int | None = None
+    signals: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        return "unhealthy" if self.findings else "healthy"
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(f.mode for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "gandoctor.report",
+            "version": SCHEMA_VERSION,
+            "verdict": self.verdict,
+            "source": self.source,
+            "steps": {"first": self.first_step, "last": self.last_step},
+            "findings": [
+                {
+                    "mode": f.mode,
+                    "rule": f.rule,
+                    "rule_name": f.rule_name,
+                    "summary": f.summary,
+                    "onset_step": f.onset_step,
+                    "last_step": f.last_step,
+                    "active": f.active,
+                    "confidence": f.confidence,
+                    "also_fired": list(f.also_fired),
+                    "evidence": {k: _num(v) for k, v in f.evidence.items()},
+                    "conditions": [
+                        {
+                            "signal": d.signal,
+                            "stat": d.stat,
+                            "window": d.window,
+                            "op": d.op,
+                            "threshold": _num(d.threshold),
+                            "value": _num(d.value),
+                            "held": d.held,
+                            "role": d.role,
+                        }
+                        for d in f.details
+                    ],
+                    "remedies": [
+                        {
+                            "id": r.id,
+                            "title": r.title,
+                            "action": r.action,
+                            "source": r.source,
+                            "section": r.section,
+                            "score": r.score,
+                            "reason": r.reason,
+                        }
+                        for r in f.remedies
+                    ],
+                    "skipped_remedies": [{"id": s.id, "title": s.title, "reason": s.reason} for s in f.skipped_remedies],
+                }
+                for f in self.findings
+            ],
+            "skipped_rules": [{"rule": s.rule, "reason": s.reason} for s in self.skipped_rules],
+            "context": {"flags": sorted(self.context.flags), "values": {k: _num(v) for k, v in self.context.values.items()}},
+            "signals": list(self.signals),
+            "warnings": list(self.warnings),
+        }
+
+    # -- rendering -----------------------------------------------------------------------
+    def _renderables(self, max_remedies: int = 3) -> Iterator[Any]:
+        span = f"steps {self.first_step}..{self.last_step}" if self.first_step is not None else "no steps"
+        title = Text.assemble(("gandoctor", "bold"), f" · {self.source or 'live run'} · {span}")
+        if not self.findings:
+            yield Panel(Text("HEALTHY — no failure mode holds.", style="bold green"), title=title, expand=False)
+        else:
+            modes = ", ".join(f.mode for f in self.findings)
+            yield Panel(Text(f"UNHEALTHY — {modes}", style="bold red"), title=title, expand=False)
+        for f in self.findings:
+            state = "active" if f.active else f"last held at step {f.last_step}"
+            head = Text.assemble(
+                (f"{f.mode}", "bold"),
+                f"  {f.rule} {f.rule_name}  onset step {f.onset_step}  confidence {f.confidence:.2f}  ({state})",
+            )
+            yield head
+            yield Text(f"  {f.summary}")
+            table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1), pad_edge=False)
+            table.add_column("  evidence")
+            table.add_column("value", justify="right")
+            table.add_column("rule")
+            for d in f.details:
+                mark = "✓" if d.held else "·"
+                table.add_row(f"  {mark} {d.stat}({d.signal}, {d.window})", f"{d.value:.4g}", f"{d.op} {d.threshold:g}")
+            yield table
+            if f.remedies:
+                yield Text("  remedies, best first:")
+                for i, r in enumerate(f.remedies[:max_remedies], 1):
+                    yield Text(f"   {i}. {r.title} — {r.action}")
+                    yield Text(f"      source: {r.source}, section “{r.section}”", style="dim")
+            for s in f.skipped_remedies:
+                yield Text(f"   (skipped: {s.title} — {s.reason})", style="dim")
+        for w in self.warnings:
+            yield Text(f"warning: {w}", style="yellow")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Group(*self._renderables())
+
+    def render_text(self, width: int = 100) -> str:
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=width, force_terminal=False, color_system=None, highlight=False)
+        console.print(self)
+        return buffer.getvalue()
+
+    def __str__(self) -> str:
+        return self.render_text()

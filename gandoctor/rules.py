@@ -1,0 +1,367 @@
+"""Rules as data: types, loading and validation of ``rules/*.toml``.
+
+A rule file holds one rule. Conditions use the closed vocabulary of :mod:`gandoctor.stats`
+and the operators in ``OPERATORS``; nothing in a rule file is ever executed. Thresholds may be
+numbers or the name of a key in the rule's ``[params]`` table, so a project can override them
+without copying the rule.
+"""
+
+from __future__ import annotations
+
+import math
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import RuleError
+from .stats import STATISTICS
+
+MODES: tuple[str, ...] = (
+    "mode_collapse",
+    "discriminator_dominance",
+    "generator_dominance",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "non_convergence",
+)
+OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=")
+MATCHES: tuple[str, ...] = ("all", "any")
+
+_RULE_KEYS = {
+    "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
+    "conditions", "corroborate", "remedies",
+}
+_CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional"}
+_REMEDY_REF_KEYS = {"id", "weight"}
+_PARAM_DEFAULTS = {"warmup_steps": 300.0, "persist_steps": 300.0, "window": 200.0}
+_REMEDY_KEYS = {"title", "action", "source", "section", "not_if", "prefer_if"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``stat(signal over the last `window` steps) op threshold``."""
+
+    signal: str
+    stat: str
+    op: str
+    threshold: float
+    window: int
+    level: float | None = None
+    optional: bool = False
+    threshold_param: str | None = None
+    window_from_params: bool = True
+
+    def label(self) -> str:
+        level = f", level={self.level:g}" if self.level is not None else ""
+        return f"{self.stat}({self.signal}, {self.window} steps{level})"
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.op == "<":
+            return value < self.threshold
+        if self.op == "<=":
+            return value <= self.threshold
+        if self.op == ">":
+            return value > self.threshold
+        return value >= self.threshold
+
+
+@dataclass(frozen=True)
+class RemedyRef:
+    id: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    mode: str
+    summary: str
+    why: str
+    example: str
+    match: str
+    conditions: tuple[Condition, ...]
+    corroborate: tuple[Condition, ...]
+    remedies: tuple[RemedyRef, ...]
+    skip_if: tuple[str, ...]
+    params: Mapping[str, float]
+    source_file: str
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.params["warmup_steps"])
+
+    @property
+    def persist_steps(self) -> int:
+        return int(self.params["persist_steps"])
+
+    def signals(self) -> set[str]:
+        return {c.signal for c in self.conditions + self.corroborate}
+
+
+@dataclass(frozen=True)
+class Remedy:
+    id: str
+    title: str
+    action: str
+    source: str
+    section: str
+    not_if: tuple[str, ...] = ()
+    prefer_if: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    remedies: Mapping[str, Remedy] = field(default_factory=dict)
+
+    def by_code(self, code: str) -> Rule:
+        for rule in self.rules:
+            if rule.code == code:
+                return rule
+        raise KeyError(code)
+
+
+def _where(path: Path | str, key: str) -> str:
+    return f"{path}: key '{key}'"
+
+
+def _expect(cond: bool, path: Path | str, key: str, what: str, got: Any) -> None:
+    if not cond:
+        raise RuleError(f"{_where(path, key)}: expected {what}, got {got!r}")
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed: set[str], path: Path | str, prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise RuleError(
+                f"{_where(path, prefix + key)}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_condition(raw: Any, path: Path, key: str, params: Mapping[str, float]) -> Condition:
+    _expect(isinstance(raw, dict), path, key, "a table", raw)
+    _unknown_keys(raw, _CONDITION_KEYS, path, key + ".")
+    for required in ("signal", "stat", "op", "threshold"):
+        _expect(required in raw, path, f"{key}.{required}", "a value (required)", None)
+    signal = raw["signal"]
+    _expect(isinstance(signal, str) and "." in signal, path, f"{key}.signal", "a dotted signal name such as 'loss.d'", signal)
+    stat = raw["stat"]
+    _expect(stat in STATISTICS, path, f"{key}.stat", f"one of {', '.join(sorted(STATISTICS))}", stat)
+    op = raw["op"]
+    _expect(op in OPERATORS, path, f"{key}.op", f"one of {' '.join(OPERATORS)}", op)
+    threshold_raw = raw["threshold"]
+    threshold_param = None
+    if isinstance(threshold_raw, str):
+        _expect(threshold_raw in params, path, f"{key}.threshold", f"a number or a key of [params] ({', '.join(sorted(params))})", threshold_raw)
+        threshold_param = threshold_raw
+        threshold = float(params[threshold_raw])
+    else:
+        _expect(_number(threshold_raw) and math.isfinite(threshold_raw), path, f"{key}.threshold", "a finite number", threshold_raw)
+        threshold = float(threshold_raw)
+    window_raw = raw.get("window", params["window"])
+    _expect(_number(window_raw) and window_raw >= 1, path, f"{key}.window", "a number of steps >= 1", window_raw)
+    level = raw.get("level")
+    if STATISTICS[stat].needs_level:
+        _expect(_number(level), path, f"{key}.level", f"a number (statistic '{stat}' needs a level)", level)
+    elif level is not None:
+        raise RuleError(f"{_where(path, key + '.level')}: statistic '{stat}' takes no level")
+    optional = raw.get("optional", False)
+    _expect(isinstance(optional, bool), path, f"{key}.optional", "true or false", optional)
+    return Condition(
+        signal=signal,
+        stat=stat,
+        op=op,
+        threshold=threshold,
+        window=int(window_raw),
+        level=None if level is None else float(level),
+        optional=optional,
+        threshold_param=threshold_param,
+        window_from_params="window" not in raw,
+    )
+
+
+def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
+    """Validate one rule's table; every error names ``path`` and the key."""
+    _unknown_keys(data, _RULE_KEYS, path, "")
+    for key in ("code", "name", "mode", "summary", "why", "conditions"):
+        _expect(key in data, path, key, "a value (required)", None)
+    code = data["code"]
+    _expect(isinstance(code, str) and len(code) == 5 and code.startswith("GD") and code[2:].isdigit(), path, "code", "a code like 'GD101'", code)
+    name = data["name"]
+    _expect(isinstance(name, str) and name and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
+    mode = data["mode"]
+    _expect(mode in MODES, path, "mode", f"one of {', '.join(MODES)}", mode)
+    for key in ("summary", "why"):
+        _expect(isinstance(data[key], str) and data[key].strip(), path, key, "a non-empty string", data[key])
+    example = data.get("example", "")
+    _expect(isinstance(example, str), path, "example", "a string", example)
+    match = data.get("match", "all")
+    _expect(match in MATCHES, path, "match", "'all' or 'any'", match)
+    skip_if = data.get("skip_if", [])
+    _expect(isinstance(skip_if, list) and all(isinstance(s, str) for s in skip_if), path, "skip_if", "a list of context flags", skip_if)
+
+    params_raw = data.get("params", {})
+    _expect(isinstance(params_raw, dict), path, "params", "a table of numbers", params_raw)
+    params: dict[str, float] = dict(_PARAM_DEFAULTS)
+    for key, value in params_raw.items():
+        _expect(_number(value) and math.isfinite(value), path, f"params.{key}", "a finite number", value)
+        params[key] = float(value)
+
+    conditions_raw = data["conditions"]
+    _expect(isinstance(conditions_raw, list) and conditions_raw, path, "conditions", "a non-empty array of tables ([[conditions]])", conditions_raw)
+    conditions = tuple(_parse_condition(c, path, f"conditions[{i}]", params) for i, c in enumerate(conditions_raw))
+    corroborate_raw = data.get("corroborate", [])
+    _expect(isinstance(corroborate_raw, list), path, "corroborate", "an array of tables ([[corroborate]])", corroborate_raw)
+    corroborate = tuple(_parse_condition(c, path, f"corroborate[{i}]", params) for i, c in enumerate(corroborate_raw))
+
+    remedies_raw = data.get("remedies", [])
+    _expect(isinstance(remedies_raw, list), path, "remedies", "an array of tables ([[remedies]])", remedies_raw)
+    remedies = []
+    for i, ref in enumerate(remedies_raw):
+        key = f"remedies[{i}]"
+        _expect(isinstance(ref, dict), path, key, "a table with 'id'", ref)
+        _unknown_keys(ref, _REMEDY_REF_KEYS, path, key + ".")
+        _expect(isinstance(ref.get("id"), str), path, key + ".id", "a remedy id from remedies.toml", ref.get("id"))
+        weight = ref.get("weight", 1.0)
+        _expect(_number(weight) and weight > 0, path, key + ".weight", "a positive number", weight)
+        remedies.append(RemedyRef(ref["id"], float(weight)))
+    return Rule(
+        code=code,
+        name=name,
+        mode=mode,
+        summary=data["summary"].strip(),
+        why=data["why"].strip(),
+        example=example.strip(),
+        match=match,
+        conditions=conditions,
+        corroborate=corroborate,
+        remedies=tuple(remedies),
+        skip_if=tuple(skip_if),
+        params=params,
+        source_file=str(path),
+    )
+
+
+def _read_toml(path: Path) -> Mapping[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def parse_remedies(data: Mapping[str, Any], path: Path) -> dict[str, Remedy]:
+    table = data.get("remedy")
+    _expect(isinstance(table, dict), path, "remedy", "tables [remedy.<id>]", table)
+    remedies: dict[str, Remedy] = {}
+    for rid, raw in table.items():
+        key = f"remedy.{rid}"
+        _expect(isinstance(raw, dict), path, key, "a table", raw)
+        _unknown_keys(raw, _REMEDY_KEYS, path, key + ".")
+        for req in ("title", "action", "source", "section"):
+            _expect(isinstance(raw.get(req), str) and raw[req].strip(), path, f"{key}.{req}", "a non-empty string", raw.get(req))
+        for lst in ("not_if", "prefer_if"):
+            value = raw.get(lst, [])
+            _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), path, f"{key}.{lst}", "a list of context flags", value)
+        remedies[rid] = Remedy(
+            id=rid,
+            title=raw["title"].strip(),
+            action=raw["action"].strip(),
+            source=raw["source"].strip(),
+            section=raw["section"].strip(),
+            not_if=tuple(raw.get("not_if", [])),
+            prefer_if=tuple(raw.get("prefer_if", [])),
+        )
+    return remedies
+
+
+def builtin_rules_dir() -> Path:
+    """The rules shipped with gandoctor (installed as the ``gandoctor.rules`` package data)."""
+    try:
+        from importlib.resources import files
+
+        candidate = Path(str(files("gandoctor.rules")))
+        if candidate.is_dir() and any(candidate.glob("GD*.toml")):
+            return candidate
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool = True) -> RuleSet:
+    """Load ``GD*.toml`` rules and ``remedies.toml`` from the built-in and the given folders."""
+    folders: list[Path] = [builtin_rules_dir()] if include_builtin else []
+    folders += [Path(d) for d in dirs or []]
+    rules: list[Rule] = []
+    remedies: dict[str, Remedy] = {}
+    seen: dict[str, str] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise RuleError(f"{folder}: rules folder does not exist")
+        remedy_file = folder / "remedies.toml"
+        if remedy_file.exists():
+            remedies.update(parse_remedies(_read_toml(remedy_file), remedy_file))
+        for path in sorted(folder.glob("*.toml")):
+            if path.name == "remedies.toml":
+                continue
+            rule = parse_rule(_read_toml(path), path)
+            if rule.code in seen:
+                raise RuleError(f"{path}: key 'code': duplicate rule code {rule.code} (also in {seen[rule.code]})")
+            seen[rule.code] = str(path)
+            rules.append(rule)
+    for rule in rules:
+        for i, ref in enumerate(rule.remedies):
+            if ref.id not in remedies:
+                raise RuleError(f"{rule.source_file}: key 'remedies[{i}].id': unknown remedy {ref.id!r}; known: {', '.join(sorted(remedies))}")
+    return RuleSet(tuple(sorted(rules, key=lambda r: r.code)), remedies)
+
+
+def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:
+    """Apply a project's overrides: disable rules by code or name, override ``[params]``."""
+    known = {r.code for r in rules.rules} | {r.name for r in rules.rules}
+    disabled = set(disable)
+    for item in disabled:
+        if item not in known:
+            raise RuleError(f"{origin}: key 'disable': unknown rule {item!r}; known codes: {', '.join(sorted(r.code for r in rules.rules))}")
+    for item in params:
+        if item not in known:
+            raise RuleError(f"{origin}: key 'rules.{item}': unknown rule {item!r}")
+    out: list[Rule] = []
+    for rule in rules.rules:
+        if rule.code in disabled or rule.name in disabled:
+            continue
+        override = dict(params.get(rule.code, {})) | dict(params.get(rule.name, {}))
+        if override:
+            for key, value in override.items():
+                if key not in rule.params:
+                    raise RuleError(f"{origin}: key 'rules.{rule.code}.{key}': unknown parameter; {rule.code} has {', '.join(sorted(rule.params))}")
+                if not _number(value) or not math.isfinite(value):
+                    raise RuleError(f"{origin}: key 'rules.{rule.code}.{key}': expected a finite number, got {value!r}")
+            new_params = dict(rule.params) | {k: float(v) for k, v in override.items()}
+
+            def rebind(c: Condition) -> Condition:
+                window = int(new_params["window"]) if c.window_from_params else c.window
+                threshold = new_params[c.threshold_param] if c.threshold_param else c.threshold
+                return replace(c, threshold=threshold, window=window)
+
+            rule = replace(
+                rule,
+                params=new_params,
+                conditions=tuple(rebind(c) for c in rule.conditions),
+                corroborate=tuple(rebind(c) for c in rule.corroborate),
+            )
+        out.append(rule)
+    return RuleSet(tuple(out), rules.remedies)

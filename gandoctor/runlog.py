@@ -1,0 +1,97 @@
+"""The run log: append-only JSON Lines with a versioned schema, written by the Doctor.
+
+Why JSON Lines: one self-contained record per line means a crash can only damage the last
+line, which the reader skips with a warning; it is greppable, streamable, and needs nothing
+outside the standard library. Lines:
+
+- ``{"type": "header", "schema": "gandoctor.runlog", "version": 1, "capacity": 4096, "context": {...}}``
+- ``{"type": "step", "step": 120, "s": {"loss.d": 0.69, "grad_norm.g": "nan", ...}}``
+- ``{"type": "context", "context": {...}}`` (later facts about the run, merged in order)
+- ``{"type": "event", "step": 120, "level": "warning", "message": "..."}``
+
+Non-finite values are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` so every line is
+strict JSON. Flushing: records are buffered and written to the OS at most every
+``flush_seconds`` seconds (default 2) or every ``flush_records`` records, and on close; so a
+killed process loses at most that much, and never a complete line already flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import IO, Any, Mapping
+
+SCHEMA = "gandoctor.runlog"
+VERSION = 1
+LOG_NAME = "gandoctor.jsonl"
+
+
+def encode_value(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def round_value(value: float) -> float:
+    """The precision the log keeps (float32-like); the live log records the same value."""
+    if not math.isfinite(value) or value == 0.0:
+        return value
+    return float(f"{value:.7g}")
+
+
+class RunLogWriter:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str],
+        context: Mapping[str, Any],
+        capacity: int,
+        flush_seconds: float = 2.0,
+        flush_records: int = 200,
+    ) -> None:
+        self.path = Path(log_dir) / LOG_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] | None = self.path.open("a", encoding="utf-8")
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
+        self.flush_seconds = flush_seconds
+        self.flush_records = flush_records
+        self._append({"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": capacity, "context": dict(context)})
+        self.flush()
+
+    def _append(self, record: Mapping[str, Any]) -> None:
+        self._pending.append(json.dumps(record, separators=(",", ":"), allow_nan=False))
+        if len(self._pending) >= self.flush_records or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def write_step(self, step: int, values: Mapping[str, float]) -> None:
+        self._append({"type": "step", "step": int(step), "s": {k: encode_value(v) for k, v in values.items()}})
+
+    def write_context(self, context: Mapping[str, Any]) -> None:
+        self._append({"type": "context", "context": dict(context)})
+
+    def write_event(self, step: int | None, level: str, message: str) -> None:
+        self._append({"type": "event", "step": step, "level": level, "message": message})
+
+    def flush(self) -> None:
+        if self._fh is None:
+            return
+        if self._pending:
+            # One write call per batch of complete lines: a kill leaves at most one partial line.
+            self._fh.write("\n".join(self._pending) + "\n")
+            self._pending.clear()
+        self._fh.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        self.flush()
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError:
+            pass
+        self._fh.close()
+        self._fh = None

@@ -1,0 +1,192 @@
+"""The signal log: named series of (step, value) with bounded memory. No torch here.
+
+Every series keeps at most ``capacity`` points. When it is full, neighbouring points are
+merged pairwise (mean of the finite values, counts of samples and of non-finite samples kept),
+so a run of millions of steps keeps its whole history at a coarser resolution while memory
+stays flat. A point therefore stands for ``count`` raw samples, ``nonfinite`` of which were
+NaN or inf.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from .errors import SignalError
+
+#: The documented signal vocabulary. Readers map foreign names onto these; probes write them.
+#: Per-layer series are written as ``grad_norm.d.layer.<module>`` / ``grad_norm.g.layer.<module>``.
+SIGNALS: Mapping[str, str] = {
+    "loss.d": "discriminator / critic loss, as passed to Doctor.step",
+    "loss.g": "generator loss, as passed to Doctor.step",
+    "d_out.real": "mean raw D output on the real batch (logit, probability or critic score)",
+    "d_out.fake": "mean raw D output on the fake batch",
+    "d_prob.real": "mean D(x) as a probability (sigmoid of logits); absent for critics",
+    "d_prob.fake": "mean D(G(z)) as a probability; absent for critics",
+    "d.auc": "P(D(real) > D(fake)) over the batch pairs: 1 = D separates perfectly, 0.5 = cannot tell, <0.5 = fooled",
+    "grad_norm.d": "global L2 norm of D's gradients at its optimizer step (mean over D steps since the last doctor step)",
+    "grad_norm.g": "global L2 norm of G's gradients at its optimizer step",
+    "grad_nonfinite.d": "number of D parameters whose gradient held NaN/inf at the optimizer step",
+    "grad_nonfinite.g": "number of G parameters whose gradient held NaN/inf at the optimizer step",
+    "opt_steps.d": "D optimizer steps since the last doctor step",
+    "opt_steps.g": "G optimizer steps since the last doctor step",
+    "weight_norm.d": "global L2 norm of D's weights",
+    "weight_norm.g": "global L2 norm of G's weights",
+    "sigma_max.d": "largest singular value over D's weight matrices (power iteration, raw weights)",
+    "feat.diversity_ratio": "mean pairwise distance among fake features / the same among real features",
+    "feat.coverage": "coverage (Naeem et al. 2020): share of real samples whose k-NN ball holds a fake",
+    "feat.coverage_ratio": "feat.coverage divided by the coverage of a second real set at the same size",
+    "feat.precision": "improved precision (Kynkaanniemi et al. 2019): share of fakes inside the real k-NN manifold",
+    "feat.dup_rate": "share of fakes whose nearest other fake is closer than a tenth of the typical real neighbour distance",
+    "feat.fake_shift": "distance moved by the fake feature centroid since the last measurement, in units of real spread",
+}
+
+_NAME = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
+
+
+def check_signal_name(name: str) -> str:
+    """Return ``name`` if it is a dotted lowercase signal name, else raise SignalError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SignalError(
+            f"signal name {name!r} is not valid: expected dotted lowercase words such as 'loss.d'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    """A read-only snapshot of one series (arrays are copies)."""
+
+    name: str
+    steps: np.ndarray  # int64, increasing
+    values: np.ndarray  # float64, mean of finite samples (NaN where all were non-finite)
+    counts: np.ndarray  # int64, raw samples per point
+    nonfinite: np.ndarray  # int64, non-finite raw samples per point
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+
+class Series:
+    """One bounded, decimating series."""
+
+    __slots__ = ("name", "capacity", "_steps", "_values", "_counts", "_nonfinite", "_n")
+
+    def __init__(self, name: str, capacity: int) -> None:
+        if capacity < 16 or capacity % 2:
+            raise SignalError(f"capacity must be an even number >= 16, got {capacity}")
+        self.name = name
+        self.capacity = capacity
+        size = min(capacity, 64)  # grow on demand: thousands of rarely-written series stay cheap
+        self._steps = np.zeros(size, dtype=np.int64)
+        self._values = np.zeros(size, dtype=np.float64)
+        self._counts = np.zeros(size, dtype=np.int64)
+        self._nonfinite = np.zeros(size, dtype=np.int64)
+        self._n = 0
+
+    def _grow(self) -> None:
+        size = min(self.capacity, 2 * self._steps.shape[0])
+        for attr in ("_steps", "_values", "_counts", "_nonfinite"):
+            old = getattr(self, attr)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, attr, new)
+
+    def append(self, step: int, value: float) -> None:
+        if self._n and step < self._steps[self._n - 1]:
+            # Out-of-order steps (a resumed run re-logging old steps) are dropped rather than
+            # corrupting the ordering every statistic relies on.
+            return
+        if self._n == self.capacity:
+            self._decimate()
+        elif self._n == self._steps.shape[0]:
+            self._grow()
+        finite = math.isfinite(value)
+        i = self._n
+        self._steps[i] = step
+        self._values[i] = value if finite else math.nan
+        self._counts[i] = 1
+        self._nonfinite[i] = 0 if finite else 1
+        self._n += 1
+
+    def _decimate(self) -> None:
+        half = self.capacity // 2
+        counts = self._counts.reshape(half, 2)
+        nonfinite = self._nonfinite.reshape(half, 2)
+        values = self._values.reshape(half, 2)
+        finite_counts = counts - nonfinite
+        weights = np.where(np.isfinite(values), finite_counts, 0)
+        total = weights.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            merged = np.where(total > 0, np.nansum(values * weights, axis=1) / np.maximum(total, 1), np.nan)
+        self._steps[:half] = self._steps.reshape(half, 2)[:, 1]
+        self._values[:half] = merged
+        self._counts[:half] = counts.sum(axis=1)
+        self._nonfinite[:half] = nonfinite.sum(axis=1)
+        self._n = half
+
+    def view(self) -> SeriesView:
+        n = self._n
+        return SeriesView(
+            self.name,
+            self._steps[:n].copy(),
+            self._values[:n].copy(),
+            self._counts[:n].copy(),
+            self._nonfinite[:n].copy(),
+        )
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class SignalLog:
+    """Named series of (step, value). Append-only, memory bounded by ``capacity`` per series."""
+
+    def __init__(self, capacity: int = 4096, max_series: int = 4096) -> None:
+        self.capacity = capacity
+        self.max_series = max_series
+        self._series: dict[str, Series] = {}
+        self.last_step: int | None = None
+        self.first_step: int | None = None
+
+    def record(self, step: int, values: Mapping[str, float]) -> None:
+        """Append one step's values. Unknown new names beyond ``max_series`` are ignored."""
+        for name, value in values.items():
+            series = self._series.get(name)
+            if series is None:
+                if len(self._series) >= self.max_series:
+                    continue
+                series = self._series[name] = Series(name, self.capacity)
+            series.append(int(step), float(value))
+        if values:
+            if self.first_step is None:
+                self.first_step = int(step)
+            if self.last_step is None or step > self.last_step:
+                self.last_step = int(step)
+
+    def names(self) -> list[str]:
+        return sorted(self._series)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._series
+
+    def get(self, name: str) -> SeriesView | None:
+        series = self._series.get(name)
+        return None if series is None or not len(series) else series.view()
+
+    def views(self) -> Iterator[SeriesView]:
+        for name in self.names():
+            view = self.get(name)
+            if view is not None:
+                yield view
+
+    @classmethod
+    def from_records(cls, records: Iterable[tuple[int, Mapping[str, float]]], capacity: int = 4096) -> "SignalLog":
+        log = cls(capacity=capacity)
+        for step, values in records:
+            log.record(step, values)
+        return log

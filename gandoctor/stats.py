@@ -1,0 +1,198 @@
+"""The closed vocabulary of windowed statistics rules may use. Pure numpy, no torch.
+
+Every statistic is evaluated on a grid of steps: at grid step ``t`` it sees the points of one
+series whose step lies in ``(t - window, t]``. A statistic that cannot be computed (no finite
+values in the window, no reference yet) is NaN, and a condition on NaN never holds.
+Reference statistics compare the current window's median with earlier windows:
+``log10_vs_start`` with the first window of the series, ``log10_vs_peak`` / ``log10_vs_trough``
+with the highest / lowest window median seen on the grid before ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .signals import SeriesView
+
+WindowFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float | None], float]
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A registered statistic: its name, what it means, whether it needs ``level``, its cost."""
+
+    name: str
+    doc: str
+    needs_level: bool = False
+    reference: str | None = None  # None | "start" | "peak" | "trough"
+    cost: str = "O(window)"
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def _median(steps: np.ndarray, values: np.ndarray, counts: np.ndarray, nonfinite: np.ndarray, level: float | None) -> float:
+    v = _finite(values)
+    return float(np.median(v)) if v.size else math.nan
+
+
+def _mean(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(v.mean()) if v.size else math.nan
+
+
+def _std(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(v.std()) if v.size >= 2 else math.nan
+
+
+def _min(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(v.min()) if v.size else math.nan
+
+
+def _max(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(v.max()) if v.size else math.nan
+
+
+def _last(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(v[-1]) if v.size else math.nan
+
+
+def _cv(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    if v.size < 2:
+        return math.nan
+    m = abs(float(v.mean()))
+    return float(v.std()) / m if m > 1e-12 else math.nan
+
+
+def _slope(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    mask = np.isfinite(values)
+    if mask.sum() < 3:
+        return math.nan
+    x = steps[mask].astype(np.float64)
+    y = values[mask]
+    x = x - x.mean()
+    denom = float((x * x).sum())
+    if denom <= 0:
+        return math.nan
+    return float((x * (y - y.mean())).sum() / denom) * 1000.0
+
+
+def _rel_slope(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    s = _slope(steps, values, counts, nonfinite, level)
+    med = _median(steps, values, counts, nonfinite, level)
+    if not math.isfinite(s) or not math.isfinite(med) or abs(med) < 1e-12:
+        return math.nan
+    return s / abs(med)
+
+
+def _nonfinite_frac(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    total = int(counts.sum())
+    return float(nonfinite.sum()) / total if total else math.nan
+
+
+def _frac_above(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float((v > level).mean()) if v.size else math.nan
+
+
+def _frac_below(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float((v < level).mean()) if v.size else math.nan
+
+
+_WINDOW_FNS: dict[str, WindowFn] = {}
+STATISTICS: dict[str, Statistic] = {}
+
+
+def register_statistic(stat: Statistic, fn: WindowFn | None) -> None:
+    """Add a statistic to the closed vocabulary. Duplicate names fail fast."""
+    if stat.name in STATISTICS:
+        raise ValueError(f"statistic {stat.name!r} is already registered")
+    STATISTICS[stat.name] = stat
+    if fn is not None:
+        _WINDOW_FNS[stat.name] = fn
+
+
+for _stat, _fn in [
+    (Statistic("mean", "mean of the finite values in the window"), _mean),
+    (Statistic("median", "median of the finite values in the window"), _median),
+    (Statistic("std", "standard deviation of the finite values"), _std),
+    (Statistic("min", "smallest finite value"), _min),
+    (Statistic("max", "largest finite value"), _max),
+    (Statistic("last", "most recent finite value"), _last),
+    (Statistic("cv", "coefficient of variation: std / |mean|"), _cv),
+    (Statistic("slope", "least-squares slope per 1000 steps"), _slope),
+    (Statistic("rel_slope", "slope per 1000 steps divided by |median|"), _rel_slope),
+    (Statistic("nonfinite_frac", "share of raw samples that were NaN or inf"), _nonfinite_frac),
+    (Statistic("frac_above", "share of finite values above `level`", needs_level=True), _frac_above),
+    (Statistic("frac_below", "share of finite values below `level`", needs_level=True), _frac_below),
+    (Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"), None),
+    (Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"), None),
+    (Statistic("log10_vs_trough", "log10 of window median / lowest earlier window median", reference="trough"), None),
+]:
+    register_statistic(_stat, _fn)
+
+
+def _log10_ratio(num: float, den: float) -> float:
+    if not (math.isfinite(num) and math.isfinite(den)):
+        return math.nan
+    num, den = abs(num), abs(den)
+    if den <= 0:
+        return math.nan
+    if num <= 0:
+        return -12.0  # an exact zero is "many orders of magnitude below"; keep it finite
+    return math.log10(num / den)
+
+
+def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, level: float | None = None) -> np.ndarray:
+    """Value of ``stat_name`` over ``(t - window, t]`` for every ``t`` in ``grid``."""
+    stat = STATISTICS[stat_name]
+    steps = view.steps
+    starts = np.searchsorted(steps, grid - window, side="right")
+    ends = np.searchsorted(steps, grid, side="right")
+    out = np.full(grid.shape[0], math.nan)
+    if stat.reference is None:
+        fn = _WINDOW_FNS[stat_name]
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            if b > a:
+                out[i] = fn(steps[a:b], view.values[a:b], view.counts[a:b], view.nonfinite[a:b], level)
+        return out
+
+    medians = np.full(grid.shape[0], math.nan)
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        if b > a:
+            medians[i] = _median(steps[a:b], view.values[a:b], view.counts[a:b], view.nonfinite[a:b], None)
+    if stat.reference == "start":
+        first_end = np.searchsorted(steps, steps[0] + window, side="right") if steps.size else 0
+        ref = _median(steps[:first_end], view.values[:first_end], view.counts[:first_end], view.nonfinite[:first_end], None)
+        for i in range(grid.shape[0]):
+            out[i] = _log10_ratio(medians[i], ref)
+        return out
+    best = math.nan
+    for i in range(grid.shape[0]):
+        if math.isfinite(best):
+            out[i] = _log10_ratio(medians[i], best)
+        m = medians[i]
+        if math.isfinite(m):
+            if not math.isfinite(best):
+                best = m
+            elif stat.reference == "peak":
+                best = max(best, m)
+            else:
+                best = min(best, m)
+    return out
+
+
+def describe(stat_name: str) -> Mapping[str, str]:
+    stat = STATISTICS[stat_name]
+    return {"name": stat.name, "doc": stat.doc, "cost": stat.cost}

@@ -1,0 +1,4 @@
+import torch
+
+# Two cores on CI; tests should not oversubscribe them.
+torch.set_num_threads(1)

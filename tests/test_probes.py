@@ -1,0 +1,213 @@
+"""The Doctor: what it records, that it leaves training untouched, and that faults stay contained."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gandoctor
+from gandoctor.analysis import analyze
+from gandoctor.probes import Schedule
+
+
+def make_models(seed: int = 0, cond: bool = False, sn: bool = False) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(4, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 2))
+    lin = nn.Linear(32, 1)
+    if sn:
+        lin = nn.utils.parametrizations.spectral_norm(lin)
+    D = nn.Sequential(nn.Linear(2, 32), nn.BatchNorm1d(32), nn.LeakyReLU(0.2), nn.Dropout(0.3), lin)
+    return G, D
+
+
+class CondD(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(3, 2)
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+        self.seen_labels: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.seen_labels.append(y)
+        return self.net(torch.cat([x, self.emb(y)], dim=1))
+
+
+def train(steps: int, doctor_kwargs: dict | None, seed: int = 0, d_steps: int = 1, pass_outputs: bool = False, sn: bool = False):
+    G, D = make_models(seed, sn=sn)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    doctor = None
+    if doctor_kwargs is not None:
+        doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, **doctor_kwargs)
+    torch.manual_seed(seed + 100)
+    for _ in range(steps):
+        for _ in range(d_steps):
+            real = torch.randn(64, 2) * 0.1 + torch.tensor([1.0, -1.0])
+            fake = G(torch.randn(64, 4))
+            d_real, d_fake = D(real), D(fake.detach())
+            d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = bce(D(fake), torch.ones_like(d_fake))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        if doctor is not None:
+            extra = {"d_real": d_real, "d_fake": d_fake} if pass_outputs else {}
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, **extra)
+    return G, D, doctor
+
+
+def state(*modules: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for m in modules for t in list(m.parameters()) + list(m.buffers())]
+
+
+def test_training_is_bit_identical_with_and_without_the_doctor(tmp_path):
+    # D has BatchNorm and Dropout; the doctor runs its own D forwards (no d_real passed).
+    schedule = Schedule(d_probe_every=1, feature_every=1, sample_stats_every=5, weight_every=3, flush_every=4)
+    G0, D0, _ = train(40, None)
+    G1, D1, doctor = train(40, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    doctor.close()
+    for a, b in zip(state(G0, D0), state(G1, D1)):
+        assert torch.equal(a, b)
+    assert G1.training and D1.training
+    assert all(p.requires_grad for p in list(G1.parameters()) + list(D1.parameters()))
+    assert "d.auc" in doctor.signals and "feat.coverage" in doctor.signals
+
+
+def test_spectral_norm_vectors_and_rng_are_untouched(tmp_path):
+    schedule = Schedule(d_probe_every=1, weight_every=1, flush_every=2)
+    G0, D0, _ = train(15, None, sn=True)
+    rng_without = torch.get_rng_state()
+    G1, D1, doctor = train(15, {"schedule": schedule, "strict": True}, sn=True)
+    rng_with = torch.get_rng_state()
+    for a, b in zip(state(G0, D0), state(G1, D1)):
+        assert torch.equal(a, b)
+    assert torch.equal(rng_without, rng_with)
+    assert "d_spectral_norm" in doctor.context.flags
+
+
+def test_grad_norms_are_the_ones_the_optimizer_applies():
+    torch.manual_seed(0)
+    D = nn.Linear(3, 1)
+    G = nn.Linear(2, 3)
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
+    doctor = gandoctor.Doctor(G, D, d_optimizer=opt_d, schedule=Schedule(flush_every=1), strict=True)
+    expected = []
+    for _ in range(3):
+        loss = D(torch.randn(8, 3)).pow(2).mean()
+        opt_d.zero_grad()
+        loss.backward()
+        expected.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in D.parameters()])).item())
+        opt_d.step()
+    doctor.step(d_loss=loss)
+    view = doctor.signals.get("grad_norm.d")
+    assert view is not None
+    assert view.values[-1] == pytest.approx(sum(expected) / 3, rel=1e-5)
+    assert doctor.signals.get("opt_steps.d").values[-1] == 3
+
+
+def test_several_d_steps_per_g_step_are_counted_and_flagged():
+    _, _, doctor = train(30, {"schedule": Schedule(flush_every=5), "strict": True}, d_steps=3, pass_outputs=True)
+    doctor.close()
+    assert set(doctor.signals.get("opt_steps.d").values.tolist()) == {3.0}
+    assert set(doctor.signals.get("opt_steps.g").values.tolist()) == {1.0}
+    assert "multi_d_steps" in doctor.context.flags
+
+
+def test_a_failing_probe_is_reported_once_and_switched_off(caplog):
+    calls = []
+
+    def broken_features(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        raise RuntimeError("feature extractor exploded")
+
+    G0, D0, _ = train(30, None)
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        G1, D1, doctor = train(30, {"features": broken_features, "schedule": Schedule(feature_every=1)})
+    assert len(calls) == 1
+    assert "features" in doctor.disabled_probes
+    assert sum("feature extractor exploded" in r.getMessage() for r in caplog.records) == 1
+    for a, b in zip(state(G0, D0), state(G1, D1)):
+        assert torch.equal(a, b)
+    assert "loss.d" in doctor.report().signals
+
+
+def test_strict_mode_reraises():
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        train(3, {"features": broken, "schedule": Schedule(feature_every=1), "strict": True})
+
+
+def test_non_finite_losses_are_data_not_crashes(tmp_path):
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, log_dir=tmp_path, schedule=Schedule(flush_every=3), strict=True)
+    for step in range(400):
+        bad = step >= 100
+        doctor.step(d_loss=torch.tensor(float("nan") if bad else 0.7), g_loss=float("inf") if bad else 0.7)
+    report = doctor.report()
+    doctor.close()
+    assert "exploding_gradients" in report.modes
+    finding = next(f for f in report.findings if f.mode == "exploding_gradients")
+    assert 100 <= finding.onset_step <= 150
+
+
+def test_conditional_discriminator_gets_the_labels():
+    torch.manual_seed(0)
+    G, D = nn.Linear(4, 2), CondD()
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(d_probe_every=1), strict=True)
+    y = torch.randint(0, 3, (16,))
+    doctor.step(d_loss=0.5, g_loss=0.5, real=torch.randn(16, 2), fake=G(torch.randn(16, 4)), labels=y)
+    assert len(D.seen_labels) == 2 and torch.equal(D.seen_labels[0], y)
+    doctor.close()
+    assert "d.auc" in doctor.signals
+
+
+def test_negative_d_loss_marks_a_critic():
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1), strict=True)
+    doctor.step(d_loss=-0.3, g_loss=0.2)
+    assert "critic" in doctor.context.flags
+
+
+def test_live_report_and_cli_agree(tmp_path):
+    # The recipe that collapses in the demo: the live report and the log read back must agree.
+    from gandoctor.demo import RECIPES, train as demo_train
+
+    with demo_train(RECIPES["collapse"], 900, tmp_path / "run") as doctor:
+        live = doctor.report()
+    offline = analyze(tmp_path / "run")
+    assert live.verdict == offline.verdict
+    assert [(f.mode, f.rule, f.onset_step, f.confidence) for f in live.findings] == [
+        (f.mode, f.rule, f.onset_step, f.confidence) for f in offline.findings
+    ]
+    assert live.context.flags == offline.context.flags
+
+
+def test_rejects_bad_arguments():
+    G, D = make_models()
+    with pytest.raises(TypeError, match="discriminator must be a torch.nn.Module"):
+        gandoctor.Doctor(G, "not a module")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="d_output"):
+        gandoctor.Doctor(G, D, d_output="softmax")
+    with pytest.raises(ValueError, match="Schedule.flush_every"):
+        Schedule(flush_every=0)
+
+
+def test_memory_stays_bounded_over_many_steps():
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, capacity=64, schedule=Schedule(flush_every=50), strict=True)
+    for step in range(5000):
+        doctor.step(d_loss=0.69 + 0.01 * math.sin(step), g_loss=0.7)
+    doctor.close()
+    view = doctor.signals.get("loss.d")
+    assert len(view) <= 64
+    assert int(view.counts.sum()) == 5000

@@ -140,16 +140,16 @@ class _GradTap:
             if not params:
                 return
             with torch.no_grad():
-                norms = torch._foreach_norm([p.grad for p in params])
-                stacked = torch.stack([n.float() for n in norms])
-                global_norm = torch.linalg.vector_norm(stacked)
-                bad = (~torch.isfinite(stacked)).sum()
+                # Few kernels, no sync: one fused per-tensor norm, one stack, one norm.
+                norms = torch.stack(torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32))
+                global_norm = torch.linalg.vector_norm(norms)
                 self.total = global_norm if self.total is None else self.total + global_norm
-                self.nonfinite = bad if self.nonfinite is None else self.nonfinite + bad
                 self.steps += 1
                 if self.want_layers:
+                    # Per-layer detail only on the layer schedule.
+                    self.nonfinite = (~torch.isfinite(norms)).sum()
                     sq: dict[str, list[torch.Tensor]] = {}
-                    for p, n in zip(params, stacked):
+                    for p, n in zip(params, norms):
                         sq.setdefault(_layer_of(self.names.get(id(p), "unnamed")), []).append(n)
                     self.layers = {k: torch.linalg.vector_norm(torch.stack(v)) for k, v in sq.items()}
         except Exception as exc:  # never let a probe break optimizer.step()
@@ -158,8 +158,9 @@ class _GradTap:
 
     def take(self) -> tuple[dict[str, torch.Tensor | float], dict[str, torch.Tensor]]:
         out: dict[str, torch.Tensor | float] = {}
-        if self.steps and self.total is not None and self.nonfinite is not None:
+        if self.steps and self.total is not None:
             out["grad_norm"] = self.total / self.steps
+        if self.nonfinite is not None:
             out["grad_nonfinite"] = self.nonfinite.float()
         out["opt_steps"] = float(self.steps)
         layers = self.layers

@@ -22,8 +22,8 @@ SHARED_BOOST = 1.25
 def rank(findings: tuple[Finding, ...], rules: RuleSet, context: RunContext) -> tuple[Finding, ...]:
     wanted: Counter[str] = Counter()
     for finding in findings:
-        for code in (finding.rule, *finding.also_fired):
-            wanted.update({ref.id for ref in _rule_refs(rules, code)})
+        # Count findings, not rules: rules merged into one finding (also_fired) are one finding.
+        wanted.update({ref.id for code in (finding.rule, *finding.also_fired) for ref in _rule_refs(rules, code)})
     ranked: list[Finding] = []
     for finding in findings:
         refs: dict[str, float] = {}

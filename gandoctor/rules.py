@@ -157,7 +157,7 @@ def _parse_condition(raw: Any, path: Path, key: str, params: Mapping[str, float]
     signal = raw["signal"]
     _expect(isinstance(signal, str) and "." in signal, path, f"{key}.signal", "a dotted signal name such as 'loss.d'", signal)
     stat = raw["stat"]
-    _expect(stat in STATISTICS, path, f"{key}.stat", f"one of {', '.join(sorted(STATISTICS))}", stat)
+    _expect(isinstance(stat, str) and stat in STATISTICS, path, f"{key}.stat", f"one of {', '.join(sorted(STATISTICS))}", stat)
     op = raw["op"]
     _expect(op in OPERATORS, path, f"{key}.op", f"one of {' '.join(OPERATORS)}", op)
     threshold_raw = raw["threshold"]

@@ -1,0 +1,138 @@
+"""Step-time overhead of the default Doctor against the bare loop, measured side by side.
+
+Two identical copies of each model train in the same process, one bare and one watched, in
+alternating blocks (bare, doctor, bare, doctor, ...) so drift in machine load hits both equally; the ratio of medians of per-block step times is
+reported. Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is
+so cheap that any fixed cost shows) and a small DCGAN-style conv GAN on 32x32 images.
+
+    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--device cpu|cuda] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+import gandoctor
+
+
+def mlp_gan() -> tuple[nn.Module, nn.Module, int, tuple[int, ...]]:
+    G = nn.Sequential(nn.Linear(8, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 2))
+    D = nn.Sequential(nn.Linear(2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1))
+    return G, D, 8, (2,)
+
+
+def conv_gan() -> tuple[nn.Module, nn.Module, int, tuple[int, ...]]:
+    G = nn.Sequential(
+        nn.Unflatten(1, (64, 1, 1)),
+        nn.ConvTranspose2d(64, 128, 4, 1, 0), nn.BatchNorm2d(128), nn.ReLU(),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.ConvTranspose2d(32, 3, 4, 2, 1), nn.Tanh(),
+    )
+    D = nn.Sequential(
+        nn.Conv2d(3, 32, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(32, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+        nn.Conv2d(128, 1, 4, 1, 0), nn.Flatten(),
+    )
+    return G, D, 64, (3, 32, 32)
+
+
+def run_block(models, steps: int, batch: int, device: torch.device, doctor: gandoctor.Doctor | None, state: dict) -> float:
+    G, D, opt_g, opt_d, z_dim, shape = models
+    bce = nn.BCEWithLogitsLoss()
+    ones = torch.ones(batch, 1, device=device)
+    zeros = torch.zeros(batch, 1, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        real = torch.randn(batch, *shape, device=device)
+        fake = G(torch.randn(batch, z_dim, device=device))
+        d_loss = bce(D(real), ones) + bce(D(fake.detach()), zeros)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), ones)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        if doctor is not None:
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, step=state["step"])
+        state["step"] += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def build(factory, device: torch.device):
+    torch.manual_seed(0)
+    G, D, z_dim, shape = factory()
+    G, D = G.to(device), D.to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    return G, D, opt_g, opt_d, z_dim, shape
+
+
+def measure(name: str, factory, blocks: int, steps: int, batch: int, device: torch.device) -> dict:
+    # Two identical copies of the models: one bare, one watched; their blocks alternate.
+    bare_models, doc_models = build(factory, device), build(factory, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_state, doc_state = {"step": 0}, {"step": 0}
+        G, D, opt_g, opt_d, _, _ = doc_models
+        doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=tmp)
+        run_block(bare_models, max(5, steps // 4), batch, device, None, bare_state)  # warm-up
+        run_block(doc_models, max(5, steps // 4), batch, device, doctor, doc_state)
+        bare, doc = [], []
+        for _ in range(blocks):
+            bare.append(run_block(bare_models, steps, batch, device, None, bare_state))
+            doc.append(run_block(doc_models, steps, batch, device, doctor, doc_state))
+        doctor.close()
+    ratio = statistics.median(doc) / statistics.median(bare)
+    return {
+        "model": name,
+        "batch": batch,
+        "bare_ms": round(statistics.median(bare) * 1e3, 3),
+        "doctor_ms": round(statistics.median(doc) * 1e3, 3),
+        "ratio": round(ratio, 4),
+        "blocks": blocks,
+        "steps_per_block": steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    results = [
+        measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device),
+        measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device),
+    ]
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}"
+    if device.type == "cuda":
+        machine += f" ({torch.cuda.get_device_name(device)})"
+    print(f"machine: {machine}")
+    print(f"{'model':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}")
+    for r in results:
+        print(f"{r['model']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": machine, "results": results}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""gandoctor.engine mechanics on tiny custom rules: warm-up, persistence, onset, match, skip_if, merging.
+
+These tests check the evaluation machinery with hand-made signals and rules written into
+tmp_path. They say nothing about whether the built-in rules detect real failures; that is
+tested on recorded runs elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gandoctor import RunContext, load_rules
+from gandoctor.engine import MAX_GRID_POINTS, evaluate, evaluate_rule, make_grid, merge_by_mode
+from gandoctor.findings import Finding, SkippedRule
+from gandoctor.signals import SignalLog
+
+REMEDIES = '''
+[remedy.r1]
+title = "Remedy one"
+action = "Do it."
+source = "[X] src"
+section = "1"
+'''
+
+
+def cond(signal: str, op: str = ">", threshold: float = 0.5, stat: str = "last", window: int = 1, optional: bool = False) -> str:
+    return (
+        f'[[conditions]]\nsignal = "{signal}"\nstat = "{stat}"\nop = "{op}"\nthreshold = {threshold}\n'
+        f"window = {window}\noptional = {'true' if optional else 'false'}\n"
+    )
+
+
+def rule_text(code: str, *conds: str, mode: str = "mode_collapse", warmup: int = 0, persist: int = 50, match: str = "all", skip_if=(), corroborate: str = "") -> str:
+    skip = ", ".join(f'"{s}"' for s in skip_if)
+    return (
+        f'code = "{code}"\nname = "rule-{code.lower()}"\nmode = "{mode}"\nsummary = "summary {code}"\nwhy = "why"\n'
+        f'match = "{match}"\nskip_if = [{skip}]\n'
+        f"[params]\nwarmup_steps = {warmup}\npersist_steps = {persist}\nwindow = 1\n"
+        + "".join(conds)
+        + corroborate
+        + '[[remedies]]\nid = "r1"\n'
+    )
+
+
+def ruleset(tmp_path: Path, *texts: str):
+    folder = tmp_path / "rules"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "remedies.toml").write_text(REMEDIES, encoding="utf-8")
+    for text in texts:
+        code = text.split('"')[1]
+        (folder / f"{code}.toml").write_text(text, encoding="utf-8")
+    return load_rules([folder], include_builtin=False)
+
+
+def signal_log(n: int = 200, **series: np.ndarray) -> SignalLog:
+    log = SignalLog(capacity=4096)
+    for step in range(n):
+        log.record(step, {name.replace("_", "."): float(values[step]) for name, values in series.items()})
+    return log
+
+
+def on_between(n: int, *spans: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(n)
+    for a, b in spans:
+        out[a : b + 1] = 1.0
+    return out
+
+
+def only(result) -> Finding:
+    assert len(result.findings) == 1, result
+    return result.findings[0]
+
+
+# -- grid -------------------------------------------------------------------------------
+def test_grid_includes_last_step_and_is_bounded():
+    grid = make_grid(0, 10, 1)
+    assert grid.tolist() == list(range(11))
+    big = make_grid(0, 1_000_003, 1)
+    assert big[0] == 0 and big[-1] == 1_000_003
+    assert big.size <= MAX_GRID_POINTS + 1
+    assert np.all(np.diff(big) > 0)
+
+
+def test_grid_stride_follows_shortest_window():
+    grid = make_grid(0, 800, 80)
+    assert np.diff(grid)[:-1].tolist() == [10] * (grid.size - 2)
+
+
+# -- onset, persistence, warm-up ------------------------------------------------------------
+def test_onset_is_first_step_of_the_streak(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
+    f = only(evaluate(signal_log(x_a=on_between(200, (100, 199))), rules))
+    assert (f.rule, f.mode, f.onset_step, f.last_step, f.active) == ("GD900", "mode_collapse", 100, 199, True)
+
+
+def test_persistence_boundary(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
+    # holds over steps 100..149: a streak of 49 steps is not enough
+    assert evaluate(signal_log(x_a=on_between(200, (100, 149))), rules).findings == ()
+    # 100..150 spans 50 steps: fires, and is no longer active at the end of the run
+    f = only(evaluate(signal_log(x_a=on_between(200, (100, 150))), rules))
+    assert (f.onset_step, f.last_step, f.active) == (100, 150, False)
+
+
+def test_short_streaks_do_not_add_up(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
+    x = on_between(300, (10, 40), (42, 80), (150, 160))
+    assert evaluate(signal_log(300, x_a=x), rules).findings == ()
+    # a later long streak fires, with its own onset
+    x = on_between(300, (10, 40), (150, 260))
+    f = only(evaluate(signal_log(300, x_a=x), rules))
+    assert f.onset_step == 150 and f.last_step == 260
+
+
+def test_warmup_hides_early_streaks_and_clamps_onset(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), warmup=80, persist=50))
+    # holding only before warm-up ends: no finding
+    assert evaluate(signal_log(x_a=on_between(200, (0, 70))), rules).findings == ()
+    # holding from the start: onset at the end of warm-up
+    f = only(evaluate(signal_log(x_a=np.ones(200)), rules))
+    assert f.onset_step == 80
+
+
+def test_warmup_counts_from_first_logged_step(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), warmup=80, persist=50))
+    log = SignalLog()
+    for step in range(1000, 1200):
+        log.record(step, {"x.a": 1.0})
+    assert only(evaluate(log, rules)).onset_step == 1080
+
+
+def test_later_gap_keeps_onset_and_reports_last_step(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
+    f = only(evaluate(signal_log(300, x_a=on_between(300, (20, 100), (150, 200))), rules))
+    assert (f.onset_step, f.last_step, f.active) == (20, 200, False)
+
+
+def test_evidence_details_and_confidence_range(tmp_path):
+    corr = '[[corroborate]]\nsignal = "x.c"\nstat = "last"\nop = "<"\nthreshold = 0.0\nwindow = 1\n'
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50, corroborate=corr))
+    log = signal_log(x_a=on_between(200, (50, 199)) * 2.0, x_c=-np.ones(200))
+    f = only(evaluate(log, rules))
+    roles = [(d.signal, d.role, d.held) for d in f.details]
+    assert roles == [("x.a", "condition", True), ("x.c", "corroborate", True)]
+    assert f.details[0].value == 2.0 and f.details[0].threshold == 0.5 and f.details[0].op == ">"
+    assert f.evidence == {"last(x.a)": 2.0, "last(x.c)": -1.0}
+    assert 0.0 <= f.confidence <= 1.0
+
+
+def test_missing_corroboration_lowers_confidence(tmp_path):
+    corr = '[[corroborate]]\nsignal = "x.c"\nstat = "last"\nop = "<"\nthreshold = 0.0\nwindow = 1\n'
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50, corroborate=corr))
+    x = on_between(200, (50, 199))
+    with_support = only(evaluate(signal_log(x_a=x, x_c=-np.ones(200)), rules)).confidence
+    against = only(evaluate(signal_log(x_a=x, x_c=np.ones(200)), rules))
+    assert against.confidence < with_support
+    assert against.details[-1].held is False
+
+
+# -- missing signals, match, optional -------------------------------------------------------
+def test_match_all_with_missing_required_signal_is_skipped(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), cond("x.b")))
+    result = evaluate(signal_log(x_a=np.ones(200)), rules)
+    assert result.findings == ()
+    assert result.skipped == (SkippedRule("GD900", "signal(s) not recorded: x.b"),)
+
+
+def test_match_all_ignores_missing_optional_condition(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), cond("x.b", optional=True)))
+    assert only(evaluate(signal_log(x_a=np.ones(200)), rules)).rule == "GD900"
+
+
+def test_match_all_needs_every_recorded_condition(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), cond("x.b")))
+    log = signal_log(x_a=on_between(200, (0, 150)), x_b=on_between(200, (80, 199)))
+    f = only(evaluate(log, rules))
+    assert (f.onset_step, f.last_step) == (80, 150)
+
+
+def test_match_any_with_optional_conditions(tmp_path):
+    text = rule_text("GD900", cond("x.a", optional=True), cond("x.b", optional=True), match="any")
+    rules = ruleset(tmp_path, text)
+    # either condition holding keeps the streak alive: 60..99 from x.a, 100..180 from x.b
+    log = signal_log(x_a=on_between(200, (60, 99)), x_b=on_between(200, (100, 180)))
+    f = only(evaluate(log, rules))
+    assert (f.onset_step, f.last_step) == (60, 180)
+    # only one optional signal recorded: still evaluated on it
+    f = only(evaluate(signal_log(x_b=on_between(200, (100, 180))), rules))
+    assert f.onset_step == 100
+    assert [d.signal for d in f.details] == ["x.b"]
+    # none recorded: skipped with the reason
+    result = evaluate(signal_log(y_z=np.ones(200)), rules)
+    assert result.findings == ()
+    assert result.skipped[0].rule == "GD900"
+    assert result.skipped[0].reason.startswith("none of its signals recorded")
+
+
+def test_same_signals_match_all_does_not_fire_where_any_does(tmp_path):
+    log = signal_log(x_a=on_between(200, (0, 99)), x_b=on_between(200, (100, 199)))
+    any_rules = ruleset(tmp_path / "any", rule_text("GD900", cond("x.a"), cond("x.b"), match="any"))
+    all_rules = ruleset(tmp_path / "all", rule_text("GD900", cond("x.a"), cond("x.b"), match="all"))
+    assert only(evaluate(log, any_rules)).onset_step == 0
+    assert evaluate(log, all_rules).findings == ()
+
+
+# -- skip_if ------------------------------------------------------------------------------
+def test_skip_if_context_flag(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), skip_if=["critic"]))
+    log = signal_log(x_a=np.ones(200))
+    assert only(evaluate(log, rules)).rule == "GD900"
+    assert only(evaluate(log, rules, RunContext(frozenset({"ttur"})))).rule == "GD900"
+    result = evaluate(log, rules, RunContext(frozenset({"critic", "ttur"})))
+    assert result.findings == ()
+    assert result.skipped == (SkippedRule("GD900", "not applicable: run uses critic"),)
+
+
+# -- merging by mode ------------------------------------------------------------------------
+def test_merge_by_mode_keeps_earliest_onset_and_most_confident_rule(tmp_path):
+    rules = ruleset(
+        tmp_path,
+        # fires early with a small margin (value 1 vs threshold 0.5)
+        rule_text("GD900", cond("x.a"), persist=20),
+        # fires later with a huge margin (value 100 vs 0.5): more confident
+        rule_text("GD901", cond("x.b"), persist=20),
+        # another mode
+        rule_text("GD902", cond("x.a"), persist=20, mode="non_convergence"),
+    )
+    log = signal_log(x_a=on_between(200, (50, 199)), x_b=on_between(200, (120, 199)) * 100.0)
+    result = evaluate(log, rules)
+    assert {f.rule for f in result.rule_findings} == {"GD900", "GD901", "GD902"}
+    by_mode = {f.mode: f for f in result.findings}
+    assert set(by_mode) == {"mode_collapse", "non_convergence"}
+    merged = by_mode["mode_collapse"]
+    gd900 = next(f for f in result.rule_findings if f.rule == "GD900")
+    gd901 = next(f for f in result.rule_findings if f.rule == "GD901")
+    assert gd901.confidence > gd900.confidence
+    assert merged.rule == "GD901"
+    assert merged.onset_step == 50 == gd900.onset_step
+    assert merged.confidence == gd901.confidence
+    assert merged.also_fired == ("GD900",)
+    assert merged.details == gd901.details
+    assert by_mode["non_convergence"].also_fired == ()
+
+
+def _finding(rule, mode, onset, conf, active=True, last=500):
+    return Finding(mode, rule, rule.lower(), "s", onset, last, active, conf, {}, ())
+
+
+def test_merge_by_mode_on_finding_records():
+    merged = merge_by_mode(
+        [
+            _finding("GD1", "mode_collapse", 300, 0.9, active=False, last=400),
+            _finding("GD2", "mode_collapse", 100, 0.6, active=True, last=350),
+            _finding("GD3", "exploding_gradients", 200, 0.7),
+        ]
+    )
+    assert [(f.mode, f.rule, f.onset_step) for f in merged] == [("mode_collapse", "GD1", 100), ("exploding_gradients", "GD3", 200)]
+    assert merged[0].active is True and merged[0].last_step == 400 and merged[0].confidence == 0.9
+
+
+def test_merge_ties_on_confidence_prefer_earlier_onset():
+    merged = merge_by_mode([_finding("GD1", "mode_collapse", 300, 0.8), _finding("GD2", "mode_collapse", 100, 0.8)])
+    assert merged[0].rule == "GD2" and merged[0].also_fired == ("GD1",)
+
+
+# -- empty input ----------------------------------------------------------------------------
+def test_empty_log_skips_every_rule(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a")), rule_text("GD901", cond("x.b")))
+    result = evaluate(SignalLog(), rules)
+    assert result.findings == () and result.first_step is None and result.last_step is None
+    assert [(s.rule, s.reason) for s in result.skipped] == [("GD900", "no signals recorded"), ("GD901", "no signals recorded")]
+
+
+def test_evaluate_rule_returns_none_when_nothing_holds(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a")))
+    log = signal_log(x_a=np.zeros(200))
+    assert evaluate_rule(log, rules.rules[0], make_grid(0, 199, 1)) is None
+
+
+@pytest.mark.parametrize("stat,window", [("median", 20), ("mean", 50)])
+def test_windowed_condition_onset_lags_by_about_half_a_window(tmp_path, stat, window):
+    # a step change at 100; the window median/mean crosses 0.5 once more than half the window is past it
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a", stat=stat, window=window), persist=20))
+    f = only(evaluate(signal_log(300, x_a=on_between(300, (100, 299))), rules))
+    assert 100 < f.onset_step <= 100 + window // 2 + 8  # grid stride is window // 8

@@ -1,0 +1,135 @@
+"""gandoctor.report: verdict, dict/JSON form and the rendered text (compared line by line)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from gandoctor import Report, RunContext
+from gandoctor.findings import Evidence, Finding, RankedRemedy, SkippedRemedy, SkippedRule
+
+
+def _lines(report: Report, width: int = 100) -> list[str]:
+    return [line.rstrip() for line in report.render_text(width=width).splitlines()]
+
+
+@pytest.fixture()
+def collapse() -> Finding:
+    return Finding(
+        mode="mode_collapse",
+        rule="GD301",
+        rule_name="partial-mode-collapse",
+        summary="Fakes cover only part of the data.",
+        onset_step=1200,
+        last_step=4000,
+        active=True,
+        confidence=0.8712,
+        evidence={"median(feat.coverage_ratio)": 0.25},
+        details=(
+            Evidence("feat.coverage_ratio", "median", 300, "<", 0.5, 0.25, True, "condition"),
+            Evidence("feat.diversity_ratio", "median", 300, "<", 0.8, math.nan, False, "corroborate"),
+        ),
+        also_fired=("GD302",),
+        remedies=(
+            RankedRemedy("minibatch_discrimination", "Minibatch discrimination", "Add a minibatch layer.", "[MC] src", "Solutions", 1.0, ""),
+            RankedRemedy("unrolled_gan", "Unroll D", "Unroll 5 steps.", "[MC] src", "Unrolled", 0.8, ""),
+            RankedRemedy("wgan_gp", "WGAN-GP", "Use a critic.", "[TI] src", "1.", 0.6, ""),
+            RankedRemedy("bigger_z", "Bigger z", "Use more latent dims.", "[MC] src", "Z", 0.3, ""),
+        ),
+        skipped_remedies=(SkippedRemedy("spectral_norm", "Add SN", "already in use (d_spectral_norm)"),),
+    )
+
+
+@pytest.fixture()
+def report(collapse) -> Report:
+    return Report(
+        findings=(collapse,),
+        skipped_rules=(SkippedRule("GD101", "signal(s) not recorded: d.auc"),),
+        context=RunContext(frozenset({"d_spectral_norm"}), {"lr": math.inf, "batch": 64}),
+        source="runs/x",
+        first_step=0,
+        last_step=4000,
+        signals=("feat.coverage_ratio",),
+        warnings=("a warning",),
+    )
+
+
+def test_verdict(report):
+    assert report.verdict == "unhealthy"
+    assert report.modes == ("mode_collapse",)
+    assert Report(()).verdict == "healthy"
+
+
+def test_render_unhealthy_key_lines(report):
+    lines = _lines(report)
+    assert lines[0] == "╭─ gandoctor · runs/x · steps 0..4000 ─╮"
+    assert lines[1] == "│ UNHEALTHY — mode_collapse            │"
+    assert lines[3] == "mode_collapse  GD301 partial-mode-collapse  onset step 1200  confidence 0.87  (active)"
+    assert lines[4] == "  Fakes cover only part of the data."
+    assert "  ✓ median(feat.coverage_ratio, 300)    0.25  < 0.5" in lines
+    assert "  · median(feat.diversity_ratio, 300)    nan  < 0.8" in lines
+    assert "  remedies, best first:" in lines
+    assert "   1. Minibatch discrimination — Add a minibatch layer." in lines
+    assert "      source: [MC] src, section “Solutions”" in lines
+    assert "   (skipped: Add SN — already in use (d_spectral_norm))" in lines
+    assert lines[-1] == "warning: a warning"
+
+
+def test_render_shows_at_most_three_remedies(report):
+    text = report.render_text(width=100)
+    assert "   3. WGAN-GP — Use a critic." in text
+    assert "Bigger z" not in text
+
+
+def test_render_inactive_finding_and_live_run():
+    f = Finding("exploding_gradients", "GD501", "non-finite-values", "NaN.", 50, 60, False, 0.5, {}, ())
+    lines = _lines(Report((f,)))
+    assert lines[0] == "╭─ gandoctor · live run · no steps ─╮"
+    assert lines[1] == "│ UNHEALTHY — exploding_gradients   │"
+    assert lines[3] == "exploding_gradients  GD501 non-finite-values  onset step 50  confidence 0.50  (last held at step 60)"
+
+
+def test_render_healthy():
+    lines = _lines(Report((), source="runs/h", first_step=0, last_step=10))
+    assert lines == [
+        "╭─ gandoctor · runs/h · steps 0..10 ─╮",
+        "│ HEALTHY — no failure mode holds.   │",
+        "╰────────────────────────────────────╯",
+    ]
+
+
+def test_render_several_modes_in_verdict(collapse):
+    other = Finding("exploding_gradients", "GD501", "non-finite-values", "NaN.", 50, 60, False, 0.5, {}, ())
+    lines = _lines(Report((other, collapse), source="r", first_step=0, last_step=1))
+    assert lines[1].startswith("│ UNHEALTHY — exploding_gradients, mode_collapse ")
+
+
+def test_str_is_the_rendering(report):
+    assert str(report) == report.render_text()
+
+
+def test_to_dict_is_strict_json(report):
+    d = report.to_dict()
+    text = json.dumps(d, allow_nan=False)  # raises if a NaN/inf slipped through
+    back = json.loads(text)
+    assert back["schema"] == "gandoctor.report" and back["version"] == 1
+    assert back["verdict"] == "unhealthy"
+    assert back["steps"] == {"first": 0, "last": 4000}
+    (f,) = back["findings"]
+    assert (f["mode"], f["rule"], f["onset_step"], f["active"], f["also_fired"]) == ("mode_collapse", "GD301", 1200, True, ["GD302"])
+    assert f["conditions"][1]["value"] == "nan"
+    assert f["conditions"][1]["role"] == "corroborate"
+    assert [r["id"] for r in f["remedies"]] == ["minibatch_discrimination", "unrolled_gan", "wgan_gp", "bigger_z"]
+    assert f["remedies"][0]["source"] == "[MC] src" and f["remedies"][0]["section"] == "Solutions"
+    assert f["skipped_remedies"] == [{"id": "spectral_norm", "title": "Add SN", "reason": "already in use (d_spectral_norm)"}]
+    assert back["skipped_rules"] == [{"rule": "GD101", "reason": "signal(s) not recorded: d.auc"}]
+    assert back["context"] == {"flags": ["d_spectral_norm"], "values": {"lr": "inf", "batch": 64}}
+    assert back["signals"] == ["feat.coverage_ratio"]
+    assert back["warnings"] == ["a warning"]
+
+
+def test_to_dict_healthy():
+    d = Report(()).to_dict()
+    assert d["verdict"] == "healthy" and d["findings"] == [] and d["steps"] == {"first": None, "last": None}

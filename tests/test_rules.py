@@ -1,0 +1,222 @@
+"""gandoctor.rules: loading and validating rule files, the built-in rules, overrides."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gandoctor import MODES, RuleError, load_rules
+from gandoctor.rules import Condition, builtin_rules_dir, with_overrides
+
+DATA = Path(__file__).parent / "data"
+BAD_CASES = tomllib.loads((DATA / "bad_rules.toml").read_text(encoding="utf-8"))["case"]
+
+REMEDIES = '''
+[remedy.r1]
+title = "Remedy one"
+action = "Do the first thing."
+source = "[X] A source"
+section = "Section 1"
+'''
+
+VALID_RULE = '''
+code = "GD900"
+name = "case"
+mode = "mode_collapse"
+summary = "A summary."
+why = "Because."
+[params]
+auc_high = 0.98
+[[conditions]]
+signal = "x.a"
+stat = "median"
+op = ">"
+threshold = "auc_high"
+[[conditions]]
+signal = "x.b"
+stat = "frac_above"
+level = 0.5
+op = ">="
+threshold = 0.25
+window = 40
+optional = true
+[[corroborate]]
+signal = "x.c"
+stat = "slope"
+op = "<"
+threshold = -1.5
+[[remedies]]
+id = "r1"
+weight = 0.5
+'''
+
+
+def _folder(root: Path, name: str, remedies: str = REMEDIES) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "remedies.toml").write_text(remedies, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=[c["id"] for c in BAD_CASES])
+def test_bad_rule_raises_rule_error_naming_file_and_key(tmp_path, case):
+    where = case.get("where", "rule")
+    a = _folder(tmp_path, "a")
+    dirs = [a]
+    if where == "rule":
+        bad = a / "GD900-case.toml"
+        bad.write_text(case["text"], encoding="utf-8")
+    elif where == "remedies":
+        bad = a / "remedies.toml"
+        bad.write_text(case["text"], encoding="utf-8")
+        (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+    elif where == "second_folder":
+        (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+        b = _folder(tmp_path, "b")
+        bad = b / "GD900-again.toml"
+        bad.write_text(case["text"], encoding="utf-8")
+        dirs.append(b)
+    else:  # pragma: no cover - a typo in the data file
+        raise AssertionError(f"unknown 'where' {where!r} in case {case['id']}")
+    with pytest.raises(RuleError) as info:
+        load_rules(dirs, include_builtin=False)
+    message = str(info.value)
+    assert str(bad) in message
+    expected = f"'{case['key']}'" if case.get("quoted", True) else case["key"]
+    assert expected in message
+
+
+def test_bad_rule_cases_cover_the_required_kinds():
+    ids = {c["id"] for c in BAD_CASES}
+    for required in (
+        "unknown-top-level-key",
+        "wrong-type-name",
+        "unknown-statistic",
+        "unknown-operator",
+        "threshold-names-missing-param",
+        "duplicate-code-across-folders",
+        "unknown-remedy-id",
+        "invalid-toml",
+    ):
+        assert required in ids
+
+
+def test_duplicate_code_message_names_both_files(tmp_path):
+    a, b = _folder(tmp_path, "a"), _folder(tmp_path, "b")
+    (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+    (b / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+    with pytest.raises(RuleError, match="duplicate rule code GD900") as info:
+        load_rules([a, b], include_builtin=False)
+    assert str(a / "GD900-case.toml") in str(info.value)
+    assert str(b / "GD900-case.toml") in str(info.value)
+
+
+def test_missing_rules_folder_raises(tmp_path):
+    with pytest.raises(RuleError, match="does not exist"):
+        load_rules([tmp_path / "nope"], include_builtin=False)
+
+
+def test_valid_rule_parses_with_defaults_and_params(tmp_path):
+    a = _folder(tmp_path, "a")
+    (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+    ruleset = load_rules([a], include_builtin=False)
+    rule = ruleset.by_code("GD900")
+    assert rule.params == {"warmup_steps": 300.0, "persist_steps": 300.0, "window": 200.0, "auc_high": 0.98}
+    assert rule.warmup_steps == 300 and rule.persist_steps == 300
+    assert rule.match == "all" and rule.skip_if == ()
+    first, second = rule.conditions
+    assert (first.threshold, first.threshold_param, first.window, first.window_from_params) == (0.98, "auc_high", 200, True)
+    assert (second.level, second.window, second.window_from_params, second.optional) == (0.5, 40, False, True)
+    assert rule.corroborate[0].threshold == -1.5
+    assert [(r.id, r.weight) for r in rule.remedies] == [("r1", 0.5)]
+    assert rule.signals() == {"x.a", "x.b", "x.c"}
+    assert rule.source_file == str(a / "GD900-case.toml")
+    assert ruleset.remedies["r1"].title == "Remedy one"
+    with pytest.raises(KeyError):
+        ruleset.by_code("GD999")
+
+
+@pytest.mark.parametrize(
+    "op,value,expected",
+    [(">", 1.0, False), (">", 1.5, True), (">=", 1.0, True), ("<", 1.0, False), ("<", 0.5, True), ("<=", 1.0, True)],
+)
+def test_condition_holds(op, value, expected):
+    c = Condition(signal="x.a", stat="median", op=op, threshold=1.0, window=10)
+    assert c.holds(value) is expected
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_condition_never_holds_on_non_finite(value):
+    for op in (">", ">=", "<", "<="):
+        assert not Condition(signal="x.a", stat="median", op=op, threshold=0.0, window=10).holds(value)
+
+
+def test_condition_label():
+    c = Condition(signal="d.auc", stat="frac_above", op=">", threshold=0.5, window=200, level=0.9)
+    assert c.label() == "frac_above(d.auc, 200 steps, level=0.9)"
+
+
+# -- built-in rules -------------------------------------------------------------------------
+def test_builtin_rules_load_and_are_consistent():
+    ruleset = load_rules()
+    codes = [r.code for r in ruleset.rules]
+    assert codes == sorted(codes)
+    assert set(codes) >= {"GD101", "GD102", "GD201", "GD202", "GD301", "GD302", "GD401", "GD402", "GD501", "GD502", "GD601"}
+    files = {p.stem for p in builtin_rules_dir().glob("GD*.toml")}
+    for rule in ruleset.rules:
+        assert rule.mode in MODES
+        assert f"{rule.code}-{rule.name}" in files
+        assert rule.remedies, rule.code
+        for ref in rule.remedies:
+            remedy = ruleset.remedies[ref.id]
+            assert remedy.source and remedy.section
+    names = [r.name for r in ruleset.rules]
+    assert len(names) == len(set(names))
+
+
+def test_every_builtin_remedy_cites_a_seed_document():
+    for remedy in load_rules().remedies.values():
+        assert re.search(r"\(seeds/\d{3}\)", remedy.source), remedy.id
+
+
+# -- overrides ----------------------------------------------------------------------------
+def test_with_overrides_disables_by_code_and_name_and_rebinds_params():
+    ruleset = load_rules()
+    out = with_overrides(ruleset, ["GD402", "partial-mode-collapse"], {"GD101": {"auc_high": 0.9, "window": 50}}, "test")
+    codes = {r.code for r in out.rules}
+    assert "GD402" not in codes and "GD301" not in codes and "GD101" in codes
+    gd101 = out.by_code("GD101")
+    assert gd101.params["auc_high"] == 0.9
+    assert gd101.conditions[0].threshold == 0.9
+    assert all(c.window == 50 for c in gd101.conditions + gd101.corroborate if c.window_from_params)
+    # the original rule set is untouched
+    assert ruleset.by_code("GD101").conditions[0].threshold == 0.98
+
+
+def test_with_overrides_keeps_explicit_windows(tmp_path):
+    a = _folder(tmp_path, "a")
+    (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+    out = with_overrides(load_rules([a], include_builtin=False), [], {"case": {"window": 10}}, "test")
+    first, second = out.by_code("GD900").conditions
+    assert first.window == 10
+    assert second.window == 40
+
+
+@pytest.mark.parametrize(
+    "disable,params,key",
+    [
+        (["GD999"], {}, "disable"),
+        ([], {"GD999": {"window": 1}}, "rules.GD999"),
+        ([], {"GD101": {"nope": 1}}, "rules.GD101.nope"),
+        ([], {"GD101": {"auc_high": "high"}}, "rules.GD101.auc_high"),
+    ],
+)
+def test_with_overrides_errors_name_origin_and_key(disable, params, key):
+    with pytest.raises(RuleError) as info:
+        with_overrides(load_rules(), disable, params, "my/pyproject.toml")
+    assert "my/pyproject.toml" in str(info.value)
+    assert f"'{key}'" in str(info.value)

@@ -289,11 +289,11 @@ def parse_remedies(data: Mapping[str, Any], path: Path) -> dict[str, Remedy]:
 
 
 def builtin_rules_dir() -> Path:
-    """The rules shipped with gandoctor (installed as the ``gandoctor.rules`` package data)."""
+    """The rules shipped with gandoctor (installed as the ``gandoctor.builtin_rules`` package data)."""
     try:
         from importlib.resources import files
 
-        candidate = Path(str(files("gandoctor.rules")))
+        candidate = Path(str(files("gandoctor.builtin_rules")))
         if candidate.is_dir() and any(candidate.glob("GD*.toml")):
             return candidate
     except (ModuleNotFoundError, TypeError):

@@ -1,1 +1,1 @@
-# Marks rules/ as the package data folder `gandoctor.rules`, so `pip install .` ships the rule files.
+# Marks rules/ as the package data folder `gandoctor.builtin_rules`, so `pip install .` ships the rule files.

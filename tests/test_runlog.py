@@ -1,0 +1,262 @@
+"""gandoctor.runlog (the writer) and gandoctor.readers.runlog (its reader): round trip and damage."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gandoctor import LogFormatError, RunContext, read_run
+from gandoctor.readers import runlog as runlog_reader
+from gandoctor.runlog import LOG_NAME, SCHEMA, VERSION, RunLogWriter, encode_value, round_value
+
+CONTEXT = {"flags": ["d_spectral_norm", "ttur"], "values": {"lr_d": 0.0002, "arch": "dcgan"}}
+
+
+def write_run(log_dir: Path, n: int = 50, capacity: int = 64, **kw) -> Path:
+    w = RunLogWriter(log_dir, CONTEXT, capacity, **kw)
+    for step in range(n):
+        w.write_step(step, {"loss.d": 0.5 + step / 100.0, "loss.g": 1.0 - step / 200.0})
+    w.close()
+    return log_dir / LOG_NAME
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+# -- writer -----------------------------------------------------------------------------
+def test_writer_header_then_steps_strict_json(tmp_path):
+    path = write_run(tmp_path, n=3, capacity=64)
+    lines = lines_of(path)
+    header = json.loads(lines[0])
+    assert header == {"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": 64, "context": CONTEXT}
+    for line in lines[1:]:
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert json.loads(lines[1]) == {"type": "step", "step": 0, "s": {"loss.d": 0.5, "loss.g": 1.0}}
+    assert len(lines) == 4
+
+
+def test_writer_encodes_non_finite_as_strings(tmp_path):
+    w = RunLogWriter(tmp_path, {}, 64)
+    w.write_step(7, {"loss.d": math.nan, "loss.g": math.inf, "grad_norm.d": -math.inf, "grad_norm.g": 1.5})
+    w.close()
+    record = json.loads(lines_of(tmp_path / LOG_NAME)[1])
+    assert record["s"] == {"loss.d": "nan", "loss.g": "inf", "grad_norm.d": "-inf", "grad_norm.g": 1.5}
+
+
+def test_writer_buffers_until_flush_records(tmp_path):
+    w = RunLogWriter(tmp_path, {}, 64, flush_seconds=3600, flush_records=5)
+    path = tmp_path / LOG_NAME
+    assert len(lines_of(path)) == 1  # the header is flushed at once
+    for step in range(4):
+        w.write_step(step, {"loss.d": 1.0})
+    assert len(lines_of(path)) == 1
+    w.write_step(4, {"loss.d": 1.0})
+    assert len(lines_of(path)) == 6
+    w.write_step(5, {"loss.d": 1.0})
+    w.close()
+    assert len(lines_of(path)) == 7
+    w.close()  # closing twice is harmless
+    w.write_step(6, {"loss.d": 1.0})  # after close: buffered, never written, no error
+    w.flush()
+    assert len(lines_of(path)) == 7
+
+
+def test_writer_context_and_event_records(tmp_path):
+    w = RunLogWriter(tmp_path, {"flags": ["a_flag"]}, 64)
+    w.write_step(0, {"loss.d": 1.0})
+    w.write_context({"flags": ["critic"], "values": {"n_critic": 5}})
+    w.write_event(0, "warning", "something happened")
+    w.close()
+    kinds = [json.loads(line)["type"] for line in lines_of(tmp_path / LOG_NAME)]
+    assert kinds == ["header", "step", "context", "event"]
+    data = read_run(tmp_path)
+    assert data.context.flags == frozenset({"a_flag", "critic"})
+    assert data.context.values == {"n_critic": 5}
+    assert data.records == 1
+
+
+def test_encode_and_round_value():
+    assert encode_value(1.25) == 1.25
+    assert [encode_value(v) for v in (math.nan, math.inf, -math.inf)] == ["nan", "inf", "-inf"]
+    assert round_value(1.23456789012) == 1.234568
+    assert round_value(0.0) == 0.0
+    assert math.isnan(round_value(math.nan))
+
+
+# -- round trip -----------------------------------------------------------------------------
+def test_round_trip_values_steps_and_context(tmp_path):
+    rng = np.random.default_rng(1)
+    steps = np.arange(0, 500, 5)
+    d = rng.normal(0.7, 0.1, steps.size)
+    g = rng.normal(1.2, 0.3, steps.size)
+    w = RunLogWriter(tmp_path, CONTEXT, 4096)
+    for step, dv, gv in zip(steps, d, g):
+        w.write_step(int(step), {"loss.d": float(dv), "loss.g": float(gv)})
+    w.close()
+    data = read_run(tmp_path)
+    assert data.format == "runlog"
+    assert data.source == str(tmp_path / LOG_NAME)
+    assert data.records == steps.size
+    assert data.warnings == ()
+    assert data.context == RunContext(frozenset(CONTEXT["flags"]), CONTEXT["values"])
+    assert data.signals.names() == ["loss.d", "loss.g"]
+    view = data.signals.get("loss.d")
+    assert view.steps.tolist() == steps.tolist()
+    assert np.array_equal(view.values, d)  # JSON keeps float64 exactly
+    assert np.array_equal(data.signals.get("loss.g").values, g)
+    assert (data.signals.first_step, data.signals.last_step) == (0, 495)
+
+
+def test_round_trip_non_finite_values(tmp_path):
+    w = RunLogWriter(tmp_path, {}, 64)
+    values = [1.0, math.nan, math.inf, -math.inf, 2.0]
+    for step, v in enumerate(values):
+        w.write_step(step, {"loss.d": v})
+    w.close()
+    view = read_run(tmp_path).signals.get("loss.d")
+    assert view.nonfinite.tolist() == [0, 1, 1, 1, 0]
+    assert view.values[0] == 1.0 and view.values[4] == 2.0
+    assert np.isnan(view.values[1:4]).all()
+    # the reader decodes each spelling
+    assert math.isnan(runlog_reader._value("nan"))
+    assert runlog_reader._value("inf") == math.inf and runlog_reader._value("-inf") == -math.inf
+    assert runlog_reader._value("Infinity") is None and runlog_reader._value(True) is None
+
+
+def test_header_capacity_is_used_by_the_reader(tmp_path):
+    write_run(tmp_path, n=100, capacity=16)
+    view = read_run(tmp_path).signals.get("loss.d")
+    assert len(view) <= 16
+    assert int(view.counts.sum()) == 100
+
+
+def test_reads_file_path_and_directory_alike(tmp_path):
+    path = write_run(tmp_path)
+    a, b = read_run(tmp_path), read_run(path)
+    assert a.records == b.records == 50
+    assert a.signals.get("loss.d").values.tolist() == b.signals.get("loss.d").values.tolist()
+
+
+# -- damaged logs -------------------------------------------------------------------------
+def test_truncated_last_line_keeps_earlier_records_and_warns(tmp_path):
+    path = write_run(tmp_path, n=10)
+    text = path.read_text(encoding="utf-8")
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    path.write_text(text.rstrip("\n")[: -len(last) // 2], encoding="utf-8")  # half of the last JSON line
+    data = read_run(tmp_path)
+    assert data.records == 9
+    assert data.signals.get("loss.d").steps.tolist() == list(range(9))
+    (warning,) = data.warnings
+    assert str(path) in warning and "line 11" in warning and "incomplete last record" in warning
+
+
+def test_garbage_line_in_the_middle_is_skipped_with_a_warning(tmp_path):
+    path = write_run(tmp_path, n=10)
+    lines = lines_of(path)
+    lines.insert(4, "this is {not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = read_run(tmp_path)
+    assert data.records == 10
+    assert data.signals.get("loss.d").steps.tolist() == list(range(10))
+    (warning,) = data.warnings
+    assert str(path) in warning and "line 5" in warning and "not valid JSON" in warning
+
+
+@pytest.mark.parametrize(
+    "bad_line,fragment",
+    [
+        ('{"type":"step","step":-1,"s":{"loss.d":1}}', "integer 'step' >= 0"),
+        ('{"type":"step","step":"3","s":{"loss.d":1}}', "integer 'step' >= 0"),
+        ('{"type":"step","step":3,"s":{"loss.d":"high"}}', "key 's.loss.d'"),
+        ('{"type":"mystery"}', "unknown record type 'mystery'"),
+        ("[1, 2, 3]", "expected an object with a 'type' key"),
+    ],
+)
+def test_bad_records_warn_with_line_number(tmp_path, bad_line, fragment):
+    path = write_run(tmp_path, n=5)
+    lines = lines_of(path)
+    lines.insert(2, bad_line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = read_run(tmp_path)
+    assert any(f"{path}: line 3:" in w and fragment in w for w in data.warnings), data.warnings
+
+
+def test_many_problems_are_summarised(tmp_path):
+    path = write_run(tmp_path, n=3)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("garbage\n" * 30)
+    data = read_run(tmp_path)
+    assert len(data.warnings) == runlog_reader.MAX_REPORTED + 1
+    assert data.warnings[-1] == f"{path}: 10 more problems not listed"
+    assert data.records == 3
+
+
+def test_newer_schema_version_raises(tmp_path):
+    path = write_run(tmp_path, n=3)
+    lines = lines_of(path)
+    header = json.loads(lines[0])
+    header["version"] = VERSION + 1
+    lines[0] = json.dumps(header)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(LogFormatError) as info:
+        read_run(tmp_path)
+    assert str(path) in str(info.value) and "line 1" in str(info.value) and f"version {VERSION + 1}" in str(info.value)
+
+
+def test_gzip_log_reads_the_same(tmp_path):
+    plain = write_run(tmp_path / "plain", n=40)
+    gz_dir = tmp_path / "gz"
+    gz_dir.mkdir()
+    gz = gz_dir / (LOG_NAME + ".gz")
+    with plain.open("rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    a, b = read_run(plain), read_run(gz_dir)
+    assert b.format == "runlog" and b.source == str(gz)
+    assert a.records == b.records == 40
+    assert a.context == b.context
+    assert a.signals.get("loss.g").values.tolist() == b.signals.get("loss.g").values.tolist()
+    assert read_run(gz).records == 40
+
+
+def test_truncated_gzip_warns_instead_of_crashing(tmp_path):
+    plain = write_run(tmp_path / "plain", n=2000)
+    gz = tmp_path / "run.jsonl.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])
+    data = runlog_reader.read(gz)
+    assert any("damaged" in w and str(gz) in w for w in data.warnings), data.warnings
+    assert data.records < 2000
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / LOG_NAME
+    path.write_text("", encoding="utf-8")
+    # read as a run log: nothing in it, and a warning that the header is missing
+    data = runlog_reader.read(path)
+    assert data.records == 0 and data.signals.names() == []
+    assert data.warnings == (f"{path}: no header line; read the step records without the run's context",)
+    # detected automatically it is not a run log, and no other reader finds records either
+    with pytest.raises(LogFormatError, match="no usable records"):
+        read_run(path)
+
+
+def test_header_only_log_reads_as_zero_records(tmp_path):
+    RunLogWriter(tmp_path, CONTEXT, 64).close()
+    data = read_run(tmp_path)
+    assert data.records == 0
+    assert data.context.flags == frozenset(CONTEXT["flags"])
+    assert data.signals.first_step is None
+
+
+def test_directory_without_a_log_is_rejected(tmp_path):
+    with pytest.raises(LogFormatError, match="not a log gandoctor can read"):
+        read_run(tmp_path)
+    with pytest.raises(LogFormatError, match=f"no {LOG_NAME}"):
+        runlog_reader.read(tmp_path)

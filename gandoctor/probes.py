@@ -108,6 +108,23 @@ def _has_spectral_norm(module: nn.Module) -> bool:
     return False
 
 
+def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
+    """Lightning's LightningOptimizer and Accelerate's AcceleratedOptimizer wrap the real one."""
+    seen = 0
+    while not isinstance(opt, torch.optim.Optimizer) and hasattr(opt, "optimizer") and seen < 4:
+        opt, seen = opt.optimizer, seen + 1
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"expected a torch.optim.Optimizer (or a wrapper with .optimizer), got {type(opt).__name__}")
+    return opt
+
+
+def _unwrap_module(module: nn.Module) -> nn.Module:
+    """DDP / DataParallel wrap the model; probe forwards use the inner module so no collective runs."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    return module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else module
+
+
 def _param_groups(module: nn.Module) -> dict[int, str]:
     return {id(p): name for name, p in module.named_parameters()}
 
@@ -201,8 +218,10 @@ class Doctor:
             raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
         if d_output not in ("auto", "logit", "prob", "critic"):
             raise ValueError(f"d_output must be 'auto', 'logit', 'prob' or 'critic', got {d_output!r}")
-        self.generator = generator
-        self.discriminator = discriminator
+        self.generator = _unwrap_module(generator)
+        self.discriminator = _unwrap_module(discriminator)
+        g_optimizer = None if g_optimizer is None else _unwrap_optimizer(g_optimizer)
+        d_optimizer = None if d_optimizer is None else _unwrap_optimizer(d_optimizer)
         self.d_output = d_output
         self.schedule = schedule or Schedule()
         self.strict = strict
@@ -227,7 +246,7 @@ class Doctor:
         self._user_flags = frozenset(uses) | self.config.uses
         self._context = self._inspect(g_optimizer, d_optimizer)
         self._taps: dict[str, _GradTap] = {}
-        for role, opt, module in (("d", d_optimizer, discriminator), ("g", g_optimizer, generator)):
+        for role, opt, module in (("d", d_optimizer, self.discriminator), ("g", g_optimizer, self.generator)):
             if opt is not None:
                 self._taps[role] = _GradTap(opt, _param_groups(module))
         self._writer: RunLogWriter | None = None

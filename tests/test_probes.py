@@ -211,3 +211,21 @@ def test_memory_stays_bounded_over_many_steps():
     view = doctor.signals.get("loss.d")
     assert len(view) <= 64
     assert int(view.counts.sum()) == 5000
+
+
+def test_wrapped_optimizers_and_modules_are_unwrapped():
+    class Wrapper:  # the shape of Lightning's LightningOptimizer / Accelerate's AcceleratedOptimizer
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+    G, D = make_models()
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
+    dp = nn.DataParallel(D)
+    doctor = gandoctor.Doctor(G, dp, d_optimizer=Wrapper(opt_d), schedule=Schedule(flush_every=1), strict=True)
+    assert doctor.discriminator is D
+    D(torch.randn(8, 2)).mean().backward()
+    opt_d.step()
+    doctor.step(d_loss=0.1)
+    assert doctor.signals.get("grad_norm.d") is not None
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        gandoctor.Doctor(G, D, d_optimizer=object())  # type: ignore[arg-type]

@@ -1,0 +1,294 @@
+"""gandoctor.cli: exit codes, output formats and the module entry point.
+
+These test the command-line plumbing. Run logs are written here from arrays; the "unhealthy"
+ones trip either a custom rule (with the built-in rules disabled, so the outcome does not
+depend on their tuning) or a NaN loss series, which GD501 exists to catch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gandoctor import load_rules
+from gandoctor.cli import EXIT_ERROR, EXIT_HEALTHY, EXIT_UNHEALTHY, main
+from gandoctor.runlog import RunLogWriter
+
+BUILTIN = [r.code for r in load_rules().rules]
+
+CUSTOM_RULE = '''
+code = "GD950"
+name = "custom-trigger"
+mode = "mode_collapse"
+summary = "x.a went high."
+why = "A test rule."
+[params]
+warmup_steps = 0
+persist_steps = 50
+window = 1
+[[conditions]]
+signal = "x.a"
+stat = "last"
+op = ">"
+threshold = 0.5
+[[remedies]]
+id = "r1"
+'''
+
+REMEDIES = '''
+[remedy.r1]
+title = "Remedy one"
+action = "Do the thing."
+source = "[T] Test source"
+section = "T1"
+'''
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def write_log(folder: Path, series: dict[str, np.ndarray], flags=()) -> Path:
+    w = RunLogWriter(folder, {"flags": list(flags)}, 4096)
+    n = len(next(iter(series.values())))
+    for step in range(n):
+        w.write_step(step, {name: float(values[step]) for name, values in series.items()})
+    w.close()
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    # no pyproject.toml of the repository may leak in; wide output so lines do not wrap
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture()
+def custom(tmp_path) -> list[str]:
+    """--rules and --config arguments: only GD950 is active."""
+    rules = tmp_path / "custom_rules"
+    rules.mkdir()
+    (rules / "GD950-custom.toml").write_text(CUSTOM_RULE, encoding="utf-8")
+    (rules / "remedies.toml").write_text(REMEDIES, encoding="utf-8")
+    config = tmp_path / "gandoctor.toml"
+    config.write_text(f"disable = {json.dumps(BUILTIN)}\n", encoding="utf-8")
+    return ["--rules", str(rules), "--config", str(config)]
+
+
+@pytest.fixture()
+def healthy(tmp_path) -> str:
+    return str(write_log(tmp_path / "healthy", {"x.a": np.zeros(300), "loss.d": np.full(300, 0.69)}))
+
+
+@pytest.fixture()
+def unhealthy(tmp_path) -> str:
+    x = np.zeros(300)
+    x[120:] = 1.0
+    return str(write_log(tmp_path / "unhealthy", {"x.a": x, "loss.d": np.full(300, 0.69)}))
+
+
+@pytest.fixture()
+def nan_run(tmp_path) -> str:
+    loss = np.full(400, 0.7)
+    loss[150:] = math.nan
+    return str(write_log(tmp_path / "nan", {"loss.d": loss, "loss.g": loss}))
+
+
+# -- gate --------------------------------------------------------------------------------------
+def test_gate_healthy_exits_0(healthy, custom, capsys):
+    assert main(["gate", healthy, *custom]) == EXIT_HEALTHY
+    out = capsys.readouterr().out
+    assert out.startswith("gandoctor gate: PASS — healthy for any")
+
+
+def test_gate_failing_finding_exits_1(unhealthy, custom, capsys):
+    assert main(["gate", unhealthy, *custom]) == EXIT_UNHEALTHY
+    out = capsys.readouterr().out
+    assert out.startswith("gandoctor gate: FAIL — mode_collapse (GD950, onset step 120, confidence")
+
+
+def test_gate_catches_nan_losses_with_builtin_rules(nan_run, capsys):
+    assert main(["gate", nan_run]) == EXIT_UNHEALTHY
+    out = capsys.readouterr().out
+    assert "FAIL — exploding_gradients (GD501" in out
+
+
+def test_gate_fail_on_only_fails_on_that_mode(nan_run, capsys):
+    assert main(["gate", nan_run, "--fail-on", "mode_collapse"]) == EXIT_HEALTHY
+    out = capsys.readouterr().out
+    assert "PASS — healthy for mode_collapse" in out
+    assert "not gating on exploding_gradients" in out
+    assert main(["gate", nan_run, "--fail-on", "exploding_gradients"]) == EXIT_UNHEALTHY
+    assert main(["gate", nan_run, "--fail-on", "mode_collapse, exploding_gradients"]) == EXIT_UNHEALTHY
+
+
+def test_gate_fail_on_with_custom_rule(unhealthy, custom, capsys):
+    assert main(["gate", unhealthy, *custom, "--fail-on", "vanishing_gradients"]) == EXIT_HEALTHY
+    assert main(["gate", unhealthy, *custom, "--fail-on", "mode_collapse"]) == EXIT_UNHEALTHY
+
+
+@pytest.mark.parametrize("value", ["sadness", "", "mode_collapse,sadness", ","])
+def test_gate_bad_fail_on_exits_2(nan_run, value, capsys):
+    assert main(["gate", nan_run, "--fail-on", value]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("gandoctor: error: --fail-on: unknown mode(s)")
+
+
+def test_gate_missing_path_exits_2(tmp_path, capsys):
+    assert main(["gate", str(tmp_path / "no_such_run")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "no such file or directory" in err and "no_such_run" in err
+
+
+@pytest.mark.parametrize(
+    "name,content,fragment",
+    [
+        ("notes.txt", b"hello\n", "not a log gandoctor can read"),
+        ("empty.csv", b"", "empty file"),
+        ("broken.jsonl.gz", b"this is not gzip", "gandoctor: error:"),
+        ("header_only.csv", b"step,loss_D\n", "no usable records"),
+    ],
+)
+def test_gate_unreadable_file_exits_2(tmp_path, capsys, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["gate", str(path)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("gandoctor: error:") and fragment in err
+
+
+def test_gate_bad_rules_dir_exits_2(healthy, tmp_path, capsys):
+    bad = tmp_path / "bad_rules"
+    bad.mkdir()
+    (bad / "GD960.toml").write_text('code = "GD960"\n', encoding="utf-8")
+    assert main(["gate", healthy, "--rules", str(bad)]) == EXIT_ERROR
+    assert str(bad / "GD960.toml") in capsys.readouterr().err
+
+
+def test_gate_bad_config_exits_2(healthy, tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text("[rules.GD101]\nauc_hi = 1\n", encoding="utf-8")
+    assert main(["gate", healthy, "--config", str(config)]) == EXIT_ERROR
+    assert "'rules.GD101.auc_hi'" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == EXIT_ERROR
+    with pytest.raises(SystemExit) as info:
+        main(["gate"])
+    assert info.value.code == EXIT_ERROR
+    assert "gandoctor: error:" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == "gandoctor 0.1.0"
+
+
+# -- analyze -------------------------------------------------------------------------------------
+def test_analyze_json_is_valid_with_verdict_and_findings(unhealthy, custom, capsys):
+    assert main(["analyze", unhealthy, *custom, "--json", "--uses", "gradient_penalty, ttur"]) == EXIT_HEALTHY
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "unhealthy"
+    (finding,) = report["findings"]
+    assert (finding["mode"], finding["rule"], finding["onset_step"]) == ("mode_collapse", "GD950", 120)
+    assert finding["remedies"][0]["source"] == "[T] Test source"
+    assert report["context"]["flags"] == ["gradient_penalty", "ttur"]
+    assert report["source"] == unhealthy
+
+
+def test_analyze_json_healthy(healthy, custom, capsys):
+    assert main(["analyze", healthy, *custom, "--json"]) == EXIT_HEALTHY
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "healthy" and report["findings"] == []
+
+
+def test_analyze_text(unhealthy, custom, capsys):
+    assert main(["analyze", unhealthy, *custom]) == EXIT_HEALTHY
+    out = capsys.readouterr().out
+    assert "UNHEALTHY — mode_collapse" in out
+    assert "mode_collapse  GD950 custom-trigger  onset step 120" in out
+    assert "1. Remedy one — Do the thing." in out
+
+
+def test_analyze_csv_with_nan_losses(tmp_path, capsys):
+    rows = ["step,loss_D,loss_G"] + [f"{s},{'nan' if s >= 100 else 0.7},{'nan' if s >= 100 else 0.7}" for s in range(300)]
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["analyze", str(path), "--json"]) == EXIT_HEALTHY
+    report = json.loads(capsys.readouterr().out)
+    assert "exploding_gradients" in [f["mode"] for f in report["findings"]]
+
+
+def test_analyze_uses_pyproject_of_the_working_directory(unhealthy, custom, tmp_path, capsys):
+    rules_dir = custom[1]
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.gandoctor]\ndisable = {json.dumps(BUILTIN + ['GD950'])}\nrules_dirs = [{json.dumps(rules_dir)}]\n", encoding="utf-8"
+    )
+    assert main(["gate", unhealthy]) == EXIT_HEALTHY
+
+
+# -- rules and explain -----------------------------------------------------------------------------
+def test_rules_lists_every_code(capsys):
+    assert main(["rules"]) == EXIT_HEALTHY
+    out = capsys.readouterr().out
+    for rule in load_rules().rules:
+        assert rule.code in out
+        assert rule.name in out
+
+
+def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
+    assert main(["explain", "GD301"]) == EXIT_HEALTHY
+    out = norm(capsys.readouterr().out)
+    rules = load_rules()
+    rule = rules.by_code("GD301")
+    assert out.startswith("GD301 partial-mode-collapse → mode_collapse")
+    assert norm(rule.why) in out
+    assert "why" in out and "fires when" in out and "remedies" in out
+    assert "median(feat.coverage_ratio, 300 steps) < 0.5" in out
+    for ref in rule.remedies:
+        remedy = rules.remedies[ref.id]
+        assert norm(f"- {remedy.title}: {remedy.action}") in out
+        assert norm(f"source: {remedy.source}, section “{remedy.section}”") in out
+
+
+def test_explain_by_name_and_custom_rules(custom, capsys):
+    assert main(["explain", "custom-trigger", *custom]) == EXIT_HEALTHY
+    out = norm(capsys.readouterr().out)
+    assert "GD950 custom-trigger → mode_collapse" in out
+    assert "source: [T] Test source, section “T1”" in out
+
+
+def test_explain_unknown_rule_exits_2(capsys):
+    assert main(["explain", "GD999"]) == EXIT_ERROR
+    assert "no rule 'GD999'" in capsys.readouterr().err
+
+
+# -- module entry point ---------------------------------------------------------------------------
+def test_python_dash_m_gandoctor_rules(tmp_path):
+    env = dict(os.environ, COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gandoctor", "rules"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    for code in BUILTIN:
+        assert code in proc.stdout
+
+
+def test_python_dash_m_gandoctor_gate_exit_code(tmp_path, nan_run):
+    proc = subprocess.run([sys.executable, "-m", "gandoctor", "gate", nan_run], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EXIT_UNHEALTHY, proc.stderr
+    assert "GD501" in proc.stdout

@@ -1,0 +1,214 @@
+"""gandoctor.readers: format detection, the CSV and JSON Lines readers, gzip, bounded lines."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import pytest
+
+from gandoctor import LogFormatError, read_run
+from gandoctor.readers import READERS, Reader, register_reader
+from gandoctor.readers import _lines
+from gandoctor.readers.tabular import signal_name
+
+CSV = "step,loss_D,loss_G,D(x),D(G(z)),lr\n0,1.38,0.69,0.5,0.5,0.0002\n10,1.20,0.80,0.6,0.4,0.0002\n20,nan,inf,0.7,0.3,0.0002\n"
+
+
+def write(path: Path, text: str) -> Path:
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode("utf-8")))
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- aliases ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "column,name",
+    [
+        ("loss_D", "loss.d"),
+        ("errD", "loss.d"),
+        ("Loss D", "loss.d"),
+        ("g_loss", "loss.g"),
+        ("loss/G", "loss.g"),
+        ("D(x)", "d_prob.real"),
+        ("D(G(z))", "d_prob.fake"),
+        ("grad_norm_d", "grad_norm.d"),
+        ("learning rate", "user.learning_rate"),
+        ("FID@10k", "user.fid_10k"),
+        ("???", None),
+    ],
+)
+def test_signal_name_aliases(column, name):
+    assert signal_name(column) == name
+
+
+# -- CSV ----------------------------------------------------------------------------------
+def test_csv_maps_columns_and_reads_non_finite(tmp_path):
+    data = read_run(write(tmp_path / "train.csv", CSV))
+    assert data.format == "csv" and data.records == 3 and data.warnings == ()
+    assert data.signals.names() == ["d_prob.fake", "d_prob.real", "loss.d", "loss.g", "user.lr"]
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == [0, 10, 20]
+    assert d.values[:2].tolist() == [1.38, 1.20] and math.isnan(d.values[2])
+    assert d.nonfinite.tolist() == [0, 0, 1]
+    assert data.signals.get("loss.g").nonfinite.tolist() == [0, 0, 1]
+
+
+def test_csv_gz_reads_the_same(tmp_path):
+    plain = read_run(write(tmp_path / "train.csv", CSV))
+    gz = read_run(write(tmp_path / "train.csv.gz", CSV))
+    assert gz.format == "csv" and gz.records == plain.records
+    for name in plain.signals.names():
+        a, b = plain.signals.get(name), gz.signals.get(name)
+        assert a.steps.tolist() == b.steps.tolist()
+        assert a.nonfinite.tolist() == b.nonfinite.tolist()
+        assert [x for x in a.values if x == x] == [x for x in b.values if x == x]
+
+
+def test_tsv(tmp_path):
+    data = read_run(write(tmp_path / "train.tsv", "iteration\terrD\terrG\n1\t0.5\t2.0\n2\t0.4\t2.1\n"))
+    assert data.signals.get("loss.g").steps.tolist() == [1, 2]
+
+
+def test_csv_without_step_column_counts_rows(tmp_path):
+    data = read_run(write(tmp_path / "train.csv", "d_loss,g_loss\n1,2\n3,4\n5,6\n"))
+    assert data.signals.get("loss.d").steps.tolist() == [0, 1, 2]
+
+
+def test_csv_bad_rows_warn_with_line_numbers(tmp_path):
+    text = "step,loss_D,loss_G\n0,1.0,2.0\n1,1.0\nx,1.0,2.0\n3,oops,2.0\n\n4,1.0,2.0\n"
+    path = write(tmp_path / "train.csv", text)
+    data = read_run(path)
+    assert data.records == 3  # steps 0, 3 (loss_G only), 4
+    assert data.signals.get("loss.d").steps.tolist() == [0, 4]
+    assert data.signals.get("loss.g").steps.tolist() == [0, 3, 4]
+    assert data.warnings == (
+        f"{path}: line 3: expected 3 columns, got 2; row skipped",
+        f"{path}: line 4: column 'step': expected a step number, got 'x'; row skipped",
+        f"{path}: line 5: column 'loss_D': expected a number, got 'oops'; value skipped",
+    )
+
+
+def test_csv_truncated_last_row_is_skipped_with_warning(tmp_path):
+    path = write(tmp_path / "train.csv", "step,loss_D,loss_G\n0,1.0,2.0\n1,1.0,2.0\n2,1.")
+    data = read_run(path)
+    assert data.records == 2
+    assert any("line 4" in w for w in data.warnings)
+
+
+def test_csv_without_known_columns_warns(tmp_path):
+    path = write(tmp_path / "train.csv", "step,fid\n0,100\n1,90\n")
+    data = read_run(path)
+    assert data.signals.names() == ["user.fid"]
+    assert any("line 1: no column maps to a known signal" in w for w in data.warnings)
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [("", "empty file"), ("step,loss_D\n", "no usable records"), ("step,loss_D\nx,1\n", "no usable records")],
+)
+def test_csv_without_records_raises(tmp_path, text, fragment):
+    path = write(tmp_path / "train.csv", text)
+    with pytest.raises(LogFormatError, match=fragment) as info:
+        read_run(path)
+    assert str(path) in str(info.value)
+
+
+# -- JSON Lines ----------------------------------------------------------------------------
+JSONL = (
+    '{"step": 0, "loss": {"d": 1.0, "g": 2.0}, "note": "start"}\n'
+    '{"step": 1, "loss_D": 0.9, "loss_G": "nan"}\n'
+    '{"global_step": 2, "d_loss": 0.8, "g_loss": "inf", "fid": 30}\n'
+)
+
+
+def test_jsonl_flattens_and_maps(tmp_path):
+    data = read_run(write(tmp_path / "metrics.jsonl", JSONL))
+    assert data.format == "jsonl" and data.records == 3 and data.warnings == ()
+    assert data.signals.names() == ["loss.d", "loss.g", "user.fid"]
+    assert data.signals.get("loss.d").values.tolist() == [1.0, 0.9, 0.8]
+    assert data.signals.get("loss.g").nonfinite.tolist() == [0, 1, 1]
+
+
+def test_jsonl_gz_and_ndjson(tmp_path):
+    gz = read_run(write(tmp_path / "metrics.jsonl.gz", JSONL))
+    nd = read_run(write(tmp_path / "metrics.ndjson", JSONL))
+    assert gz.records == nd.records == 3
+    assert gz.signals.get("loss.d").values.tolist() == nd.signals.get("loss.d").values.tolist() == [1.0, 0.9, 0.8]
+
+
+def test_jsonl_damage_is_reported_by_line(tmp_path):
+    path = write(tmp_path / "m.jsonl", '{"step": 0, "loss_D": 1}\nnot json\n[1]\n{"step": -4, "loss_D": 1}\n{"step": 5, "loss_D": 2}\n{"step": 6, "los')
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [0, 5]
+    assert data.warnings == (
+        f"{path}: line 2: not valid JSON; skipped",
+        f"{path}: line 3: expected a JSON object; skipped",
+        f"{path}: line 4: key 'step': expected a step number; skipped",
+        f"{path}: line 6: incomplete last record; skipped",
+    )
+
+
+def test_jsonl_without_step_counts_records(tmp_path):
+    data = read_run(write(tmp_path / "m.jsonl", '{"loss_D": 1}\n{"loss_D": 2}\n'))
+    assert data.signals.get("loss.d").steps.tolist() == [0, 1]
+
+
+def test_jsonl_without_records_raises(tmp_path):
+    with pytest.raises(LogFormatError, match="no usable records"):
+        read_run(write(tmp_path / "m.jsonl", '{"note": "hi"}\n'))
+
+
+# -- dispatch ----------------------------------------------------------------------------
+def test_missing_path_raises(tmp_path):
+    with pytest.raises(LogFormatError, match="no such file or directory"):
+        read_run(tmp_path / "nope.csv")
+
+
+def test_unknown_file_kind_raises_listing_formats(tmp_path):
+    path = write(tmp_path / "notes.txt", "hello\n")
+    with pytest.raises(LogFormatError) as info:
+        read_run(path)
+    message = str(info.value)
+    assert str(path) in message and "runlog" in message and "csv" in message and "jsonl" in message
+
+
+def test_forced_format(tmp_path):
+    path = write(tmp_path / "metrics.txt", "step,loss_D\n0,1\n")
+    assert read_run(path, format="csv").records == 1
+    with pytest.raises(LogFormatError, match="unknown log format 'xml'"):
+        read_run(path, format="xml")
+
+
+def test_registry_order_and_duplicates():
+    assert list(READERS)[:3] == ["runlog", "csv", "jsonl"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_reader(Reader("csv", lambda p: False, lambda p, c: None, "dup"))  # type: ignore[arg-type,return-value]
+
+
+def test_not_gzip_despite_name_is_an_error_not_a_crash(tmp_path):
+    path = tmp_path / "train.csv.gz"
+    path.write_bytes(b"step,loss_D\n0,1\n")
+    with pytest.raises(LogFormatError):
+        read_run(path)
+
+
+# -- bounded lines ---------------------------------------------------------------------------
+def test_over_long_line_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(_lines, "MAX_LINE_BYTES", 64)
+    long_row = "1," + "9" * 200 + "\n"
+    path = write(tmp_path / "train.csv", "step,loss_D\n0,1\n" + long_row + "2,3\n")
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [0, 2]
+    assert any("line 3: longer than 64 bytes; skipped" in w for w in data.warnings)
+
+
+def test_iter_lines_marks_last_line_without_newline(tmp_path):
+    path = write(tmp_path / "x.txt", "a\nb\nc")
+    warnings: list[str] = []
+    with _lines.open_text(path) as fh:
+        assert list(_lines.iter_lines(fh, warnings, path)) == [(1, "a", True), (2, "b", True), (3, "c", False)]
+    assert warnings == []

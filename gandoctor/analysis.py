@@ -26,6 +26,7 @@ def diagnose(signals: SignalLog, rules: RuleSet, context: RunContext, source: st
         last_step=result.last_step,
         signals=tuple(signals.names()),
         warnings=tuple(warnings),
+        rules_total=len(rules.rules),
     )
 
 

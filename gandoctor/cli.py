@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gate", help="CI gate: exit 0 healthy, 1 failing finding, 2 unreadable input")
     _common(p)
     p.add_argument("--fail-on", default="any", metavar="any|MODE[,MODE...]", help="which modes fail the gate (default: any)")
-    sub.add_parser("rules", help="list the rules")
+    p = sub.add_parser("rules", help="list the rules")
+    p.add_argument("--config")
+    p.add_argument("--rules", action="append", default=[], metavar="DIR")
     p = sub.add_parser("explain", help="show one rule in full: what, why, example, conditions, remedies")
     p.add_argument("code", help="a rule code (GD101) or name")
     p.add_argument("--config")
@@ -98,11 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"gandoctor gate: FAIL — {worst}")
                 return EXIT_UNHEALTHY
             others = f"; not gating on {', '.join(report.modes)}" if report.findings else ""
-            print(f"gandoctor gate: PASS — healthy for {args.fail_on} ({report.last_step} steps){others}")
+            print(f"gandoctor gate: PASS — healthy for {args.fail_on} (steps {report.first_step}..{report.last_step}, {report.rules_checked} rules checked){others}")
             return EXIT_HEALTHY
         if args.command == "rules":
-            rules = load_config(None).ruleset()
+            rules = load_config(args.config).ruleset(tuple(Path(d) for d in args.rules))
             table = Table("code", "name", "mode", "summary", show_lines=False)
+            for col in table.columns[:3]:
+                col.no_wrap = True
             for rule in rules.rules:
                 table.add_row(rule.code, rule.name, rule.mode, rule.summary)
             out.print(table)

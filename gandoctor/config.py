@@ -81,8 +81,15 @@ def load_config(path: str | Path | None = None, search_from: str | Path | None =
     if path is not None:
         p = Path(path)
         data = _read(p)
-        table = data.get("tool", {}).get("gandoctor", data) if isinstance(data.get("tool"), dict) else data
-        return _parse(table, p)
+        tool = data.get("tool")
+        if isinstance(tool, dict) and "gandoctor" in tool:
+            table = tool["gandoctor"]
+            if not isinstance(table, dict):
+                raise ConfigError(f"{p}: key 'tool.gandoctor': expected a table, got {table!r}")
+            return _parse(table, p)
+        if p.name == "pyproject.toml":
+            return Config(origin=str(p))  # a pyproject without [tool.gandoctor]: defaults
+        return _parse(data, p)
     here = Path(search_from or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"

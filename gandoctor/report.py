@@ -34,6 +34,11 @@ class Report:
     last_step: int | None = None
     signals: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    rules_total: int = 0
+
+    @property
+    def rules_checked(self) -> int:
+        return max(0, self.rules_total - len(self.skipped_rules))
 
     @property
     def verdict(self) -> str:
@@ -91,6 +96,7 @@ class Report:
                 }
                 for f in self.findings
             ],
+            "rules_checked": self.rules_checked,
             "skipped_rules": [{"rule": s.rule, "reason": s.reason} for s in self.skipped_rules],
             "context": {"flags": sorted(self.context.flags), "values": {k: _num(v) for k, v in self.context.values.items()}},
             "signals": list(self.signals),
@@ -111,6 +117,7 @@ class Report:
             head = Text.assemble(
                 (f"{f.mode}", "bold"),
                 f"  {f.rule} {f.rule_name}  onset step {f.onset_step}  confidence {f.confidence:.2f}  ({state})",
+                (f"  also: {', '.join(f.also_fired)}" if f.also_fired else ""),
             )
             yield head
             yield Text(f"  {f.summary}")
@@ -129,6 +136,12 @@ class Report:
                     yield Text(f"      source: {r.source}, section “{r.section}”", style="dim")
             for s in f.skipped_remedies:
                 yield Text(f"   (skipped: {s.title} — {s.reason})", style="dim")
+        if self.skipped_rules:
+            missing = sorted({s.reason for s in self.skipped_rules})
+            yield Text(
+                f"{self.rules_checked} of {self.rules_total} rules checked; {len(self.skipped_rules)} skipped: " + "; ".join(missing),
+                style="dim",
+            )
         for w in self.warnings:
             yield Text(f"warning: {w}", style="yellow")
 

@@ -266,6 +266,7 @@ def _read_toml(path: Path) -> Mapping[str, Any]:
 def parse_remedies(data: Mapping[str, Any], path: Path) -> dict[str, Remedy]:
     table = data.get("remedy")
     _expect(isinstance(table, dict), path, "remedy", "tables [remedy.<id>]", table)
+    _unknown_keys(data, {"remedy"}, path, "")
     remedies: dict[str, Remedy] = {}
     for rid, raw in table.items():
         key = f"remedy.{rid}"
@@ -313,14 +314,19 @@ def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool =
             raise RuleError(f"{folder}: rules folder does not exist")
         remedy_file = folder / "remedies.toml"
         if remedy_file.exists():
-            remedies.update(parse_remedies(_read_toml(remedy_file), remedy_file))
+            for rid, remedy in parse_remedies(_read_toml(remedy_file), remedy_file).items():
+                if rid in remedies and remedies[rid] != remedy:
+                    raise RuleError(f"{remedy_file}: key 'remedy.{rid}': remedy id already defined differently by an earlier rules folder")
+                remedies[rid] = remedy
         for path in sorted(folder.glob("*.toml")):
             if path.name == "remedies.toml":
                 continue
             rule = parse_rule(_read_toml(path), path)
             if rule.code in seen:
                 raise RuleError(f"{path}: key 'code': duplicate rule code {rule.code} (also in {seen[rule.code]})")
-            seen[rule.code] = str(path)
+            if rule.name in seen:
+                raise RuleError(f"{path}: key 'name': duplicate rule name {rule.name!r} (also in {seen[rule.name]})")
+            seen[rule.code] = seen[rule.name] = str(path)
             rules.append(rule)
     for rule in rules:
         for i, ref in enumerate(rule.remedies):

@@ -66,7 +66,7 @@ def test_render_unhealthy_key_lines(report):
     lines = _lines(report)
     assert lines[0] == "╭─ gandoctor · runs/x · steps 0..4000 ─╮"
     assert lines[1] == "│ UNHEALTHY — mode_collapse            │"
-    assert lines[3] == "mode_collapse  GD301 partial-mode-collapse  onset step 1200  confidence 0.87  (active)"
+    assert lines[3] == "mode_collapse  GD301 partial-mode-collapse  onset step 1200  confidence 0.87  (active)  also: GD302"
     assert lines[4] == "  Fakes cover only part of the data."
     assert "  ✓ median(feat.coverage_ratio, 300)    0.25  < 0.5" in lines
     assert "  · median(feat.diversity_ratio, 300)    nan  < 0.8" in lines

@@ -238,21 +238,48 @@ def test_truncated_gzip_warns_instead_of_crashing(tmp_path):
 def test_empty_file(tmp_path):
     path = tmp_path / LOG_NAME
     path.write_text("", encoding="utf-8")
-    # read as a run log: nothing in it, and a warning that the header is missing
-    data = runlog_reader.read(path)
-    assert data.records == 0 and data.signals.names() == []
-    assert data.warnings == (f"{path}: no header line; read the step records without the run's context",)
+    # read as a run log: nothing in it is an error naming the file
+    with pytest.raises(LogFormatError, match="no step records") as info:
+        runlog_reader.read(path)
+    assert str(path) in str(info.value)
     # detected automatically it is not a run log, and no other reader finds records either
     with pytest.raises(LogFormatError, match="no usable records"):
         read_run(path)
 
 
-def test_header_only_log_reads_as_zero_records(tmp_path):
+def test_header_only_log_is_an_error_not_a_healthy_run(tmp_path):
+    # A run that died before its first step must not pass a CI gate as "healthy".
     RunLogWriter(tmp_path, CONTEXT, 64).close()
+    with pytest.raises(LogFormatError, match="no step records"):
+        read_run(tmp_path)
+
+
+def test_a_restarted_run_in_the_same_folder_is_analysed_alone(tmp_path):
+    first = RunLogWriter(tmp_path, CONTEXT, 64)
+    for s in range(100):
+        first.write_step(s, {"loss.d": 1.0})
+    first.close()
+    second = RunLogWriter(tmp_path, CONTEXT, 64)
+    for s in range(30):
+        second.write_step(s, {"loss.d": 2.0})
+    second.close()
     data = read_run(tmp_path)
-    assert data.records == 0
-    assert data.context.flags == frozenset(CONTEXT["flags"])
-    assert data.signals.first_step is None
+    assert data.records == 30
+    assert set(data.signals.get("loss.d").values.tolist()) == {2.0}
+    assert any("new run starts here" in w for w in data.warnings)
+
+
+def test_a_resumed_run_continues(tmp_path):
+    first = RunLogWriter(tmp_path, CONTEXT, 64)
+    for s in range(50):
+        first.write_step(s, {"loss.d": 1.0})
+    first.close()
+    second = RunLogWriter(tmp_path, CONTEXT, 64)
+    for s in range(50, 80):
+        second.write_step(s, {"loss.d": 1.0})
+    second.close()
+    data = read_run(tmp_path)
+    assert data.records == 80 and not any("new run" in w for w in data.warnings)
 
 
 def test_directory_without_a_log_is_rejected(tmp_path):

@@ -69,6 +69,8 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     signals: SignalLog | None = None
     records = 0
     saw_header = False
+    restart_pending = False
+    last_step = -1
 
     def problem(message: str) -> None:
         nonlocal problems
@@ -102,6 +104,8 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                         f"{log_path}: line {lineno}: run log schema version {version} is newer than this gandoctor reads "
                         f"(up to {VERSION}); upgrade gandoctor"
                     )
+                if saw_header and records:
+                    restart_pending = True  # a second header: a resumed or a new run
                 saw_header = True
                 cap = record.get("capacity")
                 if signals is None:
@@ -124,10 +128,20 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                         problem(f"{log_path}: line {lineno}: key 's.{name}': expected a number or 'nan'/'inf'/'-inf', got {raw!r}; value skipped")
                         continue
                     clean[name] = value
+                if restart_pending:
+                    restart_pending = False
+                    if step <= last_step:
+                        warnings.append(
+                            f"{log_path}: line {lineno}: a new run starts here (steps restart at {step}); "
+                            "only this newest run is analysed"
+                        )
+                        signals = SignalLog(capacity=signals.capacity if signals else capacity)
+                        records = 0
                 if signals is None:
                     signals = SignalLog(capacity=capacity)
                 signals.record(step, clean)
                 records += 1
+                last_step = max(last_step, step)
             elif kind == "event":
                 continue
             else:
@@ -136,6 +150,8 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         warnings.append(f"{log_path}: {problems - MAX_REPORTED} more problems not listed")
     if not saw_header:
         warnings.append(f"{log_path}: no header line; read the step records without the run's context")
+    if not records:
+        raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
     return RunData(signals or SignalLog(capacity=capacity), context, str(log_path), "runlog", records, tuple(warnings))
 
 

@@ -242,7 +242,7 @@ class Doctor:
         self._u: dict[str, torch.Tensor] = {}
         self._real_feats: list[torch.Tensor] = []
         self._fake_feats: list[torch.Tensor] = []
-        self._prev_fake_mean: np.ndarray | None = None
+        self._prev_fake: np.ndarray | None = None
         self._user_flags = frozenset(uses) | self.config.uses
         self._context = self._inspect(g_optimizer, d_optimizer)
         self._taps: dict[str, _GradTap] = {}
@@ -499,8 +499,8 @@ class Doctor:
             return
         perm = self._np_rng.permutation(real.shape[0])
         half = real.shape[0] // 2
-        stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake_mean)
-        self._prev_fake_mean = fake.mean(axis=0)
+        stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake)
+        self._prev_fake = fake
         self._pending[-1][1].update(stats.as_signals())
 
     # -- transfer and logging ------------------------------------------------------------

@@ -72,6 +72,7 @@ class SampleStats:
     precision: float
     dup_rate: float
     fake_shift: float
+    turnover: float
 
     def as_signals(self) -> dict[str, float]:
         return {
@@ -81,11 +82,18 @@ class SampleStats:
             "feat.precision": self.precision,
             "feat.dup_rate": self.dup_rate,
             "feat.fake_shift": self.fake_shift,
+            "feat.turnover": self.turnover,
         }
 
 
-def compare(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, previous_fake_mean: np.ndarray | None) -> SampleStats:
-    """Fake vs real statistics, each calibrated against a second real set of the same size."""
+def compare(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, previous_fake: np.ndarray | None) -> SampleStats:
+    """Fake vs real statistics, each calibrated against a second real set of the same size.
+
+    ``previous_fake`` is the fake set of the previous measurement: ``turnover`` is one minus how
+    well the previous fakes' neighbourhoods are still covered by the new fakes, relative to how
+    well one real set covers another. 0 = the generated distribution stayed put; 1 = it moved
+    entirely somewhere else (mode hopping).
+    """
     n = min(real_a.shape[0], real_b.shape[0], fake.shape[0])
     real_a, real_b, fake = real_a[:n], real_b[:n], fake[:n]
     radii = kth_neighbour_radii(real_a)
@@ -94,9 +102,16 @@ def compare(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, previous_f
     div_real = mean_pairwise_distance(real_a)
     div = mean_pairwise_distance(fake) / div_real if div_real > 0 else math.nan
     spread = math.sqrt(float(real_a.var(axis=0).sum()))
-    shift = math.nan
-    if previous_fake_mean is not None and spread > 0:
-        shift = float(np.linalg.norm(fake.mean(axis=0) - previous_fake_mean)) / spread
+    shift = turnover = math.nan
+    if previous_fake is not None and previous_fake.shape[0] >= n and spread > 0:
+        previous_fake = previous_fake[:n]
+        shift = float(np.linalg.norm(fake.mean(axis=0) - previous_fake.mean(axis=0))) / spread
+        # Neighbourhood radii of the previous fakes, floored at the real data's own scale so a
+        # collapsed (near-duplicate) fake set does not get vanishing radii.
+        floor = float(np.median(radii))
+        prev_radii = np.maximum(kth_neighbour_radii(previous_fake), 0.25 * floor)
+        kept = coverage(previous_fake, fake, prev_radii)
+        turnover = max(0.0, 1.0 - kept / cov_rr) if cov_rr > 0 else math.nan
     return SampleStats(
         diversity_ratio=div,
         coverage=cov,
@@ -104,4 +119,5 @@ def compare(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray, previous_f
         precision=precision(real_a, fake, radii),
         dup_rate=duplicate_rate(real_a, fake),
         fake_shift=shift,
+        turnover=turnover,
     )

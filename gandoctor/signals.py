@@ -43,6 +43,7 @@ SIGNALS: Mapping[str, str] = {
     "feat.precision": "improved precision (Kynkaanniemi et al. 2019): share of fakes inside the real k-NN manifold",
     "feat.dup_rate": "share of fakes whose nearest other fake is closer than a tenth of the typical real neighbour distance",
     "feat.fake_shift": "distance moved by the fake feature centroid since the last measurement, in units of real spread",
+    "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 
 _NAME = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")

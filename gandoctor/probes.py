@@ -93,7 +93,10 @@ def _auc(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """P(D(real) > D(fake)) over all pairs, ties counted half; stays on the device."""
     r = real[:256].reshape(-1, 1)
     f = fake[:256].reshape(1, -1)
-    return (r > f).float().mean() + 0.5 * (r == f).float().mean()
+    auc = (r > f).float().mean() + 0.5 * (r == f).float().mean()
+    # Non-finite outputs make the ranking meaningless: NaN, not a confident 0 or 1.
+    finite = torch.isfinite(r).all() & torch.isfinite(f).all()
+    return torch.where(finite, auc, torch.full_like(auc, float("nan")))
 
 
 def _has_spectral_norm(module: nn.Module) -> bool:

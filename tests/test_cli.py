@@ -258,7 +258,8 @@ def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
     assert out.startswith("GD301 partial-mode-collapse → mode_collapse")
     assert norm(rule.why) in out
     assert "why" in out and "fires when" in out and "remedies" in out
-    assert "median(feat.coverage_ratio, 300 steps) < 0.5" in out
+    for c in rule.conditions:
+        assert f"{c.label()} {c.op} {c.threshold:g}" in out
     for ref in rule.remedies:
         remedy = rules.remedies[ref.id]
         assert norm(f"- {remedy.title}: {remedy.action}") in out

@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--rules", action="append", default=[], metavar="DIR")
     p = sub.add_parser("demo", help="train a tiny GAN on CPU with gandoctor attached and print its diagnosis")
-    p.add_argument("--scenario", choices=["healthy", "collapse", "both"], default="both")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--scenario", choices=["healthy", "collapse", "unbalanced", "all"], default="all")
+    p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--log-dir", default="runs/demo")
     return parser
 

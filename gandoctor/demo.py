@@ -1,7 +1,7 @@
 """The demo: train tiny GANs on a ring of 8 Gaussians on CPU with gandoctor attached.
 
-Two runs by default, one with a sound recipe and one with a recipe known to make G collapse,
-so the reader sees both a quiet report and a diagnosis with evidence and remedies.
+Three runs by default: a sound recipe, one that makes G collapse, and one where G outruns D, so
+the reader sees a quiet report and diagnoses with evidence and remedies.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ class Recipe:
 
 RECIPES = {
     "healthy": Recipe("healthy", lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), z_dim=8, hidden=128),
-    "collapse": Recipe("collapse", lr_g=3e-3, lr_d=2e-4, betas=(0.9, 0.999), z_dim=2, hidden=64),
+    # A one-dimensional z cannot reach 8 separate modes without gaps: G repeats itself.
+    "collapse": Recipe("collapse", lr_g=2e-3, lr_d=2e-3, betas=(0.5, 0.9), z_dim=1, hidden=128),
+    # G ten times faster than D with heavy momentum: D stops being able to tell, samples stay off the data.
+    "unbalanced": Recipe("unbalanced", lr_g=3e-3, lr_d=2e-4, betas=(0.9, 0.999), z_dim=2, hidden=64),
 }
 
 
@@ -72,7 +75,7 @@ def train(recipe: Recipe, steps: int, log_dir: str | Path, seed: int = 0, batch:
 
 def run_demo(scenario: str, steps: int, log_dir: str, console: Console) -> int:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    names = ["healthy", "collapse"] if scenario == "both" else [scenario]
+    names = list(RECIPES) if scenario == "all" else [scenario]
     for name in names:
         recipe = RECIPES[name]
         run_dir = Path(log_dir) / name

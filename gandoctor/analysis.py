@@ -14,8 +14,10 @@ from .rules import RuleSet
 from .signals import SignalLog
 
 
-def diagnose(signals: SignalLog, rules: RuleSet, context: RunContext, source: str = "", warnings: Iterable[str] = ()) -> Report:
-    result = engine.evaluate(signals, rules, context)
+def diagnose(
+    signals: SignalLog, rules: RuleSet, context: RunContext, source: str = "", warnings: Iterable[str] = (), strict: bool = False
+) -> Report:
+    result = engine.evaluate(signals, rules, context, strict=strict)
     findings = remedies.rank(result.findings, rules, context)
     return Report(
         findings=findings,

@@ -8,6 +8,7 @@ of that streak. Requiring persistence is what keeps noisy but healthy curves qui
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from . import stats
 from .findings import Evidence, Finding, RunContext, SkippedRule
 from .rules import Condition, Rule, RuleSet
 from .signals import SignalLog
+
+logger = logging.getLogger("gandoctor")
 
 #: Grid points per run at most; keeps evaluation cost independent of run length.
 MAX_GRID_POINTS = 2000
@@ -181,7 +184,7 @@ def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(merged, key=lambda f: (f.onset_step, -f.confidence, f.mode)))
 
 
-def evaluate(log: SignalLog, rules: RuleSet, context: RunContext | None = None) -> EngineResult:
+def evaluate(log: SignalLog, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:
     context = context or RunContext()
     if log.first_step is None or log.last_step is None:
         return EngineResult((), (), tuple(SkippedRule(r.code, "no signals recorded") for r in rules.rules), None, None)
@@ -194,7 +197,16 @@ def evaluate(log: SignalLog, rules: RuleSet, context: RunContext | None = None) 
         if blocked:
             skipped.append(SkippedRule(rule.code, f"not applicable: run uses {', '.join(blocked)}"))
             continue
-        outcome = evaluate_rule(log, rule, grid)
+        try:
+            outcome = evaluate_rule(log, rule, grid)
+        except Exception as exc:
+            if strict:
+                raise
+            # One broken rule (a bad custom rule, a statistic that fails on odd data) must not
+            # take the whole diagnosis down: it is reported as skipped, with the reason.
+            logger.warning("gandoctor: rule %s failed and was skipped: %s", rule.code, exc, exc_info=True)
+            skipped.append(SkippedRule(rule.code, f"error while evaluating: {type(exc).__name__}: {exc}"))
+            continue
         if isinstance(outcome, SkippedRule):
             skipped.append(outcome)
         elif outcome is not None:

@@ -560,7 +560,14 @@ class Doctor:
         """Diagnose what has been recorded so far (callable mid-training)."""
         self._guard("flush", self._flush)
         try:
-            return diagnose(self.signals, self._rules, self._context, source=str(self._writer.path) if self._writer else "", warnings=tuple(self._disabled.values()))
+            return diagnose(
+                self.signals,
+                self._rules,
+                self._context,
+                source=str(self._writer.path) if self._writer else "",
+                warnings=tuple(self._disabled.values()),
+                strict=self.strict,
+            )
         except Exception as exc:
             if self.strict:
                 raise

@@ -1,8 +1,9 @@
 """The signal log: named series of (step, value) with bounded memory. No torch here.
 
-Every series keeps at most ``capacity`` points. When it is full, neighbouring points are
-merged pairwise (mean of the finite values, counts of samples and of non-finite samples kept),
-so a run of millions of steps keeps its whole history at a coarser resolution while memory
+Every series keeps fewer than ``capacity`` points plus the bucket being filled. When it is
+full, neighbouring points are merged pairwise (mean of the finite values, counts of samples and
+of non-finite samples kept) and later samples are gathered in buckets twice as large, so a run
+of millions of steps keeps its whole history at one coarser, uniform resolution while memory
 stays flat. A point therefore stands for ``count`` raw samples, ``nonfinite`` of which were
 NaN or inf.
 """
@@ -73,21 +74,39 @@ class SeriesView:
 
 
 class Series:
-    """One bounded, decimating series."""
+    """One bounded series with uniform resolution.
 
-    __slots__ = ("name", "capacity", "_steps", "_values", "_counts", "_nonfinite", "_n")
+    Raw samples are gathered into buckets of ``stride`` samples; every time the buffer fills,
+    neighbouring buckets are merged pairwise and ``stride`` doubles. So every stored point
+    stands for the same number of samples: the whole history at one (coarser) resolution,
+    rather than recent points fine and old ones swallowed into a single bucket.
+    """
+
+    __slots__ = (
+        "name", "capacity", "stride", "_steps", "_values", "_counts", "_nonfinite", "_n",
+        "_acc_step", "_acc_sum", "_acc_finite", "_acc_count", "_acc_nonfinite",
+    )
 
     def __init__(self, name: str, capacity: int) -> None:
         if capacity < 16 or capacity % 2:
             raise SignalError(f"capacity must be an even number >= 16, got {capacity}")
         self.name = name
         self.capacity = capacity
+        self.stride = 1
         size = min(capacity, 64)  # grow on demand: thousands of rarely-written series stay cheap
         self._steps = np.zeros(size, dtype=np.int64)
         self._values = np.zeros(size, dtype=np.float64)
         self._counts = np.zeros(size, dtype=np.int64)
         self._nonfinite = np.zeros(size, dtype=np.int64)
         self._n = 0
+        self._reset_bucket()
+
+    def _reset_bucket(self) -> None:
+        self._acc_step = -1
+        self._acc_sum = 0.0
+        self._acc_finite = 0
+        self._acc_count = 0
+        self._acc_nonfinite = 0
 
     def _grow(self) -> None:
         size = min(self.capacity, 2 * self._steps.shape[0])
@@ -97,30 +116,47 @@ class Series:
             new[: old.shape[0]] = old
             setattr(self, attr, new)
 
+    def _last_step(self) -> int:
+        if self._acc_count:
+            return self._acc_step
+        return int(self._steps[self._n - 1]) if self._n else -1
+
     def append(self, step: int, value: float) -> None:
-        if self._n and step < self._steps[self._n - 1]:
+        if step < self._last_step():
             # Out-of-order steps (a resumed run re-logging old steps) are dropped rather than
             # corrupting the ordering every statistic relies on.
             return
-        if self._n == self.capacity:
-            self._decimate()
-        elif self._n == self._steps.shape[0]:
+        if math.isfinite(value):
+            self._acc_sum += value
+            self._acc_finite += 1
+        else:
+            self._acc_nonfinite += 1
+        self._acc_count += 1
+        self._acc_step = step
+        if self._acc_count >= self.stride:
+            self._commit_bucket()
+
+    def _commit_bucket(self) -> None:
+        if self._n == self._steps.shape[0]:
             self._grow()
-        finite = math.isfinite(value)
         i = self._n
-        self._steps[i] = step
-        self._values[i] = value if finite else math.nan
-        self._counts[i] = 1
-        self._nonfinite[i] = 0 if finite else 1
+        self._steps[i] = self._acc_step
+        self._values[i] = self._acc_sum / self._acc_finite if self._acc_finite else math.nan
+        self._counts[i] = self._acc_count
+        self._nonfinite[i] = self._acc_nonfinite
         self._n += 1
+        self._reset_bucket()
+        if self._n == self.capacity:
+            # Merge as soon as the buffer is full, so the next bucket already has the new
+            # stride: every point then stands for the same number of samples.
+            self._decimate()
 
     def _decimate(self) -> None:
         half = self.capacity // 2
         counts = self._counts.reshape(half, 2)
         nonfinite = self._nonfinite.reshape(half, 2)
         values = self._values.reshape(half, 2)
-        finite_counts = counts - nonfinite
-        weights = np.where(np.isfinite(values), finite_counts, 0)
+        weights = np.where(np.isfinite(values), counts - nonfinite, 0)
         total = weights.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             merged = np.where(total > 0, np.nansum(values * weights, axis=1) / np.maximum(total, 1), np.nan)
@@ -129,19 +165,22 @@ class Series:
         self._counts[:half] = counts.sum(axis=1)
         self._nonfinite[:half] = nonfinite.sum(axis=1)
         self._n = half
+        self.stride *= 2
 
     def view(self) -> SeriesView:
         n = self._n
-        return SeriesView(
-            self.name,
-            self._steps[:n].copy(),
-            self._values[:n].copy(),
-            self._counts[:n].copy(),
-            self._nonfinite[:n].copy(),
-        )
+        steps, values = self._steps[:n], self._values[:n]
+        counts, nonfinite = self._counts[:n], self._nonfinite[:n]
+        if self._acc_count:  # the bucket still filling is data too
+            value = self._acc_sum / self._acc_finite if self._acc_finite else math.nan
+            steps = np.append(steps, self._acc_step)
+            values = np.append(values, value)
+            counts = np.append(counts, self._acc_count)
+            nonfinite = np.append(nonfinite, self._acc_nonfinite)
+        return SeriesView(self.name, steps.copy(), values.copy(), counts.copy(), nonfinite.copy())
 
     def __len__(self) -> int:
-        return self._n
+        return self._n + (1 if self._acc_count else 0)
 
 
 class SignalLog:

@@ -154,12 +154,24 @@ def _log10_ratio(num: float, den: float) -> float:
     return math.log10(num / den)
 
 
+#: A window is at least this many times the local spacing of the series' points. On long runs
+#: the signal log merges old neighbouring points (bounded memory), so a window of 200 steps may
+#: hold no point at all; it widens to the series' own resolution there instead of going empty.
+MIN_WINDOW_POINTS = 3
+
+
 def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, level: float | None = None) -> np.ndarray:
     """Value of ``stat_name`` over ``(t - window, t]`` for every ``t`` in ``grid``."""
     stat = STATISTICS[stat_name]
     steps = view.steps
-    starts = np.searchsorted(steps, grid - window, side="right")
     ends = np.searchsorted(steps, grid, side="right")
+    # Local resolution: the gap between the last two points at or before t. Merged (old)
+    # stretches of a long run have wide gaps; a signal that stopped arriving does not widen.
+    last = np.clip(ends - 1, 0, max(steps.shape[0] - 1, 0))
+    prev = np.clip(ends - 2, 0, max(steps.shape[0] - 1, 0))
+    gaps = (steps[last] - steps[prev]) if steps.size else np.zeros_like(grid)
+    widths = np.maximum(window, MIN_WINDOW_POINTS * gaps)
+    starts = np.searchsorted(steps, grid - widths, side="right")
     out = np.full(grid.shape[0], math.nan)
     if stat.reference is None:
         fn = _WINDOW_FNS[stat_name]

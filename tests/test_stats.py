@@ -160,3 +160,17 @@ def test_registry_vocabulary_and_level_flags():
     needs_level = {name for name, s in stats.STATISTICS.items() if s.needs_level}
     assert needs_level == {"frac_above", "frac_below"}
     assert stats.describe("slope")["doc"] == "least-squares slope per 1000 steps"
+
+
+def test_windows_widen_to_the_resolution_of_a_decimated_series():
+    from gandoctor.signals import SignalLog
+
+    log = SignalLog(capacity=64)
+    for step in range(200_000):
+        log.record(step, {"x.y": 1.0 + (step % 7)})
+    view = log.get("x.y")
+    assert len(view) <= 64
+    grid = np.array([100_000, 199_999])
+    # A 200-step window holds no merged point any more; it must widen rather than go empty.
+    values = stats.evaluate(view, "std", 200, grid)
+    assert np.isfinite(values).all()

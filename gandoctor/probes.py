@@ -60,9 +60,15 @@ class Schedule:
     sample_stats_every: int = 100
     feature_dim: int = 64
     power_iterations: int = 2
+    extended_sample_stats: bool = False  # density, recall, Vendi ratio: about 2x the sample-statistics cost
+
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
+            if name == "extended_sample_stats":
+                if not isinstance(value, bool):
+                    raise ValueError(f"Schedule.{name} must be True or False, got {value!r}")
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Schedule.{name} must be a positive integer, got {value!r}")
 
@@ -502,7 +508,7 @@ class Doctor:
             return
         perm = self._np_rng.permutation(real.shape[0])
         half = real.shape[0] // 2
-        stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake)
+        stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats)
         self._prev_fake = fake
         self._pending[-1][1].update(stats.as_signals())
 

@@ -44,6 +44,9 @@ SIGNALS: Mapping[str, str] = {
     "feat.precision": "improved precision (Kynkaanniemi et al. 2019): share of fakes inside the real k-NN manifold",
     "feat.dup_rate": "share of fakes whose nearest other fake is closer than a tenth of the typical real neighbour distance",
     "feat.fake_shift": "distance moved by the fake feature centroid since the last measurement, in units of real spread",
+    "feat.density": "density (Naeem et al. 2020): ~1 when fakes follow the real data, 0 off its support",
+    "feat.recall": "improved recall (Kynkaanniemi et al. 2019): share of reals inside the fake k-NN manifold",
+    "feat.vendi_ratio": "Vendi score (Friedman & Dieng 2023) of the fakes over that of the reals: effective number of distinct samples",
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 

@@ -1,0 +1,74 @@
+"""Sample statistics against their published definitions, on synthetic arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gandoctor import samplestats as ss
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_coverage_and_precision_of_the_same_distribution_are_high(rng):
+    real, fake = rng.normal(size=(400, 4)), rng.normal(size=(400, 4))
+    assert ss.coverage(real, fake) > 0.9
+    assert ss.precision(real, fake) > 0.9
+    assert ss.recall(real, fake) > 0.9
+
+
+def test_half_the_modes_halves_coverage_and_recall_but_not_precision(rng):
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=float)
+    real = centres[rng.integers(0, 4, 800)] + 0.3 * rng.normal(size=(800, 2))
+    fake = centres[rng.integers(0, 2, 800)] + 0.3 * rng.normal(size=(800, 2))
+    assert ss.coverage(real, fake) == pytest.approx(0.5, abs=0.08)
+    assert ss.recall(real, fake) == pytest.approx(0.5, abs=0.08)
+    assert ss.precision(real, fake) > 0.9
+
+
+def test_density_is_about_one_for_matching_distributions_and_zero_off_support(rng):
+    real, fake = rng.normal(size=(600, 3)), rng.normal(size=(600, 3))
+    assert ss.density(real, fake) == pytest.approx(1.0, abs=0.15)
+    assert ss.density(real, rng.normal(size=(600, 3)) + 20.0) == 0.0
+
+
+def test_vendi_score_counts_effective_distinct_samples():
+    identical = np.zeros((50, 3))
+    assert ss.vendi_score(identical) == pytest.approx(1.0)
+    far_apart = np.eye(5) * 100.0  # five points, no similarity between them
+    assert ss.vendi_score(far_apart, bandwidth=1.0) == pytest.approx(5.0, rel=1e-6)
+    two_clusters = np.vstack([np.zeros((20, 2)), np.full((20, 2), 100.0)])
+    assert ss.vendi_score(two_clusters, bandwidth=1.0) == pytest.approx(2.0, rel=1e-6)
+
+
+def test_vendi_ratio_drops_when_fakes_collapse(rng):
+    real = rng.normal(size=(200, 8))
+    assert ss.vendi_ratio(real, rng.normal(size=(200, 8))) == pytest.approx(1.0, abs=0.15)
+    collapsed = 0.01 * rng.normal(size=(200, 8))
+    assert ss.vendi_score(collapsed, bandwidth=3.0) == pytest.approx(1.0, abs=0.01)
+    assert ss.vendi_ratio(real, collapsed) < 0.3
+
+
+def test_ndb_finds_the_missing_bins(rng):
+    centres = rng.normal(scale=10, size=(10, 2))
+    real = centres[rng.integers(0, 10, 1000)] + 0.2 * rng.normal(size=(1000, 2))
+    same = centres[rng.integers(0, 10, 1000)] + 0.2 * rng.normal(size=(1000, 2))
+    half = centres[rng.integers(0, 5, 1000)] + 0.2 * rng.normal(size=(1000, 2))
+    different_same, bins = ss.ndb(real, same, bins=10)
+    different_half, _ = ss.ndb(real, half, bins=10)
+    assert bins == 10
+    assert different_same <= 2
+    assert different_half >= 8
+
+
+def test_turnover_is_low_when_fakes_stay_and_high_when_they_move(rng):
+    real_a, real_b = rng.normal(size=(256, 2)), rng.normal(size=(256, 2))
+    prev = rng.normal(size=(256, 2))
+    stay = ss.compare(real_a, real_b, rng.normal(size=(256, 2)), prev, extended=True)
+    assert stay.density == pytest.approx(1.0, abs=0.2) and "feat.vendi_ratio" in stay.as_signals()
+    moved = ss.compare(real_a, real_b, rng.normal(size=(256, 2)) + 6.0, prev)
+    assert stay.turnover < 0.2
+    assert moved.turnover > 0.9

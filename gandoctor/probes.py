@@ -34,6 +34,7 @@ from torch import nn
 
 from . import samplestats
 from .analysis import diagnose
+from .features import FeatureContext, build_extractor
 from .config import Config, load_config
 from .findings import RunContext
 from .report import Report
@@ -213,7 +214,8 @@ class Doctor:
         d_output: str = "auto",
         uses: Iterable[str] = (),
         schedule: Schedule | None = None,
-        features: FeatureFn | None = None,
+        features: str | FeatureFn = "pixels",
+        feature_layer: str | None = None,
         d_forward: DForward | None = None,
         config: Config | str | os.PathLike[str] | None = None,
         rules_dirs: Sequence[str | os.PathLike[str]] = (),
@@ -234,7 +236,6 @@ class Doctor:
         self.d_output = d_output
         self.schedule = schedule or Schedule()
         self.strict = strict
-        self.features = features
         self.d_forward = d_forward or _default_d_forward
         self.config = config if isinstance(config, Config) else load_config(config)
         self._rules = self.config.ruleset(tuple(Path(d) for d in rules_dirs))
@@ -245,9 +246,12 @@ class Doctor:
         self._closed = False
         self._saw_negative_d_loss = False
         self._output_range_ok = True  # all D outputs seen lie in [0, 1]
-        self._proj: torch.Tensor | None = None
         self._proj_gen = torch.Generator().manual_seed(seed)
         self._np_rng = np.random.default_rng(seed)
+        self._extract = build_extractor(
+            features,
+            FeatureContext(self.discriminator, self.d_forward, self._untouched, self.schedule.feature_dim, self._proj_gen, feature_layer),
+        )
         self._u: dict[str, torch.Tensor] = {}
         self._real_feats: list[torch.Tensor] = []
         self._fake_feats: list[torch.Tensor] = []
@@ -374,7 +378,7 @@ class Doctor:
                 if self._step % self.schedule.weight_every == 0:
                     self._guard("weights", lambda: self._weights(values))
                 if real is not None and fake is not None and self._step % self.schedule.feature_every == 0:
-                    self._guard("features", lambda: self._collect_features(real, fake))
+                    self._guard("features", lambda: self._collect_features(real, fake, labels, fake_labels))
                 self._pending.append((self._step, values))
                 if self._step % self.schedule.sample_stats_every == 0 and self._step > 0:
                     self._guard("sample_stats", self._sample_stats)
@@ -476,24 +480,12 @@ class Doctor:
         if sigmas:
             values["sigma_max.d"] = torch.stack(sigmas).max()
 
-    def _featurize(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[: self.schedule.feature_batch].detach()
-        if self.features is not None:
-            out = self.features(x)
-            return out.detach().float().reshape(out.shape[0], -1)
-        flat = x.float().reshape(x.shape[0], -1)
-        dim = self.schedule.feature_dim
-        if flat.shape[1] <= dim:
-            return flat
-        if self._proj is None or self._proj.shape[0] != flat.shape[1]:
-            # A fixed Gaussian projection (Johnson-Lindenstrauss) keeps distances, so the
-            # distance-based statistics stay meaningful at a fraction of the cost.
-            self._proj = (torch.randn(flat.shape[1], dim, generator=self._proj_gen) / math.sqrt(dim)).to(flat.device)
-        return flat @ self._proj.to(flat.device)
-
-    def _collect_features(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        self._real_feats.append(self._featurize(real))
-        self._fake_feats.append(self._featurize(fake))
+    def _collect_features(self, real: torch.Tensor, fake: torch.Tensor, labels: Any, fake_labels: Any) -> None:
+        n = self.schedule.feature_batch
+        y_real = labels[:n] if isinstance(labels, torch.Tensor) else labels
+        y_fake = fake_labels[:n] if isinstance(fake_labels, torch.Tensor) else (fake_labels if fake_labels is not None else y_real)
+        self._real_feats.append(self._extract(real[:n].detach(), y_real))
+        self._fake_feats.append(self._extract(fake[:n].detach(), y_fake))
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del self._real_feats[:-4]
         del self._fake_feats[:-2]

@@ -1,0 +1,98 @@
+"""Feature extractors: the registry, D's own features, and that extracting them leaves training untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gandoctor
+from gandoctor.features import FEATURE_EXTRACTORS, FeatureContext, build_extractor, output_layer, register_feature_extractor
+from gandoctor.probes import Schedule
+
+from .test_probes import CondD, make_models, state, train
+
+
+def _ctx(d: nn.Module, layer: str | None = None, dim: int = 64) -> FeatureContext:
+    import contextlib
+
+    @contextlib.contextmanager
+    def untouched(module, device):
+        yield
+
+    return FeatureContext(d, lambda m, x, y: m(x) if y is None else m(x, y), untouched, dim, torch.Generator().manual_seed(0), layer)
+
+
+def test_registry_lists_the_builtins_and_rejects_duplicates():
+    assert {"pixels", "random_projection", "pooled", "d_penultimate"} <= set(FEATURE_EXTRACTORS)
+    with pytest.raises(ValueError, match="already registered"):
+        register_feature_extractor("pixels", lambda ctx: (lambda x, y: x), "dup")
+    with pytest.raises(ValueError, match="unknown feature extractor 'nope'"):
+        build_extractor("nope", _ctx(nn.Linear(2, 1)))
+
+
+def test_pixels_projects_only_when_larger_and_keeps_distances_roughly():
+    d = nn.Linear(2, 1)
+    small = build_extractor("pixels", _ctx(d))(torch.randn(10, 2), None)
+    assert small.shape == (10, 2)
+    x = torch.randn(50, 3, 16, 16)
+    feats = build_extractor("pixels", _ctx(d))(x, None)
+    assert feats.shape == (50, 64)
+    original = torch.cdist(x.reshape(50, -1), x.reshape(50, -1))
+    projected = torch.cdist(feats, feats)
+    mask = ~torch.eye(50, dtype=torch.bool)
+    ratio = projected[mask] / original[mask]
+    assert 0.6 < ratio.median().item() < 1.4
+
+
+def test_pooled_reduces_images_before_projecting():
+    feats = build_extractor("pooled", _ctx(nn.Linear(2, 1)))(torch.randn(4, 1, 32, 32), None)
+    assert feats.shape == (4, 64)  # 1 x 8 x 8
+
+
+def test_d_penultimate_is_the_input_of_ds_last_layer():
+    _, D = make_models()
+    name, last = output_layer(D)
+    assert name == "4" and last is D[4]
+    x = torch.randn(16, 2)
+    D.eval()
+    feats = build_extractor("d_penultimate", _ctx(D))(x, None)
+    expected = D[3](D[2](D[1](D[0](x))))
+    assert torch.allclose(feats, expected)
+
+
+def test_named_feature_layer_uses_that_modules_output_and_unknown_names_fail():
+    _, D = make_models()
+    D.eval()
+    x = torch.randn(8, 2)
+    feats = build_extractor("d_penultimate", _ctx(D, layer="0"))(x, None)
+    assert torch.allclose(feats, D[0](x))
+    with pytest.raises(ValueError, match="feature layer 'nope' is not a module of D"):
+        build_extractor("d_penultimate", _ctx(D, layer="nope"))
+
+
+def test_training_is_bit_identical_with_d_features():
+    schedule = Schedule(feature_every=1, sample_stats_every=5, d_probe_every=3, flush_every=4)
+    G0, D0, _ = train(30, None)
+    G1, D1, doctor = train(30, {"features": "d_penultimate", "schedule": schedule, "strict": True})
+    for a, b in zip(state(G0, D0), state(G1, D1)):
+        assert torch.equal(a, b)
+    assert doctor.signals.get("feat.coverage") is not None
+
+
+def test_conditional_d_features_get_the_labels():
+    torch.manual_seed(0)
+    G, D = nn.Linear(4, 2), CondD()
+    doctor = gandoctor.Doctor(G, D, features="d_penultimate", schedule=Schedule(feature_every=1, d_probe_every=1000), strict=True)
+    y = torch.randint(0, 3, (16,))
+    doctor.step(d_loss=0.5, g_loss=0.5, real=torch.randn(16, 2), fake=G(torch.randn(16, 4)), labels=y)
+    # step 0: the D probe (2 forwards) and the feature extraction (2 forwards) all get the labels
+    assert len(D.seen_labels) == 4 and all(torch.equal(seen, y) for seen in D.seen_labels)
+
+
+def test_bad_features_argument_is_a_clear_error():
+    G, D = make_models()
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        gandoctor.Doctor(G, D, features="inception")
+    with pytest.raises(TypeError, match="features must be"):
+        gandoctor.Doctor(G, D, features=3)  # type: ignore[arg-type]

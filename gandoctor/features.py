@@ -102,9 +102,14 @@ def _pooled(ctx: FeatureContext) -> Extractor:
 
 def output_layer(module: nn.Module) -> tuple[str, nn.Module]:
     """D's last leaf module that owns parameters: its input is D's penultimate feature."""
+    from torch.nn.utils import parametrize
+
     last: tuple[str, nn.Module] | None = None
     for name, m in module.named_modules():
-        if not list(m.children()) and any(True for _ in m.parameters(recurse=False)):
+        if ".parametrizations" in f".{name}":
+            continue  # the parametrization's own modules (spectral norm's `original`) are not layers
+        leaf = not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+        if leaf or parametrize.is_parametrized(m):
             last = (name, m)
     if last is None:
         raise ValueError(f"{type(module).__name__} has no layer with parameters to take features from")

@@ -96,3 +96,13 @@ def test_bad_features_argument_is_a_clear_error():
         gandoctor.Doctor(G, D, features="inception")
     with pytest.raises(TypeError, match="features must be"):
         gandoctor.Doctor(G, D, features=3)  # type: ignore[arg-type]
+
+
+def test_output_layer_is_found_through_spectral_norm():
+    _, D = make_models(sn=True)
+    name, last = output_layer(D)
+    assert name == "4" and last is D[4]
+    D.eval()
+    x = torch.randn(8, 2)
+    feats = build_extractor("d_penultimate", _ctx(D))(x, None)
+    assert feats.shape == (8, 32)

@@ -13,14 +13,11 @@ In a ``--config`` file the same keys sit at the top level (or under ``[tool.gand
 
 from __future__ import annotations
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._toml import read_toml
 from .errors import ConfigError, RuleError
 from .rules import RuleSet, load_rules, with_overrides
 
@@ -67,13 +64,7 @@ def _parse(table: Mapping[str, Any], origin: Path) -> Config:
 
 
 def _read(path: Path) -> Mapping[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    return read_toml(path, ConfigError)
 
 
 def load_config(path: str | Path | None = None, search_from: str | Path | None = None) -> Config:

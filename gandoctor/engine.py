@@ -116,24 +116,18 @@ def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | Ski
         if values is not None:
             corroborating.append((cond, values))
 
-    details: list[Evidence] = []
-    margins: list[float] = []
-    for cond, values in required:
+    def evidence(cond: Condition, values: np.ndarray, role: str) -> Evidence:
         seg = values[i : j + 1]
         finite = seg[np.isfinite(seg)]
         value = float(np.median(finite)) if finite.size else math.nan
         held = bool(_holds(cond, values)[i : j + 1].mean() >= 0.5)
-        details.append(Evidence(cond.signal, cond.stat, cond.window, cond.op, cond.threshold, value, held, "condition"))
-        if held:
-            margins.append(_margin(cond, value))
-    corr_held: list[bool] = []
-    for cond, values in corroborating:
-        seg = values[i : j + 1]
-        finite = seg[np.isfinite(seg)]
-        value = float(np.median(finite)) if finite.size else math.nan
-        held = bool(_holds(cond, values)[i : j + 1].mean() >= 0.5)
-        corr_held.append(held)
-        details.append(Evidence(cond.signal, cond.stat, cond.window, cond.op, cond.threshold, value, held, "corroborate"))
+        return Evidence(cond.signal, cond.stat, cond.window, cond.op, cond.threshold, value, held, role)
+
+    details = [evidence(c, v, "condition") for c, v in required]
+    margins = [_margin(d_cond, d.value) for (d_cond, _), d in zip(required, details) if d.held]
+    corroborated = [evidence(c, v, "corroborate") for c, v in corroborating]
+    corr_held = [d.held for d in corroborated]
+    details += corroborated
 
     streak_span = int(grid[j] - grid[i])
     persistence = min(1.0, streak_span / (2.0 * max(rule.persist_steps, 1)))

@@ -9,14 +9,11 @@ without copying the rule.
 from __future__ import annotations
 
 import math
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ._toml import read_toml
 from .errors import RuleError
 from .stats import STATISTICS
 
@@ -254,13 +251,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
 
 
 def _read_toml(path: Path) -> Mapping[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise RuleError(f"{path}: cannot be read: {exc.strerror}") from None
+    return read_toml(path, RuleError)
 
 
 def parse_remedies(data: Mapping[str, Any], path: Path) -> dict[str, Remedy]:

@@ -96,6 +96,14 @@ def _per_sample(out: Any) -> torch.Tensor:
     return out.reshape(out.shape[0], -1).mean(dim=1) if out.dim() > 1 else out.reshape(-1)
 
 
+def _label_slices(labels: Any, fake_labels: Any, n: int) -> tuple[Any, Any]:
+    """Labels for the first ``n`` samples; fakes share the real labels unless given their own."""
+    y_real = labels[:n] if isinstance(labels, torch.Tensor) else labels
+    if fake_labels is None:
+        return y_real, y_real
+    return y_real, fake_labels[:n] if isinstance(fake_labels, torch.Tensor) else fake_labels
+
+
 def _auc(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """P(D(real) > D(fake)) over all pairs, ties counted half; stays on the device."""
     r = real[:256].reshape(-1, 1)
@@ -449,8 +457,7 @@ class Doctor:
     def _d_probe(self, values: dict[str, torch.Tensor | float], real: torch.Tensor, fake: torch.Tensor, labels: Any, fake_labels: Any) -> None:
         n = self.schedule.d_probe_batch
         real_s, fake_s = real[:n].detach(), fake[:n].detach()
-        y_real = labels[:n] if isinstance(labels, torch.Tensor) else labels
-        y_fake = fake_labels[:n] if isinstance(fake_labels, torch.Tensor) else (fake_labels if fake_labels is not None else y_real)
+        y_real, y_fake = _label_slices(labels, fake_labels, n)
         with self._untouched(self.discriminator, real_s.device):
             out_real = _per_sample(self.d_forward(self.discriminator, real_s, y_real))
             out_fake = _per_sample(self.d_forward(self.discriminator, fake_s, y_fake))
@@ -482,8 +489,7 @@ class Doctor:
 
     def _collect_features(self, real: torch.Tensor, fake: torch.Tensor, labels: Any, fake_labels: Any) -> None:
         n = self.schedule.feature_batch
-        y_real = labels[:n] if isinstance(labels, torch.Tensor) else labels
-        y_fake = fake_labels[:n] if isinstance(fake_labels, torch.Tensor) else (fake_labels if fake_labels is not None else y_real)
+        y_real, y_fake = _label_slices(labels, fake_labels, n)
         self._real_feats.append(self._extract(real[:n].detach(), y_real))
         self._fake_feats.append(self._extract(fake[:n].detach(), y_fake))
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.

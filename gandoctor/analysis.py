@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from . import engine, remedies
 from .config import Config, load_config
@@ -32,10 +32,17 @@ def diagnose(
     )
 
 
-def analyze(path: str | Path, config: Config | None = None, rules_dirs: Iterable[str | Path] = (), uses: Iterable[str] = (), format: str | None = None) -> Report:
+def analyze(
+    path: str | Path,
+    config: Config | None = None,
+    rules_dirs: Iterable[str | Path] = (),
+    uses: Iterable[str] = (),
+    format: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Report:
     """Read a saved run (directory or log file) and diagnose it."""
     config = config or load_config()
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
-    data = read_run(path, format=format)
+    data = read_run(path, format=format, progress=progress)
     context = data.context.merged(RunContext(frozenset(config.uses) | frozenset(uses)))
     return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings)

@@ -63,10 +63,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PROGRESS_MIN_BYTES = 20 << 20
+
+
 def _report(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     config = load_config(args.config)
     uses = [u.strip() for u in args.uses.split(",") if u.strip()]
-    return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format)
+    err = Console(stderr=True)
+    if not err.is_terminal or _size(Path(args.path)) < PROGRESS_MIN_BYTES:
+        return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format)
+    # Large logs take seconds to read: show progress on stderr (stdout stays clean for --json).
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress("reading", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("read", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format, progress=update)
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.glob("gandoctor.jsonl*"))
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _parse_fail_on(value: str) -> set[str]:

@@ -212,3 +212,20 @@ def test_iter_lines_marks_last_line_without_newline(tmp_path):
     with _lines.open_text(path) as fh:
         assert list(_lines.iter_lines(fh, warnings, path)) == [(1, "a", True), (2, "b", True), (3, "c", False)]
     assert warnings == []
+
+
+def test_progress_is_reported_while_reading_a_large_log(tmp_path):
+    from gandoctor.readers import read_run
+    from gandoctor.runlog import RunLogWriter
+
+    writer = RunLogWriter(tmp_path, {"flags": [], "values": {}}, 4096)
+    for step in range(50_000):
+        writer.write_step(step, {"loss.d": 0.5})
+    writer.close()
+    calls: list[tuple[int, int | None]] = []
+    data = read_run(tmp_path, progress=lambda done, total: calls.append((done, total)))
+    assert data.records == 50_000
+    assert len(calls) >= 2
+    size = (tmp_path / "gandoctor.jsonl").stat().st_size
+    assert all(total == size for _, total in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == size

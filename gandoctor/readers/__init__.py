@@ -43,9 +43,26 @@ def register_reader(reader: Reader) -> None:
     READERS[reader.name] = reader
 
 
-def read_run(path: str | Path, capacity: int = 4096, format: str | None = None) -> RunData:
-    """Read a run directory or a log file into signals. Raises LogFormatError with the reason."""
-    path = Path(path)
+def read_run(
+    path: str | Path,
+    capacity: int = 4096,
+    format: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> RunData:
+    """Read a run directory or a log file into signals. Raises LogFormatError with the reason.
+
+    ``progress`` is called now and then with (characters read, file size or None for gzip).
+    """
+    from ._lines import progress_callback
+
+    token = progress_callback.set(progress)
+    try:
+        return _read_run(Path(path), capacity, format)
+    finally:
+        progress_callback.reset(token)
+
+
+def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
     if not path.exists():
         raise LogFormatError(f"{path}: no such file or directory")
     if format is not None:

@@ -137,9 +137,17 @@ class Report:
             for s in f.skipped_remedies:
                 yield Text(f"   (skipped: {s.title} — {s.reason})", style="dim")
         if self.skipped_rules:
-            missing = sorted({s.reason for s in self.skipped_rules})
+            missing: set[str] = set()
+            other: list[str] = []
+            for skipped in self.skipped_rules:
+                head, _, names = skipped.reason.partition(": ")
+                if head in ("signal(s) not recorded", "none of its signals recorded"):
+                    missing.update(n.strip() for n in names.split(","))
+                else:
+                    other.append(f"{skipped.rule} {skipped.reason}")
+            parts = ([f"signals not recorded: {', '.join(sorted(missing))}"] if missing else []) + other
             yield Text(
-                f"{self.rules_checked} of {self.rules_total} rules checked; {len(self.skipped_rules)} skipped: " + "; ".join(missing),
+                f"{self.rules_checked} of {self.rules_total} rules checked; {len(self.skipped_rules)} skipped ({'; '.join(parts)})",
                 style="dim",
             )
         for w in self.warnings:

@@ -133,3 +133,26 @@ def test_to_dict_is_strict_json(report):
 def test_to_dict_healthy():
     d = Report(()).to_dict()
     assert d["verdict"] == "healthy" and d["findings"] == [] and d["steps"] == {"first": None, "last": None}
+
+
+def test_skipped_rules_are_summarised_by_missing_signal():
+    from gandoctor.findings import SkippedRule
+    from gandoctor.report import Report
+
+    report = Report(
+        findings=(),
+        skipped_rules=(
+            SkippedRule("GD101", "signal(s) not recorded: d.auc, feat.coverage_ratio"),
+            SkippedRule("GD501", "none of its signals recorded: grad_norm.d, loss.d"),
+            SkippedRule("GD102", "not applicable: run uses critic"),
+        ),
+        source="runs/x",
+        first_step=0,
+        last_step=10,
+        rules_total=5,
+    )
+    text = " ".join(report.render_text(width=300).split())
+    assert (
+        "2 of 5 rules checked; 3 skipped (signals not recorded: d.auc, feat.coverage_ratio, grad_norm.d, loss.d; "
+        "GD102 not applicable: run uses critic)"
+    ) in text

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from ._toml import read_toml
 from .errors import RuleError
+from .signals import SIGNALS
 from .stats import STATISTICS
 
 MODES: tuple[str, ...] = (
@@ -36,6 +37,19 @@ _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "opti
 _REMEDY_REF_KEYS = {"id", "weight"}
 _PARAM_DEFAULTS = {"warmup_steps": 300.0, "persist_steps": 300.0, "window": 200.0}
 _REMEDY_KEYS = {"title", "action", "source", "section", "not_if", "prefer_if"}
+
+
+_BUILTIN_NAMESPACES = frozenset(name.split(".")[0] for name in SIGNALS)
+
+
+def known_signal(name: str) -> bool:
+    """A signal in one of gandoctor's own namespaces must be a documented one (catches typos);
+    any other namespace ('user.', a CSV column's) is a custom signal."""
+    if name.split(".")[0] not in _BUILTIN_NAMESPACES:
+        return True
+    if name in SIGNALS:
+        return True
+    return name.startswith(("grad_norm.d.layer.", "grad_norm.g.layer.")) or name == "feat.nonfinite"
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,12 @@ def _parse_condition(raw: Any, path: Path, key: str, params: Mapping[str, float]
         _expect(required in raw, path, f"{key}.{required}", "a value (required)", None)
     signal = raw["signal"]
     _expect(isinstance(signal, str) and "." in signal, path, f"{key}.signal", "a dotted signal name such as 'loss.d'", signal)
+    if not known_signal(signal):
+        raise RuleError(
+            f"{_where(path, key + '.signal')}: unknown signal {signal!r} in gandoctor's namespace "
+            f"'{signal.split('.')[0]}'; known: {', '.join(s for s in SIGNALS if s.split('.')[0] == signal.split('.')[0])} "
+            "(custom signals use another prefix, e.g. 'user.')"
+        )
     stat = raw["stat"]
     _expect(isinstance(stat, str) and stat in STATISTICS, path, f"{key}.stat", f"one of {', '.join(sorted(STATISTICS))}", stat)
     op = raw["op"]

@@ -25,7 +25,7 @@ mode = "mode_collapse"
 summary = "needs a signal no probe writes"
 why = "fault injection"
 [[conditions]]
-signal = "feat.never_written"
+signal = "user.never_written"
 stat = "median"
 op = ">"
 threshold = 0.5
@@ -52,7 +52,7 @@ def test_rule_whose_signal_never_arrives_is_skipped_with_its_reason(tmp_path):
     doctor = _same_training({"rules_dirs": [tmp_path], "strict": True})
     report = doctor.report()
     skipped = {s.rule: s.reason for s in report.skipped_rules}
-    assert "feat.never_written" in skipped["GD900"]
+    assert "user.never_written" in skipped["GD900"]
     assert report.rules_checked == report.rules_total - len(report.skipped_rules)
 
 

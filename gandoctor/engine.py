@@ -137,6 +137,7 @@ def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | Ski
     if corr_held:
         confidence = 0.35 + 0.2 * persistence + 0.15 * held_frac + 0.1 * margin + 0.2 * support
     evidence = {f"{d.stat}({d.signal})": d.value for d in details if math.isfinite(d.value)}
+    trace = _downsample(required[0][1], TRACE_POINTS)
     return Finding(
         mode=rule.mode,
         rule=rule.code,
@@ -148,7 +149,23 @@ def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | Ski
         confidence=round(min(1.0, max(0.0, confidence)), 3),
         evidence=evidence,
         details=tuple(details),
+        trace=trace,
+        trace_steps=(int(grid[0]), int(grid[-1])),
     )
+
+
+TRACE_POINTS = 48
+
+
+def _downsample(values: np.ndarray, points: int) -> tuple[float, ...]:
+    """Mean of equal slices of the grid values (NaN where a slice has none): a sparkline's worth."""
+    if values.size == 0:
+        return ()
+    out = []
+    for chunk in np.array_split(values, min(points, values.size)):
+        finite = chunk[np.isfinite(chunk)]
+        out.append(round(float(finite.mean()), 6) if finite.size else math.nan)
+    return tuple(out)
 
 
 def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
@@ -173,6 +190,8 @@ def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
                 evidence=best.evidence,
                 details=best.details,
                 also_fired=others,
+                trace=best.trace,
+                trace_steps=best.trace_steps,
             )
         )
     return tuple(sorted(merged, key=lambda f: (f.onset_step, -f.confidence, f.mode)))

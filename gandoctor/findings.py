@@ -75,6 +75,8 @@ class Finding:
     also_fired: tuple[str, ...] = ()
     remedies: tuple[RankedRemedy, ...] = ()
     skipped_remedies: tuple[SkippedRemedy, ...] = ()
+    trace: tuple[float, ...] = ()  # the first condition's statistic over the run, downsampled
+    trace_steps: tuple[int, int] = (0, 0)  # first and last step the trace spans
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,27 @@ from rich.text import Text
 from .findings import Finding, RunContext, SkippedRule
 
 SCHEMA_VERSION = 1
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: tuple[float, ...], include: float | None = None) -> str:
+    """Unicode bars scaled to the finite range of ``values`` (and ``include``, e.g. the rule's
+    threshold, so the bars show where the line is crossed); a space where a value is missing."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    bounds = finite + ([include] if include is not None and math.isfinite(include) else [])
+    lo, hi = min(bounds), max(bounds)
+    span = hi - lo
+    out = []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(" ")
+        elif span <= 0:
+            out.append(_BARS[len(_BARS) // 2])
+        else:
+            out.append(_BARS[min(len(_BARS) - 1, int((v - lo) / span * (len(_BARS) - 1) + 0.5))])
+    return "".join(out)
 
 
 def _num(value: float) -> float | str | None:
@@ -93,6 +114,7 @@ class Report:
                         for r in f.remedies
                     ],
                     "skipped_remedies": [{"id": s.id, "title": s.title, "reason": s.reason} for s in f.skipped_remedies],
+                    "trace": {"values": [_num(v) for v in f.trace], "first_step": f.trace_steps[0], "last_step": f.trace_steps[1]},
                 }
                 for f in self.findings
             ],
@@ -129,6 +151,15 @@ class Report:
                 mark = "✓" if d.held else "·"
                 table.add_row(f"  {mark} {d.stat}({d.signal}, {d.window})", f"{d.value:.4g}", f"{d.op} {d.threshold:g}")
             yield table
+            first = f.details[0] if f.details else None
+            line = sparkline(f.trace, first.threshold if first else None)
+            if line and first is not None:
+                finite = [v for v in f.trace if math.isfinite(v)] + [first.threshold]
+                yield Text(
+                    f"  {first.stat}({first.signal}), steps {f.trace_steps[0]}..{f.trace_steps[1]}, "
+                    f"scale {min(finite):.3g}..{max(finite):.3g}, rule {first.op} {first.threshold:g}:"
+                )
+                yield Text(f"  {line}")
             if f.remedies:
                 yield Text("  remedies, best first:")
                 for i, r in enumerate(f.remedies[:max_remedies], 1):

@@ -156,3 +156,12 @@ def test_skipped_rules_are_summarised_by_missing_signal():
         "2 of 5 rules checked; 3 skipped (signals not recorded: d.auc, feat.coverage_ratio, grad_norm.d, loss.d; "
         "GD102 not applicable: run uses critic)"
     ) in text
+
+
+def test_sparkline_scales_to_values_and_threshold():
+    from gandoctor.report import sparkline
+
+    assert sparkline((0.0, 0.5, 1.0)) == "▁▅█"
+    assert sparkline((0.9, 1.0), include=0.0) == "▇█"
+    assert sparkline((1.0, float("nan"), 1.0)) == "▅ ▅"
+    assert sparkline(()) == ""

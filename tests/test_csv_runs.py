@@ -1,0 +1,39 @@
+"""Logs users already have: a plain CSV of losses exported from real recorded runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from gandoctor.analysis import analyze
+from gandoctor.readers import read_run
+
+RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
+
+
+def export_losses(run: str, path: Path) -> Path:
+    data = read_run(RUNS / run)
+    d, g = data.signals.get("loss.d"), data.signals.get("loss.g")
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "loss_D", "loss_G"])
+        for step, ld, lg in zip(d.steps, d.values, g.values):
+            writer.writerow([int(step), f"{ld:.6g}", f"{lg:.6g}"])
+    return path
+
+
+@pytest.mark.parametrize("run", ["ddom_digits_s0", "nonconv_digits_adam_s0"])
+def test_loss_only_csv_of_a_dominated_run_is_flagged(tmp_path, run):
+    report = analyze(export_losses(run, tmp_path / "losses.csv"))
+    assert "discriminator_dominance" in report.modes
+    assert any(f.rule == "GD102" for f in report.findings)
+
+
+@pytest.mark.parametrize("run", ["healthy_ring8_s0", "healthy_digits_mlp_s0", "healthy_grid25_s1"])
+def test_loss_only_csv_of_a_healthy_run_stays_quiet_and_says_what_it_could_not_check(tmp_path, run):
+    report = analyze(export_losses(run, tmp_path / "losses.csv"))
+    assert report.verdict == "healthy"
+    assert report.rules_checked < report.rules_total
+    assert "signals not recorded" in report.render_text()

@@ -62,6 +62,7 @@ class Schedule:
     feature_dim: int = 64
     power_iterations: int = 2
     extended_sample_stats: bool = False  # density, recall, Vendi ratio: about 2x the sample-statistics cost
+    fidelity_every: int = 0  # torch-fidelity FID/KID on the doctor's features every N steps (0 = off)
 
 
     def __post_init__(self) -> None:
@@ -69,6 +70,10 @@ class Schedule:
             if name == "extended_sample_stats":
                 if not isinstance(value, bool):
                     raise ValueError(f"Schedule.{name} must be True or False, got {value!r}")
+                continue
+            if name == "fidelity_every":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"Schedule.{name} must be 0 (off) or a positive integer, got {value!r}")
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Schedule.{name} must be a positive integer, got {value!r}")
@@ -509,6 +514,15 @@ class Doctor:
         stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats)
         self._prev_fake = fake
         self._pending[-1][1].update(stats.as_signals())
+        every = self.schedule.fidelity_every
+        if every and self._step % every == 0:
+            self._guard("fidelity", lambda: self._fidelity(real, fake))
+
+    def _fidelity(self, real: np.ndarray, fake: np.ndarray) -> None:
+        from .fidelity import metrics_from_features
+
+        m = metrics_from_features(torch.from_numpy(real), torch.from_numpy(fake), kid_subset_size=min(100, len(fake)))
+        self._pending[-1][1].update({"feat.fid": m.fid, "feat.kid": m.kid_mean})
 
     # -- transfer and logging ------------------------------------------------------------
     def _flush(self) -> None:

@@ -47,6 +47,8 @@ SIGNALS: Mapping[str, str] = {
     "feat.density": "density (Naeem et al. 2020): ~1 when fakes follow the real data, 0 off its support",
     "feat.recall": "improved recall (Kynkaanniemi et al. 2019): share of reals inside the fake k-NN manifold",
     "feat.vendi_ratio": "Vendi score (Friedman & Dieng 2023) of the fakes over that of the reals: effective number of distinct samples",
+    "feat.fid": "FID (torch-fidelity's code) between real and fake features of the doctor's extractor (Schedule.fidelity_every)",
+    "feat.kid": "KID mean (torch-fidelity's code) on the same features",
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 

@@ -74,3 +74,26 @@ def test_inception_status_says_where_the_weights_are_expected():
     assert status.available == status.path.is_file()
     if not status.available:
         assert "cannot be downloaded" in status.message
+
+
+def test_doctor_computes_fid_and_kid_on_a_schedule():
+    from gandoctor.probes import Schedule
+
+    from .test_probes import train
+
+    schedule = Schedule(feature_every=1, sample_stats_every=10, fidelity_every=20, flush_every=5)
+    _, _, doctor = train(60, {"schedule": schedule, "strict": True})
+    fid = doctor.signals.get("feat.fid")
+    kid = doctor.signals.get("feat.kid")
+    assert fid is not None and kid is not None
+    assert fid.steps.tolist() == [20, 40]
+    assert np.isfinite(fid.values).all() and (fid.values >= 0).all()
+
+
+def test_fidelity_schedule_is_validated():
+    import pytest
+
+    from gandoctor.probes import Schedule
+
+    with pytest.raises(ValueError, match="fidelity_every"):
+        Schedule(fidelity_every=-1)

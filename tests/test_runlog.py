@@ -254,15 +254,17 @@ def test_header_only_log_is_an_error_not_a_healthy_run(tmp_path):
         read_run(tmp_path)
 
 
+def _append_run(folder, steps, value):
+    """One writer session appending `steps` to the run log in `folder`, as a (re)started job would."""
+    writer = RunLogWriter(folder, CONTEXT, 64)
+    for s in steps:
+        writer.write_step(s, {"loss.d": value})
+    writer.close()
+
+
 def test_a_restarted_run_in_the_same_folder_is_analysed_alone(tmp_path):
-    first = RunLogWriter(tmp_path, CONTEXT, 64)
-    for s in range(100):
-        first.write_step(s, {"loss.d": 1.0})
-    first.close()
-    second = RunLogWriter(tmp_path, CONTEXT, 64)
-    for s in range(30):
-        second.write_step(s, {"loss.d": 2.0})
-    second.close()
+    _append_run(tmp_path, range(100), 1.0)
+    _append_run(tmp_path, range(30), 2.0)
     data = read_run(tmp_path)
     assert data.records == 30
     assert set(data.signals.get("loss.d").values.tolist()) == {2.0}
@@ -270,14 +272,8 @@ def test_a_restarted_run_in_the_same_folder_is_analysed_alone(tmp_path):
 
 
 def test_a_resumed_run_continues(tmp_path):
-    first = RunLogWriter(tmp_path, CONTEXT, 64)
-    for s in range(50):
-        first.write_step(s, {"loss.d": 1.0})
-    first.close()
-    second = RunLogWriter(tmp_path, CONTEXT, 64)
-    for s in range(50, 80):
-        second.write_step(s, {"loss.d": 1.0})
-    second.close()
+    _append_run(tmp_path, range(50), 1.0)
+    _append_run(tmp_path, range(50, 80), 1.0)
     data = read_run(tmp_path)
     assert data.records == 80 and not any("new run" in w for w in data.warnings)
 

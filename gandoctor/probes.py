@@ -62,7 +62,9 @@ class Schedule:
     feature_dim: int = 64
     power_iterations: int = 2
     extended_sample_stats: bool = False  # density, recall, Vendi ratio: about 2x the sample-statistics cost
-    fidelity_every: int = 0  # torch-fidelity FID/KID on the doctor's features every N steps (0 = off)
+    # torch-fidelity FID/KID on the sample-statistics features every N steps (0 = off); it runs
+    # with the sample statistics, so N must be a multiple of sample_stats_every.
+    fidelity_every: int = 0
 
 
     def __post_init__(self) -> None:
@@ -77,6 +79,11 @@ class Schedule:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Schedule.{name} must be a positive integer, got {value!r}")
+        if self.fidelity_every % self.sample_stats_every:
+            raise ValueError(
+                f"Schedule.fidelity_every ({self.fidelity_every}) must be a multiple of "
+                f"Schedule.sample_stats_every ({self.sample_stats_every}): FID/KID use the sample-statistics features"
+            )
 
 
 def _default_d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:

@@ -161,7 +161,11 @@ MIN_WINDOW_POINTS = 3
 
 
 def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, level: float | None = None) -> np.ndarray:
-    """Value of ``stat_name`` over ``(t - window, t]`` for every ``t`` in ``grid``."""
+    """Value of ``stat_name`` over ``(t - window, t]`` for every ``t`` in ``grid``.
+
+    The window widens to ``MIN_WINDOW_POINTS`` times the local point spacing where the signal
+    log has merged points (long runs), so it never goes empty for lack of resolution.
+    """
     stat = STATISTICS[stat_name]
     steps = view.steps
     ends = np.searchsorted(steps, grid, side="right")

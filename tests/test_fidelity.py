@@ -97,3 +97,13 @@ def test_fidelity_schedule_is_validated():
 
     with pytest.raises(ValueError, match="fidelity_every"):
         Schedule(fidelity_every=-1)
+
+
+def test_fidelity_schedule_must_align_with_sample_statistics():
+    import pytest
+
+    from gandoctor.probes import Schedule
+
+    with pytest.raises(ValueError, match="multiple of Schedule.sample_stats_every"):
+        Schedule(sample_stats_every=100, fidelity_every=150)
+    assert Schedule(sample_stats_every=100, fidelity_every=300).fidelity_every == 300

@@ -49,7 +49,7 @@ def known_signal(name: str) -> bool:
         return True
     if name in SIGNALS:
         return True
-    return name.startswith(("grad_norm.d.layer.", "grad_norm.g.layer.")) or name == "feat.nonfinite"
+    return name.startswith(("grad_norm.d.layer.", "grad_norm.g.layer.", "spectrum.d.layer.")) or name == "feat.nonfinite"
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,14 @@ def vendi_ratio(real: np.ndarray, fake: np.ndarray) -> float:
     return vendi_score(fake, bandwidth) / base if base > 0 else math.nan
 
 
-def ndb(real: np.ndarray, fake: np.ndarray, bins: int = 20, alpha: float = 0.05, seed: int = 0) -> tuple[int, int]:
+def ndb_fraction(real: np.ndarray, fake: np.ndarray, bins: int = 20, alpha: float = 0.05, seed: int = 0) -> float:
+    """Share of NDB bins whose fake share differs from the real share (about ``alpha`` for
+    two samples of the same distribution, 1 when the fakes sit in few bins)."""
+    different, total = ndb(real, fake, bins, alpha, seed, n_init=1)
+    return different / total
+
+
+def ndb(real: np.ndarray, fake: np.ndarray, bins: int = 20, alpha: float = 0.05, seed: int = 0, n_init: int = 3) -> tuple[int, int]:
     """Richardson & Weiss (2018): number of statistically different bins.
 
     k-means bins on the real samples; for each bin a two-proportion z-test of the real and fake
@@ -198,7 +205,7 @@ def ndb(real: np.ndarray, fake: np.ndarray, bins: int = 20, alpha: float = 0.05,
     from sklearn.cluster import KMeans
 
     bins = max(2, min(bins, real.shape[0] // 2))
-    km = KMeans(n_clusters=bins, n_init=3, random_state=seed).fit(real)
+    km = KMeans(n_clusters=bins, n_init=n_init, random_state=seed).fit(real)
     real_counts = np.bincount(km.labels_, minlength=bins).astype(np.float64)
     fake_counts = np.bincount(km.predict(fake), minlength=bins).astype(np.float64)
     n_r, n_f = real.shape[0], fake.shape[0]

@@ -20,7 +20,8 @@ import numpy as np
 from .errors import SignalError
 
 #: The documented signal vocabulary. Readers map foreign names onto these; probes write them.
-#: Per-layer series are written as ``grad_norm.d.layer.<module>`` / ``grad_norm.g.layer.<module>``.
+#: Per-layer series are written as ``grad_norm.d.layer.<module>`` / ``grad_norm.g.layer.<module>``
+#: and ``spectrum.d.layer.<module>`` (that layer's normalised stable rank).
 SIGNALS: Mapping[str, str] = {
     "loss.d": "discriminator / critic loss, as passed to Doctor.step",
     "loss.g": "generator loss, as passed to Doctor.step",
@@ -38,6 +39,8 @@ SIGNALS: Mapping[str, str] = {
     "weight_norm.d": "global L2 norm of D's weights",
     "weight_norm.g": "global L2 norm of G's weights",
     "sigma_max.d": "largest singular value over D's weight matrices (power iteration, raw weights)",
+    "spectrum.d.stable_rank": "mean over D's matrices of the stable rank (sum s^2 / s_max^2) divided by the matrix rank: 1 flat spectrum, near 0 one direction",
+    "spectrum.d.effective_rank": "mean over D's matrices of the effective rank (exp entropy of s / sum s, Roy & Vetterli 2007) divided by the matrix rank",
     "feat.diversity_ratio": "mean pairwise distance among fake features / the same among real features",
     "feat.coverage": "coverage (Naeem et al. 2020): share of real samples whose k-NN ball holds a fake",
     "feat.coverage_ratio": "feat.coverage divided by the coverage of a second real set at the same size",
@@ -47,6 +50,7 @@ SIGNALS: Mapping[str, str] = {
     "feat.density": "density (Naeem et al. 2020): ~1 when fakes follow the real data, 0 off its support",
     "feat.recall": "improved recall (Kynkaanniemi et al. 2019): share of reals inside the fake k-NN manifold",
     "feat.vendi_ratio": "Vendi score (Friedman & Dieng 2023) of the fakes over that of the reals: effective number of distinct samples",
+    "feat.ndb_frac": "share of NDB bins (Richardson & Weiss 2018; k-means on real features) whose fake share differs at the 5% level (Schedule.ndb_every)",
     "feat.fid": "FID (torch-fidelity's code) between real and fake features of the doctor's extractor (Schedule.fidelity_every)",
     "feat.kid": "KID mean (torch-fidelity's code) on the same features",
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",

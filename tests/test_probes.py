@@ -230,3 +230,43 @@ def test_wrapped_optimizers_and_modules_are_unwrapped():
     assert doctor.signals.get("grad_norm.d") is not None
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         gandoctor.Doctor(G, D, d_optimizer=object())  # type: ignore[arg-type]
+
+
+def test_d_spectrum_matches_the_singular_values_of_its_matrices():
+    _, D, doctor = train(5, {"schedule": Schedule(flush_every=1, spectrum_every=2), "strict": True})
+    doctor.close()
+    stable, effective = [], []
+    for name, p in D.named_parameters():
+        if p.dim() < 2:
+            continue
+        s = torch.linalg.svdvals(p.detach().double().reshape(p.shape[0], -1))
+        stable.append(float((s**2).sum() / s[0] ** 2 / len(s)))
+        q = s / s.sum()
+        effective.append(float(torch.exp(-(q * q.log()).sum())) / len(s))
+    assert doctor.signals.get("spectrum.d.stable_rank").steps.tolist() == [0, 2, 4]
+    # The last record (step 4) is after training ended; the models have not moved since.
+    assert doctor.signals.get("spectrum.d.stable_rank").values[-1] == pytest.approx(sum(stable) / len(stable), rel=1e-4)
+    assert doctor.signals.get("spectrum.d.effective_rank").values[-1] == pytest.approx(sum(effective) / len(effective), rel=1e-4)
+    assert "spectrum.d.layer.4" in doctor.signals  # D's output layer, by its module name
+    assert all(0 < v <= 1 for v in stable + effective)
+
+
+def test_spectrum_is_off_with_zero_and_skips_matrices_over_the_size_cap():
+    _, _, off = train(3, {"schedule": Schedule(flush_every=1, spectrum_every=0), "strict": True})
+    off.close()
+    assert "spectrum.d.stable_rank" not in off.signals
+    _, _, capped = train(3, {"schedule": Schedule(flush_every=1, spectrum_every=1, spectrum_max_elements=40), "strict": True})
+    capped.close()
+    # Only the output layer (1x32 = 32 elements) is under the cap; the input layer (32x2 = 64) is skipped.
+    assert "spectrum.d.layer.4" in capped.signals and "spectrum.d.layer.0" not in capped.signals
+
+
+def test_ndb_runs_on_its_schedule_with_the_sample_statistics():
+    schedule = Schedule(feature_every=1, sample_stats_every=5, ndb_every=10, flush_every=5)
+    _, _, doctor = train(21, {"schedule": schedule, "strict": True})
+    doctor.close()
+    view = doctor.signals.get("feat.ndb_frac")
+    assert view is not None and view.steps.tolist() == [10, 20]
+    assert all(0 <= v <= 1 for v in view.values)
+    with pytest.raises(ValueError, match="ndb_every"):
+        Schedule(sample_stats_every=100, ndb_every=150)

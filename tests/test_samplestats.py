@@ -72,3 +72,12 @@ def test_turnover_is_low_when_fakes_stay_and_high_when_they_move(rng):
     moved = ss.compare(real_a, real_b, rng.normal(size=(256, 2)) + 6.0, prev)
     assert stay.turnover < 0.2
     assert moved.turnover > 0.9
+
+
+def test_ndb_fraction_is_small_for_the_same_distribution_and_large_for_one_mode(rng):
+    centres = rng.normal(scale=10, size=(10, 2))
+    real = centres[rng.integers(0, 10, 512)] + 0.2 * rng.normal(size=(512, 2))
+    same = centres[rng.integers(0, 10, 512)] + 0.2 * rng.normal(size=(512, 2))
+    one_mode = centres[0] + 0.2 * rng.normal(size=(512, 2))
+    assert ss.ndb_fraction(real, same, bins=10) <= 0.2
+    assert ss.ndb_fraction(real, one_mode, bins=10) >= 0.8

@@ -1,9 +1,18 @@
-"""Step-time overhead of the default Doctor against the bare loop, measured side by side.
+"""Step-time overhead of the Doctor against the bare loop, measured side by side.
 
-Two identical copies of each model train in the same process, one bare and one watched, in
-alternating blocks (bare, doctor, bare, doctor, ...) so drift in machine load hits both equally; the ratio of medians of per-block step times is
-reported. Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is
-so cheap that any fixed cost shows) and a small DCGAN-style conv GAN on 32x32 images.
+Identical copies of each model train in the same process, one bare and one per Doctor
+variant, in alternating blocks (bare, variant 1, variant 2, ..., bare, ...) so drift in machine
+load hits all equally; the ratio of medians of per-block step times to the bare loop's is
+reported. Variants:
+
+- ``default``: ``Doctor(G, D, opt_g, opt_d, log_dir)`` as in the README;
+- ``no sample features``: the same without the feature probes and sample statistics (what the
+  default feature probes cost is the difference between the two);
+- ``d_penultimate``: D's own features instead of the default pixels;
+- ``everything``: extended statistics, NDB every 1000 and FID/KID every 500 steps.
+
+Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is so cheap
+that any fixed cost shows) and a small DCGAN-style conv GAN on 32x32 images.
 
     python benchmarks/overhead.py [--blocks 8] [--steps 100] [--device cpu|cuda] [--json out.json]
 """
@@ -82,30 +91,48 @@ def build(factory, device: torch.device):
     return G, D, opt_g, opt_d, z_dim, shape
 
 
-def measure(name: str, factory, blocks: int, steps: int, batch: int, device: torch.device) -> dict:
-    # Two identical copies of the models: one bare, one watched; their blocks alternate.
-    bare_models, doc_models = build(factory, device), build(factory, device)
+OFF = 10**9
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "no sample features": {"schedule": gandoctor.Schedule(feature_every=OFF, sample_stats_every=OFF)},
+    "d_penultimate": {"features": "d_penultimate"},
+    "everything": {"schedule": gandoctor.Schedule(extended_sample_stats=True, ndb_every=1000, fidelity_every=500)},
+}
+
+
+def measure(name: str, factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str]) -> list[dict]:
+    # Identical copies of the models: one bare, one per variant; their blocks alternate.
+    bare_models = build(factory, device)
+    watched = {v: build(factory, device) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in ["bare", *variants]}
+    states = {v: {"step": 0} for v in times}
     with tempfile.TemporaryDirectory() as tmp:
-        bare_state, doc_state = {"step": 0}, {"step": 0}
-        G, D, opt_g, opt_d, _, _ = doc_models
-        doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=tmp)
-        run_block(bare_models, max(5, steps // 4), batch, device, None, bare_state)  # warm-up
-        run_block(doc_models, max(5, steps // 4), batch, device, doctor, doc_state)
-        bare, doc = [], []
+        doctors = {}
+        for v, (G, D, opt_g, opt_d, _, _) in watched.items():
+            doctors[v] = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=f"{tmp}/{len(doctors)}", **VARIANTS[v])
+        run_block(bare_models, max(5, steps // 4), batch, device, None, states["bare"])  # warm-up
+        for v in variants:
+            run_block(watched[v], max(5, steps // 4), batch, device, doctors[v], states[v])
         for _ in range(blocks):
-            bare.append(run_block(bare_models, steps, batch, device, None, bare_state))
-            doc.append(run_block(doc_models, steps, batch, device, doctor, doc_state))
-        doctor.close()
-    ratio = statistics.median(doc) / statistics.median(bare)
-    return {
-        "model": name,
-        "batch": batch,
-        "bare_ms": round(statistics.median(bare) * 1e3, 3),
-        "doctor_ms": round(statistics.median(doc) * 1e3, 3),
-        "ratio": round(ratio, 4),
-        "blocks": blocks,
-        "steps_per_block": steps,
-    }
+            times["bare"].append(run_block(bare_models, steps, batch, device, None, states["bare"]))
+            for v in variants:
+                times[v].append(run_block(watched[v], steps, batch, device, doctors[v], states[v]))
+        for doctor in doctors.values():
+            doctor.close()
+    bare = statistics.median(times["bare"])
+    return [
+        {
+            "model": name,
+            "variant": v,
+            "batch": batch,
+            "bare_ms": round(bare * 1e3, 3),
+            "doctor_ms": round(statistics.median(times[v]) * 1e3, 3),
+            "ratio": round(statistics.median(times[v]) / bare, 4),
+            "blocks": blocks,
+            "steps_per_block": steps,
+        }
+        for v in variants
+    ]
 
 
 def main() -> None:
@@ -114,21 +141,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of: {', '.join(VARIANTS)}")
     parser.add_argument("--json")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     results = [
-        measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device),
-        measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device),
+        *measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants),
+        *measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants),
     ]
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
     print(f"machine: {machine}")
-    print(f"{'model':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}")
+    print(f"{'model':<20} {'doctor':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}")
     for r in results:
-        print(f"{r['model']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}")
+        print(f"{r['model']:<20} {r['variant']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine, "results": results}, fh, indent=2)

@@ -8,6 +8,19 @@ extreme level any healthy run holds that long (so the calibration set has no fal
 construction). On the *evaluation* runs it reports, per statistic: detection rate on runs the
 oracle labels `mode_collapse`, false alarms on the other runs (and on the healthy ones), and
 the median detection delay against the oracle's onset (negative = earlier than the oracle).
+
+Early warning: the detector's onset is the first step of the streak, as the rules report it;
+the alarm itself can only be raised ``PERSIST`` steps later. The "earlier" column counts the
+detected collapse runs whose onset precedes the oracle's, and "alarm before oracle" those where
+even the alarm (onset + PERSIST) does.
+
+``--trajectories`` adds, per statistic, the range over the runs of each group (healthy,
+collapse, other) of the change from the run's start (median of its first 20%) to its end
+(median of its last 20%), in decades for the scale-free spectrum statistics, as a difference
+otherwise: a statistic that helps separates the groups.
+
+Statistics a set did not record (NDB, FID/KID, the extended set, the spectrum of D) are left
+out of that set's table.
 """
 
 from __future__ import annotations
@@ -34,7 +47,16 @@ STATISTICS = {
     "feat.density": ">",
     "feat.dup_rate": ">",
     "feat.precision": ">",
+    "feat.ndb_frac": ">",
+    "feat.fid": ">",
+    "feat.kid": ">",
+    "spectrum.d.stable_rank": "<",
+    "spectrum.d.effective_rank": "<",
+    "sigma_max.d": ">",
 }
+# Their level depends on the data set and model; only their change within a run can mean anything.
+SCALE_DEPENDENT = {"feat.fid", "feat.kid", "sigma_max.d"}
+LOG_SCALE = {"spectrum.d.stable_rank", "spectrum.d.effective_rank", "sigma_max.d", "feat.fid", "feat.kid"}
 WINDOW, PERSIST, WARMUP = 300, 500, 500
 
 
@@ -43,6 +65,7 @@ class Run:
     name: str
     labels: dict[str, int]
     series: dict[str, tuple[np.ndarray, np.ndarray]]  # stat -> (grid, windowed median)
+    raw: dict[str, np.ndarray]  # stat -> recorded values
 
 
 def load(folder: Path) -> list[Run]:
@@ -55,13 +78,14 @@ def load(folder: Path) -> list[Run]:
         except Exception:
             continue
         grid = make_grid(data.signals.first_step, data.signals.last_step, WINDOW)
-        series = {}
+        series, raw = {}, {}
         for name in STATISTICS:
             view = data.signals.get(name)
             if view is not None:
                 series[name] = (grid, stats.evaluate(view, "median", WINDOW, grid))
+                raw[name] = view.values
         labels = {m: (v or {}).get("onset_step") for m, v in oracle["labels"].items()}
-        runs.append(Run(entry["run"], labels, series))
+        runs.append(Run(entry["run"], labels, series, raw))
     return runs
 
 
@@ -89,6 +113,8 @@ def onset(grid: np.ndarray, values: np.ndarray, op: str, threshold: float) -> in
 def calibrate(runs: list[Run]) -> dict[str, float]:
     thresholds = {}
     for name, op in STATISTICS.items():
+        if name in SCALE_DEPENDENT:
+            continue
         levels = [persistent_extreme(*r.series[name], op) for r in runs if not r.labels and name in r.series]
         levels = [x for x in levels if math.isfinite(x)]
         if levels:
@@ -97,12 +123,17 @@ def calibrate(runs: list[Run]) -> dict[str, float]:
 
 
 def evaluate(runs: list[Run], thresholds: dict[str, float]) -> list[str]:
-    lines = ["| statistic | threshold | detected / collapse runs | false alarms / other runs | of which healthy | median delay (steps) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| statistic | threshold | detected / collapse runs | false alarms / other runs | of which healthy | median delay (steps) | onset earlier than oracle | alarm before oracle |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, op in STATISTICS.items():
         if name not in thresholds:
             continue
         thr = thresholds[name]
         hits, delays, fa, fa_healthy, n_pos, n_neg, n_healthy = 0, [], 0, 0, 0, 0, 0
+        if not any(name in r.series for r in runs):
+            continue
         for r in runs:
             if name not in r.series:
                 continue
@@ -120,7 +151,35 @@ def evaluate(runs: list[Run], thresholds: dict[str, float]) -> list[str]:
                     fa += 1
                     fa_healthy += not r.labels
         delay = f"{sorted(delays)[len(delays) // 2]:+d}" if delays else "–"
-        lines.append(f"| {name} | {op} {thr:.3f} | {hits}/{n_pos} | {fa}/{n_neg} | {fa_healthy}/{n_healthy} | {delay} |")
+        leads = sorted(-d for d in delays if d < 0)
+        earlier = f"{len(leads)}/{len(delays)}" + (f" (median {leads[len(leads) // 2]} steps)" if leads else "")
+        alarm = f"{sum(1 for d in delays if d + PERSIST < 0)}/{len(delays)}"
+        lines.append(f"| {name} | {op} {thr:.3f} | {hits}/{n_pos} | {fa}/{n_neg} | {fa_healthy}/{n_healthy} | {delay} | {earlier} | {alarm} |")
+    return lines
+
+
+def change(values: np.ndarray, log_scale: bool) -> float:
+    finite = values[np.isfinite(values)]
+    if finite.size < 5:
+        return math.nan
+    k = max(1, finite.size // 5)
+    start, end = float(np.median(finite[:k])), float(np.median(finite[-k:]))
+    if log_scale:
+        return math.log10(end / start) if start > 0 and end > 0 else math.nan
+    return end - start
+
+
+def trajectories(runs: list[Run]) -> list[str]:
+    groups = {"healthy": lambda r: not r.labels, "collapse": lambda r: "mode_collapse" in r.labels,
+              "other failing": lambda r: bool(r.labels) and "mode_collapse" not in r.labels}
+    lines = ["| statistic | change | " + " | ".join(groups) + " |", "|---|---|" + "---|" * len(groups)]
+    for name in STATISTICS:
+        cells = []
+        for pick in groups.values():
+            values = sorted(c for r in runs if pick(r) and name in r.raw for c in [change(r.raw[name], name in LOG_SCALE)] if math.isfinite(c))
+            cells.append(f"{values[0]:+.2f} .. {values[-1]:+.2f} (median {values[len(values) // 2]:+.2f}, n={len(values)})" if values else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {name} | {'decades' if name in LOG_SCALE else 'difference'} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -128,14 +187,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calibrate", required=True)
     parser.add_argument("--evaluate", action="append", default=[])
+    parser.add_argument("--trajectories", action="store_true", help="also print each statistic's start-to-end change per group")
     args = parser.parse_args()
     calibration = load(Path(args.calibrate))
     thresholds = calibrate(calibration)
     print(f"## calibration: {args.calibrate} (thresholds from its {sum(not r.labels for r in calibration)} healthy runs)\n")
     print("\n".join(evaluate(calibration, thresholds)))
+    if args.trajectories:
+        print(f"\n### start-to-end change: {args.calibrate}\n")
+        print("\n".join(trajectories(calibration)))
     for folder in args.evaluate:
         print(f"\n## evaluation: {folder}\n")
-        print("\n".join(evaluate(load(Path(folder)), thresholds)))
+        runs = load(Path(folder))
+        print("\n".join(evaluate(runs, thresholds)))
+        if args.trajectories:
+            print(f"\n### start-to-end change: {folder}\n")
+            print("\n".join(trajectories(runs)))
 
 
 if __name__ == "__main__":

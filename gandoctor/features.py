@@ -148,6 +148,31 @@ def _d_penultimate(ctx: FeatureContext) -> Extractor:
     return extract
 
 
+#: ``auto`` keeps raw coordinates up to this many values per sample (2-D points, 8x8 digits),
+#: where they are the natural metric, and uses D's features above it (images), where pixel
+#: distances say little about what a sample shows.
+AUTO_PIXELS_MAX_DIM = 256
+
+
+class _Auto:
+    """Picks ``pixels`` or ``d_penultimate`` from the size of the first batch it sees."""
+
+    def __init__(self, ctx: FeatureContext) -> None:
+        self.ctx = ctx
+        self.chosen: str | None = None
+        self.extract: Extractor | None = None
+
+    def __call__(self, x: torch.Tensor, labels: Any) -> torch.Tensor:
+        if self.extract is None:
+            per_sample = x[0].numel() if x.shape[0] else 0
+            self.chosen = "pixels" if per_sample <= AUTO_PIXELS_MAX_DIM else "d_penultimate"
+            self.extract = FEATURE_EXTRACTORS[self.chosen].factory(self.ctx)
+        return self.extract(x, labels)
+
+
+register_feature_extractor(
+    "auto", _Auto, f"`pixels` for samples of up to {AUTO_PIXELS_MAX_DIM} values, D's penultimate features for larger ones"
+)
 register_feature_extractor("pixels", _pixels, "flattened samples, projected to `dim` dimensions when larger")
 register_feature_extractor("random_projection", _random_projection, "a fixed Gaussian projection of the flattened samples")
 register_feature_extractor("pooled", _pooled, "images average-pooled to 8x8 per channel, then as pixels")

@@ -65,13 +65,13 @@ class Schedule:
     power_iterations: int = 2
     # Full SVD of D's matrices (Liu et al. 2019's "spectral collapse"); 0 = off. Larger matrices are skipped.
     spectrum_every: int = 200
-    spectrum_max_elements: int = 4_000_000
+    spectrum_max_elements: int = 1_000_000
     extended_sample_stats: bool = False  # density, recall, Vendi ratio: about 2x the sample-statistics cost
     # torch-fidelity FID/KID on the sample-statistics features every N steps (0 = off); it runs
     # with the sample statistics, so N must be a multiple of sample_stats_every.
     fidelity_every: int = 0
     # NDB (k-means bins on the reals, a two-proportion test per bin) every N steps (0 = off); about
-    # 0.1-0.3 s per measurement on one core for 256 samples, so keep N in the thousands.
+    # 6 ms per measurement on one core for 256 samples of 64 dimensions.
     ndb_every: int = 0
 
 
@@ -281,6 +281,7 @@ class Doctor:
             features,
             FeatureContext(self.discriminator, self.d_forward, self._untouched, self.schedule.feature_dim, self._proj_gen, feature_layer),
         )
+        self._features_name = features if isinstance(features, str) else type(features).__name__
         self._u: dict[str, torch.Tensor] = {}
         self._real_feats: list[torch.Tensor] = []
         self._fake_feats: list[torch.Tensor] = []
@@ -332,6 +333,7 @@ class Doctor:
             if values["lr_d"] > values["lr_g"]:
                 flags.add("lr_d_above_lr_g")
         values["d_params"] = sum(p.numel() for p in d.parameters())
+        values["features"] = self._features_name
         values["g_params"] = sum(p.numel() for p in self.generator.parameters())
         return RunContext(frozenset(flags), values)
 
@@ -535,6 +537,9 @@ class Doctor:
         y_real, y_fake = _label_slices(labels, fake_labels, n)
         self._real_feats.append(self._extract(real[:n].detach(), y_real))
         self._fake_feats.append(self._extract(fake[:n].detach(), y_fake))
+        chosen = getattr(self._extract, "chosen", None)
+        if chosen is not None and self._context.values.get("features") != chosen:
+            self._update_context(set(), {"features": chosen})  # what `auto` picked
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del self._real_feats[:-4]
         del self._fake_feats[:-2]

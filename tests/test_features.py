@@ -106,3 +106,22 @@ def test_output_layer_is_found_through_spectral_norm():
     x = torch.randn(8, 2)
     feats = build_extractor("d_penultimate", _ctx(D))(x, None)
     assert feats.shape == (8, 32)
+
+
+def test_auto_keeps_small_samples_as_pixels_and_uses_d_for_images():
+    from gandoctor.features import AUTO_PIXELS_MAX_DIM
+
+    _, D = make_models()
+    D.eval()
+    points = torch.randn(8, 2)
+    auto = build_extractor("auto", _ctx(D))
+    assert torch.equal(auto(points, None), points)
+    assert auto.chosen == "pixels"
+
+    conv = nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 16 * 16, 1)).eval()
+    images = torch.randn(8, 1, 32, 32)
+    assert images[0].numel() > AUTO_PIXELS_MAX_DIM
+    auto = build_extractor("auto", _ctx(conv))
+    feats = auto(images, None)
+    assert auto.chosen == "d_penultimate"
+    assert torch.allclose(feats, build_extractor("d_penultimate", _ctx(conv))(images, None))

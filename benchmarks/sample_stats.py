@@ -12,7 +12,10 @@ the median detection delay against the oracle's onset (negative = earlier than t
 Early warning: the detector's onset is the first step of the streak, as the rules report it;
 the alarm itself can only be raised ``PERSIST`` steps later. The "earlier" column counts the
 detected collapse runs whose onset precedes the oracle's, and "alarm before oracle" those where
-even the alarm (onset + PERSIST) does.
+even the alarm (onset + PERSIST) does. The oracle ignores its first 25% of checkpoints, so its
+labelled onset is never earlier than that; "delay vs first sight" measures instead from the
+oracle's first sight: the earliest checkpoint of the unbroken stretch of collapsed checkpoints
+(by the oracle's own criterion, warm-up ignored) that leads into the labelled onset.
 
 ``--trajectories`` adds, per statistic, the range over the runs of each group (healthy,
 collapse, other) of the change from the run's start (median of its first 20%) to its end
@@ -66,6 +69,7 @@ class Run:
     labels: dict[str, int]
     series: dict[str, tuple[np.ndarray, np.ndarray]]  # stat -> (grid, windowed median)
     raw: dict[str, np.ndarray]  # stat -> recorded values
+    first_sight: int | None  # earliest checkpoint of the oracle's collapsed stretch into its onset
 
 
 def load(folder: Path) -> list[Run]:
@@ -85,8 +89,31 @@ def load(folder: Path) -> list[Run]:
                 series[name] = (grid, stats.evaluate(view, "median", WINDOW, grid))
                 raw[name] = view.values
         labels = {m: (v or {}).get("onset_step") for m, v in oracle["labels"].items()}
-        runs.append(Run(entry["run"], labels, series, raw))
+        runs.append(Run(entry["run"], labels, series, raw, first_sight(oracle, labels.get("mode_collapse"))))
     return runs
+
+
+def first_sight(oracle: dict, onset: int | None) -> int | None:
+    """Walk back from the labelled onset while the oracle's collapse criterion holds."""
+    if onset is None:
+        return None
+    t, k = oracle["thresholds"], oracle["true_modes"]
+
+    def collapsed(r: dict) -> bool:
+        if r.get("nonfinite"):
+            return False
+        few = r.get("modes_covered") is not None and r["modes_covered"] <= t["collapse_max_cover_frac"] * k and (r.get("quality") or 0) >= t["collapse_min_quality"]
+        alike = r.get("diversity") is not None and r["diversity"] <= t["collapse_max_diversity"]
+        return bool(few or alike)
+
+    timeline = oracle["timeline"]
+    steps = [r["step"] for r in timeline]
+    if onset not in steps:
+        return onset
+    i = steps.index(onset)
+    while i > 0 and collapsed(timeline[i - 1]):
+        i -= 1
+    return steps[i]
 
 
 def persistent_extreme(grid: np.ndarray, values: np.ndarray, op: str) -> float:
@@ -124,14 +151,15 @@ def calibrate(runs: list[Run]) -> dict[str, float]:
 
 def evaluate(runs: list[Run], thresholds: dict[str, float]) -> list[str]:
     lines = [
-        "| statistic | threshold | detected / collapse runs | false alarms / other runs | of which healthy | median delay (steps) | onset earlier than oracle | alarm before oracle |",
-        "|---|---|---|---|---|---|---|---|",
+        "| statistic | threshold | detected / collapse runs | false alarms / other runs | of which healthy | median delay (steps) | onset earlier than oracle | alarm before oracle | median delay vs first sight |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, op in STATISTICS.items():
         if name not in thresholds:
             continue
         thr = thresholds[name]
         hits, delays, fa, fa_healthy, n_pos, n_neg, n_healthy = 0, [], 0, 0, 0, 0, 0
+        sight_delays: list[int] = []
         if not any(name in r.series for r in runs):
             continue
         for r in runs:
@@ -144,6 +172,8 @@ def evaluate(runs: list[Run], thresholds: dict[str, float]) -> list[str]:
                     hits += 1
                     if r.labels["mode_collapse"] is not None:
                         delays.append(found - r.labels["mode_collapse"])
+                    if r.first_sight is not None:
+                        sight_delays.append(found - r.first_sight)
             else:
                 n_neg += 1
                 n_healthy += not r.labels
@@ -154,7 +184,8 @@ def evaluate(runs: list[Run], thresholds: dict[str, float]) -> list[str]:
         leads = sorted(-d for d in delays if d < 0)
         earlier = f"{len(leads)}/{len(delays)}" + (f" (median {leads[len(leads) // 2]} steps)" if leads else "")
         alarm = f"{sum(1 for d in delays if d + PERSIST < 0)}/{len(delays)}"
-        lines.append(f"| {name} | {op} {thr:.3f} | {hits}/{n_pos} | {fa}/{n_neg} | {fa_healthy}/{n_healthy} | {delay} | {earlier} | {alarm} |")
+        sight = f"{sorted(sight_delays)[len(sight_delays) // 2]:+d}" if sight_delays else "–"
+        lines.append(f"| {name} | {op} {thr:.3f} | {hits}/{n_pos} | {fa}/{n_neg} | {fa_healthy}/{n_healthy} | {delay} | {earlier} | {alarm} | {sight} |")
     return lines
 
 

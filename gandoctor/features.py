@@ -173,10 +173,19 @@ class _Auto:
 register_feature_extractor(
     "auto", _Auto, f"`pixels` for samples of up to {AUTO_PIXELS_MAX_DIM} values, D's penultimate features for larger ones"
 )
+def _inception(ctx: FeatureContext) -> Extractor:
+    from .fidelity import inception_extractor
+
+    return inception_extractor()
+
+
 register_feature_extractor("pixels", _pixels, "flattened samples, projected to `dim` dimensions when larger")
 register_feature_extractor("random_projection", _random_projection, "a fixed Gaussian projection of the flattened samples")
 register_feature_extractor("pooled", _pooled, "images average-pooled to 8x8 per channel, then as pixels")
 register_feature_extractor("d_penultimate", _d_penultimate, "D's own features: the input of its last layer (or the output of `layer`)")
+register_feature_extractor(
+    "inception", _inception, "torch-fidelity's InceptionV3 pool features (2048-d), when its weights are on this machine"
+)
 
 
 def build_extractor(features: str | nn.Module | Callable[..., torch.Tensor], ctx: FeatureContext) -> Extractor:

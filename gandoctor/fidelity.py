@@ -109,6 +109,43 @@ def metrics_from_features(real: torch.Tensor, fake: torch.Tensor, kid_subset_siz
     )
 
 
+def inception_extractor() -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """torch-fidelity's InceptionV3 (2048-d pool features) as a gandoctor extractor, from weights
+    already on this machine; :class:`FidelityUnavailable` with the reason when they are not.
+
+    Images in [-1, 1], (n, 1 or 3, H, W); grey images are repeated to RGB; torch-fidelity resizes
+    to 299x299 itself. The weights file is first opened with ``torch.load(weights_only=True)``,
+    which refuses anything but tensors and plain containers, so no code stored in it can run
+    when torch-fidelity loads it.
+    """
+    _torch_fidelity()
+    status = inception_status()
+    if not status.available:
+        raise FidelityUnavailable(status.message)
+    try:
+        torch.load(status.path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FidelityUnavailable(f"{status.path}: not a plain tensor weights file ({type(exc).__name__}: {exc})") from None
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(status.path))
+    except Exception as exc:
+        raise FidelityUnavailable(f"{status.path}: torch-fidelity could not build InceptionV3 from it ({type(exc).__name__}: {exc})") from None
+
+    def extract(x: torch.Tensor, labels: Any) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"InceptionV3 features need images (n, 1 or 3, H, W), got shape {tuple(x.shape)}")
+        images = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        if images.shape[1] == 1:
+            images = images.repeat(1, 3, 1, 1)
+        model.to(x.device)
+        with torch.no_grad():
+            return model(images)[0].reshape(images.shape[0], -1).float()
+
+    return extract
+
+
 def register_extractor(name: str, extractor: Callable[[torch.Tensor, Any], torch.Tensor]) -> None:
     """Register ``extractor`` (images in [-1, 1] -> (n, d)) in torch-fidelity's registry as ``name``.
 

@@ -93,7 +93,7 @@ def test_conditional_d_features_get_the_labels():
 def test_bad_features_argument_is_a_clear_error():
     G, D = make_models()
     with pytest.raises(ValueError, match="unknown feature extractor"):
-        gandoctor.Doctor(G, D, features="inception")
+        gandoctor.Doctor(G, D, features="inceptionv4")
     with pytest.raises(TypeError, match="features must be"):
         gandoctor.Doctor(G, D, features=3)  # type: ignore[arg-type]
 

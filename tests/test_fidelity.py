@@ -107,3 +107,51 @@ def test_fidelity_schedule_must_align_with_sample_statistics():
     with pytest.raises(ValueError, match="multiple of Schedule.sample_stats_every"):
         Schedule(sample_stats_every=100, fidelity_every=150)
     assert Schedule(sample_stats_every=100, fidelity_every=300).fidelity_every == 300
+
+
+class _Payload:
+    """A pickle that would create a file when unpickled without restrictions."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _weights_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    path = fidelity.inception_weights_path()
+    path.parent.mkdir(parents=True)
+    return path
+
+
+def test_inception_features_without_weights_name_the_expected_path(tmp_path, monkeypatch):
+    import pytest
+
+    import gandoctor
+
+    path = _weights_dir(tmp_path, monkeypatch)
+    with pytest.raises(fidelity.FidelityUnavailable, match="cannot be downloaded") as info:
+        gandoctor.Doctor(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1), features="inception")
+    assert str(path) in str(info.value)
+
+
+def test_inception_weights_holding_code_are_refused_before_anything_runs(tmp_path, monkeypatch):
+    import pytest
+
+    path = _weights_dir(tmp_path, monkeypatch)
+    marker = tmp_path / "ran"
+    torch.save({"weight": torch.zeros(1), "payload": _Payload(str(marker))}, path)
+    with pytest.raises(fidelity.FidelityUnavailable, match="not a plain tensor weights file"):
+        fidelity.inception_extractor()
+    assert not marker.exists()
+
+
+def test_inception_weights_of_the_wrong_model_give_a_clear_error(tmp_path, monkeypatch):
+    import pytest
+
+    path = _weights_dir(tmp_path, monkeypatch)
+    torch.save({"not_inception.weight": torch.zeros(3)}, path)
+    with pytest.raises(fidelity.FidelityUnavailable, match="could not build InceptionV3"):
+        fidelity.inception_extractor()

@@ -1,6 +1,8 @@
 """Detection on real recorded GAN runs (fixtures/), against labels set by an oracle the doctor never sees.
 
-The cases are data: every run in fixtures/runs/index.json with its oracle.json. A healthy run
+The cases are data: every run in fixtures/runs/index.json (2-D mixtures and 8x8 digits, where
+the rules were calibrated) and fixtures/images/index.json (1x32x32 digits with conv G/D, never
+used for calibration), with its oracle.json. A healthy run
 (the oracle found nothing) must stay silent; every mode the oracle labelled must be reported.
 Known disagreements are listed, each with its reason, in tests/data/detection_exceptions.toml
 so that they stay visible rather than tuned away.
@@ -22,21 +24,25 @@ from gandoctor.analysis import analyze
 from gandoctor.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ROOT / "fixtures" / "runs"
+SETS = (ROOT / "fixtures" / "runs", ROOT / "fixtures" / "images")
 EXCEPTIONS = tomllib.loads((Path(__file__).parent / "data" / "detection_exceptions.toml").read_text())
 
 
-def _index() -> list[dict]:
-    return json.loads((RUNS / "index.json").read_text())
+def _index() -> dict[str, Path]:
+    """Run name -> its folder, over every fixture set (names are unique across sets)."""
+    return {entry["run"]: folder / entry["run"] for folder in SETS for entry in json.loads((folder / "index.json").read_text())}
+
+
+FOLDERS = _index()
 
 
 def _oracle(run: str) -> dict:
-    return json.loads((RUNS / run / "oracle.json").read_text())
+    return json.loads((FOLDERS[run] / "oracle.json").read_text())
 
 
 @lru_cache(maxsize=None)
 def _report(run: str) -> Report:
-    return analyze(RUNS / run)
+    return analyze(FOLDERS[run])
 
 
 def _exception(run: str, kind: str, mode: str) -> str | None:
@@ -46,7 +52,7 @@ def _exception(run: str, kind: str, mode: str) -> str | None:
     return None
 
 
-RUN_NAMES = [entry["run"] for entry in _index()]
+RUN_NAMES = list(FOLDERS)
 HEALTHY = [r for r in RUN_NAMES if not _oracle(r)["labels"]]
 LABELLED = [(r, mode) for r in RUN_NAMES for mode in sorted(_oracle(r)["labels"])]
 

@@ -270,3 +270,25 @@ def test_ndb_runs_on_its_schedule_with_the_sample_statistics():
     assert all(0 <= v <= 1 for v in view.values)
     with pytest.raises(ValueError, match="ndb_every"):
         Schedule(sample_stats_every=100, ndb_every=150)
+
+
+def test_every_optional_probe_leaves_training_and_global_rngs_untouched(tmp_path):
+    import numpy as np
+
+    schedule = Schedule(
+        d_probe_every=1, feature_every=1, sample_stats_every=5, weight_every=3, flush_every=4,
+        extended_sample_stats=True, ndb_every=10, fidelity_every=10, spectrum_every=3,
+    )
+    np.random.seed(7)
+    G0, D0, _ = train(21, None)
+    rngs_without = (torch.get_rng_state(), np.random.get_state()[1].copy())
+    np.random.seed(7)
+    G1, D1, doctor = train(21, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    rngs_with = (torch.get_rng_state(), np.random.get_state()[1].copy())
+    doctor.close()
+    for a, b in zip(state(G0, D0), state(G1, D1)):
+        assert torch.equal(a, b)
+    assert torch.equal(rngs_without[0], rngs_with[0])
+    assert np.array_equal(rngs_without[1], rngs_with[1])
+    for name in ("feat.ndb_frac", "feat.fid", "feat.kid", "feat.vendi_ratio", "spectrum.d.stable_rank"):
+        assert name in doctor.signals, name

@@ -45,6 +45,22 @@ from .signals import SignalLog
 
 logger = logging.getLogger("gandoctor")
 
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """The sample statistics' matrices are small; BLAS threads would only spin against the
+    training's own threads (measured: +30% step time on a small MLP GAN with 2 cores)."""
+    global _BLAS
+    try:
+        if _BLAS is None:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController()
+        return _BLAS.limit(limits=1, user_api="blas")
+    except Exception:  # threadpoolctl missing or confused: run as is
+        return contextlib.nullcontext()
+
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 DForward = Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]
 
@@ -554,16 +570,19 @@ class Doctor:
             return
         perm = self._np_rng.permutation(real.shape[0])
         half = real.shape[0] // 2
-        stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats)
+        with _one_blas_thread():
+            stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats)
         self._prev_fake = fake
         self._pending[-1][1].update(stats.as_signals())
         every = self.schedule.fidelity_every
         if every and self._step % every == 0:
-            self._guard("fidelity", lambda: self._fidelity(real, fake))
+            with _one_blas_thread():
+                self._guard("fidelity", lambda: self._fidelity(real, fake))
         every = self.schedule.ndb_every
         if every and self._step % every == 0:
             real_a = real[perm[:half]]
-            self._guard("ndb", lambda: self._pending[-1][1].update({"feat.ndb_frac": samplestats.ndb_fraction(real_a, fake, seed=self._step)}))
+            with _one_blas_thread():
+                self._guard("ndb", lambda: self._pending[-1][1].update({"feat.ndb_frac": samplestats.ndb_fraction(real_a, fake, seed=self._step)}))
 
     def _fidelity(self, real: np.ndarray, fake: np.ndarray) -> None:
         from .fidelity import metrics_from_features

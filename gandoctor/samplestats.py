@@ -110,11 +110,22 @@ def compare(
     """
     n = min(real_a.shape[0], real_b.shape[0], fake.shape[0])
     real_a, real_b, fake = real_a[:n], real_b[:n], fake[:n]
-    radii = kth_neighbour_radii(real_a)
-    cov = coverage(real_a, fake, radii)
-    cov_rr = coverage(real_a, real_b, radii)
-    div_real = mean_pairwise_distance(real_a)
-    div = mean_pairwise_distance(fake) / div_real if div_real > 0 else math.nan
+    # Each distance matrix once (the definitions below recompute them; same results).
+    k = min(NEAREST_K, n - 1)
+    d_rr = pairwise_distances(real_a, real_a)
+    d_ff = pairwise_distances(fake, fake)
+    d_rf = pairwise_distances(real_a, fake)
+    pairs = n * (n - 1)
+    div_real = float(d_rr.sum() / pairs) if n > 1 else math.nan
+    div = float(d_ff.sum() / pairs) / div_real if n > 1 and div_real > 0 else math.nan
+    np.fill_diagonal(d_rr, np.inf)
+    np.fill_diagonal(d_ff, np.inf)
+    radii = np.partition(d_rr, k - 1, axis=1)[:, k - 1]
+    cov = float((d_rf.min(axis=1) < radii).mean())
+    cov_rr = float((pairwise_distances(real_a, real_b).min(axis=1) < radii).mean())
+    scale = float(np.median(d_rr.min(axis=1)))
+    fake_nn = d_ff.min(axis=1)
+    dup = float((fake_nn <= 0).mean()) if scale <= 0 else float((fake_nn < DUPLICATE_FRACTION * scale).mean())
     spread = math.sqrt(float(real_a.var(axis=0).sum()))
     shift = turnover = math.nan
     if previous_fake is not None and previous_fake.shape[0] >= n and spread > 0:
@@ -126,17 +137,23 @@ def compare(
         prev_radii = np.maximum(kth_neighbour_radii(previous_fake), 0.25 * floor)
         kept = coverage(previous_fake, fake, prev_radii)
         turnover = max(0.0, 1.0 - kept / cov_rr) if cov_rr > 0 else math.nan
+    dens = rec = vendi = math.nan
+    if extended:
+        dens = float((d_rf < radii[:, None]).sum() / (NEAREST_K * n))
+        fake_radii = np.partition(d_ff, k - 1, axis=1)[:, k - 1]
+        rec = float((d_rf <= fake_radii[None, :]).any(axis=1).mean())
+        vendi = vendi_ratio(real_a, fake)
     return SampleStats(
         diversity_ratio=div,
         coverage=cov,
         coverage_ratio=cov / cov_rr if cov_rr > 0 else math.nan,
-        precision=precision(real_a, fake, radii),
-        dup_rate=duplicate_rate(real_a, fake),
+        precision=float((d_rf <= radii[:, None]).any(axis=0).mean()),
+        dup_rate=dup,
         fake_shift=shift,
         turnover=turnover,
-        density=density(real_a, fake, radii) if extended else math.nan,
-        recall=recall(real_a, fake) if extended else math.nan,
-        vendi_ratio=vendi_ratio(real_a, fake) if extended else math.nan,
+        density=dens,
+        recall=rec,
+        vendi_ratio=vendi,
     )
 
 

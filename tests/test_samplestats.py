@@ -81,3 +81,23 @@ def test_ndb_fraction_is_small_for_the_same_distribution_and_large_for_one_mode(
     one_mode = centres[0] + 0.2 * rng.normal(size=(512, 2))
     assert ss.ndb_fraction(real, same, bins=10) <= 0.2
     assert ss.ndb_fraction(real, one_mode, bins=10) >= 0.8
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.7, 5.0])
+def test_compare_matches_the_definitions_one_by_one(rng, shift):
+    # compare() shares distance matrices between statistics; each must equal its definition.
+    real_a, real_b = rng.normal(size=(200, 6)), rng.normal(size=(200, 6))
+    fake = rng.normal(size=(200, 6)) * 0.8 + shift
+    fake[:40] = fake[0] + 1e-4 * rng.normal(size=(40, 6))  # some near-duplicates
+    prev = rng.normal(size=(200, 6)) + 0.3
+    got = ss.compare(real_a, real_b, fake, prev, extended=True)
+    radii = ss.kth_neighbour_radii(real_a)
+    cov_rr = ss.coverage(real_a, real_b, radii)
+    assert got.coverage == pytest.approx(ss.coverage(real_a, fake, radii))
+    assert got.coverage_ratio == pytest.approx(ss.coverage(real_a, fake, radii) / cov_rr)
+    assert got.precision == pytest.approx(ss.precision(real_a, fake, radii))
+    assert got.dup_rate == pytest.approx(ss.duplicate_rate(real_a, fake))
+    assert got.diversity_ratio == pytest.approx(ss.mean_pairwise_distance(fake) / ss.mean_pairwise_distance(real_a))
+    assert got.density == pytest.approx(ss.density(real_a, fake, radii))
+    assert got.recall == pytest.approx(ss.recall(real_a, fake))
+    assert got.vendi_ratio == pytest.approx(ss.vendi_ratio(real_a, fake))

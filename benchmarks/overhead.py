@@ -1,8 +1,8 @@
 """Step-time overhead of the Doctor against the bare loop, measured side by side.
 
 Identical copies of each model train in the same process, one bare and one per Doctor
-variant, in alternating blocks (bare, variant 1, variant 2, ..., bare, ...) so drift in machine
-load hits all equally; the ratio of medians of per-block step times to the bare loop's is
+variant, in alternating blocks whose order rotates every round, so drift in machine load and
+position effects hit all equally; the ratio of medians of per-block step times to the bare loop's is
 reported. Variants:
 
 - ``default``: ``Doctor(G, D, opt_g, opt_d, log_dir)`` as in the README;
@@ -113,10 +113,15 @@ def measure(name: str, factory, blocks: int, steps: int, batch: int, device: tor
         run_block(bare_models, max(5, steps // 4), batch, device, None, states["bare"])  # warm-up
         for v in variants:
             run_block(watched[v], max(5, steps // 4), batch, device, doctors[v], states[v])
-        for _ in range(blocks):
-            times["bare"].append(run_block(bare_models, steps, batch, device, None, states["bare"]))
-            for v in variants:
-                times[v].append(run_block(watched[v], steps, batch, device, doctors[v], states[v]))
+        order = ["bare", *variants]
+        for block in range(blocks):
+            # Rotate the order each block so no variant always runs right after another.
+            shift = block % len(order)
+            for v in order[shift:] + order[:shift]:
+                if v == "bare":
+                    times[v].append(run_block(bare_models, steps, batch, device, None, states[v]))
+                else:
+                    times[v].append(run_block(watched[v], steps, batch, device, doctors[v], states[v]))
         for doctor in doctors.values():
             doctor.close()
     bare = statistics.median(times["bare"])

@@ -31,6 +31,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
+
+def _reflow(text: str) -> str:
+    """Rule texts are wrapped in their TOML files; join the lines of each paragraph so the
+    console wraps them at its own width."""
+    paragraphs = [" ".join(line.strip() for line in block.splitlines()) for block in text.split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a run directory written by gandoctor, or a log file (.jsonl, .csv, .jsonl.gz)")
     p.add_argument("--config", help="a TOML config file (default: [tool.gandoctor] of the nearest pyproject.toml)")
@@ -144,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.print(f"[bold]{rule.code} {rule.name}[/bold] → {rule.mode}")
             out.print(rule.summary, markup=False)
             out.print("\n[bold]why[/bold]")
-            out.print(rule.why, markup=False)
+            out.print(_reflow(rule.why), markup=False)
             if rule.example:
                 out.print("\n[bold]example[/bold]")
                 out.print(rule.example, markup=False)

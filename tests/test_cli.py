@@ -266,6 +266,12 @@ def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
         assert norm(f"source: {remedy.source}, section “{remedy.section}”") in out
 
 
+def test_rule_texts_are_reflowed_per_paragraph():
+    from gandoctor.cli import _reflow
+
+    assert _reflow("wrapped in\n  the file\n\nsecond\nparagraph\n") == "wrapped in the file\n\nsecond paragraph"
+
+
 def test_explain_by_name_and_custom_rules(custom, capsys):
     assert main(["explain", "custom-trigger", *custom]) == EXIT_HEALTHY
     out = norm(capsys.readouterr().out)

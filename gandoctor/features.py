@@ -166,7 +166,11 @@ class _Auto:
         if self.extract is None:
             per_sample = x[0].numel() if x.shape[0] else 0
             self.chosen = "pixels" if per_sample <= AUTO_PIXELS_MAX_DIM else "d_penultimate"
-            self.extract = FEATURE_EXTRACTORS[self.chosen].factory(self.ctx)
+            try:
+                self.extract = FEATURE_EXTRACTORS[self.chosen].factory(self.ctx)
+            except ValueError:  # a D without a layer to take features from
+                self.chosen = "pixels"
+                self.extract = FEATURE_EXTRACTORS["pixels"].factory(self.ctx)
         return self.extract(x, labels)
 
 

@@ -535,7 +535,10 @@ class Doctor:
         for name, p in self.discriminator.named_parameters():
             if p.dim() < 2 or name.endswith("bias") or p.numel() > self.schedule.spectrum_max_elements:
                 continue
-            s = torch.linalg.svdvals(p.detach().float().reshape(p.shape[0], -1))
+            w = p.detach().float().reshape(p.shape[0], -1)
+            if not bool(torch.isfinite(w).all()):  # a blown-up D is GD501's finding, not a probe fault
+                continue
+            s = torch.linalg.svdvals(w)
             full = s.shape[0]
             top = s[0].clamp_min(1e-12)
             sr = (s * s).sum() / (top * top) / full

@@ -125,3 +125,10 @@ def test_auto_keeps_small_samples_as_pixels_and_uses_d_for_images():
     feats = auto(images, None)
     assert auto.chosen == "d_penultimate"
     assert torch.allclose(feats, build_extractor("d_penultimate", _ctx(conv))(images, None))
+
+
+def test_auto_falls_back_to_pixels_when_d_has_no_layer_to_read():
+    parameterless = nn.Sequential(nn.Flatten(), nn.Identity())
+    auto = build_extractor("auto", _ctx(parameterless))
+    feats = auto(torch.randn(4, 1, 32, 32), None)
+    assert auto.chosen == "pixels" and feats.shape == (4, 64)

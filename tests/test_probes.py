@@ -292,3 +292,19 @@ def test_every_optional_probe_leaves_training_and_global_rngs_untouched(tmp_path
     assert np.array_equal(rngs_without[1], rngs_with[1])
     for name in ("feat.ndb_frac", "feat.fid", "feat.kid", "feat.vendi_ratio", "spectrum.d.stable_rank"):
         assert name in doctor.signals, name
+
+
+def test_spectrum_skips_non_finite_weights_without_switching_itself_off():
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, spectrum_every=1))
+    doctor.step(d_loss=1.0)
+    with torch.no_grad():
+        D[0].weight[0, 0] = float("nan")
+    doctor.step(d_loss=1.0)
+    with torch.no_grad():
+        D[0].weight[0, 0] = 0.5
+    doctor.step(d_loss=1.0)
+    doctor.close()
+    assert "spectrum" not in doctor.disabled_probes
+    assert doctor.signals.get("spectrum.d.layer.0").steps.tolist() == [0, 2]
+    assert doctor.signals.get("spectrum.d.layer.4").steps.tolist() == [0, 1, 2]

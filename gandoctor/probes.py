@@ -82,7 +82,7 @@ class Schedule:
     # Full SVD of D's matrices (Liu et al. 2019's "spectral collapse"); 0 = off. Larger matrices are skipped.
     spectrum_every: int = 200
     spectrum_max_elements: int = 1_000_000
-    extended_sample_stats: bool = False  # density, recall, Vendi ratio: about 2x the sample-statistics cost
+    extended_sample_stats: bool = False  # density, recall, Vendi ratio: ~19 ms instead of ~6.5 ms per measurement
     # torch-fidelity FID/KID on the sample-statistics features every N steps (0 = off); it runs
     # with the sample statistics, so N must be a multiple of sample_stats_every.
     fidelity_every: int = 0

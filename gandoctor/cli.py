@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -135,11 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_HEALTHY
         if args.command == "rules":
             rules = load_config(args.config).ruleset(tuple(Path(d) for d in args.rules))
-            table = Table("code", "name", "mode", "summary", show_lines=False)
-            for col in table.columns[:3]:
-                col.no_wrap = True
+            # Two columns, the summary under the name: four side by side left the summary a few
+            # characters wide on an 80-column terminal.
+            table = Table("code", "rule · mode / summary", box=None, pad_edge=False, show_lines=False)
+            table.columns[0].no_wrap = True
+            table.columns[0].style = "bold"
             for rule in rules.rules:
-                table.add_row(rule.code, rule.name, rule.mode, rule.summary)
+                table.add_row(rule.code, f"[bold]{escape(rule.name)}[/bold] · {escape(rule.mode)}\n{escape(rule.summary)}")
+                table.add_row("", "")
             out.print(table)
             return EXIT_HEALTHY
         if args.command == "explain":

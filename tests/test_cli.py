@@ -242,12 +242,19 @@ def test_analyze_uses_pyproject_of_the_working_directory(unhealthy, custom, tmp_
 
 
 # -- rules and explain -----------------------------------------------------------------------------
-def test_rules_lists_every_code(capsys):
+def test_rules_lists_every_code(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     assert main(["rules"]) == EXIT_HEALTHY
     out = capsys.readouterr().out
     for rule in load_rules().rules:
         assert rule.code in out
         assert rule.name in out
+    # Readable at 80 columns: every summary whole, not squeezed into a narrow column.
+    assert max(len(line) for line in out.splitlines()) <= 80
+    flat = norm(out)
+    for rule in load_rules().rules:
+        assert f"{rule.name} · {rule.mode}" in flat
+        assert norm(rule.summary) in flat
 
 
 def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):

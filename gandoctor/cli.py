@@ -141,9 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             table = Table("code", "rule · mode / summary", box=None, pad_edge=False, show_lines=False)
             table.columns[0].no_wrap = True
             table.columns[0].style = "bold"
-            for rule in rules.rules:
+            for i, rule in enumerate(rules.rules):
+                if i:
+                    table.add_row("", "")
                 table.add_row(rule.code, f"[bold]{escape(rule.name)}[/bold] · {escape(rule.mode)}\n{escape(rule.summary)}")
-                table.add_row("", "")
             out.print(table)
             return EXIT_HEALTHY
         if args.command == "explain":

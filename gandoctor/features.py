@@ -101,13 +101,16 @@ def _pooled(ctx: FeatureContext) -> Extractor:
 
 
 def output_layer(module: nn.Module) -> tuple[str, nn.Module]:
-    """D's last leaf module that owns parameters: its input is D's penultimate feature."""
+    """D's last leaf module that owns parameters (class embeddings aside): its input is D's
+    penultimate feature."""
     from torch.nn.utils import parametrize
 
     last: tuple[str, nn.Module] | None = None
     for name, m in module.named_modules():
         if ".parametrizations" in f".{name}":
             continue  # the parametrization's own modules (spectral norm's `original`) are not layers
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+            continue  # a projection D's class embedding reads labels, not features
         leaf = not list(m.children()) and any(True for _ in m.parameters(recurse=False))
         if leaf or parametrize.is_parametrized(m):
             last = (name, m)

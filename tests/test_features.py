@@ -132,3 +132,26 @@ def test_auto_falls_back_to_pixels_when_d_has_no_layer_to_read():
     auto = build_extractor("auto", _ctx(parameterless))
     feats = auto(torch.randn(4, 1, 32, 32), None)
     assert auto.chosen == "pixels" and feats.shape == (4, 64)
+
+
+class ProjectionD(nn.Module):
+    """SNGAN-style projection discriminator: the class embedding is registered last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 16), nn.ReLU())
+        self.linear = nn.Linear(16, 1)
+        self.embed = nn.Embedding(3, 16)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+
+
+def test_projection_discriminator_features_come_from_the_output_layer_not_the_embedding():
+    d = ProjectionD().eval()
+    name, layer = output_layer(d)
+    assert name == "linear" and layer is d.linear
+    x, y = torch.randn(6, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    feats = build_extractor("d_penultimate", _ctx(d))(x, y)
+    assert torch.allclose(feats, d.body(x))

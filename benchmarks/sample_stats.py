@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,9 @@ import numpy as np
 from gandoctor import stats
 from gandoctor.engine import _first_streak, make_grid
 from gandoctor.readers import read_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
+from record import collapsed_checkpoint  # noqa: E402  (the oracle's own criterion, not a copy)
 
 # statistic -> direction in which collapse moves it
 STATISTICS = {
@@ -100,11 +104,7 @@ def first_sight(oracle: dict, onset: int | None) -> int | None:
     t, k = oracle["thresholds"], oracle["true_modes"]
 
     def collapsed(r: dict) -> bool:
-        if r.get("nonfinite"):
-            return False
-        few = r.get("modes_covered") is not None and r["modes_covered"] <= t["collapse_max_cover_frac"] * k and (r.get("quality") or 0) >= t["collapse_min_quality"]
-        alike = r.get("diversity") is not None and r["diversity"] <= t["collapse_max_diversity"]
-        return bool(few or alike)
+        return not r.get("nonfinite") and collapsed_checkpoint(r, k, t)
 
     timeline = oracle["timeline"]
     steps = [r["step"] for r in timeline]

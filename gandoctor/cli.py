@@ -32,12 +32,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
-
 def _reflow(text: str) -> str:
     """Rule texts are wrapped in their TOML files; join the lines of each paragraph so the
     console wraps them at its own width."""
     paragraphs = [" ".join(line.strip() for line in block.splitlines()) for block in text.split("\n\n")]
     return "\n\n".join(p for p in paragraphs if p)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a run directory written by gandoctor, or a log file (.jsonl, .csv, .jsonl.gz)")

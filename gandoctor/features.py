@@ -177,15 +177,15 @@ class _Auto:
         return self.extract(x, labels)
 
 
-register_feature_extractor(
-    "auto", _Auto, f"`pixels` for samples of up to {AUTO_PIXELS_MAX_DIM} values, D's penultimate features for larger ones"
-)
 def _inception(ctx: FeatureContext) -> Extractor:
     from .fidelity import inception_extractor
 
     return inception_extractor()
 
 
+register_feature_extractor(
+    "auto", _Auto, f"`pixels` for samples of up to {AUTO_PIXELS_MAX_DIM} values, D's penultimate features for larger ones"
+)
 register_feature_extractor("pixels", _pixels, "flattened samples, projected to `dim` dimensions when larger")
 register_feature_extractor("random_projection", _random_projection, "a fixed Gaussian projection of the flattened samples")
 register_feature_extractor("pooled", _pooled, "images average-pooled to 8x8 per channel, then as pixels")

@@ -24,12 +24,17 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
+def _kth_smallest(self_distances: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise k-th smallest of a square distance matrix whose diagonal is already inf."""
+    k = min(k, self_distances.shape[0] - 1)
+    return np.partition(self_distances, k - 1, axis=1)[:, k - 1]
+
+
 def kth_neighbour_radii(x: np.ndarray, k: int = NEAREST_K) -> np.ndarray:
     """Distance from each row to its k-th nearest other row."""
     d = pairwise_distances(x, x)
     np.fill_diagonal(d, np.inf)
-    k = min(k, x.shape[0] - 1)
-    return np.partition(d, k - 1, axis=1)[:, k - 1]
+    return _kth_smallest(d, k)
 
 
 def coverage(real: np.ndarray, fake: np.ndarray, radii: np.ndarray | None = None, k: int = NEAREST_K) -> float:
@@ -112,7 +117,6 @@ def compare(
     n = min(real_a.shape[0], real_b.shape[0], fake.shape[0])
     real_a, real_b, fake = real_a[:n], real_b[:n], fake[:n]
     # Each distance matrix once (the definitions below recompute them; same results).
-    k = min(NEAREST_K, n - 1)
     d_rr = pairwise_distances(real_a, real_a)
     d_ff = pairwise_distances(fake, fake)
     d_rf = pairwise_distances(real_a, fake)
@@ -121,7 +125,7 @@ def compare(
     div = float(d_ff.sum() / pairs) / div_real if n > 1 and div_real > 0 else math.nan
     np.fill_diagonal(d_rr, np.inf)
     np.fill_diagonal(d_ff, np.inf)
-    radii = np.partition(d_rr, k - 1, axis=1)[:, k - 1]
+    radii = _kth_smallest(d_rr, NEAREST_K)
     cov = float((d_rf.min(axis=1) < radii).mean())
     cov_rr = float((pairwise_distances(real_a, real_b).min(axis=1) < radii).mean())
     scale = float(np.median(d_rr.min(axis=1)))
@@ -141,7 +145,7 @@ def compare(
     dens = rec = vendi = math.nan
     if extended:
         dens = float((d_rf < radii[:, None]).sum() / (NEAREST_K * n))
-        fake_radii = np.partition(d_ff, k - 1, axis=1)[:, k - 1]
+        fake_radii = _kth_smallest(d_ff, NEAREST_K)
         rec = float((d_rf <= fake_radii[None, :]).any(axis=1).mean())
         vendi = vendi_ratio(real_a, fake)
     return SampleStats(

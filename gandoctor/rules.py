@@ -301,7 +301,13 @@ def parse_remedies(data: Mapping[str, Any], path: Path) -> dict[str, Remedy]:
 
 
 def builtin_rules_dir() -> Path:
-    """The rules shipped with gandoctor (installed as the ``gandoctor.builtin_rules`` package data)."""
+    """The rules shipped with gandoctor (installed as the ``gandoctor.builtin_rules`` package data).
+
+    In a source checkout the ``rules/`` folder beside the package wins, so a second checkout (a
+    git worktree) sharing one editable install reads its own rules, not the installed ones."""
+    beside = Path(__file__).resolve().parent.parent / "rules"
+    if beside.is_dir() and any(beside.glob("GD*.toml")):
+        return beside
     try:
         from importlib.resources import files
 
@@ -310,7 +316,7 @@ def builtin_rules_dir() -> Path:
             return candidate
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "rules"
+    return beside
 
 
 def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool = True) -> RuleSet:

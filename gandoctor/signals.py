@@ -239,3 +239,74 @@ class SignalLog:
         for step, values in records:
             log.record(step, values)
         return log
+
+
+# -- the alias table ----------------------------------------------------------------------
+#: Other tools' names for gandoctor's signals, one table for every reader (CSV, JSON Lines,
+#: TensorBoard tags, console logs, W&B exports). Keys are normalised with :func:`alias_key`
+#: (lowercase; spaces and hyphens become ``_``); a run-name or ``train/`` prefix is stripped
+#: first (see :data:`ALIAS_PREFIXES`). Values are names in :data:`SIGNALS`. A name that maps
+#: nowhere is kept as ``user.<name>``, so it shows up in ``--json`` without feeding any rule by
+#: accident; ``--map signal=name`` maps it explicitly.
+ALIASES: Mapping[str, str] = {
+    **dict.fromkeys(
+        [
+            "loss_d", "d_loss", "lossd", "errd", "err_d", "disc_loss", "discriminator_loss", "loss_disc",
+            "loss_discriminator", "loss/d", "d/loss", "loss.d", "critic_loss", "loss_critic", "loss/discriminator",
+            "loss/disc", "loss/critic", "losses/d", "discriminator/loss", "critic/loss", "loss/loss_d", "loss/d_loss",
+            "d_total_loss", "loss_d_total", "errd_total", "lossd_total", "dis_loss", "loss_dis",
+        ],
+        "loss.d",
+    ),
+    **dict.fromkeys(
+        [
+            "loss_g", "g_loss", "lossg", "errg", "err_g", "gen_loss", "generator_loss", "loss_gen", "loss_generator",
+            "loss/g", "g/loss", "loss.g", "loss/generator", "loss/gen", "losses/g", "generator/loss", "loss/loss_g",
+            "loss/g_loss", "g_total_loss", "loss_g_total",
+        ],
+        "loss.g",
+    ),
+    **dict.fromkeys(
+        ["d_x", "dx", "d(x)", "d_real", "d_out_real", "d_prob_real", "d_prob.real", "d_real_prob", "d/real", "prob/real", "d(x)_mean"],
+        "d_prob.real",
+    ),
+    **dict.fromkeys(
+        [
+            "d_g_z", "dgz", "d(g(z))", "d_g_z1", "d_fake", "d_out_fake", "d_prob_fake", "d_prob.fake", "d_fake_prob",
+            "d/fake", "prob/fake", "d(g(z))_1", "d(g(z))_before",
+        ],
+        "d_prob.fake",
+    ),
+    **dict.fromkeys(
+        ["grad_norm_d", "d_grad_norm", "grad_norm.d", "gradnorm_d", "d_gradnorm", "grad_norm/d", "grad/d", "grads/d", "d/grad_norm", "gradient_norm/d"],
+        "grad_norm.d",
+    ),
+    **dict.fromkeys(
+        ["grad_norm_g", "g_grad_norm", "grad_norm.g", "gradnorm_g", "g_gradnorm", "grad_norm/g", "grad/g", "grads/g", "g/grad_norm", "gradient_norm/g"],
+        "grad_norm.g",
+    ),
+}
+
+#: Prefixes stripped before the alias lookup: experiment trackers group metrics as ``train/...``.
+ALIAS_PREFIXES: tuple[str, ...] = ("train/", "training/", "train_", "train.", "metrics/", "scalars/")
+
+
+def alias_key(name: str) -> str:
+    """The normalised form a foreign name is looked up under in :data:`ALIASES`."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def alias_for(name: str) -> str | None:
+    """The signal a foreign name stands for, or None: ``'Loss_D'`` and ``'train/errD'`` -> ``'loss.d'``.
+
+    A W&B chart export's ``'<run> - <metric>'`` column is looked up by its metric part.
+    """
+    if " - " in name:
+        name = name.rsplit(" - ", 1)[1]
+    key = alias_key(name)
+    if key in ALIASES:
+        return ALIASES[key]
+    for prefix in ALIAS_PREFIXES:
+        if key.startswith(prefix) and key[len(prefix):] in ALIASES:
+            return ALIASES[key[len(prefix):]]
+    return None

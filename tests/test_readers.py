@@ -99,11 +99,14 @@ def test_csv_truncated_last_row_is_skipped_with_warning(tmp_path):
     assert any("line 4" in w for w in data.warnings)
 
 
-def test_csv_without_known_columns_warns(tmp_path):
+def test_csv_without_known_columns_is_an_error_listing_names_found_and_expected(tmp_path):
+    # Not an empty "healthy" run: nothing a rule could check was read.
     path = write(tmp_path / "train.csv", "step,fid\n0,100\n1,90\n")
-    data = read_run(path)
-    assert data.signals.names() == ["user.fid"]
-    assert any("line 1: no column maps to a known signal" in w for w in data.warnings)
+    with pytest.raises(LogFormatError) as info:
+        read_run(path)
+    message = str(info.value)
+    assert str(path) in message and "found: 'fid'" in message
+    assert "loss.d (e.g. loss_d" in message and "--map" in message
 
 
 @pytest.mark.parametrize(
@@ -147,7 +150,7 @@ def test_jsonl_damage_is_reported_by_line(tmp_path):
     assert data.warnings == (
         f"{path}: line 2: not valid JSON; skipped",
         f"{path}: line 3: expected a JSON object; skipped",
-        f"{path}: line 4: key 'step': expected a step number; skipped",
+        f"{path}: line 4: key 'step': expected a step number, got -4; skipped",
         f"{path}: line 6: incomplete last record; skipped",
     )
 
@@ -184,7 +187,8 @@ def test_forced_format(tmp_path):
 
 
 def test_registry_order_and_duplicates():
-    assert list(READERS)[:3] == ["runlog", "csv", "jsonl"]
+    # W&B before csv/jsonl: it claims only exports with a _step column; console last: it sniffs.
+    assert list(READERS) == ["runlog", "tensorboard", "wandb", "csv", "jsonl", "console"]
     with pytest.raises(ValueError, match="already registered"):
         register_reader(Reader("csv", lambda p: False, lambda p, c: None, "dup"))  # type: ignore[arg-type,return-value]
 

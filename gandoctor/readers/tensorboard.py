@@ -1,0 +1,515 @@
+"""TensorBoard event files: one file, a run directory, or a parent directory of runs.
+
+Read without TensorFlow or the ``tensorboard`` package: the TFRecord framing and the few
+protobuf messages needed (Event, Summary, Summary.Value, TensorProto, Image) are decoded here
+from the wire format; benchmarks/read_speed.py measured this against the protobuf library and
+against tbparse / TensorBoard's loaders (README, "read speed").
+
+- Scalars: ``simple_value`` and the tensor form (TF2 / ``new_style``): one-element float,
+  double, half, int tensors whose plugin is ``scalars`` (or none).
+- Images: PNG sample grids (``add_image``/``add_images``, and the TF2 tensor form) -> ``img.*``
+  signals (images.py). Real-sample grids (tags naming ``real``) are left out.
+- Framing: each record's CRC32C is checked with a C implementation (``google-crc32c`` or
+  ``crc32c``) when one is installed. Without one, only the 8-byte length is checked (in Python)
+  and a damaged payload is caught by the decoder; checking every payload in pure Python would
+  cost more than the rest of the read (measured).
+- A run directory: its own event files in name order (= creation time: restarts, several
+  writers), plus those of its direct subdirectories (``add_scalars`` writes ``<tag>_<key>/``).
+- Damage: a record whose CRC fails is skipped, a corrupted length makes the reader search for
+  the next valid record, a cut-off last record is dropped; each with a warning naming the file
+  and the byte offset.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from ..errors import LogFormatError
+from ..findings import RunContext
+from . import Reader, RunData, register_reader
+from ._common import Collector, frozen, read_options
+from ._lines import progress_callback
+from .images import GridStats, ImageError, decode_png, features, infer_layout, tiles
+
+CHUNK = 4 << 20
+MAX_RECORD = 256 << 20  # a length beyond this is a damaged header, not a record
+EVENT_MARK = "tfevents"
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_F32 = struct.Struct("<f")
+_F64 = struct.Struct("<d")
+
+
+# -- CRC32C --------------------------------------------------------------------------------
+def _python_crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_TABLE: list[int] = []
+
+
+def python_crc32c(data: bytes) -> int:
+    if not _TABLE:
+        _TABLE.extend(_python_crc32c_table())
+    crc = 0xFFFFFFFF
+    table = _TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _c_crc32c() -> tuple[str, Callable[[bytes], int]] | None:
+    try:
+        import google_crc32c
+
+        if getattr(google_crc32c, "implementation", "c") == "c":
+            return "google-crc32c", google_crc32c.value
+    except ImportError:
+        pass
+    try:
+        import crc32c
+
+        return "crc32c", crc32c.crc32c
+    except ImportError:
+        return None
+
+
+_C_CRC = _c_crc32c()
+CRC_IMPLEMENTATION = _C_CRC[0] if _C_CRC else "python (length only)"
+
+
+def masked(crc: int) -> int:
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+# -- TFRecord framing ----------------------------------------------------------------------
+def iter_records(
+    fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, payload) of each valid record, read in chunks: memory is one chunk."""
+    if crc is None:
+        crc = _C_CRC[1] if _C_CRC else python_crc32c
+        full = _C_CRC is not None if full is None else full
+    full = True if full is None else full
+    buf = b""
+    pos = 0
+    base = 0  # file offset of buf[0]
+    eof = False
+    damaged_at: int | None = None
+
+    def fill(need: int) -> bool:
+        nonlocal buf, pos, base, eof
+        if eof:
+            return len(buf) - pos >= need
+        base += pos
+        buf = buf[pos:]
+        pos = 0
+        while len(buf) < need and not eof:
+            more = fh.read(max(CHUNK, need - len(buf)))
+            if not more:
+                eof = True
+                break
+            buf += more
+            if progress is not None:
+                progress(len(more))
+        return len(buf) >= need
+
+    while True:
+        if len(buf) - pos < 12 and not fill(12):
+            if len(buf) > pos:
+                warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({len(buf) - pos} bytes); dropped")
+            return
+        header = buf[pos : pos + 8]
+        (length,) = _U64.unpack_from(buf, pos)
+        (length_crc,) = _U32.unpack_from(buf, pos + 8)
+        if length > MAX_RECORD or masked(crc(header)) != length_crc:
+            # A damaged length: step one byte at a time until a header checks out again.
+            if damaged_at is None:
+                damaged_at = base + pos
+            pos += 1
+            continue
+        if damaged_at is not None:
+            warnings.append(f"{path}: bytes {damaged_at}-{base + pos}: damaged; skipped to the next valid record")
+            damaged_at = None
+        end = pos + 12 + length + 4
+        if end > len(buf) and not fill(12 + length + 4):
+            warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({len(buf) - pos} of {12 + length + 4} bytes); dropped")
+            return
+        start = pos
+        end = pos + 12 + length + 4
+        data = buf[start + 12 : end - 4]
+        pos = end
+        if full:
+            (data_crc,) = _U32.unpack_from(buf, end - 4)
+            if masked(crc(data)) != data_crc:
+                warnings.append(f"{path}: byte {base + start}: record fails its CRC check; skipped")
+                continue
+        yield base + start, data
+
+
+# -- protobuf wire format -----------------------------------------------------------------
+class DecodeError(ValueError):
+    pass
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result = b & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 70:
+            raise DecodeError("varint too long")
+
+
+def _skip(buf: bytes, pos: int, wire: int) -> int:
+    if wire == 0:
+        return _varint(buf, pos)[1]
+    if wire == 1:
+        return pos + 8
+    if wire == 2:
+        n, pos = _varint(buf, pos)
+        return pos + n
+    if wire == 5:
+        return pos + 4
+    raise DecodeError(f"wire type {wire}")
+
+
+def _fields(buf: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, wire type, value start, value end or varint value) over a message."""
+    pos = start
+    end = len(buf) if end is None else end
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            n, pos = _varint(buf, pos)
+            if pos + n > end:
+                raise DecodeError("length past the end of the message")
+            yield field, wire, pos, pos + n
+            pos += n
+        elif wire == 0:
+            value, pos = _varint(buf, pos)
+            yield field, wire, pos, value
+        elif wire == 1:
+            yield field, wire, pos, pos + 8
+            pos += 8
+        elif wire == 5:
+            yield field, wire, pos, pos + 4
+            pos += 4
+        else:
+            raise DecodeError(f"wire type {wire}")
+    if pos != end:
+        raise DecodeError("message overruns its length")
+
+
+_DT_FLOAT, _DT_DOUBLE, _DT_INT32, _DT_STRING, _DT_INT64, _DT_HALF = 1, 2, 3, 7, 9, 19
+
+
+def _tensor(buf: bytes, start: int, end: int) -> tuple[float | None, list[bytes]]:
+    """A TensorProto: its value if it holds one number, and its string values (images)."""
+    dtype = 0
+    dims: list[int] = []
+    numbers: list[float] = []
+    strings: list[bytes] = []
+    content = b""
+    for field, wire, a, b in _fields(buf, start, end):
+        if field == 1 and wire == 0:
+            dtype = b
+        elif field == 2 and wire == 2:
+            for f2, w2, a2, b2 in _fields(buf, a, b):
+                if f2 == 2 and w2 == 2:
+                    size = 1
+                    for f3, w3, _a3, b3 in _fields(buf, a2, b2):
+                        if f3 == 1 and w3 == 0:
+                            size = b3
+                    dims.append(size)
+        elif field == 4 and wire == 2:
+            content = buf[a:b]
+        elif field == 5:  # float_val, packed or not
+            numbers.extend(x[0] for x in _F32.iter_unpack(buf[a:b])) if (b - a) % 4 == 0 else None
+        elif field == 6:
+            numbers.extend(x[0] for x in _F64.iter_unpack(buf[a:b])) if (b - a) % 8 == 0 else None
+        elif field in (7, 10, 13):  # int_val, int64_val, half_val (varints)
+            if wire == 0:
+                numbers.append(_signed(b) if field != 13 else _half(b))
+            elif wire == 2:
+                p = a
+                while p < b:
+                    v, p = _varint(buf, p)
+                    numbers.append(_signed(v) if field != 13 else _half(v))
+        elif field == 8 and wire == 2:
+            strings.append(buf[a:b])
+    if dtype == _DT_STRING or any(d != 1 for d in dims):
+        return None, strings
+    if not numbers and content:
+        fmt = {_DT_FLOAT: "<f", _DT_DOUBLE: "<d", _DT_INT32: "<i", _DT_INT64: "<q", _DT_HALF: "<e"}.get(dtype)
+        if fmt is not None and len(content) == struct.calcsize(fmt):
+            numbers.append(float(struct.unpack(fmt, content)[0]))
+    if len(numbers) == 1 and dtype in (_DT_FLOAT, _DT_DOUBLE, _DT_INT32, _DT_INT64, _DT_HALF, 0):
+        return float(numbers[0]), strings
+    return None, strings
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _half(bits: int) -> float:
+    return float(struct.unpack("<e", struct.pack("<H", bits & 0xFFFF))[0])
+
+
+def _plugin(buf: bytes, start: int, end: int) -> str:
+    for field, wire, a, b in _fields(buf, start, end):
+        if field == 1 and wire == 2:  # SummaryMetadata.plugin_data
+            for f2, w2, a2, b2 in _fields(buf, a, b):
+                if f2 == 1 and w2 == 2:
+                    return buf[a2:b2].decode("utf-8", "replace")
+    return ""
+
+
+# Value kinds yielded by decode_event
+SCALAR, IMAGE, START = 0, 1, 2
+
+
+def decode_event(buf: bytes) -> tuple[int, list[tuple[int, str, object]]]:
+    """(step, [(kind, tag, value)]) of one Event record; kinds: SCALAR (float), IMAGE (list of
+    encoded images), START (a SessionLog START: the writer (re)started)."""
+    step = 0
+    out: list[tuple[int, str, object]] = []
+    for field, wire, a, b in _fields(buf):
+        if field == 2 and wire == 0:
+            step = _signed(b)
+        elif field == 5 and wire == 2:
+            for f1, w1, va, vb in _fields(buf, a, b):
+                if f1 != 1 or w1 != 2:
+                    continue
+                tag = ""
+                simple: float | None = None
+                image: bytes | None = None
+                tensor: tuple[int, int] | None = None
+                plugin = ""
+                for f2, w2, x, y in _fields(buf, va, vb):
+                    if f2 == 1 and w2 == 2:
+                        tag = buf[x:y].decode("utf-8", "replace")
+                    elif f2 == 2 and w2 == 5:
+                        simple = _F32.unpack_from(buf, x)[0]
+                    elif f2 == 4 and w2 == 2:
+                        for f3, w3, ia, ib in _fields(buf, x, y):
+                            if f3 == 4 and w3 == 2:
+                                image = buf[ia:ib]
+                    elif f2 == 8 and w2 == 2:
+                        tensor = (x, y)
+                    elif f2 == 9 and w2 == 2:
+                        plugin = _plugin(buf, x, y)
+                if simple is not None:
+                    out.append((SCALAR, tag, simple))
+                elif image is not None:
+                    out.append((IMAGE, tag, [image]))
+                elif tensor is not None:
+                    value, strings = _tensor(buf, tensor[0], tensor[1])
+                    if plugin == "images" and len(strings) > 2:
+                        out.append((IMAGE, tag, strings[2:]))  # [width, height, png, ...]
+                    elif value is not None and plugin in ("scalars", ""):
+                        out.append((SCALAR, tag, value))
+        elif field == 7 and wire == 2:
+            for f1, w1, _a, status in _fields(buf, a, b):
+                if f1 == 1 and w1 == 0 and status == 1:
+                    out.append((START, "", None))
+    return step, out
+
+
+# -- runs ----------------------------------------------------------------------------------
+def _event_files(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if EVENT_MARK in p.name and p.is_file())
+    except OSError:
+        return []
+
+
+def find_runs(path: Path, max_dirs: int = 10_000) -> list[Path]:
+    """Directories under ``path`` that are TensorBoard runs: they hold event files and their
+    parent does not (a subdirectory of a run is that run's ``add_scalars`` part)."""
+    runs: list[Path] = []
+    seen = 0
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        seen += 1
+        if seen > max_dirs:
+            break
+        if any(EVENT_MARK in f for f in files):
+            runs.append(Path(root))
+            dirs[:] = []  # its subdirectories belong to it
+    return runs
+
+
+def run_files(run: Path) -> list[tuple[Path, str]]:
+    """(event file, prefix for its tags) of one run: its own files, then its subdirectories'."""
+    out = [(p, "") for p in _event_files(run)]
+    try:
+        subdirs = sorted(d for d in run.iterdir() if d.is_dir())
+    except OSError:
+        subdirs = []
+    for sub in subdirs:
+        out.extend((p, sub.name) for p in _event_files(sub))
+    return out
+
+
+def _accepts(path: Path) -> bool:
+    if path.is_file():
+        return EVENT_MARK in path.name
+    return path.is_dir() and bool(find_runs(path, max_dirs=200))
+
+
+def _tag_name(prefix: str, tag: str) -> str:
+    if not prefix:
+        return tag
+    # add_scalars('loss', {'D': ..}) writes tag 'loss' into folder 'loss_D'.
+    if prefix.startswith(tag.replace("/", "_") + "_"):
+        return prefix
+    return f"{prefix}/{tag}"
+
+
+def _is_real_images(tag: str) -> bool:
+    low = tag.lower()
+    return any(word in low for word in ("real", "input", "target", "data", "ground"))
+
+
+def read(path: Path, capacity: int = 4096) -> RunData:
+    if path.is_dir():
+        runs = find_runs(path)
+        if not runs:
+            raise LogFormatError(f"{path}: no TensorBoard event files (events.out.tfevents.*) in this directory")
+        if len(runs) > 1:
+            names = ", ".join(str(r) for r in runs[:10]) + (" ..." if len(runs) > 10 else "")
+            raise LogFormatError(f"{path}: holds {len(runs)} TensorBoard runs ({names}); name one, or pass them all (gandoctor analyze {path}/*)")
+        files = run_files(runs[0])
+    else:
+        files = [(path, "")]
+    out = Collector(path, capacity, exclusive_names=True)
+    options = read_options.get()
+    report = progress_callback.get()
+    total = sum(_size(p) for p, _ in files)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if report is not None:
+            report(done, total)
+
+    last: dict[str, int] = {}  # per signal: the last step kept (to count re-logged steps)
+    grids: dict[str, GridStats] = {}
+    image_tag = options.mapping.get("img.diversity")
+    skipped_images: dict[str, str] = {}
+    undecodable = 0
+    for file, prefix in files:
+        file_dropped = 0
+        first_drop: tuple[int, int] | None = None
+        try:
+            fh = file.open("rb")
+        except OSError as exc:
+            out.warnings.append(f"{file}: cannot be opened: {exc.strerror or exc}; skipped")
+            continue
+        with fh:
+            for offset, payload in iter_records(fh, file, out.warnings, progress=advance):
+                try:
+                    step, values = decode_event(payload)
+                except (DecodeError, IndexError, struct.error, UnicodeError) as exc:
+                    undecodable += 1
+                    out.problem(f"byte {offset} of {file.name}: not a valid Event record ({exc}); skipped")
+                    continue
+                if step < 0:
+                    continue
+                record: dict[str, float] = {}
+                for kind, tag, value in values:
+                    name = _tag_name(prefix, tag)
+                    if kind == SCALAR:
+                        signal = out.names(name)
+                        if signal is None:
+                            continue
+                        if step < last.get(signal, -1):
+                            file_dropped += 1
+                            first_drop = first_drop or (step, last[signal])
+                            continue
+                        last[signal] = step
+                        record[signal] = float(value)  # type: ignore[arg-type]
+                    elif kind == IMAGE:
+                        if image_tag is None:
+                            if _is_real_images(name):
+                                skipped_images.setdefault(name, "it looks like real data")
+                                continue
+                            image_tag = name
+                            out.names.mapped.setdefault("img.diversity", name)
+                        if name != image_tag:
+                            skipped_images.setdefault(name, f"the grid statistics are taken from '{image_tag}' (--map img.diversity=TAG to choose)")
+                            continue
+                        stats = _grid_signals(value, grids.setdefault(name, GridStats()), options.grid_tile)  # type: ignore[arg-type]
+                        if isinstance(stats, str):
+                            out.problem(f"step {step}: image '{name}': {stats}")
+                        elif step >= last.get("img.diversity", -1):
+                            last["img.diversity"] = step
+                            record.update(stats)
+                out.record(step, record)
+        if file_dropped:
+            out.warnings.append(
+                f"{file}: steps restart at {first_drop[0]} after the run had reached {first_drop[1]} (a resumed run?); "  # type: ignore[index]
+                f"{file_dropped} re-logged values up to step {first_drop[1]} dropped, the first ones logged kept"
+            )
+    for name, why in skipped_images.items():
+        out.warnings.append(f"{path}: image tag '{name}' not used for sample statistics: {why}")
+    if not out.records and undecodable == 0 and total == 0:
+        raise LogFormatError(f"{path}: empty event file (nothing was logged)")
+    signals, warnings, mapped = out.finish()
+    return RunData(signals, RunContext(), str(path), "tensorboard", out.records, tuple(warnings), frozen(mapped))
+
+
+def _grid_signals(images: list[bytes], stats: GridStats, tile: tuple[int, int] | None) -> dict[str, float] | str:
+    try:
+        img = decode_png(images[0])
+    except ImageError as exc:
+        return str(exc)
+    if len(images) > 1:  # TF2 form: several images, each a sample
+        try:
+            samples = [img] + [decode_png(b) for b in images[1:]]
+        except ImageError as exc:
+            return str(exc)
+        if len({s.shape for s in samples}) != 1:
+            return "samples of different sizes"
+        return stats.measure(features(samples))
+    layout = infer_layout(img, tile)
+    if layout is None:
+        return f"a {img.shape[0]}x{img.shape[1]} image that does not split into a grid of samples (give the tile size: --grid-tile HxW)"
+    parts = tiles(img, layout)
+    if len(parts) < 2:
+        return "fewer than two samples in the grid"
+    return stats.measure(features(parts))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+register_reader(Reader("tensorboard", _accepts, read, "TensorBoard event files (events.out.tfevents.*), a run directory or a directory of runs"))

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 from . import engine, remedies
 from .config import Config, load_config
 from .findings import RunContext
-from .readers import read_run
+from .readers import ReadOptions, read_run
 from .report import Report
 from .rules import RuleSet
 from .signals import SignalLog
@@ -39,10 +39,12 @@ def analyze(
     uses: Iterable[str] = (),
     format: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    options: ReadOptions | None = None,
 ) -> Report:
-    """Read a saved run (directory or log file) and diagnose it."""
+    """Read a saved run (directory or log file) and diagnose it. ``options``: how to read a
+    foreign log (``--map``, ``--step``, grid tile size)."""
     config = config or load_config()
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
-    data = read_run(path, format=format, progress=progress)
+    data = read_run(path, format=format, progress=progress, options=options)
     context = data.context.merged(RunContext(frozenset(config.uses) | frozenset(uses)))
     return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings)

@@ -39,12 +39,28 @@ def _reflow(text: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
+LOG_FORMATS = ("auto", "runlog", "tensorboard", "csv", "jsonl", "wandb", "console")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a run directory written by gandoctor, or a log file (.jsonl, .csv, .jsonl.gz)")
+    p.add_argument(
+        "path", nargs="+",
+        help="run directories or log files: a gandoctor run, TensorBoard event files or run folders, CSV/TSV, JSON Lines, "
+        "a W&B export, a console log; several (runs/*) give a summary table",
+    )
     p.add_argument("--config", help="a TOML config file (default: [tool.gandoctor] of the nearest pyproject.toml)")
     p.add_argument("--rules", action="append", default=[], metavar="DIR", help="an extra folder of rule files (repeatable)")
     p.add_argument("--uses", default="", metavar="FLAGS", help="comma-separated techniques the run uses, e.g. gradient_penalty,label_smoothing")
-    p.add_argument("--format", choices=["runlog", "csv", "jsonl"], help="force a log format instead of detecting it")
+    _read_options(p)
+
+
+def _read_options(p: argparse.ArgumentParser) -> None:
+    """How foreign logs are read (issue 10): format, names, step column, grid tiles, progress."""
+    p.add_argument("--format", choices=LOG_FORMATS, default="auto", help="the log format (default: auto-detect)")
+    p.add_argument("--map", action="append", default=[], metavar="SIGNAL=NAME", help="read SIGNAL from the log's NAME, e.g. loss.d=errD (repeatable)")
+    p.add_argument("--step", metavar="COLUMN", help="the column/key holding the step, overriding detection")
+    p.add_argument("--grid-tile", metavar="HxW", help="tile size of logged sample grids when it cannot be inferred, e.g. 64x64")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no reader warnings on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,12 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
 PROGRESS_MIN_BYTES = 20 << 20
 
 
-def _report(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .readers import ReadOptions, parse_mapping, parse_tile
+
+    return ReadOptions(
+        mapping=parse_mapping(args.map), step=args.step, grid_tile=parse_tile(args.grid_tile) if args.grid_tile else None
+    )
+
+
+def _report(args: argparse.Namespace, path: str | Path | None = None):  # type: ignore[no-untyped-def]
+    path = args.path[0] if path is None else path
     config = load_config(args.config)
     uses = [u.strip() for u in args.uses.split(",") if u.strip()]
+    kwargs = dict(config=config, rules_dirs=args.rules, uses=uses, format=args.format, options=_options(args))
     err = Console(stderr=True)
-    if not err.is_terminal or _size(Path(args.path)) < PROGRESS_MIN_BYTES:
-        return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format)
+    if args.quiet or not err.is_terminal or _size(Path(path)) < PROGRESS_MIN_BYTES:
+        return analyze(path, **kwargs)
     # Large logs take seconds to read: show progress on stderr (stdout stays clean for --json).
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
@@ -89,16 +115,57 @@ def _report(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format, progress=update)
+        return analyze(path, progress=update, **kwargs)
 
 
 def _size(path: Path) -> int:
     try:
         if path.is_dir():
-            return sum(p.stat().st_size for p in path.glob("gandoctor.jsonl*"))
+            return sum(p.stat().st_size for p in path.rglob("*") if p.name.startswith("gandoctor.jsonl") or "tfevents" in p.name)
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _warn(err: Console, args: argparse.Namespace, report) -> None:  # type: ignore[no-untyped-def]
+    if not args.quiet:
+        for w in report.warnings:
+            err.print(f"gandoctor: warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:  # type: ignore[no-untyped-def]
+    """Run ``one(report, path) -> exit code`` for each run named on the command line (a parent
+    folder of TensorBoard runs stands for its runs); for more than one run, end with a summary
+    table. Returns the worst exit code. An unreadable run is reported and the others still run."""
+    from .readers import expand_runs
+
+    paths = expand_runs(args.path)
+    rows: list[tuple[str, str, str]] = []
+    worst = EXIT_HEALTHY
+    json_runs: list[dict] = []
+    for path in paths:
+        try:
+            report = _report(args, path)
+        except GanDoctorError as exc:
+            err.print(f"gandoctor: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            rows.append((str(path), "unreadable", ""))
+            json_runs.append({"path": str(path), "error": str(exc)})
+            worst = max(worst, EXIT_ERROR)
+            continue
+        if len(paths) > 1 and not getattr(args, "json", False) and args.command == "analyze":
+            out.rule(escape(str(path)))
+        code = one(report, path)
+        json_runs.append({"path": str(path), "report": report.to_dict()})
+        rows.append((str(path), report.verdict, ", ".join(report.modes)))
+        worst = max(worst, code)
+    if getattr(args, "json", False):
+        print(json.dumps(json_runs[0].get("report", json_runs[0]) if len(paths) == 1 else {"runs": json_runs}, indent=2))
+    if len(paths) > 1 and not getattr(args, "json", False):
+        table = Table("run", "verdict", "modes", box=None, pad_edge=False)
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        out.print(table)
+    return worst
 
 
 def _parse_fail_on(value: str) -> set[str]:
@@ -117,23 +184,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False)
     try:
         if args.command == "analyze":
-            report = _report(args)
-            if args.json:
-                print(json.dumps(report.to_dict(), indent=2))
-            else:
-                out.print(report)
-            return EXIT_HEALTHY
+
+            def analyze_one(report, path) -> int:  # type: ignore[no-untyped-def]
+                if args.json:
+                    _warn(err, args, report)  # the text report shows them itself
+                else:
+                    out.print(report)
+                return EXIT_HEALTHY
+
+            return _run_many(args, analyze_one, out, err)
         if args.command == "gate":
             fail_on = _parse_fail_on(args.fail_on)
-            report = _report(args)
-            failing = [f for f in report.findings if f.mode in fail_on]
-            if failing:
-                worst = ", ".join(f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f})" for f in failing)
-                print(f"gandoctor gate: FAIL — {worst}")
-                return EXIT_UNHEALTHY
-            others = f"; not gating on {', '.join(report.modes)}" if report.findings else ""
-            print(f"gandoctor gate: PASS — healthy for {args.fail_on} (steps {report.first_step}..{report.last_step}, {report.rules_checked} rules checked){others}")
-            return EXIT_HEALTHY
+
+            def gate_one(report, path) -> int:  # type: ignore[no-untyped-def]
+                _warn(err, args, report)
+                name = f" {path}:" if len(args.path) > 1 or Path(path) != Path(args.path[0]) else ""
+                failing = [f for f in report.findings if f.mode in fail_on]
+                if failing:
+                    worst = ", ".join(f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f})" for f in failing)
+                    print(f"gandoctor gate:{name} FAIL — {worst}")
+                    return EXIT_UNHEALTHY
+                others = f"; not gating on {', '.join(report.modes)}" if report.findings else ""
+                print(f"gandoctor gate:{name} PASS — healthy for {args.fail_on} (steps {report.first_step}..{report.last_step}, {report.rules_checked} rules checked){others}")
+                return EXIT_HEALTHY
+
+            return _run_many(args, gate_one, out, err)
         if args.command == "rules":
             rules = load_config(args.config).ruleset(tuple(Path(d) for d in args.rules))
             # Two columns, the summary under the name: four side by side left the summary a few

@@ -194,9 +194,12 @@ MAX_JSON_RECORD = 1 << 20
 def json_records(path: Path, fh: IO[str], warnings: list[str]) -> Iterator[tuple[str, Any, bool]]:
     """(where, decoded value or None if invalid, complete) for each record of a JSON Lines file or
     of a top-level JSON array, streamed: memory is bounded by one record, not the file."""
-    head = fh.read(1)
-    while head and head.isspace():
+    try:
         head = fh.read(1)
+        while head and head.isspace():
+            head = fh.read(1)
+    except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
+        raise LogFormatError(f"{path}: cannot be read: {exc}") from None
     if head != "[":
         for lineno, text, complete in _prefixed_lines(head, fh, warnings, path):
             if not text.strip():

@@ -97,65 +97,85 @@ def iter_records(
     fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, payload) of each valid record, read in chunks: memory is one chunk."""
+    """(byte offset, payload) of each valid record, read in chunks: memory is one chunk.
+
+    With ``full`` (a C CRC32C is installed) the payload's CRC is checked first; only when it
+    fails is the length's CRC checked, to tell a damaged record (skipped) from a damaged
+    length (search byte by byte for the next valid header). Without it only lengths are checked.
+    """
     if crc is None:
         crc = _C_CRC[1] if _C_CRC else python_crc32c
         full = _C_CRC is not None if full is None else full
     full = True if full is None else full
+    unpack_len, unpack_crc = _U64.unpack_from, _U32.unpack_from
     buf = b""
     pos = 0
     base = 0  # file offset of buf[0]
     eof = False
     damaged_at: int | None = None
 
-    def fill(need: int) -> bool:
-        nonlocal buf, pos, base, eof
-        if eof:
-            return len(buf) - pos >= need
-        base += pos
-        buf = buf[pos:]
-        pos = 0
-        while len(buf) < need and not eof:
-            more = fh.read(max(CHUNK, need - len(buf)))
-            if not more:
-                eof = True
-                break
-            buf += more
-            if progress is not None:
-                progress(len(more))
-        return len(buf) >= need
+    def header_ok(at: int) -> bool:
+        return masked(crc(buf[at : at + 8])) == unpack_crc(buf, at + 8)[0]
 
     while True:
-        if len(buf) - pos < 12 and not fill(12):
-            if len(buf) > pos:
-                warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({len(buf) - pos} bytes); dropped")
-            return
-        header = buf[pos : pos + 8]
-        (length,) = _U64.unpack_from(buf, pos)
-        (length_crc,) = _U32.unpack_from(buf, pos + 8)
-        if length > MAX_RECORD or masked(crc(header)) != length_crc:
-            # A damaged length: step one byte at a time until a header checks out again.
+        avail = len(buf) - pos
+        need = 12
+        if avail >= 12:
+            (length,) = unpack_len(buf, pos)
+            if length <= MAX_RECORD:
+                need = 16 + length
+            if avail < need and not header_ok(pos):
+                need = 12  # a damaged length: do not read ahead for it
+        if avail >= need:
+            if need == 12:  # an impossible length: damaged
+                good = False
+            else:
+                end = pos + 12 + length
+                data = buf[pos + 12 : end]
+                if not full:
+                    good = header_ok(pos)
+                elif (((c := crc(data)) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF == unpack_crc(buf, end)[0]:
+                    good = True  # masked CRC inlined: this line runs once per record
+                elif header_ok(pos):
+                    if damaged_at is not None:
+                        warnings.append(f"{path}: bytes {damaged_at}-{base + pos}: damaged; skipped to the next valid record")
+                        damaged_at = None
+                    warnings.append(f"{path}: byte {base + pos}: record fails its CRC check; skipped")
+                    pos = end + 4
+                    continue
+                else:
+                    good = False
+            if good:
+                if damaged_at is not None:
+                    warnings.append(f"{path}: bytes {damaged_at}-{base + pos}: damaged; skipped to the next valid record")
+                    damaged_at = None
+                yield base + pos, data
+                pos = end + 4
+                continue
             if damaged_at is None:
                 damaged_at = base + pos
             pos += 1
             continue
+        if not eof:
+            base += pos
+            buf = buf[pos:]
+            pos = 0
+            more = fh.read(max(CHUNK, need - len(buf)))
+            if more:
+                buf += more
+                if progress is not None:
+                    progress(len(more))
+            else:
+                eof = True
+            continue
+        # End of file with an incomplete record or header left.
+        if damaged_at is None and avail >= 12 and not header_ok(pos):
+            damaged_at = base + pos
         if damaged_at is not None:
-            warnings.append(f"{path}: bytes {damaged_at}-{base + pos}: damaged; skipped to the next valid record")
-            damaged_at = None
-        end = pos + 12 + length + 4
-        if end > len(buf) and not fill(12 + length + 4):
-            warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({len(buf) - pos} of {12 + length + 4} bytes); dropped")
-            return
-        start = pos
-        end = pos + 12 + length + 4
-        data = buf[start + 12 : end - 4]
-        pos = end
-        if full:
-            (data_crc,) = _U32.unpack_from(buf, end - 4)
-            if masked(crc(data)) != data_crc:
-                warnings.append(f"{path}: byte {base + start}: record fails its CRC check; skipped")
-                continue
-        yield base + start, data
+            warnings.append(f"{path}: bytes {damaged_at}-{base + len(buf)}: damaged to the end of the file; skipped")
+        elif avail:
+            warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({avail} of {need} bytes); dropped")
+        return
 
 
 # -- protobuf wire format -----------------------------------------------------------------
@@ -285,6 +305,29 @@ def _plugin(buf: bytes, start: int, end: int) -> str:
                 if f2 == 1 and w2 == 2:
                     return buf[a2:b2].decode("utf-8", "replace")
     return ""
+
+
+def fast_scalar(buf: bytes) -> tuple[int, bytes, float] | None:
+    """(step, tag bytes, value) of the commonest record, one ``simple_value`` as SummaryWriter's
+    ``add_scalar`` writes it (wall_time, step, one Value of tag + simple_value), checked
+    byte by byte; None for any other record, which then takes the general decoder."""
+    n = len(buf)
+    if n < 20 or buf[0] != 0x09:
+        return None
+    pos = 9
+    step = 0
+    if buf[9] == 0x10:
+        b = buf[10]
+        if b < 0x80:
+            step, pos = b, 11
+        else:
+            step, pos = _varint(buf, 10)
+    if n - pos < 11 or buf[pos] != 0x2A or buf[pos + 2] != 0x0A or buf[pos + 4] != 0x0A or buf[n - 5] != 0x15:
+        return None
+    l1 = buf[pos + 1]
+    if l1 >= 0x80 or l1 != n - pos - 2 or buf[pos + 3] != l1 - 2 or buf[pos + 5] != l1 - 9:
+        return None
+    return step, buf[pos + 6 : n - 5], _F32.unpack_from(buf, n - 4)[0]
 
 
 # Value kinds yielded by decode_event
@@ -422,7 +465,14 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     image_tag = options.mapping.get("img.diversity")
     skipped_images: dict[str, str] = {}
     undecodable = 0
+    record_many = out.signals.record
+    last_get = last.get
+    unpack_f32 = _F32.unpack_from
+    pending: dict[str, float] = {}
+    pending_step = -1
+    records = 0  # fast-path records, added to out.records at the end
     for file, prefix in files:
+        fast_names: dict[bytes, str | None] = {}
         file_dropped = 0
         first_drop: tuple[int, int] | None = None
         try:
@@ -432,6 +482,48 @@ def read(path: Path, capacity: int = 4096) -> RunData:
             continue
         with fh:
             for offset, payload in iter_records(fh, file, out.warnings, progress=advance):
+                # Fast path, inlined (once per record): fast_scalar's checks, see there.
+                n = len(payload)
+                if n >= 20 and payload[0] == 0x09:
+                    pos = 9
+                    step = 0
+                    if payload[9] == 0x10:
+                        b = payload[10]
+                        if b < 0x80:
+                            step, pos = b, 11
+                        elif payload[11] < 0x80:
+                            step, pos = (b & 0x7F) | payload[11] << 7, 12
+                        else:
+                            step, pos = _varint(payload, 10)
+                    l1 = payload[pos + 1]
+                    if (
+                        n - pos >= 11 and payload[pos] == 0x2A and payload[pos + 2] == 0x0A and payload[pos + 4] == 0x0A
+                        and payload[n - 5] == 0x15 and l1 < 0x80 and l1 == n - pos - 2 and payload[pos + 3] == l1 - 2
+                        and payload[pos + 5] == l1 - 9
+                    ):
+                        raw_tag = payload[pos + 6 : n - 5]
+                        signal = fast_names.get(raw_tag, "")
+                        if signal == "":
+                            signal = fast_names[raw_tag] = out.names(_tag_name(prefix, raw_tag.decode("utf-8", "replace")))
+                        if signal is None:
+                            continue
+                        if step < last_get(signal, -1):
+                            file_dropped += 1
+                            first_drop = first_drop or (step, last[signal])
+                            continue
+                        last[signal] = step
+                        # One SignalLog.record per step, not per value.
+                        if step != pending_step or signal in pending:
+                            if pending:
+                                record_many(pending_step, pending)
+                            pending = {}
+                            pending_step = step
+                        pending[signal] = unpack_f32(payload, n - 4)[0]
+                        records += 1
+                        continue
+                if pending:
+                    record_many(pending_step, pending)
+                    pending = {}
                 try:
                     step, values = decode_event(payload)
                 except (DecodeError, IndexError, struct.error, UnicodeError) as exc:
@@ -454,15 +546,15 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                         last[signal] = step
                         record[signal] = float(value)  # type: ignore[arg-type]
                     elif kind == IMAGE:
-                        if image_tag is None:
-                            if _is_real_images(name):
-                                skipped_images.setdefault(name, "it looks like real data")
-                                continue
+                        if image_tag is None and not _is_real_images(name):
                             image_tag = name
-                            out.names.mapped.setdefault("img.diversity", name)
                         if name != image_tag:
-                            skipped_images.setdefault(name, f"the grid statistics are taken from '{image_tag}' (--map img.diversity=TAG to choose)")
+                            why = "its name says real data, not samples" if _is_real_images(name) and image_tag is None else (
+                                f"the grid statistics are taken from '{image_tag}' (--map img.diversity=TAG to choose)"
+                            )
+                            skipped_images.setdefault(name, why)
                             continue
+                        out.names.mapped.setdefault("img.diversity", name)
                         stats = _grid_signals(value, grids.setdefault(name, GridStats()), options.grid_tile)  # type: ignore[arg-type]
                         if isinstance(stats, str):
                             out.problem(f"step {step}: image '{name}': {stats}")
@@ -470,11 +562,15 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                             last["img.diversity"] = step
                             record.update(stats)
                 out.record(step, record)
+        if pending:
+            record_many(pending_step, pending)
+            pending = {}
         if file_dropped:
             out.warnings.append(
                 f"{file}: steps restart at {first_drop[0]} after the run had reached {first_drop[1]} (a resumed run?); "  # type: ignore[index]
                 f"{file_dropped} re-logged values up to step {first_drop[1]} dropped, the first ones logged kept"
             )
+    out.records += records
     for name, why in skipped_images.items():
         out.warnings.append(f"{path}: image tag '{name}' not used for sample statistics: {why}")
     if not out.records and undecodable == 0 and total == 0:

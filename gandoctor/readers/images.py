@@ -91,13 +91,25 @@ def infer_layout(img: np.ndarray, tile: tuple[int, int] | None = None) -> Layout
         rows = _split_counts(height, rows_uniform, 2)
         if cols and rows and cols * rows > 1:
             return Layout(rows, cols, (height - 2) // rows - 2, (width - 2) // cols - 2, 2)
-    # add_images: no padding, square tiles, up to 8 a row.
-    if width % height == 0 and 1 < width // height <= 8:
-        return Layout(1, width // height, height, height, 0)
-    if width % 8 == 0 and height % (width // 8) == 0 and width // 8 >= MIN_TILE:
-        side = width // 8
-        return Layout(height // side, 8, side, side, 0)
-    return None
+    # add_images: no padding, square tiles, 8 a row (fewer samples: one row of them).
+    one_row = Layout(1, width // height, height, height, 0) if width % height == 0 and 1 < width // height <= 8 else None
+    side = width // 8
+    eight = Layout(height // side, 8, side, side, 0) if width % 8 == 0 and side >= MIN_TILE and height % side == 0 and height > side else None
+    if one_row is not None and eight is not None:
+        # Same size either way (160x40: four 40x40 or sixteen 20x20): the finer layout's extra
+        # boundaries must be edges in the picture; with no evidence either way, 8 a row.
+        return one_row if _edges(img, height, side) else eight
+    return one_row or eight
+
+
+def _edges(img: np.ndarray, coarse: int, fine: int) -> bool:
+    """Do the columns at multiples of ``coarse`` show edges while those only at multiples of
+    ``fine`` do not (i.e. the coarse tiling is the real one)?"""
+    diff = np.abs(np.diff(img.astype(np.float32), axis=1)).mean(axis=(0, 2))  # diff[p - 1]: between p - 1 and p
+    typical = float(np.median(diff)) + 1e-6
+    real = [p - 1 for p in range(coarse, img.shape[1], coarse)]
+    extra = [p - 1 for p in range(fine, img.shape[1], fine) if p % coarse]
+    return bool(real) and bool(extra) and float(diff[real].mean()) > 1.5 * typical and float(diff[extra].mean()) < 1.2 * typical
 
 
 def tiles(img: np.ndarray, layout: Layout) -> list[np.ndarray]:

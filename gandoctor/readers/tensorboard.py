@@ -460,7 +460,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         if report is not None:
             report(done, total)
 
-    last: dict[str, int] = {}  # per signal: the last step kept (to count re-logged steps)
+    last: dict[str, float] = {}  # per signal: the last step kept (to count re-logged steps)
     grids: dict[str, GridStats] = {}
     image_tag = options.mapping.get("img.diversity")
     skipped_images: dict[str, str] = {}
@@ -474,6 +474,10 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     for file, prefix in files:
         fast_names: dict[bytes, str | None] = {}
         file_dropped = 0
+        # A later file must go strictly past the steps already read (a resumed run re-logs its
+        # last step); within a file the same step may repeat. Half a step says both cheaply.
+        for key in last:
+            last[key] = int(last[key]) + 0.5  # type: ignore[assignment]
         first_drop: tuple[int, int] | None = None
         try:
             fh = file.open("rb")
@@ -509,7 +513,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                             continue
                         if step < last_get(signal, -1):
                             file_dropped += 1
-                            first_drop = first_drop or (step, last[signal])
+                            first_drop = first_drop or (step, int(last[signal]))
                             continue
                         last[signal] = step
                         # One SignalLog.record per step, not per value.
@@ -541,7 +545,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                             continue
                         if step < last.get(signal, -1):
                             file_dropped += 1
-                            first_drop = first_drop or (step, last[signal])
+                            first_drop = first_drop or (step, int(last[signal]))
                             continue
                         last[signal] = step
                         record[signal] = float(value)  # type: ignore[arg-type]

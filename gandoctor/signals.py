@@ -176,6 +176,46 @@ class Series:
         self._n = half
         self.stride *= 2
 
+    def extend(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Append many samples at once: the same points as ``append`` one at a time (up to the
+        summation order of the bucket means), with whole buckets summarised by numpy. Readers of
+        long logs use it; a sample whose step is below the last one is dropped, as by append."""
+        steps = np.asarray(steps, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if not steps.shape[0]:
+            return
+        before = np.maximum.accumulate(np.concatenate(([self._last_step()], steps[:-1])))
+        keep = steps >= before
+        if not keep.all():
+            steps, values = steps[keep], values[keep]
+        i, n = 0, steps.shape[0]
+        while i < n:
+            stride = self.stride
+            if self._acc_count or n - i < stride:
+                # Finish the open bucket (or the last partial one) sample by sample.
+                take = min(stride - self._acc_count, n - i)
+                for step, value in zip(steps[i : i + take].tolist(), values[i : i + take].tolist()):
+                    self.append(step, value)
+                i += take
+                continue
+            k = min((n - i) // stride, self.capacity - self._n)
+            block = values[i : i + k * stride].reshape(k, stride)
+            finite = np.isfinite(block)
+            count = finite.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(count > 0, np.where(finite, block, 0.0).sum(axis=1) / np.maximum(count, 1), math.nan)
+            while self._steps.shape[0] < self._n + k:
+                self._grow()
+            j = self._n
+            self._steps[j : j + k] = steps[i + stride - 1 : i + k * stride : stride]
+            self._values[j : j + k] = means
+            self._counts[j : j + k] = stride
+            self._nonfinite[j : j + k] = stride - count
+            self._n += k
+            i += k * stride
+            if self._n == self.capacity:
+                self._decimate()
+
     def view(self) -> SeriesView:
         n = self._n
         steps, values = self._steps[:n], self._values[:n]
@@ -216,6 +256,23 @@ class SignalLog:
                 self.first_step = int(step)
             if self.last_step is None or step > self.last_step:
                 self.last_step = int(step)
+
+    def extend(self, name: str, steps: np.ndarray, values: np.ndarray) -> None:
+        """Append many (step, value) samples of one series at once (see Series.extend)."""
+        steps = np.asarray(steps, dtype=np.int64)
+        if not steps.shape[0]:
+            return
+        series = self._series.get(name)
+        if series is None:
+            if len(self._series) >= self.max_series:
+                return
+            series = self._series[name] = Series(name, self.capacity)
+        series.extend(steps, values)
+        first, last = int(steps[0]), int(steps.max())
+        if self.first_step is None:
+            self.first_step = first
+        if self.last_step is None or last > self.last_step:
+            self.last_step = last
 
     def names(self) -> list[str]:
         return sorted(self._series)

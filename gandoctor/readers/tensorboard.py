@@ -27,6 +27,8 @@ import struct
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+import numpy as np
+
 from ..errors import LogFormatError
 from ..findings import RunContext
 from . import Reader, RunData, register_reader
@@ -93,11 +95,12 @@ def masked(crc: int) -> int:
 
 
 # -- TFRecord framing ----------------------------------------------------------------------
-def iter_records(
+def iter_batches(
     fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, payload) of each valid record, read in chunks: memory is one chunk.
+) -> Iterator[tuple[bytes, int, list[int], list[int]]]:
+    """(buffer, its file offset, payload starts, payload lengths) of the valid records of each
+    chunk read: memory is one chunk, and the records of a chunk can be decoded together.
 
     With ``full`` (a C CRC32C is installed) the payload's CRC is checked first; only when it
     fails is the length's CRC checked, to tell a damaged record (skipped) from a damaged
@@ -113,11 +116,33 @@ def iter_records(
     base = 0  # file offset of buf[0]
     eof = False
     damaged_at: int | None = None
+    starts: list[int] = []
+    lengths: list[int] = []
 
     def header_ok(at: int) -> bool:
         return masked(crc(buf[at : at + 8])) == unpack_crc(buf, at + 8)[0]
 
+    def healed(at: int) -> None:
+        nonlocal damaged_at
+        if damaged_at is not None:
+            warnings.append(f"{path}: bytes {damaged_at}-{base + at}: damaged; skipped to the next valid record")
+            damaged_at = None
+
+    size = 0
+    add_start, add_length = starts.append, lengths.append
     while True:
+        # Hot path, once per record: a whole, valid record.
+        if full:
+            while pos + 12 <= size:
+                (length,) = unpack_len(buf, pos)
+                end = pos + 12 + length
+                if end + 4 > size or (((c := crc(buf[pos + 12 : end])) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, end)[0]:
+                    break
+                if damaged_at is not None:
+                    healed(pos)
+                add_start(pos + 12)
+                add_length(length)
+                pos = end + 4
         avail = len(buf) - pos
         need = 12
         if avail >= 12:
@@ -131,15 +156,12 @@ def iter_records(
                 good = False
             else:
                 end = pos + 12 + length
-                data = buf[pos + 12 : end]
                 if not full:
                     good = header_ok(pos)
-                elif (((c := crc(data)) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF == unpack_crc(buf, end)[0]:
+                elif (((c := crc(buf[pos + 12 : end])) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF == unpack_crc(buf, end)[0]:
                     good = True  # masked CRC inlined: this line runs once per record
                 elif header_ok(pos):
-                    if damaged_at is not None:
-                        warnings.append(f"{path}: bytes {damaged_at}-{base + pos}: damaged; skipped to the next valid record")
-                        damaged_at = None
+                    healed(pos)
                     warnings.append(f"{path}: byte {base + pos}: record fails its CRC check; skipped")
                     pos = end + 4
                     continue
@@ -147,15 +169,19 @@ def iter_records(
                     good = False
             if good:
                 if damaged_at is not None:
-                    warnings.append(f"{path}: bytes {damaged_at}-{base + pos}: damaged; skipped to the next valid record")
-                    damaged_at = None
-                yield base + pos, data
+                    healed(pos)
+                add_start(pos + 12)
+                add_length(length)
                 pos = end + 4
                 continue
             if damaged_at is None:
                 damaged_at = base + pos
             pos += 1
             continue
+        if starts:
+            yield buf, base, starts, lengths
+            starts, lengths = [], []
+            add_start, add_length = starts.append, lengths.append
         if not eof:
             base += pos
             buf = buf[pos:]
@@ -167,6 +193,7 @@ def iter_records(
                     progress(len(more))
             else:
                 eof = True
+            size = len(buf)
             continue
         # End of file with an incomplete record or header left.
         if damaged_at is None and avail >= 12 and not header_ok(pos):
@@ -176,6 +203,16 @@ def iter_records(
         elif avail:
             warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({avail} of {need} bytes); dropped")
         return
+
+
+def iter_records(
+    fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """(byte offset of the record, payload) of each valid record."""
+    for buf, base, starts, lengths in iter_batches(fh, path, warnings, crc, full, progress):
+        for start, length in zip(starts, lengths):
+            yield base + start - 12, buf[start : start + length]
 
 
 # -- protobuf wire format -----------------------------------------------------------------
@@ -307,29 +344,6 @@ def _plugin(buf: bytes, start: int, end: int) -> str:
     return ""
 
 
-def fast_scalar(buf: bytes) -> tuple[int, bytes, float] | None:
-    """(step, tag bytes, value) of the commonest record, one ``simple_value`` as SummaryWriter's
-    ``add_scalar`` writes it (wall_time, step, one Value of tag + simple_value), checked
-    byte by byte; None for any other record, which then takes the general decoder."""
-    n = len(buf)
-    if n < 20 or buf[0] != 0x09:
-        return None
-    pos = 9
-    step = 0
-    if buf[9] == 0x10:
-        b = buf[10]
-        if b < 0x80:
-            step, pos = b, 11
-        else:
-            step, pos = _varint(buf, 10)
-    if n - pos < 11 or buf[pos] != 0x2A or buf[pos + 2] != 0x0A or buf[pos + 4] != 0x0A or buf[n - 5] != 0x15:
-        return None
-    l1 = buf[pos + 1]
-    if l1 >= 0x80 or l1 != n - pos - 2 or buf[pos + 3] != l1 - 2 or buf[pos + 5] != l1 - 9:
-        return None
-    return step, buf[pos + 6 : n - 5], _F32.unpack_from(buf, n - 4)[0]
-
-
 # Value kinds yielded by decode_event
 SCALAR, IMAGE, START = 0, 1, 2
 
@@ -437,6 +451,165 @@ def _is_real_images(tag: str) -> bool:
     return any(word in low for word in ("real", "input", "target", "data", "ground"))
 
 
+def decode_simple_scalars(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised decoder for the commonest record, one ``simple_value`` as ``add_scalar``
+    writes it: wall_time (field 1), step (field 2, absent when 0, up to 4 varint bytes), one
+    Summary.Value of tag (field 1) and simple_value (field 2), checked byte by byte.
+
+    ``arr``: the chunk as uint8; ``starts``/``lengths``: the payloads. Returns (mask of the
+    records of that shape, their steps, values, tag starts, tag lengths); every other record
+    takes the general decoder (decode_event).
+    """
+    n = lengths
+    ok = (n >= 20) & (n < 0x80 + 16)
+    p = np.where(ok, starts, 0)
+    ok &= arr[p] == 0x09
+    has_step = arr[p + 9] == 0x10
+    b = [arr[p + 10 + k].astype(np.int64) for k in range(4)]
+    size = np.where(b[0] < 0x80, 1, np.where(b[1] < 0x80, 2, np.where(b[2] < 0x80, 3, np.where(b[3] < 0x80, 4, 0))))
+    ok &= ~has_step | (size > 0)
+    value = b[0] & 0x7F
+    steps = np.zeros_like(value)
+    for k in range(4):
+        if k:
+            value = value | (b[k] & 0x7F) << (7 * k)
+        steps = np.where(size == k + 1, value, steps)
+    steps = np.where(has_step, steps, 0)
+    pos = p + 9 + np.where(has_step, 1 + size, 0)
+    end = p + n
+    ok &= end - pos >= 11
+    q = np.where(ok, pos, p)
+    l1 = arr[q + 1].astype(np.int64)
+    ok &= (
+        (arr[q] == 0x2A) & (arr[q + 2] == 0x0A) & (arr[q + 4] == 0x0A) & (arr[np.where(ok, end - 5, p)] == 0x15)
+        & (l1 < 0x80) & (l1 == end - q - 2) & (arr[q + 3].astype(np.int64) == l1 - 2) & (arr[q + 5].astype(np.int64) == l1 - 9)
+    )
+    at = (end - 4)[ok]
+    values = arr[at[:, None] + np.arange(4)].copy().view("<f4").reshape(-1).astype(np.float64)
+    return ok, steps[ok], values, (q + 6)[ok], (l1 - 9)[ok]
+
+
+class _RunReader:
+    """Reads the event files of one run into a Collector (see read)."""
+
+    def __init__(self, path: Path, capacity: int) -> None:
+        self.path = path
+        self.out = Collector(path, capacity, exclusive_names=True)
+        self.options = read_options.get()
+        self.last: dict[str, float] = {}  # per signal: the last step kept (to count re-logged steps)
+        self.grids: dict[str, GridStats] = {}
+        self.image_tag = self.options.mapping.get("img.diversity")
+        self.skipped_images: dict[str, str] = {}
+        self.undecodable = 0
+        self.dropped = 0
+        self.first_drop: tuple[int, int] | None = None
+
+    def read_file(self, file: Path, prefix: str, progress: Callable[[int], None]) -> None:
+        # A later file must go strictly past the steps already read (a resumed run re-logs its
+        # last step); within a file the same step may repeat. Half a step says both cheaply.
+        for key in self.last:
+            self.last[key] = int(self.last[key]) + 0.5
+        self.dropped, self.first_drop = 0, None
+        tags: dict[bytes, str | None] = {}
+        try:
+            fh = file.open("rb")
+        except OSError as exc:
+            self.out.warnings.append(f"{file}: cannot be opened: {exc.strerror or exc}; skipped")
+            return
+        with fh:
+            for buf, base, starts, lengths in iter_batches(fh, file, self.out.warnings, progress=progress):
+                self._batch(buf, base, starts, lengths, prefix, tags, file)
+        if self.dropped:
+            assert self.first_drop is not None
+            self.out.warnings.append(
+                f"{file}: steps restart at {self.first_drop[0]} after the run had reached {self.first_drop[1]} (a resumed run?); "
+                f"{self.dropped} re-logged values up to step {self.first_drop[1]} dropped, the first ones logged kept"
+            )
+
+    def _batch(self, buf: bytes, base: int, starts: list[int], lengths: list[int], prefix: str, tags: dict[bytes, str | None], file: Path) -> None:
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        start_arr = np.asarray(starts, dtype=np.int64)
+        ok, steps, values, tag_at, tag_len = decode_simple_scalars(arr, start_arr, np.asarray(lengths, dtype=np.int64))
+        if steps.shape[0]:
+            # Group the records by tag: rows of tag bytes, one unique() per tag length; the
+            # groups in order of first appearance, so the first name for a signal wins.
+            groups: list[tuple[int, bytes, np.ndarray]] = []
+            for length in np.unique(tag_len).tolist():
+                sel = np.flatnonzero(tag_len == length)
+                rows = arr[tag_at[sel][:, None] + np.arange(length)]
+                uniq, first, inverse = np.unique(rows.view(f"V{length}").reshape(-1), return_index=True, return_inverse=True)
+                inverse = inverse.reshape(-1)
+                for k in range(uniq.shape[0]):
+                    groups.append((int(sel[first[k]]), uniq[k].tobytes(), sel[inverse == k]))
+            for _first, raw_tag, idx in sorted(groups, key=lambda g: g[0]):
+                signal = tags.get(raw_tag, "")
+                if signal == "":
+                    signal = tags[raw_tag] = self.out.names(_tag_name(prefix, raw_tag.decode("utf-8", "replace")))
+                if signal is not None:
+                    self._extend(signal, steps[idx], values[idx])
+        if not ok.all():
+            for i in np.flatnonzero(~ok).tolist():
+                self._event(base + starts[i] - 12, buf[starts[i] : starts[i] + lengths[i]], prefix, file)
+
+    def _extend(self, signal: str, steps: np.ndarray, values: np.ndarray) -> None:
+        last = self.last.get(signal, -1.0)
+        before = np.maximum.accumulate(np.concatenate(([last], steps[:-1].astype(np.float64))))
+        keep = steps >= before
+        if not keep.all():
+            first = int(np.flatnonzero(~keep)[0])
+            self.dropped += int((~keep).sum())
+            self.first_drop = self.first_drop or (int(steps[first]), int(before[first]))
+            steps, values = steps[keep], values[keep]
+        if steps.shape[0]:
+            self.out.signals.extend(signal, steps, values)
+            self.out.records += int(steps.shape[0])
+            self.last[signal] = float(steps[-1])
+
+    def _event(self, offset: int, payload: bytes, prefix: str, file: Path) -> None:
+        out = self.out
+        try:
+            step, values = decode_event(payload)
+        except (DecodeError, IndexError, struct.error, UnicodeError) as exc:
+            self.undecodable += 1
+            out.problem(f"byte {offset} of {file.name}: not a valid Event record ({exc}); skipped")
+            return
+        if step < 0:
+            return
+        record: dict[str, float] = {}
+        for kind, tag, value in values:
+            name = _tag_name(prefix, tag)
+            if kind == SCALAR:
+                signal = out.names(name)
+                if signal is None:
+                    continue
+                if step < self.last.get(signal, -1):
+                    self.dropped += 1
+                    self.first_drop = self.first_drop or (step, int(self.last[signal]))
+                    continue
+                self.last[signal] = step
+                record[signal] = float(value)  # type: ignore[arg-type]
+            elif kind == IMAGE:
+                self._image(step, name, value, record)  # type: ignore[arg-type]
+        out.record(step, record)
+
+    def _image(self, step: int, name: str, encoded: list[bytes], record: dict[str, float]) -> None:
+        if self.image_tag is None and not _is_real_images(name):
+            self.image_tag = name
+        if name != self.image_tag:
+            why = "its name says real data, not samples" if _is_real_images(name) and self.image_tag is None else (
+                f"the grid statistics are taken from '{self.image_tag}' (--map img.diversity=TAG to choose)"
+            )
+            self.skipped_images.setdefault(name, why)
+            return
+        self.out.names.mapped.setdefault("img.diversity", name)
+        stats = _grid_signals(encoded, self.grids.setdefault(name, GridStats()), self.options.grid_tile)
+        if isinstance(stats, str):
+            self.out.problem(f"step {step}: image '{name}': {stats}")
+        elif step >= self.last.get("img.diversity", -1):
+            self.last["img.diversity"] = step
+            record.update(stats)
+
+
 def read(path: Path, capacity: int = 4096) -> RunData:
     if path.is_dir():
         runs = find_runs(path)
@@ -448,8 +621,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         files = run_files(runs[0])
     else:
         files = [(path, "")]
-    out = Collector(path, capacity, exclusive_names=True)
-    options = read_options.get()
+    reader = _RunReader(path, capacity)
     report = progress_callback.get()
     total = sum(_size(p) for p, _ in files)
     done = 0
@@ -460,124 +632,12 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         if report is not None:
             report(done, total)
 
-    last: dict[str, float] = {}  # per signal: the last step kept (to count re-logged steps)
-    grids: dict[str, GridStats] = {}
-    image_tag = options.mapping.get("img.diversity")
-    skipped_images: dict[str, str] = {}
-    undecodable = 0
-    record_many = out.signals.record
-    last_get = last.get
-    unpack_f32 = _F32.unpack_from
-    pending: dict[str, float] = {}
-    pending_step = -1
-    records = 0  # fast-path records, added to out.records at the end
     for file, prefix in files:
-        fast_names: dict[bytes, str | None] = {}
-        file_dropped = 0
-        # A later file must go strictly past the steps already read (a resumed run re-logs its
-        # last step); within a file the same step may repeat. Half a step says both cheaply.
-        for key in last:
-            last[key] = int(last[key]) + 0.5  # type: ignore[assignment]
-        first_drop: tuple[int, int] | None = None
-        try:
-            fh = file.open("rb")
-        except OSError as exc:
-            out.warnings.append(f"{file}: cannot be opened: {exc.strerror or exc}; skipped")
-            continue
-        with fh:
-            for offset, payload in iter_records(fh, file, out.warnings, progress=advance):
-                # Fast path, inlined (once per record): fast_scalar's checks, see there.
-                n = len(payload)
-                if n >= 20 and payload[0] == 0x09:
-                    pos = 9
-                    step = 0
-                    if payload[9] == 0x10:
-                        b = payload[10]
-                        if b < 0x80:
-                            step, pos = b, 11
-                        elif payload[11] < 0x80:
-                            step, pos = (b & 0x7F) | payload[11] << 7, 12
-                        else:
-                            step, pos = _varint(payload, 10)
-                    l1 = payload[pos + 1]
-                    if (
-                        n - pos >= 11 and payload[pos] == 0x2A and payload[pos + 2] == 0x0A and payload[pos + 4] == 0x0A
-                        and payload[n - 5] == 0x15 and l1 < 0x80 and l1 == n - pos - 2 and payload[pos + 3] == l1 - 2
-                        and payload[pos + 5] == l1 - 9
-                    ):
-                        raw_tag = payload[pos + 6 : n - 5]
-                        signal = fast_names.get(raw_tag, "")
-                        if signal == "":
-                            signal = fast_names[raw_tag] = out.names(_tag_name(prefix, raw_tag.decode("utf-8", "replace")))
-                        if signal is None:
-                            continue
-                        if step < last_get(signal, -1):
-                            file_dropped += 1
-                            first_drop = first_drop or (step, int(last[signal]))
-                            continue
-                        last[signal] = step
-                        # One SignalLog.record per step, not per value.
-                        if step != pending_step or signal in pending:
-                            if pending:
-                                record_many(pending_step, pending)
-                            pending = {}
-                            pending_step = step
-                        pending[signal] = unpack_f32(payload, n - 4)[0]
-                        records += 1
-                        continue
-                if pending:
-                    record_many(pending_step, pending)
-                    pending = {}
-                try:
-                    step, values = decode_event(payload)
-                except (DecodeError, IndexError, struct.error, UnicodeError) as exc:
-                    undecodable += 1
-                    out.problem(f"byte {offset} of {file.name}: not a valid Event record ({exc}); skipped")
-                    continue
-                if step < 0:
-                    continue
-                record: dict[str, float] = {}
-                for kind, tag, value in values:
-                    name = _tag_name(prefix, tag)
-                    if kind == SCALAR:
-                        signal = out.names(name)
-                        if signal is None:
-                            continue
-                        if step < last.get(signal, -1):
-                            file_dropped += 1
-                            first_drop = first_drop or (step, int(last[signal]))
-                            continue
-                        last[signal] = step
-                        record[signal] = float(value)  # type: ignore[arg-type]
-                    elif kind == IMAGE:
-                        if image_tag is None and not _is_real_images(name):
-                            image_tag = name
-                        if name != image_tag:
-                            why = "its name says real data, not samples" if _is_real_images(name) and image_tag is None else (
-                                f"the grid statistics are taken from '{image_tag}' (--map img.diversity=TAG to choose)"
-                            )
-                            skipped_images.setdefault(name, why)
-                            continue
-                        out.names.mapped.setdefault("img.diversity", name)
-                        stats = _grid_signals(value, grids.setdefault(name, GridStats()), options.grid_tile)  # type: ignore[arg-type]
-                        if isinstance(stats, str):
-                            out.problem(f"step {step}: image '{name}': {stats}")
-                        elif step >= last.get("img.diversity", -1):
-                            last["img.diversity"] = step
-                            record.update(stats)
-                out.record(step, record)
-        if pending:
-            record_many(pending_step, pending)
-            pending = {}
-        if file_dropped:
-            out.warnings.append(
-                f"{file}: steps restart at {first_drop[0]} after the run had reached {first_drop[1]} (a resumed run?); "  # type: ignore[index]
-                f"{file_dropped} re-logged values up to step {first_drop[1]} dropped, the first ones logged kept"
-            )
-    out.records += records
-    for name, why in skipped_images.items():
+        reader.read_file(file, prefix, advance)
+    out = reader.out
+    for name, why in reader.skipped_images.items():
         out.warnings.append(f"{path}: image tag '{name}' not used for sample statistics: {why}")
-    if not out.records and undecodable == 0 and total == 0:
+    if not out.records and reader.undecodable == 0 and total == 0:
         raise LogFormatError(f"{path}: empty event file (nothing was logged)")
     signals, warnings, mapped = out.finish()
     return RunData(signals, RunContext(), str(path), "tensorboard", out.records, tuple(warnings), frozen(mapped))

@@ -168,12 +168,15 @@ def read(path: Path, capacity: int = 4096) -> RunData:
             if not text.strip():
                 continue
             hit = False
+            rest = False  # text besides progress bars
             for part in text.split("\r"):
                 cleaned, n = TQDM.subn("", part)
                 bars += n
-                if cleaned.strip() and parser.parse(cleaned, f"line {lineno}"):
-                    hit = True
-            if not hit and not (bars and not TQDM.sub("", text.replace("\r", "")).strip()):
+                if cleaned.strip():
+                    rest = True
+                    if parser.parse(cleaned, f"line {lineno}"):
+                        hit = True
+            if rest and not hit:
                 unmatched += 1
                 first_unmatched = first_unmatched or lineno
     if unmatched:

@@ -157,7 +157,7 @@ def read_table(
                 continue
             cells = dict(zip(columns, row))
             where = f"line {lineno}"
-            step = plan.step(cells, clock, f"{path}: {where}")
+            step = plan.step(cells, clock, where)
             if isinstance(step, str):
                 out.problem(f"{where}: {step}; row skipped")
                 continue
@@ -272,7 +272,7 @@ def read_records(path: Path, capacity: int, fmt: str, ignore: Callable[[str], bo
                     continue
                 if len(plans) < 256:
                     plans[keys] = plan
-            step = plan.step(flat, clock, f"{path}: {where}")
+            step = plan.step(flat, clock, where)
             if isinstance(step, str):
                 out.problem(f"{where}: {step.replace('column', 'key')}; skipped")
                 continue

@@ -17,6 +17,8 @@ from ..errors import LogFormatError
 from ..signals import ALIASES, SIGNALS, SignalLog, alias_for, alias_key, check_signal_name
 
 MAX_REPORTED = 20
+#: Steps beyond this are damage, not training (and would overflow the int64 step arrays).
+MAX_STEP = 1 << 53
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "infinity": math.inf, "-infinity": -math.inf}
 
 #: Signals the readers compute themselves from image summaries (not probes' signals).
@@ -196,7 +198,7 @@ class StepClock:
         return self.last
 
     def epoch_batch(self, epoch: int, batch: int, per_epoch: int | None, where: str) -> int:
-        if per_epoch is not None and per_epoch > 0:
+        if per_epoch is not None and per_epoch > 0 and epoch * per_epoch + batch < MAX_STEP:
             return self.step(epoch * per_epoch + batch, where)
         if self._epoch is not None and epoch != self._epoch and self._raw_last is not None and batch <= self._raw_last:
             # The batch counter restarted with the epoch: continue from the last one.

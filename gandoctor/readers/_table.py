@@ -24,7 +24,7 @@ from ..errors import LogFormatError
 from ..findings import RunContext
 from ..signals import alias_key
 from . import RunData
-from ._common import Collector, StepClock, frozen, number, read_options
+from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options
 from ._lines import iter_lines, open_text
 
 #: Columns that count steps over the whole run, most specific first.
@@ -76,12 +76,12 @@ class StepPlan:
         """The global step, None for row order, or an error message."""
         if self.batch_key is not None and self.epoch_key is not None:
             epoch, batch = number(row.get(self.epoch_key)), number(row.get(self.batch_key))
-            if epoch is None or batch is None or not math.isfinite(epoch + batch) or epoch < 0 or batch < 0:
+            if epoch is None or batch is None or not math.isfinite(epoch + batch) or not 0 <= epoch < MAX_STEP or not 0 <= batch < MAX_STEP:
                 return f"columns '{self.epoch_key}', '{self.batch_key}': expected epoch and batch numbers, got {row.get(self.epoch_key)!r}, {row.get(self.batch_key)!r}"
             return clock.epoch_batch(int(epoch), int(batch), None, where)
         if self.step_key is not None:
             raw = number(row.get(self.step_key))
-            if raw is None or not math.isfinite(raw) or raw < 0:
+            if raw is None or not math.isfinite(raw) or not 0 <= raw < MAX_STEP:
                 return f"column '{self.step_key}': expected a step number, got {row.get(self.step_key)!r}"
             return clock.step(int(raw), where)
         return None

@@ -23,7 +23,7 @@ from ..errors import LogFormatError
 from ..findings import RunContext
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
-from ._common import Collector, StepClock, frozen, number
+from ._common import MAX_STEP, Collector, StepClock, frozen, number
 from ._lines import iter_lines, open_text
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
@@ -115,6 +115,8 @@ class _Parser:
                 values[name] = value
         if not values:
             return False
+        if (batch is not None and batch >= MAX_STEP) or (epoch is not None and epoch >= MAX_STEP):
+            return False  # numbers that large are not a position in training
         if batch is None:
             step = self.clock.row()
         elif epoch is None:

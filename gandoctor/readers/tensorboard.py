@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import LogFormatError
 from ..findings import RunContext
 from . import Reader, RunData, register_reader
-from ._common import Collector, frozen, read_options
+from ._common import MAX_STEP, Collector, frozen, read_options
 from ._lines import progress_callback
 from .images import GridStats, ImageError, decode_png, features, infer_layout, tiles
 
@@ -573,7 +573,7 @@ class _RunReader:
             self.undecodable += 1
             out.problem(f"byte {offset} of {file.name}: not a valid Event record ({exc}); skipped")
             return
-        if step < 0:
+        if not 0 <= step < MAX_STEP:
             return
         record: dict[str, float] = {}
         for kind, tag, value in values:

@@ -49,8 +49,7 @@ def test_analyze_json_over_several_runs(tmp_path, capsys):
 
 
 def test_parent_folder_of_tensorboard_runs_is_each_run(tmp_path, capsys):
-    from torch.utils.tensorboard import SummaryWriter
-
+    SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
     for name, nan_from in (("good", 10**9), ("bad", 150)):
         w = SummaryWriter(str(tmp_path / "runs" / name))
         for s in range(300):

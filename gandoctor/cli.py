@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -102,7 +102,7 @@ def _report(args: argparse.Namespace, path: str | Path | None = None):  # type: 
     path = args.path[0] if path is None else path
     config = load_config(args.config)
     uses = [u.strip() for u in args.uses.split(",") if u.strip()]
-    kwargs = dict(config=config, rules_dirs=args.rules, uses=uses, format=args.format, options=_options(args))
+    kwargs = {"config": config, "rules_dirs": args.rules, "uses": uses, "format": args.format, "options": _options(args)}
     err = Console(stderr=True)
     if args.quiet or not err.is_terminal or _size(Path(path)) < PROGRESS_MIN_BYTES:
         return analyze(path, **kwargs)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -92,8 +92,19 @@ class Series:
     """
 
     __slots__ = (
-        "name", "capacity", "stride", "_steps", "_values", "_counts", "_nonfinite", "_n",
-        "_acc_step", "_acc_sum", "_acc_finite", "_acc_count", "_acc_nonfinite",
+        "_acc_count",
+        "_acc_finite",
+        "_acc_nonfinite",
+        "_acc_step",
+        "_acc_sum",
+        "_counts",
+        "_n",
+        "_nonfinite",
+        "_steps",
+        "_values",
+        "capacity",
+        "name",
+        "stride",
     )
 
     def __init__(self, name: str, capacity: int) -> None:
@@ -291,7 +302,7 @@ class SignalLog:
                 yield view
 
     @classmethod
-    def from_records(cls, records: Iterable[tuple[int, Mapping[str, float]]], capacity: int = 4096) -> "SignalLog":
+    def from_records(cls, records: Iterable[tuple[int, Mapping[str, float]]], capacity: int = 4096) -> SignalLog:
         log = cls(capacity=capacity)
         for step, values in records:
             log.record(step, values)

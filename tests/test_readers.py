@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from gandoctor import LogFormatError, read_run
-from gandoctor.readers import READERS, ReadOptions, Reader, register_reader
-from gandoctor.readers import _lines
+from gandoctor.readers import READERS, Reader, ReadOptions, _lines, register_reader
 from gandoctor.readers.tabular import signal_name
 
 CSV = "step,loss_D,loss_G,D(x),D(G(z)),lr\n0,1.38,0.69,0.5,0.5,0.0002\n10,1.20,0.80,0.6,0.4,0.0002\n20,nan,inf,0.7,0.3,0.0002\n"
@@ -281,8 +280,10 @@ def test_a_step_going_back_is_never_silently_history(tmp_path):
     d = data.signals.get("loss.d")
     assert d.steps.tolist() == [0, 10, 20, 30, 40] and d.values.tolist() == [1, 2, 3, 4, 5]
     assert data.warnings == (
-        f"{path}: line 5: the step goes back from 20 to 0; not taken as history: the rows from here on are continued "
-        "in row order (use --step to name the step column)",
+        (
+            f"{path}: line 5: the step goes back from 20 to 0; not taken as history: the rows from here on are continued "
+            "in row order (use --step to name the step column)"
+        ),
     )
 
 

@@ -4,7 +4,6 @@ PyTorch DCGAN example's and the PyTorch-GAN implementations' formats, tqdm bars 
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,6 @@ import io
 import struct
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,7 +71,7 @@ def test_hand_encoded_events_decode_as_the_fast_and_the_general_path_agree(tmp_p
     # the long tag (over 127 bytes) takes the general decoder; it is still read
     assert len([n for n in data.signals.names() if n.startswith("user.")]) == 1
     for _offset, payload in tb.iter_records(path.open("rb"), path, []):
-        step, values = tb.decode_event(payload)
+        step, _values = tb.decode_event(payload)
         assert step % 37 == 0
 
 

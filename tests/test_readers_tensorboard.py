@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from gandoctor import LogFormatError, read_run
-from gandoctor.readers import ReadOptions, expand_runs
-from gandoctor.readers import images, tensorboard as tb
+from gandoctor.readers import ReadOptions, expand_runs, images
+from gandoctor.readers import tensorboard as tb
 
 SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
 make_grid = pytest.importorskip("torchvision.utils").make_grid
@@ -122,7 +122,7 @@ def test_nothing_mappable_lists_names_found_and_expected(tmp_path):
 # -- several files, several runs -------------------------------------------------------------
 def test_restart_in_a_second_file_keeps_history_and_warns(tmp_path):
     run = tmp_path / "run"
-    write_scalars(run, steps=range(0, 60))
+    write_scalars(run, steps=range(60))
     write_scalars(run, steps=range(40, 100))  # resumed from a checkpoint at step 40
     files = [p for p in run.iterdir() if "tfevents" in p.name]
     assert len(files) == 2

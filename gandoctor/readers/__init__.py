@@ -8,15 +8,21 @@ the path. Readers never execute anything from the file.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 from ..errors import LogFormatError
 from ..findings import RunContext
 from ..signals import SignalLog
-from ._common import READER_SIGNALS, ReadOptions, parse_mapping, parse_tile, read_options
+from ._common import (
+    READER_SIGNALS,
+    ReadOptions,
+    parse_mapping,
+    parse_tile,
+    read_options,
+)
 
 __all__ = ["READERS", "READER_SIGNALS", "ReadOptions", "Reader", "RunData", "expand_runs", "parse_mapping", "parse_tile", "read_run", "register_reader"]
 
@@ -103,8 +109,8 @@ def expand_runs(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]:
     return out
 
 
-from . import runlog as _runlog  # noqa: E402  (registration order is detection order)
-from . import tensorboard as _tensorboard  # noqa: E402,F401
-from . import wandb as _wandb  # noqa: E402,F401  (before csv/jsonl: it claims only W&B exports)
-from . import tabular as _tabular  # noqa: E402,F401
-from . import console as _console  # noqa: E402,F401
+from . import console as _console  # noqa: F401
+from . import runlog as _runlog
+from . import tabular as _tabular  # noqa: F401
+from . import tensorboard as _tensorboard  # noqa: F401
+from . import wandb as _wandb  # noqa: F401  (before csv/jsonl: it claims only W&B exports)

@@ -8,13 +8,21 @@ from __future__ import annotations
 import contextvars
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import LogFormatError
-from ..signals import ALIASES, SIGNALS, SignalLog, alias_for, alias_key, check_signal_name
+from ..signals import (
+    ALIASES,
+    SIGNALS,
+    SignalLog,
+    alias_for,
+    alias_key,
+    check_signal_name,
+)
 
 MAX_REPORTED = 20
 #: Steps beyond this are damage, not training (and would overflow the int64 step arrays).
@@ -36,7 +44,7 @@ class ReadOptions:
     """What the user told the CLI about a log: explicit names, the step column, the grid layout."""
 
     #: signal -> the log's own name for it (``--map loss.d=errD``); wins over the alias table
-    mapping: Mapping[str, str] = field(default_factory=dict)
+    mapping: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: column / key holding the step (``--step COLUMN``), overriding detection
     step: str | None = None
     #: (height, width) of one tile of logged image grids (``--grid-tile HxW``)
@@ -142,7 +150,7 @@ class NameMapper:
             return
         found = list(self.found)
         shown = ", ".join(repr(n) for n in found[:30]) + (f" and {len(found) - 30} more" if len(found) > 30 else "")
-        examples = {}
+        examples: dict[str, list[str]] = {}
         for alias, signal in ALIASES.items():
             examples.setdefault(signal, []).append(alias)
         expected = "; ".join(f"{s} (e.g. {', '.join(a[:3])})" for s, a in examples.items())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextvars
 import gzip
 import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from ..errors import LogFormatError
 

@@ -16,6 +16,7 @@ Lines that match nothing are skipped and counted.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -85,7 +86,7 @@ class _Parser:
         epoch = positions.get("epoch", (None, None))[0]
         if epoch is None and "epoch" in keyed:
             e = number(keyed["epoch"])
-            epoch = int(e) if e is not None and e == e and e >= 0 else None
+            epoch = int(e) if e is not None and math.isfinite(e) and e >= 0 else None
         batch, per_epoch = None, None
         for key in _BATCH_KEYS:
             if key in positions:
@@ -95,7 +96,7 @@ class _Parser:
             for key in (_BATCH_KEYS if epoch is not None else _STEP_KEYS):
                 if key in keyed:
                     b = number(keyed[key])
-                    if b is not None and b == b and b >= 0:
+                    if b is not None and math.isfinite(b) and b >= 0:
                         batch = int(b)
                         break
         if epoch is not None and batch is None:

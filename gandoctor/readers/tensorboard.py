@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def masked(crc: int) -> int:
 def iter_batches(
     fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[bytes, int, list[int], list[int]]]:
+) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
     """(buffer, its file offset, payload starts, payload lengths) of the valid records of each
     chunk read: memory is one chunk, and the records of a chunk can be decoded together.
 
@@ -117,7 +118,6 @@ def iter_batches(
     eof = False
     damaged_at: int | None = None
     starts: list[int] = []
-    lengths: list[int] = []
 
     def header_ok(at: int) -> bool:
         return masked(crc(buf[at : at + 8])) == unpack_crc(buf, at + 8)[0]
@@ -129,19 +129,15 @@ def iter_batches(
             damaged_at = None
 
     size = 0
-    add_start, add_length = starts.append, lengths.append
+    add_start = starts.append
     while True:
         # Hot path, once per record: a whole, valid record.
-        if full:
+        if full and damaged_at is None:
             while pos + 12 <= size:
-                (length,) = unpack_len(buf, pos)
-                end = pos + 12 + length
+                end = pos + 12 + unpack_len(buf, pos)[0]
                 if end + 4 > size or (((c := crc(buf[pos + 12 : end])) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, end)[0]:
                     break
-                if damaged_at is not None:
-                    healed(pos)
                 add_start(pos + 12)
-                add_length(length)
                 pos = end + 4
         avail = len(buf) - pos
         need = 12
@@ -171,7 +167,6 @@ def iter_batches(
                 if damaged_at is not None:
                     healed(pos)
                 add_start(pos + 12)
-                add_length(length)
                 pos = end + 4
                 continue
             if damaged_at is None:
@@ -179,9 +174,12 @@ def iter_batches(
             pos += 1
             continue
         if starts:
-            yield buf, base, starts, lengths
-            starts, lengths = [], []
-            add_start, add_length = starts.append, lengths.append
+            # The lengths are read back from the headers in one numpy gather, not kept per record.
+            at = np.asarray(starts, dtype=np.int64)
+            heads = np.frombuffer(buf, dtype=np.uint8)[(at - 12)[:, None] + np.arange(8)]
+            yield buf, base, at, heads.view("<u8").reshape(-1).astype(np.int64)
+            starts = []
+            add_start = starts.append
         if not eof:
             base += pos
             buf = buf[pos:]
@@ -211,7 +209,7 @@ def iter_records(
 ) -> Iterator[tuple[int, bytes]]:
     """(byte offset of the record, payload) of each valid record."""
     for buf, base, starts, lengths in iter_batches(fh, path, warnings, crc, full, progress):
-        for start, length in zip(starts, lengths):
+        for start, length in zip(starts.tolist(), lengths.tolist()):
             yield base + start - 12, buf[start : start + length]
 
 
@@ -407,10 +405,8 @@ def find_runs(path: Path, max_dirs: int = 10_000) -> list[Path]:
     """Directories under ``path`` that are TensorBoard runs: they hold event files and their
     parent does not (a subdirectory of a run is that run's ``add_scalars`` part)."""
     runs: list[Path] = []
-    seen = 0
-    for root, dirs, files in os.walk(path):
+    for seen, (root, dirs, files) in enumerate(os.walk(path), start=1):
         dirs.sort()
-        seen += 1
         if seen > max_dirs:
             break
         if any(EVENT_MARK in f for f in files):
@@ -526,10 +522,9 @@ class _RunReader:
                 f"{self.dropped} re-logged values up to step {self.first_drop[1]} dropped, the first ones logged kept"
             )
 
-    def _batch(self, buf: bytes, base: int, starts: list[int], lengths: list[int], prefix: str, tags: dict[bytes, str | None], file: Path) -> None:
+    def _batch(self, buf: bytes, base: int, starts: np.ndarray, lengths: np.ndarray, prefix: str, tags: dict[bytes, str | None], file: Path) -> None:
         arr = np.frombuffer(buf, dtype=np.uint8)
-        start_arr = np.asarray(starts, dtype=np.int64)
-        ok, steps, values, tag_at, tag_len = decode_simple_scalars(arr, start_arr, np.asarray(lengths, dtype=np.int64))
+        ok, steps, values, tag_at, tag_len = decode_simple_scalars(arr, starts, lengths)
         if steps.shape[0]:
             # Group the records by tag: rows of tag bytes, one unique() per tag length; the
             # groups in order of first appearance, so the first name for a signal wins.
@@ -548,8 +543,8 @@ class _RunReader:
                 if signal is not None:
                     self._extend(signal, steps[idx], values[idx])
         if not ok.all():
-            for i in np.flatnonzero(~ok).tolist():
-                self._event(base + starts[i] - 12, buf[starts[i] : starts[i] + lengths[i]], prefix, file)
+            for start, length in zip(starts[~ok].tolist(), lengths[~ok].tolist()):
+                self._event(base + start - 12, buf[start : start + length], prefix, file)
 
     def _extend(self, signal: str, steps: np.ndarray, values: np.ndarray) -> None:
         last = self.last.get(signal, -1.0)

@@ -22,7 +22,7 @@ _UI_SUFFIXES = ("__MIN", "__MAX")
 
 
 def _ignore(key: str) -> bool:
-    return key.endswith(_UI_SUFFIXES) or key.startswith("_wandb") or key.startswith("system/")
+    return key.endswith(_UI_SUFFIXES) or key.startswith(("_wandb", "system/"))
 
 
 def _rename(column: str) -> str:

@@ -278,3 +278,20 @@ def test_grid_tile_option_splits_an_otherwise_unreadable_grid(tmp_path):
     assert any("does not split into a grid" in w and "--grid-tile" in w for w in data.warnings)
     tiled = read_run(tmp_path, options=ReadOptions(mapping={"img.diversity": "odd"}, grid_tile=(30, 50)))
     assert tiled.signals.get("img.tiles").values.tolist() == [2.0] * 3
+
+
+def test_crc32c_many_equals_one_at_a_time():
+    rng = np.random.default_rng(3)
+    blob = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    lengths = np.concatenate([np.full(100, 37), np.full(40, 45), rng.integers(0, 2000, 30)]).astype(np.int64)
+    starts = rng.integers(0, 20_000 - 2000, lengths.shape[0]).astype(np.int64)
+    got = tb.crc32c_many(blob, starts, lengths, tb.python_crc32c)
+    assert got.tolist() == [tb.python_crc32c(blob[a : a + n]) for a, n in zip(starts.tolist(), lengths.tolist())]
+
+
+@pytest.mark.parametrize("vector", [True, False])
+def test_a_damaged_record_among_many_is_found_by_either_crc_path(tmp_path, monkeypatch, vector):
+    monkeypatch.setattr(tb, "VECTOR_CRC", vector)
+    path, middle = _damaged(tmp_path, "crc")
+    data = read_run(path)
+    assert data.records == 299 and any(f"byte {middle}: record fails its CRC check" in w for w in data.warnings)

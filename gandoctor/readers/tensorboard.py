@@ -95,6 +95,44 @@ def masked(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+#: Check the records of a chunk together with numpy (crc32c_many) rather than one call each.
+VECTOR_CRC = True
+_VECTOR_MIN_GROUP = 32  # records of one length; fewer are checked one by one
+_VECTOR_MAX_LENGTH = 1024  # longer payloads (images) are checked one by one
+_NP_TABLE: np.ndarray | None = None
+
+
+def crc32c_many(buf: bytes, starts: np.ndarray, lengths: np.ndarray, crc: Callable[[bytes], int]) -> np.ndarray:
+    """CRC32C of many byte ranges of ``buf`` at once: the records are grouped by length and each
+    group runs the table-driven CRC one byte column at a time over all its records (numpy), so
+    the cost per record is a few array operations per byte instead of one Python call each."""
+    global _NP_TABLE
+    if _NP_TABLE is None:
+        _NP_TABLE = np.array(_python_crc32c_table(), dtype=np.uint32)
+    table = _NP_TABLE
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    out = np.empty(starts.shape[0], dtype=np.uint32)
+    uniq, inverse, counts = np.unique(lengths, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    for k, length in enumerate(uniq.tolist()):
+        sel = np.flatnonzero(inverse == k)
+        if counts[k] < _VECTOR_MIN_GROUP or length > _VECTOR_MAX_LENGTH:
+            for i in sel.tolist():
+                a = int(starts[i])
+                out[i] = crc(buf[a : a + length])
+            continue
+        columns = arr[starts[sel][None, :] + np.arange(length)[:, None]]  # (length, records)
+        value = np.full(sel.shape[0], 0xFFFFFFFF, dtype=np.uint32)
+        for column in columns:
+            value = table[(value ^ column) & 0xFF] ^ (value >> 8)
+        out[sel] = value ^ np.uint32(0xFFFFFFFF)
+    return out
+
+
+def _masked_many(crcs: np.ndarray) -> np.ndarray:
+    return ((crcs >> 15) | (crcs << 17)) + np.uint32(0xA282EAD8)  # uint32 arithmetic wraps
+
+
 # -- TFRecord framing ----------------------------------------------------------------------
 def iter_batches(
     fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
@@ -103,13 +141,15 @@ def iter_batches(
     """(buffer, its file offset, payload starts, payload lengths) of the valid records of each
     chunk read: memory is one chunk, and the records of a chunk can be decoded together.
 
-    With ``full`` (a C CRC32C is installed) the payload's CRC is checked first; only when it
-    fails is the length's CRC checked, to tell a damaged record (skipped) from a damaged
-    length (search byte by byte for the next valid header). Without it only lengths are checked.
+    Every payload's CRC is checked (``full``; False checks the lengths' CRCs only): the records
+    a chunk holds are first walked by their lengths and checked together (crc32c_many); from
+    the first one that fails, records are taken one at a time: a payload CRC that fails with a
+    valid length CRC is a damaged record (skipped), a failing length CRC a damaged length
+    (search byte by byte for the next valid header). ``crc`` checks single records: a C
+    CRC32C when installed, else Python.
     """
     if crc is None:
         crc = _C_CRC[1] if _C_CRC else python_crc32c
-        full = _C_CRC is not None if full is None else full
     full = True if full is None else full
     unpack_len, unpack_crc = _U64.unpack_from, _U32.unpack_from
     buf = b""
@@ -130,15 +170,36 @@ def iter_batches(
 
     size = 0
     add_start = starts.append
+    parts: list[np.ndarray] = []  # runs of good payload starts found by the walk, in order
     while True:
-        # Hot path, once per record: a whole, valid record.
-        if full and damaged_at is None:
-            while pos + 12 <= size:
-                end = pos + 12 + unpack_len(buf, pos)[0]
-                if end + 4 > size or (((c := crc(buf[pos + 12 : end])) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, end)[0]:
+        if full and damaged_at is None and pos + 12 <= size:
+            # Hot path: walk the whole records by their lengths (the only per-record Python),
+            # then check all their CRCs at once; stop at the first that fails.
+            walk: list[int] = []
+            add = walk.append
+            at = pos
+            while at + 12 <= size:
+                length = unpack_len(buf, at)[0]
+                if length > MAX_RECORD or at + 16 + length > size:
                     break
-                add_start(pos + 12)
-                pos = end + 4
+                add(at)
+                at += 16 + length
+            if walk:
+                heads = np.asarray(walk, dtype=np.int64)
+                arr = np.frombuffer(buf, dtype=np.uint8)
+                lens = arr[heads[:, None] + np.arange(8)].view("<u8").reshape(-1).astype(np.int64)
+                stored = arr[(heads + 12 + lens)[:, None] + np.arange(4)].view("<u4").reshape(-1)
+                if VECTOR_CRC:
+                    good = _masked_many(crc32c_many(buf, heads + 12, lens, crc)) == stored
+                else:
+                    good = np.array([masked(crc(buf[h + 12 : h + 12 + n])) for h, n in zip(walk, lens.tolist())], dtype=np.uint32) == stored
+                first_bad = int(np.argmin(good)) if not good.all() else len(walk)
+                if first_bad:
+                    if starts:
+                        parts.append(np.asarray(starts, dtype=np.int64))
+                        starts.clear()
+                    parts.append(heads[:first_bad] + 12)
+                pos = walk[first_bad] if first_bad < len(walk) else at
         avail = len(buf) - pos
         need = 12
         if avail >= 12:
@@ -173,13 +234,15 @@ def iter_batches(
                 damaged_at = base + pos
             pos += 1
             continue
-        if starts:
+        if starts or parts:
             # The lengths are read back from the headers in one numpy gather, not kept per record.
-            at = np.asarray(starts, dtype=np.int64)
-            heads = np.frombuffer(buf, dtype=np.uint8)[(at - 12)[:, None] + np.arange(8)]
-            yield buf, base, at, heads.view("<u8").reshape(-1).astype(np.int64)
-            starts = []
-            add_start = starts.append
+            if starts:
+                parts.append(np.asarray(starts, dtype=np.int64))
+                starts.clear()
+            found = np.concatenate(parts)
+            parts = []
+            heads8 = np.frombuffer(buf, dtype=np.uint8)[(found - 12)[:, None] + np.arange(8)]
+            yield buf, base, found, heads8.view("<u8").reshape(-1).astype(np.int64)
         if not eof:
             base += pos
             buf = buf[pos:]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Callable, Iterable
 
 from . import engine, remedies
 from .config import Config, load_config

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextvars
 import gzip
 import io
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, Iterator
 
 from ..errors import LogFormatError
 

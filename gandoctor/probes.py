@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import samplestats
-from .analysis import diagnose
+from .diagnose import diagnose
 from .features import FeatureContext, build_extractor
 from .config import Config, load_config
 from .findings import RunContext

@@ -661,7 +661,11 @@ class Doctor:
         perm = self._np_rng.permutation(real.shape[0])
         half = real.shape[0] // 2
         with _one_blas_thread():
-            if self._bins is None and sum(len(f) for f in self._bin_reservoir) >= samplestats.BIN_RESERVOIR:
+            if self._context.values.get("features") == "d_penultimate":
+                # D's features move as D trains: bins fitted once would describe an old feature
+                # space, so they are refitted on the current reals (~5 ms) at each measurement.
+                self._bins = samplestats.fit_bins(real, seed=self._latent_seed)
+            elif self._bins is None and sum(len(f) for f in self._bin_reservoir) >= samplestats.BIN_RESERVOIR:
                 self._guard("bins", self._fit_bins)
             stats = samplestats.compare(
                 real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats, self._bins

@@ -440,3 +440,18 @@ def test_d_accuracy_uses_the_threshold_of_the_output_kind():
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(0.75)
     doctor.step(d_loss=0.5, d_real=real, d_fake=fake)
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
+
+
+def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
+    schedule = Schedule(feature_every=1, feature_batch=64, sample_stats_every=5, flush_every=5)
+    _, _, doctor = train(31, {"schedule": schedule, "strict": True})
+    fitted = doctor._bins
+    assert fitted is not None and fitted.centroids.shape == (16, 2)
+    occupancy = doctor.signals.get("feat.occupancy_ratio")
+    # 8 batches of 64 reals fill the 512-feature reservoir at step 7; the first measurement after is step 10.
+    assert occupancy.steps[0] == 10 and ((occupancy.values > 0) & (occupancy.values <= 2)).all()
+    assert "feat.bin_tv" in doctor.signals
+    _, _, doctor = train(11, {"schedule": schedule, "strict": True, "features": "d_penultimate"})
+    # Refitted on the current reals at each measurement: present at step 5, before a reservoir could fill.
+    occupancy = doctor.signals.get("feat.occupancy_ratio")
+    assert occupancy.steps[0] == 5 and doctor._bins.centroids.shape[1] == 32

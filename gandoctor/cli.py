@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,7 +27,7 @@ EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_ERROR = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors exit 2 with one line, like gate's input errors
+    def error(self, message: str) -> NoReturn:  # usage errors exit 2 with one line, like gate's input errors
         self.print_usage(sys.stderr)
         print(f"gandoctor: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR)
@@ -65,9 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-checked", default="", metavar="MODE[,MODE...]",
         help="fail (exit 1) when one of these modes could not be checked (signals missing, run too short)",
     )
-    p = sub.add_parser("rules", help="list the rules")
+    p = sub.add_parser("rules", help="list the rules, or check a folder of rules and run their cases")
     p.add_argument("--config")
     p.add_argument("--rules", action="append", default=[], metavar="DIR")
+    p.add_argument(
+        "--check", metavar="DIR",
+        help="validate the rule files in DIR and run the cases in DIR/cases/<CODE>.toml (exit 1 if a case fails)",
+    )
     p = sub.add_parser("explain", help="show one rule in full: what, why, example, conditions, remedies")
     p.add_argument("code", help="a rule code (GD101) or name")
     p.add_argument("--config")
@@ -151,6 +155,30 @@ def _gate(args: argparse.Namespace, err: Console) -> int:
     return int(result.exit_code)
 
 
+def _check_rules(folder: Path, out: Console) -> int:
+    from .rulecases import check_folder
+    from .rules import builtin_rules_dir, load_rules
+
+    builtin = folder.resolve() == builtin_rules_dir().resolve()
+    rules = load_rules([] if builtin else [folder])  # a project's rules may cite the built-in remedies
+    own = [r for r in rules.rules if Path(r.source_file).parent.resolve() == folder.resolve()]
+    results = check_folder(folder, rules)
+    table = Table("rule", "case", "expected", "got", "", box=None, pad_edge=False)
+    for res in results:
+        expected = f"fire at {res.case.onset}" if res.case.onset is not None else res.case.expect.value
+        table.add_row(res.case.rule, escape(res.case.name), expected, res.got, "ok" if res.passed else "[bold red]FAIL[/bold red]")
+    if results:
+        out.print(table)
+    failed = sum(not r.passed for r in results)
+    without = sorted({r.code for r in own} - {res.case.rule for res in results})
+    out.print(
+        f"{len(own)} rule(s) valid in {folder}; {len(results) - failed} of {len(results)} case(s) passed"
+        + (f"; no cases for {', '.join(without)}" if without else ""),
+        soft_wrap=True,
+    )
+    return EXIT_UNHEALTHY if failed else EXIT_HEALTHY
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -169,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_HEALTHY
         if args.command == "gate":
             return _gate(args, err)
+        if args.command == "rules" and args.check:
+            return _check_rules(Path(args.check), out)
         if args.command == "rules":
             rules = load_config(args.config).ruleset(tuple(Path(d) for d in args.rules))
             # Two columns, the summary under the name: four side by side left the summary a few

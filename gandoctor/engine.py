@@ -30,6 +30,7 @@ import numpy as np
 
 from . import windows
 from .context import RunContext
+from .derived import DerivedView
 from .findings import Evidence, Finding, ModeState, ModeStatus, SkippedRule, SkipReason
 from .rules import MODES, Condition, Rule, RuleSet
 from .signals import SignalLog
@@ -78,7 +79,10 @@ def timing(rule: Rule, span: int) -> Timing:
     )
 
 
-def _condition_values(log: SignalLog, cond: Condition, grid: np.ndarray) -> np.ndarray | None:
+Log = SignalLog | DerivedView
+
+
+def _condition_values(log: Log, cond: Condition, grid: np.ndarray) -> np.ndarray | None:
     view = log.get(cond.signal)
     if view is None:
         return None
@@ -121,7 +125,7 @@ def _margin(cond: Condition, value: float) -> float:
     return float(max(0.0, math.tanh(2.0 * past / scale)))
 
 
-def _refine_onset(log: SignalLog, rule: Rule, required: list[tuple[Condition, np.ndarray]], onset: int) -> int:
+def _refine_onset(log: Log, rule: Rule, required: list[tuple[Condition, np.ndarray]], onset: int) -> int:
     """A blow-up has an exact first step: the earliest non-finite sample in the window that flagged it."""
     exact = []
     for cond, _ in required:
@@ -133,7 +137,7 @@ def _refine_onset(log: SignalLog, rule: Rule, required: list[tuple[Condition, np
     return min(exact) if exact else onset
 
 
-def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | SkippedRule | None:
+def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRule | None:
     span = int(grid[-1] - grid[0])
     present = [c.signal for c in rule.conditions if log.get(c.signal) is not None]
     if rule.unless_signals:
@@ -158,10 +162,9 @@ def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | Ski
 
     per_cond = np.vstack([_holds(c, v) for c, v in required])
     finite = np.vstack([np.isfinite(v) for _, v in required])
-    if rule.match == "all":
-        holds, ok = per_cond.all(axis=0), finite.all(axis=0)
-    else:
-        holds, ok = per_cond.any(axis=0), finite.any(axis=0)
+    combine = np.all if rule.match == "all" else np.any
+    holds: np.ndarray = np.asarray(combine(per_cond, axis=0))
+    ok: np.ndarray = np.asarray(combine(finite, axis=0))
     t = timing(rule, span)
     i = find_onset(holds, ok, grid, grid[0] + t.warmup, t.persist, rule)
     if i is None:
@@ -272,11 +275,12 @@ def mode_status(rules: RuleSet, fired: list[Finding], skipped: list[SkippedRule]
     return tuple(out)
 
 
-def evaluate(log: SignalLog, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:
+def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:
     context = context or RunContext()
+    log = DerivedView(log) if isinstance(log, SignalLog) else log
     if log.first_step is None or log.last_step is None:
-        skipped = [SkippedRule(r.code, SkipReason.NO_DATA, r.mode) for r in rules.rules]
-        return EngineResult((), (), tuple(skipped), None, None, (), mode_status(rules, [], skipped, []))
+        nothing = [SkippedRule(r.code, SkipReason.NO_DATA, r.mode) for r in rules.rules]
+        return EngineResult((), (), tuple(nothing), None, None, (), mode_status(rules, [], nothing, []))
     min_window = min((c.window for r in rules.rules for c in r.conditions), default=100)
     grid = make_grid(log.first_step, log.last_step, min_window)
     fired: list[Finding] = []

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from ._toml import read_toml
 from .errors import RuleError
+from .derived import DERIVED
 from .signals import SIGNALS
 from .windows import STATISTICS
 
@@ -64,7 +65,7 @@ def known_signal(name: str) -> bool:
     any other namespace ('user.', a CSV column's) is a custom signal."""
     if name.split(".")[0] not in _BUILTIN_NAMESPACES:
         return True
-    if name in SIGNALS:
+    if name in SIGNALS or name in DERIVED:
         return True
     return name.startswith(("grad_norm.d.layer.", "grad_norm.g.layer.", "spectrum.d.layer.")) or name == "feat.nonfinite"
 
@@ -232,7 +233,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     for key in ("code", "name", "mode", "summary", "why", "conditions"):
         _expect(key in data, path, key, "a value (required)", None)
     code = data["code"]
-    _expect(isinstance(code, str) and bool(_CODE.match(code)), path, "code", "a code of capital letters then digits, like 'GD101' or 'X001'", code)
+    _expect(isinstance(code, str) and _CODE.match(code) is not None, path, "code", "a code of capital letters then digits, like 'GD101' or 'X001'", code)
     name = data["name"]
     _expect(isinstance(name, str) and name and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
     mode = data["mode"]

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
-
-@dataclass(frozen=True)
-class RunContext:
-    """What is known about the run: flags (``d_spectral_norm``, ``critic``, ``ttur`` …) and values.
-
-    Flags name techniques the run already uses, so remedies can skip them. They come from the
-    probes (inspection of the models and optimizers), the run log header, or the user
-    (``Doctor(uses=...)`` / ``gandoctor analyze --uses``).
-    """
-
-    flags: frozenset[str] = frozenset()
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    def merged(self, other: "RunContext") -> "RunContext":
-        return RunContext(self.flags | other.flags, dict(self.values) | dict(other.values))
+from .context import RunContext as RunContext  # re-exported: RunContext lives in context.py
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from . import samplestats
 from .analysis import diagnose
 from .features import FeatureContext, build_extractor
 from .config import Config, load_config
-from .findings import RunContext
+from .context import RunContext, inspect_training, latent_shape
 from .report import Report
 from .runlog import RunLogWriter, round_value
 from .signals import SignalLog
@@ -182,19 +182,6 @@ def _balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.
     return torch.where(finite, acc, torch.full_like(acc, float("nan")))
 
 
-def _latent_shape(generator: nn.Module, latent_dim: int | None) -> tuple[int, ...] | None:
-    """The shape of one latent code: from G's first Linear / ConvTranspose layer, or ``latent_dim``."""
-    for m in generator.modules():
-        if isinstance(m, nn.Linear):
-            return (latent_dim or m.in_features,)
-        if isinstance(m, nn.modules.conv._ConvTransposeNd):
-            # DCGAN-style: a (C, 1, 1) code expanded by the first transposed convolution.
-            return (latent_dim or m.in_channels,) + (1,) * len(m.kernel_size)
-        if isinstance(m, (nn.modules.conv._ConvNd, nn.Embedding)):
-            break  # G starts from an image or from labels: no latent shape to read
-    return None if latent_dim is None else (latent_dim,)
-
-
 def _takes_one_input(module: nn.Module) -> bool:
     """True when ``module(z)`` is a valid call (a conditional G also needs labels)."""
     import inspect
@@ -205,18 +192,6 @@ def _takes_one_input(module: nn.Module) -> bool:
         return True
     required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(required) <= 1
-
-
-def _has_spectral_norm(module: nn.Module) -> bool:
-    for m in module.modules():
-        if hasattr(m, "weight_orig"):
-            return True
-        params = getattr(m, "parametrizations", None)
-        if params is not None:
-            for plist in params.values():
-                if any("SpectralNorm" in type(p).__name__ for p in plist):
-                    return True
-    return False
 
 
 def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
@@ -313,7 +288,7 @@ class Doctor:
         log_dir: str | os.PathLike[str] | None = None,
         *,
         d_output: str = "auto",
-        uses: Iterable[str] = (),
+        uses: Iterable[str] | Mapping[str, Any] = (),
         schedule: Schedule | None = None,
         features: str | FeatureFn = "pixels",
         feature_layer: str | None = None,
@@ -364,14 +339,15 @@ class Doctor:
         self._bin_reservoir: list[torch.Tensor] = []
         if latent_dim is not None and (not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1):
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        self._latent_shape = _latent_shape(self.generator, latent_dim)
+        self._latent_shape = latent_shape(self.generator, latent_dim)
         self._sample_latent = sample_latent
         self._latent_seed = seed
         self._latent_codes: torch.Tensor | None = None
         self._latent_out: torch.Tensor | None = None
         self._latent_checks = 0
-        self._user_flags = frozenset(uses) | self.config.uses
-        self._context = self._inspect(g_optimizer, d_optimizer)
+        self._context = inspect_training(self.generator, self.discriminator, g_optimizer, d_optimizer, d_output, uses).merged(
+            RunContext(frozenset(self.config.uses), {"features": self._features_name} | ({"latent_dim": latent_dim} if latent_dim else {}))
+        )
         self._taps: dict[str, _GradTap] = {}
         for role, opt, module in (("d", d_optimizer, self.discriminator), ("g", g_optimizer, self.generator)):
             if opt is not None:
@@ -386,43 +362,6 @@ class Doctor:
         dist = torch.distributed
         return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
-    def _inspect(self, g_opt: torch.optim.Optimizer | None, d_opt: torch.optim.Optimizer | None) -> RunContext:
-        flags: set[str] = set(self._user_flags)
-        values: dict[str, Any] = {"d_output": self.d_output}
-        d = self.discriminator
-        if _has_spectral_norm(d):
-            flags.add("d_spectral_norm")
-        if any(isinstance(m, nn.Dropout) for m in d.modules()):
-            flags.add("d_dropout")
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules()):
-            flags.add("d_batchnorm")
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.generator.modules()):
-            flags.add("g_batchnorm")
-        if self.d_output == "critic":
-            flags.add("critic")
-        for role, opt in (("d", d_opt), ("g", g_opt)):
-            if opt is None:
-                continue
-            group = opt.param_groups[0]
-            values[f"optimizer_{role}"] = type(opt).__name__
-            if isinstance(group.get("lr"), (int, float)):
-                values[f"lr_{role}"] = float(group["lr"])
-            betas = group.get("betas")
-            if isinstance(betas, (tuple, list)) and len(betas) == 2:
-                values[f"beta1_{role}"] = float(betas[0])
-            if float(group.get("weight_decay", 0.0) or 0.0) > 0:
-                flags.add(f"weight_decay_{role}")
-        if "lr_d" in values and "lr_g" in values and not math.isclose(values["lr_d"], values["lr_g"]):
-            flags.add("ttur")
-            if values["lr_d"] > values["lr_g"]:
-                flags.add("lr_d_above_lr_g")
-        values["d_params"] = sum(p.numel() for p in d.parameters())
-        values["features"] = self._features_name
-        values["g_params"] = sum(p.numel() for p in self.generator.parameters())
-        if self._latent_shape is not None:
-            values["latent_dim"] = self._latent_shape[0]
-        return RunContext(frozenset(flags), values)
-
     @property
     def context(self) -> RunContext:
         return self._context
@@ -431,7 +370,7 @@ class Doctor:
         self._writer = RunLogWriter(log_dir, self._context_dict(), capacity)
 
     def _context_dict(self) -> dict[str, Any]:
-        return {"flags": sorted(self._context.flags), "values": dict(self._context.values)}
+        return self._context.to_dict()
 
     def _update_context(self, flags: set[str], values: Mapping[str, Any] = {}) -> None:
         new = self._context.merged(RunContext(frozenset(flags), values))

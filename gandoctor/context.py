@@ -211,3 +211,29 @@ def inspect_training(
         values["latent_dim"] = shape[0]
     values.update(user.values)
     return RunContext(frozenset(flags), values)
+
+
+class ContextInference:
+    """Facts read from the signals as they are recorded.
+
+    A negative D loss (``d_output="auto"`` only) means a Wasserstein critic: BCE, hinge and
+    least-squares D losses are never negative. Two or more D optimizer steps per G step mean
+    ``multi_d_steps`` (with ``d_steps_per_g``).
+    """
+
+    def __init__(self, d_output: str) -> None:
+        self.auto = d_output == "auto"
+        self.saw_negative_d_loss = False
+
+    def observe(self, values: Mapping[str, float], context: RunContext) -> RunContext | None:
+        flags: set[str] = set()
+        learnt: dict[str, Any] = {}
+        loss_d = values.get("loss.d")
+        if self.auto and not self.saw_negative_d_loss and loss_d is not None and loss_d < -1e-6:
+            self.saw_negative_d_loss = True
+            flags.add("critic")
+        steps_d, steps_g = values.get("opt_steps.d"), values.get("opt_steps.g")
+        if steps_d and steps_g and steps_d >= 2 * steps_g and "multi_d_steps" not in context.flags:
+            flags.add("multi_d_steps")
+            learnt["d_steps_per_g"] = steps_d / steps_g
+        return RunContext(frozenset(flags), learnt) if flags else None

@@ -343,8 +343,7 @@ def test_latent_drift_is_zero_for_a_frozen_generator_and_scales_with_its_movemen
         G[0].bias += torch.tensor([3.0, 0.0])  # every output moves by exactly 3
     for step in range(2):
         doctor.step(d_loss=0.5, real=real, fake=real)
-    reals = torch.cat(doctor._real_feats)[:64]
-    d = torch.cdist(reals, reals).fill_diagonal_(float("inf"))
+    d = torch.cdist(real, real).fill_diagonal_(float("inf"))  # 2-D samples are their own features
     expected = 3.0 / d.min(dim=1).values.median().item()
     assert doctor.signals.get("latent.drift").values[-1] == pytest.approx(expected, rel=1e-4)
 
@@ -442,10 +441,14 @@ def test_d_accuracy_uses_the_threshold_of_the_output_kind():
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
 
 
+def bank(doctor):
+    return next(p for p in doctor.probes if p.name == "sample_stats").host.bank
+
+
 def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
     schedule = Schedule(feature_every=1, feature_batch=64, sample_stats_every=5, flush_every=5)
     _, _, doctor = train(31, {"schedule": schedule, "strict": True})
-    fitted = doctor._bins
+    fitted = bank(doctor).bins
     assert fitted is not None and fitted.centroids.shape == (16, 2)
     occupancy = doctor.signals.get("feat.occupancy_ratio")
     # 8 batches of 64 reals fill the 512-feature reservoir at step 7; the first measurement after is step 10.
@@ -454,4 +457,13 @@ def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
     _, _, doctor = train(11, {"schedule": schedule, "strict": True, "features": "d_penultimate"})
     # Refitted on the current reals at each measurement: present at step 5, before a reservoir could fill.
     occupancy = doctor.signals.get("feat.occupancy_ratio")
-    assert occupancy.steps[0] == 5 and doctor._bins.centroids.shape[1] == 32
+    assert occupancy.steps[0] == 5 and bank(doctor).bins.centroids.shape[1] == 32
+
+
+def test_a_generator_that_unflattens_its_code_gets_flat_codes():
+    G = nn.Sequential(nn.Unflatten(1, (8, 1, 1)), nn.ConvTranspose2d(8, 2, 4), nn.Tanh())
+    D = nn.Sequential(nn.Flatten(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=1), strict=True)
+    doctor.step(d_loss=0.5)
+    doctor.step(d_loss=0.5)
+    assert doctor.samples.shape == (16, 2, 4, 4) and not doctor.disabled_probes

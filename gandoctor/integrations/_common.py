@@ -48,12 +48,17 @@ def unwrap_module(module: nn.Module) -> nn.Module:
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
-    """The torch optimizer inside Lightning's / Accelerate's wrappers (both keep it in ``.optimizer``)."""
+    """The torch optimizer inside Lightning's / Accelerate's wrappers (both keep it in ``.optimizer``).
+    Accelerate's wrapper is itself an Optimizer subclass, so the inner one is preferred when present."""
     opt = optimizer
     for _ in range(4):
+        inner = getattr(opt, "optimizer", None)
+        if isinstance(inner, torch.optim.Optimizer) and inner is not opt:
+            opt = inner
+            continue
         if isinstance(opt, torch.optim.Optimizer):
             return opt
-        opt = getattr(opt, "optimizer", None)
+        break
     raise IntegrationError(
         f"expected a torch.optim.Optimizer (or a wrapper holding one in .optimizer), got {type(optimizer).__name__}"
     )

@@ -115,6 +115,7 @@ class DoctorCallback(Callback):
         self.losses_seen = {"d_loss": 0, "g_loss": 0}  # batches whose loss reached the doctor
         self._final: Report | None = None
         self._seen: dict[str, torch.Tensor] = {}
+        self._targets: dict[str, str | None] = {}
 
     # -- setup ---------------------------------------------------------------------------
     def _pick(self, trainer: Trainer, index: int | None, role: str) -> torch.optim.Optimizer | None:
@@ -161,9 +162,12 @@ class DoctorCallback(Callback):
         if isinstance(outputs, Mapping):
             sources.append(outputs)
         sources.append(self._fresh_logged(trainer))
+        names = self._targets
         for source in sources:
             for name, value in source.items():
-                target = loss_argument(str(name), self.loss_names)
+                if name not in names:  # the same few names come back every batch: map each once
+                    names[name] = loss_argument(str(name), self.loss_names)
+                target = names[name]
                 if target is not None and target not in found and isinstance(value, (torch.Tensor, float, int)):
                     found[target] = value
         return found

@@ -167,3 +167,43 @@ def test_options_are_checked():
         DoctorCallback(loss_names={"adv": "generator"})
     with pytest.raises(IntegrationError, match="has 2 optimizer"):
         fit(ManualGAN(), DoctorCallback(g_optimizer=5), batches=2)
+
+
+class DictGAN(ManualGAN):
+    """Returns its losses, fakes and D's outputs instead of logging them."""
+
+    def training_step(self, batch, batch_idx):
+        (real,) = batch
+        opt_g, opt_d = self.optimizers()
+        fake = self.netG(torch.randn(real.shape[0], _gan.Z_DIM))
+        d_real, d_fake = self.netD(real), self.netD(fake.detach())
+        d_loss = self.bce(d_real, torch.ones_like(d_real)) + self.bce(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        out = self.netD(fake)
+        g_loss = self.bce(out, torch.ones_like(out))
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        return {"errD": d_loss.detach(), "errG": g_loss.detach(), "fake": fake.detach(), "d_real": d_real.detach(), "d_fake": d_fake.detach()}
+
+
+def test_returned_dict_gives_losses_fakes_and_d_outputs(tmp_path):
+    callback = DoctorCallback(log_dir=tmp_path, d_output="logit")
+    fit(DictGAN(), callback, batches=12)
+    assert callback.losses_seen == {"d_loss": 12, "g_loss": 12}
+    records = step_records(tmp_path)
+    # D's outputs came from the dict on every step, not from the doctor's own probe every 10 steps
+    assert sum("d.auc" in r["s"] for r in records) == 12
+
+
+def test_bf16_mixed_precision_trainer(tmp_path):
+    callback = DoctorCallback(log_dir=None)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(_gan.dataset(BATCH * 20), batch_size=BATCH)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, precision="bf16-mixed", callbacks=[callback],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ManualGAN(), loader)
+    assert callback.steps == 20
+    assert {"loss.d", "loss.g", "grad_norm.d", "grad_norm.g"} <= set(callback.report().signals)

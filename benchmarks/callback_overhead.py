@@ -30,11 +30,10 @@ import tempfile
 import time
 import warnings
 
-import torch
-from torch import nn
-
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 
 import gandoctor
 from gandoctor.demo import mlp, ring_of_gaussians

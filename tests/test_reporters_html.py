@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the 'html' extra (matplotlib) is not installed: pip install 'gandoctor[html]'")
 
-import gandoctor  # noqa: E402
-from gandoctor.report import Report  # noqa: E402
-from gandoctor.reporters.html import MODE_COLORS, render_html  # noqa: E402
+import gandoctor
+from gandoctor.report import Report
+from gandoctor.reporters.html import MODE_COLORS, render_html
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 # A recorded real run where D dominates and G then collapses: two findings, onsets 300 and 504.
@@ -108,7 +108,7 @@ def browse(page: Path, out: Path, height: int) -> tuple[Path, list[str], list[st
     done = subprocess.run(
         [_CHROMIUM, *_QUIET, "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}",
          f"--screenshot={shot}", f"--window-size=1200,{height}", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     requested: set[str] = set()

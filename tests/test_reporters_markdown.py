@@ -22,7 +22,7 @@ def test_failing_run():
         assert f"### {f.mode}: {f.rule} {f.rule_name}" in md
         assert f"Onset step **{f.onset_step}**" in md
         assert f"1. **{f.remedies[0].title}**" in md
-        assert f"4. **" not in md.split(f"### {f.mode}")[1].split("###")[0]  # three remedies at most
+        assert "4. **" not in md.split(f"### {f.mode}")[1].split("###")[0]  # three remedies at most
 
 
 def test_healthy_run():

@@ -4,8 +4,9 @@ network, and map a logged metric name onto the Doctor's ``d_loss`` / ``g_loss``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -26,9 +27,11 @@ def _signal_aliases() -> Mapping[str, str]:
     # The alias table lives with the tabular reader today; the redesign moves it into signals.py.
     from .. import signals
 
-    table = getattr(signals, "ALIASES", None)
+    table: Mapping[str, str] | None = getattr(signals, "ALIASES", None)
     if table is None:
-        from ..readers.tabular import ALIASES as table
+        from ..readers.tabular import ALIASES
+
+        table = ALIASES
     return table
 
 

@@ -20,10 +20,10 @@ A ``training_step`` that returns nothing is fine: the losses then come from the 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
-from torch import nn
 
 from ..probes import Doctor
 from ..report import Report
@@ -43,8 +43,8 @@ try:  # the unified package first; the older standalone one is the same API
     from lightning.pytorch.callbacks import Callback
 except ImportError:  # pragma: no cover - depends on what is installed
     try:
-        from pytorch_lightning import LightningModule, Trainer  # type: ignore[no-redef]
-        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+        from pytorch_lightning import LightningModule, Trainer  # type: ignore[no-redef,assignment]
+        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef,assignment]
     except ImportError as exc:
         raise ImportError(
             "gandoctor.integrations.lightning needs Lightning: pip install 'gandoctor[lightning]'"

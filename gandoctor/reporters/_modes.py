@@ -8,8 +8,9 @@ reasons); any other mode is clear.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from ..report import Report
 from ..rules import MODES
@@ -27,11 +28,12 @@ class ModeStatus:
 
 
 def _rule_modes() -> dict[str, str]:
+    from ..errors import GanDoctorError
     from ..rules import load_rules
 
     try:
         return {rule.code: rule.mode for rule in load_rules().rules}
-    except Exception:  # a broken rules folder must not stop a report from rendering
+    except (GanDoctorError, OSError):  # a broken rules folder must not stop a report from rendering
         return {}
 
 

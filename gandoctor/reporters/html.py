@@ -13,8 +13,9 @@ from __future__ import annotations
 import html
 import io
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -382,9 +383,9 @@ def render_html(report: Report, signals: SignalLog | None = None, title: str | N
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_esc(heading)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_esc(heading)}</h1>",
-        f'<p><span class="verdict {data["verdict"]}">{data["verdict"].upper()}</span> '
-        f'<span class="meta">{_esc(span)} · {data["rules_checked"]} rules checked · '
-        f'{len(findings)} finding{"s" if len(findings) != 1 else ""}</span></p>',
+        (f'<p><span class="verdict {data["verdict"]}">{data["verdict"].upper()}</span> '
+         f'<span class="meta">{_esc(span)} · {data["rules_checked"]} rules checked · '
+         f'{len(findings)} finding{"s" if len(findings) != 1 else ""}</span></p>'),
         "<h2>Failure modes</h2>", _status_rows(statuses),
     ]
     if findings:

@@ -8,7 +8,8 @@ recorded) is ``<skipped>`` with the reason; a clear mode is a passing case.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..report import Report
 from ._modes import mode_statuses

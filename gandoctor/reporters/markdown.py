@@ -31,8 +31,8 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
         out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(s.reason)} |")
     for f in data["findings"]:
         out += ["", f"### {f['mode']}: {f['rule']} {f['rule_name']}", "",
-                f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
-                f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])}).", ""]
+                (f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
+                 f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
         out += ["| evidence | value | rule |", "|---|---|---|"]
         for c in f["conditions"]:
             mark = "✓" if c["held"] else "·"

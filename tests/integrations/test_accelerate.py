@@ -10,12 +10,12 @@ from torch import nn
 
 pytest.importorskip("accelerate", reason="the 'accelerate' extra is not installed (pip install 'gandoctor[accelerate]')")
 
-from accelerate import Accelerator  # noqa: E402
+from accelerate import Accelerator
 
-from gandoctor.integrations import IntegrationError  # noqa: E402
-from gandoctor.integrations.accelerate import attach  # noqa: E402
+from gandoctor.integrations import IntegrationError
+from gandoctor.integrations.accelerate import attach
 
-from . import _gan  # noqa: E402
+from . import _gan
 
 
 @pytest.fixture(autouse=True)

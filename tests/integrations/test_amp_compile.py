@@ -21,7 +21,7 @@ from . import _gan
 STEPS = 40
 
 
-def _scaler(enabled: bool, init_scale: float) -> "torch.amp.GradScaler":
+def _scaler(enabled: bool, init_scale: float) -> torch.amp.GradScaler:
     if not hasattr(torch.amp, "GradScaler"):
         pytest.skip("torch.amp.GradScaler is missing in this torch (needs 2.3+)")
     return torch.amp.GradScaler("cpu", init_scale=init_scale, enabled=enabled)

@@ -10,12 +10,12 @@ from torch import nn
 
 pytest.importorskip("lightning", reason="the 'lightning' extra is not installed (pip install 'gandoctor[lightning]')")
 
-import lightning as L  # noqa: E402
+import lightning as L
 
-from gandoctor.integrations import IntegrationError  # noqa: E402
-from gandoctor.integrations.lightning import DoctorCallback  # noqa: E402
+from gandoctor.integrations import IntegrationError
+from gandoctor.integrations.lightning import DoctorCallback
 
-from . import _gan  # noqa: E402
+from . import _gan
 
 BATCH = 32
 

@@ -213,7 +213,16 @@ class DoctorCallback(Callback):
         self._close()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._close()
+        # The training's own exception is what the user must see; a strict doctor failing while
+        # diagnosing what was recorded must not replace it.
+        doctor, self.doctor = self.doctor, None
+        if doctor is not None:
+            try:
+                self._final = doctor.report()
+            except Exception:  # noqa: BLE001
+                self._final = None
+            finally:
+                doctor.close()
 
     def report(self) -> Report:
         """The diagnosis: live while fitting, the final one after ``fit`` returns."""

@@ -207,3 +207,18 @@ def test_bf16_mixed_precision_trainer(tmp_path):
     trainer.fit(ManualGAN(), loader)
     assert callback.steps == 20
     assert {"loss.d", "loss.g", "grad_norm.d", "grad_norm.g"} <= set(callback.report().signals)
+
+
+def test_training_error_surfaces_and_what_was_recorded_stays(tmp_path):
+    class Breaks(ManualGAN):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 7:
+                raise RuntimeError("user bug at batch 7")
+            return super().training_step(batch, batch_idx)
+
+    callback = DoctorCallback(log_dir=tmp_path, strict=True)
+    with pytest.raises(RuntimeError, match="user bug at batch 7"):
+        fit(Breaks(), callback, batches=20)
+    assert callback.doctor is None and callback.steps == 7
+    assert callback.report().last_step == 6
+    assert [r["step"] for r in step_records(tmp_path)] == list(range(7))

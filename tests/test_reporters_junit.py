@@ -71,3 +71,8 @@ def test_text_is_escaped():
     xml = render_junit(report)
     assert "&lt; 0.3" in xml  # the '<' of a rule survives as text, the document still parses
     cases(xml)
+
+
+def test_a_report_with_nothing_checked_skips_every_mode():
+    by_mode = cases(render_junit(Report(findings=())))
+    assert all(case.find("skipped") is not None for case in by_mode.values())

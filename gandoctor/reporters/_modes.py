@@ -2,8 +2,8 @@
 
 ``report.to_dict()["modes"]`` is the source when the report carries it (a list of
 ``{mode, status, reason}``). Older reports lack it, so the status is rebuilt: a mode with a
-finding is failing; a mode all of whose built-in rules were skipped is not checked (with their
-reasons); any other mode is clear.
+finding is failing; a mode all of whose built-in rules were skipped, or any mode when no rule
+was checked at all, is not checked (with the reasons); any other mode is clear.
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ def mode_statuses(report: Report, data: Mapping[str, Any] | None = None) -> tupl
         if mode is not None:
             skipped.setdefault(mode, []).append(f"{entry['rule']}: {entry['reason']}")
     out = []
+    nothing_checked = not data.get("rules_checked")
     for mode in modes:
+        if nothing_checked and mode not in findings:
+            out.append(ModeStatus(mode, "not_checked", "no rule was checked (no signals recorded)", None))
+            continue
         if mode in findings:
             f = findings[mode]
             out.append(ModeStatus(mode, "failing", f"{f['rule']} {f['rule_name']} from step {f['onset_step']}", f))
@@ -68,6 +72,7 @@ def mode_statuses(report: Report, data: Mapping[str, Any] | None = None) -> tupl
         if codes and len(skipped.get(mode, [])) == len(codes):
             out.append(ModeStatus(mode, "not_checked", "; ".join(skipped[mode]), None))
         else:
-            checked = len(codes) - len(skipped.get(mode, []))
-            out.append(ModeStatus(mode, "clear", f"{checked} rule(s) checked, none fired" if codes else "no finding", None))
+            # Counted against the built-in rules: a rule disabled by configuration is not in the
+            # report at all, so only "none fired" is certain.
+            out.append(ModeStatus(mode, "clear", "checked, no rule fired", None))
     return tuple(out)

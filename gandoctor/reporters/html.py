@@ -253,6 +253,7 @@ def _groups(signals: SignalLog) -> list[tuple[str, str, list[_Panel], int]]:
         _Panel("weight_norm.d, weight_norm.g", present("weight_norm.d", "weight_norm.g"), log_y=True),
         _Panel("sigma_max.d", present("sigma_max.d"), log_y=True),
         _Panel("D's spectrum (normalised ranks)", present("spectrum.d.stable_rank", "spectrum.d.effective_rank")),
+        _Panel("spectrum.d.layer.* (normalised stable rank per layer)", tuple(_layer_names(signals, "spectrum.d.layer."))),
     ])
     feats = [n for n in sorted(have) if n.startswith("feat.")]
     add("Sample statistics", "Statistics of generated samples against the real data, one panel each.",

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from gandoctor.integrations import IntegrationError
-from gandoctor.integrations._common import find_module, loss_argument, match_optimizers, unwrap_module, unwrap_optimizer
+from gandoctor.integrations._common import (
+    find_module,
+    loss_argument,
+    match_optimizers,
+    unwrap_module,
+    unwrap_optimizer,
+)
 
 
 @pytest.mark.parametrize(

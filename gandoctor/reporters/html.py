@@ -137,7 +137,9 @@ def _symlog_if_wide(ax: Any, signals: SignalLog, names: Sequence[str]) -> None:
     if finite.size < 2:
         return
     typical = float(np.median(np.abs(finite)))
-    if float(np.max(np.abs(finite))) > 1e3 * max(typical, 1e-12):
+    peak = float(np.max(np.abs(finite)))
+    # Only for values that grow large: a ratio that sinks towards 0 is read better on its own scale.
+    if peak > 100 and peak > 1e3 * max(typical, 1e-12):
         ax.set_yscale("symlog", linthresh=max(typical, 1e-6))
 
 

@@ -90,7 +90,7 @@ def test_mode_status_comes_from_the_report_when_it_carries_it(failing):
 
 def test_healthy_run():
     run = RUNS / "healthy_ring8_s0"
-    page = render_html(gandoctor.analyze(run), gandoctor.read_run(run).signals)
+    page = render_html(gandoctor.analyze(run))  # the plots are covered above; this is about the verdict
     assert "HEALTHY" in page and "badge failing" not in page and "<h2>Findings</h2>" not in page
 
 

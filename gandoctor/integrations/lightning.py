@@ -116,6 +116,7 @@ class DoctorCallback(Callback):
         self._final: Report | None = None
         self._seen: dict[str, torch.Tensor] = {}
         self._targets: dict[str, str | None] = {}
+        self._resume_steps = 0
 
     # -- setup ---------------------------------------------------------------------------
     def _pick(self, trainer: Trainer, index: int | None, role: str) -> torch.optim.Optimizer | None:
@@ -137,7 +138,7 @@ class DoctorCallback(Callback):
         d_opt = self._pick(trainer, self.d_optimizer_index, "d") or match.d
         self.notes = match.notes
         self.doctor = Doctor(g, d, g_optimizer=g_opt, d_optimizer=d_opt, log_dir=self.log_dir, **self.doctor_options)
-        self.steps = 0
+        self.steps, self._resume_steps = self._resume_steps, 0
         self.losses_seen = {"d_loss": 0, "g_loss": 0}
         self._final = None
         self._seen = {}
@@ -223,6 +224,17 @@ class DoctorCallback(Callback):
                 self._final = None
             finally:
                 doctor.close()
+
+    # -- checkpoints: a resumed fit goes on counting where it stopped, so the run log stays in order
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        steps = int(state_dict.get("steps", 0))
+        if self.doctor is None:  # restored before on_fit_start (the usual order)
+            self._resume_steps = steps
+        else:  # strategies that restore after setup
+            self.steps = steps
 
     def report(self) -> Report:
         """The diagnosis: live while fitting, the final one after ``fit`` returns."""

@@ -222,3 +222,17 @@ def test_training_error_surfaces_and_what_was_recorded_stays(tmp_path):
     assert callback.doctor is None and callback.steps == 7
     assert callback.report().last_step == 6
     assert [r["step"] for r in step_records(tmp_path)] == list(range(7))
+
+
+def test_resumed_fit_goes_on_counting(tmp_path):
+    callback = DoctorCallback(log_dir=tmp_path / "log")
+    trainer = fit(ManualGAN(), callback, batches=10)
+    checkpoint = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(checkpoint)
+
+    resumed = DoctorCallback(log_dir=tmp_path / "log")
+    loader = torch.utils.data.DataLoader(_gan.dataset(BATCH * 10), batch_size=BATCH)
+    L.Trainer(max_epochs=2, accelerator="cpu", devices=1, callbacks=[resumed], logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False).fit(ManualGAN(), loader, ckpt_path=checkpoint)
+    assert resumed.steps == 20
+    assert [r["step"] for r in step_records(tmp_path / "log")] == list(range(20))

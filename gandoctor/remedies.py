@@ -442,8 +442,9 @@ class Assessment:
     reasons: tuple[str, ...] = ()
 
 
-def assess(remedy: Remedy, context: RunContext) -> Assessment:
-    """Judge one remedy against an (alias-expanded) context."""
+def assess(remedy: Remedy, context: RunContext, declared: frozenset[str] | None = None) -> Assessment:
+    """Judge one remedy against an (alias-expanded) context; ``declared``, the flags before the
+    expansion, are the names reasons quote."""
     if remedy.only_if and not any(f in context.flags for f in remedy.only_if):
         return Assessment("inapplicable", reasons=(f"applies only with {' or '.join(remedy.only_if)}",))
     own = [f for f in remedy.names if f in context.flags]
@@ -453,9 +454,11 @@ def assess(remedy: Remedy, context: RunContext) -> Assessment:
         if fixes:
             factor = math.prod(c.boost for c, _ in fixes)
             return Assessment("fix", factor, tuple(text for _, text in fixes))
-        return Assessment("skip", reasons=(f"already in use ({', '.join(own)})",))
+        shown = [f for f in own if declared is None or f in declared] or own
+        return Assessment("skip", reasons=(f"already in use ({', '.join(shown)})",))
     if blocking:
-        return Assessment("skip", reasons=(f"does not apply: run has {', '.join(blocking)}",))
+        shown = [f for f in blocking if declared is None or f in declared] or blocking
+        return Assessment("skip", reasons=(f"does not apply: run has {', '.join(shown)}",))
     for c in remedy.skip:
         text = c.evaluate(context)
         if text is not None:
@@ -480,6 +483,7 @@ def _ordinal(n: int) -> str:
 
 def rank(findings: tuple[Finding, ...], rules: "RuleSet", context: RunContext) -> tuple[Finding, ...]:
     """Each finding with its remedies ranked for this run (best first) and the skipped ones with reasons."""
+    declared = context.flags
     context = expand_context(context, rules.remedies)
     wanted: Counter[str] = Counter()
     for finding in findings:
@@ -497,7 +501,7 @@ def rank(findings: tuple[Finding, ...], rules: "RuleSet", context: RunContext) -
         skipped: list[SkippedRemedy] = []
         for rid, (base, origin) in bases.items():
             remedy = rules.remedies[rid]
-            verdict = assess(remedy, context)
+            verdict = assess(remedy, context, declared)
             if verdict.verdict == "inapplicable":
                 continue  # e.g. "raise the penalty weight" for a run without a penalty: not worth a line
             if verdict.verdict == "skip":

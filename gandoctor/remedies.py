@@ -189,9 +189,13 @@ class RemedyRef:
 
 
 @dataclass(frozen=True)
-class Catalogue:
-    remedies: Mapping[str, Remedy]
-    sources: Mapping[str, Source]
+class ModeNote:
+    """What a failure mode looks like and its causes, as the documents describe them."""
+
+    mode: str
+    looks_like: str
+    causes: tuple[str, ...]
+    cites: tuple[Citation, ...]
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -317,7 +321,7 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
     A remedy cites either catalogue sources (``cites = [{source = "...", section = "..."}]``,
     resolved against ``[sources]`` of this file and ``sources``) or free text (``source`` and
     ``section``, for a project's own catalogue)."""
-    _unknown(data, {"remedy", "sources"}, path, "")
+    _unknown(data, {"remedy", "sources", "modes"}, path, "")
     table = data.get("remedy")
     _expect(isinstance(table, dict), path, "remedy", "tables [remedy.<id>]", table)
     known_sources = dict(sources or {}) | parse_sources(data, path)
@@ -329,14 +333,7 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
         _unknown(raw, _REMEDY_KEYS, path, key + ".")
         for req in ("title", "action"):
             _expect(isinstance(raw.get(req), str) and raw[req].strip(), path, f"{key}.{req}", "a non-empty string", raw.get(req))
-        cites: list[Citation] = []
-        for i, c in enumerate(raw.get("cites", [])):
-            ck = f"{key}.cites[{i}]"
-            _expect(isinstance(c, dict), path, ck, "a table {source = ..., section = ...}", c)
-            _unknown(c, _CITE_KEYS, path, ck + ".")
-            _expect(c.get("source") in known_sources, path, ck + ".source", f"a source id ({', '.join(sorted(known_sources)) or 'none defined'})", c.get("source"))
-            _expect(isinstance(c.get("section", ""), str), path, ck + ".section", "a string", c.get("section"))
-            cites.append(Citation(c["source"], c.get("section", "").strip()))
+        cites = _parse_cites(raw.get("cites", []), path, key + ".cites", known_sources)
         if cites:
             source = "; ".join(known_sources[c.source].cite(c.section) for c in cites)
             section = "; ".join(c.section for c in cites if c.section and known_sources[c.source].kind == "document")
@@ -371,7 +368,7 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
             prefer_if=_str_list(raw.get("prefer_if", []), path, key + ".prefer_if", "a list of context flags"),
             why=" ".join(why_text.split()),
             addresses={m: " ".join(w.split()) for m, w in addresses.items()},
-            cites=tuple(cites),
+            cites=cites,
             only_if=_str_list(raw.get("only_if", []), path, key + ".only_if", "a list of context flags"),
             aliases=aliases,
             weight=float(weight),
@@ -383,6 +380,52 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
         )
     _check_aliases(remedies, path)
     return remedies
+
+
+def _parse_cites(raw: Any, path: Path | str, key: str, sources: Mapping[str, Source]) -> tuple[Citation, ...]:
+    _expect(isinstance(raw, list), path, key, "an array of tables {source = ..., section = ...}", raw)
+    cites = []
+    for i, c in enumerate(raw):
+        ck = f"{key}[{i}]"
+        _expect(isinstance(c, dict), path, ck, "a table {source = ..., section = ...}", c)
+        _unknown(c, _CITE_KEYS, path, ck + ".")
+        _expect(c.get("source") in sources, path, ck + ".source", f"a source id ({', '.join(sorted(sources)) or 'none defined'})", c.get("source"))
+        _expect(isinstance(c.get("section", ""), str), path, ck + ".section", "a string", c.get("section"))
+        cites.append(Citation(c["source"], c.get("section", "").strip()))
+    return tuple(cites)
+
+
+def parse_modes(data: Mapping[str, Any], path: Path | str, sources: Mapping[str, Source] | None = None) -> dict[str, ModeNote]:
+    """``[modes.<mode>]`` tables: ``looks_like``, ``causes`` and ``cites``."""
+    table = data.get("modes", {})
+    _expect(isinstance(table, dict), path, "modes", "tables [modes.<mode>]", table)
+    known_sources = dict(sources or {}) | parse_sources(data, path)
+    out: dict[str, ModeNote] = {}
+    for mode, raw in table.items():
+        key = f"modes.{mode}"
+        _expect(mode in MODES, path, key, f"one of {', '.join(MODES)}", mode)
+        _expect(isinstance(raw, dict), path, key, "a table", raw)
+        _unknown(raw, {"looks_like", "causes", "cites"}, path, key + ".")
+        _expect(isinstance(raw.get("looks_like"), str) and raw["looks_like"].strip(), path, key + ".looks_like", "a non-empty string", raw.get("looks_like"))
+        causes = _str_list(raw.get("causes", []), path, key + ".causes", "a list of strings")
+        out[mode] = ModeNote(mode, " ".join(raw["looks_like"].split()), causes, _parse_cites(raw.get("cites", []), path, key + ".cites", known_sources))
+    return out
+
+
+def load_mode_notes(dirs: Iterable[Path | str] = ()) -> tuple[dict[str, ModeNote], dict[str, Source]]:
+    """The mode notes and sources of the built-in catalogue and of ``dirs``' remedies.toml (later folders win)."""
+    from ._toml import read_toml
+    from .rules import builtin_rules_dir  # rules imports this module; import at call time
+
+    notes: dict[str, ModeNote] = {}
+    sources: dict[str, Source] = {}
+    for folder in (builtin_rules_dir(), *map(Path, dirs)):
+        path = Path(folder) / "remedies.toml"
+        if path.is_file():
+            data = read_toml(path, RuleError)
+            sources |= parse_sources(data, path)
+            notes |= parse_modes(data, path, sources)
+    return notes, sources
 
 
 def _check_aliases(remedies: Mapping[str, Remedy], path: Path | str) -> None:

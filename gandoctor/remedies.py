@@ -158,8 +158,8 @@ class Remedy:
     id: str
     title: str
     action: str
-    source: str  # the citations rendered as one line (documents by title and section, then papers)
-    section: str  # the documents' sections, for readers that show them apart
+    source: str  # the cited works as one line: documents by title, then papers
+    section: str  # the documents' sections, in the same order
     not_if: tuple[str, ...] = ()
     prefer_if: tuple[str, ...] = ()
     why: str = ""
@@ -335,8 +335,10 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
             _expect(isinstance(raw.get(req), str) and raw[req].strip(), path, f"{key}.{req}", "a non-empty string", raw.get(req))
         cites = _parse_cites(raw.get("cites", []), path, key + ".cites", known_sources)
         if cites:
-            source = "; ".join(known_sources[c.source].cite(c.section) for c in cites)
-            section = "; ".join(c.section for c in cites if c.section and known_sources[c.source].kind == "document")
+            # Reporters print "source: <source>, section “<section>”": the works here, their
+            # sections there in the same order (per-citation text: Source.cite(section)).
+            source = "; ".join(known_sources[c.source].cite() for c in cites)
+            section = "; ".join(c.section for c in cites if c.section)
         else:
             for req in ("source", "section"):
                 _expect(isinstance(raw.get(req), str) and raw[req].strip(), path, f"{key}.{req}", "a non-empty string (or 'cites')", raw.get(req))

@@ -270,9 +270,15 @@ def test_citations_are_followable_not_file_names():
         for c in remedy.cites:
             s = rules.sources[c.source]
             assert s.kind == "document" or (s.authors and s.year and (s.arxiv or s.venue)), c.source
-    gp = rules.remedies["gradient_penalty"].source
-    assert "Gulrajani et al. 2017, “Improved Training of Wasserstein GANs”, NeurIPS 2017, arXiv:1704.00028" in gp
-    assert "“Training Instability Issues and Improvement Methods for Generative Adversarial Networks (GANs)”" in gp
+    gp = rules.remedies["gradient_penalty"]
+    assert "Gulrajani et al. 2017, “Improved Training of Wasserstein GANs”, NeurIPS 2017, arXiv:1704.00028" in gp.source
+    assert "“Training Instability Issues and Improvement Methods for Generative Adversarial Networks (GANs)”" in gp.source
+    assert gp.section.startswith("2. Adding Gradient Penalty (WGAN-GP)")
+    doc = rules.sources[gp.cites[0].source]
+    assert doc.cite(gp.cites[0].section) == (
+        "“Training Instability Issues and Improvement Methods for Generative Adversarial Networks (GANs)” "
+        "(question-and-answer article), section “2. Adding Gradient Penalty (WGAN-GP)”"
+    )
 
 
 def test_every_rule_lists_remedies_that_address_its_mode(builtin):

@@ -12,7 +12,7 @@ from .readers import read_run
 from .report import Report
 from .rules import RuleSet
 from .signals import SignalLog
-from .vocabulary import uses_context
+from .vocabulary import parse_uses, uses_context
 
 
 def diagnose(
@@ -48,6 +48,8 @@ def analyze(
     config = config or load_config()
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
     data = read_run(path, format=format, progress=progress)
-    declared = dict.fromkeys(config.uses) | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
+    # config items may carry a setting too: uses = ["gradient_penalty=10"]
+    configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
+    declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
     context = data.context.merged(uses_context(declared, rules.remedies))
     return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings)

@@ -126,3 +126,23 @@ def test_explain_remedy_shows_its_checks(capsys):
 def test_explain_unknown_exits_2(capsys):
     assert main(["explain", "mode_colapse"]) == EXIT_ERROR
     assert "did you mean mode_collapse" in capsys.readouterr().err
+
+
+def test_analyze_takes_uses_as_names_mapping_or_config_items(tmp_path):
+    from pathlib import Path
+
+    from gandoctor import analyze
+    from gandoctor.config import Config
+
+    run = Path(__file__).resolve().parent.parent / "fixtures" / "heldout" / "explode_grid25_sgd_s0_ho100"
+
+    def gp_remedy(report):  # type: ignore[no-untyped-def]
+        f = next(f for f in report.findings if f.mode == "exploding_gradients")
+        return next((r for r in f.remedies if r.id == "gradient_penalty"), None), {s.id for s in f.skipped_remedies}
+
+    fix, _ = gp_remedy(analyze(run, uses={"gp": 0.1}))
+    assert fix is not None and fix.title.startswith("Fix:") and "0.1 is far below the usual 10" in fix.action
+    fix, _ = gp_remedy(analyze(run, config=Config(uses=frozenset({"gradient_penalty=0.1"}))))
+    assert fix is not None and "0.1" in fix.action
+    proposed, skipped = gp_remedy(analyze(run, uses=["gradient_penalty"]))
+    assert proposed is None and "gradient_penalty" in skipped

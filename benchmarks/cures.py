@@ -1,6 +1,6 @@
 """Do the ranked remedies cure? Retrain recorded failing runs with the top-ranked remedy applied.
 
-    python benchmarks/cures.py [--runs fixtures/runs] [--per-mode 2] [--ranks 1] [--jobs 1] [--out FILE] [--plan]
+    python benchmarks/cures.py [--runs fixtures/runs] [--per-mode 2] [--ranks 1] [--datasets ring8,grid25] [--jobs 1] [--out FILE] [--plan]
 
 For each failure mode, a few recorded runs of fixtures/record.py that the oracle labelled with
 it and gandoctor detected: gandoctor ranks the remedies for that finding from the recorded log
@@ -48,16 +48,23 @@ def _record_module():  # type: ignore[no-untyped-def]
 Change = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
-def _lower_d_lr(c: dict[str, Any]) -> dict[str, Any]:
-    if c["d_lr"] > 2 * c["g_lr"]:  # "D's lr is Nx G's: try D <G's> / G <D's>"
-        return {"d_lr": c["g_lr"], "g_lr": c["d_lr"]}
-    return {"d_lr": c["d_lr"] / 2}
+def _slow_down(c: dict[str, Any], fast: str, slow: str) -> dict[str, Any] | None:
+    ratio = c[fast] / c[slow]
+    if ratio > 10:  # "... cannot keep up at all: try both at <fast's>"
+        return {slow: c[fast]}
+    if ratio > 2:  # "fast's lr is Nx slow's: try fast <slow's> / slow <fast's>"
+        return {fast: c[slow], slow: c[fast]}
+    if ratio < 0.1:  # skipped: "already far below"
+        return None
+    return {fast: c[fast] / 2}
 
 
-def _lower_g_lr(c: dict[str, Any]) -> dict[str, Any]:
-    if c["g_lr"] > 2 * c["d_lr"]:
-        return {"g_lr": c["d_lr"], "d_lr": c["g_lr"]}
-    return {"g_lr": c["g_lr"] / 2}
+def _lower_d_lr(c: dict[str, Any]) -> dict[str, Any] | None:
+    return _slow_down(c, "d_lr", "g_lr")
+
+
+def _lower_g_lr(c: dict[str, Any]) -> dict[str, Any] | None:
+    return _slow_down(c, "g_lr", "d_lr")
 
 
 def _lower_lr(c: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +114,7 @@ class Trial:
     labels_before: tuple[str, ...]
 
 
-def pick_trials(runs_dir: Path, per_mode: int, ranks: int) -> tuple[list[Trial], dict[str, dict[str, int]]]:
+def pick_trials(runs_dir: Path, per_mode: int, ranks: int, datasets: set[str]) -> tuple[list[Trial], dict[str, dict[str, int]]]:
     """Cases (run, mode): labelled by the oracle and detected by gandoctor; the arms to train."""
     index = json.loads((runs_dir / "index.json").read_text(encoding="utf-8"))
     trials: list[Trial] = []
@@ -115,7 +122,9 @@ def pick_trials(runs_dir: Path, per_mode: int, ranks: int) -> tuple[list[Trial],
     used_runs: dict[str, int] = {}
     for mode in MODES:
         # the recipe meant to produce this mode first, then the others the oracle labelled with it
-        candidates = sorted((r for r in index if mode in r["labels"]), key=lambda r: (r["scenario"] != mode, r["run"]))
+        candidates = sorted(
+            (r for r in index if mode in r["labels"] and r["dataset"] in datasets), key=lambda r: (r["scenario"] != mode, r["run"])
+        )
         taken = 0
         for entry in candidates:
             if taken >= per_mode:
@@ -169,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", help="write the per-trial results as JSON here")
     parser.add_argument("--plan", action="store_true", help="list the trials and stop (no training)")
+    parser.add_argument("--datasets", default="ring8,grid25", help="recipes' datasets to use (default ring8,grid25: digits runs cost 3-5x more)")
     args = parser.parse_args(argv)
 
     runs_dir = Path(args.runs)
-    trials, unexpressible = pick_trials(runs_dir, args.per_mode, args.ranks)
+    trials, unexpressible = pick_trials(runs_dir, args.per_mode, args.ranks, set(args.datasets.split(",")))
     # one training per distinct (run, change), shared by the modes of that run
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
     for t in trials:

@@ -40,6 +40,8 @@ KEY_SIGNALS: tuple[str, ...] = (
     "feat.precision",
     "feat.diversity_ratio",
     "feat.dup_rate",
+    "feat.occupancy_ratio",
+    "latent.drift",
 )
 TAIL_FRACTION = 0.2
 

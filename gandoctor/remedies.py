@@ -90,7 +90,7 @@ class Citation:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Bound:
     """``values[key] > than`` or ``values[key] > factor * values[ratio_to]`` (``above``; ``below`` alike)."""
 
     key: str
@@ -109,8 +109,8 @@ class Check:
     say: str
     flags: tuple[str, ...] = ()  # all set
     without: tuple[str, ...] = ()  # none set
-    above: tuple[Comparison, ...] = ()
-    below: tuple[Comparison, ...] = ()
+    above: tuple[Bound, ...] = ()
+    below: tuple[Bound, ...] = ()
     one_of: tuple[tuple[str, tuple[str, ...]], ...] = ()  # value (a string) is one of these
     contains: tuple[tuple[str, tuple[str, ...]], ...] = ()  # value (a list of names) has one containing any of these
     boost: float = 1.0
@@ -225,7 +225,7 @@ def _str_list(raw: Any, path: Path | str, key: str, what: str = "a list of names
     return tuple(raw)
 
 
-def _parse_comparison(raw: Any, path: Path | str, key: str) -> tuple[Comparison, ...]:
+def _parse_bound(raw: Any, path: Path | str, key: str) -> tuple[Bound, ...]:
     items = raw if isinstance(raw, list) else [raw]
     out = []
     for i, item in enumerate(items):
@@ -241,7 +241,7 @@ def _parse_comparison(raw: Any, path: Path | str, key: str) -> tuple[Comparison,
             _expect(isinstance(item["ratio_to"], str) and item["ratio_to"], path, k + ".ratio_to", "a context value name", item["ratio_to"])
         factor = item.get("factor", 1.0)
         _expect(_is_number(factor) and factor > 0, path, k + ".factor", "a positive number", factor)
-        out.append(Comparison(item["key"], float(item["than"]) if has_than else None, item.get("ratio_to"), float(factor)))
+        out.append(Bound(item["key"], float(item["than"]) if has_than else None, item.get("ratio_to"), float(factor)))
     return tuple(out)
 
 
@@ -268,8 +268,8 @@ def _parse_check(raw: Any, path: Path | str, key: str, boost_default: float) -> 
         say=" ".join(raw["say"].split()),
         flags=_str_list(raw.get("flag", []), path, key + ".flag"),
         without=_str_list(raw.get("without", []), path, key + ".without"),
-        above=_parse_comparison(raw["above"], path, key + ".above") if "above" in raw else (),
-        below=_parse_comparison(raw["below"], path, key + ".below") if "below" in raw else (),
+        above=_parse_bound(raw["above"], path, key + ".above") if "above" in raw else (),
+        below=_parse_bound(raw["below"], path, key + ".below") if "below" in raw else (),
         one_of=_parse_membership(raw["one_of"], path, key + ".one_of", "values") if "one_of" in raw else (),
         contains=_parse_membership(raw["contains"], path, key + ".contains", "any_of") if "contains" in raw else (),
         boost=float(boost),

@@ -333,3 +333,10 @@ def test_an_alias_may_name_only_one_remedy(tmp_path):
     text = '[remedy.x]\ntitle="t"\naction="a"\nsource="s"\nsection="c"\naliases=["y"]\n[remedy.y]\ntitle="t"\naction="a"\nsource="s"\nsection="c"\n'
     with pytest.raises(RuleError, match="already names remedy"):
         parse_remedies(tomllib.loads(text), tmp_path / "remedies.toml")
+
+
+def test_weight_decay_on_d_counts_as_in_use_and_beta2_is_checked(builtin):
+    f = ranked(builtin, "GD101", {"weight_decay_d"}, {"beta2_d": 0.5})
+    assert ("weight_decay", "already in use (weight_decay_d)") in {(s.id, s.reason) for s in f.skipped_remedies}
+    f = ranked(builtin, "GD601", values={"beta2_d": 0.5})
+    assert "D's Adam beta2 is 0.5: the usual is 0.999" in next(r for r in f.remedies if r.id == "optimizer").reason

@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 from .errors import RuleError
 from .findings import Finding, RankedRemedy, RunContext, SkippedRemedy
@@ -41,7 +41,9 @@ MODES: tuple[str, ...] = (  # the same tuple as rules.MODES; repeated here to av
     "exploding_gradients",
     "non_convergence",
 )
-KINDS: tuple[str, ...] = ("change", "workflow")
+Kind = Literal["change", "workflow"]
+KINDS: tuple[Kind, ...] = ("change", "workflow")
+Verdict = Literal["propose", "fix", "skip", "inapplicable"]
 
 _REMEDY_KEYS = {
     "title", "action", "why", "addresses", "cites", "source", "section", "not_if", "only_if",
@@ -169,7 +171,7 @@ class Remedy:
     aliases: tuple[str, ...] = ()
     weight: float = 1.0
     weight_reason: str = ""
-    kind: str = "change"
+    kind: Kind = "change"
     promote: tuple[Check, ...] = ()
     skip: tuple[Check, ...] = ()
     misconfigured: tuple[Check, ...] = ()
@@ -482,7 +484,7 @@ class Assessment:
     """What the context says about one remedy: proposed (with a factor and reasons), a fix of
     something in use, or skipped (with the reason)."""
 
-    verdict: str  # "propose", "fix", "skip", "inapplicable"
+    verdict: Verdict
     factor: float = 1.0
     reasons: tuple[str, ...] = ()
 

@@ -340,3 +340,18 @@ def test_weight_decay_on_d_counts_as_in_use_and_beta2_is_checked(builtin):
     assert ("weight_decay", "already in use (weight_decay_d)") in {(s.id, s.reason) for s in f.skipped_remedies}
     f = ranked(builtin, "GD601", values={"beta2_d": 0.5})
     assert "D's Adam beta2 is 0.5: the usual is 0.999" in next(r for r in f.remedies if r.id == "optimizer").reason
+
+
+def test_cure_benchmark_changes_mirror_the_catalogue_texts(builtin):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cures_bench", REPO / "benchmarks" / "cures.py")
+    assert spec is not None and spec.loader is not None
+    cures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cures)
+    assert set(cures.CHANGES) <= set(builtin.remedies)
+    # the same numbers the ranking quotes: 4x -> swapped; 200x -> the slow one brought up; far below -> none
+    assert cures.CHANGES["lower_d_lr"]({"d_lr": 4e-4, "g_lr": 1e-4}) == {"d_lr": 1e-4, "g_lr": 4e-4}
+    assert cures.CHANGES["lower_d_lr"]({"d_lr": 2e-3, "g_lr": 1e-5}) == {"g_lr": 2e-3}
+    assert cures.CHANGES["lower_d_lr"]({"d_lr": 1e-6, "g_lr": 1e-3}) is None
+    assert cures.CHANGES["larger_latent"]({"z_dim": 2}) == {"z_dim": 16}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from . import engine, remedies
 from .config import Config, load_config
@@ -12,6 +12,7 @@ from .readers import read_run
 from .report import Report
 from .rules import RuleSet
 from .signals import SignalLog
+from .vocabulary import parse_uses, uses_context
 
 
 def diagnose(
@@ -47,13 +48,19 @@ def analyze(
     path: str | Path,
     config: Config | None = None,
     rules_dirs: Iterable[str | Path] = (),
-    uses: Iterable[str] = (),
+    uses: Iterable[str] | Mapping[str, Any] = (),
     format: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Report:
-    """Read a saved run (directory or log file) and diagnose it."""
+    """Read a saved run (directory or log file) and diagnose it.
+
+    ``uses``: techniques the run uses that the probes cannot see, as names or as a mapping
+    name -> value (``{"gradient_penalty": 10.0}``); any name of a technique (alias) works."""
     config = config or load_config()
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
     data = read_run(path, format=format, progress=progress)
-    context = data.context.merged(RunContext(frozenset(config.uses) | frozenset(uses)))
+    # config items may carry a setting too: uses = ["gradient_penalty=10"]
+    configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
+    declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
+    context = data.context.merged(uses_context(declared, rules.remedies))
     return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))

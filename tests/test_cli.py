@@ -300,8 +300,9 @@ def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
         assert f"{c.label()} {c.op} {c.threshold:g}" in out
     for ref in rule.remedies:
         remedy = rules.remedies[ref.id]
-        assert norm(f"- {remedy.title}: {remedy.action}") in out
-        assert norm(f"source: {remedy.source}, section “{remedy.section}”") in out
+        assert norm(f"- {remedy.title} ({remedy.id}): {remedy.action}") in out
+        for c in remedy.cites:  # each citation on its own line: document and section, or paper
+            assert norm(f"source: {rules.sources[c.source].cite(c.section)}") in out
 
 
 def test_rule_texts_are_reflowed_per_paragraph():
@@ -319,7 +320,7 @@ def test_explain_by_name_and_custom_rules(custom, capsys):
 
 def test_explain_unknown_rule_exits_2(capsys):
     assert main(["explain", "GD999"]) == EXIT_ERROR
-    assert "no rule 'GD999'" in capsys.readouterr().err
+    assert "unknown name 'GD999'" in capsys.readouterr().err
 
 
 # -- module entry point ---------------------------------------------------------------------------

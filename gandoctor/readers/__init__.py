@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import LogFormatError
-from ..findings import RunContext
+from ..context import RunContext
 from ..signals import SignalLog
 from ._common import (
     READER_SIGNALS,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import LogFormatError
-from ..findings import RunContext
+from ..context import RunContext
 from ..signals import alias_key
 from . import RunData
 from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import LogFormatError
-from ..findings import RunContext
+from ..context import RunContext
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, StepClock, frozen, number

@@ -31,7 +31,7 @@ from typing import IO
 import numpy as np
 
 from ..errors import LogFormatError
-from ..findings import RunContext
+from ..context import RunContext
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, frozen, read_options
 from ._lines import progress_callback

@@ -1,0 +1,92 @@
+"""Gradient norms of what each optimizer applies, captured by an optimizer step pre-hook."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .base import Probe, ProbeHost, StepInputs, Values, layer_of
+
+
+class GradTap:
+    """Optimizer step pre-hook: global and per-layer gradient norms of what the optimizer applies."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, names: Mapping[int, str]) -> None:
+        self.optimizer = optimizer
+        self.names = names
+        self.total: torch.Tensor | None = None
+        self.nonfinite: torch.Tensor | None = None
+        self.steps = 0
+        self.want_layers = False
+        self.layers: dict[str, torch.Tensor] = {}
+        self.handle = optimizer.register_step_pre_hook(self._hook)
+        self.failed: BaseException | None = None
+
+    def _hook(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None and not p.grad.is_sparse]
+            if not params:
+                return
+            with torch.no_grad():
+                # Few kernels, no sync: one fused per-tensor norm, one stack, one norm.
+                norms = torch.stack(torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32))
+                global_norm = torch.linalg.vector_norm(norms)
+                self.total = global_norm if self.total is None else self.total + global_norm
+                self.steps += 1
+                if self.want_layers:
+                    # Per-layer detail only on the layer schedule.
+                    self.nonfinite = (~torch.isfinite(norms)).sum()
+                    sq: dict[str, list[torch.Tensor]] = {}
+                    for p, n in zip(params, norms):
+                        sq.setdefault(layer_of(self.names.get(id(p), "unnamed")), []).append(n)
+                    self.layers = {k: torch.linalg.vector_norm(torch.stack(v)) for k, v in sq.items()}
+        except Exception as exc:  # never let a probe break optimizer.step()
+            self.failed = exc
+            self.handle.remove()
+
+    def take(self) -> tuple[dict[str, torch.Tensor | float], dict[str, torch.Tensor]]:
+        out: dict[str, torch.Tensor | float] = {}
+        if self.steps and self.total is not None:
+            out["grad_norm"] = self.total / self.steps
+        if self.nonfinite is not None:
+            out["grad_nonfinite"] = self.nonfinite.float()
+        out["opt_steps"] = float(self.steps)
+        layers = self.layers
+        self.total = self.nonfinite = None
+        self.steps = 0
+        self.layers = {}
+        return out, layers
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+class GradientProbe(Probe):
+    """One per optimizer given (``grads.d``, ``grads.g``); a failed hook switches off only its own."""
+
+    signals = ("grad_norm.{role}", "grad_nonfinite.{role}", "opt_steps.{role}", "grad_norm.{role}.layer.*")
+    cost = 0.02
+
+    def __init__(self, host: ProbeHost, role: str, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
+        super().__init__(host)
+        self.role = role
+        self.name = f"grads.{role}"  # type: ignore[misc]  # one instance per role
+        self.signals = tuple(s.format(role=role) for s in GradientProbe.signals)  # type: ignore[misc]
+        self.tap = GradTap(optimizer, {id(p): name for name, p in module.named_parameters()})
+
+    def measure(self, inputs: StepInputs) -> Values:
+        if self.tap.failed is not None:
+            failed, self.tap.failed = self.tap.failed, None
+            raise failed
+        taken, layers = self.tap.take()
+        values: dict[str, torch.Tensor | float] = {f"{key}.{self.role}": value for key, value in taken.items()}
+        for layer, norm in layers.items():
+            values[f"grad_norm.{self.role}.layer.{layer}"] = norm
+        # Per-layer norms are gathered during the next step's optimizer steps, on the layer schedule.
+        self.tap.want_layers = (inputs.step + 1) % self.host.schedule.layer_every == 0
+        return values
+
+    def close(self) -> None:
+        self.tap.remove()

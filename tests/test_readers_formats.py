@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gandoctor.analysis import analyze
+from gandoctor.diagnose import analyze
 from gandoctor.readers import read_run
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"

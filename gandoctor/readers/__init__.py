@@ -7,7 +7,6 @@ the path. Readers never execute anything from the file.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,9 +77,7 @@ def read_run(
     finally:
         progress_callback.reset(token)
         read_options.reset(token_opts)
-    if not data.mapped:  # gandoctor's own log: every name is already a signal
-        data = dataclasses.replace(data, mapped=MappingProxyType({n: n for n in data.signals.names() if not n.startswith("user.")}))
-    return data
+    return data  # gandoctor's own log leaves ``mapped`` empty: nothing was renamed
 
 
 def _read_run(path: Path, capacity: int, format: str | None) -> RunData:

@@ -45,15 +45,31 @@ def _reflow(text: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
+LOG_FORMATS = ("auto", "runlog", "tensorboard", "csv", "jsonl", "wandb", "console")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a run directory written by gandoctor, or a log file (.jsonl, .csv, .jsonl.gz)")
+    p.add_argument(
+        "path", nargs="+",
+        help="run directories or log files: a gandoctor run, TensorBoard event files or run folders, CSV/TSV, JSON Lines, "
+        "a W&B export, a console log; several (runs/*) give a summary table",
+    )
     p.add_argument("--config", help="a TOML config file (default: [tool.gandoctor] of the nearest pyproject.toml)")
     p.add_argument("--rules", action="append", default=[], metavar="DIR", help="an extra folder of rule files (repeatable)")
     p.add_argument(
         "--uses", default="", metavar="NAME[=VALUE],...",
         help="techniques the run uses that the probes cannot see, with their setting where it matters, e.g. gradient_penalty=10,label_smoothing=0.9",
     )
-    p.add_argument("--format", choices=["runlog", "csv", "jsonl"], help="force a log format instead of detecting it")
+    _read_options(p)
+
+
+def _read_options(p: argparse.ArgumentParser) -> None:
+    """How foreign logs are read (issue 10): format, names, step column, grid tiles, progress."""
+    p.add_argument("--format", choices=LOG_FORMATS, default="auto", help="the log format (default: auto-detect)")
+    p.add_argument("--map", action="append", default=[], metavar="SIGNAL=NAME", help="read SIGNAL from the log's NAME, e.g. loss.d=errD (repeatable)")
+    p.add_argument("--step", metavar="COLUMN", help="the column/key holding the step, overriding detection")
+    p.add_argument("--grid-tile", metavar="HxW", help="tile size of logged sample grids when it cannot be inferred, e.g. 64x64")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (and, for analyze --json, no reader warnings on stderr)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--rules", action="append", default=[], metavar="DIR")
     p.add_argument("--uses", default="", metavar="NAME[=VALUE],...", help="techniques both runs use that the probes cannot see")
-    p.add_argument("--format", choices=["runlog", "csv", "jsonl"])
+    p.add_argument("--format", choices=LOG_FORMATS, default="auto")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p = sub.add_parser("demo", help="train a tiny GAN on CPU with gandoctor attached and print its diagnosis")
     p.add_argument("--scenario", choices=["healthy", "collapse", "unbalanced", "all"], default="all")
@@ -102,12 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
 PROGRESS_MIN_BYTES = 20 << 20
 
 
-def _report(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .readers import ReadOptions, parse_mapping, parse_tile
+
+    return ReadOptions(
+        mapping=parse_mapping(args.map), step=args.step, grid_tile=parse_tile(args.grid_tile) if args.grid_tile else None
+    )
+
+
+def _report(args: argparse.Namespace, path: str | Path | None = None):  # type: ignore[no-untyped-def]
+    path = args.path[0] if path is None else path
     config = load_config(args.config)
     uses = _parse_uses(args, config)
+    kwargs = {"config": config, "rules_dirs": args.rules, "uses": uses, "format": args.format, "options": _options(args)}
     err = Console(stderr=True)
-    if not err.is_terminal or _size(Path(args.path)) < PROGRESS_MIN_BYTES:
-        return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format)
+    if args.quiet or not err.is_terminal or _size(Path(path)) < PROGRESS_MIN_BYTES:
+        return analyze(path, **kwargs)
     # Large logs take seconds to read: show progress on stderr (stdout stays clean for --json).
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
@@ -117,16 +143,58 @@ def _report(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        return analyze(args.path, config=config, rules_dirs=args.rules, uses=uses, format=args.format, progress=update)
+        return analyze(path, progress=update, **kwargs)
 
 
 def _size(path: Path) -> int:
     try:
         if path.is_dir():
-            return sum(p.stat().st_size for p in path.glob("gandoctor.jsonl*"))
+            return sum(p.stat().st_size for p in path.rglob("*") if p.name.startswith("gandoctor.jsonl") or "tfevents" in p.name)
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _warn(err: Console, report) -> None:  # type: ignore[no-untyped-def]
+    for w in report.warnings:
+        err.print(f"gandoctor: warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:  # type: ignore[no-untyped-def]
+    """Run ``one(report, path) -> exit code`` for each run named on the command line (a parent
+    folder of TensorBoard runs stands for its runs); for more than one run, end with a summary
+    table. Returns the worst exit code. An unreadable run is reported and the others still run."""
+    from .readers import expand_runs
+
+    paths = expand_runs(args.path)
+    rows: list[tuple[str, str, str]] = []
+    worst = EXIT_HEALTHY
+    json_runs: list[dict] = []
+    as_json = getattr(args, "json", False)
+    for path in paths:
+        try:
+            report = _report(args, path)
+        except GanDoctorError as exc:
+            if len(paths) == 1:
+                raise
+            err.print(f"gandoctor: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            rows.append((str(path), "unreadable", ""))
+            json_runs.append({"path": str(path), "error": str(exc)})
+            worst = max(worst, EXIT_ERROR)
+            continue
+        if len(paths) > 1 and not as_json and args.command == "analyze":
+            out.rule(escape(str(path)))
+        worst = max(worst, one(report, path))
+        json_runs.append({"path": str(path), "report": report.to_dict()})
+        rows.append((str(path), report.verdict, ", ".join(report.modes)))
+    if as_json:
+        print(json.dumps(json_runs[0]["report"] if len(paths) == 1 else {"runs": json_runs}, indent=2))
+    elif len(paths) > 1:
+        table = Table("run", "verdict", "modes", box=None, pad_edge=False)
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        out.print(table)
+    return worst
 
 
 def _parse_modes_and_rules(option: str, value: str, rules: RuleSet | None = None) -> tuple[set[str], set[str]]:
@@ -154,7 +222,7 @@ def _parse_modes_and_rules(option: str, value: str, rules: RuleSet | None = None
     return modes, found
 
 
-def _gate(args: argparse.Namespace, err: Console) -> int:
+def _gate(args: argparse.Namespace, out: Console, err: Console) -> int:
     config = load_config(args.config)
     rules = config.ruleset(tuple(Path(d) for d in args.rules))
     modes, codes = _parse_modes_and_rules("--fail-on", args.fail_on, rules)
@@ -163,12 +231,14 @@ def _gate(args: argparse.Namespace, err: Console) -> int:
         required, extra = _parse_modes_and_rules("--require-checked", args.require_checked)
         if extra:
             raise GanDoctorError("--require-checked takes modes only")
-    report = _report(args)
-    for warning in report.warnings:  # a gate that hides why it read little is no gate
-        err.print(f"gandoctor: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
-    result = judge(report, modes, codes, sorted(required))
-    print(result.line)
-    return int(result.exit_code)
+
+    def gate_one(report, path) -> int:  # type: ignore[no-untyped-def]
+        _warn(err, report)  # a gate that hides why it read little is no gate
+        result = judge(report, modes, codes, sorted(required))
+        print(result.line)
+        return int(result.exit_code)
+
+    return _run_many(args, gate_one, out, err)
 
 
 def _check_rules(folder: Path, out: Console) -> int:
@@ -205,14 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False)
     try:
         if args.command == "analyze":
-            report = _report(args)
-            if args.json:
-                print(json.dumps(report.to_dict(), indent=2))
-            else:
-                out.print(report)
-            return EXIT_HEALTHY
+
+            def analyze_one(report, path) -> int:  # type: ignore[no-untyped-def]
+                if not args.json:
+                    out.print(report)  # the text report shows the reader warnings itself
+                elif not args.quiet:
+                    _warn(err, report)
+                return EXIT_HEALTHY
+
+            return _run_many(args, analyze_one, out, err)
         if args.command == "gate":
-            return _gate(args, err)
+            return _gate(args, out, err)
         if args.command == "rules" and args.check:
             return _check_rules(Path(args.check), out)
         if args.command == "rules":

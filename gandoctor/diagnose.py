@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext
-from .readers import read_run
+from .readers import ReadOptions, read_run
 from .report import Report
 from .rules import RuleSet
 from .signals import SignalLog
@@ -51,14 +51,16 @@ def analyze(
     uses: Iterable[str] | Mapping[str, Any] = (),
     format: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    options: ReadOptions | None = None,
 ) -> Report:
     """Read a saved run (directory or log file) and diagnose it.
 
     ``uses``: techniques the run uses that the probes cannot see, as names or as a mapping
-    name -> value (``{"gradient_penalty": 10.0}``); any name of a technique (alias) works."""
+    name -> value (``{"gradient_penalty": 10.0}``); any name of a technique (alias) works.
+    ``options``: how to read a foreign log (``--map``, ``--step``, grid tile size)."""
     config = config or load_config()
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
-    data = read_run(path, format=format, progress=progress)
+    data = read_run(path, format=format, progress=progress, options=options)
     # config items may carry a setting too: uses = ["gradient_penalty=10"]
     configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
     declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))

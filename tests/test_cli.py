@@ -164,6 +164,12 @@ def test_gate_never_passes_on_nothing_checkable(tmp_path, capsys):
     path = tmp_path / "other.csv"
     path.write_text("step,temperature,humidity\n" + "".join(f"{s},{20 + s % 3},{50}\n" for s in range(500)), encoding="utf-8")
     assert main(["gate", str(path)]) == EXIT_ERROR
+    # Nothing in the log maps to a signal: the reader says so, naming what it found (issue 10).
+    err = capsys.readouterr().err
+    assert "no name in this log maps to a signal" in err and "found: 'temperature', 'humidity'" in err
+    # Signals that map but feed no rule: the gate's own judgement.
+    path.write_text("step,sigma_max_d\n" + "".join(f"{s},1.0\n" for s in range(5)), encoding="utf-8")
+    assert main(["gate", str(path), "--map", "sigma_max.d=sigma_max_d"]) == EXIT_ERROR
     out = capsys.readouterr().out
     assert out.startswith("gandoctor gate: ERROR — ") and "no rule could be checked" in out
 

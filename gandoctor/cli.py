@@ -20,7 +20,7 @@ from rich.table import Table
 from . import __version__
 from .compare import compare_runs
 from .config import Config, load_config
-from .diagnose import analyze
+from .diagnose import analyze_run
 from .errors import GanDoctorError
 from .findings import Finding
 from .remedies import Remedy, alias_table, load_mode_notes, remedies_for_mode
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="diagnose a saved run and print the report")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots (needs gandoctor[html])")
     p = sub.add_parser("gate", help="CI gate: exit 0 healthy, 1 failing finding, 2 nothing could be judged")
     _common(p)
     p.add_argument(
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-checked", default="", metavar="MODE[,MODE...]",
         help="fail (exit 1) when one of these modes could not be checked (signals missing, run too short)",
     )
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per mode (failure, pass, or skipped when not checked)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a markdown summary (e.g. for $GITHUB_STEP_SUMMARY)")
     p = sub.add_parser("rules", help="list the rules, or check a folder of rules and run their cases")
     p.add_argument("--config")
     p.add_argument("--rules", action="append", default=[], metavar="DIR")
@@ -133,7 +136,7 @@ def _report(args: argparse.Namespace, path: str | Path | None = None):  # type: 
     kwargs = {"config": config, "rules_dirs": args.rules, "uses": uses, "format": args.format, "options": _options(args)}
     err = Console(stderr=True)
     if args.quiet or not err.is_terminal or _size(Path(path)) < PROGRESS_MIN_BYTES:
-        return analyze(path, **kwargs)
+        return analyze_run(path, **kwargs)
     # Large logs take seconds to read: show progress on stderr (stdout stays clean for --json).
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
@@ -143,7 +146,7 @@ def _report(args: argparse.Namespace, path: str | Path | None = None):  # type: 
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        return analyze(path, progress=update, **kwargs)
+        return analyze_run(path, progress=update, **kwargs)
 
 
 def _size(path: Path) -> int:
@@ -153,6 +156,37 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _output_path(name: str, path: str | Path, several: bool) -> Path:
+    """FILE for one run; FILE with the run's name before the suffix when several runs are gated."""
+    target = Path(name)
+    if not several:
+        return target
+    run = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).name)
+    return target.with_name(f"{target.stem}.{run}{target.suffix}")
+
+
+def _write_outputs(args: argparse.Namespace, report, data, path: str | Path, several: bool) -> None:  # type: ignore[no-untyped-def]
+    writers = []
+    if getattr(args, "html", None):
+        from .reporters.html import render_html
+
+        writers.append((args.html, lambda: render_html(report, signals=data.signals)))
+    if getattr(args, "junit", None):
+        from .reporters.junit import render_junit
+
+        writers.append((args.junit, lambda: render_junit(report)))
+    if getattr(args, "markdown", None):
+        from .reporters.markdown import render_markdown
+
+        writers.append((args.markdown, lambda: render_markdown(report)))
+    for name, render in writers:
+        target = _output_path(name, path, several)
+        try:
+            target.write_text(render(), encoding="utf-8")
+        except OSError as exc:
+            raise GanDoctorError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc
 
 
 def _warn(err: Console, report) -> None:  # type: ignore[no-untyped-def]
@@ -173,7 +207,7 @@ def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:
     as_json = getattr(args, "json", False)
     for path in paths:
         try:
-            report = _report(args, path)
+            report, data = _report(args, path)
         except GanDoctorError as exc:
             if len(paths) == 1:
                 raise
@@ -185,6 +219,7 @@ def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:
         if len(paths) > 1 and not as_json and args.command == "analyze":
             out.rule(escape(str(path)))
         worst = max(worst, one(report, path))
+        _write_outputs(args, report, data, path, several=len(paths) > 1)
         json_runs.append({"path": str(path), "report": report.to_dict()})
         rows.append((str(path), report.verdict, ", ".join(report.modes)))
     if as_json:

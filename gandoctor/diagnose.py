@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext
-from .readers import ReadOptions, read_run
+from .readers import ReadOptions, RunData, read_run
 from .report import Report
 from .rules import RuleSet
 from .signals import SignalLog
@@ -53,7 +53,21 @@ def analyze(
     progress: Callable[[int, int | None], None] | None = None,
     options: ReadOptions | None = None,
 ) -> Report:
-    """Read a saved run (directory or log file) and diagnose it.
+    """Read a saved run (directory or log file) and diagnose it (see :func:`analyze_run`)."""
+    return analyze_run(path, config, rules_dirs, uses, format, progress, options)[0]
+
+
+def analyze_run(
+    path: str | Path,
+    config: Config | None = None,
+    rules_dirs: Iterable[str | Path] = (),
+    uses: Iterable[str] | Mapping[str, Any] = (),
+    format: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    options: ReadOptions | None = None,
+) -> tuple[Report, RunData]:
+    """Read a saved run (directory or log file) and diagnose it; the report and what was read
+    (the signals a plot needs).
 
     ``uses``: techniques the run uses that the probes cannot see, as names or as a mapping
     name -> value (``{"gradient_penalty": 10.0}``); any name of a technique (alias) works.
@@ -65,4 +79,5 @@ def analyze(
     configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
     declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
     context = data.context.merged(uses_context(declared, rules.remedies))
-    return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
+    report = diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
+    return report, data

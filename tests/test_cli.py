@@ -344,3 +344,33 @@ def test_python_dash_m_gandoctor_gate_exit_code(tmp_path, nan_run):
     proc = subprocess.run([sys.executable, "-m", "gandoctor", "gate", nan_run], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == EXIT_UNHEALTHY, proc.stderr
     assert "GD501" in proc.stdout
+
+
+def test_gate_writes_junit_and_markdown(nan_run, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    junit, md = tmp_path / "g.xml", tmp_path / "g.md"
+    assert main(["gate", nan_run, "--junit", str(junit), "--markdown", str(md)]) == EXIT_UNHEALTHY
+    suite = ET.parse(junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert any("exploding_gradients" in name for name in failed)
+    assert "exploding_gradients" in md.read_text(encoding="utf-8")
+
+
+def test_analyze_writes_a_self_contained_html_report(nan_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the HTML report needs the 'html' extra (matplotlib)")
+    page = tmp_path / "report.html"
+    assert main(["analyze", nan_run, "--html", str(page)]) == EXIT_HEALTHY
+    text = page.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html") and "exploding_gradients" in text and "<svg" in text
+    import re
+
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched from the network
+
+
+def test_report_output_to_an_unwritable_place_is_a_clear_error(nan_run, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["gate", nan_run, "--junit", str(blocker / "g.xml")]) == EXIT_ERROR
+    assert "cannot write the report" in capsys.readouterr().err

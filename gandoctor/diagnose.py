@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
+
 from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext
@@ -44,6 +46,17 @@ def diagnose(
     )
 
 
+def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
+    """What a saved log says about the run that its header may not: a D loss below zero marks a
+    Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers."""
+    loss_d = signals.get("loss.d")
+    if "critic" not in known.flags and loss_d is not None:
+        finite = loss_d.values[np.isfinite(loss_d.values)]
+        if finite.size and float(finite.min()) < -1e-6:
+            return RunContext(frozenset({"critic"}))
+    return RunContext()
+
+
 def analyze(
     path: str | Path,
     config: Config | None = None,
@@ -78,6 +91,6 @@ def analyze_run(
     # config items may carry a setting too: uses = ["gradient_penalty=10"]
     configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
     declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
-    context = data.context.merged(uses_context(declared, rules.remedies))
+    context = data.context.merged(uses_context(declared, rules.remedies)).merged(infer_from_log(data.signals, data.context))
     report = diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
     return report, data

@@ -366,3 +366,13 @@ def test_lowering_both_rates_is_demoted_when_they_are_far_apart(builtin):
     assert "G's lr is 25x D's: balance the two rates first" in r.reason
     assert apart.remedies[0].id != "lower_lr"
     assert ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3}).remedies[0].id == "lower_lr"
+
+
+def test_non_convergence_with_rates_far_apart_ranks_balancing_them_first(builtin):
+    f = ranked(builtin, "GD601", values={"lr_d": 2e-4, "lr_g": 5e-3})
+    assert f.remedies[0].id == "lower_g_lr"
+    assert "try both at 0.005" in f.remedies[0].reason
+    # equal rates: balancing is not the point, the general remedies lead
+    f = ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3})
+    ids = [r.id for r in f.remedies]
+    assert ids[:2] == ["lower_lr", "optimizer"] and ids.index("lower_g_lr") > 2

@@ -1,6 +1,6 @@
 """Do the ranked remedies cure? Retrain recorded failing runs with the top-ranked remedy applied.
 
-    python benchmarks/cures.py [--runs fixtures/runs] [--per-mode 2] [--ranks 1] [--datasets ring8,grid25] [--jobs 1] [--out FILE] [--plan]
+    python benchmarks/cures.py [--runs fixtures/runs] [--per-mode 2] [--ranks 1] [--modes M1,M2] [--datasets ring8,grid25] [--jobs 1] [--out FILE] [--plan]
 
 For each failure mode, a few recorded runs of fixtures/record.py that the oracle labelled with
 it and gandoctor detected: gandoctor ranks the remedies for that finding from the recorded log
@@ -114,13 +114,15 @@ class Trial:
     labels_before: tuple[str, ...]
 
 
-def pick_trials(runs_dir: Path, per_mode: int, ranks: int, datasets: set[str]) -> tuple[list[Trial], dict[str, dict[str, int]]]:
+def pick_trials(
+    runs_dir: Path, per_mode: int, ranks: int, datasets: set[str], modes: list[str] = list(MODES)
+) -> tuple[list[Trial], dict[str, dict[str, int]]]:
     """Cases (run, mode): labelled by the oracle and detected by gandoctor; the arms to train."""
     index = json.loads((runs_dir / "index.json").read_text(encoding="utf-8"))
     trials: list[Trial] = []
     unexpressible: dict[str, dict[str, int]] = {m: {} for m in MODES}
     used_runs: dict[str, int] = {}
-    for mode in MODES:
+    for mode in modes:
         # the recipe meant to produce this mode first, then the others the oracle labelled with it
         candidates = sorted(
             (r for r in index if mode in r["labels"] and r["dataset"] in datasets), key=lambda r: (r["scenario"] != mode, r["run"])
@@ -178,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", help="write the per-trial results as JSON here")
     parser.add_argument("--plan", action="store_true", help="list the trials and stop (no training)")
+    parser.add_argument("--modes", default=",".join(MODES), help="failure modes to test (default: all six)")
     parser.add_argument("--datasets", default="ring8,grid25", help="recipes' datasets to use (default ring8,grid25: digits runs cost 3-5x more)")
     args = parser.parse_args(argv)
 
     runs_dir = Path(args.runs)
-    trials, unexpressible = pick_trials(runs_dir, args.per_mode, args.ranks, set(args.datasets.split(",")))
+    modes = [m for m in MODES if m in args.modes.split(",")]
+    trials, unexpressible = pick_trials(runs_dir, args.per_mode, args.ranks, set(args.datasets.split(",")), modes)
     # one training per distinct (run, change), shared by the modes of that run
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
     for t in trials:

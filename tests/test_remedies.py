@@ -358,3 +358,21 @@ def test_cure_benchmark_changes_mirror_the_catalogue_texts(builtin):
     assert cures.CHANGES["lower_d_lr"]({"d_lr": 2e-3, "g_lr": 1e-5}) == {"g_lr": 2e-3}
     assert cures.CHANGES["lower_d_lr"]({"d_lr": 1e-6, "g_lr": 1e-3}) is None
     assert cures.CHANGES["larger_latent"]({"z_dim": 2}) == {"z_dim": 16}
+
+
+def test_lowering_both_rates_is_demoted_when_they_are_far_apart(builtin):
+    apart = ranked(builtin, "GD601", values={"lr_d": 2e-4, "lr_g": 5e-3})
+    r = next(r for r in apart.remedies if r.id == "lower_lr")
+    assert "G's lr is 25x D's: balance the two rates first" in r.reason
+    assert apart.remedies[0].id != "lower_lr"
+    assert ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3}).remedies[0].id == "lower_lr"
+
+
+def test_non_convergence_with_rates_far_apart_ranks_balancing_them_first(builtin):
+    f = ranked(builtin, "GD601", values={"lr_d": 2e-4, "lr_g": 5e-3})
+    assert f.remedies[0].id == "lower_g_lr"
+    assert "try both at 0.005" in f.remedies[0].reason
+    # equal rates: balancing is not the point, the general remedies lead
+    f = ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3})
+    ids = [r.id for r in f.remedies]
+    assert ids[:2] == ["lower_lr", "optimizer"] and ids.index("lower_g_lr") > 2

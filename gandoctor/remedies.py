@@ -240,7 +240,7 @@ def _parse_bound(raw: Any, path: Path | str, key: str) -> tuple[Bound, ...]:
         if has_than:
             _expect(_is_number(item["than"]), path, k + ".than", "a finite number", item["than"])
         else:
-            _expect(isinstance(item["ratio_to"], str) and item["ratio_to"], path, k + ".ratio_to", "a context value name", item["ratio_to"])
+            _expect(isinstance(item["ratio_to"], str) and bool(item["ratio_to"]), path, k + ".ratio_to", "a context value name", item["ratio_to"])
         factor = item.get("factor", 1.0)
         _expect(_is_number(factor) and factor > 0, path, k + ".factor", "a positive number", factor)
         out.append(Bound(item["key"], float(item["than"]) if has_than else None, item.get("ratio_to"), float(factor)))
@@ -253,7 +253,7 @@ def _parse_membership(raw: Any, path: Path | str, key: str, field_name: str) -> 
     for i, item in enumerate(items):
         k = key if len(items) == 1 else f"{key}[{i}]"
         _expect(isinstance(item, dict) and set(item) == {"key", field_name}, path, k, f"a table {{key = ..., {field_name} = [...]}}", item)
-        _expect(isinstance(item["key"], str) and item["key"], path, k + ".key", "a context value name", item["key"])
+        _expect(isinstance(item["key"], str) and bool(item["key"]), path, k + ".key", "a context value name", item["key"])
         out.append((item["key"], _str_list(item[field_name], path, f"{k}.{field_name}", "a list of strings")))
     return tuple(out)
 
@@ -326,6 +326,7 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
     _unknown(data, {"remedy", "sources", "modes"}, path, "")
     table = data.get("remedy")
     _expect(isinstance(table, dict), path, "remedy", "tables [remedy.<id>]", table)
+    assert isinstance(table, dict)  # for the type checker: _expect raised otherwise
     known_sources = dict(sources or {}) | parse_sources(data, path)
     remedies: dict[str, Remedy] = {}
     for rid, raw in table.items():
@@ -349,7 +350,7 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
         _expect(isinstance(addresses, dict), path, key + ".addresses", "a table mode = \"why it helps\"", addresses)
         for mode, why in addresses.items():
             _expect(mode in MODES, path, f"{key}.addresses.{mode}", f"one of {', '.join(MODES)}", mode)
-            _expect(isinstance(why, str) and why.strip(), path, f"{key}.addresses.{mode}", "a non-empty string", why)
+            _expect(isinstance(why, str) and bool(why.strip()), path, f"{key}.addresses.{mode}", "a non-empty string", why)
         weight = raw.get("weight", 1.0)
         _expect(_is_number(weight) and weight > 0, path, key + ".weight", "a positive number", weight)
         weight_reason = raw.get("weight_reason", "")

@@ -218,7 +218,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     code = data["code"]
     _expect(isinstance(code, str) and _CODE.match(code) is not None, path, "code", "a code of capital letters then digits, like 'GD101' or 'X001'", code)
     name = data["name"]
-    _expect(isinstance(name, str) and name and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
+    _expect(isinstance(name, str) and bool(name) and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
     mode = data["mode"]
     _expect(mode in MODES, path, "mode", f"one of {', '.join(MODES)}", mode)
     for key in ("summary", "why"):
@@ -241,7 +241,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         params[key] = float(value)
 
     conditions_raw = data["conditions"]
-    _expect(isinstance(conditions_raw, list) and conditions_raw, path, "conditions", "a non-empty array of tables ([[conditions]])", conditions_raw)
+    _expect(isinstance(conditions_raw, list) and bool(conditions_raw), path, "conditions", "a non-empty array of tables ([[conditions]])", conditions_raw)
     conditions = tuple(_parse_condition(c, path, f"conditions[{i}]", params) for i, c in enumerate(conditions_raw))
     corroborate_raw = data.get("corroborate", [])
     _expect(isinstance(corroborate_raw, list), path, "corroborate", "an array of tables ([[corroborate]])", corroborate_raw)

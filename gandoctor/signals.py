@@ -209,7 +209,7 @@ class Series:
             if self._acc_count or n - i < stride:
                 # Finish the open bucket (or the last partial one) sample by sample.
                 take = min(stride - self._acc_count, n - i)
-                for step, value in zip(steps[i : i + take].tolist(), values[i : i + take].tolist()):
+                for step, value in zip(steps[i : i + take].tolist(), values[i : i + take].tolist(), strict=True):
                     self.append(step, value)
                 i += take
                 continue

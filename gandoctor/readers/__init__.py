@@ -108,9 +108,9 @@ def expand_runs(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]:
 
 # Registration order is detection order: keep these lines in this order (import sorters off).
 # isort: off
-from . import runlog as _runlog  # noqa: F401
-from . import tensorboard as _tensorboard  # noqa: F401
-from . import wandb as _wandb  # noqa: F401  (before csv/jsonl: it claims only W&B exports)
-from . import tabular as _tabular  # noqa: F401
-from . import console as _console  # noqa: F401  (last: it sniffs any text file)
+from . import runlog as _runlog  # noqa: E402, F401
+from . import tensorboard as _tensorboard  # noqa: E402, F401
+from . import wandb as _wandb  # noqa: E402, F401  (before csv/jsonl: it claims only W&B exports)
+from . import tabular as _tabular  # noqa: E402, F401
+from . import console as _console  # noqa: E402, F401  (last: it sniffs any text file)
 # isort: on

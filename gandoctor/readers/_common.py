@@ -51,7 +51,7 @@ class ReadOptions:
     grid_tile: tuple[int, int] | None = None
 
 
-read_options: contextvars.ContextVar[ReadOptions] = contextvars.ContextVar("gandoctor_read_options", default=ReadOptions())
+read_options: contextvars.ContextVar[ReadOptions] = contextvars.ContextVar("gandoctor_read_options", default=ReadOptions())  # noqa: B039 (frozen)
 
 
 def parse_mapping(items: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -156,7 +156,7 @@ def read_table(
             if len(row) != len(columns):
                 out.problem(f"line {lineno}: expected {len(columns)} columns, got {len(row)}; row skipped")
                 continue
-            cells = dict(zip(columns, row))
+            cells = dict(zip(columns, row, strict=True))
             where = f"line {lineno}"
             step = plan.step(cells, clock, where)
             if isinstance(step, str):

@@ -192,7 +192,7 @@ def iter_batches(
                 if VECTOR_CRC:
                     good = _masked_many(crc32c_many(buf, heads + 12, lens, crc)) == stored
                 else:
-                    good = np.array([masked(crc(buf[h + 12 : h + 12 + n])) for h, n in zip(walk, lens.tolist())], dtype=np.uint32) == stored
+                    good = np.array([masked(crc(buf[h + 12 : h + 12 + n])) for h, n in zip(walk, lens.tolist(), strict=True)], dtype=np.uint32) == stored
                 first_bad = int(np.argmin(good)) if not good.all() else len(walk)
                 if first_bad:
                     if starts:
@@ -272,7 +272,7 @@ def iter_records(
 ) -> Iterator[tuple[int, bytes]]:
     """(byte offset of the record, payload) of each valid record."""
     for buf, base, starts, lengths in iter_batches(fh, path, warnings, crc, full, progress):
-        for start, length in zip(starts.tolist(), lengths.tolist()):
+        for start, length in zip(starts.tolist(), lengths.tolist(), strict=True):
             yield base + start - 12, buf[start : start + length]
 
 
@@ -606,7 +606,7 @@ class _RunReader:
                 if signal is not None:
                     self._extend(signal, steps[idx], values[idx])
         if not ok.all():
-            for start, length in zip(starts[~ok].tolist(), lengths[~ok].tolist()):
+            for start, length in zip(starts[~ok].tolist(), lengths[~ok].tolist(), strict=True):
                 self._event(base + start - 12, buf[start : start + length], prefix, file)
 
     def _extend(self, signal: str, steps: np.ndarray, values: np.ndarray) -> None:

@@ -139,7 +139,7 @@ class ProbeHost:
     extract: Callable[[torch.Tensor, Any], torch.Tensor]
     rng: torch.Generator  # the doctor's own stream (projections, power iteration); never the global one
     seed: int
-    bank: "FeatureBank"
+    bank: FeatureBank
     context: Callable[[], RunContext]
     note_context: Callable[[set[str], Mapping[str, Any]], None]
     defer: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
@@ -150,9 +150,9 @@ class ProbeHost:
 class Probe:
     """One measurement. Subclasses set the class attributes and implement :meth:`measure`."""
 
-    name: ClassVar[str]
+    name: str
     schedule_field: ClassVar[str | None] = None
-    signals: ClassVar[tuple[str, ...]] = ()
+    signals: tuple[str, ...] = ()
     cost: ClassVar[float] = 0.0  # ms per measurement, one CPU core, default sizes
 
     def __init__(self, host: ProbeHost) -> None:

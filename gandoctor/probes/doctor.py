@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..context import ContextInference, RunContext, inspect_training, latent_shape
-from ..features import FeatureContext, build_extractor
 from ..errors import RuleError
+from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
 from ..signals import SignalLog
 from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched
@@ -94,7 +94,7 @@ class Doctor:
         features: str | FeatureFn = "pixels",
         feature_layer: str | None = None,
         d_forward: DForward | None = None,
-        config: "Config | str | os.PathLike[str] | None" = None,
+        config: Config | str | os.PathLike[str] | None = None,
         rules_dirs: Sequence[str | os.PathLike[str]] = (),
         strict: bool = False,
         capacity: int = 4096,
@@ -115,7 +115,7 @@ class Doctor:
         self.d_output, self.schedule, self.strict = d_output, schedule or Schedule(), strict
         from ..config import Config, load_config  # not the rules: they load in report()
 
-        self.config = config if isinstance(config, Config) else load_config(config)
+        self.config = config if isinstance(config, Config) else load_config(None if config is None else Path(config))
         self._rules_dirs = tuple(Path(d) for d in rules_dirs)
         missing = [d for d in self._rules_dirs if not d.is_dir()]
         if missing:
@@ -291,7 +291,7 @@ class Doctor:
             self._guard("writer", lambda: writer.write_event(self._step, "info", f"overhead budget: {now} steps"))
 
     # -- results ---------------------------------------------------------------------------
-    def report(self) -> "Report":
+    def report(self) -> Report:
         """Diagnose what has been recorded so far (callable mid-training)."""
         from ..analysis import diagnose
         from ..report import Report
@@ -317,7 +317,7 @@ class Doctor:
             self._guard("writer", self._writer.close)
         self._closed = True
 
-    def __enter__(self) -> "Doctor":
+    def __enter__(self) -> Doctor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -336,6 +336,6 @@ def _to_host(tensors: list[torch.Tensor]) -> list[float]:
     for j, t in enumerate(tensors):
         by_device.setdefault(t.device, []).append(j)
     for idx in by_device.values():
-        for j, v in zip(idx, torch.stack([tensors[j] for j in idx]).cpu().tolist()):
+        for j, v in zip(idx, torch.stack([tensors[j] for j in idx]).cpu().tolist(), strict=True):
             numbers[j] = v
     return numbers

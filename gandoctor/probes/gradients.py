@@ -39,7 +39,7 @@ class GradTap:
                     # Per-layer detail only on the layer schedule.
                     self.nonfinite = (~torch.isfinite(norms)).sum()
                     sq: dict[str, list[torch.Tensor]] = {}
-                    for p, n in zip(params, norms):
+                    for p, n in zip(params, norms, strict=True):
                         sq.setdefault(layer_of(self.names.get(id(p), "unnamed")), []).append(n)
                     self.layers = {k: torch.linalg.vector_norm(torch.stack(v)) for k, v in sq.items()}
         except Exception as exc:  # never let a probe break optimizer.step()
@@ -66,14 +66,14 @@ class GradTap:
 class GradientProbe(Probe):
     """One per optimizer given (``grads.d``, ``grads.g``); a failed hook switches off only its own."""
 
-    signals = ("grad_norm.{role}", "grad_nonfinite.{role}", "opt_steps.{role}", "grad_norm.{role}.layer.*")
+    signals: tuple[str, ...] = ("grad_norm.{role}", "grad_nonfinite.{role}", "opt_steps.{role}", "grad_norm.{role}.layer.*")
     cost = 0.02
 
     def __init__(self, host: ProbeHost, role: str, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
         super().__init__(host)
         self.role = role
-        self.name = f"grads.{role}"  # type: ignore[misc]  # one instance per role
-        self.signals = tuple(s.format(role=role) for s in GradientProbe.signals)  # type: ignore[misc]
+        self.name = f"grads.{role}"  # one instance per role
+        self.signals = tuple(s.format(role=role) for s in GradientProbe.signals)
         self.tap = GradTap(optimizer, {id(p): name for name, p in module.named_parameters()})
 
     def measure(self, inputs: StepInputs) -> Values:

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gandoctor.analysis import analyze
+from gandoctor.diagnose import analyze
 from gandoctor.rules import MODES
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import gandoctor
-from gandoctor.analysis import analyze
+from gandoctor.diagnose import analyze
 from gandoctor.probes import Schedule
 
 

@@ -293,7 +293,7 @@ class Doctor:
     # -- results ---------------------------------------------------------------------------
     def report(self) -> Report:
         """Diagnose what has been recorded so far (callable mid-training)."""
-        from ..analysis import diagnose
+        from ..diagnose import diagnose
         from ..report import Report
 
         self._guard("flush", self._flush)

@@ -505,3 +505,11 @@ def test_every_recorded_signal_is_declared_by_a_probe_and_known_to_the_registry(
     recorded = doctor.signals.names()
     undeclared = [n for n in recorded if not any(fnmatch(n, s) for s in declared)]
     assert len(recorded) > 30 and not undeclared, undeclared
+
+
+def test_gradient_norms_on_every_other_iteration_measure_only_those():
+    _, _, doctor = train(20, {"schedule": Schedule(grad_every=2, flush_every=5, budget=None), "strict": True}, d_steps=3)
+    doctor.close()
+    norms, steps = doctor.signals.get("grad_norm.d"), doctor.signals.get("opt_steps.d")
+    assert norms.steps.tolist() == list(range(0, 20, 2)) and (norms.values > 0).all()
+    assert set(steps.values.tolist()) == {3.0}  # the D steps of the measured iteration, not of two

@@ -57,12 +57,14 @@ class Schedule:
     # NDB (k-means bins on the reals, a two-proportion test per bin) every N steps (0 = off); about
     # 6 ms per measurement on one core for 256 samples of 64 dimensions.
     ndb_every: int = 0
+    # Gradient norms are taken at the optimizer steps of every grad_every-th iteration.
+    grad_every: int = 1
     # Fixed latent codes through G every N steps (0 = off): latent.drift, and a sample grid
     # written to the run log every ``sample_grid_every`` of those checks (0 = never written).
     latent_every: int = 100
     latent_batch: int = 64
     sample_grid_every: int = 10
-    budget: float | None = None
+    budget: float | None = 0.05
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -154,6 +156,7 @@ class Probe:
     schedule_field: ClassVar[str | None] = None
     signals: tuple[str, ...] = ()
     cost: ClassVar[float] = 0.0  # ms per measurement, one CPU core, default sizes
+    max_stretch: ClassVar[int] = 8  # the overhead budget never makes the interval longer than this many times the declared one
 
     def __init__(self, host: ProbeHost) -> None:
         self.host = host
@@ -170,6 +173,13 @@ class Probe:
 
     def measure(self, inputs: StepInputs) -> Values:
         raise NotImplementedError
+
+    def after_step(self, step: int, every: int) -> None:
+        """Called after every step (due or not), e.g. to arm a hook for the next one."""
+
+    def hook_seconds(self) -> float:
+        """Seconds spent in this probe's hooks (inside the training step) since the last call."""
+        return 0.0
 
     def close(self) -> None:
         """Release hooks; called once by ``Doctor.close``."""

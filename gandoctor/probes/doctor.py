@@ -229,31 +229,36 @@ class Doctor:
         if self._closed:
             return
         start = time.perf_counter()
-        stretchable = 0.0
+        scheduled = hooks = 0.0
         try:
             with torch.no_grad():
                 self._step = int(step) if step is not None else self._step + 1
                 inputs = StepInputs(self._step, d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels, extra)
                 self._pending.append(_Pending(self._step))
                 for probe in self.probes:
-                    if probe.name not in self._disabled and probe.due(inputs, self._budget.every(probe)):
-                        stretchable += self._run(probe, inputs)
+                    if probe.name in self._disabled:
+                        continue
+                    hook, every = probe.hook_seconds(), self._budget.every(probe)
+                    hooks += hook
+                    if probe.due(inputs, every):
+                        scheduled += self._run(probe, inputs, hook)
+                    probe.after_step(self._step, every)
                 if len(self._pending) >= self.schedule.flush_every:
                     self._guard("flush", self._flush)
         except Exception as exc:
             if self.strict:
                 raise
             self._disable("step", exc)
-        self._budget.step_done(start, time.perf_counter(), stretchable)
+        self._budget.step_done(start, time.perf_counter(), scheduled, hooks)
 
-    def _run(self, probe: Probe, inputs: StepInputs) -> float:
-        """Run one probe under the guard; returns its time if the budget may stretch it, else 0."""
+    def _run(self, probe: Probe, inputs: StepInputs, hook: float) -> float:
+        """Run one probe under the guard; returns its time if it is scheduled (the budget may stretch it), else 0."""
         t0 = time.perf_counter()
         values = self._guard(probe.name, lambda: probe.measure(inputs))
         if values:
             self._pending[-1].values.update(values)
         seconds = time.perf_counter() - t0
-        self._budget.probe_ran(probe.name, seconds)
+        self._budget.probe_ran(probe.name, seconds + hook)
         return seconds if probe.schedule_field is not None else 0.0
 
     # -- transfer and logging ------------------------------------------------------------

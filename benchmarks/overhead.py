@@ -39,10 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
-
-import torch
 from typing import Any
 
+import torch
 from torch import nn
 
 import gandoctor

@@ -37,6 +37,7 @@ class Budget:
         self.base = {p.name: p.interval() for p in probes if p.schedule_field is not None}
         self.cap = {p.name: p.max_stretch for p in probes}
         self.stretch = {name: 1 for name in self.base}
+        self._every = {p.name: p.interval() for p in probes}  # per-step lookups; refreshed by plan()
         self._recent = {p.name: deque([p.cost / 1e3], maxlen=_RECENT) for p in probes}  # seconds; the declared cost first
         self.train: float | None = None  # seconds per training step, without the doctor
         self.fixed = 0.0  # doctor seconds per step outside the scheduled probes
@@ -52,7 +53,7 @@ class Budget:
 
     def every(self, probe: Probe) -> int:
         """The probe's current interval (0 = off)."""
-        return probe.interval() * self.stretch.get(probe.name, 1)
+        return self._every[probe.name]
 
     def probe_ran(self, name: str, seconds: float) -> None:
         recent = self._recent.setdefault(name, deque(maxlen=_RECENT))
@@ -93,4 +94,5 @@ class Budget:
             stretch[worst] *= 2
         changed = {n: s for n, s in stretch.items() if s != self.stretch[n]}
         self.stretch = stretch
+        self._every.update({n: self.base[n] * s for n, s in stretch.items()})
         return changed

@@ -29,6 +29,8 @@ class GradTap:
         self.want_layers = False
         self.layers: dict[str, torch.Tensor] = {}
         self.seconds = 0.0
+        self._params: list[torch.Tensor] | None = None  # the optimizer's parameters, listed once
+        self._groups = 0
         self.handle = optimizer.register_step_pre_hook(self._hook)
         self.failed: BaseException | None = None
 
@@ -38,7 +40,10 @@ class GradTap:
             return
         start = time.perf_counter()
         try:
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None and not p.grad.is_sparse]
+            if self._params is None or len(optimizer.param_groups) != self._groups:
+                self._params = [p for g in optimizer.param_groups for p in g["params"]]
+                self._groups = len(optimizer.param_groups)
+            params = [p for p in self._params if p.grad is not None and not p.grad.is_sparse]
             if not params:
                 return
             with torch.no_grad():

@@ -156,6 +156,7 @@ class Probe:
     schedule_field: ClassVar[str | None] = None
     signals: tuple[str, ...] = ()
     cost: ClassVar[float] = 0.0  # ms per measurement, one CPU core, default sizes
+    arms: ClassVar[bool] = False  # has hooks: after_step and hook_seconds are called every step
     max_stretch: ClassVar[int] = 8  # the overhead budget never makes the interval longer than this many times the declared one
 
     def __init__(self, host: ProbeHost) -> None:
@@ -168,14 +169,15 @@ class Probe:
         return int(getattr(self.host.schedule, self.schedule_field))
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        """Whether to run at this step, ``every`` being the (possibly stretched) interval."""
+        """Whether to run at this step, ``every`` being the (possibly stretched) interval.
+        The Doctor checks the interval first; subclasses add what else they need."""
         return every > 0 and inputs.step % every == 0
 
     def measure(self, inputs: StepInputs) -> Values:
         raise NotImplementedError
 
     def after_step(self, step: int, every: int) -> None:
-        """Called after every step (due or not), e.g. to arm a hook for the next one."""
+        """With ``arms``: called after every step (due or not), e.g. to arm a hook for the next one."""
 
     def hook_seconds(self) -> float:
         """Seconds spent in this probe's hooks (inside the training step) since the last call."""
@@ -192,7 +194,8 @@ def scalar(value: Any) -> torch.Tensor | float | None:
     if isinstance(value, torch.Tensor):
         if value.numel() == 0:
             return None
-        return value.detach().float().mean() if value.numel() > 1 else value.detach().float().reshape(())
+        # One element: kept as it is (the flush reshapes and converts all values in one go).
+        return value.detach().float().mean() if value.numel() > 1 else value.detach()
     return float(value)
 
 

@@ -44,6 +44,7 @@ class Budget:
         self.steps = 0
         self._window_train: list[float] = []
         self._window_fixed: list[float] = []
+        self._window_flush = 0.0
         self._last_start: float | None = None
         self._last_own = 0.0
 
@@ -68,16 +69,23 @@ class Budget:
         self._last_start, self._last_own = start, end - start
         self.steps += 1
 
+    def flush_ran(self, seconds: float) -> None:
+        """A flush (inside a step) took ``seconds``: a fixed cost, spread over the steps it serves."""
+        self._window_flush += seconds
+
     def amortised(self, stretch: Mapping[str, int]) -> float:
         return sum(self.cost(n) / (b * stretch[n]) for n, b in self.base.items() if b > 0)
 
     def _update_estimates(self) -> None:
-        for window, attr in ((self._window_train, "train"), (self._window_fixed, "fixed")):
+        # Medians leave out the flush step (one in flush_every): its time is added back, spread out.
+        flush = self._window_flush / len(self._window_fixed) if self._window_fixed else 0.0
+        for window, attr, extra in ((self._window_train, "train", 0.0), (self._window_fixed, "fixed", flush)):
             if window:
-                new = statistics.median(window)
+                new = statistics.median(window) + extra
                 old = getattr(self, attr)
                 setattr(self, attr, new if old is None or self.steps <= len(window) else old + _PLAN_ALPHA * (new - old))
                 window.clear()
+        self._window_flush = 0.0
 
     def plan(self) -> dict[str, int]:
         """Recompute the stretch factors (at each flush); returns the ones that changed."""

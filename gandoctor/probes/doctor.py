@@ -235,16 +235,22 @@ class Doctor:
                 self._step = int(step) if step is not None else self._step + 1
                 inputs = StepInputs(self._step, d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels, extra)
                 self._pending.append(_Pending(self._step))
+                now, disabled, every_of = self._step, self._disabled, self._budget.every
                 for probe in self.probes:
-                    if probe.name in self._disabled:
+                    if probe.name in disabled:
                         continue
-                    hook, every = probe.hook_seconds(), self._budget.every(probe)
+                    every = every_of(probe)
+                    hook = probe.hook_seconds() if probe.arms else 0.0
                     hooks += hook
-                    if probe.due(inputs, every):
+                    # The interval check first: most probes are not due at most steps.
+                    if every and now % every == 0 and probe.due(inputs, every):
                         scheduled += self._run(probe, inputs, hook)
-                    probe.after_step(self._step, every)
+                    if probe.arms:
+                        probe.after_step(now, every)
                 if len(self._pending) >= self.schedule.flush_every:
+                    t0 = time.perf_counter()
                     self._guard("flush", self._flush)
+                    self._budget.flush_ran(time.perf_counter() - t0)
         except Exception as exc:
             if self.strict:
                 raise

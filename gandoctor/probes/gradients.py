@@ -92,6 +92,7 @@ class GradientProbe(Probe):
     """One per optimizer given (``grads.d``, ``grads.g``); a failed hook switches off only its own."""
 
     schedule_field = "grad_every"
+    arms = True
     max_stretch = 4  # exploding gradients are rare events: at least every 4th iteration
     signals: tuple[str, ...] = ("grad_norm.{role}", "grad_nonfinite.{role}", "opt_steps.{role}", "grad_norm.{role}.layer.*")
     cost = 0.06  # both hooks of one iteration of the demo's MLP GAN, one core

@@ -48,7 +48,8 @@ class GradTap:
                 return
             with torch.no_grad():
                 # Few kernels, no sync: one fused per-tensor norm, one stack, one norm.
-                norms = torch.stack(torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32))
+                grads = [g for p in params if (g := p.grad) is not None]
+                norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
                 global_norm = torch.linalg.vector_norm(norms)
                 self.total = global_norm if self.total is None else self.total + global_norm
                 self.steps += 1

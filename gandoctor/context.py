@@ -52,7 +52,7 @@ class RunContext:
     flags: frozenset[str] = frozenset()
     values: Mapping[str, Any] = field(default_factory=dict)
 
-    def merged(self, other: "RunContext") -> "RunContext":
+    def merged(self, other: RunContext) -> RunContext:
         """This context with ``other``'s flags added and its values taking precedence."""
         return RunContext(self.flags | other.flags, dict(self.values) | dict(other.values))
 
@@ -64,7 +64,7 @@ class RunContext:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str, strict: bool = True) -> "RunContext":
+    def from_dict(cls, data: Any, where: str, strict: bool = True) -> RunContext:
         """Parse :meth:`to_dict`'s form read from ``where`` (a file and line, for the message).
 
         ``strict=False`` drops what is malformed instead of raising (a reader that warns and
@@ -112,7 +112,7 @@ def parse_uses(uses: Iterable[str] | Mapping[str, Any]) -> RunContext:
     return RunContext(frozenset(flags))
 
 
-def latent_shape(generator: "nn.Module", latent_dim: int | None = None) -> tuple[int, ...] | None:
+def latent_shape(generator: nn.Module, latent_dim: int | None = None) -> tuple[int, ...] | None:
     """The shape of one latent code: from G's first Linear / ConvTranspose layer, or ``latent_dim``."""
     from torch import nn
 
@@ -127,7 +127,7 @@ def latent_shape(generator: "nn.Module", latent_dim: int | None = None) -> tuple
     return None if latent_dim is None else (latent_dim,)
 
 
-def has_spectral_norm(module: "nn.Module") -> bool:
+def has_spectral_norm(module: nn.Module) -> bool:
     for m in module.modules():
         if hasattr(m, "weight_orig"):
             return True
@@ -139,7 +139,7 @@ def has_spectral_norm(module: "nn.Module") -> bool:
     return False
 
 
-def norm_layers(module: "nn.Module") -> list[str]:
+def norm_layers(module: nn.Module) -> list[str]:
     """Sorted type names of the normalisation layers (BatchNorm2d, LayerNorm, a custom PixelNorm …)."""
     from torch import nn
 
@@ -153,7 +153,7 @@ def norm_layers(module: "nn.Module") -> list[str]:
     return sorted(names)
 
 
-def _optimizer_values(role: str, opt: "torch.optim.Optimizer", flags: set[str], values: dict[str, Any]) -> None:
+def _optimizer_values(role: str, opt: torch.optim.Optimizer, flags: set[str], values: dict[str, Any]) -> None:
     group = opt.param_groups[0]
     values[f"optimizer_{role}"] = type(opt).__name__
     if isinstance(group.get("lr"), (int, float)):
@@ -170,10 +170,10 @@ def _optimizer_values(role: str, opt: "torch.optim.Optimizer", flags: set[str], 
 
 
 def inspect_training(
-    g: "nn.Module",
-    d: "nn.Module",
-    g_opt: "torch.optim.Optimizer | None",
-    d_opt: "torch.optim.Optimizer | None",
+    g: nn.Module,
+    d: nn.Module,
+    g_opt: torch.optim.Optimizer | None,
+    d_opt: torch.optim.Optimizer | None,
     d_output: str = "auto",
     uses: Iterable[str] | Mapping[str, Any] = (),
 ) -> RunContext:

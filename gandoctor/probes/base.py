@@ -57,12 +57,14 @@ class Schedule:
     # NDB (k-means bins on the reals, a two-proportion test per bin) every N steps (0 = off); about
     # 6 ms per measurement on one core for 256 samples of 64 dimensions.
     ndb_every: int = 0
+    # Gradient norms are taken at the optimizer steps of every grad_every-th iteration.
+    grad_every: int = 1
     # Fixed latent codes through G every N steps (0 = off): latent.drift, and a sample grid
     # written to the run log every ``sample_grid_every`` of those checks (0 = never written).
     latent_every: int = 100
     latent_batch: int = 64
     sample_grid_every: int = 10
-    budget: float | None = None
+    budget: float | None = 0.05
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -139,7 +141,7 @@ class ProbeHost:
     extract: Callable[[torch.Tensor, Any], torch.Tensor]
     rng: torch.Generator  # the doctor's own stream (projections, power iteration); never the global one
     seed: int
-    bank: "FeatureBank"
+    bank: FeatureBank
     context: Callable[[], RunContext]
     note_context: Callable[[set[str], Mapping[str, Any]], None]
     defer: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
@@ -150,10 +152,12 @@ class ProbeHost:
 class Probe:
     """One measurement. Subclasses set the class attributes and implement :meth:`measure`."""
 
-    name: ClassVar[str]
+    name: str
     schedule_field: ClassVar[str | None] = None
-    signals: ClassVar[tuple[str, ...]] = ()
+    signals: tuple[str, ...] = ()
     cost: ClassVar[float] = 0.0  # ms per measurement, one CPU core, default sizes
+    arms: ClassVar[bool] = False  # has hooks: after_step and hook_seconds are called every step
+    max_stretch: ClassVar[int] = 8  # the overhead budget never makes the interval longer than this many times the declared one
 
     def __init__(self, host: ProbeHost) -> None:
         self.host = host
@@ -165,11 +169,19 @@ class Probe:
         return int(getattr(self.host.schedule, self.schedule_field))
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        """Whether to run at this step, ``every`` being the (possibly stretched) interval."""
+        """Whether to run at this step, ``every`` being the (possibly stretched) interval.
+        The Doctor checks the interval first; subclasses add what else they need."""
         return every > 0 and inputs.step % every == 0
 
     def measure(self, inputs: StepInputs) -> Values:
         raise NotImplementedError
+
+    def after_step(self, step: int, every: int) -> None:
+        """With ``arms``: called after every step (due or not), e.g. to arm a hook for the next one."""
+
+    def hook_seconds(self) -> float:
+        """Seconds spent in this probe's hooks (inside the training step) since the last call."""
+        return 0.0
 
     def close(self) -> None:
         """Release hooks; called once by ``Doctor.close``."""
@@ -182,7 +194,8 @@ def scalar(value: Any) -> torch.Tensor | float | None:
     if isinstance(value, torch.Tensor):
         if value.numel() == 0:
             return None
-        return value.detach().float().mean() if value.numel() > 1 else value.detach().float().reshape(())
+        # One element: kept as it is (the flush reshapes and converts all values in one go).
+        return value.detach().float().mean() if value.numel() > 1 else value.detach()
     return float(value)
 
 

@@ -47,7 +47,7 @@ class OutputKind:
     def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
         values: dict[str, torch.Tensor | float] = {"d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake)}
         kind = self.host.d_output
-        midpoint = 0.5 * (values["d_out.real"] + values["d_out.fake"])  # type: ignore[operator]
+        midpoint = 0.5 * (real.mean() + fake.mean())
         threshold: torch.Tensor | float
         if kind == "logit":
             threshold = 0.0

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..context import ContextInference, RunContext, inspect_training, latent_shape
-from ..features import FeatureContext, build_extractor
 from ..errors import RuleError
+from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
 from ..signals import SignalLog
 from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched
@@ -94,7 +94,7 @@ class Doctor:
         features: str | FeatureFn = "pixels",
         feature_layer: str | None = None,
         d_forward: DForward | None = None,
-        config: "Config | str | os.PathLike[str] | None" = None,
+        config: Config | str | os.PathLike[str] | None = None,
         rules_dirs: Sequence[str | os.PathLike[str]] = (),
         strict: bool = False,
         capacity: int = 4096,
@@ -115,7 +115,7 @@ class Doctor:
         self.d_output, self.schedule, self.strict = d_output, schedule or Schedule(), strict
         from ..config import Config, load_config  # not the rules: they load in report()
 
-        self.config = config if isinstance(config, Config) else load_config(config)
+        self.config = config if isinstance(config, Config) else load_config(None if config is None else Path(config))
         self._rules_dirs = tuple(Path(d) for d in rules_dirs)
         missing = [d for d in self._rules_dirs if not d.is_dir()]
         if missing:
@@ -229,31 +229,42 @@ class Doctor:
         if self._closed:
             return
         start = time.perf_counter()
-        stretchable = 0.0
+        scheduled = hooks = 0.0
         try:
             with torch.no_grad():
                 self._step = int(step) if step is not None else self._step + 1
                 inputs = StepInputs(self._step, d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels, extra)
                 self._pending.append(_Pending(self._step))
+                now, disabled, every_of = self._step, self._disabled, self._budget.every
                 for probe in self.probes:
-                    if probe.name not in self._disabled and probe.due(inputs, self._budget.every(probe)):
-                        stretchable += self._run(probe, inputs)
+                    if probe.name in disabled:
+                        continue
+                    every = every_of(probe)
+                    hook = probe.hook_seconds() if probe.arms else 0.0
+                    hooks += hook
+                    # The interval check first: most probes are not due at most steps.
+                    if every and now % every == 0 and probe.due(inputs, every):
+                        scheduled += self._run(probe, inputs, hook)
+                    if probe.arms:
+                        probe.after_step(now, every)
                 if len(self._pending) >= self.schedule.flush_every:
+                    t0 = time.perf_counter()
                     self._guard("flush", self._flush)
+                    self._budget.flush_ran(time.perf_counter() - t0)
         except Exception as exc:
             if self.strict:
                 raise
             self._disable("step", exc)
-        self._budget.step_done(start, time.perf_counter(), stretchable)
+        self._budget.step_done(start, time.perf_counter(), scheduled, hooks)
 
-    def _run(self, probe: Probe, inputs: StepInputs) -> float:
-        """Run one probe under the guard; returns its time if the budget may stretch it, else 0."""
+    def _run(self, probe: Probe, inputs: StepInputs, hook: float) -> float:
+        """Run one probe under the guard; returns its time if it is scheduled (the budget may stretch it), else 0."""
         t0 = time.perf_counter()
         values = self._guard(probe.name, lambda: probe.measure(inputs))
         if values:
             self._pending[-1].values.update(values)
         seconds = time.perf_counter() - t0
-        self._budget.probe_ran(probe.name, seconds)
+        self._budget.probe_ran(probe.name, seconds + hook)
         return seconds if probe.schedule_field is not None else 0.0
 
     # -- transfer and logging ------------------------------------------------------------
@@ -291,7 +302,7 @@ class Doctor:
             self._guard("writer", lambda: writer.write_event(self._step, "info", f"overhead budget: {now} steps"))
 
     # -- results ---------------------------------------------------------------------------
-    def report(self) -> "Report":
+    def report(self) -> Report:
         """Diagnose what has been recorded so far (callable mid-training)."""
         from ..diagnose import diagnose
         from ..report import Report
@@ -317,7 +328,7 @@ class Doctor:
             self._guard("writer", self._writer.close)
         self._closed = True
 
-    def __enter__(self) -> "Doctor":
+    def __enter__(self) -> Doctor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -336,6 +347,6 @@ def _to_host(tensors: list[torch.Tensor]) -> list[float]:
     for j, t in enumerate(tensors):
         by_device.setdefault(t.device, []).append(j)
     for idx in by_device.values():
-        for j, v in zip(idx, torch.stack([tensors[j] for j in idx]).cpu().tolist()):
+        for j, v in zip(idx, torch.stack([tensors[j] for j in idx]).cpu().tolist(), strict=True):
             numbers[j] = v
     return numbers

@@ -9,10 +9,12 @@ The diagnosis is imported only by :meth:`Doctor.report`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -70,6 +72,19 @@ def _is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
+#: Doctors not yet closed. A script that crashes or stops right after its first NaN never calls
+#: close(): at interpreter exit the values still buffered (up to flush_every steps, the NaN among
+#: them) are written anyway, so `gandoctor analyze` of the run log sees how the run ended.
+_OPEN: weakref.WeakSet[Doctor] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_doctors() -> None:
+    for doctor in list(_OPEN):
+        with contextlib.suppress(Exception):
+            doctor.close()
+
+
 @dataclass
 class _Pending:
     step: int
@@ -124,6 +139,7 @@ class Doctor:
         self._disabled: dict[str, str] = {}
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
+        _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
         d_forward = d_forward or _default_d_forward
@@ -321,6 +337,7 @@ class Doctor:
     def close(self) -> None:
         if self._closed:
             return
+        _OPEN.discard(self)
         self._guard("flush", self._flush)
         for probe in self.probes:
             probe.close()
@@ -336,8 +353,8 @@ class Doctor:
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
-            if not self._closed and self._writer is not None:
-                self._writer.close()
+            if not self._closed:
+                self.close()
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[float]:

@@ -34,7 +34,7 @@ MATCHES: tuple[str, ...] = ("all", "any")
 
 _RULE_KEYS = {
     "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
-    "conditions", "corroborate", "remedies", "unless_signals",
+    "conditions", "corroborate", "remedies", "unless_signals", "inferred",
 }
 _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional"}
 #: Timing parameters every rule has (see gandoctor.engine for their meaning); a rule's [params]
@@ -115,6 +115,9 @@ class Rule:
     params: Mapping[str, float]
     source_file: str
     unless_signals: tuple[str, ...] = ()
+    # An inferred rule reads signals that go with the failure rather than the failure itself (a
+    # dominant D implies a collapsed G): it can make a mode fail, but its silence clears nothing.
+    inferred: bool = False
 
     @property
     def warmup_steps(self) -> int:
@@ -230,6 +233,8 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     skip_if = data.get("skip_if", [])
     _expect(isinstance(skip_if, list) and all(isinstance(s, str) for s in skip_if), path, "skip_if", "a list of context flags", skip_if)
 
+    inferred = data.get("inferred", False)
+    _expect(isinstance(inferred, bool), path, "inferred", "true or false", inferred)
     unless = data.get("unless_signals", [])
     _expect(isinstance(unless, list) and all(isinstance(u, str) for u in unless), path, "unless_signals", "a list of signal names", unless)
 
@@ -263,6 +268,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         params=params,
         source_file=str(path),
         unless_signals=tuple(unless),
+        inferred=inferred,
     )
 
 

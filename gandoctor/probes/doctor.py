@@ -85,6 +85,31 @@ def _close_open_doctors() -> None:
             doctor.close()
 
 
+def _check_arguments(generator: Any, discriminator: Any, d_output: str, latent_dim: Any) -> None:
+    for role, module in (("generator", generator), ("discriminator", discriminator)):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{role} must be a torch.nn.Module, got {type(module).__name__}")
+    if d_output not in ("auto", "logit", "prob", "critic"):
+        raise ValueError(f"d_output must be 'auto', 'logit', 'prob' or 'critic', got {d_output!r}")
+    if latent_dim is not None and (not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1):
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+
+
+def standard_probes(
+    host: ProbeHost, d_opt: torch.optim.Optimizer | None, g_opt: torch.optim.Optimizer | None, latents: LatentProbe
+) -> list[Probe]:
+    """The built-in probes, in the order they run within a step (features before what reads them)."""
+    kind = OutputKind(host)
+    probes: list[Probe] = [LossProbe(host)]
+    for role, opt, module in (("d", d_opt, host.discriminator), ("g", g_opt, host.generator)):
+        if opt is not None:
+            probes.append(GradientProbe(host, role, opt, module))
+    return probes + [
+        DOutputsProbe(host, kind), DForwardProbe(host, kind), WeightProbe(host), SpectrumProbe(host), FeatureProbe(host),
+        latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
+    ]
+
+
 @dataclass
 class _Pending:
     step: int
@@ -117,13 +142,7 @@ class Doctor:
         latent_dim: int | None = None,
         sample_latent: SampleLatent | None = None,
     ) -> None:
-        if not isinstance(generator, nn.Module) or not isinstance(discriminator, nn.Module):
-            bad = ("generator", generator) if not isinstance(generator, nn.Module) else ("discriminator", discriminator)
-            raise TypeError(f"{bad[0]} must be a torch.nn.Module, got {type(bad[1]).__name__}")
-        if d_output not in ("auto", "logit", "prob", "critic"):
-            raise ValueError(f"d_output must be 'auto', 'logit', 'prob' or 'critic', got {d_output!r}")
-        if latent_dim is not None and (not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1):
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        _check_arguments(generator, discriminator, d_output, latent_dim)
         self.generator, self.discriminator = _unwrap_module(generator), _unwrap_module(discriminator)
         g_opt = None if g_optimizer is None else _unwrap_optimizer(g_optimizer)
         d_opt = None if d_optimizer is None else _unwrap_optimizer(d_optimizer)
@@ -156,15 +175,7 @@ class Doctor:
             lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples,
         )
         self._latents = LatentProbe(host, latent_shape(self.generator, latent_dim), sample_latent)
-        kind = OutputKind(host)
-        self.probes: list[Probe] = [LossProbe(host)]
-        for role, opt, module in (("d", d_opt, self.discriminator), ("g", g_opt, self.generator)):
-            if opt is not None:
-                self.probes.append(GradientProbe(host, role, opt, module))
-        self.probes += [
-            DOutputsProbe(host, kind), DForwardProbe(host, kind), WeightProbe(host), SpectrumProbe(host), FeatureProbe(host),
-            self._latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
-        ]
+        self.probes = standard_probes(host, d_opt, g_opt, self._latents)
         self._budget = Budget(self.schedule.budget, self.probes)
         if log_dir is not None and _is_main_process():
             self._guard("writer", lambda: self._open_writer(log_dir, capacity))
@@ -314,8 +325,7 @@ class Doctor:
         changed = self._budget.plan()
         if changed and self._writer is not None:
             now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)
-            writer = self._writer
-            self._guard("writer", lambda: writer.write_event(self._step, "info", f"overhead budget: {now} steps"))
+            self._guard("writer", lambda: self._writer.write_event(self._step, "info", f"overhead budget: {now} steps") if self._writer else None)
 
     # -- results ---------------------------------------------------------------------------
     def report(self) -> Report:

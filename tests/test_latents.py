@@ -1,0 +1,128 @@
+"""The fixed-latent probe: codes, drift against the real-vs-real floor, the sample grid, and that
+training stays bit-identical."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gandoctor
+from gandoctor.probes import Schedule
+
+from .test_probes import state, train
+
+
+def test_fixed_latent_probe_leaves_a_batchnorm_generator_bit_identical(tmp_path):
+    # G has BatchNorm1d in training mode: its running statistics would move if the probe's
+    # forward were not undone, and the global RNG would advance if its codes came from it.
+    schedule = Schedule(latent_every=1, latent_batch=32, feature_every=1, sample_stats_every=5, flush_every=4)
+    G0, D0, _ = train(30, None)
+    rng_without = torch.get_rng_state()
+    G1, D1, doctor = train(30, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    rng_with = torch.get_rng_state()
+    doctor.close()
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(rng_without, rng_with)
+    assert G1.training
+    drift = doctor.signals.get("latent.drift")
+    assert drift is not None and len(drift) >= 25
+    assert (drift.values > 0).all()
+    assert doctor.context.values["latent_dim"] == 4
+    assert doctor.samples is not None and doctor.samples.shape == (16, 2)
+
+
+def test_latent_drift_is_zero_for_a_frozen_generator_and_scales_with_its_movement():
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(3, 2))
+    D = nn.Linear(2, 1)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, feature_every=1, flush_every=1), strict=True)
+    real = torch.randn(64, 2)
+    for _ in range(4):
+        doctor.step(d_loss=0.5, real=real, fake=G(torch.randn(64, 3)).detach())
+    assert doctor.signals.get("latent.drift").values[-1] == 0.0
+    with torch.no_grad():
+        G[0].bias += torch.tensor([3.0, 0.0])  # every output moves by exactly 3
+    for _ in range(2):
+        doctor.step(d_loss=0.5, real=real, fake=real)
+    d = torch.cdist(real, real).fill_diagonal_(float("inf"))  # 2-D samples are their own features
+    expected = 3.0 / d.min(dim=1).values.median().item()
+    assert doctor.signals.get("latent.drift").values[-1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_latent_shape_comes_from_the_first_layer_or_the_arguments():
+    class ConvG(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.ConvTranspose2d(8, 4, 4), nn.BatchNorm2d(4), nn.Tanh())
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            assert z.shape[1:] == (8, 1, 1)
+            return self.net(z)
+
+    D = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    doctor = gandoctor.Doctor(ConvG(), D, schedule=Schedule(latent_every=1), strict=True)
+    doctor.step(d_loss=0.5)
+    assert doctor.samples.shape == (16, 4, 4, 4)
+    assert doctor.context.values["latent_dim"] == 8
+
+    seen = []
+
+    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
+        seen.append(n)
+        return torch.rand(n, 5, generator=gen)
+
+    G = nn.Sequential(nn.Linear(5, 2))
+    doctor = gandoctor.Doctor(G, nn.Linear(2, 1), schedule=Schedule(latent_every=1, latent_batch=20), sample_latent=sample, strict=True)
+    doctor.step(d_loss=0.5)
+    doctor.step(d_loss=0.5)
+    assert seen == [20]  # drawn once, the same codes at every check
+    with pytest.raises(ValueError, match="latent_dim"):
+        gandoctor.Doctor(G, nn.Linear(2, 1), latent_dim=0)
+
+
+def test_a_conditional_generator_gets_no_latent_probe_and_no_warning():
+    class CondG(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 2)
+
+        def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.net(z) + y[:, None]
+
+    doctor = gandoctor.Doctor(CondG(), nn.Linear(2, 1), schedule=Schedule(latent_every=1, flush_every=1))
+    doctor.step(d_loss=0.5)
+    assert doctor.samples is None and not doctor.disabled_probes
+
+
+def test_sample_grid_is_written_as_an_event_the_reader_skips(tmp_path):
+    import base64
+    import json
+
+    import numpy as np
+
+    from gandoctor.readers import read_run
+
+    schedule = Schedule(latent_every=5, sample_grid_every=2, flush_every=5)
+    _, _, doctor = train(30, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    doctor.close()
+    lines = [json.loads(line) for line in (tmp_path / "gandoctor.jsonl").read_text().splitlines()]
+    grids = [r for r in lines if r["type"] == "event" and r.get("level") == "samples"]
+    assert [r["step"] for r in grids] == [0, 10, 20]
+    last = grids[-1]["samples"]
+    q = np.frombuffer(base64.b64decode(last["uint8"]), dtype=np.uint8).reshape(last["shape"])
+    restored = last["lo"] + q / 255.0 * (last["hi"] - last["lo"])
+    assert q.shape == (16, 2) and q.min() == 0 and q.max() == 255
+    assert np.isfinite(restored).all()
+    data = read_run(tmp_path)
+    assert not data.warnings
+
+
+def test_a_generator_that_unflattens_its_code_gets_flat_codes():
+    G = nn.Sequential(nn.Unflatten(1, (8, 1, 1)), nn.ConvTranspose2d(8, 2, 4), nn.Tanh())
+    D = nn.Sequential(nn.Flatten(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=1), strict=True)
+    doctor.step(d_loss=0.5)
+    doctor.step(d_loss=0.5)
+    assert doctor.samples.shape == (16, 2, 4, 4) and not doctor.disabled_probes

@@ -183,7 +183,7 @@ def test_live_report_and_cli_agree(tmp_path):
     from gandoctor.demo import RECIPES
     from gandoctor.demo import train as demo_train
 
-    with demo_train(RECIPES["collapse"], 1500, tmp_path / "run") as doctor:
+    with demo_train(RECIPES["collapse"], 2500, tmp_path / "run") as doctor:  # the demo's own length
         live = doctor.report()
     offline = analyze(tmp_path / "run")
     assert live.findings, "the collapse recipe must produce findings for this comparison to mean anything"

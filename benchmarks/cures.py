@@ -115,7 +115,7 @@ class Trial:
 
 
 def pick_trials(
-    runs_dir: Path, per_mode: int, ranks: int, datasets: set[str], modes: list[str] = list(MODES)
+    runs_dir: Path, per_mode: int, ranks: int, datasets: set[str], modes: tuple[str, ...] = MODES
 ) -> tuple[list[Trial], dict[str, dict[str, int]]]:
     """Cases (run, mode): labelled by the oracle and detected by gandoctor; the arms to train."""
     index = json.loads((runs_dir / "index.json").read_text(encoding="utf-8"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .diagnose import analyze, diagnose
 from .config import Config, load_config
+from .diagnose import analyze, diagnose
 from .errors import ConfigError, GanDoctorError, LogFormatError, RuleError, SignalError
 from .findings import Evidence, Finding, RankedRemedy, RunContext
 from .readers import RunData, read_run

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
 
-from .diagnose import analyze
 from .config import Config, load_config
+from .diagnose import analyze
 from .findings import Finding
 from .readers import read_run
 from .remedies import MODES

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ._toml import read_toml
-from .errors import RuleError
 from .derived import DERIVED
+from .errors import RuleError
 from .remedies import Remedy, RemedyRef, Source, alias_table, parse_remedies, parse_remedy_refs, parse_sources
 from .signals import SIGNALS
 from .windows import STATISTICS
@@ -334,6 +334,13 @@ def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool =
     return RuleSet(tuple(sorted(rules, key=lambda r: r.code)), remedies, sources)
 
 
+def _rebind(c: Condition, params: Mapping[str, float]) -> Condition:
+    """A condition with its window and threshold read again from (overridden) params."""
+    window = int(params["window"]) if c.window_from_params else c.window
+    threshold = params[c.threshold_param] if c.threshold_param else c.threshold
+    return replace(c, threshold=threshold, window=window)
+
+
 def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:
     """Apply a project's overrides: disable rules by code or name, override ``[params]``."""
     known = {r.code for r in rules.rules} | {r.name for r in rules.rules}
@@ -357,16 +364,11 @@ def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, 
                     raise RuleError(f"{origin}: key 'rules.{rule.code}.{key}': expected a finite number, got {value!r}")
             new_params = dict(rule.params) | {k: float(v) for k, v in override.items()}
 
-            def rebind(c: Condition) -> Condition:
-                window = int(new_params["window"]) if c.window_from_params else c.window
-                threshold = new_params[c.threshold_param] if c.threshold_param else c.threshold
-                return replace(c, threshold=threshold, window=window)
-
             rule = replace(
                 rule,
                 params=new_params,
-                conditions=tuple(rebind(c) for c in rule.conditions),
-                corroborate=tuple(rebind(c) for c in rule.corroborate),
+                conditions=tuple(_rebind(c, new_params) for c in rule.conditions),
+                corroborate=tuple(_rebind(c, new_params) for c in rule.corroborate),
             )
         out.append(rule)
     return RuleSet(tuple(out), rules.remedies, rules.sources)

@@ -4,8 +4,6 @@ case-file loader's errors. Whether the rules detect real failures is tested on r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gandoctor import RuleError, load_rules

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from ..errors import LogFormatError
 from ..context import RunContext
+from ..errors import LogFormatError
 from ..signals import SignalLog
 from ._common import (
     READER_SIGNALS,

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import LogFormatError
 from ..context import RunContext
+from ..errors import LogFormatError
 from ..signals import alias_key
 from . import RunData
 from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options

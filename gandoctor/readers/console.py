@@ -20,8 +20,8 @@ import math
 import re
 from pathlib import Path
 
-from ..errors import LogFormatError
 from ..context import RunContext
+from ..errors import LogFormatError
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, StepClock, frozen, number

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..errors import LogFormatError
 from ..context import RunContext
+from ..errors import LogFormatError
 from ..runlog import LOG_NAME, SCHEMA, VERSION
 from ..signals import SignalLog
 from . import Reader, RunData, register_reader

@@ -30,8 +30,8 @@ from typing import IO
 
 import numpy as np
 
-from ..errors import LogFormatError
 from ..context import RunContext
+from ..errors import LogFormatError
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, frozen, read_options
 from ._lines import progress_callback

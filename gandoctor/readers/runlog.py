@@ -54,100 +54,109 @@ def _context_from(raw: Any) -> RunContext:
     return RunContext.from_dict(raw, "run log context", strict=False)
 
 
+class _Reading:
+    """The state of one pass over a run log: what was read so far and what went wrong."""
+
+    def __init__(self, log_path: Path, capacity: int) -> None:
+        self.log_path, self.capacity = log_path, capacity
+        self.warnings: list[str] = []
+        self.problems = self.records = 0
+        self.context = RunContext()
+        self.signals: SignalLog | None = None
+        self.saw_header = self.restart_pending = False
+        self.last_step = -1
+
+    def problem(self, lineno: int, message: str) -> None:
+        self.problems += 1
+        if self.problems <= MAX_REPORTED:
+            self.warnings.append(f"{self.log_path}: line {lineno}: {message}")
+
+    def header(self, lineno: int, record: dict[str, Any]) -> None:
+        version = record.get("version")
+        if record.get("schema") != SCHEMA or not isinstance(version, int) or isinstance(version, bool):
+            self.problem(lineno, f"header without schema '{SCHEMA}' and an integer 'version'; skipped")
+            return
+        if version > VERSION:
+            raise LogFormatError(
+                f"{self.log_path}: line {lineno}: run log schema version {version} is newer than this gandoctor reads "
+                f"(up to {VERSION}); upgrade gandoctor"
+            )
+        if self.saw_header and self.records:
+            self.restart_pending = True  # a second header: a resumed or a new run
+        self.saw_header = True
+        cap = record.get("capacity")
+        if self.signals is None:
+            if isinstance(cap, int) and not isinstance(cap, bool) and 16 <= cap <= 1 << 20 and cap % 2 == 0:
+                self.capacity = cap
+            self.signals = SignalLog(capacity=self.capacity)
+        self.context = self.context.merged(_context_from(record.get("context")))
+
+    def step(self, lineno: int, record: dict[str, Any]) -> None:
+        step, values = record.get("step"), record.get("s")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(values, dict):
+            self.problem(lineno, "step record needs an integer 'step' >= 0 and an object 's'; skipped")
+            return
+        clean: dict[str, float] = {}
+        for name, raw in values.items():
+            value = _value(raw)
+            if value is None or not isinstance(name, str) or "." not in name:
+                self.problem(lineno, f"key 's.{name}': expected a number or 'nan'/'inf'/'-inf', got {raw!r}; value skipped")
+                continue
+            clean[name] = value
+        if self.restart_pending:
+            self.restart_pending = False
+            if step <= self.last_step:
+                self.warnings.append(
+                    f"{self.log_path}: line {lineno}: a new run starts here (steps restart at {step}); only this newest run is analysed"
+                )
+                self.signals = SignalLog(capacity=self.signals.capacity if self.signals else self.capacity)
+                self.records = 0
+        if self.signals is None:
+            self.signals = SignalLog(capacity=self.capacity)
+        self.signals.record(step, clean)
+        self.records += 1
+        self.last_step = max(self.last_step, step)
+
+    def line(self, lineno: int, text: str, complete: bool) -> None:
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            if not complete:
+                self.warnings.append(f"{self.log_path}: line {lineno}: incomplete last record (the writer was probably killed); skipped")
+            else:
+                self.problem(lineno, "not valid JSON; skipped")
+            return
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+            self.problem(lineno, "expected an object with a 'type' key; skipped")
+            return
+        kind = record["type"]
+        if kind == "header":
+            self.header(lineno, record)
+        elif kind == "context":
+            self.context = self.context.merged(_context_from(record.get("context")))
+        elif kind == "step":
+            self.step(lineno, record)
+        elif kind != "event":
+            self.problem(lineno, f"unknown record type {kind!r}; skipped")
+
+
 def read(path: Path, capacity: int = 4096) -> RunData:
     log_path = _find_log(path)
     if log_path is None:
         raise LogFormatError(f"{path}: no {LOG_NAME} in this directory")
-    warnings: list[str] = []
-    problems = 0
-    context = RunContext()
-    signals: SignalLog | None = None
-    records = 0
-    saw_header = False
-    restart_pending = False
-    last_step = -1
-
-    def problem(message: str) -> None:
-        nonlocal problems
-        problems += 1
-        if problems <= MAX_REPORTED:
-            warnings.append(message)
-
+    state = _Reading(log_path, capacity)
     with open_text(log_path) as fh:
-        for lineno, text, complete in iter_lines(fh, warnings, log_path):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except (json.JSONDecodeError, RecursionError, ValueError):
-                if not complete:
-                    warnings.append(f"{log_path}: line {lineno}: incomplete last record (the writer was probably killed); skipped")
-                else:
-                    problem(f"{log_path}: line {lineno}: not valid JSON; skipped")
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("type"), str):
-                problem(f"{log_path}: line {lineno}: expected an object with a 'type' key; skipped")
-                continue
-            kind = record["type"]
-            if kind == "header":
-                version = record.get("version")
-                if record.get("schema") != SCHEMA or not isinstance(version, int) or isinstance(version, bool):
-                    problem(f"{log_path}: line {lineno}: header without schema '{SCHEMA}' and an integer 'version'; skipped")
-                    continue
-                if version > VERSION:
-                    raise LogFormatError(
-                        f"{log_path}: line {lineno}: run log schema version {version} is newer than this gandoctor reads "
-                        f"(up to {VERSION}); upgrade gandoctor"
-                    )
-                if saw_header and records:
-                    restart_pending = True  # a second header: a resumed or a new run
-                saw_header = True
-                cap = record.get("capacity")
-                if signals is None:
-                    if isinstance(cap, int) and not isinstance(cap, bool) and 16 <= cap <= 1 << 20 and cap % 2 == 0:
-                        capacity = cap
-                    signals = SignalLog(capacity=capacity)
-                context = context.merged(_context_from(record.get("context")))
-            elif kind == "context":
-                context = context.merged(_context_from(record.get("context")))
-            elif kind == "step":
-                step = record.get("step")
-                values = record.get("s")
-                if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(values, dict):
-                    problem(f"{log_path}: line {lineno}: step record needs an integer 'step' >= 0 and an object 's'; skipped")
-                    continue
-                clean: dict[str, float] = {}
-                for name, raw in values.items():
-                    value = _value(raw)
-                    if value is None or not isinstance(name, str) or "." not in name:
-                        problem(f"{log_path}: line {lineno}: key 's.{name}': expected a number or 'nan'/'inf'/'-inf', got {raw!r}; value skipped")
-                        continue
-                    clean[name] = value
-                if restart_pending:
-                    restart_pending = False
-                    if step <= last_step:
-                        warnings.append(
-                            f"{log_path}: line {lineno}: a new run starts here (steps restart at {step}); "
-                            "only this newest run is analysed"
-                        )
-                        signals = SignalLog(capacity=signals.capacity if signals else capacity)
-                        records = 0
-                if signals is None:
-                    signals = SignalLog(capacity=capacity)
-                signals.record(step, clean)
-                records += 1
-                last_step = max(last_step, step)
-            elif kind == "event":
-                continue
-            else:
-                problem(f"{log_path}: line {lineno}: unknown record type {kind!r}; skipped")
-    if problems > MAX_REPORTED:
-        warnings.append(f"{log_path}: {problems - MAX_REPORTED} more problems not listed")
-    if not saw_header:
-        warnings.append(f"{log_path}: no header line; read the step records without the run's context")
-    if not records:
+        for lineno, text, complete in iter_lines(fh, state.warnings, log_path):
+            if text.strip():
+                state.line(lineno, text, complete)
+    if state.problems > MAX_REPORTED:
+        state.warnings.append(f"{log_path}: {state.problems - MAX_REPORTED} more problems not listed")
+    if not state.saw_header:
+        state.warnings.append(f"{log_path}: no header line; read the step records without the run's context")
+    if not state.records:
         raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
-    return RunData(signals or SignalLog(capacity=capacity), context, str(log_path), "runlog", records, tuple(warnings))
+    signals = state.signals or SignalLog(capacity=state.capacity)
+    return RunData(signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings))
 
 
 register_reader(Reader("runlog", _accepts, read, f"a gandoctor run directory or {LOG_NAME}[.gz]"))

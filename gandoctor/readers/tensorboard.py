@@ -133,6 +133,70 @@ def _masked_many(crcs: np.ndarray) -> np.ndarray:
     return ((crcs >> 15) | (crcs << 17)) + np.uint32(0xA282EAD8)  # uint32 arithmetic wraps
 
 
+def _checked_run(buf: bytes, pos: int, size: int, crc: Callable[[bytes], int]) -> tuple[np.ndarray | None, int]:
+    """The hot path: walk whole records from ``pos`` by their lengths (the only per-record
+    Python), then check all their CRCs at once. Returns the payload starts of the leading records
+    that pass (None if none do) and where to go on: after them, or at the first that fails."""
+    walk: list[int] = []
+    add = walk.append
+    unpack_len = _U64.unpack_from
+    at = pos
+    while at + 12 <= size:
+        length = unpack_len(buf, at)[0]
+        if length > MAX_RECORD or at + 16 + length > size:
+            break
+        add(at)
+        at += 16 + length
+    if not walk:
+        return None, pos
+    heads = np.asarray(walk, dtype=np.int64)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    lens = arr[heads[:, None] + np.arange(8)].view("<u8").reshape(-1).astype(np.int64)
+    stored = arr[(heads + 12 + lens)[:, None] + np.arange(4)].view("<u4").reshape(-1)
+    if VECTOR_CRC:
+        good = _masked_many(crc32c_many(buf, heads + 12, lens, crc)) == stored
+    else:
+        good = np.array([masked(crc(buf[h + 12 : h + 12 + n])) for h, n in zip(walk, lens.tolist(), strict=True)], dtype=np.uint32) == stored
+    first_bad = int(np.argmin(good)) if not good.all() else len(walk)
+    return (heads[:first_bad] + 12 if first_bad else None), (walk[first_bad] if first_bad < len(walk) else at)
+
+
+def _classify(buf: bytes, pos: int, full: bool, crc: Callable[[bytes], int]) -> tuple[str, int, int]:
+    """The record at ``pos``, one at a time (after damage, or at a chunk's end): "short" (read
+    ``need`` bytes first), "good", "bad_crc" (a valid header, a failing payload: skip to ``end``)
+    or "damaged" (no valid header here: move on a byte)."""
+    avail = len(buf) - pos
+    need = 12
+    length = 0
+    if avail >= 12:
+        (length,) = _U64.unpack_from(buf, pos)
+        if length <= MAX_RECORD:
+            need = 16 + length
+        if avail < need and not _header_ok(buf, pos, crc):
+            need = 12  # a damaged length: do not read ahead for it
+    if avail < need:
+        return "short", need, 0
+    if need == 12:  # an impossible length
+        return "damaged", need, 0
+    end = pos + 12 + length
+    if not full:
+        return ("good" if _header_ok(buf, pos, crc) else "damaged"), need, end
+    if (((c := crc(buf[pos + 12 : end])) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF == _U32.unpack_from(buf, end)[0]:
+        return "good", need, end  # masked CRC inlined: this line runs once per record off the hot path
+    return ("bad_crc" if _header_ok(buf, pos, crc) else "damaged"), need, end
+
+
+def _header_ok(buf: bytes, at: int, crc: Callable[[bytes], int]) -> bool:
+    return masked(crc(buf[at : at + 8])) == _U32.unpack_from(buf, at + 8)[0]
+
+
+def _warn_at_end(warnings: list[str], path: Path, damaged_at: int | None, base: int, pos: int, size: int, avail: int, need: int) -> None:
+    if damaged_at is not None:
+        warnings.append(f"{path}: bytes {damaged_at}-{base + size}: damaged to the end of the file; skipped")
+    elif avail:
+        warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({avail} of {need} bytes); dropped")
+
+
 # -- TFRecord framing ----------------------------------------------------------------------
 def iter_batches(
     fh: IO[bytes], path: Path, warnings: list[str], crc: Callable[[bytes], int] | None = None, full: bool | None = None,
@@ -151,16 +215,9 @@ def iter_batches(
     if crc is None:
         crc = _C_CRC[1] if _C_CRC else python_crc32c
     full = True if full is None else full
-    unpack_len, unpack_crc = _U64.unpack_from, _U32.unpack_from
-    buf = b""
-    pos = 0
-    base = 0  # file offset of buf[0]
-    eof = False
+    buf, pos, base, size, eof = b"", 0, 0, 0, False  # base: file offset of buf[0]
     damaged_at: int | None = None
     starts: list[int] = []
-
-    def header_ok(at: int) -> bool:
-        return masked(crc(buf[at : at + 8])) == unpack_crc(buf, at + 8)[0]
 
     def healed(at: int) -> None:
         nonlocal damaged_at
@@ -168,68 +225,27 @@ def iter_batches(
             warnings.append(f"{path}: bytes {damaged_at}-{base + at}: damaged; skipped to the next valid record")
             damaged_at = None
 
-    size = 0
-    add_start = starts.append
     parts: list[np.ndarray] = []  # runs of good payload starts found by the walk, in order
     while True:
         if full and damaged_at is None and pos + 12 <= size:
-            # Hot path: walk the whole records by their lengths (the only per-record Python),
-            # then check all their CRCs at once; stop at the first that fails.
-            walk: list[int] = []
-            add = walk.append
-            at = pos
-            while at + 12 <= size:
-                length = unpack_len(buf, at)[0]
-                if length > MAX_RECORD or at + 16 + length > size:
-                    break
-                add(at)
-                at += 16 + length
-            if walk:
-                heads = np.asarray(walk, dtype=np.int64)
-                arr = np.frombuffer(buf, dtype=np.uint8)
-                lens = arr[heads[:, None] + np.arange(8)].view("<u8").reshape(-1).astype(np.int64)
-                stored = arr[(heads + 12 + lens)[:, None] + np.arange(4)].view("<u4").reshape(-1)
-                if VECTOR_CRC:
-                    good = _masked_many(crc32c_many(buf, heads + 12, lens, crc)) == stored
-                else:
-                    good = np.array([masked(crc(buf[h + 12 : h + 12 + n])) for h, n in zip(walk, lens.tolist(), strict=True)], dtype=np.uint32) == stored
-                first_bad = int(np.argmin(good)) if not good.all() else len(walk)
-                if first_bad:
-                    if starts:
-                        parts.append(np.asarray(starts, dtype=np.int64))
-                        starts.clear()
-                    parts.append(heads[:first_bad] + 12)
-                pos = walk[first_bad] if first_bad < len(walk) else at
-        avail = len(buf) - pos
-        need = 12
-        if avail >= 12:
-            (length,) = unpack_len(buf, pos)
-            if length <= MAX_RECORD:
-                need = 16 + length
-            if avail < need and not header_ok(pos):
-                need = 12  # a damaged length: do not read ahead for it
-        if avail >= need:
-            if need == 12:  # an impossible length: damaged
-                good = False
-            else:
-                end = pos + 12 + length
-                if not full:
-                    good = header_ok(pos)
-                elif (((c := crc(buf[pos + 12 : end])) >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF == unpack_crc(buf, end)[0]:
-                    good = True  # masked CRC inlined: this line runs once per record
-                elif header_ok(pos):
-                    healed(pos)
-                    warnings.append(f"{path}: byte {base + pos}: record fails its CRC check; skipped")
-                    pos = end + 4
-                    continue
-                else:
-                    good = False
-            if good:
-                if damaged_at is not None:
-                    healed(pos)
-                add_start(pos + 12)
-                pos = end + 4
-                continue
+            good_starts, pos = _checked_run(buf, pos, size, crc)
+            if good_starts is not None:
+                if starts:
+                    parts.append(np.asarray(starts, dtype=np.int64))
+                    starts.clear()
+                parts.append(good_starts)
+        kind, need, end = _classify(buf, pos, full, crc)
+        if kind == "bad_crc":
+            healed(pos)
+            warnings.append(f"{path}: byte {base + pos}: record fails its CRC check; skipped")
+            pos = end + 4
+            continue
+        if kind == "good":
+            healed(pos)
+            starts.append(pos + 12)
+            pos = end + 4
+            continue
+        if kind == "damaged":
             if damaged_at is None:
                 damaged_at = base + pos
             pos += 1
@@ -257,12 +273,10 @@ def iter_batches(
             size = len(buf)
             continue
         # End of file with an incomplete record or header left.
-        if damaged_at is None and avail >= 12 and not header_ok(pos):
+        avail = len(buf) - pos
+        if damaged_at is None and avail >= 12 and not _header_ok(buf, pos, crc):
             damaged_at = base + pos
-        if damaged_at is not None:
-            warnings.append(f"{path}: bytes {damaged_at}-{base + len(buf)}: damaged to the end of the file; skipped")
-        elif avail:
-            warnings.append(f"{path}: byte {base + pos}: the last record is cut off ({avail} of {need} bytes); dropped")
+        _warn_at_end(warnings, path, damaged_at, base, pos, len(buf), avail, need)
         return
 
 

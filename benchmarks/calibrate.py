@@ -70,38 +70,39 @@ def load_spec(path: Path) -> list[Param]:
     out = []
     for i, raw in enumerate(data.get("param", [])):
         where = f"{path}: key 'param[{i}]'"
+        at = lambda k: f"{path}: key 'param[{i}].{k}'"  # noqa: E731
         unknown = set(raw) - SPEC_KEYS
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(SPEC_KEYS)}")
         for k in ("rule", "param"):
             if not isinstance(raw.get(k), str):
-                raise ConfigError(f"{where}.{k}: expected a string, got {raw.get(k)!r}")
+                raise ConfigError(f"{at(k)}: expected a string, got {raw.get(k)!r}")
         if "candidates" in raw:
             cands = raw["candidates"]
             if not isinstance(cands, list) or not cands or not all(isinstance(c, (int, float)) for c in cands):
-                raise ConfigError(f"{where}.candidates: expected a non-empty list of numbers, got {cands!r}")
+                raise ConfigError(f"{at('candidates')}: expected a non-empty list of numbers, got {cands!r}")
         elif "range" in raw:
             lo_hi, steps, scale = raw["range"], raw.get("steps", 7), raw.get("scale", "linear")
             if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(isinstance(c, (int, float)) for c in lo_hi)):
-                raise ConfigError(f"{where}.range: expected [lo, hi], got {lo_hi!r}")
+                raise ConfigError(f"{at('range')}: expected [lo, hi], got {lo_hi!r}")
             if not isinstance(steps, int) or steps < 2:
-                raise ConfigError(f"{where}.steps: expected an integer >= 2, got {steps!r}")
+                raise ConfigError(f"{at('steps')}: expected an integer >= 2, got {steps!r}")
             if scale == "log":
                 if min(lo_hi) <= 0:
-                    raise ConfigError(f"{where}.range: a log range needs positive bounds, got {lo_hi!r}")
+                    raise ConfigError(f"{at('range')}: a log range needs positive bounds, got {lo_hi!r}")
                 cands = list(np.geomspace(lo_hi[0], lo_hi[1], steps))
             elif scale == "linear":
                 cands = list(np.linspace(lo_hi[0], lo_hi[1], steps))
             else:
-                raise ConfigError(f"{where}.scale: expected 'linear' or 'log', got {scale!r}")
+                raise ConfigError(f"{at('scale')}: expected 'linear' or 'log', got {scale!r}")
         else:
             raise ConfigError(f"{where}: needs 'candidates' or 'range'")
         source = raw.get("source", "live")
         if source not in ("live", "scalars"):
-            raise ConfigError(f"{where}.source: expected 'live' or 'scalars', got {source!r}")
+            raise ConfigError(f"{at('source')}: expected 'live' or 'scalars', got {source!r}")
         mode = raw.get("mode")
         if mode is not None and mode not in detection.MODES:
-            raise ConfigError(f"{where}.mode: unknown mode {mode!r}; known: {', '.join(detection.MODES)}")
+            raise ConfigError(f"{at('mode')}: unknown mode {mode!r}; known: {', '.join(detection.MODES)}")
         out.append(Param(raw["rule"], raw["param"], tuple(float(f"{c:.6g}") for c in cands), mode, source))
     return out
 

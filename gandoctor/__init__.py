@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .analysis import analyze, diagnose
+from .diagnose import analyze, diagnose
 from .config import Config, load_config
 from .errors import ConfigError, GanDoctorError, LogFormatError, RuleError, SignalError
 from .findings import Evidence, Finding, RankedRemedy, RunContext

@@ -10,23 +10,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .analysis import analyze
+from .diagnose import analyze
 from .config import load_config
 from .errors import GanDoctorError
-from .rules import MODES
+from .reporters.gate import judge
+from .rules import MODES, RuleSet
 
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_ERROR = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors exit 2 with one line, like gate's input errors
+    def error(self, message: str) -> NoReturn:  # usage errors exit 2 with one line, like gate's input errors
         self.print_usage(sys.stderr)
         print(f"gandoctor: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR)
@@ -50,16 +51,27 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gandoctor", description="Diagnose GAN training runs.")
     parser.add_argument("--version", action="version", version=f"gandoctor {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     p = sub.add_parser("analyze", help="diagnose a saved run and print the report")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p = sub.add_parser("gate", help="CI gate: exit 0 healthy, 1 failing finding, 2 unreadable input")
+    p = sub.add_parser("gate", help="CI gate: exit 0 healthy, 1 failing finding, 2 nothing could be judged")
     _common(p)
-    p.add_argument("--fail-on", default="any", metavar="any|MODE[,MODE...]", help="which modes fail the gate (default: any)")
-    p = sub.add_parser("rules", help="list the rules")
+    p.add_argument(
+        "--fail-on", default="any", metavar="any|MODE|RULE[,...]",
+        help="which modes or rule codes fail the gate (default: any mode)",
+    )
+    p.add_argument(
+        "--require-checked", default="", metavar="MODE[,MODE...]",
+        help="fail (exit 1) when one of these modes could not be checked (signals missing, run too short)",
+    )
+    p = sub.add_parser("rules", help="list the rules, or check a folder of rules and run their cases")
     p.add_argument("--config")
     p.add_argument("--rules", action="append", default=[], metavar="DIR")
+    p.add_argument(
+        "--check", metavar="DIR",
+        help="validate the rule files in DIR and run the cases in DIR/cases/<CODE>.toml (exit 1 if a case fails)",
+    )
     p = sub.add_parser("explain", help="show one rule in full: what, why, example, conditions, remedies")
     p.add_argument("code", help="a rule code (GD101) or name")
     p.add_argument("--config")
@@ -101,18 +113,78 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _parse_fail_on(value: str) -> set[str]:
+def _parse_modes_and_rules(option: str, value: str, rules: RuleSet | None = None) -> tuple[set[str], set[str]]:
+    """A comma list of modes and rule codes (any case); ``any`` is every mode."""
     if value.strip() == "any":
-        return set(MODES)
-    modes = {m.strip() for m in value.split(",") if m.strip()}
-    unknown = modes - set(MODES)
-    if unknown or not modes:
-        raise GanDoctorError(f"--fail-on: unknown mode(s) {', '.join(sorted(unknown)) or '(none)'}; expected 'any' or a comma list of {', '.join(MODES)}")
-    return modes
+        return set(MODES), set()
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    codes = {r.code.upper(): r.code for r in rules.rules} if rules is not None else {}
+    names = {r.name: r.code for r in rules.rules} if rules is not None else {}
+    modes, found, unknown = set(), set(), []
+    for item in items:
+        if item in MODES:
+            modes.add(item)
+        elif item.upper() in codes:
+            found.add(codes[item.upper()])
+        elif item in names:
+            found.add(names[item])
+        else:
+            unknown.append(item)
+    if unknown or not items:
+        raise GanDoctorError(
+            f"{option}: unknown mode or rule {', '.join(unknown) or '(none)'}; expected 'any' or a comma list of modes "
+            f"({', '.join(MODES)}) or rule codes (see 'gandoctor rules')"
+        )
+    return modes, found
+
+
+def _gate(args: argparse.Namespace, err: Console) -> int:
+    config = load_config(args.config)
+    rules = config.ruleset(tuple(Path(d) for d in args.rules))
+    modes, codes = _parse_modes_and_rules("--fail-on", args.fail_on, rules)
+    required: set[str] = set()
+    if args.require_checked.strip():
+        required, extra = _parse_modes_and_rules("--require-checked", args.require_checked)
+        if extra:
+            raise GanDoctorError("--require-checked takes modes only")
+    report = _report(args)
+    for warning in report.warnings:  # a gate that hides why it read little is no gate
+        err.print(f"gandoctor: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    result = judge(report, modes, codes, sorted(required))
+    print(result.line)
+    return int(result.exit_code)
+
+
+def _check_rules(folder: Path, out: Console) -> int:
+    from .rulecases import check_folder
+    from .rules import builtin_rules_dir, load_rules
+
+    builtin = folder.resolve() == builtin_rules_dir().resolve()
+    rules = load_rules([] if builtin else [folder])  # a project's rules may cite the built-in remedies
+    own = [r for r in rules.rules if Path(r.source_file).parent.resolve() == folder.resolve()]
+    results = check_folder(folder, rules)
+    table = Table("rule", "case", "expected", "got", "", box=None, pad_edge=False)
+    for res in results:
+        expected = f"fire at {res.case.onset}" if res.case.onset is not None else res.case.expect.value
+        table.add_row(res.case.rule, escape(res.case.name), expected, res.got, "ok" if res.passed else "[bold red]FAIL[/bold red]")
+    if results:
+        out.print(table)
+    failed = sum(not r.passed for r in results)
+    without = sorted({r.code for r in own} - {res.case.rule for res in results})
+    out.print(
+        f"{len(own)} rule(s) valid in {folder}; {len(results) - failed} of {len(results)} case(s) passed"
+        + (f"; no cases for {', '.join(without)}" if without else ""),
+        soft_wrap=True,
+    )
+    return EXIT_UNHEALTHY if failed else EXIT_HEALTHY
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `gandoctor`: show what it can do
+        parser.print_help()
+        return EXIT_HEALTHY
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:
@@ -124,16 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out.print(report)
             return EXIT_HEALTHY
         if args.command == "gate":
-            fail_on = _parse_fail_on(args.fail_on)
-            report = _report(args)
-            failing = [f for f in report.findings if f.mode in fail_on]
-            if failing:
-                worst = ", ".join(f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f})" for f in failing)
-                print(f"gandoctor gate: FAIL — {worst}")
-                return EXIT_UNHEALTHY
-            others = f"; not gating on {', '.join(report.modes)}" if report.findings else ""
-            print(f"gandoctor gate: PASS — healthy for {args.fail_on} (steps {report.first_step}..{report.last_step}, {report.rules_checked} rules checked){others}")
-            return EXIT_HEALTHY
+            return _gate(args, err)
+        if args.command == "rules" and args.check:
+            return _check_rules(Path(args.check), out)
         if args.command == "rules":
             rules = load_config(args.config).ruleset(tuple(Path(d) for d in args.rules))
             # Two columns, the summary under the name: four side by side left the summary a few

@@ -1,9 +1,23 @@
-"""evaluate(signals, rules) -> findings. Pure: no torch, no I/O, no printing.
+"""evaluate(signals, rules) -> findings and typed skip reasons. Pure: no torch, no I/O, no printing.
 
-For each rule, every condition is evaluated on a grid of steps spanning the run. A rule
-*holds* at a grid step when its conditions do (all or any); it *fires* when it holds without a
-break for at least ``persist_steps`` after ``warmup_steps``. The onset is the first grid step
-of that streak. Requiring persistence is what keeps noisy but healthy curves quiet.
+Each rule's conditions are evaluated on a grid of steps spanning the run. A rule *holds* at a
+grid step when its conditions do (all or any); a grid step is *evaluable* when the statistics
+it needs are defined there. A rule *fires* at the first evaluable grid step ``t`` after the
+warm-up where
+
+1. it holds at ``t`` and at a share of at least ``persist_frac`` of the evaluable checks in
+   ``[t, t + persist]`` — a share, not an unbroken streak, so noise and hopping do not reset it;
+2. it holds at a share of at least ``end_frac`` of the checks from ``t`` to the last record: the
+   run is still in that state, or ended in it (a transient that recovered is no failure);
+3. the span ``[t, t + persist]`` fits in the run; where it does not, a shorter span
+   (``end_span_frac`` of it) suffices: a condition that holds from ``t`` to the last record is
+   the state the run ended in. A rule with ``persist_steps = 0`` (non-finite values) fires on a
+   single check.
+
+Warm-up and persistence scale with the run: at most ``warmup_frac`` / ``persist_run_frac`` of
+its span, so a 400-step run can be judged. A run shorter than ``min_run_steps`` is not judged
+by the rule (``SkipReason.TOO_SHORT``). The onset is ``t``; for a condition on
+``nonfinite_frac`` it is the exact first non-finite step.
 """
 
 from __future__ import annotations
@@ -14,15 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
-from .findings import Evidence, Finding, RunContext, SkippedRule
-from .rules import Condition, Rule, RuleSet
+from . import windows
+from .context import RunContext
+from .derived import DerivedView
+from .findings import Evidence, Finding, ModeState, ModeStatus, SkippedRule, SkipReason
+from .rules import MODES, Condition, Rule, RuleSet
 from .signals import SignalLog
 
 logger = logging.getLogger("gandoctor")
 
 #: Grid points per run at most; keeps evaluation cost independent of run length.
 MAX_GRID_POINTS = 2000
+TRACE_POINTS = 48
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,16 @@ class EngineResult:
     skipped: tuple[SkippedRule, ...]
     first_step: int | None
     last_step: int | None
+    checked: tuple[str, ...] = ()  # codes of the rules that were evaluated
+    mode_status: tuple[ModeStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A rule's warm-up and persistence for one run (they shrink on short runs)."""
+
+    warmup: float
+    persist: float
 
 
 def make_grid(first: int, last: int, min_window: int) -> np.ndarray:
@@ -44,31 +71,48 @@ def make_grid(first: int, last: int, min_window: int) -> np.ndarray:
     return grid
 
 
-def _condition_values(log: SignalLog, cond: Condition, grid: np.ndarray) -> np.ndarray | None:
+def timing(rule: Rule, span: int) -> Timing:
+    p = rule.params
+    return Timing(
+        warmup=min(p["warmup_steps"], p["warmup_frac"] * span),
+        persist=min(p["persist_steps"], p["persist_run_frac"] * span),
+    )
+
+
+Log = SignalLog | DerivedView
+
+
+def _condition_values(log: Log, cond: Condition, grid: np.ndarray) -> np.ndarray | None:
     view = log.get(cond.signal)
     if view is None:
         return None
-    return stats.evaluate(view, cond.stat, cond.window, grid, cond.level)
+    return windows.evaluate(view, cond.stat, cond.window, grid, cond.level)
 
 
 def _holds(cond: Condition, values: np.ndarray) -> np.ndarray:
     return np.array([cond.holds(float(v)) for v in values], dtype=bool)
 
 
-def _first_streak(holds: np.ndarray, grid: np.ndarray, start_idx: int, persist: int) -> tuple[int, int] | None:
-    """First run of True at or after ``start_idx`` spanning at least ``persist`` steps."""
-    i = start_idx
-    n = holds.shape[0]
-    while i < n:
-        if not holds[i]:
-            i += 1
+def find_onset(holds: np.ndarray, ok: np.ndarray, grid: np.ndarray, start: float, persist: float, rule: Rule) -> int | None:
+    """Index of the first grid step where the rule fires (see the module docstring), or None."""
+    p = rule.params
+    held = np.concatenate([[0], np.cumsum(holds & ok)])
+    seen = np.concatenate([[0], np.cumsum(ok)])
+    last = int(grid[-1])
+    n = grid.shape[0]
+    for i in np.nonzero(holds & ok & (grid >= start))[0]:
+        t = int(grid[i])
+        fits = t + persist <= last
+        span_needed = persist if fits else p["end_span_frac"] * persist
+        if last - t < span_needed:
+            return None  # later candidates have even less room
+        hi = int(np.searchsorted(grid, min(t + persist, last), side="right"))
+        checks = seen[hi] - seen[i]
+        if checks < p["min_checks"] or held[hi] - held[i] < p["persist_frac"] * checks:
             continue
-        j = i
-        while j + 1 < n and holds[j + 1]:
-            j += 1
-        if grid[j] - grid[i] >= persist:
-            return i, j
-        i = j + 1
+        to_end = seen[n] - seen[i]
+        if held[n] - held[i] >= p["end_frac"] * to_end:
+            return int(i)
     return None
 
 
@@ -81,63 +125,81 @@ def _margin(cond: Condition, value: float) -> float:
     return float(max(0.0, math.tanh(2.0 * past / scale)))
 
 
-def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | SkippedRule | None:
+def _refine_onset(log: Log, rule: Rule, required: list[tuple[Condition, np.ndarray]], onset: int) -> int:
+    """A blow-up has an exact first step: the earliest non-finite sample in the window that flagged it."""
+    exact = []
+    for cond, _ in required:
+        view = log.get(cond.signal)
+        if cond.stat in ("nonfinite_frac", "nonfinite_count") and view is not None:
+            step = windows.first_nonfinite_step(view, onset - cond.window + 1)
+            if step is not None and step <= onset:
+                exact.append(step)
+    return min(exact) if exact else onset
+
+
+def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRule | None:
+    span = int(grid[-1] - grid[0])
+    present = [c.signal for c in rule.conditions if log.get(c.signal) is not None]
+    if rule.unless_signals:
+        richer = tuple(s for s in rule.unless_signals if s in log)
+        if richer:
+            return SkippedRule(rule.code, SkipReason.SUPERSEDED, rule.mode, richer)
     required: list[tuple[Condition, np.ndarray]] = []
     missing: list[str] = []
     for cond in rule.conditions:
-        values = _condition_values(log, cond, grid)
+        values = _condition_values(log, cond, grid) if cond.signal in present else None
         if values is None:
             if not cond.optional:
                 missing.append(cond.signal)
             continue
         required.append((cond, values))
     if rule.match == "all" and missing:
-        return SkippedRule(rule.code, f"signal(s) not recorded: {', '.join(sorted(set(missing)))}")
+        return SkippedRule(rule.code, SkipReason.MISSING_SIGNALS, rule.mode, tuple(sorted(set(missing))))
     if not required:
-        return SkippedRule(rule.code, f"none of its signals recorded: {', '.join(sorted(rule.signals()))}")
+        return SkippedRule(rule.code, SkipReason.MISSING_SIGNALS, rule.mode, tuple(sorted({c.signal for c in rule.conditions})))
+    if span + 1 < rule.params["min_run_steps"]:
+        return SkippedRule(rule.code, SkipReason.TOO_SHORT, rule.mode, detail=f"it needs {int(rule.params['min_run_steps'])} steps")
 
-    per_cond = [_holds(c, v) for c, v in required]
-    stacked = np.vstack(per_cond)
-    holds = stacked.all(axis=0) if rule.match == "all" else stacked.any(axis=0)
-    first = int(grid[0])
-    start_idx = int(np.searchsorted(grid, first + rule.warmup_steps, side="left"))
-    streak = _first_streak(holds, grid, start_idx, rule.persist_steps)
-    if streak is None:
+    per_cond = np.vstack([_holds(c, v) for c, v in required])
+    finite = np.vstack([np.isfinite(v) for _, v in required])
+    combine = np.all if rule.match == "all" else np.any
+    holds: np.ndarray = np.asarray(combine(per_cond, axis=0))
+    ok: np.ndarray = np.asarray(combine(finite, axis=0))
+    t = timing(rule, span)
+    i = find_onset(holds, ok, grid, grid[0] + t.warmup, t.persist, rule)
+    if i is None:
         return None
-    i, j = streak
-    onset = int(grid[i])
-    after = holds[i:]
-    held_frac = float(after.mean())
-    last_true = i + int(np.nonzero(after)[0][-1])
-
-    corroborating: list[tuple[Condition, np.ndarray]] = []
-    for cond in rule.corroborate:
-        values = _condition_values(log, cond, grid)
-        if values is not None:
-            corroborating.append((cond, values))
+    onset = _refine_onset(log, rule, required, int(grid[i]))
+    hi = int(np.searchsorted(grid, grid[i] + max(t.persist, 1), side="right"))
+    after_ok = ok[i:]
+    held_frac = float(holds[i:][after_ok].mean()) if after_ok.any() else 1.0
+    last_true = i + int(np.nonzero(holds[i:])[0][-1])
 
     def evidence(cond: Condition, values: np.ndarray, role: str) -> Evidence:
-        seg = values[i : j + 1]
-        finite = seg[np.isfinite(seg)]
-        value = float(np.median(finite)) if finite.size else math.nan
-        held = bool(_holds(cond, values)[i : j + 1].mean() >= 0.5)
+        seg = values[i:hi]
+        finite_seg = seg[np.isfinite(seg)]
+        value = float(np.median(finite_seg)) if finite_seg.size else math.nan
+        held = bool(_holds(cond, values)[i:hi].mean() >= 0.5) if hi > i else False
         return Evidence(cond.signal, cond.stat, cond.window, cond.op, cond.threshold, value, held, role)
 
     details = [evidence(c, v, "condition") for c, v in required]
-    margins = [_margin(d_cond, d.value) for (d_cond, _), d in zip(required, details) if d.held]
-    corroborated = [evidence(c, v, "corroborate") for c, v in corroborating]
-    corr_held = [d.held for d in corroborated]
+    margins = [_margin(c, d.value) for (c, _), d in zip(required, details) if d.held]
+    corroborated = []
+    for cond in rule.corroborate:
+        values = _condition_values(log, cond, grid)
+        if values is not None:
+            corroborated.append(evidence(cond, values, "corroborate"))
     details += corroborated
 
-    streak_span = int(grid[j] - grid[i])
-    persistence = min(1.0, streak_span / (2.0 * max(rule.persist_steps, 1)))
+    # Confidence: how far past the thresholds, how steadily it held, and whether independent
+    # signals agree. A finding from the last few checks of a run is less certain than a long one.
     margin = float(np.mean(margins)) if margins else 0.0
-    support = float(np.mean(corr_held)) if corr_held else margin
-    confidence = 0.35 + 0.25 * persistence + 0.2 * held_frac + 0.2 * support
-    if corr_held:
-        confidence = 0.35 + 0.2 * persistence + 0.15 * held_frac + 0.1 * margin + 0.2 * support
-    evidence = {f"{d.stat}({d.signal})": d.value for d in details if math.isfinite(d.value)}
-    trace = _downsample(required[0][1], TRACE_POINTS)
+    length = min(1.0, (int(grid[last_true]) - int(grid[i]) + 1) / (2.0 * max(rule.persist_steps, 1)))
+    if corroborated:
+        support = float(np.mean([d.held for d in corroborated]))
+        confidence = 0.35 + 0.15 * length + 0.15 * held_frac + 0.15 * margin + 0.2 * support
+    else:
+        confidence = 0.35 + 0.2 * length + 0.2 * held_frac + 0.25 * margin
     return Finding(
         mode=rule.mode,
         rule=rule.code,
@@ -145,16 +207,13 @@ def evaluate_rule(log: SignalLog, rule: Rule, grid: np.ndarray) -> Finding | Ski
         summary=rule.summary,
         onset_step=onset,
         last_step=int(grid[last_true]),
-        active=bool(holds[-1]),
+        active=bool(holds[ok][-1]) if ok.any() else True,
         confidence=round(min(1.0, max(0.0, confidence)), 3),
-        evidence=evidence,
+        evidence={f"{d.stat}({d.signal})": d.value for d in details if math.isfinite(d.value)},
         details=tuple(details),
-        trace=trace,
+        trace=_downsample(required[0][1], TRACE_POINTS),
         trace_steps=(int(grid[0]), int(grid[-1])),
     )
-
-
-TRACE_POINTS = 48
 
 
 def _downsample(values: np.ndarray, points: int) -> tuple[float, ...]:
@@ -197,18 +256,40 @@ def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(merged, key=lambda f: (f.onset_step, -f.confidence, f.mode)))
 
 
-def evaluate(log: SignalLog, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:
+def mode_status(rules: RuleSet, fired: list[Finding], skipped: list[SkippedRule], checked: list[str]) -> tuple[ModeStatus, ...]:
+    """failing / clear / not checked for every mode, with the signals whose absence left it unchecked."""
+    modes = list(MODES) + sorted({r.mode for r in rules.rules} - set(MODES))
+    by_code = {r.code: r for r in rules.rules}
+    out = []
+    for mode in modes:
+        mode_checked = tuple(c for c in checked if by_code[c].mode == mode)
+        if any(f.mode == mode for f in fired):
+            out.append(ModeStatus(mode, ModeState.FAILING, mode_checked))
+        elif mode_checked:
+            out.append(ModeStatus(mode, ModeState.CLEAR, mode_checked))
+        else:
+            mine = [s for s in skipped if by_code.get(s.rule) is not None and by_code[s.rule].mode == mode]
+            missing = sorted({m for s in mine if s.reason is SkipReason.MISSING_SIGNALS for m in s.missing})
+            reasons = tuple(dict.fromkeys(s.reason for s in mine))
+            out.append(ModeStatus(mode, ModeState.NOT_CHECKED, (), tuple(missing), reasons))
+    return tuple(out)
+
+
+def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:
     context = context or RunContext()
+    log = DerivedView(log) if isinstance(log, SignalLog) else log
     if log.first_step is None or log.last_step is None:
-        return EngineResult((), (), tuple(SkippedRule(r.code, "no signals recorded") for r in rules.rules), None, None)
+        nothing = [SkippedRule(r.code, SkipReason.NO_DATA, r.mode) for r in rules.rules]
+        return EngineResult((), (), tuple(nothing), None, None, (), mode_status(rules, [], nothing, []))
     min_window = min((c.window for r in rules.rules for c in r.conditions), default=100)
     grid = make_grid(log.first_step, log.last_step, min_window)
     fired: list[Finding] = []
     skipped: list[SkippedRule] = []
+    checked: list[str] = []
     for rule in rules.rules:
-        blocked = [flag for flag in rule.skip_if if flag in context.flags]
+        blocked = tuple(flag for flag in rule.skip_if if flag in context.flags)
         if blocked:
-            skipped.append(SkippedRule(rule.code, f"not applicable: run uses {', '.join(blocked)}"))
+            skipped.append(SkippedRule(rule.code, SkipReason.NOT_APPLICABLE, rule.mode, blocked))
             continue
         try:
             outcome = evaluate_rule(log, rule, grid)
@@ -218,10 +299,13 @@ def evaluate(log: SignalLog, rules: RuleSet, context: RunContext | None = None, 
             # One broken rule (a bad custom rule, a statistic that fails on odd data) must not
             # take the whole diagnosis down: it is reported as skipped, with the reason.
             logger.warning("gandoctor: rule %s failed and was skipped: %s", rule.code, exc, exc_info=True)
-            skipped.append(SkippedRule(rule.code, f"error while evaluating: {type(exc).__name__}: {exc}"))
+            skipped.append(SkippedRule(rule.code, SkipReason.ERROR, rule.mode, detail=f"{type(exc).__name__}: {exc}"))
             continue
         if isinstance(outcome, SkippedRule):
             skipped.append(outcome)
-        elif outcome is not None:
+            continue
+        checked.append(rule.code)
+        if outcome is not None:
             fired.append(outcome)
-    return EngineResult(merge_by_mode(fired), tuple(fired), tuple(skipped), log.first_step, log.last_step)
+    status = mode_status(rules, fired, skipped, checked)
+    return EngineResult(merge_by_mode(fired), tuple(fired), tuple(skipped), log.first_step, log.last_step, tuple(checked), status)

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from enum import Enum
+from typing import Mapping
 
+from .context import RunContext
 
-@dataclass(frozen=True)
-class RunContext:
-    """What is known about the run: flags (``d_spectral_norm``, ``critic``, ``ttur`` …) and values.
-
-    Flags name techniques the run already uses, so remedies can skip them. They come from the
-    probes (inspection of the models and optimizers), the run log header, or the user
-    (``Doctor(uses=...)`` / ``gandoctor analyze --uses``).
-    """
-
-    flags: frozenset[str] = frozenset()
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    def merged(self, other: "RunContext") -> "RunContext":
-        return RunContext(self.flags | other.flags, dict(self.values) | dict(other.values))
+__all__ = ["Evidence", "Finding", "ModeState", "ModeStatus", "RankedRemedy", "RunContext", "SkipReason", "SkippedRemedy", "SkippedRule"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +68,64 @@ class Finding:
     trace_steps: tuple[int, int] = (0, 0)  # first and last step the trace spans
 
 
+class SkipReason(str, Enum):
+    """Why a rule was not evaluated. A reporter words these; nothing parses prose."""
+
+    NO_DATA = "no_data"  # the log holds no records
+    MISSING_SIGNALS = "missing_signals"  # a required signal was never recorded
+    NOT_APPLICABLE = "not_applicable"  # the run uses a technique the rule does not apply to (skip_if)
+    SUPERSEDED = "superseded"  # a richer rule of the same mode has the signals it needs (unless_signals)
+    TOO_SHORT = "too_short"  # the run is shorter than the rule can judge
+    ERROR = "error"  # evaluating the rule raised; the rest of the diagnosis went on
+
+
 @dataclass(frozen=True)
 class SkippedRule:
     rule: str
-    reason: str
+    reason: SkipReason
+    mode: str = ""
+    missing: tuple[str, ...] = ()  # MISSING_SIGNALS: the signals; NOT_APPLICABLE: the flags; SUPERSEDED: the signals present
+    detail: str = ""  # TOO_SHORT: the shortest run it judges; ERROR: the exception
+
+    def describe(self) -> str:
+        names = ", ".join(self.missing)
+        return {
+            SkipReason.NO_DATA: "no signals recorded",
+            SkipReason.MISSING_SIGNALS: f"signal(s) not recorded: {names}",
+            SkipReason.NOT_APPLICABLE: f"not applicable: run uses {names}",
+            SkipReason.SUPERSEDED: f"superseded: {names} recorded, read by a richer rule",
+            SkipReason.TOO_SHORT: f"run too short to judge ({self.detail})",
+            SkipReason.ERROR: f"error while evaluating: {self.detail}",
+        }[self.reason]
+
+
+class ModeState(str, Enum):
+    FAILING = "failing"  # a rule of this mode fired
+    CLEAR = "clear"  # at least one rule of this mode was checked and none fired
+    NOT_CHECKED = "not_checked"  # no rule of this mode could be checked (signals missing, run too short, ...)
+
+
+@dataclass(frozen=True)
+class ModeStatus:
+    """One failure mode's verdict for the run, with what it rests on."""
+
+    mode: str
+    state: ModeState
+    rules_checked: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # signals whose absence left rules of this mode unchecked
+    reasons: tuple[SkipReason, ...] = ()  # why the unchecked rules were skipped
+
+    def describe(self) -> str:
+        if self.state is ModeState.FAILING:
+            return "failing"
+        if self.state is ModeState.CLEAR:
+            return f"clear ({', '.join(self.rules_checked)} checked)"
+        if SkipReason.NO_DATA in self.reasons:
+            return "not checked: no records"
+        if self.missing:
+            return f"not checked: needs {' or '.join(self.missing)}"
+        if SkipReason.TOO_SHORT in self.reasons:
+            return "not checked: run too short to judge"
+        if SkipReason.NOT_APPLICABLE in self.reasons:
+            return "not checked: rules not applicable to this run"
+        return "not checked"

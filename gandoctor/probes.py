@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import samplestats
-from .analysis import diagnose
+from .diagnose import diagnose
 from .features import FeatureContext, build_extractor
 from .config import Config, load_config
 from .findings import RunContext
@@ -60,6 +60,24 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
         return _BLAS.limit(limits=1, user_api="blas")
     except Exception:  # threadpoolctl missing or confused: run as is
         return contextlib.nullcontext()
+
+GRID_SIZE = 16
+GRID_MAX_SIDE = 32  # larger images are average-pooled down before they are written
+
+
+def _quantised_grid(x: torch.Tensor) -> dict[str, Any] | None:
+    """A few samples as uint8 (min-max over the grid) for the run log; None if not finite."""
+    import base64
+
+    x = x.detach().float()
+    if x.dim() >= 3 and max(x.shape[-2:]) > GRID_MAX_SIDE:
+        x = torch.nn.functional.adaptive_avg_pool2d(x.reshape(-1, *x.shape[-3:]) if x.dim() > 3 else x, GRID_MAX_SIDE)
+    if not bool(torch.isfinite(x).all()):
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    q = ((x - lo) / max(hi - lo, 1e-12) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return {"shape": list(q.shape), "lo": lo, "hi": hi, "uint8": base64.b64encode(q.tobytes()).decode("ascii")}
+
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 DForward = Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]
@@ -89,7 +107,11 @@ class Schedule:
     # NDB (k-means bins on the reals, a two-proportion test per bin) every N steps (0 = off); about
     # 6 ms per measurement on one core for 256 samples of 64 dimensions.
     ndb_every: int = 0
-
+    # Fixed latent codes through G every N steps (0 = off): latent.drift, and a sample grid
+    # written to the run log every ``sample_grid_every`` of those checks (0 = never written).
+    latent_every: int = 100
+    latent_batch: int = 64
+    sample_grid_every: int = 10
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -97,7 +119,7 @@ class Schedule:
                 if not isinstance(value, bool):
                     raise ValueError(f"Schedule.{name} must be True or False, got {value!r}")
                 continue
-            if name in ("fidelity_every", "spectrum_every", "ndb_every"):
+            if name in ("fidelity_every", "spectrum_every", "ndb_every", "latent_every", "sample_grid_every"):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"Schedule.{name} must be 0 (off) or a positive integer, got {value!r}")
                 continue
@@ -149,6 +171,40 @@ def _auc(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     # Non-finite outputs make the ranking meaningless: NaN, not a confident 0 or 1.
     finite = torch.isfinite(r).all() & torch.isfinite(f).all()
     return torch.where(finite, auc, torch.full_like(auc, float("nan")))
+
+
+def _balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """Mean of the true-real and true-fake rates at ``threshold``, ties counted half; on the device."""
+    hit_real = (real > threshold).float().mean() + 0.5 * (real == threshold).float().mean()
+    hit_fake = (fake < threshold).float().mean() + 0.5 * (fake == threshold).float().mean()
+    acc = 0.5 * (hit_real + hit_fake)
+    finite = torch.isfinite(real).all() & torch.isfinite(fake).all()
+    return torch.where(finite, acc, torch.full_like(acc, float("nan")))
+
+
+def _latent_shape(generator: nn.Module, latent_dim: int | None) -> tuple[int, ...] | None:
+    """The shape of one latent code: from G's first Linear / ConvTranspose layer, or ``latent_dim``."""
+    for m in generator.modules():
+        if isinstance(m, nn.Linear):
+            return (latent_dim or m.in_features,)
+        if isinstance(m, nn.modules.conv._ConvTransposeNd):
+            # DCGAN-style: a (C, 1, 1) code expanded by the first transposed convolution.
+            return (latent_dim or m.in_channels,) + (1,) * len(m.kernel_size)
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Embedding)):
+            break  # G starts from an image or from labels: no latent shape to read
+    return None if latent_dim is None else (latent_dim,)
+
+
+def _takes_one_input(module: nn.Module) -> bool:
+    """True when ``module(z)`` is a valid call (a conditional G also needs labels)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) <= 1
 
 
 def _has_spectral_norm(module: nn.Module) -> bool:
@@ -267,6 +323,8 @@ class Doctor:
         strict: bool = False,
         capacity: int = 4096,
         seed: int = 0,
+        latent_dim: int | None = None,
+        sample_latent: Callable[[int, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
@@ -302,6 +360,16 @@ class Doctor:
         self._real_feats: list[torch.Tensor] = []
         self._fake_feats: list[torch.Tensor] = []
         self._prev_fake: np.ndarray | None = None
+        self._bins: samplestats.Bins | None = None
+        self._bin_reservoir: list[torch.Tensor] = []
+        if latent_dim is not None and (not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1):
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        self._latent_shape = _latent_shape(self.generator, latent_dim)
+        self._sample_latent = sample_latent
+        self._latent_seed = seed
+        self._latent_codes: torch.Tensor | None = None
+        self._latent_out: torch.Tensor | None = None
+        self._latent_checks = 0
         self._user_flags = frozenset(uses) | self.config.uses
         self._context = self._inspect(g_optimizer, d_optimizer)
         self._taps: dict[str, _GradTap] = {}
@@ -351,6 +419,8 @@ class Doctor:
         values["d_params"] = sum(p.numel() for p in d.parameters())
         values["features"] = self._features_name
         values["g_params"] = sum(p.numel() for p in self.generator.parameters())
+        if self._latent_shape is not None:
+            values["latent_dim"] = self._latent_shape[0]
         return RunContext(frozenset(flags), values)
 
     @property
@@ -428,6 +498,8 @@ class Doctor:
                     self._guard("spectrum", lambda: self._spectrum(values))
                 if real is not None and fake is not None and self._step % self.schedule.feature_every == 0:
                     self._guard("features", lambda: self._collect_features(real, fake, labels, fake_labels))
+                if self.schedule.latent_every and self._step % self.schedule.latent_every == 0 and self._latent_ready():
+                    self._guard("latents", lambda: self._latents(values))
                 self._pending.append((self._step, values))
                 if self._step % self.schedule.sample_stats_every == 0 and self._step > 0:
                     self._guard("sample_stats", self._sample_stats)
@@ -472,6 +544,19 @@ class Doctor:
         values["d_out.fake"] = fake.mean()
         values["d.auc"] = _auc(real, fake)
         kind = self.d_output
+        midpoint = 0.5 * (values["d_out.real"] + values["d_out.fake"])
+        if kind == "logit":
+            threshold: torch.Tensor | float = 0.0
+        elif kind == "prob":
+            threshold = 0.5
+        elif kind == "critic" or "critic" in self._context.flags:
+            threshold = midpoint
+        else:
+            # auto: probabilities while every output seen lies in [0, 1], logits otherwise;
+            # decided on the device so no value is read back here.
+            in_range = (torch.minimum(real.min(), fake.min()) >= 0) & (torch.maximum(real.max(), fake.max()) <= 1)
+            threshold = torch.where(in_range & self._output_range_ok, torch.full_like(midpoint, 0.5), torch.zeros_like(midpoint))
+        values["d.acc"] = _balanced_accuracy(real, fake, threshold)
         if kind == "logit":
             values["d_prob.real"] = torch.sigmoid(real).mean()
             values["d_prob.fake"] = torch.sigmoid(fake).mean()
@@ -559,6 +644,8 @@ class Doctor:
         chosen = getattr(self._extract, "chosen", None)
         if chosen is not None and self._context.values.get("features") != chosen:
             self._update_context(set(), {"features": chosen})  # what `auto` picked
+        if self._bins is None and sum(len(f) for f in self._bin_reservoir) < samplestats.BIN_RESERVOIR:
+            self._bin_reservoir.append(self._real_feats[-1])
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del self._real_feats[:-4]
         del self._fake_feats[:-2]
@@ -574,7 +661,15 @@ class Doctor:
         perm = self._np_rng.permutation(real.shape[0])
         half = real.shape[0] // 2
         with _one_blas_thread():
-            stats = samplestats.compare(real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats)
+            if self._context.values.get("features") == "d_penultimate":
+                # D's features move as D trains: bins fitted once would describe an old feature
+                # space, so they are refitted on the current reals (~5 ms) at each measurement.
+                self._bins = samplestats.fit_bins(real, seed=self._latent_seed)
+            elif self._bins is None and sum(len(f) for f in self._bin_reservoir) >= samplestats.BIN_RESERVOIR:
+                self._guard("bins", self._fit_bins)
+            stats = samplestats.compare(
+                real[perm[:half]], real[perm[half:]], fake, self._prev_fake, self.schedule.extended_sample_stats, self._bins
+            )
         self._prev_fake = fake
         self._pending[-1][1].update(stats.as_signals())
         every = self.schedule.fidelity_every
@@ -586,6 +681,54 @@ class Doctor:
             real_a = real[perm[:half]]
             with _one_blas_thread():
                 self._guard("ndb", lambda: self._pending[-1][1].update({"feat.ndb_frac": samplestats.ndb_fraction(real_a, fake, seed=self._step)}))
+
+    def _fit_bins(self) -> None:
+        reservoir = torch.cat(self._bin_reservoir).cpu().numpy().astype(np.float64)
+        if np.isfinite(reservoir).all():  # else wait for finite reals; the reservoir refills
+            self._bins = samplestats.fit_bins(reservoir, seed=self._latent_seed)
+        self._bin_reservoir = []
+
+    # -- fixed latent codes ------------------------------------------------------------------
+    def _latent_ready(self) -> bool:
+        return (self._latent_shape is not None or self._sample_latent is not None) and _takes_one_input(self.generator)
+
+    def _latents(self, values: dict[str, torch.Tensor | float]) -> None:
+        """G on the fixed codes, leaving no trace; latent.drift once there is a previous output and real features."""
+        if self._latent_codes is None:
+            gen = torch.Generator().manual_seed(self._latent_seed + 1)  # its own stream: the global RNG is untouched
+            n = self.schedule.latent_batch
+            if self._sample_latent is not None:
+                codes = self._sample_latent(n, gen)
+            else:
+                codes = torch.randn((n, *(self._latent_shape or ())), generator=gen)
+            device = next((p.device for p in self.generator.parameters()), torch.device("cpu"))
+            self._latent_codes = codes.to(device)
+        codes = self._latent_codes
+        with self._untouched(self.generator, codes.device):
+            out = self.generator(codes)
+        out = (out[0] if isinstance(out, (tuple, list)) else out).detach()
+        previous, self._latent_out = self._latent_out, out
+        self._latent_checks += 1
+        every = self.schedule.sample_grid_every
+        if every and self._writer is not None and (self._latent_checks - 1) % every == 0:
+            writer = self._writer
+            self._guard("sample_grid", lambda: writer.write_samples(self._step, _quantised_grid(out[:GRID_SIZE])))
+        if previous is None or not self._real_feats:
+            return
+        reals = torch.cat(self._real_feats)
+        n = min(out.shape[0], reals.shape[0])
+        if n < 2:
+            return
+        moved = torch.linalg.vector_norm(self._extract(out[:n], None) - self._extract(previous[:n], None), dim=1).median()
+        real_d = torch.cdist(reals[:n].float(), reals[:n].float())
+        real_d.fill_diagonal_(float("inf"))
+        floor = real_d.min(dim=1).values.median()
+        values["latent.drift"] = torch.where(floor > 0, moved / floor.clamp_min(1e-30), torch.full_like(moved, float("nan")))
+
+    @property
+    def samples(self) -> torch.Tensor | None:
+        """G's newest outputs for the first fixed latent codes (up to 16, on the CPU), or None."""
+        return None if self._latent_out is None else self._latent_out[:GRID_SIZE].float().cpu()
 
     def _fidelity(self, real: np.ndarray, fake: np.ndarray) -> None:
         from .fidelity import metrics_from_features

@@ -1,6 +1,6 @@
 """Rules as data: types, loading and validation of ``rules/*.toml``.
 
-A rule file holds one rule. Conditions use the closed vocabulary of :mod:`gandoctor.stats`
+A rule file holds one rule. Conditions use the closed vocabulary of :mod:`gandoctor.windows`
 and the operators in ``OPERATORS``; nothing in a rule file is ever executed. Thresholds may be
 numbers or the name of a key in the rule's ``[params]`` table, so a project can override them
 without copying the rule.
@@ -9,14 +9,16 @@ without copying the rule.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ._toml import read_toml
 from .errors import RuleError
+from .derived import DERIVED
 from .signals import SIGNALS
-from .stats import STATISTICS
+from .windows import STATISTICS
 
 MODES: tuple[str, ...] = (
     "mode_collapse",
@@ -31,11 +33,27 @@ MATCHES: tuple[str, ...] = ("all", "any")
 
 _RULE_KEYS = {
     "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
-    "conditions", "corroborate", "remedies",
+    "conditions", "corroborate", "remedies", "unless_signals",
 }
 _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional"}
 _REMEDY_REF_KEYS = {"id", "weight"}
-_PARAM_DEFAULTS = {"warmup_steps": 300.0, "persist_steps": 300.0, "window": 200.0}
+#: Timing parameters every rule has (see gandoctor.engine for their meaning); a rule's [params]
+#: overrides them. Warm-up and persistence are capped by a share of the run's span, so short
+#: runs can be judged; min_run_steps is the shortest run the rule judges at all.
+_PARAM_DEFAULTS = {
+    "warmup_steps": 300.0,
+    "persist_steps": 300.0,
+    "window": 200.0,
+    "warmup_frac": 0.25,
+    "persist_run_frac": 0.25,
+    "persist_frac": 0.8,
+    "end_frac": 0.6,
+    "end_span_frac": 0.5,
+    "min_checks": 3.0,
+    "min_run_steps": 250.0,
+}
+#: Rule codes: letters then digits ("GD101" for the built-ins, "X001" or "ACME12" for a project's own).
+_CODE = re.compile(r"^[A-Z]{1,8}[0-9]{1,6}$")
 _REMEDY_KEYS = {"title", "action", "source", "section", "not_if", "prefer_if"}
 
 
@@ -47,7 +65,7 @@ def known_signal(name: str) -> bool:
     any other namespace ('user.', a CSV column's) is a custom signal."""
     if name.split(".")[0] not in _BUILTIN_NAMESPACES:
         return True
-    if name in SIGNALS:
+    if name in SIGNALS or name in DERIVED:
         return True
     return name.startswith(("grad_norm.d.layer.", "grad_norm.g.layer.", "spectrum.d.layer.")) or name == "feat.nonfinite"
 
@@ -103,6 +121,7 @@ class Rule:
     skip_if: tuple[str, ...]
     params: Mapping[str, float]
     source_file: str
+    unless_signals: tuple[str, ...] = ()
 
     @property
     def warmup_steps(self) -> int:
@@ -214,7 +233,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     for key in ("code", "name", "mode", "summary", "why", "conditions"):
         _expect(key in data, path, key, "a value (required)", None)
     code = data["code"]
-    _expect(isinstance(code, str) and len(code) == 5 and code.startswith("GD") and code[2:].isdigit(), path, "code", "a code like 'GD101'", code)
+    _expect(isinstance(code, str) and _CODE.match(code) is not None, path, "code", "a code of capital letters then digits, like 'GD101' or 'X001'", code)
     name = data["name"]
     _expect(isinstance(name, str) and name and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
     mode = data["mode"]
@@ -227,6 +246,9 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     _expect(match in MATCHES, path, "match", "'all' or 'any'", match)
     skip_if = data.get("skip_if", [])
     _expect(isinstance(skip_if, list) and all(isinstance(s, str) for s in skip_if), path, "skip_if", "a list of context flags", skip_if)
+
+    unless = data.get("unless_signals", [])
+    _expect(isinstance(unless, list) and all(isinstance(u, str) for u in unless), path, "unless_signals", "a list of signal names", unless)
 
     params_raw = data.get("params", {})
     _expect(isinstance(params_raw, dict), path, "params", "a table of numbers", params_raw)
@@ -267,6 +289,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         skip_if=tuple(skip_if),
         params=params,
         source_file=str(path),
+        unless_signals=tuple(unless),
     )
 
 

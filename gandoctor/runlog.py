@@ -8,6 +8,9 @@ outside the standard library. Lines:
 - ``{"type": "step", "step": 120, "s": {"loss.d": 0.69, "grad_norm.g": "nan", ...}}``
 - ``{"type": "context", "context": {...}}`` (later facts about the run, merged in order)
 - ``{"type": "event", "step": 120, "level": "warning", "message": "..."}``
+- ``{"type": "event", "step": 1000, "level": "samples", "message": "...", "samples": {"shape": [16, 1, 16, 16],
+  "lo": -1.0, "hi": 1.0, "uint8": "<base64>"}}``: G's outputs for fixed latent codes, quantised
+  to uint8 between ``lo`` and ``hi`` (C order); an event, so readers that only want signals skip it.
 
 Non-finite values are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` so every line is
 strict JSON. Flushing: records are buffered and written to the OS at most every
@@ -74,6 +77,10 @@ class RunLogWriter:
 
     def write_event(self, step: int | None, level: str, message: str) -> None:
         self._append({"type": "event", "step": step, "level": level, "message": message})
+
+    def write_samples(self, step: int, grid: Mapping[str, Any] | None) -> None:
+        if grid is not None:
+            self._append({"type": "event", "step": int(step), "level": "samples", "message": "G's outputs for fixed latent codes", "samples": dict(grid)})
 
     def flush(self) -> None:
         if self._fh is None:

@@ -30,6 +30,7 @@ SIGNALS: Mapping[str, str] = {
     "d_prob.real": "mean D(x) as a probability (sigmoid of logits); absent for critics",
     "d_prob.fake": "mean D(G(z)) as a probability; absent for critics",
     "d.auc": "P(D(real) > D(fake)) over the batch pairs: 1 = D separates perfectly, 0.5 = cannot tell, <0.5 = fooled",
+    "d.acc": "balanced accuracy of D's outputs (threshold 0 for logits, 0.5 for probabilities, midpoint of the real and fake means for critics)",
     "grad_norm.d": "global L2 norm of D's gradients at its optimizer step (mean over D steps since the last doctor step)",
     "grad_norm.g": "global L2 norm of G's gradients at its optimizer step",
     "grad_nonfinite.d": "number of D parameter tensors whose gradient held NaN/inf (on the per-layer schedule)",
@@ -53,6 +54,9 @@ SIGNALS: Mapping[str, str] = {
     "feat.ndb_frac": "share of NDB bins (Richardson & Weiss 2018; k-means on real features) whose fake share differs at the 5% level (Schedule.ndb_every)",
     "feat.fid": "FID (torch-fidelity's code) between real and fake features of the doctor's extractor (Schedule.fidelity_every)",
     "feat.kid": "KID mean (torch-fidelity's code) on the same features",
+    "feat.occupancy_ratio": "share of k-means cells (k=16, fitted once on real features) holding a fake / the same for a second real set of the same size",
+    "feat.bin_tv": "TV distance between the fakes' and the reals' k-means cell histograms minus the real-vs-real TV at the same size: 0 as good as real",
+    "latent.drift": "median distance G's outputs for a fixed batch of latent codes moved since the previous check / median nearest-neighbour distance among as many real samples (sample features)",
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 

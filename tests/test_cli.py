@@ -106,26 +106,29 @@ def nan_run(tmp_path) -> str:
 def test_gate_healthy_exits_0(healthy, custom, capsys):
     assert main(["gate", healthy, *custom]) == EXIT_HEALTHY
     out = capsys.readouterr().out
-    assert out.startswith("gandoctor gate: PASS — healthy for any")
+    assert out.startswith("gandoctor gate: PASS — ")
+    assert "healthy for all modes" in out
 
 
 def test_gate_failing_finding_exits_1(unhealthy, custom, capsys):
     assert main(["gate", unhealthy, *custom]) == EXIT_UNHEALTHY
     out = capsys.readouterr().out
-    assert out.startswith("gandoctor gate: FAIL — mode_collapse (GD950, onset step 120, confidence")
+    assert out.startswith("gandoctor gate: FAIL — ")
+    assert "(steps 0..299): mode_collapse (GD950, onset step 120, confidence" in out
 
 
 def test_gate_catches_nan_losses_with_builtin_rules(nan_run, capsys):
     assert main(["gate", nan_run]) == EXIT_UNHEALTHY
     out = capsys.readouterr().out
-    assert "FAIL — exploding_gradients (GD501" in out
+    assert "FAIL — " in out and "exploding_gradients (GD501, onset step 150" in out
 
 
 def test_gate_fail_on_only_fails_on_that_mode(nan_run, capsys):
     assert main(["gate", nan_run, "--fail-on", "mode_collapse"]) == EXIT_HEALTHY
     out = capsys.readouterr().out
-    assert "PASS — healthy for mode_collapse" in out
+    assert "PASS — " in out and "healthy for mode_collapse" in out
     assert "not gating on exploding_gradients" in out
+    assert "not checked: mode_collapse" in out  # a loss-only log cannot show collapse, and the gate says so
     assert main(["gate", nan_run, "--fail-on", "exploding_gradients"]) == EXIT_UNHEALTHY
     assert main(["gate", nan_run, "--fail-on", "mode_collapse, exploding_gradients"]) == EXIT_UNHEALTHY
 
@@ -140,7 +143,35 @@ def test_gate_bad_fail_on_exits_2(nan_run, value, capsys):
     assert main(["gate", nan_run, "--fail-on", value]) == EXIT_ERROR
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("gandoctor: error: --fail-on: unknown mode(s)")
+    assert captured.err.startswith("gandoctor: error: --fail-on: unknown mode or rule")
+
+
+def test_gate_fail_on_rule_codes_in_any_case(nan_run, capsys):
+    assert main(["gate", nan_run, "--fail-on", "gd501"]) == EXIT_UNHEALTHY
+    assert main(["gate", nan_run, "--fail-on", "GD101"]) == EXIT_HEALTHY
+    assert main(["gate", nan_run, "--fail-on", "non-finite-values"]) == EXIT_UNHEALTHY
+
+
+def test_gate_require_checked_fails_when_a_mode_could_not_be_checked(nan_run, capsys):
+    assert main(["gate", nan_run, "--fail-on", "vanishing_gradients", "--require-checked", "mode_collapse"]) == EXIT_UNHEALTHY
+    out = capsys.readouterr().out
+    assert "mode_collapse required but not checked: needs" in out
+    assert main(["gate", nan_run, "--fail-on", "mode_collapse", "--require-checked", "exploding_gradients"]) == EXIT_HEALTHY
+    assert main(["gate", nan_run, "--require-checked", "sadness"]) == EXIT_ERROR
+
+
+def test_gate_never_passes_on_nothing_checkable(tmp_path, capsys):
+    path = tmp_path / "other.csv"
+    path.write_text("step,temperature,humidity\n" + "".join(f"{s},{20 + s % 3},{50}\n" for s in range(500)), encoding="utf-8")
+    assert main(["gate", str(path)]) == EXIT_ERROR
+    out = capsys.readouterr().out
+    assert out.startswith("gandoctor gate: ERROR — ") and "no rule could be checked" in out
+
+
+def test_bare_command_prints_help(capsys):
+    assert main([]) == EXIT_HEALTHY
+    out = capsys.readouterr().out
+    assert "usage: gandoctor" in out and "analyze" in out and "gate" in out
 
 
 def test_gate_missing_path_exits_2(tmp_path, capsys):
@@ -183,9 +214,6 @@ def test_gate_bad_config_exits_2(healthy, tmp_path, capsys):
 
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        main([])
-    assert info.value.code == EXIT_ERROR
-    with pytest.raises(SystemExit) as info:
         main(["gate"])
     assert info.value.code == EXIT_ERROR
     assert "gandoctor: error:" in capsys.readouterr().err
@@ -220,7 +248,8 @@ def test_analyze_text(unhealthy, custom, capsys):
     assert main(["analyze", unhealthy, *custom]) == EXIT_HEALTHY
     out = capsys.readouterr().out
     assert "UNHEALTHY — mode_collapse" in out
-    assert "mode_collapse  GD950 custom-trigger  onset step 120" in out
+    assert "mode_collapse — GD950 custom-trigger" in out
+    assert "onset step 120 ·" in out
     assert "1. Remedy one — Do the thing." in out
 
 
@@ -238,7 +267,9 @@ def test_analyze_uses_pyproject_of_the_working_directory(unhealthy, custom, tmp_
     (tmp_path / "pyproject.toml").write_text(
         f"[tool.gandoctor]\ndisable = {json.dumps(BUILTIN + ['GD950'])}\nrules_dirs = [{json.dumps(rules_dir)}]\n", encoding="utf-8"
     )
-    assert main(["gate", unhealthy]) == EXIT_HEALTHY
+    # every rule disabled by that pyproject: nothing can be checked, and the gate says so instead of passing
+    assert main(["gate", unhealthy]) == EXIT_ERROR
+    assert "no rule could be checked" in capsys.readouterr().out
 
 
 # -- rules and explain -----------------------------------------------------------------------------

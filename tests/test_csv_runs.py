@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gandoctor.analysis import analyze
+from gandoctor.diagnose import analyze
 from gandoctor.readers import read_run
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
@@ -36,4 +36,6 @@ def test_loss_only_csv_of_a_healthy_run_stays_quiet_and_says_what_it_could_not_c
     report = analyze(export_losses(run, tmp_path / "losses.csv"))
     assert report.verdict == "healthy"
     assert report.rules_checked < report.rules_total
-    assert "signals not recorded" in report.render_text()
+    status = {s.mode: s for s in report.mode_status}
+    assert status["mode_collapse"].state.value == "not_checked"  # a loss-only log cannot show collapse
+    assert "not checked: needs" in report.render_text()

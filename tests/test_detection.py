@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gandoctor.analysis import analyze
+from gandoctor.diagnose import analyze
 from gandoctor.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import pytest
 
 from gandoctor import RunContext, load_rules
 from gandoctor.engine import MAX_GRID_POINTS, evaluate, evaluate_rule, make_grid, merge_by_mode
-from gandoctor.findings import Finding, SkippedRule
+from gandoctor.findings import Finding, ModeState, SkippedRule, SkipReason
 from gandoctor.signals import SignalLog
 
 REMEDIES = '''
@@ -33,12 +33,22 @@ def cond(signal: str, op: str = ">", threshold: float = 0.5, stat: str = "last",
     )
 
 
-def rule_text(code: str, *conds: str, mode: str = "mode_collapse", warmup: int = 0, persist: int = 50, match: str = "all", skip_if=(), corroborate: str = "") -> str:
+def rule_text(
+    code: str, *conds: str, mode: str = "mode_collapse", warmup: int = 0, persist: int = 50, match: str = "all", skip_if=(),
+    corroborate: str = "", params: str = "", unless: str = "",
+) -> str:
+    """A rule whose warm-up and persistence do not scale with the run (the mechanics tests below
+    pin them); ``params`` adds or overrides [params] lines."""
     skip = ", ".join(f'"{s}"' for s in skip_if)
+    base = {"warmup_steps": warmup, "persist_steps": persist, "window": 1, "warmup_frac": 1, "persist_run_frac": 1, "min_run_steps": 0, "min_checks": 1}
+    for line in params.splitlines():
+        if "=" in line:
+            key, value = line.split("=")
+            base[key.strip()] = float(value)
     return (
         f'code = "{code}"\nname = "rule-{code.lower()}"\nmode = "{mode}"\nsummary = "summary {code}"\nwhy = "why"\n'
-        f'match = "{match}"\nskip_if = [{skip}]\n'
-        f"[params]\nwarmup_steps = {warmup}\npersist_steps = {persist}\nwindow = 1\n"
+        f'match = "{match}"\nskip_if = [{skip}]\n' + (f"unless_signals = [{unless}]\n" if unless else "")
+        + "[params]\n" + "".join(f"{k} = {v}\n" for k, v in base.items())
         + "".join(conds)
         + corroborate
         + '[[remedies]]\nid = "r1"\n'
@@ -96,23 +106,96 @@ def test_onset_is_first_step_of_the_streak(tmp_path):
     assert (f.rule, f.mode, f.onset_step, f.last_step, f.active) == ("GD900", "mode_collapse", 100, 199, True)
 
 
-def test_persistence_boundary(tmp_path):
+def test_persistence_is_a_share_of_checks_not_an_unbroken_streak(tmp_path):
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
-    # holds over steps 100..149: a streak of 49 steps is not enough
-    assert evaluate(signal_log(x_a=on_between(200, (100, 149))), rules).findings == ()
-    # 100..150 spans 50 steps: fires, and is no longer active at the end of the run
-    f = only(evaluate(signal_log(x_a=on_between(200, (100, 150))), rules))
-    assert (f.onset_step, f.last_step, f.active) == (100, 150, False)
-
-
-def test_short_streaks_do_not_add_up(tmp_path):
-    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
-    x = on_between(300, (10, 40), (42, 80), (150, 160))
-    assert evaluate(signal_log(300, x_a=x), rules).findings == ()
-    # a later long streak fires, with its own onset
-    x = on_between(300, (10, 40), (150, 260))
+    # holds 9 steps of every 10 from step 100 to the end (hopping, noise): fires at 100
+    x = on_between(300, (100, 299))
+    x[np.arange(109, 300, 10)] = 0.0
     f = only(evaluate(signal_log(300, x_a=x), rules))
-    assert f.onset_step == 150 and f.last_step == 260
+    assert (f.onset_step, f.last_step) == (100, 298)
+    # holds only every other step: below persist_frac (0.8): quiet
+    x = on_between(300, (100, 299))
+    x[np.arange(101, 300, 2)] = 0.0
+    assert evaluate(signal_log(300, x_a=x), rules).findings == ()
+
+
+def test_a_transient_that_recovered_does_not_fire(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
+    # 100..160 held long enough, but the run spent the rest of its steps out of that state
+    assert evaluate(signal_log(300, x_a=on_between(300, (100, 160))), rules).findings == ()
+    # held to the end of the run: fires
+    f = only(evaluate(signal_log(300, x_a=on_between(300, (100, 299))), rules))
+    assert (f.onset_step, f.active) == (100, True)
+
+
+def test_the_state_a_run_ended_in_fires_on_a_shorter_tail(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=100))  # end_span_frac 0.5: 50 steps
+    f = only(evaluate(signal_log(300, x_a=on_between(300, (240, 299))), rules))
+    assert (f.onset_step, f.last_step, f.active) == (240, 299, True)
+    assert evaluate(signal_log(300, x_a=on_between(300, (270, 299))), rules).findings == ()
+
+
+def test_persist_zero_fires_on_the_last_single_check(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=0))
+    f = only(evaluate(signal_log(300, x_a=on_between(300, (299, 299))), rules))
+    assert f.onset_step == 299
+
+
+def test_nonfinite_onset_is_the_exact_first_nonfinite_step(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a", stat="nonfinite_frac", op=">", threshold=0.0, window=50), persist=0))
+    x = np.ones(300)
+    x[137:] = np.nan
+    assert only(evaluate(signal_log(300, x_a=x), rules)).onset_step == 137
+    # a run that stops two steps after its first NaN
+    y = np.ones(140)
+    y[137:] = np.nan
+    assert only(evaluate(signal_log(140, x_a=y), rules)).onset_step == 137
+    # isolated non-finite steps in a run that goes on (a GradScaler skipping steps) do not fire
+    z = np.ones(300)
+    z[[50, 120, 200]] = np.inf
+    assert evaluate(signal_log(300, x_a=z), rules).findings == ()
+
+
+def test_warmup_and_persistence_shrink_on_short_runs(tmp_path):
+    scaled = "warmup_frac = 0.25\npersist_run_frac = 0.25\nmin_checks = 3"
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), warmup=300, persist=400, params=scaled))
+    # a 400-step run: warm-up 100 steps, persistence 100 steps
+    f = only(evaluate(signal_log(400, x_a=on_between(400, (150, 399))), rules))
+    assert f.onset_step == 150
+    # on a long run the rule's own 300/400 steps apply
+    long = only(evaluate(signal_log(4000, x_a=on_between(4000, (150, 3999))), rules))
+    assert long.onset_step == 300
+
+
+def test_runs_shorter_than_the_rule_can_judge_are_skipped_as_too_short(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), params="min_run_steps = 250"))
+    result = evaluate(signal_log(100, x_a=np.ones(100)), rules)
+    assert result.findings == ()
+    assert result.skipped[0].reason is SkipReason.TOO_SHORT
+    assert result.mode_status[0].state is ModeState.NOT_CHECKED and "too short" in result.mode_status[0].describe()
+
+
+def test_rule_superseded_when_a_richer_signal_is_recorded(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), unless='"x.rich"'))
+    assert only(evaluate(signal_log(x_a=np.ones(200)), rules)).rule == "GD900"
+    result = evaluate(signal_log(x_a=np.ones(200), x_rich=np.ones(200)), rules)
+    assert result.findings == ()
+    assert result.skipped == (SkippedRule("GD900", SkipReason.SUPERSEDED, "mode_collapse", ("x.rich",)),)
+
+
+def test_mode_status_failing_clear_and_not_checked(tmp_path):
+    rules = ruleset(
+        tmp_path,
+        rule_text("GD900", cond("x.a")),
+        rule_text("GD901", cond("x.b"), mode="non_convergence"),
+        rule_text("GD902", cond("x.c"), mode="exploding_gradients"),
+    )
+    result = evaluate(signal_log(x_a=np.ones(200), x_b=np.zeros(200)), rules)
+    status = {s.mode: s for s in result.mode_status}
+    assert status["mode_collapse"].state is ModeState.FAILING
+    assert status["non_convergence"].state is ModeState.CLEAR and status["non_convergence"].rules_checked == ("GD901",)
+    assert status["exploding_gradients"].state is ModeState.NOT_CHECKED and status["exploding_gradients"].missing == ("x.c",)
+    assert status["vanishing_gradients"].state is ModeState.NOT_CHECKED  # no rule for it here
 
 
 def test_warmup_hides_early_streaks_and_clamps_onset(tmp_path):
@@ -134,8 +217,9 @@ def test_warmup_counts_from_first_logged_step(tmp_path):
 
 def test_later_gap_keeps_onset_and_reports_last_step(tmp_path):
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
-    f = only(evaluate(signal_log(300, x_a=on_between(300, (20, 100), (150, 200))), rules))
-    assert (f.onset_step, f.last_step, f.active) == (20, 200, False)
+    # a short gap after the persistence window neither moves the onset nor stops the finding
+    f = only(evaluate(signal_log(300, x_a=on_between(300, (20, 100), (120, 280))), rules))
+    assert (f.onset_step, f.last_step, f.active) == (20, 280, False)
 
 
 def test_evidence_details_and_confidence_range(tmp_path):
@@ -165,7 +249,7 @@ def test_match_all_with_missing_required_signal_is_skipped(tmp_path):
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), cond("x.b")))
     result = evaluate(signal_log(x_a=np.ones(200)), rules)
     assert result.findings == ()
-    assert result.skipped == (SkippedRule("GD900", "signal(s) not recorded: x.b"),)
+    assert result.skipped == (SkippedRule("GD900", SkipReason.MISSING_SIGNALS, "mode_collapse", ("x.b",)),)
 
 
 def test_match_all_ignores_missing_optional_condition(tmp_path):
@@ -175,9 +259,9 @@ def test_match_all_ignores_missing_optional_condition(tmp_path):
 
 def test_match_all_needs_every_recorded_condition(tmp_path):
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), cond("x.b")))
-    log = signal_log(x_a=on_between(200, (0, 150)), x_b=on_between(200, (80, 199)))
+    log = signal_log(x_a=on_between(200, (0, 180)), x_b=on_between(200, (80, 199)))
     f = only(evaluate(log, rules))
-    assert (f.onset_step, f.last_step) == (80, 150)
+    assert (f.onset_step, f.last_step) == (80, 180)
 
 
 def test_match_any_with_optional_conditions(tmp_path):
@@ -195,7 +279,7 @@ def test_match_any_with_optional_conditions(tmp_path):
     result = evaluate(signal_log(y_z=np.ones(200)), rules)
     assert result.findings == ()
     assert result.skipped[0].rule == "GD900"
-    assert result.skipped[0].reason.startswith("none of its signals recorded")
+    assert result.skipped[0].reason is SkipReason.MISSING_SIGNALS and result.skipped[0].missing == ("x.a", "x.b")
 
 
 def test_same_signals_match_all_does_not_fire_where_any_does(tmp_path):
@@ -214,7 +298,8 @@ def test_skip_if_context_flag(tmp_path):
     assert only(evaluate(log, rules, RunContext(frozenset({"ttur"})))).rule == "GD900"
     result = evaluate(log, rules, RunContext(frozenset({"critic", "ttur"})))
     assert result.findings == ()
-    assert result.skipped == (SkippedRule("GD900", "not applicable: run uses critic"),)
+    assert result.skipped == (SkippedRule("GD900", SkipReason.NOT_APPLICABLE, "mode_collapse", ("critic",)),)
+    assert result.skipped[0].describe() == "not applicable: run uses critic"
 
 
 # -- merging by mode ------------------------------------------------------------------------
@@ -271,7 +356,8 @@ def test_empty_log_skips_every_rule(tmp_path):
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a")), rule_text("GD901", cond("x.b")))
     result = evaluate(SignalLog(), rules)
     assert result.findings == () and result.first_step is None and result.last_step is None
-    assert [(s.rule, s.reason) for s in result.skipped] == [("GD900", "no signals recorded"), ("GD901", "no signals recorded")]
+    assert [(s.rule, s.reason) for s in result.skipped] == [("GD900", SkipReason.NO_DATA), ("GD901", SkipReason.NO_DATA)]
+    assert all(s.state is ModeState.NOT_CHECKED for s in result.mode_status)
 
 
 def test_evaluate_rule_returns_none_when_nothing_holds(tmp_path):

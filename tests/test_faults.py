@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import gandoctor
-from gandoctor import stats
+from gandoctor import windows as stats
 from gandoctor.probes import Schedule
 
 from .test_probes import state, train
@@ -51,8 +51,8 @@ def test_rule_whose_signal_never_arrives_is_skipped_with_its_reason(tmp_path):
     (tmp_path / "GD900-never.toml").write_text(CUSTOM_RULE)
     doctor = _same_training({"rules_dirs": [tmp_path], "strict": True})
     report = doctor.report()
-    skipped = {s.rule: s.reason for s in report.skipped_rules}
-    assert "user.never_written" in skipped["GD900"]
+    skipped = {s.rule: s for s in report.skipped_rules}
+    assert skipped["GD900"].missing == ("user.never_written",)
     assert report.rules_checked == report.rules_total - len(report.skipped_rules)
 
 
@@ -101,7 +101,7 @@ def test_statistic_that_raises_skips_its_rules_not_the_report(monkeypatch, caplo
     monkeypatch.setattr(stats, "evaluate", broken)
     with caplog.at_level(logging.WARNING, logger="gandoctor"):
         report = doctor.report()
-    reasons = {s.rule: s.reason for s in report.skipped_rules}
+    reasons = {s.rule: s.detail for s in report.skipped_rules}
     assert "injected" in reasons["GD601"]
     assert report.rules_checked >= 1
 

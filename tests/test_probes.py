@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import gandoctor
-from gandoctor.analysis import analyze
+from gandoctor.diagnose import analyze
 from gandoctor.probes import Schedule
 
 
@@ -308,3 +308,150 @@ def test_spectrum_skips_non_finite_weights_without_switching_itself_off():
     assert "spectrum" not in doctor.disabled_probes
     assert doctor.signals.get("spectrum.d.layer.0").steps.tolist() == [0, 2]
     assert doctor.signals.get("spectrum.d.layer.4").steps.tolist() == [0, 1, 2]
+
+
+def test_fixed_latent_probe_leaves_a_batchnorm_generator_bit_identical(tmp_path):
+    # G has BatchNorm1d in training mode: its running statistics would move if the probe's
+    # forward were not undone, and the global RNG would advance if its codes came from it.
+    schedule = Schedule(latent_every=1, latent_batch=32, feature_every=1, sample_stats_every=5, flush_every=4)
+    G0, D0, _ = train(30, None)
+    rng_without = torch.get_rng_state()
+    G1, D1, doctor = train(30, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    rng_with = torch.get_rng_state()
+    doctor.close()
+    for a, b in zip(state(G0, D0), state(G1, D1)):
+        assert torch.equal(a, b)
+    assert torch.equal(rng_without, rng_with)
+    assert G1.training
+    drift = doctor.signals.get("latent.drift")
+    assert drift is not None and len(drift) >= 25
+    assert (drift.values > 0).all()
+    assert doctor.context.values["latent_dim"] == 4
+    assert doctor.samples is not None and doctor.samples.shape == (16, 2)
+
+
+def test_latent_drift_is_zero_for_a_frozen_generator_and_scales_with_its_movement():
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(3, 2))
+    D = nn.Linear(2, 1)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, feature_every=1, flush_every=1), strict=True)
+    real = torch.randn(64, 2)
+    for step in range(4):
+        doctor.step(d_loss=0.5, real=real, fake=G(torch.randn(64, 3)).detach())
+    assert doctor.signals.get("latent.drift").values[-1] == 0.0
+    with torch.no_grad():
+        G[0].bias += torch.tensor([3.0, 0.0])  # every output moves by exactly 3
+    for step in range(2):
+        doctor.step(d_loss=0.5, real=real, fake=real)
+    reals = torch.cat(doctor._real_feats)[:64]
+    d = torch.cdist(reals, reals).fill_diagonal_(float("inf"))
+    expected = 3.0 / d.min(dim=1).values.median().item()
+    assert doctor.signals.get("latent.drift").values[-1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_latent_shape_comes_from_the_first_layer_or_the_arguments():
+    class ConvG(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.ConvTranspose2d(8, 4, 4), nn.BatchNorm2d(4), nn.Tanh())
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            assert z.shape[1:] == (8, 1, 1)
+            return self.net(z)
+
+    D = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    doctor = gandoctor.Doctor(ConvG(), D, schedule=Schedule(latent_every=1), strict=True)
+    doctor.step(d_loss=0.5)
+    assert doctor.samples.shape == (16, 4, 4, 4)
+    assert doctor.context.values["latent_dim"] == 8
+
+    seen = []
+
+    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
+        seen.append(n)
+        return torch.rand(n, 5, generator=gen)
+
+    G = nn.Sequential(nn.Linear(5, 2))
+    doctor = gandoctor.Doctor(G, nn.Linear(2, 1), schedule=Schedule(latent_every=1, latent_batch=20), sample_latent=sample, strict=True)
+    doctor.step(d_loss=0.5)
+    doctor.step(d_loss=0.5)
+    assert seen == [20]  # drawn once, the same codes at every check
+    with pytest.raises(ValueError, match="latent_dim"):
+        gandoctor.Doctor(G, nn.Linear(2, 1), latent_dim=0)
+
+
+def test_a_conditional_generator_gets_no_latent_probe_and_no_warning():
+    class CondG(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 2)
+
+        def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.net(z) + y[:, None]
+
+    doctor = gandoctor.Doctor(CondG(), nn.Linear(2, 1), schedule=Schedule(latent_every=1, flush_every=1))
+    doctor.step(d_loss=0.5)
+    assert doctor.samples is None and not doctor.disabled_probes
+
+
+def test_sample_grid_is_written_as_an_event_the_reader_skips(tmp_path):
+    import base64
+    import json
+
+    import numpy as np
+
+    from gandoctor.readers import read_run
+
+    schedule = Schedule(latent_every=5, sample_grid_every=2, flush_every=5)
+    _, _, doctor = train(30, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    doctor.close()
+    lines = [json.loads(line) for line in (tmp_path / "gandoctor.jsonl").read_text().splitlines()]
+    grids = [r for r in lines if r["type"] == "event" and r.get("level") == "samples"]
+    assert [r["step"] for r in grids] == [0, 10, 20]
+    last = grids[-1]["samples"]
+    q = np.frombuffer(base64.b64decode(last["uint8"]), dtype=np.uint8).reshape(last["shape"])
+    restored = last["lo"] + q / 255.0 * (last["hi"] - last["lo"])
+    assert q.shape == (16, 2) and q.min() == 0 and q.max() == 255
+    assert np.isfinite(restored).all()
+    data = read_run(tmp_path)
+    assert not data.warnings
+
+
+def test_d_accuracy_uses_the_threshold_of_the_output_kind():
+    G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+    real = torch.tensor([2.0, 1.0, -1.0, 3.0])
+    fake = torch.tensor([-2.0, 0.5, -3.0, -1.0])
+    expected = {"logit": (3 / 4 + 3 / 4) / 2}
+    doctor = gandoctor.Doctor(G, D, d_output="logit", schedule=Schedule(flush_every=1), strict=True)
+    doctor.step(d_loss=0.5, d_real=real, d_fake=fake)
+    assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
+    # A critic's scores drift as a whole: the midpoint of the means (9.9375 here, not 0) is the threshold.
+    doctor = gandoctor.Doctor(G, D, d_output="critic", schedule=Schedule(flush_every=1), strict=True)
+    doctor.step(d_loss=-0.5, d_real=real + 10, d_fake=fake + 10)
+    assert doctor.signals.get("d.acc").values[-1] == pytest.approx(0.75)
+    doctor.step(d_loss=-0.5, d_real=real + 10, d_fake=real + 9)
+    assert doctor.signals.get("d.acc").values[-1] == pytest.approx((2 / 4 + 3 / 4) / 2)
+    doctor = gandoctor.Doctor(G, D, d_output="prob", schedule=Schedule(flush_every=1), strict=True)
+    doctor.step(d_loss=0.5, d_real=torch.tensor([0.9, 0.6, 0.4]), d_fake=torch.tensor([0.1, 0.7, 0.5]))
+    assert doctor.signals.get("d.acc").values[-1] == pytest.approx((2 / 3 + (1 + 0.5) / 3) / 2)
+    # auto: outputs within [0, 1] are probabilities; once one leaves it, logits (threshold 0).
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1), strict=True)
+    doctor.step(d_loss=0.5, d_real=torch.tensor([0.9, 0.6]), d_fake=torch.tensor([0.1, 0.7]))
+    assert doctor.signals.get("d.acc").values[-1] == pytest.approx(0.75)
+    doctor.step(d_loss=0.5, d_real=real, d_fake=fake)
+    assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
+
+
+def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
+    schedule = Schedule(feature_every=1, feature_batch=64, sample_stats_every=5, flush_every=5)
+    _, _, doctor = train(31, {"schedule": schedule, "strict": True})
+    fitted = doctor._bins
+    assert fitted is not None and fitted.centroids.shape == (16, 2)
+    occupancy = doctor.signals.get("feat.occupancy_ratio")
+    # 8 batches of 64 reals fill the 512-feature reservoir at step 7; the first measurement after is step 10.
+    assert occupancy.steps[0] == 10 and ((occupancy.values > 0) & (occupancy.values <= 2)).all()
+    assert "feat.bin_tv" in doctor.signals
+    _, _, doctor = train(11, {"schedule": schedule, "strict": True, "features": "d_penultimate"})
+    # Refitted on the current reals at each measurement: present at step 5, before a reservoir could fill.
+    occupancy = doctor.signals.get("feat.occupancy_ratio")
+    assert occupancy.steps[0] == 5 and doctor._bins.centroids.shape[1] == 32

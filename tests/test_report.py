@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 
 import pytest
 
 from gandoctor import Report, RunContext
-from gandoctor.findings import Evidence, Finding, RankedRemedy, SkippedRemedy, SkippedRule
+from gandoctor.findings import Evidence, Finding, ModeState, ModeStatus, RankedRemedy, SkippedRemedy, SkippedRule, SkipReason
+from gandoctor.reporters.console import sparkline
 
 
 def _lines(report: Report, width: int = 100) -> list[str]:
@@ -46,7 +48,14 @@ def collapse() -> Finding:
 def report(collapse) -> Report:
     return Report(
         findings=(collapse,),
-        skipped_rules=(SkippedRule("GD101", "signal(s) not recorded: d.auc"),),
+        skipped_rules=(SkippedRule("GD101", SkipReason.MISSING_SIGNALS, "discriminator_dominance", ("d.auc",)),),
+        mode_status=(
+            ModeStatus("mode_collapse", ModeState.FAILING, ("GD301",)),
+            ModeStatus("discriminator_dominance", ModeState.CLEAR, ("GD102",)),
+            ModeStatus("exploding_gradients", ModeState.NOT_CHECKED, (), ("grad_norm.d", "loss.d"), (SkipReason.MISSING_SIGNALS,)),
+        ),
+        rules_checked_codes=("GD301", "GD102"),
+        rules_total=3,
         context=RunContext(frozenset({"d_spectral_norm"}), {"lr": math.inf, "batch": 64}),
         source="runs/x",
         first_step=0,
@@ -62,19 +71,34 @@ def test_verdict(report):
     assert Report(()).verdict == "healthy"
 
 
-def test_render_unhealthy_key_lines(report):
-    lines = _lines(report)
+@pytest.mark.parametrize("width", [80, 120])
+def test_render_unhealthy_key_lines(report, width):
+    lines = _lines(report, width)
     assert lines[0] == "╭─ gandoctor · runs/x · steps 0..4000 ─╮"
     assert lines[1] == "│ UNHEALTHY — mode_collapse            │"
-    assert lines[3] == "mode_collapse  GD301 partial-mode-collapse  onset step 1200  confidence 0.87  (active)  also: GD302"
-    assert lines[4] == "  Fakes cover only part of the data."
-    assert "  ✓ median(feat.coverage_ratio, 300)    0.25  < 0.5" in lines
-    assert "  · median(feat.diversity_ratio, 300)    nan  < 0.8" in lines
-    assert "  remedies, best first:" in lines
+    assert lines[3].split() == ["mode", "status"]
+    assert lines[4].split() == "mode_collapse FAILING from step 1200 (GD301, confidence 0.87)".split()
+    assert lines[5].split() == "discriminator_dominance clear (GD102 checked)".split()
+    assert lines[6].split() == "exploding_gradients not checked: needs grad_norm.d or loss.d".split()
+    assert "mode_collapse — GD301 partial-mode-collapse (also: GD302)" in lines
+    assert "  onset step 1200 · confidence 0.87 · still active at the last step" in lines
+    assert "  Fakes cover only part of the data." in lines
+    assert any(line.split() == "✓ median(feat.coverage_ratio, 300 steps) 0.25 < 0.5".split() for line in lines)
+    assert any(line.split() == "· median(feat.diversity_ratio, 300 steps) (corroborating) nan < 0.8".split() for line in lines)
+    assert "   remedies, best first:" in lines
     assert "   1. Minibatch discrimination — Add a minibatch layer." in lines
     assert "      source: [MC] src, section “Solutions”" in lines
-    assert "   (skipped: Add SN — already in use (d_spectral_norm))" in lines
+    assert "   - not suggested: Add SN — already in use (d_spectral_norm)" in lines
+    assert "2 of 3 rules checked; skipped: signal(s) not recorded: d.auc" in lines
     assert lines[-1] == "warning: a warning"
+    assert all(len(line) <= width for line in lines)
+
+
+def test_wrapped_remedy_text_keeps_its_indent_at_80_columns(collapse):
+    long = RankedRemedy("x", "Long remedy", "word " * 40, "[S] src", "1", 1.0, "")
+    lines = _lines(Report((replace(collapse, remedies=(long,)),)), 80)
+    start = lines.index(next(line for line in lines if line.startswith("   1. Long remedy")))
+    assert lines[start + 1].startswith("      word")  # wrapped under the text, not at column 0
 
 
 def test_render_shows_at_most_three_remedies(report):
@@ -88,16 +112,22 @@ def test_render_inactive_finding_and_live_run():
     lines = _lines(Report((f,)))
     assert lines[0] == "╭─ gandoctor · live run · no steps ─╮"
     assert lines[1] == "│ UNHEALTHY — exploding_gradients   │"
-    assert lines[3] == "exploding_gradients  GD501 non-finite-values  onset step 50  confidence 0.50  (last held at step 60)"
+    assert "  onset step 50 · confidence 0.50 · last held at step 60" in lines
 
 
 def test_render_healthy():
-    lines = _lines(Report((), source="runs/h", first_step=0, last_step=10))
-    assert lines == [
-        "╭─ gandoctor · runs/h · steps 0..10 ─╮",
-        "│ HEALTHY — no failure mode holds.   │",
-        "╰────────────────────────────────────╯",
-    ]
+    status = tuple(ModeStatus(m, ModeState.CLEAR, ("GD1",)) for m in ("mode_collapse",))
+    lines = _lines(Report((), source="runs/h", first_step=0, last_step=10, mode_status=status, rules_checked_codes=("GD1",)))
+    assert lines[0].startswith("╭─ gandoctor · runs/h · steps 0..10 ─")
+    assert lines[1] == "│ HEALTHY — no failure mode holds in the modes checked. │"
+    assert lines[4].split() == ["mode_collapse", "clear", "(GD1", "checked)"]
+
+
+def test_nothing_checked_is_not_healthy():
+    status = (ModeStatus("mode_collapse", ModeState.NOT_CHECKED, (), ("feat.coverage_ratio",), (SkipReason.MISSING_SIGNALS,)),)
+    report = Report((), source="r", first_step=0, last_step=10, mode_status=status)
+    assert report.verdict == "unknown"
+    assert "NOT JUDGED" in report.render_text()
 
 
 def test_render_several_modes_in_verdict(collapse):
@@ -114,7 +144,7 @@ def test_to_dict_is_strict_json(report):
     d = report.to_dict()
     text = json.dumps(d, allow_nan=False)  # raises if a NaN/inf slipped through
     back = json.loads(text)
-    assert back["schema"] == "gandoctor.report" and back["version"] == 1
+    assert back["schema"] == "gandoctor.report" and back["version"] == 2
     assert back["verdict"] == "unhealthy"
     assert back["steps"] == {"first": 0, "last": 4000}
     (f,) = back["findings"]
@@ -124,7 +154,13 @@ def test_to_dict_is_strict_json(report):
     assert [r["id"] for r in f["remedies"]] == ["minibatch_discrimination", "unrolled_gan", "wgan_gp", "bigger_z"]
     assert f["remedies"][0]["source"] == "[MC] src" and f["remedies"][0]["section"] == "Solutions"
     assert f["skipped_remedies"] == [{"id": "spectral_norm", "title": "Add SN", "reason": "already in use (d_spectral_norm)"}]
-    assert back["skipped_rules"] == [{"rule": "GD101", "reason": "signal(s) not recorded: d.auc"}]
+    assert back["skipped_rules"] == [
+        {"rule": "GD101", "reason": "missing_signals", "detail": "signal(s) not recorded: d.auc", "signals": ["d.auc"]}
+    ]
+    assert [(m["mode"], m["status"]) for m in back["modes"]] == [
+        ("mode_collapse", "failing"), ("discriminator_dominance", "clear"), ("exploding_gradients", "not_checked")
+    ]
+    assert back["modes"][2]["missing_signals"] == ["grad_norm.d", "loss.d"]
     assert back["context"] == {"flags": ["d_spectral_norm"], "values": {"lr": "inf", "batch": 64}}
     assert back["signals"] == ["feat.coverage_ratio"]
     assert back["warnings"] == ["a warning"]
@@ -135,16 +171,13 @@ def test_to_dict_healthy():
     assert d["verdict"] == "healthy" and d["findings"] == [] and d["steps"] == {"first": None, "last": None}
 
 
-def test_skipped_rules_are_summarised_by_missing_signal():
-    from gandoctor.findings import SkippedRule
-    from gandoctor.report import Report
-
+def test_skipped_rules_are_summarised_once_per_reason():
     report = Report(
         findings=(),
         skipped_rules=(
-            SkippedRule("GD101", "signal(s) not recorded: d.auc, feat.coverage_ratio"),
-            SkippedRule("GD501", "none of its signals recorded: grad_norm.d, loss.d"),
-            SkippedRule("GD102", "not applicable: run uses critic"),
+            SkippedRule("GD101", SkipReason.MISSING_SIGNALS, "discriminator_dominance", ("d.auc", "feat.coverage_ratio")),
+            SkippedRule("GD102", SkipReason.NOT_APPLICABLE, "discriminator_dominance", ("critic",)),
+            SkippedRule("GD103", SkipReason.NOT_APPLICABLE, "discriminator_dominance", ("critic",)),
         ),
         source="runs/x",
         first_step=0,
@@ -152,15 +185,10 @@ def test_skipped_rules_are_summarised_by_missing_signal():
         rules_total=5,
     )
     text = " ".join(report.render_text(width=300).split())
-    assert (
-        "2 of 5 rules checked; 3 skipped (signals not recorded: d.auc, feat.coverage_ratio, grad_norm.d, loss.d; "
-        "GD102 not applicable: run uses critic)"
-    ) in text
+    assert "2 of 5 rules checked; skipped: not applicable: run uses critic; signal(s) not recorded: d.auc, feat.coverage_ratio" in text
 
 
 def test_sparkline_scales_to_values_and_threshold():
-    from gandoctor.report import sparkline
-
     assert sparkline((0.0, 0.5, 1.0)) == "▁▅█"
     assert sparkline((0.9, 1.0), include=0.0) == "▇█"
     assert sparkline((1.0, float("nan"), 1.0)) == "▅ ▅"

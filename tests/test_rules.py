@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gandoctor import MODES, RuleError, load_rules
+from gandoctor.rules import _PARAM_DEFAULTS as DEFAULT_PARAMS
 from gandoctor.rules import Condition, builtin_rules_dir, with_overrides
 
 DATA = Path(__file__).parent / "data"
@@ -128,7 +129,8 @@ def test_valid_rule_parses_with_defaults_and_params(tmp_path):
     (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
     ruleset = load_rules([a], include_builtin=False)
     rule = ruleset.by_code("GD900")
-    assert rule.params == {"warmup_steps": 300.0, "persist_steps": 300.0, "window": 200.0, "auc_high": 0.98}
+    assert rule.params == dict(DEFAULT_PARAMS, auc_high=0.98)
+    assert (rule.params["warmup_steps"], rule.params["persist_steps"], rule.params["window"]) == (300.0, 300.0, 200.0)
     assert rule.warmup_steps == 300 and rule.persist_steps == 300
     assert rule.match == "all" and rule.skip_if == ()
     first, second = rule.conditions

@@ -101,3 +101,46 @@ def test_compare_matches_the_definitions_one_by_one(rng, shift):
     assert got.density == pytest.approx(ss.density(real_a, fake, radii))
     assert got.recall == pytest.approx(ss.recall(real_a, fake))
     assert got.vendi_ratio == pytest.approx(ss.vendi_ratio(real_a, fake))
+
+
+def _mixture(rng, n, modes):
+    centres = np.array([[10.0 * (i % 4), 10.0 * (i // 4)] for i in range(16)])
+    return centres[rng.choice(modes, n)] + 0.5 * rng.normal(size=(n, 2))
+
+
+def test_bins_are_deterministic_and_find_well_separated_modes(rng):
+    reservoir = _mixture(rng, 512, np.arange(16))
+    a, b = ss.fit_bins(reservoir, seed=3), ss.fit_bins(reservoir, seed=3)
+    assert np.array_equal(a.centroids, b.centroids)
+    # One cell per mode: every mode's samples land in a single cell, and no two modes share one.
+    labels = a.assign(reservoir)
+    modes = np.round(reservoir / 10.0).astype(int) @ np.array([1, 4])
+    assert len({(m, c) for m, c in zip(modes, labels)}) == 16
+
+
+def test_occupancy_is_real_like_for_real_data_and_counts_the_modes_a_fake_reaches(rng):
+    bins = ss.fit_bins(_mixture(rng, 512, np.arange(16)), seed=0)
+    real_a, real_b = _mixture(rng, 256, np.arange(16)), _mixture(rng, 256, np.arange(16))
+    ratio, tv = ss.occupancy(bins, real_a, real_b, _mixture(rng, 256, np.arange(16)))
+    assert ratio == pytest.approx(1.0, abs=0.07)
+    assert abs(tv) < 0.1
+    ratio, tv = ss.occupancy(bins, real_a, real_b, _mixture(rng, 256, np.arange(4)))
+    assert ratio == pytest.approx(4 / 16, abs=0.07)
+    # 3/4 of the real mass sits where no fake is; the real-vs-real TV at n=256 (~0.14) is taken off.
+    real_vs_real = 0.5 * np.abs(bins.histogram(real_b) - bins.histogram(real_a)).sum()
+    assert 0.05 < real_vs_real < 0.25
+    assert tv + real_vs_real == pytest.approx(0.75, abs=0.08)
+    ratio, tv = ss.occupancy(bins, real_a, real_b, _mixture(rng, 256, np.array([5])))
+    cell = bins.assign(np.array([[10.0, 10.0]]))[0]  # mode 5's cell
+    assert ratio == pytest.approx(1 / 16, abs=0.01)
+    assert tv == pytest.approx(1 - bins.histogram(real_a)[cell] - real_vs_real) and tv > 0.7
+
+
+def test_compare_writes_the_bin_statistics_only_when_bins_are_given(rng):
+    real_a, real_b, fake = (_mixture(rng, 128, np.arange(16)) for _ in range(3))
+    assert "feat.occupancy_ratio" not in ss.compare(real_a, real_b, fake, None).as_signals()
+    bins = ss.fit_bins(np.vstack([real_a, real_b]), seed=0)
+    signals = ss.compare(real_a, real_b, fake, None, bins=bins).as_signals()
+    assert (signals["feat.occupancy_ratio"], signals["feat.bin_tv"]) == ss.occupancy(bins, real_a, real_b, fake)
+    with pytest.raises(ValueError, match="shape"):
+        ss.fit_bins(np.zeros(5))

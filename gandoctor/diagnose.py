@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from . import engine, remedies
 from .config import Config, load_config
-from .findings import RunContext
+from .context import RunContext
 from .readers import read_run
 from .report import Report
 from .rules import RuleSet
@@ -15,8 +15,16 @@ from .signals import SignalLog
 
 
 def diagnose(
-    signals: SignalLog, rules: RuleSet, context: RunContext, source: str = "", warnings: Iterable[str] = (), strict: bool = False
+    signals: SignalLog,
+    rules: RuleSet,
+    context: RunContext,
+    source: str = "",
+    warnings: Iterable[str] = (),
+    strict: bool = False,
+    mapped: Mapping[str, str] | None = None,
 ) -> Report:
+    """Evaluate the rules on the signals, rank remedies for the run: the one path used live and by the CLI."""
+    mapped = mapped or {}
     result = engine.evaluate(signals, rules, context, strict=strict)
     findings = remedies.rank(result.findings, rules, context)
     return Report(
@@ -29,6 +37,9 @@ def diagnose(
         signals=tuple(signals.names()),
         warnings=tuple(warnings),
         rules_total=len(rules.rules),
+        mode_status=result.mode_status,
+        rules_checked_codes=result.checked,
+        mapped=tuple(sorted(mapped.items())),
     )
 
 
@@ -45,4 +56,4 @@ def analyze(
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
     data = read_run(path, format=format, progress=progress)
     context = data.context.merged(RunContext(frozenset(config.uses) | frozenset(uses)))
-    return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings)
+    return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))

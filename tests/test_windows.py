@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gandoctor import stats
+from gandoctor import windows as stats
 from gandoctor.signals import Series, SeriesView
 
 
@@ -152,7 +152,7 @@ def test_log10_of_exact_zero_is_finite_and_very_low():
 # -- registry ---------------------------------------------------------------------------
 def test_registry_rejects_duplicates():
     with pytest.raises(ValueError, match="already registered"):
-        stats.register_statistic(stats.Statistic("median", "dup"), None)
+        stats.register_statistic(stats.Statistic("median", "dup", stats.STATISTICS["mean"].window_fn))
 
 
 def test_registry_vocabulary_and_level_flags():

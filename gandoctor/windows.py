@@ -1,4 +1,4 @@
-"""The closed vocabulary of windowed statistics rules may use. Pure numpy, no torch.
+"""The closed vocabulary of windowed statistics rules may use (a registry). Pure numpy, no torch.
 
 Every statistic is evaluated on a grid of steps: at grid step ``t`` it sees the points of one
 series whose step lies in ``(t - window, t]``. A statistic that cannot be computed (no finite
@@ -12,24 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 import numpy as np
 
 from .signals import SeriesView
 
-WindowFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float | None], float]
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """A registered statistic: its name, what it means, whether it needs ``level``, its cost."""
-
-    name: str
-    doc: str
-    needs_level: bool = False
-    reference: str | None = None  # None | "start" | "peak" | "trough"
-    cost: str = "O(window)"
+WindowFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, "float | None"], float]
+Reference = Literal["start", "peak", "trough"]
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -100,6 +90,15 @@ def _nonfinite_frac(steps, values, counts, nonfinite, level):  # type: ignore[no
     return float(nonfinite.sum()) / total if total else math.nan
 
 
+def _nonfinite_count(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    return float(nonfinite.sum()) if counts.size else math.nan
+
+
+def _abs_max(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(np.abs(v).max()) if v.size else math.nan
+
+
 def _frac_above(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
     v = _finite(values)
     return float((v > level).mean()) if v.size else math.nan
@@ -110,37 +109,57 @@ def _frac_below(steps, values, counts, nonfinite, level):  # type: ignore[no-unt
     return float((v < level).mean()) if v.size else math.nan
 
 
-_WINDOW_FNS: dict[str, WindowFn] = {}
+@dataclass(frozen=True)
+class Statistic:
+    """A registered statistic: its name, what it means, whether it needs ``level``, its cost, and
+    how it is computed. ``window_fn`` sees the points of one window; a statistic with a
+    ``reference`` compares each window's median with earlier windows instead ("start": the
+    series' first window, "peak"/"trough": the highest/lowest window median seen so far)."""
+
+    name: str
+    doc: str
+    window_fn: WindowFn | None = None
+    needs_level: bool = False
+    reference: Reference | None = None
+    cost: str = "O(window)"
+
+    def __post_init__(self) -> None:
+        if (self.window_fn is None) == (self.reference is None):
+            raise ValueError(f"statistic {self.name!r} needs exactly one of a window function or a reference")
+
+
 STATISTICS: dict[str, Statistic] = {}
 
 
-def register_statistic(stat: Statistic, fn: WindowFn | None) -> None:
+def register_statistic(stat: Statistic) -> None:
     """Add a statistic to the closed vocabulary. Duplicate names fail fast."""
+    if not isinstance(stat, Statistic):
+        raise TypeError(f"expected a Statistic, got {type(stat).__name__}")
     if stat.name in STATISTICS:
         raise ValueError(f"statistic {stat.name!r} is already registered")
     STATISTICS[stat.name] = stat
-    if fn is not None:
-        _WINDOW_FNS[stat.name] = fn
 
 
-for _stat, _fn in [
-    (Statistic("mean", "mean of the finite values in the window"), _mean),
-    (Statistic("median", "median of the finite values in the window"), _median),
-    (Statistic("std", "standard deviation of the finite values"), _std),
-    (Statistic("min", "smallest finite value"), _min),
-    (Statistic("max", "largest finite value"), _max),
-    (Statistic("last", "most recent finite value"), _last),
-    (Statistic("cv", "coefficient of variation: std / |mean|"), _cv),
-    (Statistic("slope", "least-squares slope per 1000 steps"), _slope),
-    (Statistic("rel_slope", "slope per 1000 steps divided by |median|"), _rel_slope),
-    (Statistic("nonfinite_frac", "share of raw samples that were NaN or inf"), _nonfinite_frac),
-    (Statistic("frac_above", "share of finite values above `level`", needs_level=True), _frac_above),
-    (Statistic("frac_below", "share of finite values below `level`", needs_level=True), _frac_below),
-    (Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"), None),
-    (Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"), None),
-    (Statistic("log10_vs_trough", "log10 of window median / lowest earlier window median", reference="trough"), None),
+for _stat in [
+    Statistic("mean", "mean of the finite values in the window", _mean),
+    Statistic("median", "median of the finite values in the window", _median),
+    Statistic("std", "standard deviation of the finite values", _std),
+    Statistic("min", "smallest finite value", _min),
+    Statistic("max", "largest finite value", _max),
+    Statistic("last", "most recent finite value", _last),
+    Statistic("cv", "coefficient of variation: std / |mean|", _cv),
+    Statistic("slope", "least-squares slope per 1000 steps", _slope),
+    Statistic("rel_slope", "slope per 1000 steps divided by |median|", _rel_slope),
+    Statistic("nonfinite_frac", "share of raw samples that were NaN or inf", _nonfinite_frac),
+    Statistic("nonfinite_count", "number of raw samples that were NaN or inf", _nonfinite_count),
+    Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True),
+    Statistic("frac_below", "share of finite values below `level`", _frac_below, needs_level=True),
+    Statistic("abs_max", "largest absolute finite value", _abs_max),
+    Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
+    Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),
+    Statistic("log10_vs_trough", "log10 of window median / lowest earlier window median", reference="trough"),
 ]:
-    register_statistic(_stat, _fn)
+    register_statistic(_stat)
 
 
 def _log10_ratio(num: float, den: float) -> float:
@@ -177,8 +196,8 @@ def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, le
     widths = np.maximum(window, MIN_WINDOW_POINTS * gaps)
     starts = np.searchsorted(steps, grid - widths, side="right")
     out = np.full(grid.shape[0], math.nan)
-    if stat.reference is None:
-        fn = _WINDOW_FNS[stat_name]
+    if stat.window_fn is not None:
+        fn = stat.window_fn
         for i, (a, b) in enumerate(zip(starts, ends)):
             if b > a:
                 out[i] = fn(steps[a:b], view.values[a:b], view.counts[a:b], view.nonfinite[a:b], level)
@@ -207,6 +226,12 @@ def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, le
             else:
                 best = min(best, m)
     return out
+
+
+def first_nonfinite_step(view: SeriesView, after: int) -> int | None:
+    """The first step at or after ``after`` whose point held a NaN/inf sample (exact onset of a blow-up)."""
+    idx = np.nonzero((view.nonfinite > 0) & (view.steps >= after))[0]
+    return int(view.steps[idx[0]]) if idx.size else None
 
 
 def describe(stat_name: str) -> Mapping[str, str]:

@@ -1,0 +1,86 @@
+"""Signals computed from other signals when a rule asks for them (no torch, nothing stored).
+
+A log with ``d_prob.real`` and ``d_prob.fake`` (a CSV's ``D_x`` and ``D_G_z``) also answers
+``d.gap``; the engine reads a :class:`DerivedView` of the log, so a derived series exists
+exactly when its sources do, in live runs and in saved logs alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .signals import SeriesView, SignalLog
+
+
+@dataclass(frozen=True)
+class Derived:
+    name: str
+    doc: str
+    sources: tuple[str, ...]
+    combine: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+DERIVED: dict[str, Derived] = {}
+
+
+def register_derived(derived: Derived) -> None:
+    if derived.name in DERIVED:
+        raise ValueError(f"derived signal {derived.name!r} is already registered")
+    DERIVED[derived.name] = derived
+
+
+register_derived(
+    Derived(
+        "d.gap",
+        "d_prob.real - d_prob.fake at the steps both were logged: near 1 D separates, near 0 D cannot tell, < 0 D is fooled",
+        ("d_prob.real", "d_prob.fake"),
+        lambda real, fake: real - fake,
+    )
+)
+
+
+def _pairwise(a: SeriesView, b: SeriesView, name: str, combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> SeriesView | None:
+    steps, ia, ib = np.intersect1d(a.steps, b.steps, return_indices=True)
+    if steps.size == 0:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = combine(a.values[ia], b.values[ib])
+    counts = np.minimum(a.counts[ia], b.counts[ib])
+    nonfinite = np.maximum(a.nonfinite[ia], b.nonfinite[ib])
+    return SeriesView(name, steps, values.astype(np.float64), counts, nonfinite)
+
+
+class DerivedView:
+    """Read-only view of a SignalLog that also answers the derived signals."""
+
+    def __init__(self, log: SignalLog) -> None:
+        self._log = log
+        self.first_step = log.first_step
+        self.last_step = log.last_step
+
+    def get(self, name: str) -> SeriesView | None:
+        view = self._log.get(name)
+        if view is not None or name not in DERIVED:
+            return view
+        spec = DERIVED[name]
+        parts = [self._log.get(s) for s in spec.sources]
+        if any(p is None for p in parts):
+            return None
+        a, b = parts
+        assert a is not None and b is not None
+        return _pairwise(a, b, name, spec.combine)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def names(self) -> list[str]:
+        return sorted(set(self._log.names()) | {n for n in DERIVED if n in self})
+
+    def views(self) -> Iterator[SeriesView]:
+        for name in self.names():
+            view = self.get(name)
+            if view is not None:
+                yield view

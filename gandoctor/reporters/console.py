@@ -1,0 +1,145 @@
+"""The report as rich console output: per-mode status, each finding's evidence, trend and remedies.
+
+Laid out with rich's own tables so wrapped lines keep their indent at any width (tested at 80
+and 120 columns).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Iterator
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..findings import Finding, ModeState
+from ..report import Report
+
+_BARS = "▁▂▃▄▅▆▇█"
+MAX_REMEDIES = 3
+_STATE_STYLE = {ModeState.FAILING: "bold red", ModeState.CLEAR: "green", ModeState.NOT_CHECKED: "yellow"}
+
+
+def sparkline(values: tuple[float, ...], include: float | None = None) -> str:
+    """Unicode bars scaled to the finite range of ``values`` (and ``include``, e.g. the rule's
+    threshold, so the bars show where the line is crossed); a space where a value is missing."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    bounds = finite + ([include] if include is not None and math.isfinite(include) else [])
+    lo, hi = min(bounds), max(bounds)
+    span = hi - lo
+    out = []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(" ")
+        elif span <= 0:
+            out.append(_BARS[len(_BARS) // 2])
+        else:
+            out.append(_BARS[min(len(_BARS) - 1, int((v - lo) / span * (len(_BARS) - 1) + 0.5))])
+    return "".join(out)
+
+
+def _hanging(rows: list[tuple[str, Text | str]], indent: int = 2) -> Table:
+    """Two-column grid: a short label and text that wraps under itself, not under the label."""
+    grid = Table.grid(padding=(0, 1), pad_edge=False)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, text in rows:
+        grid.add_row(" " * indent + label, text)
+    return grid
+
+
+def _header(report: Report) -> Panel:
+    span = f"steps {report.first_step}..{report.last_step}" if report.first_step is not None else "no steps"
+    title = Text.assemble(("gandoctor", "bold"), f" · {report.source or 'live run'} · {span}")
+    if report.findings:
+        verdict = Text(f"UNHEALTHY — {', '.join(f.mode for f in report.findings)}", style="bold red")
+    elif report.verdict == "unknown":
+        verdict = Text("NOT JUDGED — no failure mode could be checked (see below).", style="bold yellow")
+    else:
+        verdict = Text("HEALTHY — no failure mode holds in the modes checked.", style="bold green")
+    return Panel(verdict, title=title, title_align="left", expand=False)
+
+
+def _status_table(report: Report) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold", padding=(0, 1))
+    table.add_column("mode", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    findings = {f.mode: f for f in report.findings}
+    for status in report.mode_status:
+        if status.state is ModeState.FAILING and status.mode in findings:
+            f = findings[status.mode]
+            text = f"FAILING from step {f.onset_step} ({f.rule}, confidence {f.confidence:.2f})"
+        else:
+            text = status.describe()
+        table.add_row(status.mode, Text(text, style=_STATE_STYLE[status.state]))
+    return table
+
+
+def _finding(f: Finding) -> Iterator[Any]:
+    state = "still active at the last step" if f.active else f"last held at step {f.last_step}"
+    yield Text("")
+    yield Text.assemble((f.mode, "bold"), f" — {f.rule} {f.rule_name}", (f" (also: {', '.join(f.also_fired)})" if f.also_fired else ""))
+    yield _hanging([("", Text(f"onset step {f.onset_step} · confidence {f.confidence:.2f} · {state}"))], indent=1)
+    yield _hanging([("", Text(f.summary))], indent=1)
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold", padding=(0, 1))
+    table.add_column("   evidence (✓ held, · did not)", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    for d in f.details:
+        mark = "✓" if d.held else "·"
+        role = "" if d.role == "condition" else " (corroborating)"
+        table.add_row(f"   {mark} {d.stat}({d.signal}, {d.window} steps){role}", f"{d.value:.4g}", f"{d.op} {d.threshold:g}")
+    yield table
+    first = f.details[0] if f.details else None
+    line = sparkline(f.trace, first.threshold if first else None)
+    if line and first is not None:
+        finite = [v for v in f.trace if math.isfinite(v)] + [first.threshold]
+        yield _hanging([("", Text(
+            f"{first.stat}({first.signal}) over steps {f.trace_steps[0]}..{f.trace_steps[1]} "
+            f"(scale {min(finite):.3g}..{max(finite):.3g}; rule {first.op} {first.threshold:g}):", style="dim"))], indent=1)
+        yield Text("   " + line)
+    if f.remedies:
+        yield Text("   remedies, best first:")
+        rows: list[tuple[str, Text | str]] = []
+        for i, r in enumerate(f.remedies[:MAX_REMEDIES], 1):
+            body = Text.assemble((r.title, "bold"), f" — {r.action}")
+            if r.reason:
+                body.append(f" (ranked up: {r.reason})", style="italic")
+            body.append(f"\nsource: {r.source}, section “{r.section}”", style="dim")
+            rows.append((f"{i}.", body))
+        yield _hanging(rows, indent=3)
+    for s in f.skipped_remedies:
+        yield _hanging([("-", Text(f"not suggested: {s.title} — {s.reason}", style="dim"))], indent=3)
+
+
+def _footer(report: Report) -> Iterator[Any]:
+    if report.skipped_rules:
+        yield Text("")
+        parts = sorted({s.describe() for s in report.skipped_rules})
+        yield Text(f"{report.rules_checked} of {report.rules_total} rules checked; skipped: {'; '.join(parts)}", style="dim")
+    if report.mapped:
+        yield Text("signals read from: " + ", ".join(f"{orig} → {sig}" for sig, orig in report.mapped), style="dim")
+    for w in report.warnings:
+        yield Text(f"warning: {w}", style="yellow")
+
+
+def renderable(report: Report) -> Group:
+    parts: list[Any] = [_header(report)]
+    if report.mode_status:
+        parts.append(_status_table(report))
+    for f in report.findings:
+        parts.extend(_finding(f))
+    parts.extend(_footer(report))
+    return Group(*parts)
+
+
+def render_text(report: Report, width: int = 100) -> str:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False, color_system=None, highlight=False)
+    console.print(renderable(report))
+    return buffer.getvalue()

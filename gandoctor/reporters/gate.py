@@ -1,0 +1,66 @@
+"""The CI gate's verdict: an exit code and one reason line, from a Report.
+
+0 pass, 1 a failing finding in the modes (or rules) gated on, or a required mode that could not
+be checked; 2 nothing could be judged (no usable record, no rule checkable) — a gate never
+passes on nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Iterable
+
+from ..findings import Finding, ModeState
+from ..report import Report
+
+
+class GateExit(IntEnum):
+    PASS = 0
+    FAIL = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class GateResult:
+    exit_code: GateExit
+    line: str
+    failing: tuple[Finding, ...] = ()
+    unchecked: tuple[str, ...] = ()
+
+
+def judge(
+    report: Report,
+    fail_on_modes: Iterable[str],
+    fail_on_rules: Iterable[str] = (),
+    require_checked: Iterable[str] = (),
+    label: str = "",
+) -> GateResult:
+    modes, rules = set(fail_on_modes), {r.upper() for r in fail_on_rules}
+    where = label or report.source or "run"
+    if report.first_step is None:
+        return GateResult(GateExit.ERROR, f"gandoctor gate: ERROR — {where}: no usable record was read; nothing to judge")
+    if report.mode_status and report.rules_checked == 0:
+        reasons = "; ".join(sorted({s.describe() for s in report.skipped_rules})) or "no rule applies"
+        return GateResult(GateExit.ERROR, f"gandoctor gate: ERROR — {where}: no rule could be checked ({reasons})")
+    failing = tuple(
+        f for f in report.findings if f.mode in modes or f.rule.upper() in rules or any(c.upper() in rules for c in f.also_fired)
+    )
+    unchecked = tuple(
+        m for m in require_checked if (s := report.status_of(m)) is None or s.state is ModeState.NOT_CHECKED
+    )
+    span = f"steps {report.first_step}..{report.last_step}"
+    if failing or unchecked:
+        parts = [f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f})" for f in failing]
+        for m in unchecked:
+            status = report.status_of(m)
+            parts.append(f"{m} required but {status.describe() if status else 'not checked: no rule for it'}")
+        return GateResult(GateExit.FAIL, f"gandoctor gate: FAIL — {where} ({span}): {'; '.join(parts)}", failing, unchecked)
+    gated = sorted(modes | rules)
+    others = [f.mode for f in report.findings]
+    not_checked = [s.mode for s in report.mode_status if s.state is ModeState.NOT_CHECKED and s.mode in modes]
+    tail = (f"; not gating on {', '.join(others)}" if others else "") + (f"; not checked: {', '.join(not_checked)}" if not_checked else "")
+    what = "all modes" if len(modes) >= 6 and not rules else ", ".join(gated)
+    return GateResult(
+        GateExit.PASS, f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}"
+    )

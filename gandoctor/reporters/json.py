@@ -1,0 +1,85 @@
+"""The report as strict JSON data (the CLI's ``--json``; ``Report.to_dict()``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..report import SCHEMA_VERSION, Report
+
+
+def _num(value: Any) -> Any:
+    """JSON has no NaN/inf; spell them as strings so the output stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    return {
+        "schema": "gandoctor.report",
+        "version": SCHEMA_VERSION,
+        "verdict": report.verdict,
+        "source": report.source,
+        "steps": {"first": report.first_step, "last": report.last_step},
+        "modes": [
+            {
+                "mode": s.mode,
+                "status": s.state.value,
+                "reason": s.describe(),
+                "rules_checked": list(s.rules_checked),
+                "missing_signals": list(s.missing),
+            }
+            for s in report.mode_status
+        ],
+        "findings": [
+            {
+                "mode": f.mode,
+                "rule": f.rule,
+                "rule_name": f.rule_name,
+                "summary": f.summary,
+                "onset_step": f.onset_step,
+                "last_step": f.last_step,
+                "active": f.active,
+                "confidence": f.confidence,
+                "also_fired": list(f.also_fired),
+                "evidence": {k: _num(v) for k, v in f.evidence.items()},
+                "conditions": [
+                    {
+                        "signal": d.signal,
+                        "stat": d.stat,
+                        "window": d.window,
+                        "op": d.op,
+                        "threshold": _num(d.threshold),
+                        "value": _num(d.value),
+                        "held": d.held,
+                        "role": d.role,
+                    }
+                    for d in f.details
+                ],
+                "remedies": [
+                    {
+                        "id": r.id,
+                        "title": r.title,
+                        "action": r.action,
+                        "source": r.source,
+                        "section": r.section,
+                        "score": r.score,
+                        "reason": r.reason,
+                    }
+                    for r in f.remedies
+                ],
+                "skipped_remedies": [{"id": s.id, "title": s.title, "reason": s.reason} for s in f.skipped_remedies],
+                "trace": {"values": [_num(v) for v in f.trace], "first_step": f.trace_steps[0], "last_step": f.trace_steps[1]},
+            }
+            for f in report.findings
+        ],
+        "rules_checked": report.rules_checked,
+        "skipped_rules": [
+            {"rule": s.rule, "reason": s.reason.value, "detail": s.describe(), "signals": list(s.missing)} for s in report.skipped_rules
+        ],
+        "context": {"flags": sorted(report.context.flags), "values": {k: _num(v) for k, v in report.context.values.items()}},
+        "signals": list(report.signals),
+        "mapped": {signal: original for signal, original in report.mapped},
+        "warnings": list(report.warnings),
+    }

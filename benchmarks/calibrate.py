@@ -128,14 +128,17 @@ class RuleCache:
     def onsets(self, rules: RuleSet, code: str, source: str, cases: list[detection.Case]) -> dict[str, int | None]:
         rule = next(r for r in rules.rules if r.code == code)
         anchor = min(rules.rules, key=lambda r: min((c.window for c in r.conditions), default=10**9))
-        key = (source, code, tuple(sorted(rule.params.items())), anchor.code, tuple(sorted(anchor.params.items())))
+        # only the anchor's smallest window matters (it sets the grid): keep that one condition
+        small = min(anchor.conditions, key=lambda c: c.window)
+        anchor = replace(anchor, conditions=(replace(small, optional=False),), corroborate=(), match="all")
+        key = (source, code, tuple(sorted(rule.params.items())), anchor.code, small.window)
         memo = self.memo.setdefault(key, {})
         sub = None
         for c in cases:
             if c.name in memo:
                 continue
             if sub is None:
-                sub = replace(rules, rules=tuple({r.code: r for r in (rule, anchor)}.values()))
+                sub = replace(rules, rules=(rule,) if anchor.code == code else (rule, anchor))
             logs = self.predictor.cache.get(c)
             data = logs.live if source == "live" else logs.scalars
             found = None
@@ -143,7 +146,7 @@ class RuleCache:
                 report = diagnose(data.signals, sub, data.context)
                 # findings are merged by mode: the rule is the finding's own or among also_fired
                 hits = [f.onset_step or 0 for f in report.findings if f.rule == code or code in f.also_fired]
-                found = min(hits) if hits else None
+                found = min(hits) + (detection.LIVE_STEP_OFFSET if source == "live" else 0) if hits else None
             memo[c.name] = found
         return memo
 

@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = ROOT / "fixtures" / "corpus"
 SOURCES = ("live", "scalars", "heuristics")
 Prediction = Mapping[str, int]          # mode -> onset step
+LIVE_STEP_OFFSET = 1                    # see Predictor.predict
 
 
 # --------------------------------------------------------------------------
@@ -246,17 +247,20 @@ def heuristics(rows: Mapping[str, np.ndarray]) -> dict[str, int]:
     # non-convergence: wild oscillation of either loss without a trend, over a sliding window
     w = max(5, int(round(span / every)))
     osc = np.zeros(n, bool)
-    for x in (ld, lg):
-        for i in range(w, n):
-            seg = x[i - w: i]
-            seg = seg[np.isfinite(seg)]
-            if seg.size < 5:
-                continue
-            rng = float(np.percentile(seg, 95) - np.percentile(seg, 5))
-            scale = float(np.median(np.abs(seg))) + 0.1
-            if rng > 1.0 * scale and abs(float(seg[-1] - seg[0])) < 0.25 * rng and \
-                    np.abs(np.diff(seg)).sum() > 4 * rng:
-                osc[i] = True
+    if n > w:
+        import warnings
+        from numpy.lib.stride_tricks import sliding_window_view
+        for x in (ld, lg):
+            win = sliding_window_view(np.where(np.isfinite(x), x, np.nan), w)[:-1]   # rows i-w .. i-1 for i = w..n-1
+            with warnings.catch_warnings():   # all-NaN windows (after a blow-up) are simply not oscillating
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, hi = np.nanpercentile(win, 5, axis=1), np.nanpercentile(win, 95, axis=1)
+                scale = np.nanmedian(np.abs(win), axis=1) + 0.1
+            rng = hi - lo
+            net = np.abs(win[:, -1] - win[:, 0])
+            tv = np.nansum(np.abs(np.diff(win, axis=1)), axis=1)
+            enough = np.isfinite(win).sum(axis=1) >= 5
+            osc[w:] |= enough & (rng > scale) & (net < 0.25 * rng) & (tv > 4 * rng)
     fire("non_convergence", osc)
     return out
 
@@ -271,7 +275,10 @@ class Predictor:
     def predict(self, case: Case, source: str, rules: RuleSet | None = None) -> dict[str, int]:
         logs = self.cache.get(case)
         if source == "live":
-            return gandoctor_prediction(logs.live, rules or self.rules)
+            # The recorders' loops count steps from 1 (scalars.csv, the oracle); the Doctor, called
+            # as the Quickstart says (no step=), counts its calls from 0: loop step = Doctor step + 1.
+            found = gandoctor_prediction(logs.live, rules or self.rules)
+            return {m: s + LIVE_STEP_OFFSET for m, s in found.items()}
         if source == "scalars":
             return gandoctor_prediction(logs.scalars, rules or self.rules)
         if source == "heuristics":
@@ -352,28 +359,99 @@ def evaluate_plain(cases: list[Case], predictor: Predictor) -> dict[str, dict[st
     return {s: {c.name: predictor.predict(c, s) for c in cases} for s in SOURCES}
 
 
+def evaluate_fold(cases: list[Case], predictor: Predictor, key: str, value: str, spec: list, rule_cache) -> tuple[dict, dict]:
+    """Fit on the runs outside the group (never on never_calibrate runs), predict the group's runs."""
+    import calibrate   # benchmarks/calibrate.py (same folder)
+    held = [c for c in cases if c.group(key) == value]
+    cal = [c for c in cases if c.group(key) != value and not c.never_calibrate]
+    t0 = time.time()
+    fit = calibrate.fit(cal, predictor, spec, cache=rule_cache)
+    rules = calibrate.apply(predictor.rules, fit.overrides)
+    preds = {s: {c.name: predictor.predict(c, s, rules) for c in held} for s in SOURCES}
+    info = {"held_out": f"{key}={value}", "held_out_runs": len(held), "calibration_runs": len(cal),
+            "overrides": fit.overrides, "notes": list(fit.notes), "seconds": round(time.time() - t0, 1)}
+    return preds, info
+
+
 def evaluate_grouped(cases: list[Case], predictor: Predictor, key: str, values: list[str], spec_path: Path,
                      log: Callable[[str], None] = lambda s: None, rule_cache=None) -> tuple[dict[str, dict[str, Prediction]], list[dict]]:
-    """For each held-out value: fit on the other groups (never on never_calibrate runs), predict the
-    held-out runs with the fitted rules. Returns the pooled held-out predictions and the folds."""
-    import calibrate   # benchmarks/calibrate.py (same folder)
+    """For each held-out value: fit on the other groups, predict the held-out runs with the fitted
+    rules. Returns the pooled held-out predictions and the folds (one process)."""
+    import calibrate
     spec = calibrate.load_spec(spec_path)
     rule_cache = rule_cache or calibrate.RuleCache(predictor)
     pooled: dict[str, dict[str, Prediction]] = {s: {} for s in SOURCES}
     folds = []
     for value in values:
-        held = [c for c in cases if c.group(key) == value]
-        cal = [c for c in cases if c.group(key) != value and not c.never_calibrate]
-        t0 = time.time()
-        fit = calibrate.fit(cal, predictor, spec, cache=rule_cache)
-        rules = calibrate.apply(predictor.rules, fit.overrides)
-        for c in held:
-            for s in SOURCES:
-                pooled[s][c.name] = predictor.predict(c, s, rules)
-        folds.append({"held_out": f"{key}={value}", "held_out_runs": len(held), "calibration_runs": len(cal),
-                      "overrides": fit.overrides, "notes": list(fit.notes), "seconds": round(time.time() - t0, 1)})
-        log(f"fold {key}={value}: {len(held)} held out, {len(cal)} calibration runs, {time.time() - t0:.0f}s")
+        preds, info = evaluate_fold(cases, predictor, key, value, spec, rule_cache)
+        for s in SOURCES:
+            pooled[s].update(preds[s])
+        folds.append(info)
+        log(f"fold {key}={value}: {info['held_out_runs']} held out, {info['calibration_runs']} calibration runs, {info['seconds']:.0f}s")
     return pooled, folds
+
+
+# Worker processes (--jobs): each reads the corpus and keeps its own log and rule caches, so a
+# worker that gets several folds reuses what it evaluated for the earlier ones.
+_WORKER: dict = {}
+
+
+def _worker_init(runs: str, spec_path: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import calibrate
+    predictor = Predictor(LogCache(), load_rules())
+    _WORKER.update(cases=load_cases(Path(runs)), predictor=predictor, rule_cache=calibrate.RuleCache(predictor),
+                   spec=calibrate.load_spec(Path(spec_path)))
+
+
+def _worker_task(task: tuple) -> tuple:
+    w = _WORKER
+    if task[0] == "plain":
+        names = set(task[1])
+        return ("plain", evaluate_plain([c for c in w["cases"] if c.name in names], w["predictor"]))
+    _, key, value = task
+    preds, info = evaluate_fold(w["cases"], w["predictor"], key, value, w["spec"], w["rule_cache"])
+    return ("fold", key, preds, info)
+
+
+def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys: list[tuple[str, list[str]]], jobs: int,
+              log: Callable[[str], None]) -> tuple[dict | None, dict[str, tuple[dict, list[dict]]]]:
+    """The plain predictions (in chunks) and every fold of every key, on ``jobs`` processes."""
+    tasks: list[tuple] = [("fold", key, v) for key, values in keys for v in values]
+    # the largest held-out groups have the smallest calibration sets: start the small groups' folds first
+    tasks.sort(key=lambda t: sum(c.group(t[1]) == t[2] for c in cases))
+    if plain:
+        names = [c.name for c in cases]
+        step = max(1, len(names) // (4 * max(1, jobs)))
+        tasks += [("plain", names[i:i + step]) for i in range(0, len(names), step)]
+    plain_preds: dict | None = {s: {} for s in SOURCES} if plain else None
+    grouped: dict[str, tuple[dict, list[dict]]] = {k: ({s: {} for s in SOURCES}, []) for k, _ in keys}
+
+    def take(res: tuple) -> None:
+        if res[0] == "plain":
+            for s in SOURCES:
+                plain_preds[s].update(res[1][s])  # type: ignore[index]
+        else:
+            _, key, preds, info = res
+            for s in SOURCES:
+                grouped[key][0][s].update(preds[s])
+            grouped[key][1].append(info)
+            log(f"fold {info['held_out']}: {info['held_out_runs']} held out, {info['calibration_runs']} calibration runs, "
+                f"{info['seconds']:.0f}s")
+
+    if jobs <= 1:
+        _worker_init(str(runs), str(spec_path))
+        for t in tasks:
+            take(_worker_task(t))
+    else:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path))) as pool:
+            for res in pool.imap_unordered(_worker_task, tasks):
+                take(res)
+    for key, values in keys:   # folds in group order, whatever order they finished in
+        order = {f"{key}={v}": i for i, v in enumerate(values)}
+        grouped[key][1].sort(key=lambda f: order[f["held_out"]])
+    return plain_preds, grouped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,19 +461,18 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--holdout", metavar="KEY=VALUE", help="calibrate on the other groups, score this one (KEY: family|dataset)")
     g.add_argument("--leave-one-out", metavar="KEY[,KEY]", help="every value of KEY (family, dataset) held out in turn")
     parser.add_argument("--all", action="store_true",
-                        help="the plain table and leave-one-family-out and leave-one-dataset-out, in one process")
+                        help="the plain table and leave-one-family-out and leave-one-dataset-out")
     parser.add_argument("--spec", default=str(Path(__file__).resolve().parent / "calibration.toml"), help="calibratable parameters")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes (folds and chunks of runs in parallel)")
     parser.add_argument("--json", metavar="PATH", help="also write the scores (and per-run predictions) as JSON")
     parser.add_argument("--per-run", action="store_true", help="also print the per-run table (plain evaluation)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
     t0 = time.time()
-    cases = load_cases(Path(args.runs))
-    predictor = Predictor(LogCache(), load_rules())
-    predictor.cache.warm(cases)
+    runs = Path(args.runs)
+    cases = load_cases(runs)
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    say(f"read {len(cases)} runs in {time.time() - t0:.1f}s")
     keys: list[str] = []
     if args.leave_one_out:
         keys = [k for k in args.leave_one_out.split(",") if k]
@@ -404,9 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--leave-one-out expects family and/or dataset, got {', '.join(bad)}")
     if args.all:
         keys = ["family", "dataset"]
-    blocks: list[tuple[str, str | None, list[str]]] = []     # (title, key, held-out values)
-    if args.all or not (args.holdout or keys):
-        blocks.append(("All runs, rules as shipped (no calibration)", None, []))
+    plain = args.all or not (args.holdout or keys)
+    grouped_keys: list[tuple[str, list[str]]] = [(k, sorted({c.group(k) for c in cases})) for k in keys]
     if args.holdout:
         key, _, value = args.holdout.partition("=")
         if key not in ("family", "dataset") or not value:
@@ -414,22 +490,21 @@ def main(argv: list[str] | None = None) -> int:
         if not any(c.group(key) == value for c in cases):
             parser.error(f"--holdout {args.holdout}: no run has {key} {value!r}; known: "
                          f"{', '.join(sorted({c.group(key) for c in cases}))}")
-        blocks.append((f"Held out {args.holdout} (thresholds fitted on the other groups)", key, [value]))
-    for key in keys:
-        values = sorted({c.group(key) for c in cases})
-        blocks.append((f"Leave-one-{key}-out: held-out predictions of {len(values)} folds pooled "
-                       f"(thresholds fitted on the other {key} groups each time)", key, values))
+        grouped_keys = [(key, [value])]
+    say(f"{len(cases)} runs; {'plain + ' if plain else ''}{sum(len(v) for _, v in grouped_keys)} folds on {args.jobs} process(es)")
+    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say)
+
+    blocks: list[tuple[str, str | None, list[str], dict, list[dict]]] = []
+    if plain_preds is not None:
+        blocks.append(("All runs, rules as shipped (no calibration)", None, [], plain_preds, []))
+    for key, values in grouped_keys:
+        title = (f"Held out {key}={values[0]} (thresholds fitted on the other groups)" if args.holdout else
+                 f"Leave-one-{key}-out: held-out predictions of {len(values)} folds pooled "
+                 f"(thresholds fitted on the other {key} groups each time)")
+        blocks.append((title, key, values, *grouped[key]))
     out: dict = {"runs_dir": str(args.runs), "runs": len(cases), "tables": []}
-    rule_cache = None
-    for title, key, values in blocks:
-        if key is None:
-            preds, folds, scored = evaluate_plain(cases, predictor), [], cases
-        else:
-            if rule_cache is None:
-                import calibrate
-                rule_cache = calibrate.RuleCache(predictor)
-            preds, folds = evaluate_grouped(cases, predictor, key, values, Path(args.spec), say, rule_cache)
-            scored = [c for c in cases if c.name in preds["live"]]
+    for title, key, values, preds, folds in blocks:
+        scored = [c for c in cases if c.name in preds["live"]]
         scores = {s: score(scored, preds[s]) for s in SOURCES}
         print(render(title, scores))
         print()
@@ -439,8 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             for f in folds:
                 ov = "; ".join(f"{code}.{k}={v:g}" for code, p in sorted(f["overrides"].items()) for k, v in sorted(p.items()))
                 print(f"| {f['held_out']} | {f['held_out_runs']} | {f['calibration_runs']} | {ov or '(rules as shipped)'} |")
-            notes = sorted({n for f in folds for n in f["notes"]})
-            for n in notes:
+            for n in sorted({n for f in folds for n in f["notes"]}):
                 print(f"\nnote: {n}")
             print()
         if args.per_run and key is None:
@@ -448,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
             print()
         out["tables"].append({"title": title, "group_key": key, "held_out": values, "scores": scores, "folds": folds,
                               "predictions": {s: {k: dict(v) for k, v in preds[s].items()} for s in SOURCES}})
-        say(f"{title.split(':')[0]}: {time.time() - t0:.0f}s")
     out["oracle"] = {c.name: dict(c.labels) for c in cases}
     out["groups"] = {c.name: {"family": c.family, "dataset": c.dataset, "never_calibrate": c.never_calibrate} for c in cases}
     if args.json:

@@ -5,7 +5,12 @@ variant, in alternating blocks whose order rotates every round, so drift in mach
 position effects hit all equally; the ratio of medians of per-block step times to the bare loop's is
 reported. Variants:
 
-- ``default``: ``Doctor(G, D, opt_g, opt_d, log_dir)`` as in the README;
+- ``default``: ``Doctor(G, D, opt_g, opt_d, log_dir)`` as in the README (overhead budget on);
+- ``fixed intervals``: the same with ``Schedule(budget=None)``: every probe at its declared
+  interval, whatever it costs;
+- ``before: default``: the default Doctor of another gandoctor checkout (``--before DIR``, the
+  package folder of e.g. ``git archive`` of an older commit), loaded in the same process under
+  another name, so the old and new overheads are measured side by side;
 - ``no sample features``: the same without the feature probes and sample statistics (what the
   default feature probes cost is the difference between the two);
 - ``d_penultimate``: D's own features instead of the default pixels;
@@ -14,17 +19,27 @@ reported. Variants:
 Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is so cheap
 that any fixed cost shows) and a small DCGAN-style conv GAN on 32x32 images.
 
-    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--device cpu|cuda] [--json out.json]
+Each doctor of the MLP GAN first runs ``--warmup`` steps untimed (default 2100), so the
+overhead budget, which plans from measured times after its first 2000 steps, is measured in its
+steady state; the DCGAN's doctors run at most 200 warm-up steps (its fixed intervals already
+fit the budget, and 2000 CPU steps of it per copy would take minutes).
+
+    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--warmup 2100] [--before DIR] [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,7 +70,7 @@ def conv_gan() -> tuple[nn.Module, nn.Module, int, tuple[int, ...]]:
     return G, D, 64, (3, 32, 32)
 
 
-def run_block(models, steps: int, batch: int, device: torch.device, doctor: gandoctor.Doctor | None, state: dict) -> float:
+def run_block(models, steps: int, batch: int, device: torch.device, doctor: Any, state: dict) -> float:
     G, D, opt_g, opt_d, z_dim, shape = models
     bce = nn.BCEWithLogitsLoss()
     ones = torch.ones(batch, 1, device=device)
@@ -94,13 +109,38 @@ def build(factory, device: torch.device):
 OFF = 10**9
 VARIANTS: dict[str, dict] = {
     "default": {},
+    "fixed intervals": {"schedule": gandoctor.Schedule(budget=None)},
     "no sample features": {"schedule": gandoctor.Schedule(feature_every=OFF, sample_stats_every=OFF)},
     "d_penultimate": {"features": "d_penultimate"},
     "everything": {"schedule": gandoctor.Schedule(extended_sample_stats=True, ndb_every=1000, fidelity_every=500)},
+    "before: default": {},
 }
+BEFORE: ModuleType | None = None
 
 
-def measure(name: str, factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str]) -> list[dict]:
+def load_before(package_dir: str) -> ModuleType:
+    """Another gandoctor package folder, imported as ``gandoctor_before`` (its imports are relative)."""
+    init = Path(package_dir) / "__init__.py"
+    spec = importlib.util.spec_from_file_location("gandoctor_before", init, submodule_search_locations=[str(init.parent)])
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--before {package_dir}: no gandoctor package there")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gandoctor_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_doctor(variant: str, G, D, opt_g, opt_d, log_dir: str) -> Any:
+    if variant.startswith("before: "):
+        if BEFORE is None:
+            raise SystemExit(f"variant {variant!r} needs --before DIR")
+        return BEFORE.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=log_dir, **VARIANTS[variant])
+    return gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=log_dir, **VARIANTS[variant])
+
+
+def measure(
+    name: str, factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str], warmup: int
+) -> list[dict]:
     # Identical copies of the models: one bare, one per variant; their blocks alternate.
     bare_models = build(factory, device)
     watched = {v: build(factory, device) for v in variants}
@@ -109,10 +149,10 @@ def measure(name: str, factory, blocks: int, steps: int, batch: int, device: tor
     with tempfile.TemporaryDirectory() as tmp:
         doctors = {}
         for v, (G, D, opt_g, opt_d, _, _) in watched.items():
-            doctors[v] = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=f"{tmp}/{len(doctors)}", **VARIANTS[v])
+            doctors[v] = make_doctor(v, G, D, opt_g, opt_d, f"{tmp}/{len(doctors)}")
         run_block(bare_models, max(5, steps // 4), batch, device, None, states["bare"])  # warm-up
         for v in variants:
-            run_block(watched[v], max(5, steps // 4), batch, device, doctors[v], states[v])
+            run_block(watched[v], max(5, steps // 4, warmup), batch, device, doctors[v], states[v])
         order = ["bare", *variants]
         for block in range(blocks):
             # Rotate the order each block so no variant always runs right after another.
@@ -137,6 +177,10 @@ def measure(name: str, factory, blocks: int, steps: int, batch: int, device: tor
             "steps_per_block": steps,
         }
         for v in variants
+    ] + [
+        {"model": name, "variant": v, "intervals": doctors[v].intervals}
+        for v in variants
+        if hasattr(doctors[v], "intervals")
     ]
 
 
@@ -147,17 +191,24 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of: {', '.join(VARIANTS)}")
+    parser.add_argument("--warmup", type=int, default=2100, help="untimed steps each doctor runs first (the budget settles)")
+    parser.add_argument("--before", help="package folder of another gandoctor version, for the 'before: default' variant")
     parser.add_argument("--json")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.before:
+        global BEFORE
+        BEFORE = load_before(args.before)
+    elif "--variants" not in sys.argv:
+        variants = [v for v in variants if not v.startswith("before: ")]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     results = [
-        *measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants),
-        *measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants),
+        *measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants, args.warmup),
+        *measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants, min(args.warmup, 200)),
     ]
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}"
     if device.type == "cuda":
@@ -165,7 +216,12 @@ def main() -> None:
     print(f"machine: {machine}")
     print(f"{'model':<20} {'doctor':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}")
     for r in results:
+        if "intervals" in r:
+            continue
         print(f"{r['model']:<20} {r['variant']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}")
+    for r in results:
+        if "intervals" in r:
+            print(f"intervals {r['model']} / {r['variant']}: " + ", ".join(f"{k} {v}" for k, v in r["intervals"].items() if v))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine, "results": results}, fh, indent=2)

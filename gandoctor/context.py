@@ -1,9 +1,42 @@
-"""RunContext: what is known about the run, from the models and optimizers, the user and the signals."""
+"""What is known about a run besides its signals: the RunContext and how it is read from the models.
+
+Three sources fill it: the inspection of G, D and their optimizers when a Doctor attaches
+(:func:`inspect_training`), the user (``Doctor(uses=...)``, ``gandoctor analyze --uses``), and
+facts the Doctor infers from the signals as they arrive (a negative D loss means a critic; two
+D optimizer steps per G step, ``multi_d_steps``). The run log stores it as
+``{"flags": [...], "values": {...}}`` (:meth:`RunContext.to_dict` / :meth:`RunContext.from_dict`).
+
+torch is imported only inside :func:`inspect_training`, so readers and the CLI can use the
+dataclass without it.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from .errors import GanDoctorError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class ContextError(GanDoctorError):
+    """A stored run context is malformed. The message names where it was read from."""
+
+
+# A context value is JSON-safe: a scalar, or a list of scalars (``g_norm: ["BatchNorm2d"]``).
+_SCALARS = (str, int, float, bool)
+
+
+def _is_value(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, _SCALARS):
+        return True
+    return isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) and _is_value(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -12,11 +45,195 @@ class RunContext:
 
     Flags name techniques the run already uses, so remedies can skip them. They come from the
     probes (inspection of the models and optimizers), the run log header, or the user
-    (``Doctor(uses=...)`` / ``gandoctor analyze --uses``).
+    (``Doctor(uses=...)`` / ``gandoctor analyze --uses``). Values are numbers, strings, or
+    lists of them (``lr_d``, ``optimizer_d``, ``g_norm`` …).
     """
 
     flags: frozenset[str] = frozenset()
     values: Mapping[str, Any] = field(default_factory=dict)
 
-    def merged(self, other: "RunContext") -> "RunContext":
+    def merged(self, other: RunContext) -> RunContext:
+        """This context with ``other``'s flags added and its values taking precedence."""
         return RunContext(self.flags | other.flags, dict(self.values) | dict(other.values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the run log stores: sorted flags, values with lists for tuples."""
+        return {
+            "flags": sorted(self.flags),
+            "values": {k: list(v) if isinstance(v, tuple) else v for k, v in self.values.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, strict: bool = True) -> RunContext:
+        """Parse :meth:`to_dict`'s form read from ``where`` (a file and line, for the message).
+
+        ``strict=False`` drops what is malformed instead of raising (a reader that warns and
+        goes on); ``strict=True`` raises :class:`ContextError` naming ``where``, the key, what
+        was expected and what was found.
+        """
+        if not isinstance(data, Mapping):
+            if strict:
+                raise ContextError(f"{where}: context: expected an object with 'flags' and 'values', got {type(data).__name__}")
+            return cls()
+        flags_raw = data.get("flags", [])
+        values_raw = data.get("values", {})
+        if not isinstance(flags_raw, list) or not all(isinstance(f, str) for f in flags_raw):
+            if strict:
+                raise ContextError(f"{where}: context.flags: expected a list of strings, got {flags_raw!r}")
+            flags_raw = [f for f in flags_raw if isinstance(f, str)] if isinstance(flags_raw, list) else []
+        if not isinstance(values_raw, Mapping):
+            if strict:
+                raise ContextError(f"{where}: context.values: expected an object, got {type(values_raw).__name__}")
+            values_raw = {}
+        values: dict[str, Any] = {}
+        for key, value in values_raw.items():
+            if isinstance(key, str) and _is_value(value):
+                values[key] = list(value) if isinstance(value, tuple) else value
+            elif strict:
+                raise ContextError(
+                    f"{where}: context.values.{key}: expected a finite number, a string, a boolean or a list of them, got {value!r}"
+                )
+        return cls(frozenset(flags_raw), values)
+
+
+def parse_uses(uses: Iterable[str] | Mapping[str, Any]) -> RunContext:
+    """``uses=["gradient_penalty"]`` or ``uses={"gradient_penalty": 10.0}``: flags, and values for a mapping."""
+    if isinstance(uses, str):
+        raise TypeError(f"uses must be a list of flags or a mapping flag -> value, got the string {uses!r}")
+    if isinstance(uses, Mapping):
+        for flag, value in uses.items():
+            if not isinstance(flag, str) or not _is_value(value):
+                raise ValueError(f"uses[{flag!r}]: expected a string flag and a number, string or boolean value, got {value!r}")
+        return RunContext(frozenset(uses), dict(uses))
+    flags = list(uses)
+    bad = [f for f in flags if not isinstance(f, str)]
+    if bad:
+        raise TypeError(f"uses must hold strings, got {bad[0]!r}")
+    return RunContext(frozenset(flags))
+
+
+def latent_shape(generator: nn.Module, latent_dim: int | None = None) -> tuple[int, ...] | None:
+    """The shape of one latent code: from G's first Linear / ConvTranspose layer, or ``latent_dim``."""
+    from torch import nn
+
+    for m in generator.modules():
+        if isinstance(m, nn.Linear):
+            return (latent_dim or m.in_features,)
+        if isinstance(m, nn.modules.conv._ConvTransposeNd):
+            # DCGAN-style: a (C, 1, 1) code expanded by the first transposed convolution.
+            return (latent_dim or m.in_channels,) + (1,) * len(m.kernel_size)
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Embedding)):
+            break  # G starts from an image or from labels: no latent shape to read
+    return None if latent_dim is None else (latent_dim,)
+
+
+def has_spectral_norm(module: nn.Module) -> bool:
+    for m in module.modules():
+        if hasattr(m, "weight_orig"):
+            return True
+        params = getattr(m, "parametrizations", None)
+        if params is not None:
+            for plist in params.values():
+                if any("SpectralNorm" in type(p).__name__ for p in plist):
+                    return True
+    return False
+
+
+def norm_layers(module: nn.Module) -> list[str]:
+    """Sorted type names of the normalisation layers (BatchNorm2d, LayerNorm, a custom PixelNorm …)."""
+    from torch import nn
+
+    known = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+    names = {
+        type(m).__name__
+        for path, m in module.named_modules()
+        # Spectral norm is a parametrization of a weight (flag d_spectral_norm), not a layer.
+        if "parametrizations" not in path.split(".") and (isinstance(m, known) or "Norm" in type(m).__name__)
+    }
+    return sorted(names)
+
+
+def _optimizer_values(role: str, opt: torch.optim.Optimizer, flags: set[str], values: dict[str, Any]) -> None:
+    group = opt.param_groups[0]
+    values[f"optimizer_{role}"] = type(opt).__name__
+    if isinstance(group.get("lr"), (int, float)):
+        values[f"lr_{role}"] = float(group["lr"])
+    betas = group.get("betas")
+    if isinstance(betas, (tuple, list)) and len(betas) == 2:
+        values[f"beta1_{role}"] = float(betas[0])
+        values[f"beta2_{role}"] = float(betas[1])
+    decay = group.get("weight_decay", 0.0)
+    if isinstance(decay, (int, float)):
+        values[f"weight_decay_{role}"] = float(decay)
+        if decay > 0:
+            flags.add(f"weight_decay_{role}")
+
+
+def inspect_training(
+    g: nn.Module,
+    d: nn.Module,
+    g_opt: torch.optim.Optimizer | None,
+    d_opt: torch.optim.Optimizer | None,
+    d_output: str = "auto",
+    uses: Iterable[str] | Mapping[str, Any] = (),
+) -> RunContext:
+    """What the models and optimizers say about the run (the user's ``uses`` merged in)."""
+    from torch import nn
+
+    user = parse_uses(uses)
+    flags: set[str] = set(user.flags)
+    values: dict[str, Any] = {"d_output": d_output}
+    if has_spectral_norm(d):
+        flags.add("d_spectral_norm")
+    dropouts = [m.p for m in d.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    if dropouts:
+        flags.add("d_dropout")
+    values["d_dropout_p"] = float(max(dropouts, default=0.0))
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules()):
+        flags.add("d_batchnorm")
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in g.modules()):
+        flags.add("g_batchnorm")
+    values["d_norm"] = norm_layers(d)
+    values["g_norm"] = norm_layers(g)
+    if d_output == "critic":
+        flags.add("critic")
+    for role, opt in (("d", d_opt), ("g", g_opt)):
+        if opt is not None:
+            _optimizer_values(role, opt, flags, values)
+    if "lr_d" in values and "lr_g" in values and not math.isclose(values["lr_d"], values["lr_g"]):
+        flags.add("ttur")
+        if values["lr_d"] > values["lr_g"]:
+            flags.add("lr_d_above_lr_g")
+    values["d_params"] = sum(p.numel() for p in d.parameters())
+    values["g_params"] = sum(p.numel() for p in g.parameters())
+    shape = latent_shape(g)
+    if shape is not None:
+        values["latent_dim"] = shape[0]
+    values.update(user.values)
+    return RunContext(frozenset(flags), values)
+
+
+class ContextInference:
+    """Facts read from the signals as they are recorded.
+
+    A negative D loss (``d_output="auto"`` only) means a Wasserstein critic: BCE, hinge and
+    least-squares D losses are never negative. Two or more D optimizer steps per G step mean
+    ``multi_d_steps`` (with ``d_steps_per_g``).
+    """
+
+    def __init__(self, d_output: str) -> None:
+        self.auto = d_output == "auto"
+        self.saw_negative_d_loss = False
+
+    def observe(self, values: Mapping[str, float], context: RunContext) -> RunContext | None:
+        flags: set[str] = set()
+        learnt: dict[str, Any] = {}
+        loss_d = values.get("loss.d")
+        if self.auto and not self.saw_negative_d_loss and loss_d is not None and loss_d < -1e-6:
+            self.saw_negative_d_loss = True
+            flags.add("critic")
+        steps_d, steps_g = values.get("opt_steps.d"), values.get("opt_steps.g")
+        if steps_d and steps_g and steps_d >= 2 * steps_g and "multi_d_steps" not in context.flags:
+            flags.add("multi_d_steps")
+            learnt["d_steps_per_g"] = steps_d / steps_g
+        return RunContext(frozenset(flags), learnt) if flags else None

@@ -21,6 +21,9 @@ class Derived:
     doc: str
     sources: tuple[str, ...]
     combine: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    # The sources' finite values must lie in this range, else the series is not derived (a log
+    # whose "D_x" column holds raw critic or hinge scores has no probability gap).
+    domain: tuple[float, float] | None = None
 
 
 DERIVED: dict[str, Derived] = {}
@@ -38,6 +41,7 @@ register_derived(
         "d_prob.real - d_prob.fake at the steps both were logged: near 1 D separates, near 0 D cannot tell, < 0 D is fooled",
         ("d_prob.real", "d_prob.fake"),
         lambda real, fake: real - fake,
+        domain=(0.0, 1.0),
     )
 )
 
@@ -51,6 +55,11 @@ def _pairwise(a: SeriesView, b: SeriesView, name: str, combine: Callable[[np.nda
     counts = np.minimum(a.counts[ia], b.counts[ib])
     nonfinite = np.maximum(a.nonfinite[ia], b.nonfinite[ib])
     return SeriesView(name, steps, values.astype(np.float64), counts, nonfinite)
+
+
+def _within(values: np.ndarray, domain: tuple[float, float], tol: float = 1e-6) -> bool:
+    finite = values[np.isfinite(values)]
+    return bool(finite.size == 0 or (finite.min() >= domain[0] - tol and finite.max() <= domain[1] + tol))
 
 
 class DerivedView:
@@ -71,6 +80,8 @@ class DerivedView:
             return None
         a, b = parts
         assert a is not None and b is not None
+        if spec.domain is not None and not all(_within(p.values, spec.domain) for p in (a, b)):
+            return None
         return _pairwise(a, b, name, spec.combine)
 
     def __contains__(self, name: object) -> bool:

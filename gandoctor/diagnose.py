@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
 
 from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext
-from .readers import read_run
+from .readers import ReadOptions, RunData, read_run
 from .report import Report
 from .rules import RuleSet
 from .signals import SignalLog
+from .vocabulary import parse_uses, uses_context
 
 
 def diagnose(
@@ -43,17 +46,51 @@ def diagnose(
     )
 
 
+def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
+    """What a saved log says about the run that its header may not: a D loss below zero marks a
+    Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers."""
+    loss_d = signals.get("loss.d")
+    if "critic" not in known.flags and loss_d is not None:
+        finite = loss_d.values[np.isfinite(loss_d.values)]
+        if finite.size and float(finite.min()) < -1e-6:
+            return RunContext(frozenset({"critic"}))
+    return RunContext()
+
+
 def analyze(
     path: str | Path,
     config: Config | None = None,
     rules_dirs: Iterable[str | Path] = (),
-    uses: Iterable[str] = (),
+    uses: Iterable[str] | Mapping[str, Any] = (),
     format: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    options: ReadOptions | None = None,
 ) -> Report:
-    """Read a saved run (directory or log file) and diagnose it."""
+    """Read a saved run (directory or log file) and diagnose it (see :func:`analyze_run`)."""
+    return analyze_run(path, config, rules_dirs, uses, format, progress, options)[0]
+
+
+def analyze_run(
+    path: str | Path,
+    config: Config | None = None,
+    rules_dirs: Iterable[str | Path] = (),
+    uses: Iterable[str] | Mapping[str, Any] = (),
+    format: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    options: ReadOptions | None = None,
+) -> tuple[Report, RunData]:
+    """Read a saved run (directory or log file) and diagnose it; the report and what was read
+    (the signals a plot needs).
+
+    ``uses``: techniques the run uses that the probes cannot see, as names or as a mapping
+    name -> value (``{"gradient_penalty": 10.0}``); any name of a technique (alias) works.
+    ``options``: how to read a foreign log (``--map``, ``--step``, grid tile size)."""
     config = config or load_config()
     rules = config.ruleset(tuple(Path(d) for d in rules_dirs))
-    data = read_run(path, format=format, progress=progress)
-    context = data.context.merged(RunContext(frozenset(config.uses) | frozenset(uses)))
-    return diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
+    data = read_run(path, format=format, progress=progress, options=options)
+    # config items may carry a setting too: uses = ["gradient_penalty=10"]
+    configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
+    declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
+    context = data.context.merged(uses_context(declared, rules.remedies)).merged(infer_from_log(data.signals, data.context))
+    report = diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
+    return report, data

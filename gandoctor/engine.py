@@ -263,10 +263,11 @@ def mode_status(rules: RuleSet, fired: list[Finding], skipped: list[SkippedRule]
     out = []
     for mode in modes:
         mode_checked = tuple(c for c in checked if by_code[c].mode == mode)
+        direct = tuple(c for c in mode_checked if not by_code[c].inferred)
         if any(f.mode == mode for f in fired):
             out.append(ModeStatus(mode, ModeState.FAILING, mode_checked))
-        elif mode_checked:
-            out.append(ModeStatus(mode, ModeState.CLEAR, mode_checked))
+        elif direct:
+            out.append(ModeStatus(mode, ModeState.CLEAR, direct))
         else:
             mine = [s for s in skipped if by_code.get(s.rule) is not None and by_code[s.rule].mode == mode]
             missing = sorted({m for s in mine if s.reason is SkipReason.MISSING_SIGNALS for m in s.missing})

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 from ._toml import read_toml
 from .errors import RuleError
 from .derived import DERIVED
+from .remedies import Remedy, RemedyRef, Source, alias_table, parse_remedies, parse_remedy_refs, parse_sources
 from .signals import SIGNALS
 from .windows import STATISTICS
 
@@ -33,10 +34,9 @@ MATCHES: tuple[str, ...] = ("all", "any")
 
 _RULE_KEYS = {
     "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
-    "conditions", "corroborate", "remedies", "unless_signals",
+    "conditions", "corroborate", "remedies", "unless_signals", "inferred",
 }
 _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional"}
-_REMEDY_REF_KEYS = {"id", "weight"}
 #: Timing parameters every rule has (see gandoctor.engine for their meaning); a rule's [params]
 #: overrides them. Warm-up and persistence are capped by a share of the run's span, so short
 #: runs can be judged; min_run_steps is the shortest run the rule judges at all.
@@ -54,7 +54,6 @@ _PARAM_DEFAULTS = {
 }
 #: Rule codes: letters then digits ("GD101" for the built-ins, "X001" or "ACME12" for a project's own).
 _CODE = re.compile(r"^[A-Z]{1,8}[0-9]{1,6}$")
-_REMEDY_KEYS = {"title", "action", "source", "section", "not_if", "prefer_if"}
 
 
 _BUILTIN_NAMESPACES = frozenset(name.split(".")[0] for name in SIGNALS)
@@ -101,12 +100,6 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class RemedyRef:
-    id: str
-    weight: float = 1.0
-
-
-@dataclass(frozen=True)
 class Rule:
     code: str
     name: str
@@ -122,6 +115,9 @@ class Rule:
     params: Mapping[str, float]
     source_file: str
     unless_signals: tuple[str, ...] = ()
+    # An inferred rule reads signals that go with the failure rather than the failure itself (a
+    # dominant D implies a collapsed G): it can make a mode fail, but its silence clears nothing.
+    inferred: bool = False
 
     @property
     def warmup_steps(self) -> int:
@@ -136,20 +132,10 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Remedy:
-    id: str
-    title: str
-    action: str
-    source: str
-    section: str
-    not_if: tuple[str, ...] = ()
-    prefer_if: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
     remedies: Mapping[str, Remedy] = field(default_factory=dict)
+    sources: Mapping[str, Source] = field(default_factory=dict)  # what remedies cite
 
     def by_code(self, code: str) -> Rule:
         for rule in self.rules:
@@ -235,7 +221,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     code = data["code"]
     _expect(isinstance(code, str) and _CODE.match(code) is not None, path, "code", "a code of capital letters then digits, like 'GD101' or 'X001'", code)
     name = data["name"]
-    _expect(isinstance(name, str) and name and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
+    _expect(isinstance(name, str) and bool(name) and name == name.lower() and " " not in name, path, "name", "a lowercase-with-dashes name", name)
     mode = data["mode"]
     _expect(mode in MODES, path, "mode", f"one of {', '.join(MODES)}", mode)
     for key in ("summary", "why"):
@@ -247,6 +233,8 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     skip_if = data.get("skip_if", [])
     _expect(isinstance(skip_if, list) and all(isinstance(s, str) for s in skip_if), path, "skip_if", "a list of context flags", skip_if)
 
+    inferred = data.get("inferred", False)
+    _expect(isinstance(inferred, bool), path, "inferred", "true or false", inferred)
     unless = data.get("unless_signals", [])
     _expect(isinstance(unless, list) and all(isinstance(u, str) for u in unless), path, "unless_signals", "a list of signal names", unless)
 
@@ -258,23 +246,13 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         params[key] = float(value)
 
     conditions_raw = data["conditions"]
-    _expect(isinstance(conditions_raw, list) and conditions_raw, path, "conditions", "a non-empty array of tables ([[conditions]])", conditions_raw)
+    _expect(isinstance(conditions_raw, list) and bool(conditions_raw), path, "conditions", "a non-empty array of tables ([[conditions]])", conditions_raw)
     conditions = tuple(_parse_condition(c, path, f"conditions[{i}]", params) for i, c in enumerate(conditions_raw))
     corroborate_raw = data.get("corroborate", [])
     _expect(isinstance(corroborate_raw, list), path, "corroborate", "an array of tables ([[corroborate]])", corroborate_raw)
     corroborate = tuple(_parse_condition(c, path, f"corroborate[{i}]", params) for i, c in enumerate(corroborate_raw))
 
-    remedies_raw = data.get("remedies", [])
-    _expect(isinstance(remedies_raw, list), path, "remedies", "an array of tables ([[remedies]])", remedies_raw)
-    remedies = []
-    for i, ref in enumerate(remedies_raw):
-        key = f"remedies[{i}]"
-        _expect(isinstance(ref, dict), path, key, "a table with 'id'", ref)
-        _unknown_keys(ref, _REMEDY_REF_KEYS, path, key + ".")
-        _expect(isinstance(ref.get("id"), str), path, key + ".id", "a remedy id from remedies.toml", ref.get("id"))
-        weight = ref.get("weight", 1.0)
-        _expect(_number(weight) and weight > 0, path, key + ".weight", "a positive number", weight)
-        remedies.append(RemedyRef(ref["id"], float(weight)))
+    remedies = parse_remedy_refs(data.get("remedies", []), path)
     return Rule(
         code=code,
         name=name,
@@ -285,42 +263,17 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         match=match,
         conditions=conditions,
         corroborate=corroborate,
-        remedies=tuple(remedies),
+        remedies=remedies,
         skip_if=tuple(skip_if),
         params=params,
         source_file=str(path),
         unless_signals=tuple(unless),
+        inferred=inferred,
     )
 
 
 def _read_toml(path: Path) -> Mapping[str, Any]:
     return read_toml(path, RuleError)
-
-
-def parse_remedies(data: Mapping[str, Any], path: Path) -> dict[str, Remedy]:
-    table = data.get("remedy")
-    _expect(isinstance(table, dict), path, "remedy", "tables [remedy.<id>]", table)
-    _unknown_keys(data, {"remedy"}, path, "")
-    remedies: dict[str, Remedy] = {}
-    for rid, raw in table.items():
-        key = f"remedy.{rid}"
-        _expect(isinstance(raw, dict), path, key, "a table", raw)
-        _unknown_keys(raw, _REMEDY_KEYS, path, key + ".")
-        for req in ("title", "action", "source", "section"):
-            _expect(isinstance(raw.get(req), str) and raw[req].strip(), path, f"{key}.{req}", "a non-empty string", raw.get(req))
-        for lst in ("not_if", "prefer_if"):
-            value = raw.get(lst, [])
-            _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), path, f"{key}.{lst}", "a list of context flags", value)
-        remedies[rid] = Remedy(
-            id=rid,
-            title=raw["title"].strip(),
-            action=raw["action"].strip(),
-            source=raw["source"].strip(),
-            section=raw["section"].strip(),
-            not_if=tuple(raw.get("not_if", [])),
-            prefer_if=tuple(raw.get("prefer_if", [])),
-        )
-    return remedies
 
 
 def builtin_rules_dir() -> Path:
@@ -348,13 +301,17 @@ def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool =
     folders += [Path(d) for d in dirs or []]
     rules: list[Rule] = []
     remedies: dict[str, Remedy] = {}
+    sources: dict[str, Source] = {}
     seen: dict[str, str] = {}
     for folder in folders:
         if not folder.is_dir():
             raise RuleError(f"{folder}: rules folder does not exist")
         remedy_file = folder / "remedies.toml"
         if remedy_file.exists():
-            for rid, remedy in parse_remedies(_read_toml(remedy_file), remedy_file).items():
+            data = _read_toml(remedy_file)
+            # a later folder's catalogue may cite the sources of an earlier one (the built-in)
+            sources |= parse_sources(data, remedy_file)
+            for rid, remedy in parse_remedies(data, remedy_file, sources).items():
                 if rid in remedies and remedies[rid] != remedy:
                     raise RuleError(f"{remedy_file}: key 'remedy.{rid}': remedy id already defined differently by an earlier rules folder")
                 remedies[rid] = remedy
@@ -368,11 +325,13 @@ def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool =
                 raise RuleError(f"{path}: key 'name': duplicate rule name {rule.name!r} (also in {seen[rule.name]})")
             seen[rule.code] = seen[rule.name] = str(path)
             rules.append(rule)
-    for rule in rules:
+    names = alias_table(remedies)  # a rule may name a remedy by an old name (alias)
+    for n, rule in enumerate(rules):
         for i, ref in enumerate(rule.remedies):
-            if ref.id not in remedies:
+            if ref.id not in names:
                 raise RuleError(f"{rule.source_file}: key 'remedies[{i}].id': unknown remedy {ref.id!r}; known: {', '.join(sorted(remedies))}")
-    return RuleSet(tuple(sorted(rules, key=lambda r: r.code)), remedies)
+        rules[n] = replace(rule, remedies=tuple(replace(ref, id=names[ref.id]) for ref in rule.remedies))
+    return RuleSet(tuple(sorted(rules, key=lambda r: r.code)), remedies, sources)
 
 
 def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:
@@ -410,4 +369,4 @@ def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, 
                 corroborate=tuple(rebind(c) for c in rule.corroborate),
             )
         out.append(rule)
-    return RuleSet(tuple(out), rules.remedies)
+    return RuleSet(tuple(out), rules.remedies, rules.sources)

@@ -112,7 +112,7 @@ def compare(
     fake: np.ndarray,
     previous_fake: np.ndarray | None,
     extended: bool = False,
-    bins: "Bins | None" = None,
+    bins: Bins | None = None,
 ) -> SampleStats:
     """Fake vs real statistics, each calibrated against a second real set of the same size.
 

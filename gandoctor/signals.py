@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -57,6 +57,7 @@ SIGNALS: Mapping[str, str] = {
     "feat.occupancy_ratio": "share of k-means cells (k=16, fitted once on real features) holding a fake / the same for a second real set of the same size",
     "feat.bin_tv": "TV distance between the fakes' and the reals' k-means cell histograms minus the real-vs-real TV at the same size: 0 as good as real",
     "latent.drift": "median distance G's outputs for a fixed batch of latent codes moved since the previous check / median nearest-neighbour distance among as many real samples (sample features)",
+    "feat.nonfinite": "1 at a sample-statistics check whose real or fake features held NaN/inf (nothing else is computed then)",
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 
@@ -96,8 +97,19 @@ class Series:
     """
 
     __slots__ = (
-        "name", "capacity", "stride", "_steps", "_values", "_counts", "_nonfinite", "_n",
-        "_acc_step", "_acc_sum", "_acc_finite", "_acc_count", "_acc_nonfinite",
+        "_acc_count",
+        "_acc_finite",
+        "_acc_nonfinite",
+        "_acc_step",
+        "_acc_sum",
+        "_counts",
+        "_n",
+        "_nonfinite",
+        "_steps",
+        "_values",
+        "capacity",
+        "name",
+        "stride",
     )
 
     def __init__(self, name: str, capacity: int) -> None:
@@ -180,6 +192,46 @@ class Series:
         self._n = half
         self.stride *= 2
 
+    def extend(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Append many samples at once: the same points as ``append`` one at a time (up to the
+        summation order of the bucket means), with whole buckets summarised by numpy. Readers of
+        long logs use it; a sample whose step is below the last one is dropped, as by append."""
+        steps = np.asarray(steps, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if not steps.shape[0]:
+            return
+        before = np.maximum.accumulate(np.concatenate(([self._last_step()], steps[:-1])))
+        keep = steps >= before
+        if not keep.all():
+            steps, values = steps[keep], values[keep]
+        i, n = 0, steps.shape[0]
+        while i < n:
+            stride = self.stride
+            if self._acc_count or n - i < stride:
+                # Finish the open bucket (or the last partial one) sample by sample.
+                take = min(stride - self._acc_count, n - i)
+                for step, value in zip(steps[i : i + take].tolist(), values[i : i + take].tolist(), strict=True):
+                    self.append(step, value)
+                i += take
+                continue
+            k = min((n - i) // stride, self.capacity - self._n)
+            block = values[i : i + k * stride].reshape(k, stride)
+            finite = np.isfinite(block)
+            count = finite.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(count > 0, np.where(finite, block, 0.0).sum(axis=1) / np.maximum(count, 1), math.nan)
+            while self._steps.shape[0] < self._n + k:
+                self._grow()
+            j = self._n
+            self._steps[j : j + k] = steps[i + stride - 1 : i + k * stride : stride]
+            self._values[j : j + k] = means
+            self._counts[j : j + k] = stride
+            self._nonfinite[j : j + k] = stride - count
+            self._n += k
+            i += k * stride
+            if self._n == self.capacity:
+                self._decimate()
+
     def view(self) -> SeriesView:
         n = self._n
         steps, values = self._steps[:n], self._values[:n]
@@ -221,6 +273,23 @@ class SignalLog:
             if self.last_step is None or step > self.last_step:
                 self.last_step = int(step)
 
+    def extend(self, name: str, steps: np.ndarray, values: np.ndarray) -> None:
+        """Append many (step, value) samples of one series at once (see Series.extend)."""
+        steps = np.asarray(steps, dtype=np.int64)
+        if not steps.shape[0]:
+            return
+        series = self._series.get(name)
+        if series is None:
+            if len(self._series) >= self.max_series:
+                return
+            series = self._series[name] = Series(name, self.capacity)
+        series.extend(steps, values)
+        first, last = int(steps[0]), int(steps.max())
+        if self.first_step is None:
+            self.first_step = first
+        if self.last_step is None or last > self.last_step:
+            self.last_step = last
+
     def names(self) -> list[str]:
         return sorted(self._series)
 
@@ -238,8 +307,79 @@ class SignalLog:
                 yield view
 
     @classmethod
-    def from_records(cls, records: Iterable[tuple[int, Mapping[str, float]]], capacity: int = 4096) -> "SignalLog":
+    def from_records(cls, records: Iterable[tuple[int, Mapping[str, float]]], capacity: int = 4096) -> SignalLog:
         log = cls(capacity=capacity)
         for step, values in records:
             log.record(step, values)
         return log
+
+
+# -- the alias table ----------------------------------------------------------------------
+#: Other tools' names for gandoctor's signals, one table for every reader (CSV, JSON Lines,
+#: TensorBoard tags, console logs, W&B exports). Keys are normalised with :func:`alias_key`
+#: (lowercase; spaces and hyphens become ``_``); a run-name or ``train/`` prefix is stripped
+#: first (see :data:`ALIAS_PREFIXES`). Values are names in :data:`SIGNALS`. A name that maps
+#: nowhere is kept as ``user.<name>``, so it shows up in ``--json`` without feeding any rule by
+#: accident; ``--map signal=name`` maps it explicitly.
+ALIASES: Mapping[str, str] = {
+    **dict.fromkeys(
+        [
+            "loss_d", "d_loss", "lossd", "errd", "err_d", "disc_loss", "discriminator_loss", "loss_disc",
+            "loss_discriminator", "loss/d", "d/loss", "loss.d", "critic_loss", "loss_critic", "loss/discriminator",
+            "loss/disc", "loss/critic", "losses/d", "discriminator/loss", "critic/loss", "loss/loss_d", "loss/d_loss",
+            "d_total_loss", "loss_d_total", "errd_total", "lossd_total", "dis_loss", "loss_dis",
+        ],
+        "loss.d",
+    ),
+    **dict.fromkeys(
+        [
+            "loss_g", "g_loss", "lossg", "errg", "err_g", "gen_loss", "generator_loss", "loss_gen", "loss_generator",
+            "loss/g", "g/loss", "loss.g", "loss/generator", "loss/gen", "losses/g", "generator/loss", "loss/loss_g",
+            "loss/g_loss", "g_total_loss", "loss_g_total",
+        ],
+        "loss.g",
+    ),
+    **dict.fromkeys(
+        ["d_x", "dx", "d(x)", "d_real", "d_out_real", "d_prob_real", "d_prob.real", "d_real_prob", "d/real", "prob/real", "d(x)_mean"],
+        "d_prob.real",
+    ),
+    **dict.fromkeys(
+        [
+            "d_g_z", "dgz", "d(g(z))", "d_g_z1", "d_fake", "d_out_fake", "d_prob_fake", "d_prob.fake", "d_fake_prob",
+            "d/fake", "prob/fake", "d(g(z))_1", "d(g(z))_before",
+        ],
+        "d_prob.fake",
+    ),
+    **dict.fromkeys(
+        ["grad_norm_d", "d_grad_norm", "grad_norm.d", "gradnorm_d", "d_gradnorm", "grad_norm/d", "grad/d", "grads/d", "d/grad_norm", "gradient_norm/d"],
+        "grad_norm.d",
+    ),
+    **dict.fromkeys(
+        ["grad_norm_g", "g_grad_norm", "grad_norm.g", "gradnorm_g", "g_gradnorm", "grad_norm/g", "grad/g", "grads/g", "g/grad_norm", "gradient_norm/g"],
+        "grad_norm.g",
+    ),
+}
+
+#: Prefixes stripped before the alias lookup: experiment trackers group metrics as ``train/...``.
+ALIAS_PREFIXES: tuple[str, ...] = ("train/", "training/", "train_", "train.", "metrics/", "scalars/")
+
+
+def alias_key(name: str) -> str:
+    """The normalised form a foreign name is looked up under in :data:`ALIASES`."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def alias_for(name: str) -> str | None:
+    """The signal a foreign name stands for, or None: ``'Loss_D'`` and ``'train/errD'`` -> ``'loss.d'``.
+
+    A W&B chart export's ``'<run> - <metric>'`` column is looked up by its metric part.
+    """
+    if " - " in name:
+        name = name.rsplit(" - ", 1)[1]
+    key = alias_key(name)
+    if key in ALIASES:
+        return ALIASES[key]
+    for prefix in ALIAS_PREFIXES:
+        if key.startswith(prefix) and key[len(prefix):] in ALIASES:
+            return ALIASES[key[len(prefix):]]
+    return None

@@ -164,6 +164,12 @@ def test_gate_never_passes_on_nothing_checkable(tmp_path, capsys):
     path = tmp_path / "other.csv"
     path.write_text("step,temperature,humidity\n" + "".join(f"{s},{20 + s % 3},{50}\n" for s in range(500)), encoding="utf-8")
     assert main(["gate", str(path)]) == EXIT_ERROR
+    # Nothing in the log maps to a signal: the reader says so, naming what it found (issue 10).
+    err = capsys.readouterr().err
+    assert "no name in this log maps to a signal" in err and "found: 'temperature', 'humidity'" in err
+    # Signals that map but feed no rule: the gate's own judgement.
+    path.write_text("step,sigma_max_d\n" + "".join(f"{s},1.0\n" for s in range(5)), encoding="utf-8")
+    assert main(["gate", str(path), "--map", "sigma_max.d=sigma_max_d"]) == EXIT_ERROR
     out = capsys.readouterr().out
     assert out.startswith("gandoctor gate: ERROR — ") and "no rule could be checked" in out
 
@@ -300,8 +306,9 @@ def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
         assert f"{c.label()} {c.op} {c.threshold:g}" in out
     for ref in rule.remedies:
         remedy = rules.remedies[ref.id]
-        assert norm(f"- {remedy.title}: {remedy.action}") in out
-        assert norm(f"source: {remedy.source}, section “{remedy.section}”") in out
+        assert norm(f"- {remedy.title} ({remedy.id}): {remedy.action}") in out
+        for c in remedy.cites:  # each citation on its own line: document and section, or paper
+            assert norm(f"source: {rules.sources[c.source].cite(c.section)}") in out
 
 
 def test_rule_texts_are_reflowed_per_paragraph():
@@ -319,7 +326,7 @@ def test_explain_by_name_and_custom_rules(custom, capsys):
 
 def test_explain_unknown_rule_exits_2(capsys):
     assert main(["explain", "GD999"]) == EXIT_ERROR
-    assert "no rule 'GD999'" in capsys.readouterr().err
+    assert "unknown name 'GD999'" in capsys.readouterr().err
 
 
 # -- module entry point ---------------------------------------------------------------------------
@@ -337,3 +344,33 @@ def test_python_dash_m_gandoctor_gate_exit_code(tmp_path, nan_run):
     proc = subprocess.run([sys.executable, "-m", "gandoctor", "gate", nan_run], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == EXIT_UNHEALTHY, proc.stderr
     assert "GD501" in proc.stdout
+
+
+def test_gate_writes_junit_and_markdown(nan_run, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    junit, md = tmp_path / "g.xml", tmp_path / "g.md"
+    assert main(["gate", nan_run, "--junit", str(junit), "--markdown", str(md)]) == EXIT_UNHEALTHY
+    suite = ET.parse(junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert any("exploding_gradients" in name for name in failed)
+    assert "exploding_gradients" in md.read_text(encoding="utf-8")
+
+
+def test_analyze_writes_a_self_contained_html_report(nan_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the HTML report needs the 'html' extra (matplotlib)")
+    page = tmp_path / "report.html"
+    assert main(["analyze", nan_run, "--html", str(page)]) == EXIT_HEALTHY
+    text = page.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html") and "exploding_gradients" in text and "<svg" in text
+    import re
+
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched from the network
+
+
+def test_report_output_to_an_unwritable_place_is_a_clear_error(nan_run, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["gate", nan_run, "--junit", str(blocker / "g.xml")]) == EXIT_ERROR
+    assert "cannot write the report" in capsys.readouterr().err

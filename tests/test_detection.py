@@ -1,92 +1,97 @@
-"""Detection on real recorded GAN runs (fixtures/), against labels set by an oracle the doctor never sees.
+"""Detection on the recorded corpus of real GAN runs (fixtures/corpus), against labels an oracle
+the doctor never sees set from its own measurements (fixtures/README.md).
 
-The cases are data: every run in fixtures/runs/index.json (2-D mixtures and 8x8 digits, where
-the rules were calibrated) and fixtures/images/index.json (1x32x32 digits with conv G/D, never
-used for calibration), with its oracle.json. A healthy run
-(the oracle found nothing) must stay silent; every mode the oracle labelled must be reported.
-Known disagreements are listed, each with its reason, in tests/data/detection_exceptions.toml
-so that they stay visible rather than tuned away.
+These are regression floors for the rules as shipped, on every run of the corpus; the figures
+that say how well gandoctor generalises are the held-out ones in the README, produced by
+``benchmarks/detection.py --leave-one-out family`` (thresholds fitted on the other families).
+Non-finite values are exact: every run whose log ends in NaN/inf is called exploding at its first
+non-finite step.
 """
 
 from __future__ import annotations
 
 import json
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
+from gandoctor import MODES
 from gandoctor.diagnose import analyze
 from gandoctor.report import Report
 
-ROOT = Path(__file__).resolve().parent.parent
-SETS = (ROOT / "fixtures" / "runs", ROOT / "fixtures" / "images")
-EXCEPTIONS = tomllib.loads((Path(__file__).parent / "data" / "detection_exceptions.toml").read_text())
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+RUNS = sorted(p for p in CORPUS.iterdir() if (p / "oracle.json").exists()) if CORPUS.is_dir() else []
+# The Doctor, called as the Quickstart says, counts its calls from 0; the recorder's loop (and so
+# the oracle and scalars.csv) counts steps from 1.
+LIVE_OFFSET = 1
 
 
-def _index() -> dict[str, Path]:
-    """Run name -> its folder, over every fixture set (names are unique across sets)."""
-    return {entry["run"]: folder / entry["run"] for folder in SETS for entry in json.loads((folder / "index.json").read_text())}
-
-
-FOLDERS = _index()
-
-
-def _oracle(run: str) -> dict:
-    return json.loads((FOLDERS[run] / "oracle.json").read_text())
+def _oracle(run: Path) -> dict:
+    return json.loads((run / "oracle.json").read_text())
 
 
 @lru_cache(maxsize=None)
-def _report(run: str) -> Report:
-    return analyze(FOLDERS[run])
+def _live(run: Path) -> Report:
+    return analyze(run)
 
 
-def _exception(run: str, kind: str, mode: str) -> str | None:
-    for case in EXCEPTIONS.get("case", []):
-        if case["run"] == run and case["kind"] == kind and case["mode"] == mode:
-            return case["reason"]
-    return None
+@lru_cache(maxsize=None)
+def _scalars(run: Path) -> Report:
+    return analyze(run / "scalars.csv.gz")
 
 
-RUN_NAMES = list(FOLDERS)
-HEALTHY = [r for r in RUN_NAMES if not _oracle(r)["labels"]]
-LABELLED = [(r, mode) for r in RUN_NAMES for mode in sorted(_oracle(r)["labels"])]
+def _onsets(report: Report, offset: int = 0) -> dict[str, int]:
+    return {f.mode: f.onset_step + offset for f in report.findings}
 
 
-def test_fixture_set_covers_every_mode_and_healthy_runs():
-    labelled_modes = {mode for _, mode in LABELLED}
-    assert len(HEALTHY) >= 6
-    assert labelled_modes == {
-        "mode_collapse", "discriminator_dominance", "generator_dominance",
-        "vanishing_gradients", "exploding_gradients", "non_convergence",
-    }
+def _macro_f1(predict) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    f1s, healthy_alarms = [], 0
+    preds = {run: predict(run) for run in RUNS}
+    for mode in MODES:
+        tp = sum(1 for r in RUNS if mode in preds[r] and mode in _oracle(r)["labels"])
+        fp = sum(1 for r in RUNS if mode in preds[r] and mode not in _oracle(r)["labels"])
+        fn = sum(1 for r in RUNS if mode not in preds[r] and mode in _oracle(r)["labels"])
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    healthy_alarms = sum(1 for r in RUNS if not _oracle(r)["labels"] and preds[r])
+    return sum(f1s) / len(f1s), healthy_alarms
 
 
-@pytest.mark.parametrize("run", HEALTHY)
-def test_healthy_runs_stay_quiet(run):
-    report = _report(run)
-    unexpected = [f.mode for f in report.findings if not _exception(run, "false_alarm", f.mode)]
-    assert unexpected == [], f"{run}: false alarm(s) {unexpected}\n{report.render_text()}"
+pytestmark = pytest.mark.skipif(not RUNS, reason="fixtures/corpus is not in this checkout (python fixtures/corpus.py records it)")
 
 
-@pytest.mark.parametrize("run,mode", LABELLED)
-def test_oracle_labelled_modes_are_detected(run, mode):
-    if _exception(run, "miss", mode):
-        report = _report(run)
-        # A listed miss must still be a miss: if it starts being detected, drop the exception.
-        assert mode not in report.modes, f"{run}: {mode} is detected now; remove its exception"
-        return
-    report = _report(run)
-    assert mode in report.modes, f"{run}: oracle labels {mode}, gandoctor reported {report.modes}\n{report.render_text()}"
+def test_corpus_covers_every_mode_and_healthy_runs():
+    labels = [set(_oracle(r)["labels"]) for r in RUNS]
+    for mode in MODES:
+        assert sum(mode in lab for lab in labels) >= 8, mode
+    assert sum(not lab for lab in labels) >= 10
+    assert len({_oracle(r)["family"] for r in RUNS}) >= 4 and len({_oracle(r)["dataset"] for r in RUNS}) >= 4
 
 
-@pytest.mark.parametrize("run", [r for r in RUN_NAMES if _oracle(r)["labels"]])
-def test_failing_runs_raise_no_mode_the_oracle_rules_out(run):
-    report = _report(run)
-    labels = set(_oracle(run)["labels"])
-    extra = [m for m in report.modes if m not in labels and not _exception(run, "extra", m)]
-    assert extra == [], f"{run}: reported {extra}, not labelled by the oracle ({sorted(labels)})"
+NAN_RUNS = [r for r in RUNS if _oracle(r).get("first_nonfinite_step") is not None and _oracle(r).get("stopped_at_nan")]
+
+
+@pytest.mark.parametrize("run", NAN_RUNS, ids=[r.name for r in NAN_RUNS])
+def test_a_log_that_ends_in_nan_is_exploding_at_its_first_nonfinite_step(run):
+    first = _oracle(run)["first_nonfinite_step"]
+    assert _onsets(_scalars(run)).get("exploding_gradients") == first
+    # live: the doctor may see the blow-up one step earlier (D's outputs overflow before the loss)
+    assert first - 1 <= _onsets(_live(run), LIVE_OFFSET).get("exploding_gradients", -10) <= first
+
+
+def test_live_diagnosis_floor():
+    f1, healthy_alarms = _macro_f1(lambda r: _onsets(_live(r)))
+    assert f1 >= 0.72, f1
+    assert healthy_alarms <= 0.35 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
+
+
+def test_scalar_log_diagnosis_floor():
+    f1, healthy_alarms = _macro_f1(lambda r: _onsets(_scalars(r)))
+    assert f1 >= 0.62, f1
+    assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
+
+
+def test_scalar_logs_say_collapse_was_not_measured():
+    healthy = next(r for r in RUNS if not _oracle(r)["labels"] and not _scalars(r).findings)
+    status = _scalars(healthy).status_of("mode_collapse")
+    assert status is not None and status.state.value == "not_checked" and "feat." in status.describe()

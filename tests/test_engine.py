@@ -372,3 +372,14 @@ def test_windowed_condition_onset_lags_by_about_half_a_window(tmp_path, stat, wi
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a", stat=stat, window=window), persist=20))
     f = only(evaluate(signal_log(300, x_a=on_between(300, (100, 299))), rules))
     assert 100 < f.onset_step <= 100 + window // 2 + 8  # grid stride is window // 8
+
+
+def test_an_inferred_rule_can_fail_a_mode_but_its_silence_clears_nothing(tmp_path):
+    inferred = rule_text("GD900", cond("x.a")).replace('match = "all"\n', 'match = "all"\ninferred = true\n')
+    rules = ruleset(tmp_path, inferred, rule_text("GD901", cond("x.direct")))
+    quiet = {s.mode: s for s in evaluate(signal_log(x_a=np.zeros(200)), rules).mode_status}["mode_collapse"]
+    assert quiet.state is ModeState.NOT_CHECKED and quiet.missing == ("x.direct",)
+    firing = {s.mode: s for s in evaluate(signal_log(x_a=np.ones(200)), rules).mode_status}["mode_collapse"]
+    assert firing.state is ModeState.FAILING
+    direct = {s.mode: s for s in evaluate(signal_log(x_a=np.zeros(200), x_direct=np.zeros(200)), rules).mode_status}
+    assert direct["mode_collapse"].state is ModeState.CLEAR and direct["mode_collapse"].rules_checked == ("GD901",)

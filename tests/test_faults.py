@@ -7,11 +7,11 @@ the weights are bit-identical, the fault is reported once, and the rest keeps wo
 from __future__ import annotations
 
 import logging
+
 import pytest
 import torch
 from torch import nn
 
-import gandoctor
 from gandoctor import windows as stats
 from gandoctor.probes import Schedule
 
@@ -35,7 +35,7 @@ threshold = 0.5
 def _same_training(doctor_kwargs: dict, steps: int = 40):
     G0, D0, _ = train(steps, None)
     G1, D1, doctor = train(steps, {"schedule": FAST, **doctor_kwargs})
-    for a, b in zip(state(G0, D0), state(G1, D1)):
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
         assert torch.equal(a, b)
     return doctor
 

@@ -74,7 +74,7 @@ def test_training_is_bit_identical_with_and_without_the_doctor(tmp_path):
     G0, D0, _ = train(40, None)
     G1, D1, doctor = train(40, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
     doctor.close()
-    for a, b in zip(state(G0, D0), state(G1, D1)):
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
         assert torch.equal(a, b)
     assert G1.training and D1.training
     assert all(p.requires_grad for p in list(G1.parameters()) + list(D1.parameters()))
@@ -87,7 +87,7 @@ def test_spectral_norm_vectors_and_rng_are_untouched(tmp_path):
     rng_without = torch.get_rng_state()
     G1, D1, doctor = train(15, {"schedule": schedule, "strict": True}, sn=True)
     rng_with = torch.get_rng_state()
-    for a, b in zip(state(G0, D0), state(G1, D1)):
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(rng_without, rng_with)
     assert "d_spectral_norm" in doctor.context.flags
@@ -134,7 +134,7 @@ def test_a_failing_probe_is_reported_once_and_switched_off(caplog):
     assert len(calls) == 1
     assert "features" in doctor.disabled_probes
     assert sum("feature extractor exploded" in r.getMessage() for r in caplog.records) == 1
-    for a, b in zip(state(G0, D0), state(G1, D1)):
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
         assert torch.equal(a, b)
     assert "loss.d" in doctor.report().signals
 
@@ -180,7 +180,8 @@ def test_negative_d_loss_marks_a_critic():
 
 def test_live_report_and_cli_agree(tmp_path):
     # The recipe that collapses in the demo: the live report and the log read back must agree.
-    from gandoctor.demo import RECIPES, train as demo_train
+    from gandoctor.demo import RECIPES
+    from gandoctor.demo import train as demo_train
 
     with demo_train(RECIPES["collapse"], 1500, tmp_path / "run") as doctor:
         live = doctor.report()
@@ -236,7 +237,7 @@ def test_d_spectrum_matches_the_singular_values_of_its_matrices():
     _, D, doctor = train(5, {"schedule": Schedule(flush_every=1, spectrum_every=2), "strict": True})
     doctor.close()
     stable, effective = [], []
-    for name, p in D.named_parameters():
+    for _name, p in D.named_parameters():
         if p.dim() < 2:
             continue
         s = torch.linalg.svdvals(p.detach().double().reshape(p.shape[0], -1))
@@ -286,7 +287,7 @@ def test_every_optional_probe_leaves_training_and_global_rngs_untouched(tmp_path
     G1, D1, doctor = train(21, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
     rngs_with = (torch.get_rng_state(), np.random.get_state()[1].copy())
     doctor.close()
-    for a, b in zip(state(G0, D0), state(G1, D1)):
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(rngs_without[0], rngs_with[0])
     assert np.array_equal(rngs_without[1], rngs_with[1])
@@ -319,7 +320,7 @@ def test_fixed_latent_probe_leaves_a_batchnorm_generator_bit_identical(tmp_path)
     G1, D1, doctor = train(30, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
     rng_with = torch.get_rng_state()
     doctor.close()
-    for a, b in zip(state(G0, D0), state(G1, D1)):
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(rng_without, rng_with)
     assert G1.training
@@ -336,15 +337,14 @@ def test_latent_drift_is_zero_for_a_frozen_generator_and_scales_with_its_movemen
     D = nn.Linear(2, 1)
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, feature_every=1, flush_every=1), strict=True)
     real = torch.randn(64, 2)
-    for step in range(4):
+    for _ in range(4):
         doctor.step(d_loss=0.5, real=real, fake=G(torch.randn(64, 3)).detach())
     assert doctor.signals.get("latent.drift").values[-1] == 0.0
     with torch.no_grad():
         G[0].bias += torch.tensor([3.0, 0.0])  # every output moves by exactly 3
-    for step in range(2):
+    for _ in range(2):
         doctor.step(d_loss=0.5, real=real, fake=real)
-    reals = torch.cat(doctor._real_feats)[:64]
-    d = torch.cdist(reals, reals).fill_diagonal_(float("inf"))
+    d = torch.cdist(real, real).fill_diagonal_(float("inf"))  # 2-D samples are their own features
     expected = 3.0 / d.min(dim=1).values.median().item()
     assert doctor.signals.get("latent.drift").values[-1] == pytest.approx(expected, rel=1e-4)
 
@@ -442,10 +442,14 @@ def test_d_accuracy_uses_the_threshold_of_the_output_kind():
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
 
 
+def bank(doctor):
+    return next(p for p in doctor.probes if p.name == "sample_stats").host.bank
+
+
 def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
     schedule = Schedule(feature_every=1, feature_batch=64, sample_stats_every=5, flush_every=5)
     _, _, doctor = train(31, {"schedule": schedule, "strict": True})
-    fitted = doctor._bins
+    fitted = bank(doctor).bins
     assert fitted is not None and fitted.centroids.shape == (16, 2)
     occupancy = doctor.signals.get("feat.occupancy_ratio")
     # 8 batches of 64 reals fill the 512-feature reservoir at step 7; the first measurement after is step 10.
@@ -454,4 +458,58 @@ def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
     _, _, doctor = train(11, {"schedule": schedule, "strict": True, "features": "d_penultimate"})
     # Refitted on the current reals at each measurement: present at step 5, before a reservoir could fill.
     occupancy = doctor.signals.get("feat.occupancy_ratio")
-    assert occupancy.steps[0] == 5 and doctor._bins.centroids.shape[1] == 32
+    assert occupancy.steps[0] == 5 and bank(doctor).bins.centroids.shape[1] == 32
+
+
+def test_a_generator_that_unflattens_its_code_gets_flat_codes():
+    G = nn.Sequential(nn.Unflatten(1, (8, 1, 1)), nn.ConvTranspose2d(8, 2, 4), nn.Tanh())
+    D = nn.Sequential(nn.Flatten(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=1), strict=True)
+    doctor.step(d_loss=0.5)
+    doctor.step(d_loss=0.5)
+    assert doctor.samples.shape == (16, 2, 4, 4) and not doctor.disabled_probes
+
+
+def test_the_recording_side_imports_no_diagnosis_at_module_level():
+    import ast
+    from pathlib import Path
+
+    root = Path(gandoctor.__file__).parent
+    recording = [*sorted((root / "probes").glob("*.py")), *(root / f for f in ("context.py", "features.py", "samplestats.py", "fidelity.py"))]
+    recording += sorted((root / "runlog").glob("*.py"))
+    diagnosis = {"engine", "rules", "report", "analysis", "diagnose", "remedies", "windows", "stats", "config", "reporters"}
+    offenders = []
+    for path in recording:
+        for node in ast.parse(path.read_text()).body:  # module level only; imports inside functions are lazy
+            if isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[-1]} | {a.name for a in node.names if not node.module or node.level}
+                if node.level and names & diagnosis:
+                    offenders.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
+    assert len(recording) >= 14 and not offenders, offenders
+
+
+def test_every_recorded_signal_is_declared_by_a_probe_and_known_to_the_registry(tmp_path):
+    from fnmatch import fnmatch
+
+    from gandoctor.signals import SIGNALS
+
+    schedule = Schedule(
+        d_probe_every=1, feature_every=1, sample_stats_every=5, weight_every=3, flush_every=4, layer_every=2,
+        extended_sample_stats=True, ndb_every=10, fidelity_every=10, spectrum_every=3, latent_every=2, budget=None,
+    )
+    G, D, doctor = train(21, {"log_dir": tmp_path, "schedule": schedule, "strict": True})
+    doctor.step(d_loss=0.5, g_loss=0.5, custom=1.0)
+    doctor.close()
+    declared = [s for p in doctor.probes for s in p.signals]
+    assert all(s in SIGNALS for s in declared if "*" not in s), [s for s in declared if "*" not in s and s not in SIGNALS]
+    recorded = doctor.signals.names()
+    undeclared = [n for n in recorded if not any(fnmatch(n, s) for s in declared)]
+    assert len(recorded) > 30 and not undeclared, undeclared
+
+
+def test_gradient_norms_on_every_other_iteration_measure_only_those():
+    _, _, doctor = train(20, {"schedule": Schedule(grad_every=2, flush_every=5, budget=None), "strict": True}, d_steps=3)
+    doctor.close()
+    norms, steps = doctor.signals.get("grad_norm.d"), doctor.signals.get("opt_steps.d")
+    assert norms.steps.tolist() == list(range(0, 20, 2)) and (norms.values > 0).all()
+    assert set(steps.values.tolist()) == {3.0}  # the D steps of the measured iteration, not of two

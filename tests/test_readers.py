@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from gandoctor import LogFormatError, read_run
-from gandoctor.readers import READERS, Reader, register_reader
-from gandoctor.readers import _lines
+from gandoctor.readers import READERS, Reader, ReadOptions, _lines, register_reader
 from gandoctor.readers.tabular import signal_name
 
 CSV = "step,loss_D,loss_G,D(x),D(G(z)),lr\n0,1.38,0.69,0.5,0.5,0.0002\n10,1.20,0.80,0.6,0.4,0.0002\n20,nan,inf,0.7,0.3,0.0002\n"
@@ -99,11 +98,14 @@ def test_csv_truncated_last_row_is_skipped_with_warning(tmp_path):
     assert any("line 4" in w for w in data.warnings)
 
 
-def test_csv_without_known_columns_warns(tmp_path):
+def test_csv_without_known_columns_is_an_error_listing_names_found_and_expected(tmp_path):
+    # Not an empty "healthy" run: nothing a rule could check was read.
     path = write(tmp_path / "train.csv", "step,fid\n0,100\n1,90\n")
-    data = read_run(path)
-    assert data.signals.names() == ["user.fid"]
-    assert any("line 1: no column maps to a known signal" in w for w in data.warnings)
+    with pytest.raises(LogFormatError) as info:
+        read_run(path)
+    message = str(info.value)
+    assert str(path) in message and "found: 'fid'" in message
+    assert "loss.d (e.g. loss_d" in message and "--map" in message
 
 
 @pytest.mark.parametrize(
@@ -147,7 +149,7 @@ def test_jsonl_damage_is_reported_by_line(tmp_path):
     assert data.warnings == (
         f"{path}: line 2: not valid JSON; skipped",
         f"{path}: line 3: expected a JSON object; skipped",
-        f"{path}: line 4: key 'step': expected a step number; skipped",
+        f"{path}: line 4: key 'step': expected a step number, got -4; skipped",
         f"{path}: line 6: incomplete last record; skipped",
     )
 
@@ -184,7 +186,8 @@ def test_forced_format(tmp_path):
 
 
 def test_registry_order_and_duplicates():
-    assert list(READERS)[:3] == ["runlog", "csv", "jsonl"]
+    # W&B before csv/jsonl: it claims only exports with a _step column; console last: it sniffs.
+    assert list(READERS) == ["runlog", "tensorboard", "wandb", "csv", "jsonl", "console"]
     with pytest.raises(ValueError, match="already registered"):
         register_reader(Reader("csv", lambda p: False, lambda p, c: None, "dup"))  # type: ignore[arg-type,return-value]
 
@@ -229,3 +232,136 @@ def test_progress_is_reported_while_reading_a_large_log(tmp_path):
     size = (tmp_path / "gandoctor.jsonl").stat().st_size
     assert all(total == size for _, total in calls)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == size
+
+
+# -- steps from epochs, --step, steps going back (issue 10) ------------------------------------
+def _epoch_csv(path: Path, epochs: int, per_epoch: int, every: int = 1) -> Path:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", "iter", "errD", "errG"])
+        for e in range(epochs):
+            for i in range(0, per_epoch, every):
+                writer.writerow([e, i, 0.5, 2.0 + e])
+    return path
+
+
+def test_epoch_and_iteration_within_epoch_become_a_global_step(tmp_path):
+    # The issue's case: iter restarts every epoch; it was read as 28 steps instead of 2,001.
+    data = read_run(_epoch_csv(tmp_path / "log.csv", epochs=23, per_epoch=87))
+    steps = data.signals.get("loss.d").steps.tolist()
+    assert steps == list(range(23 * 87)) and data.records == 2001
+    assert data.warnings == ()
+    assert "user.epoch" not in data.signals.names() and "user.iter" not in data.signals.names()
+
+
+def test_logging_every_n_iterations_keeps_the_epoch_length(tmp_path):
+    data = read_run(_epoch_csv(tmp_path / "log.csv", epochs=3, per_epoch=1000, every=50))
+    steps = data.signals.get("loss.d").steps.tolist()
+    assert steps == [e * 1000 + i for e in range(3) for i in range(0, 1000, 50)]
+
+
+def test_epoch_with_a_global_iteration_counter_is_taken_as_is(tmp_path):
+    path = write(tmp_path / "log.csv", "epoch,iteration,loss_D\n0,0,1\n0,5,1\n1,10,1\n1,15,1\n")
+    assert read_run(path).signals.get("loss.d").steps.tolist() == [0, 5, 10, 15]
+
+
+def test_step_option_overrides_detection_and_names_missing_columns(tmp_path):
+    path = write(tmp_path / "log.csv", "step,batches_seen,loss_D\n0,0,1\n0,64,1\n1,128,1\n")
+    assert read_run(path, options=ReadOptions(step="batches_seen")).signals.get("loss.d").steps.tolist() == [0, 64, 128]
+    with pytest.raises(LogFormatError, match="--step 'nope': no such column; columns: 'step', 'batches_seen', 'loss_D'"):
+        read_run(path, options=ReadOptions(step="nope"))
+
+
+def test_a_step_going_back_is_never_silently_history(tmp_path):
+    path = write(tmp_path / "log.csv", "step,loss_D\n0,1\n10,2\n20,3\n0,4\n10,5\n")
+    data = read_run(path)
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == [0, 10, 20, 30, 40] and d.values.tolist() == [1, 2, 3, 4, 5]
+    assert data.warnings == (
+        (
+            f"{path}: line 5: the step goes back from 20 to 0; not taken as history: the rows from here on are continued "
+            "in row order (use --step to name the step column)"
+        ),
+    )
+
+
+def test_map_option_reads_a_signal_from_any_column(tmp_path):
+    path = write(tmp_path / "log.csv", "step,critic,gen\n0,1.5,0.5\n1,1.4,0.6\n")
+    with pytest.raises(LogFormatError, match=r"found: 'critic', 'gen'"):
+        read_run(path)
+    data = read_run(path, options=ReadOptions(mapping={"loss.d": "critic", "loss.g": "Gen"}))
+    assert dict(data.mapped) == {"loss.d": "critic", "loss.g": "gen"}
+    assert data.signals.get("loss.g").values.tolist() == [0.5, 0.6]
+
+
+def test_parse_mapping_and_tile_reject_bad_input():
+    from gandoctor.readers import parse_mapping, parse_tile
+
+    assert parse_mapping(["loss.d=errD", "img.diversity=fake"]) == {"loss.d": "errD", "img.diversity": "fake"}
+    with pytest.raises(LogFormatError, match="expected SIGNAL=NAME"):
+        parse_mapping(["loss.d"])
+    with pytest.raises(LogFormatError, match="unknown signal 'loss.x'"):
+        parse_mapping(["loss.x=errD"])
+    assert parse_tile("64x32") == (64, 32)
+    with pytest.raises(LogFormatError, match="HEIGHTxWIDTH"):
+        parse_tile("64")
+
+
+def test_gandoctors_own_log_maps_nothing(tmp_path):
+    from gandoctor.runlog import RunLogWriter
+
+    writer = RunLogWriter(tmp_path, {"flags": [], "values": {}}, 64)
+    writer.write_step(0, {"loss.d": 0.5, "user.x": 1.0})
+    writer.close()
+    assert dict(read_run(tmp_path).mapped) == {}
+
+
+# -- nothing usable is an error, never an empty healthy run ---------------------------------
+def test_binary_file_named_csv_is_an_error(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(bytes(range(256)) * 50)
+    with pytest.raises(LogFormatError):
+        read_run(path)
+
+
+def test_truncated_jsonl_gz_without_a_complete_record_is_an_error(tmp_path):
+    path = tmp_path / "m.jsonl.gz"
+    blob = gzip.compress(b'{"step": 0, "loss_D": 1.0, "loss_G": 2.0}\n' * 3)
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(LogFormatError):
+        read_run(path)
+
+
+def test_csv_with_missing_and_non_numeric_cells(tmp_path):
+    path = write(tmp_path / "t.csv", "step,loss_D,loss_G\n0,1.0,\n1,,2.0\n2,abc,2.1\n3,inf,-inf\n")
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [0, 3]
+    assert data.signals.get("loss.g").steps.tolist() == [1, 2, 3]
+    assert data.signals.get("loss.g").nonfinite.tolist() == [0, 0, 1]
+    assert data.warnings == (f"{path}: line 4: column 'loss_D': expected a number, got 'abc'; value skipped",)
+
+
+def test_headerless_csv_is_an_error(tmp_path):
+    with pytest.raises(LogFormatError, match="line 1: expected a header row"):
+        read_run(write(tmp_path / "t.csv", "0,1.0,2.0\n1,1.0,2.0\n"))
+
+
+def test_jsonl_epoch_and_iter_keys(tmp_path):
+    lines = "".join(f'{{"epoch": {e}, "iter": {i}, "lossD": 1.0}}\n' for e in range(3) for i in range(4))
+    data = read_run(write(tmp_path / "m.jsonl", lines))
+    assert data.signals.get("loss.d").steps.tolist() == list(range(12))
+
+
+def test_alias_table_lives_in_signals_and_points_at_documented_signals():
+    from gandoctor.readers.tabular import ALIASES as reexported
+    from gandoctor.signals import ALIASES, SIGNALS, alias_for
+
+    assert reexported is ALIASES
+    assert set(ALIASES.values()) <= set(SIGNALS)
+    for name, signal in [("loss/D", "loss.d"), ("Loss_D", "loss.d"), ("errD", "loss.d"), ("lossD", "loss.d"), ("d_loss", "loss.d"),
+                         ("D(x)", "d_prob.real"), ("D_x", "d_prob.real"), ("d_real", "d_prob.real"), ("D(G(z))", "d_prob.fake"),
+                         ("grad_norm/D", "grad_norm.d"), ("train/loss_G", "loss.g"), ("run-3 - train/errG", "loss.g")]:
+        assert alias_for(name) == signal, name
+    assert alias_for("lr") is None

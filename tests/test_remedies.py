@@ -1,5 +1,5 @@
-"""gandoctor.remedies: ranking by rule order and weight, skipping what the run already uses,
-promoting what the context favours and what several findings share."""
+"""gandoctor.remedies: the catalogue as data, and ranking against the run at hand (rule order and
+weights, what the run already uses, checks on its context with its numbers, shared remedies)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ from pathlib import Path
 import pytest
 
 from gandoctor import RunContext, load_rules
+from gandoctor.errors import RuleError
 from gandoctor.findings import Finding
-from gandoctor.remedies import PREFER_BOOST, SHARED_BOOST, rank
+from gandoctor.remedies import (
+    MODES,
+    PREFER_BOOST,
+    SHARED_BOOST,
+    expand_context,
+    parse_remedies,
+    rank,
+    remedies_for_mode,
+)
+
+REPO = Path(__file__).resolve().parent.parent
 
 REMEDIES = '''
 [remedy.a]
@@ -59,14 +70,26 @@ def rules(tmp_path: Path):
     return load_rules([folder], include_builtin=False)
 
 
+@pytest.fixture(scope="module")
+def builtin():
+    return load_rules()
+
+
 def finding(rule: str, mode: str = "mode_collapse", also: tuple[str, ...] = ()) -> Finding:
     return Finding(mode, rule, rule.lower(), "s", 10, 20, True, 0.9, {}, (), also_fired=also)
 
 
+def ranked(rules, code: str, flags=(), values=None):  # type: ignore[no-untyped-def]
+    mode = rules.by_code(code).mode
+    (f,) = rank((finding(code, mode=mode),), rules, RunContext(frozenset(flags), values or {}))
+    return f
+
+
+# -- ranking mechanics -----------------------------------------------------------------------
 def test_rule_order_and_weights_give_the_base_score(rules):
     (f,) = rank((finding("GD900"),), rules, RunContext())
     assert [(r.id, r.score) for r in f.remedies] == [("a", 1.0), ("b", 0.8), ("c", round(1 / 1.5, 3))]
-    assert all(r.reason == "" for r in f.remedies)
+    assert [r.reason for r in f.remedies] == ["GD900's 1st choice", "GD900's 2nd choice", "GD900's 3rd choice"]
     top = f.remedies[0]
     assert (top.title, top.action, top.source, top.section) == ("Remedy A", "Do A.", "[S] Source A", "A1")
 
@@ -74,14 +97,16 @@ def test_rule_order_and_weights_give_the_base_score(rules):
 def test_remedy_already_in_use_is_skipped_with_reason(rules):
     (f,) = rank((finding("GD900"),), rules, RunContext(frozenset({"d_spectral_norm"})))
     assert [r.id for r in f.remedies] == ["a", "c"]
-    assert [(s.id, s.title, s.reason) for s in f.skipped_remedies] == [("b", "Remedy B", "already in use (d_spectral_norm)")]
+    assert [(s.id, s.title, s.reason) for s in f.skipped_remedies] == [("b", "Remedy B", "does not apply: run has d_spectral_norm")]
+    (f,) = rank((finding("GD900"),), rules, RunContext(frozenset({"b"})))
+    assert [(s.id, s.reason) for s in f.skipped_remedies] == [("b", "already in use (b)")]
 
 
 def test_prefer_if_promotes(rules):
     (f,) = rank((finding("GD900"),), rules, RunContext(frozenset({"critic"})))
     c = next(r for r in f.remedies if r.id == "c")
     assert c.score == round(PREFER_BOOST / 1.5, 3)
-    assert c.reason == "run has critic"
+    assert c.reason == "GD900's 3rd choice; run has critic"
     # c (third, 0.667) is boosted to 1.0: above b (0.8), tied with a and ordered by id
     assert [r.id for r in f.remedies] == ["a", "c", "b"]
 
@@ -91,20 +116,19 @@ def test_also_fired_rules_contribute_remedies_with_the_best_base(rules):
     scores = {r.id: r.score for r in f.remedies}
     assert scores["d"] == 2.0  # GD901's first remedy, weight 2
     assert scores["a"] == 1.0  # max(GD900 pos 0 w 1, GD901 pos 1 w 0.5)
-    assert f.remedies[0].id == "d"
+    assert f.remedies[0].id == "d" and f.remedies[0].reason == "GD901's 1st choice"
     # two rules merged into one finding are one finding: no "shared" promotion
-    assert all(r.reason == "" for r in f.remedies)
+    assert not any("other finding" in r.reason for r in f.remedies)
 
 
 def test_remedy_shared_by_several_findings_is_promoted(rules):
-    ranked = rank((finding("GD900"), finding("GD902", mode="exploding_gradients")), rules, RunContext())
-    gd900, gd902 = ranked
+    gd900, gd902 = rank((finding("GD900"), finding("GD902", mode="exploding_gradients")), rules, RunContext())
     c900 = next(r for r in gd900.remedies if r.id == "c")
     assert c900.score == round(SHARED_BOOST / 1.5, 3)
-    assert c900.reason == "also addresses 1 other finding(s)"
+    assert c900.reason.endswith("also addresses 1 other finding(s)")
     assert gd902.remedies[0].score == SHARED_BOOST
     a900 = next(r for r in gd900.remedies if r.id == "a")
-    assert a900.score == 1.0 and a900.reason == ""
+    assert a900.score == 1.0 and "other finding" not in a900.reason
 
 
 def test_unknown_rule_code_gets_no_remedies(rules):
@@ -119,9 +143,236 @@ def test_rank_keeps_finding_fields(rules):
     assert original.remedies == ()  # findings are frozen; rank returns new ones
 
 
-def test_builtin_spectral_norm_remedy_is_skipped_when_d_has_it():
-    rules = load_rules()
-    gd101 = rules.by_code("GD101")
-    (f,) = rank((finding("GD101", mode=gd101.mode),), rules, RunContext(frozenset({"d_spectral_norm"})))
+# -- the built-in catalogue against a run's context -----------------------------------------
+def test_builtin_spectral_norm_remedy_is_skipped_when_d_has_it(builtin):
+    f = ranked(builtin, "GD101", {"d_spectral_norm"})
     assert "spectral_norm" not in {r.id for r in f.remedies}
-    assert "spectral_norm" in {s.id for s in f.skipped_remedies}
+    assert ("spectral_norm", "already in use (d_spectral_norm)") in {(s.id, s.reason) for s in f.skipped_remedies}
+
+
+def test_learning_rate_numbers_come_from_the_context(builtin):
+    f = ranked(builtin, "GD101", values={"lr_d": 4e-4, "lr_g": 1e-4})
+    top = f.remedies[0]
+    assert top.id == "lower_d_lr"
+    assert "D's lr 0.0004 is 4x G's 0.0001: try D 0.0001 / G 0.0004" in top.reason
+    # equal rates: no promotion, a plain halving with the run's number
+    f = ranked(builtin, "GD101", values={"lr_d": 2e-4, "lr_g": 2e-4})
+    r = next(r for r in f.remedies if r.id == "lower_d_lr")
+    assert "D's lr is 0.0002: try 0.0001" in r.reason
+    assert r.score < top.score
+    # far apart: swapping would stall the other network; the slow one is brought up instead
+    f = ranked(builtin, "GD101", values={"lr_d": 2e-3, "lr_g": 1e-5})
+    assert "D's lr 0.002 is 200x G's 1e-05, so slow that G cannot keep up at all: try both at 0.002" in f.remedies[0].reason
+    # D already far slower than G: halving it again is no remedy
+    f = ranked(builtin, "GD401", values={"lr_d": 1e-6, "lr_g": 1e-3})
+    assert ("lower_d_lr", "D's lr 1e-06 is already far below G's 0.001") in {(s.id, s.reason) for s in f.skipped_remedies}
+
+
+def test_missing_values_leave_the_check_silent(builtin):
+    f = ranked(builtin, "GD101", values={"lr_d": 4e-4})  # no lr_g: no ratio to speak of
+    r = next(r for r in f.remedies if r.id == "lower_d_lr")
+    assert r.reason == "GD101's 1st choice"
+
+
+def test_misconfigured_remedy_in_use_is_proposed_as_a_fix(builtin):
+    f = ranked(builtin, "GD501", {"gradient_penalty"}, {"gradient_penalty": 0.1})
+    fix = next(r for r in f.remedies if r.id == "gradient_penalty")
+    assert fix.title.startswith("Fix: ")
+    assert "gradient-penalty weight 0.1 is far below the usual 10" in fix.action
+    assert "in use but misconfigured" in fix.reason
+    # well configured: skipped as in use
+    f = ranked(builtin, "GD501", {"gradient_penalty"}, {"gradient_penalty": 10.0})
+    assert "gradient_penalty" not in {r.id for r in f.remedies}
+    assert "gradient_penalty" in {s.id for s in f.skipped_remedies}
+
+
+def test_only_if_remedy_appears_only_with_its_flag(builtin):
+    assert "gp_weight" not in {r.id for r in ranked(builtin, "GD301").remedies}
+    assert "gp_weight" not in {s.id for s in ranked(builtin, "GD301").skipped_remedies}
+    f = ranked(builtin, "GD301", {"gradient_penalty"}, {"gradient_penalty": 10})
+    gp = next(r for r in f.remedies if r.id == "gp_weight")
+    assert "the penalty weight is 10: try 20" in gp.reason
+
+
+def test_latent_size_promotes_or_skips(builtin):
+    small = ranked(builtin, "GD302", values={"latent_dim": 2})
+    big = ranked(builtin, "GD302", values={"latent_dim": 512})
+    plain = ranked(builtin, "GD302")
+    score = {name: {r.id: r.score for r in f.remedies} for name, f in (("small", small), ("plain", plain))}
+    assert score["small"]["larger_latent"] == 2 * score["plain"]["larger_latent"]
+    assert "z has only 2 dimensions: try 16" in next(r for r in small.remedies if r.id == "larger_latent").reason
+    assert ("larger_latent", "z already has 512 dimensions") in {(s.id, s.reason) for s in big.skipped_remedies}
+
+
+def test_optimizer_settings_promote_the_optimizer_remedy(builtin):
+    f = ranked(builtin, "GD601", values={"optimizer_d": "SGD", "beta1_g": 0.9})
+    r = next(r for r in f.remedies if r.id == "optimizer")
+    assert "D is trained with SGD" in r.reason and "G's Adam beta1 is 0.9: try 0.5" in r.reason
+    assert f.remedies[0].id == "optimizer"
+
+
+def test_alias_flags_name_the_same_technique(builtin):
+    # the old flag name grad_clipping means gradient_clipping, the remedy's id
+    f = ranked(builtin, "GD502", {"grad_clipping"})
+    assert "gradient_clipping" not in {r.id for r in f.remedies}
+    assert any(s.id == "gradient_clipping" and "grad_clipping" in s.reason for s in f.skipped_remedies)
+    expanded = expand_context(RunContext(frozenset({"wgan"}), {"gp": 5.0}), builtin.remedies)
+    assert {"wasserstein_loss", "critic", "wgan"} <= expanded.flags
+    assert expanded.values["gradient_penalty"] == 5.0
+
+
+def test_critic_runs_get_no_label_tricks(builtin):
+    f = ranked(builtin, "GD401", {"critic"})
+    ids = {r.id for r in f.remedies}
+    assert "label_smoothing" not in ids and "wasserstein_loss" not in ids
+    assert ("label_smoothing", "does not apply: run has wasserstein_loss") in {(s.id, s.reason) for s in f.skipped_remedies}
+
+
+def test_recorded_run_gets_its_own_numbers(builtin):
+    from gandoctor import analyze
+
+    report = analyze(REPO / "fixtures" / "heldout" / "ddom_ring8_s0_ho100")
+    dd = next(f for f in report.findings if f.mode == "discriminator_dominance")
+    assert dd.remedies[0].id == "lower_d_lr"
+    assert "D's lr 0.002 is 200x G's 1e-05" in dd.remedies[0].reason
+    assert any(r.id == "fewer_d_steps" and "D takes 5 steps per G step: try 1" in r.reason for r in dd.remedies)
+
+
+# -- the catalogue as data ----------------------------------------------------------------------
+ISSUE_REMEDIES = [
+    "wasserstein_loss", "gradient_penalty", "gp_weight", "weight_clipping", "spectral_norm", "dcgan_architecture",
+    "lower_d_lr", "lower_g_lr", "fewer_d_steps", "more_d_steps", "optimizer", "lr_schedule", "lower_lr", "weight_decay",
+    "label_smoothing", "noisy_labels", "instance_noise", "d_dropout", "g_dropout", "minibatch_discrimination",
+    "feature_matching", "diversity_term", "unrolled_gan", "larger_latent", "stronger_g", "weaker_g", "stronger_d",
+    "weaker_d", "relativistic_loss", "least_squares_loss", "data_augmentation", "initialization", "normalization",
+    "gradient_clipping", "check_loss_and_data", "train_longer", "simplify", "fixed_noise_grid", "one_change_at_a_time",
+]
+
+
+def test_catalogue_names_every_remedy_of_the_issue(builtin):
+    assert set(ISSUE_REMEDIES) <= set(builtin.remedies)
+
+
+def test_every_remedy_says_what_why_for_which_modes_and_cites_a_document(builtin):
+    documents = {sid for sid, s in builtin.sources.items() if s.kind == "document"}
+    assert len(documents) == 5
+    cited = set()
+    for remedy in builtin.remedies.values():
+        assert remedy.action and remedy.why and remedy.addresses, remedy.id
+        assert any(c.source in documents and c.section for c in remedy.cites), remedy.id
+        cited |= {c.source for c in remedy.cites}
+    assert documents <= cited
+    assert set(builtin.sources) == cited  # no source listed that nothing cites
+    for mode in MODES:
+        assert len(remedies_for_mode(mode, builtin.remedies)) >= 4, mode
+
+
+def test_citations_are_followable_not_file_names():
+    text = (REPO / "rules" / "remedies.toml").read_text(encoding="utf-8")
+    assert "seeds/" not in text
+    rules = load_rules()
+    for remedy in rules.remedies.values():
+        assert "seeds" not in remedy.source
+        for c in remedy.cites:
+            s = rules.sources[c.source]
+            assert s.kind == "document" or (s.authors and s.year and (s.arxiv or s.venue)), c.source
+    gp = rules.remedies["gradient_penalty"]
+    assert "Gulrajani et al. 2017, “Improved Training of Wasserstein GANs”, NeurIPS 2017, arXiv:1704.00028" in gp.source
+    assert "“Training Instability Issues and Improvement Methods for Generative Adversarial Networks (GANs)”" in gp.source
+    assert gp.section.startswith("2. Adding Gradient Penalty (WGAN-GP)")
+    doc = rules.sources[gp.cites[0].source]
+    assert doc.cite(gp.cites[0].section) == (
+        "“Training Instability Issues and Improvement Methods for Generative Adversarial Networks (GANs)” "
+        "(question-and-answer article), section “2. Adding Gradient Penalty (WGAN-GP)”"
+    )
+
+
+def test_every_rule_lists_remedies_that_address_its_mode(builtin):
+    for rule in builtin.rules:
+        assert rule.remedies, rule.code
+        for ref in rule.remedies:
+            assert rule.mode in builtin.remedies[ref.id].addresses, (rule.code, ref.id)
+
+
+def test_old_remedy_ids_in_a_rule_resolve_through_aliases(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "GD950.toml").write_text(_rule("GD950", "mode_collapse", [("wgan_gp", 1.0), ("bigger_z", 1.0)]), encoding="utf-8")
+    rules = load_rules([folder])
+    assert [r.id for r in rules.by_code("GD950").remedies] == ["wasserstein_loss", "larger_latent"]
+
+
+@pytest.mark.parametrize(
+    "body, key, expected",
+    [
+        ('[[remedy.x.promote]]\nabove = {key = "lr_d", than = 1}\nsay = "{lr_g} is high"\n', "remedy.x.promote[0].say", "values this check compares"),
+        ('[[remedy.x.promote]]\nabove = {key = "lr_d", than = 1, ratio_to = "lr_g"}\nsay = "s"\n', "remedy.x.promote[0].above", "exactly one of"),
+        ('[[remedy.x.promote]]\nsay = "s"\n', "remedy.x.promote[0]", "at least one of"),
+        ('[[remedy.x.promote]]\nflag = "a"\nsay = "s"\nrun = "os.system"\n', "remedy.x.promote[0].run", "unknown key"),
+        ('[[remedy.x.promote]]\nflag = "a"\nsay = "{__class__}"\n', "remedy.x.promote[0].say", "fields of the form"),
+        ('weight = 0.5\n', "remedy.x.weight_reason", "the reason"),
+        ('cites = [{source = "nowhere"}]\n', "remedy.x.cites[0].source", "a source id"),
+        ('[addresses]\nbogus_mode = "w"\n', "remedy.x.addresses.bogus_mode", "one of mode_collapse"),
+    ],
+)
+def test_catalogue_errors_name_file_and_key(tmp_path, body, key, expected):
+    head = '[remedy.x]\ntitle = "t"\naction = "a"\nsource = "s"\nsection = "c"\n'
+    if body.startswith("[addresses]"):
+        body = body.replace("[addresses]", "[remedy.x.addresses]")
+    path = tmp_path / "remedies.toml"
+    import tomllib
+
+    with pytest.raises(RuleError) as exc:
+        parse_remedies(tomllib.loads(head + body), path)
+    assert str(path) in str(exc.value) and f"key '{key}'" in str(exc.value) and expected in str(exc.value)
+
+
+def test_an_alias_may_name_only_one_remedy(tmp_path):
+    import tomllib
+
+    text = '[remedy.x]\ntitle="t"\naction="a"\nsource="s"\nsection="c"\naliases=["y"]\n[remedy.y]\ntitle="t"\naction="a"\nsource="s"\nsection="c"\n'
+    with pytest.raises(RuleError, match="already names remedy"):
+        parse_remedies(tomllib.loads(text), tmp_path / "remedies.toml")
+
+
+def test_weight_decay_on_d_counts_as_in_use_and_beta2_is_checked(builtin):
+    f = ranked(builtin, "GD101", {"weight_decay_d"}, {"beta2_d": 0.5})
+    assert ("weight_decay", "already in use (weight_decay_d)") in {(s.id, s.reason) for s in f.skipped_remedies}
+    f = ranked(builtin, "GD601", values={"beta2_d": 0.5})
+    assert "D's Adam beta2 is 0.5: the usual is 0.999" in next(r for r in f.remedies if r.id == "optimizer").reason
+
+
+def test_cure_benchmark_changes_mirror_the_catalogue_texts(builtin):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cures_bench", REPO / "benchmarks" / "cures.py")
+    assert spec is not None and spec.loader is not None
+    cures = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = cures  # dataclasses look their module up there
+    spec.loader.exec_module(cures)
+    assert set(cures.CHANGES) <= set(builtin.remedies)
+    # the same numbers the ranking quotes: 4x -> swapped; 200x -> the slow one brought up; far below -> none
+    assert cures.CHANGES["lower_d_lr"]({"d_lr": 4e-4, "g_lr": 1e-4}) == {"d_lr": 1e-4, "g_lr": 4e-4}
+    assert cures.CHANGES["lower_d_lr"]({"d_lr": 2e-3, "g_lr": 1e-5}) == {"g_lr": 2e-3}
+    assert cures.CHANGES["lower_d_lr"]({"d_lr": 1e-6, "g_lr": 1e-3}) is None
+    assert cures.CHANGES["larger_latent"]({"z_dim": 2}) == {"z_dim": 16}
+
+
+def test_lowering_both_rates_is_demoted_when_they_are_far_apart(builtin):
+    apart = ranked(builtin, "GD601", values={"lr_d": 2e-4, "lr_g": 5e-3})
+    r = next(r for r in apart.remedies if r.id == "lower_lr")
+    assert "G's lr is 25x D's: balance the two rates first" in r.reason
+    assert apart.remedies[0].id != "lower_lr"
+    assert ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3}).remedies[0].id == "lower_lr"
+
+
+def test_non_convergence_with_rates_far_apart_ranks_balancing_them_first(builtin):
+    f = ranked(builtin, "GD601", values={"lr_d": 2e-4, "lr_g": 5e-3})
+    assert f.remedies[0].id == "lower_g_lr"
+    assert "try both at 0.005" in f.remedies[0].reason
+    # equal rates: balancing is not the point, the general remedies lead
+    f = ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3})
+    ids = [r.id for r in f.remedies]
+    assert ids[:2] == ["lower_lr", "optimizer"] and ids.index("lower_g_lr") > 2

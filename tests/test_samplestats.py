@@ -115,7 +115,7 @@ def test_bins_are_deterministic_and_find_well_separated_modes(rng):
     # One cell per mode: every mode's samples land in a single cell, and no two modes share one.
     labels = a.assign(reservoir)
     modes = np.round(reservoir / 10.0).astype(int) @ np.array([1, 4])
-    assert len({(m, c) for m, c in zip(modes, labels)}) == 16
+    assert len({(m, c) for m, c in zip(modes, labels, strict=True)}) == 16
 
 
 def test_occupancy_is_real_like_for_real_data_and_counts_the_modes_a_fake_reaches(rng):

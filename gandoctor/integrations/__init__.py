@@ -1,4 +1,16 @@
-"""Thin adapters over ``Doctor.step`` for training frameworks (Lightning, Accelerate, ...).
+"""Thin adapters that attach a :class:`gandoctor.Doctor` to training stacks without changing the loop.
 
-Each adapter lives in its own module and imports its framework only when used; the frameworks
-are optional extras (``pip install gandoctor[lightning]``), never core requirements."""
+- :mod:`gandoctor.integrations.lightning`: ``DoctorCallback`` for a ``lightning.Trainer``
+  (``pip install 'gandoctor[lightning]'``);
+- :mod:`gandoctor.integrations.accelerate`: ``attach(accelerator, ...)`` for Hugging Face Accelerate
+  (``pip install 'gandoctor[accelerate]'``).
+
+Each adapter only finds what the Doctor needs (G, D, their optimizers, the losses, the batch) and
+calls the Doctor's public API; the framework is imported only by its own adapter module.
+"""
+
+from __future__ import annotations
+
+from ._common import IntegrationError
+
+__all__ = ["IntegrationError"]

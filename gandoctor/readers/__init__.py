@@ -7,13 +7,23 @@ the path. Readers never execute anything from the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from types import MappingProxyType
 
 from ..errors import LogFormatError
-from ..findings import RunContext
+from ..context import RunContext
 from ..signals import SignalLog
+from ._common import (
+    READER_SIGNALS,
+    ReadOptions,
+    parse_mapping,
+    parse_tile,
+    read_options,
+)
+
+__all__ = ["READERS", "READER_SIGNALS", "ReadOptions", "Reader", "RunData", "expand_runs", "parse_mapping", "parse_tile", "read_run", "register_reader"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,8 @@ class RunData:
     format: str
     records: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: signal -> the name it was found under in the log (``'loss.d': 'Loss_D'``), for the report
+    mapped: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -48,18 +60,24 @@ def read_run(
     capacity: int = 4096,
     format: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    options: ReadOptions | None = None,
 ) -> RunData:
     """Read a run directory or a log file into signals. Raises LogFormatError with the reason.
 
     ``progress`` is called now and then with (characters read, file size or None for gzip).
+    ``options``: explicit names (``--map``), step column (``--step``), grid tile size.
+    ``format`` None or ``'auto'`` detects the format.
     """
     from ._lines import progress_callback
 
     token = progress_callback.set(progress)
+    token_opts = read_options.set(options or ReadOptions())
     try:
-        return _read_run(Path(path), capacity, format)
+        data = _read_run(Path(path), capacity, None if format == "auto" else format)
     finally:
         progress_callback.reset(token)
+        read_options.reset(token_opts)
+    return data  # gandoctor's own log leaves ``mapped`` empty: nothing was renamed
 
 
 def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
@@ -76,5 +94,23 @@ def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
     raise LogFormatError(f"{path}: not a log gandoctor can read (expected one of — {kinds})")
 
 
-from . import runlog as _runlog  # noqa: E402  (registration order is detection order)
-from . import tabular as _tabular  # noqa: E402,F401
+def expand_runs(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]:
+    """The runs named by the paths: a parent directory of TensorBoard runs stands for each run in it."""
+    from .tensorboard import find_runs
+
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        runs = find_runs(path) if path.is_dir() and not READERS["runlog"].accepts(path) else []
+        out.extend(runs if len(runs) > 1 else [path])
+    return out
+
+
+# Registration order is detection order: keep these lines in this order (import sorters off).
+# isort: off
+from . import runlog as _runlog  # noqa: E402, F401
+from . import tensorboard as _tensorboard  # noqa: E402, F401
+from . import wandb as _wandb  # noqa: E402, F401  (before csv/jsonl: it claims only W&B exports)
+from . import tabular as _tabular  # noqa: E402, F401
+from . import console as _console  # noqa: E402, F401  (last: it sniffs any text file)
+# isort: on

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LogFormatError
-from ..findings import RunContext
+from ..context import RunContext
 from ..runlog import LOG_NAME, SCHEMA, VERSION
 from ..signals import SignalLog
 from . import Reader, RunData, register_reader
@@ -50,13 +50,8 @@ def _value(raw: Any) -> float | None:
 
 
 def _context_from(raw: Any) -> RunContext:
-    if not isinstance(raw, dict):
-        return RunContext()
-    flags = raw.get("flags", [])
-    values = raw.get("values", {})
-    flags = frozenset(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else frozenset()
-    values = {k: v for k, v in values.items() if isinstance(k, str) and isinstance(v, (str, int, float, bool))} if isinstance(values, dict) else {}
-    return RunContext(flags, values)
+    # Lenient: what is malformed is dropped (lists of names such as g_norm are kept).
+    return RunContext.from_dict(raw, "run log context", strict=False)
 
 
 def read(path: Path, capacity: int = 4096) -> RunData:

@@ -1,48 +1,19 @@
-"""The run log: append-only JSON Lines with a versioned schema, written by the Doctor.
+"""The run log writer: buffered, line-atomic appends (the format is in :mod:`.format`).
 
-Why JSON Lines: one self-contained record per line means a crash can only damage the last
-line, which the reader skips with a warning; it is greppable, streamable, and needs nothing
-outside the standard library. Lines:
-
-- ``{"type": "header", "schema": "gandoctor.runlog", "version": 1, "capacity": 4096, "context": {...}}``
-- ``{"type": "step", "step": 120, "s": {"loss.d": 0.69, "grad_norm.g": "nan", ...}}``
-- ``{"type": "context", "context": {...}}`` (later facts about the run, merged in order)
-- ``{"type": "event", "step": 120, "level": "warning", "message": "..."}``
-- ``{"type": "event", "step": 1000, "level": "samples", "message": "...", "samples": {"shape": [16, 1, 16, 16],
-  "lo": -1.0, "hi": 1.0, "uint8": "<base64>"}}``: G's outputs for fixed latent codes, quantised
-  to uint8 between ``lo`` and ``hi`` (C order); an event, so readers that only want signals skip it.
-
-Non-finite values are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` so every line is
-strict JSON. Flushing: records are buffered and written to the OS at most every
-``flush_seconds`` seconds (default 2) or every ``flush_records`` records, and on close; so a
-killed process loses at most that much, and never a complete line already flushed.
+Records are buffered and written to the OS at most every ``flush_seconds`` seconds (default 2)
+or every ``flush_records`` records, and on close; so a killed process loses at most that much,
+and never a complete line already flushed.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-SCHEMA = "gandoctor.runlog"
-VERSION = 1
-LOG_NAME = "gandoctor.jsonl"
-
-
-def encode_value(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-def round_value(value: float) -> float:
-    """The precision the log keeps (float32-like); the live log records the same value."""
-    if not math.isfinite(value) or value == 0.0:
-        return value
-    return float(f"{value:.7g}")
+from .format import LOG_NAME, SCHEMA, VERSION, encode_value
 
 
 class RunLogWriter:

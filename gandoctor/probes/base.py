@@ -1,0 +1,224 @@
+"""What every probe shares: the Schedule, the Probe base class, the inputs of one step, and the
+host through which the Doctor lends its probes the models, the feature extractor and its services.
+
+A probe declares its ``name`` (the name a fault switches off), the ``schedule_field`` giving its
+interval (None: every step, never stretched by the overhead budget), the ``signals`` it writes
+(names or ``*`` patterns, all known to :data:`gandoctor.signals.SIGNALS`) and its ``cost`` (an
+estimate in milliseconds per measurement on one CPU core at the default sizes; the budget starts
+from it and then uses what it measures). ``measure`` returns values (tensors stay on the device)
+and never mutates what other probes wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..context import RunContext
+
+if TYPE_CHECKING:
+    from .samples import FeatureBank
+
+Values = Mapping[str, "torch.Tensor | float"]
+DForward = Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]
+_ZERO_ALLOWED = ("fidelity_every", "spectrum_every", "ndb_every", "latent_every", "sample_grid_every")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How often each probe runs, in doctor steps, and the overhead budget.
+
+    ``budget``: the share of the training step's wall time the doctor may take (0.05 = 5%);
+    probes whose measured cost exceeds it run at integer multiples of these intervals (never
+    more often than set here). None = the fixed intervals below, whatever they cost.
+    """
+
+    flush_every: int = 25
+    d_probe_every: int = 10
+    d_probe_batch: int = 64
+    weight_every: int = 50
+    layer_every: int = 50
+    feature_every: int = 25
+    feature_batch: int = 128
+    sample_stats_every: int = 100
+    feature_dim: int = 64
+    power_iterations: int = 2
+    # Full SVD of D's matrices (Liu et al. 2019's "spectral collapse"); 0 = off. Larger matrices are skipped.
+    spectrum_every: int = 200
+    spectrum_max_elements: int = 1_000_000
+    extended_sample_stats: bool = False  # density, recall, Vendi ratio: ~19 ms instead of ~6.5 ms per measurement
+    # torch-fidelity FID/KID on the sample-statistics features every N steps (0 = off); it runs
+    # with the sample statistics, so N must be a multiple of sample_stats_every.
+    fidelity_every: int = 0
+    # NDB (k-means bins on the reals, a two-proportion test per bin) every N steps (0 = off); about
+    # 6 ms per measurement on one core for 256 samples of 64 dimensions.
+    ndb_every: int = 0
+    # Gradient norms are taken at the optimizer steps of every grad_every-th iteration.
+    grad_every: int = 1
+    # Fixed latent codes through G every N steps (0 = off): latent.drift, and a sample grid
+    # written to the run log every ``sample_grid_every`` of those checks (0 = never written).
+    latent_every: int = 100
+    latent_batch: int = 64
+    sample_grid_every: int = 10
+    budget: float | None = 0.05
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if name == "budget":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1):
+                    raise ValueError(f"Schedule.budget must be None (fixed intervals) or a fraction in (0, 1), got {value!r}")
+                continue
+            if name == "extended_sample_stats":
+                if not isinstance(value, bool):
+                    raise ValueError(f"Schedule.{name} must be True or False, got {value!r}")
+                continue
+            if name in _ZERO_ALLOWED:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"Schedule.{name} must be 0 (off) or a positive integer, got {value!r}")
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Schedule.{name} must be a positive integer, got {value!r}")
+        for name in ("fidelity_every", "ndb_every"):
+            if getattr(self, name) % self.sample_stats_every:
+                raise ValueError(
+                    f"Schedule.{name} ({getattr(self, name)}) must be a multiple of "
+                    f"Schedule.sample_stats_every ({self.sample_stats_every}): it runs on the sample-statistics features"
+                )
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What the training loop passed to one ``Doctor.step`` call."""
+
+    step: int
+    d_loss: Any = None
+    g_loss: Any = None
+    real: torch.Tensor | None = None
+    fake: torch.Tensor | None = None
+    d_real: torch.Tensor | None = None
+    d_fake: torch.Tensor | None = None
+    labels: Any = None
+    fake_labels: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_samples(self) -> bool:
+        return self.real is not None and self.fake is not None
+
+
+@contextlib.contextmanager
+def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
+    """Run a forward that leaves no trace: buffers restored, RNG streams forked."""
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        for buffer, copy in saved:
+            buffer.copy_(copy)
+
+
+@dataclass
+class ProbeHost:
+    """What the Doctor lends its probes: the models, shared state and a few services.
+
+    ``note_context`` adds facts to the run context; ``defer(tensors, then)`` moves ``tensors``
+    to the host with the next flush (in its one transfer) and calls ``then(numbers, values)``
+    with that step's host values before they are recorded; ``guard(name, fn)`` runs a sub-part
+    under the Doctor's fault containment; ``write_samples(step, grid)`` writes a sample grid.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    d_forward: DForward
+    d_output: str
+    schedule: Schedule
+    extract: Callable[[torch.Tensor, Any], torch.Tensor]
+    rng: torch.Generator  # the doctor's own stream (projections, power iteration); never the global one
+    seed: int
+    bank: FeatureBank
+    context: Callable[[], RunContext]
+    note_context: Callable[[set[str], Mapping[str, Any]], None]
+    defer: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
+    guard: Callable[[str, Callable[[], Any]], Any]
+    write_samples: Callable[[int, Mapping[str, Any] | None], None]
+
+
+class Probe:
+    """One measurement. Subclasses set the class attributes and implement :meth:`measure`."""
+
+    name: str
+    schedule_field: ClassVar[str | None] = None
+    signals: tuple[str, ...] = ()
+    cost: ClassVar[float] = 0.0  # ms per measurement, one CPU core, default sizes
+    arms: ClassVar[bool] = False  # has hooks: after_step and hook_seconds are called every step
+    max_stretch: ClassVar[int] = 8  # the overhead budget never makes the interval longer than this many times the declared one
+
+    def __init__(self, host: ProbeHost) -> None:
+        self.host = host
+
+    def interval(self) -> int:
+        """The declared interval in steps; 0 = off."""
+        if self.schedule_field is None:
+            return 1
+        return int(getattr(self.host.schedule, self.schedule_field))
+
+    def due(self, inputs: StepInputs, every: int) -> bool:
+        """Whether to run at this step, ``every`` being the (possibly stretched) interval.
+        The Doctor checks the interval first; subclasses add what else they need."""
+        return every > 0 and inputs.step % every == 0
+
+    def measure(self, inputs: StepInputs) -> Values:
+        raise NotImplementedError
+
+    def after_step(self, step: int, every: int) -> None:
+        """With ``arms``: called after every step (due or not), e.g. to arm a hook for the next one."""
+
+    def hook_seconds(self) -> float:
+        """Seconds spent in this probe's hooks (inside the training step) since the last call."""
+        return 0.0
+
+    def close(self) -> None:
+        """Release hooks; called once by ``Doctor.close``."""
+
+
+def scalar(value: Any) -> torch.Tensor | float | None:
+    """A loss or user value as a 0-d float tensor (kept on its device) or a float."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 0:
+            return None
+        # One element: kept as it is (the flush reshapes and converts all values in one go).
+        return value.detach().float().mean() if value.numel() > 1 else value.detach()
+    return float(value)
+
+
+def per_sample(out: Any) -> torch.Tensor:
+    """D output of any shape (B,), (B,1), (B,1,H,W) → (B,) mean score per sample."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    out = out.detach().float()
+    return out.reshape(out.shape[0], -1).mean(dim=1) if out.dim() > 1 else out.reshape(-1)
+
+
+def label_slices(labels: Any, fake_labels: Any, n: int) -> tuple[Any, Any]:
+    """Labels for the first ``n`` samples; fakes share the real labels unless given their own."""
+    y_real = labels[:n] if isinstance(labels, torch.Tensor) else labels
+    if fake_labels is None:
+        return y_real, y_real
+    return y_real, fake_labels[:n] if isinstance(fake_labels, torch.Tensor) else fake_labels
+
+
+def layer_of(param_name: str) -> str:
+    """The module a parameter belongs to (``net.0.weight`` → ``net.0``), spectral norm unwrapped."""
+    name = param_name
+    for suffix in (".parametrizations.weight.original", ".weight_orig", ".weight", ".bias"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] or "root"
+    return name.rsplit(".", 1)[0] if "." in name else name

@@ -1,0 +1,106 @@
+"""The overhead budget: stretch the intervals of the expensive probes so the doctor's share of
+the training step's wall time stays under ``Schedule.budget``.
+
+Times are taken with ``time.perf_counter`` and no device synchronisation: the training time of a
+step is the wall time between two ``Doctor.step`` calls minus the doctor's own time in the
+previous call and minus the time its optimizer hooks took; a probe's cost is the time its
+``measure`` (and its hooks) took. On a GPU these are host times (launches, not kernels), which
+is what the training loop waits for unless it synchronises. Each estimate is a median (of the
+probe's last measurements; of the steps since the last plan), so a descheduled process or a
+garbage collection does not count as a probe's cost.
+
+Parts that run every step and are not scheduled (losses, passed D outputs, the flush) are the
+fixed share. What is left of the budget is shared out by doubling the interval of the probe
+with the largest amortised cost (cost / interval) until the sum fits, up to each probe's
+``max_stretch`` times its declared interval; intervals never go below the declared ones. Plans
+start after ``WARMUP_STEPS`` steps: runs up to that length (CI smoke runs, the demo, the short
+runs a diagnosis must still judge) are recorded at the declared intervals, in full detail; the
+budget is for the long runs, where the overhead adds up.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from typing import Mapping, Sequence
+
+from .base import Probe
+
+WARMUP_STEPS = 2000
+_RECENT = 9  # measurements per probe behind its median cost
+_PLAN_ALPHA = 0.5  # weight of the newest plan window in the per-step estimates
+
+
+class Budget:
+    def __init__(self, share: float | None, probes: Sequence[Probe]) -> None:
+        self.share = share
+        self.base = {p.name: p.interval() for p in probes if p.schedule_field is not None}
+        self.cap = {p.name: p.max_stretch for p in probes}
+        self.stretch = {name: 1 for name in self.base}
+        self._every = {p.name: p.interval() for p in probes}  # per-step lookups; refreshed by plan()
+        self._recent = {p.name: deque([p.cost / 1e3], maxlen=_RECENT) for p in probes}  # seconds; the declared cost first
+        self.train: float | None = None  # seconds per training step, without the doctor
+        self.fixed = 0.0  # doctor seconds per step outside the scheduled probes
+        self.steps = 0
+        self._window_train: list[float] = []
+        self._window_fixed: list[float] = []
+        self._window_flush = 0.0
+        self._last_start: float | None = None
+        self._last_own = 0.0
+
+    def cost(self, name: str) -> float:
+        """Median seconds per measurement of a probe."""
+        return statistics.median(self._recent[name])
+
+    def every(self, probe: Probe) -> int:
+        """The probe's current interval (0 = off)."""
+        return self._every[probe.name]
+
+    def probe_ran(self, name: str, seconds: float) -> None:
+        recent = self._recent.setdefault(name, deque(maxlen=_RECENT))
+        recent.append(seconds)
+
+    def step_done(self, start: float, end: float, scheduled: float, hooks: float = 0.0) -> None:
+        """A ``Doctor.step`` call ran from ``start`` to ``end``; ``scheduled`` seconds of it in
+        scheduled probes, ``hooks`` seconds in their hooks during the training step before it."""
+        if self._last_start is not None:
+            self._window_train.append(max(start - self._last_start - self._last_own - hooks, 0.0))
+        self._window_fixed.append(max(end - start - scheduled, 0.0))
+        self._last_start, self._last_own = start, end - start
+        self.steps += 1
+
+    def flush_ran(self, seconds: float) -> None:
+        """A flush (inside a step) took ``seconds``: a fixed cost, spread over the steps it serves."""
+        self._window_flush += seconds
+
+    def amortised(self, stretch: Mapping[str, int]) -> float:
+        return sum(self.cost(n) / (b * stretch[n]) for n, b in self.base.items() if b > 0)
+
+    def _update_estimates(self) -> None:
+        # Medians leave out the flush step (one in flush_every): its time is added back, spread out.
+        flush = self._window_flush / len(self._window_fixed) if self._window_fixed else 0.0
+        for window, attr, extra in ((self._window_train, "train", 0.0), (self._window_fixed, "fixed", flush)):
+            if window:
+                new = statistics.median(window) + extra
+                old = getattr(self, attr)
+                setattr(self, attr, new if old is None or self.steps <= len(window) else old + _PLAN_ALPHA * (new - old))
+                window.clear()
+        self._window_flush = 0.0
+
+    def plan(self) -> dict[str, int]:
+        """Recompute the stretch factors (at each flush); returns the ones that changed."""
+        self._update_estimates()
+        if self.share is None or self.train is None or self.steps < WARMUP_STEPS:
+            return {}
+        allowed = self.share * self.train - self.fixed
+        stretch = {name: 1 for name in self.base}
+        while self.amortised(stretch) > allowed:
+            candidates = [n for n, b in self.base.items() if b > 0 and stretch[n] < self.cap[n]]
+            if not candidates:
+                break
+            worst = max(candidates, key=lambda n: self.cost(n) / (self.base[n] * stretch[n]))
+            stretch[worst] *= 2
+        changed = {n: s for n, s in stretch.items() if s != self.stretch[n]}
+        self.stretch = stretch
+        self._every.update({n: self.base[n] * s for n, s in stretch.items()})
+        return changed

@@ -1,0 +1,132 @@
+"""D's outputs on real and fake samples: means, probabilities, AUC and balanced accuracy.
+
+Either the loop passes them (``d_real=``, ``d_fake=``; every step, free) or, every
+``d_probe_every`` steps, a no-grad D forward on a slice of the batch produces them, with D's
+buffers (BatchNorm statistics, spectral-norm vectors) restored and the RNG streams forked, so
+training is bit-identical.
+
+With ``d_output="auto"`` D's kind is learnt from its outputs: while every output seen lies in
+[0, 1] they are taken as probabilities. The range check travels to the host with the flush
+(no sync per step); from the first step with an output outside [0, 1], ``d_prob.*`` is no
+longer written and the context records ``d_output_detected = "score"``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Probe, ProbeHost, StepInputs, Values, label_slices, per_sample, untouched
+
+
+def auc(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """P(D(real) > D(fake)) over all pairs, ties counted half; stays on the device."""
+    r = real[:256].reshape(-1, 1)
+    f = fake[:256].reshape(1, -1)
+    value = (r > f).float().mean() + 0.5 * (r == f).float().mean()
+    # Non-finite outputs make the ranking meaningless: NaN, not a confident 0 or 1.
+    finite = torch.isfinite(r).all() & torch.isfinite(f).all()
+    return torch.where(finite, value, torch.full_like(value, float("nan")))
+
+
+def balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """Mean of the true-real and true-fake rates at ``threshold``, ties counted half; on the device."""
+    hit_real = (real > threshold).float().mean() + 0.5 * (real == threshold).float().mean()
+    hit_fake = (fake < threshold).float().mean() + 0.5 * (fake == threshold).float().mean()
+    acc = 0.5 * (hit_real + hit_fake)
+    finite = torch.isfinite(real).all() & torch.isfinite(fake).all()
+    return torch.where(finite, acc, torch.full_like(acc, float("nan")))
+
+
+class OutputKind:
+    """What is known of D's output kind, shared by the two D probes (host-side state)."""
+
+    def __init__(self, host: ProbeHost) -> None:
+        self.host = host
+        self.range_ok = True  # every output seen so far lies in [0, 1]
+
+    def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
+        values: dict[str, torch.Tensor | float] = {"d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake)}
+        kind = self.host.d_output
+        midpoint = 0.5 * (real.mean() + fake.mean())
+        threshold: torch.Tensor | float
+        if kind == "logit":
+            threshold = 0.0
+            values["d_prob.real"] = torch.sigmoid(real).mean()
+            values["d_prob.fake"] = torch.sigmoid(fake).mean()
+        elif kind == "prob":
+            threshold = 0.5
+            values["d_prob.real"] = real.mean()
+            values["d_prob.fake"] = fake.mean()
+        elif kind == "critic":
+            threshold = midpoint
+        else:
+            # auto: written as probabilities, dropped at flush once an output leaves [0, 1].
+            values["d_prob.real"] = real.mean()
+            values["d_prob.fake"] = fake.mean()
+            lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
+            self.host.defer((lo, hi), self._settle)
+            if "critic" in self.host.context().flags:  # a negative D loss was seen
+                threshold = midpoint
+            else:
+                # Probabilities while every output seen lies in [0, 1], logits otherwise;
+                # decided on the device so no value is read back here.
+                in_range = (lo >= 0) & (hi <= 1) & self.range_ok
+                threshold = torch.where(in_range, torch.full_like(midpoint, 0.5), torch.zeros_like(midpoint))
+        values["d.acc"] = balanced_accuracy(real, fake, threshold)
+        return values
+
+    def _settle(self, numbers: list[float], values: dict[str, float]) -> None:
+        lo, hi = numbers
+        if self.range_ok and (lo < -1e-6 or hi > 1 + 1e-6):
+            self.range_ok = False
+            self.host.note_context(set(), {"d_output_detected": "score"})
+        if not self.range_ok:
+            values.pop("d_prob.real", None)
+            values.pop("d_prob.fake", None)
+
+
+class DOutputsProbe(Probe):
+    """The outputs the loop passed, every step."""
+
+    name = "d_outputs"
+    signals = ("d_out.real", "d_out.fake", "d_prob.real", "d_prob.fake", "d.auc", "d.acc")
+    cost = 0.05
+
+    def __init__(self, host: ProbeHost, kind: OutputKind) -> None:
+        super().__init__(host)
+        self.kind = kind
+
+    def due(self, inputs: StepInputs, every: int) -> bool:
+        return inputs.d_real is not None and inputs.d_fake is not None
+
+    def measure(self, inputs: StepInputs) -> Values:
+        assert inputs.d_real is not None and inputs.d_fake is not None
+        return self.kind.values(per_sample(inputs.d_real), per_sample(inputs.d_fake))
+
+
+class DForwardProbe(Probe):
+    """A no-grad D forward on a slice of the batch, when the loop does not pass D's outputs."""
+
+    name = "d_probe"
+    schedule_field = "d_probe_every"
+    signals = DOutputsProbe.signals
+    cost = 0.3
+
+    def __init__(self, host: ProbeHost, kind: OutputKind) -> None:
+        super().__init__(host)
+        self.kind = kind
+
+    def due(self, inputs: StepInputs, every: int) -> bool:
+        passed = inputs.d_real is not None and inputs.d_fake is not None
+        return not passed and inputs.has_samples and super().due(inputs, every)
+
+    def measure(self, inputs: StepInputs) -> Values:
+        assert inputs.real is not None and inputs.fake is not None
+        n = self.host.schedule.d_probe_batch
+        real, fake = inputs.real[:n].detach(), inputs.fake[:n].detach()
+        y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
+        d = self.host.discriminator
+        with untouched(d, real.device):
+            out_real = per_sample(self.host.d_forward(d, real, y_real))
+            out_fake = per_sample(self.host.d_forward(d, fake, y_fake))
+        return self.kind.values(out_real, out_fake)

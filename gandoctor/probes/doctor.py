@@ -1,0 +1,369 @@
+"""Doctor: attaches to G, D and their optimizers, records signals, never breaks training.
+
+The Doctor schedules probes (see :mod:`gandoctor.probes`), guards them, buffers their values on
+the device, moves them to the host in one transfer every ``flush_every`` steps, and writes them.
+Any exception inside a probe is logged once (logger ``gandoctor``) with its traceback, written
+to the run log as an event, and that probe is switched off; ``strict=True`` re-raises instead.
+The diagnosis is imported only by :meth:`Doctor.report`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..context import ContextInference, RunContext, inspect_training, latent_shape
+from ..errors import RuleError
+from ..features import FeatureContext, build_extractor
+from ..runlog import RunLogWriter, round_value
+from ..signals import SignalLog
+from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched
+from .budget import Budget
+from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
+from .gradients import GradientProbe
+from .latents import LatentProbe, SampleLatent
+from .losses import LossProbe
+from .samples import FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
+from .spectrum import SpectrumProbe
+from .weights import WeightProbe
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..report import Report
+
+logger = logging.getLogger("gandoctor")
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+Deferred = tuple[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]]
+
+
+def _default_d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
+    return d(x) if labels is None else d(x, labels)
+
+
+def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
+    """Lightning's LightningOptimizer and Accelerate's AcceleratedOptimizer wrap the real one."""
+    seen = 0
+    while not isinstance(opt, torch.optim.Optimizer) and hasattr(opt, "optimizer") and seen < 4:
+        opt, seen = opt.optimizer, seen + 1
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"expected a torch.optim.Optimizer (or a wrapper with .optimizer), got {type(opt).__name__}")
+    return opt
+
+
+def _unwrap_module(module: nn.Module) -> nn.Module:
+    """DDP / DataParallel wrap the model; probe forwards use the inner module so no collective runs."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    return module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else module
+
+
+def _is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
+#: Doctors not yet closed. A script that crashes or stops right after its first NaN never calls
+#: close(): at interpreter exit the values still buffered (up to flush_every steps, the NaN among
+#: them) are written anyway, so `gandoctor analyze` of the run log sees how the run ended.
+_OPEN: weakref.WeakSet[Doctor] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_doctors() -> None:
+    for doctor in list(_OPEN):
+        with contextlib.suppress(Exception):
+            doctor.close()
+
+
+@dataclass
+class _Pending:
+    step: int
+    values: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    deferred: list[Deferred] = field(default_factory=list)
+
+
+class Doctor:
+    """Watches a GAN training loop: ``doctor.step(...)`` once per iteration, ``doctor.report()`` any time."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_optimizer: torch.optim.Optimizer | None = None,
+        d_optimizer: torch.optim.Optimizer | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        *,
+        d_output: str = "auto",
+        uses: Iterable[str] | Mapping[str, Any] = (),
+        schedule: Schedule | None = None,
+        features: str | FeatureFn = "pixels",
+        feature_layer: str | None = None,
+        d_forward: DForward | None = None,
+        config: Config | str | os.PathLike[str] | None = None,
+        rules_dirs: Sequence[str | os.PathLike[str]] = (),
+        strict: bool = False,
+        capacity: int = 4096,
+        seed: int = 0,
+        latent_dim: int | None = None,
+        sample_latent: SampleLatent | None = None,
+    ) -> None:
+        if not isinstance(generator, nn.Module) or not isinstance(discriminator, nn.Module):
+            bad = ("generator", generator) if not isinstance(generator, nn.Module) else ("discriminator", discriminator)
+            raise TypeError(f"{bad[0]} must be a torch.nn.Module, got {type(bad[1]).__name__}")
+        if d_output not in ("auto", "logit", "prob", "critic"):
+            raise ValueError(f"d_output must be 'auto', 'logit', 'prob' or 'critic', got {d_output!r}")
+        if latent_dim is not None and (not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1):
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        self.generator, self.discriminator = _unwrap_module(generator), _unwrap_module(discriminator)
+        g_opt = None if g_optimizer is None else _unwrap_optimizer(g_optimizer)
+        d_opt = None if d_optimizer is None else _unwrap_optimizer(d_optimizer)
+        self.d_output, self.schedule, self.strict = d_output, schedule or Schedule(), strict
+        from ..config import Config, load_config  # not the rules: they load in report()
+
+        self.config = config if isinstance(config, Config) else load_config(None if config is None else Path(config))
+        self._rules_dirs = tuple(Path(d) for d in rules_dirs)
+        missing = [d for d in self._rules_dirs if not d.is_dir()]
+        if missing:
+            raise RuleError(f"{missing[0]}: rules folder does not exist")
+        self.signals = SignalLog(capacity=capacity)
+        self._disabled: dict[str, str] = {}
+        self._pending: list[_Pending] = []
+        self._step, self._closed = -1, False
+        _OPEN.add(self)
+        self._writer: RunLogWriter | None = None
+        rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
+        d_forward = d_forward or _default_d_forward
+        extract = build_extractor(
+            features, FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
+        )
+        known = {"features": features if isinstance(features, str) else type(features).__name__}
+        self._context = inspect_training(self.generator, self.discriminator, g_opt, d_opt, d_output, uses).merged(
+            RunContext(frozenset(self.config.uses), known | ({"latent_dim": latent_dim} if latent_dim else {}))
+        )
+        self._inference = ContextInference(d_output)
+        host = ProbeHost(
+            self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
+            lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples,
+        )
+        self._latents = LatentProbe(host, latent_shape(self.generator, latent_dim), sample_latent)
+        kind = OutputKind(host)
+        self.probes: list[Probe] = [LossProbe(host)]
+        for role, opt, module in (("d", d_opt, self.discriminator), ("g", g_opt, self.generator)):
+            if opt is not None:
+                self.probes.append(GradientProbe(host, role, opt, module))
+        self.probes += [
+            DOutputsProbe(host, kind), DForwardProbe(host, kind), WeightProbe(host), SpectrumProbe(host), FeatureProbe(host),
+            self._latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
+        ]
+        self._budget = Budget(self.schedule.budget, self.probes)
+        if log_dir is not None and _is_main_process():
+            self._guard("writer", lambda: self._open_writer(log_dir, capacity))
+
+    # -- context and services lent to the probes -----------------------------------------------
+    @property
+    def context(self) -> RunContext:
+        return self._context
+
+    @property
+    def samples(self) -> torch.Tensor | None:
+        """G's newest outputs for the first fixed latent codes (up to 16, on the CPU), or None."""
+        return self._latents.samples
+
+    @property
+    def intervals(self) -> dict[str, int]:
+        """Each scheduled probe's current interval in steps, the overhead budget's stretch included (0 = off)."""
+        return {p.name: self._budget.every(p) for p in self.probes if p.schedule_field is not None}
+
+    def _open_writer(self, log_dir: str | os.PathLike[str], capacity: int) -> None:
+        self._writer = RunLogWriter(log_dir, self._context.to_dict(), capacity)
+
+    def _note_context(self, flags: set[str], values: Mapping[str, Any] = {}) -> None:
+        new = self._context.merged(RunContext(frozenset(flags), values))
+        if new != self._context:
+            self._context = new
+            if self._writer is not None:
+                writer = self._writer
+                self._guard("writer", lambda: writer.write_context(new.to_dict()))
+
+    def _defer(self, tensors: Sequence[torch.Tensor], then: Callable[[list[float], dict[str, float]], None]) -> None:
+        self._pending[-1].deferred.append((tuple(tensors), then))
+
+    def _write_samples(self, step: int, grid: Mapping[str, Any] | None) -> None:
+        if self._writer is not None:
+            self._writer.write_samples(step, grid)
+
+    # -- fault containment -----------------------------------------------------------------
+    def _guard(self, probe: str, fn: Callable[[], Any]) -> Any:
+        if probe in self._disabled:
+            return None
+        try:
+            return fn()
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._disable(probe, exc)
+            return None
+
+    def _disable(self, probe: str, exc: BaseException) -> None:
+        message = f"probe '{probe}' failed and is switched off: {type(exc).__name__}: {exc}"
+        self._disabled[probe] = message
+        logger.warning("gandoctor: %s", message, exc_info=(type(exc), exc, exc.__traceback__))
+        if probe != "writer" and self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.write_event(self._step, "warning", message)
+
+    @property
+    def disabled_probes(self) -> Mapping[str, str]:
+        return dict(self._disabled)
+
+    # -- the per-step entry point ------------------------------------------------------------
+    def step(
+        self,
+        d_loss: Any = None,
+        g_loss: Any = None,
+        real: torch.Tensor | None = None,
+        fake: torch.Tensor | None = None,
+        *,
+        d_real: torch.Tensor | None = None,
+        d_fake: torch.Tensor | None = None,
+        labels: Any = None,
+        fake_labels: Any = None,
+        step: int | None = None,
+        **extra: Any,
+    ) -> None:
+        """Record one training iteration. Call once per iteration, after the G update."""
+        if self._closed:
+            return
+        start = time.perf_counter()
+        scheduled = hooks = 0.0
+        try:
+            with torch.no_grad():
+                self._step = int(step) if step is not None else self._step + 1
+                inputs = StepInputs(self._step, d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels, extra)
+                self._pending.append(_Pending(self._step))
+                now, disabled, every_of = self._step, self._disabled, self._budget.every
+                for probe in self.probes:
+                    if probe.name in disabled:
+                        continue
+                    every = every_of(probe)
+                    hook = probe.hook_seconds() if probe.arms else 0.0
+                    hooks += hook
+                    # The interval check first: most probes are not due at most steps.
+                    if every and now % every == 0 and probe.due(inputs, every):
+                        scheduled += self._run(probe, inputs, hook)
+                    if probe.arms:
+                        probe.after_step(now, every)
+                if len(self._pending) >= self.schedule.flush_every:
+                    t0 = time.perf_counter()
+                    self._guard("flush", self._flush)
+                    self._budget.flush_ran(time.perf_counter() - t0)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._disable("step", exc)
+        self._budget.step_done(start, time.perf_counter(), scheduled, hooks)
+
+    def _run(self, probe: Probe, inputs: StepInputs, hook: float) -> float:
+        """Run one probe under the guard; returns its time if it is scheduled (the budget may stretch it), else 0."""
+        t0 = time.perf_counter()
+        values = self._guard(probe.name, lambda: probe.measure(inputs))
+        if values:
+            self._pending[-1].values.update(values)
+        seconds = time.perf_counter() - t0
+        self._budget.probe_ran(probe.name, seconds + hook)
+        return seconds if probe.schedule_field is not None else 0.0
+
+    # -- transfer and logging ------------------------------------------------------------
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        tensors: list[torch.Tensor] = []
+        for entry in pending:
+            tensors += [v.reshape(()).float() for v in entry.values.values() if isinstance(v, torch.Tensor)]
+            tensors += [t.reshape(()).float() for tensors_, _ in entry.deferred for t in tensors_]
+        numbers = iter(_to_host(tensors))
+        for entry in pending:
+            values = {k: (next(numbers) if isinstance(v, torch.Tensor) else v) for k, v in entry.values.items()}
+            for tensors_, then in entry.deferred:
+                then([next(numbers) for _ in tensors_], values)
+            self._record(entry.step, values)
+        if self._writer is not None:
+            self._guard("writer", self._writer.flush)
+        self._replan()
+
+    def _record(self, step: int, values: dict[str, float]) -> None:
+        learnt = self._inference.observe(values, self._context)
+        if learnt is not None:
+            self._note_context(set(learnt.flags), learnt.values)
+        rounded = {k: round_value(v) for k, v in values.items()}
+        self.signals.record(step, rounded)
+        if self._writer is not None:
+            writer = self._writer
+            self._guard("writer", lambda: writer.write_step(step, rounded))
+
+    def _replan(self) -> None:
+        changed = self._budget.plan()
+        if changed and self._writer is not None:
+            now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)
+            writer = self._writer
+            self._guard("writer", lambda: writer.write_event(self._step, "info", f"overhead budget: {now} steps"))
+
+    # -- results ---------------------------------------------------------------------------
+    def report(self) -> Report:
+        """Diagnose what has been recorded so far (callable mid-training)."""
+        from ..diagnose import diagnose
+        from ..report import Report
+
+        self._guard("flush", self._flush)
+        try:
+            rules = self.config.ruleset(self._rules_dirs)
+            source = str(self._writer.path) if self._writer else ""
+            return diagnose(self.signals, rules, self._context, source=source, warnings=tuple(self._disabled.values()), strict=self.strict)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._disable("report", exc)
+            return Report(findings=(), context=self._context, warnings=(f"diagnosis failed: {exc}",))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        _OPEN.discard(self)
+        self._guard("flush", self._flush)
+        for probe in self.probes:
+            probe.close()
+        if self._writer is not None:
+            self._guard("writer", self._writer.close)
+        self._closed = True
+
+    def __enter__(self) -> Doctor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if not self._closed:
+                self.close()
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[float]:
+    """All values of a flush to the host: one device-to-host copy per device."""
+    numbers: list[float] = [0.0] * len(tensors)
+    by_device: dict[torch.device, list[int]] = {}
+    for j, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(j)
+    for idx in by_device.values():
+        for j, v in zip(idx, torch.stack([tensors[j] for j in idx]).cpu().tolist(), strict=True):
+            numbers[j] = v
+    return numbers

@@ -1,0 +1,128 @@
+"""Gradient norms of what each optimizer applies, captured by an optimizer step pre-hook."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .base import Probe, ProbeHost, StepInputs, Values, layer_of
+
+
+class GradTap:
+    """Optimizer step pre-hook: global and per-layer gradient norms of what the optimizer applies.
+
+    Armed per iteration: when not ``active`` it only counts the optimizer step (the overhead
+    budget may measure every k-th iteration); ``seconds`` is the time spent measuring.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, names: Mapping[int, str]) -> None:
+        self.optimizer = optimizer
+        self.names = names
+        self.total: torch.Tensor | None = None
+        self.nonfinite: torch.Tensor | None = None
+        self.steps = 0  # optimizer steps measured
+        self.count = 0  # optimizer steps in this iteration
+        self.active = True
+        self.want_layers = False
+        self.layers: dict[str, torch.Tensor] = {}
+        self.seconds = 0.0
+        self._params: list[torch.Tensor] | None = None  # the optimizer's parameters, listed once
+        self._groups = 0
+        self.handle = optimizer.register_step_pre_hook(self._hook)
+        self.failed: BaseException | None = None
+
+    def _hook(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.count += 1
+        if not self.active:
+            return
+        start = time.perf_counter()
+        try:
+            if self._params is None or len(optimizer.param_groups) != self._groups:
+                self._params = [p for g in optimizer.param_groups for p in g["params"]]
+                self._groups = len(optimizer.param_groups)
+            params = [p for p in self._params if p.grad is not None and not p.grad.is_sparse]
+            if not params:
+                return
+            with torch.no_grad():
+                # Few kernels, no sync: one fused per-tensor norm, one stack, one norm.
+                grads = [g for p in params if (g := p.grad) is not None]
+                norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+                global_norm = torch.linalg.vector_norm(norms)
+                self.total = global_norm if self.total is None else self.total + global_norm
+                self.steps += 1
+                if self.want_layers:
+                    # Per-layer detail only on the layer schedule.
+                    self.nonfinite = (~torch.isfinite(norms)).sum()
+                    sq: dict[str, list[torch.Tensor]] = {}
+                    for p, n in zip(params, norms, strict=True):
+                        sq.setdefault(layer_of(self.names.get(id(p), "unnamed")), []).append(n)
+                    self.layers = {k: torch.linalg.vector_norm(torch.stack(v)) for k, v in sq.items()}
+        except Exception as exc:  # never let a probe break optimizer.step()
+            self.failed = exc
+            self.handle.remove()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def take(self) -> tuple[dict[str, torch.Tensor | float], dict[str, torch.Tensor]]:
+        out: dict[str, torch.Tensor | float] = {}
+        if self.steps and self.total is not None:
+            out["grad_norm"] = self.total / self.steps
+        if self.nonfinite is not None:
+            out["grad_nonfinite"] = self.nonfinite.float()
+        out["opt_steps"] = float(self.count)
+        layers = self.layers
+        self.arm(self.active, False)
+        return out, layers
+
+    def arm(self, active: bool, want_layers: bool) -> None:
+        """Start a new iteration: measured or only counted."""
+        self.total = self.nonfinite = None
+        self.steps = self.count = 0
+        self.layers = {}
+        self.active = active
+        self.want_layers = want_layers and active
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+class GradientProbe(Probe):
+    """One per optimizer given (``grads.d``, ``grads.g``); a failed hook switches off only its own."""
+
+    schedule_field = "grad_every"
+    arms = True
+    max_stretch = 4  # exploding gradients are rare events: at least every 4th iteration
+    signals: tuple[str, ...] = ("grad_norm.{role}", "grad_nonfinite.{role}", "opt_steps.{role}", "grad_norm.{role}.layer.*")
+    cost = 0.06  # both hooks of one iteration of the demo's MLP GAN, one core
+
+    def __init__(self, host: ProbeHost, role: str, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
+        super().__init__(host)
+        self.role = role
+        self.name = f"grads.{role}"  # one instance per role
+        self.signals = tuple(s.format(role=role) for s in GradientProbe.signals)
+        self.tap = GradTap(optimizer, {id(p): name for name, p in module.named_parameters()})
+
+    def measure(self, inputs: StepInputs) -> Values:
+        if self.tap.failed is not None:
+            failed, self.tap.failed = self.tap.failed, None
+            raise failed
+        taken, layers = self.tap.take()
+        values: dict[str, torch.Tensor | float] = {f"{key}.{self.role}": value for key, value in taken.items()}
+        for layer, norm in layers.items():
+            values[f"grad_norm.{self.role}.layer.{layer}"] = norm
+        return values
+
+    def after_step(self, step: int, every: int) -> None:
+        # The hooks run during the next iteration's optimizer steps, before its doctor step.
+        nxt = step + 1
+        self.tap.arm(every > 0 and nxt % every == 0, nxt % self.host.schedule.layer_every == 0)
+
+    def hook_seconds(self) -> float:
+        seconds, self.tap.seconds = self.tap.seconds, 0.0
+        return seconds
+
+    def close(self) -> None:
+        self.tap.remove()

@@ -1,0 +1,122 @@
+"""G's outputs for a fixed batch of latent codes: how far they move between checks, and a grid.
+
+The codes are drawn once from the doctor's own seeded generator (shape from G's first Linear /
+ConvTranspose layer, ``Doctor(latent_dim=...)``, or ``Doctor(sample_latent=fn(n, generator))``).
+Every ``latent_every`` steps G runs on them under no_grad, in its current mode, with its buffers
+restored and the RNG streams forked, so training stays bit-identical.
+
+``latent.drift`` is the median over the codes of the distance G's output moved since the
+previous check, in the sample-feature space, divided by the median nearest-neighbour distance
+among as many real samples (a real-vs-real floor): about 1 means the outputs for the same
+codes moved as far as neighbouring real samples lie apart. Both outputs are re-extracted with the
+current extractor, so features that change with D (``d_penultimate``) compare like with like.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+from typing import Any, Callable
+
+import torch
+
+from .base import Probe, ProbeHost, StepInputs, Values, untouched
+
+GRID_SIZE = 16
+GRID_MAX_SIDE = 32  # larger images are average-pooled down before they are written
+SampleLatent = Callable[[int, torch.Generator], torch.Tensor]
+
+
+def quantised_grid(x: torch.Tensor) -> dict[str, Any] | None:
+    """A few samples as uint8 (min-max over the grid) for the run log; None if not finite."""
+    x = x.detach().float()
+    if x.dim() >= 3 and max(x.shape[-2:]) > GRID_MAX_SIDE:
+        x = torch.nn.functional.adaptive_avg_pool2d(x.reshape(-1, *x.shape[-3:]) if x.dim() > 3 else x, GRID_MAX_SIDE)
+    if not bool(torch.isfinite(x).all()):
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    q = ((x - lo) / max(hi - lo, 1e-12) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return {"shape": list(q.shape), "lo": lo, "hi": hi, "uint8": base64.b64encode(q.tobytes()).decode("ascii")}
+
+
+def takes_one_input(module: torch.nn.Module) -> bool:
+    """True when ``module(z)`` is a valid call (a conditional G also needs labels)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) <= 1
+
+
+class LatentProbe(Probe):
+    name = "latents"
+    schedule_field = "latent_every"
+    signals = ("latent.drift",)
+    cost = 0.5  # a G forward on 64 codes and two feature extractions
+
+    def __init__(self, host: ProbeHost, shape: tuple[int, ...] | None, sample_latent: SampleLatent | None) -> None:
+        super().__init__(host)
+        self.shape = shape
+        self.sample_latent = sample_latent
+        # Off for a conditional G (it needs labels) and when no code shape is known.
+        self.usable = (shape is not None or sample_latent is not None) and takes_one_input(host.generator)
+        self.codes: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        self.checks = 0
+
+    def due(self, inputs: StepInputs, every: int) -> bool:
+        return self.usable and super().due(inputs, every)
+
+    def _forward(self, codes: torch.Tensor) -> torch.Tensor:
+        g = self.host.generator
+        with untouched(g, codes.device):
+            out = g(codes)
+        return (out[0] if isinstance(out, (tuple, list)) else out).detach()
+
+    def _first_output(self) -> torch.Tensor:
+        """Draw the codes and run G on them; a (C, 1, 1) code that G refuses is retried flat
+        (a G that starts with ``Unflatten`` or a ``view``), with the same numbers."""
+        gen = torch.Generator().manual_seed(self.host.seed + 1)  # its own stream: the global RNG is untouched
+        n = self.host.schedule.latent_batch
+        device = next((p.device for p in self.host.generator.parameters()), torch.device("cpu"))
+        if self.sample_latent is not None:
+            self.codes = self.sample_latent(n, gen).to(device)
+            return self._forward(self.codes)
+        shape = self.shape or ()
+        codes = torch.randn((n, *shape), generator=gen).to(device)
+        try:
+            out = self._forward(codes)
+        except RuntimeError:
+            if len(shape) == 1:
+                raise
+            codes = codes.reshape(n, shape[0])
+            out = self._forward(codes)
+        self.codes = codes
+        return out
+
+    def measure(self, inputs: StepInputs) -> Values:
+        out = self._first_output() if self.codes is None else self._forward(self.codes)
+        previous, self.output = self.output, out
+        self.checks += 1
+        every = self.host.schedule.sample_grid_every
+        if every and (self.checks - 1) % every == 0:
+            self.host.guard("sample_grid", lambda: self.host.write_samples(inputs.step, quantised_grid(out[:GRID_SIZE])))
+        reals = self.host.bank.real
+        if previous is None or not reals:
+            return {}
+        real = torch.cat(reals)
+        n = min(out.shape[0], real.shape[0])
+        if n < 2:
+            return {}
+        extract = self.host.extract
+        moved = torch.linalg.vector_norm(extract(out[:n], None) - extract(previous[:n], None), dim=1).median()
+        real_d = torch.cdist(real[:n].float(), real[:n].float())
+        real_d.fill_diagonal_(float("inf"))
+        floor = real_d.min(dim=1).values.median()
+        return {"latent.drift": torch.where(floor > 0, moved / floor.clamp_min(1e-30), torch.full_like(moved, float("nan")))}
+
+    @property
+    def samples(self) -> torch.Tensor | None:
+        """G's newest outputs for the first codes (up to 16, on the CPU), or None."""
+        return None if self.output is None else self.output[:GRID_SIZE].float().cpu()

@@ -1,0 +1,255 @@
+"""What every foreign-log reader shares: the read options, name mapping and step derivation.
+
+Kept apart from the registry so a reader module can import it without import cycles.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import LogFormatError
+from ..signals import (
+    ALIASES,
+    SIGNALS,
+    SignalLog,
+    alias_for,
+    alias_key,
+    check_signal_name,
+)
+
+MAX_REPORTED = 20
+#: Steps beyond this are damage, not training (and would overflow the int64 step arrays).
+MAX_STEP = 1 << 53
+_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "infinity": math.inf, "-infinity": -math.inf}
+
+#: Signals the readers compute themselves from image summaries (not probes' signals).
+#: Pixels are scaled to [0, 1]; a "tile" is one sample of a logged grid.
+READER_SIGNALS: Mapping[str, str] = {
+    "img.diversity": "mean RMS pixel difference between two tiles of a logged sample grid: 0 = every sample identical",
+    "img.dup_rate": "share of the grid's tiles whose nearest other tile differs by less than DUPLICATE_RMS (near-duplicates)",
+    "img.change": "mean RMS pixel difference of each tile to the same tile of the previous logged grid (fixed latents: how far G moved)",
+    "img.tiles": "number of tiles the grid was split into",
+}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the user told the CLI about a log: explicit names, the step column, the grid layout."""
+
+    #: signal -> the log's own name for it (``--map loss.d=errD``); wins over the alias table
+    mapping: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: column / key holding the step (``--step COLUMN``), overriding detection
+    step: str | None = None
+    #: (height, width) of one tile of logged image grids (``--grid-tile HxW``)
+    grid_tile: tuple[int, int] | None = None
+
+
+read_options: contextvars.ContextVar[ReadOptions] = contextvars.ContextVar("gandoctor_read_options", default=ReadOptions())  # noqa: B039 (frozen)
+
+
+def parse_mapping(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``['loss.d=errD', ...]`` -> ``{'loss.d': 'errD'}``; raises LogFormatError on a bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        signal, sep, name = item.partition("=")
+        signal, name = signal.strip(), name.strip()
+        if not sep or not signal or not name:
+            raise LogFormatError(f"--map {item!r}: expected SIGNAL=NAME, e.g. loss.d=errD")
+        if signal not in SIGNALS and signal not in READER_SIGNALS:
+            check_signal_name(signal)
+            raise LogFormatError(f"--map {item!r}: unknown signal {signal!r}; expected one of: {', '.join(sorted(SIGNALS))}")
+        out[signal] = name
+    return out
+
+
+def parse_tile(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 2 or int(match.group(2)) < 2:
+        raise LogFormatError(f"--grid-tile {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 64x64")
+    return int(match.group(1)), int(match.group(2))
+
+
+def number(raw: Any) -> float | None:
+    """A cell or JSON value as a float (``'nan'``, ``'inf'`` understood), or None."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        special = _SPECIAL.get(text.lower())
+        if special is not None:
+            return special
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _user_name(name: str) -> str | None:
+    safe = re.sub(r"[^a-z0-9_]+", "_", alias_key(name)).strip("_")
+    return f"user.{safe}" if safe else None
+
+
+class NameMapper:
+    """Maps a log's names onto signals: ``--map`` first, then the alias table, else ``user.*``.
+
+    Remembers which original name each signal came from (``mapped``). A name the alias table
+    maps to a signal that ``--map`` gave to another name stays ``user.*``. With ``exclusive``
+    (TensorBoard tags, each its own series) a second name for a signal already taken stays
+    ``user.*`` too, with a note, so two tags never interleave in one series; tables instead keep
+    the first of two such columns per row, and records may spell a name differently.
+    """
+
+    def __init__(self, overrides: Mapping[str, str] | None = None, exclusive: bool = False) -> None:
+        self.exclusive = exclusive
+        overrides = dict(read_options.get().mapping if overrides is None else overrides)
+        self._forced = {alias_key(name): signal for signal, name in overrides.items()}
+        self._forced_exact = {name: signal for signal, name in overrides.items()}
+        self._claimed = set(overrides)
+        self._forced_signals = frozenset(overrides)
+        self.mapped: dict[str, str] = {}
+        self.found: dict[str, None] = {}
+        self.notes: list[str] = []
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, name: str) -> str | None:
+        hit = self._cache.get(name, "")
+        if hit != "":
+            return hit
+        signal = self._resolve(name)
+        self._cache[name] = signal
+        return signal
+
+    def _resolve(self, name: str) -> str | None:
+        self.found.setdefault(name, None)
+        signal = self._forced_exact.get(name) or self._forced.get(alias_key(name))
+        if signal is None:
+            signal = alias_for(name)
+            if signal is not None and signal in self._claimed and (self.exclusive or signal in self._forced_signals) and self.mapped.get(signal) != name:
+                taken = self.mapped.get(signal, "--map")
+                self.notes.append(f"'{name}' also looks like {signal}, which is already read from '{taken}'; kept as {_user_name(name)}")
+                signal = None
+        if signal is None:
+            return _user_name(name)
+        self._claimed.add(signal)
+        self.mapped.setdefault(signal, name)
+        return signal
+
+    def check(self, path: Path, signals: SignalLog) -> None:
+        """Raise when nothing in the log maps to a signal gandoctor checks."""
+        if any(not n.startswith("user.") for n in signals.names()):
+            return
+        found = list(self.found)
+        shown = ", ".join(repr(n) for n in found[:30]) + (f" and {len(found) - 30} more" if len(found) > 30 else "")
+        examples: dict[str, list[str]] = {}
+        for alias, signal in ALIASES.items():
+            examples.setdefault(signal, []).append(alias)
+        expected = "; ".join(f"{s} (e.g. {', '.join(a[:3])})" for s, a in examples.items())
+        raise LogFormatError(
+            f"{path}: no name in this log maps to a signal gandoctor checks; found: {shown or '(no names)'}; "
+            f"expected: {expected}; or name one with --map SIGNAL=NAME"
+        )
+
+
+class StepClock:
+    """Turns what a log says about position into a global step that never goes backwards.
+
+    - epoch + batch within epoch (with the batches per epoch when known): epoch x per_epoch + batch;
+      unknown per_epoch is learned: at each new epoch the count continues from the last batch
+      seen plus the logging interval.
+    - a plain step column: taken as is while it increases.
+    Whenever the step would go backwards (a restart, or a counter that is per epoch after all),
+    the history is continued in row order from where it was, with a warning, rather than
+    letting the old steps be overwritten or dropped silently.
+    """
+
+    def __init__(self, path: Path, warnings: list[str]) -> None:
+        self.path = path
+        self.warnings = warnings
+        self.last = -1  # last global step given out
+        self.offset = 0  # added to the raw counter of the current segment
+        self._raw_last: float | None = None
+        self._gap = 0  # smallest positive raw increment seen: the logging interval
+        self._epoch: float | None = None
+        self.backwards = 0
+
+    def _segment(self, raw: int) -> None:
+        """Start a new segment whose first raw count ``raw`` follows the last step given out."""
+        self.offset = self.last + max(self._gap, 1) - raw
+
+    def _note_raw(self, raw: int) -> None:
+        if self._raw_last is not None and raw > self._raw_last:
+            gap = int(raw - self._raw_last)
+            self._gap = gap if not self._gap else min(self._gap, gap)
+        self._raw_last = raw
+
+    def step(self, raw: int, where: str) -> int:
+        if self.last >= 0 and raw + self.offset < self.last:
+            self.backwards += 1
+            if self.backwards == 1:
+                self.warnings.append(
+                    f"{self.path}: {where}: the step goes back from {self.last} to {raw}; "
+                    "not taken as history: the rows from here on are continued in row order (use --step to name the step column)"
+                )
+            self._segment(raw)
+        self._note_raw(raw)
+        self.last = raw + self.offset
+        return self.last
+
+    def epoch_batch(self, epoch: int, batch: int, per_epoch: int | None, where: str) -> int:
+        if per_epoch is not None and per_epoch > 0 and epoch * per_epoch + batch < MAX_STEP:
+            return self.step(epoch * per_epoch + batch, where)
+        if self._epoch is not None and epoch != self._epoch and self._raw_last is not None and batch <= self._raw_last:
+            # The batch counter restarted with the epoch: continue from the last one.
+            self._segment(batch)
+            self._raw_last = None
+        self._epoch = epoch
+        return self.step(batch, where)
+
+    def row(self) -> int:
+        self.last += 1
+        return self.last
+
+
+class Collector:
+    """Signals, warnings and counts for one file being read."""
+
+    def __init__(self, path: Path, capacity: int, exclusive_names: bool = False) -> None:
+        self.path = path
+        self.signals = SignalLog(capacity=capacity)
+        self.warnings: list[str] = []
+        self.problems = 0
+        self.records = 0
+        self.names = NameMapper(exclusive=exclusive_names)
+
+    def problem(self, message: str) -> None:
+        self.problems += 1
+        if self.problems <= MAX_REPORTED:
+            self.warnings.append(f"{self.path}: {message}")
+
+    def record(self, step: int, values: Mapping[str, float]) -> None:
+        if values:
+            self.signals.record(step, values)
+            self.records += 1
+
+    def finish(self) -> tuple[SignalLog, list[str], dict[str, str]]:
+        if self.problems > MAX_REPORTED:
+            self.warnings.append(f"{self.path}: {self.problems - MAX_REPORTED} more problems not listed")
+        self.warnings.extend(f"{self.path}: {note}" for note in self.names.notes)
+        if not self.records:
+            raise LogFormatError(f"{self.path}: no usable records (expected rows with a step and numeric loss columns)")
+        self.names.check(self.path, self.signals)
+        return self.signals, self.warnings, dict(self.names.mapped)
+
+
+def frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping))

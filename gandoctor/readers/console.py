@@ -1,0 +1,196 @@
+"""Console output of training scripts, as saved with ``python train.py | tee train.log``.
+
+Line formats, tried in order on each line (and on each ``\\r``-separated part of it, since
+tqdm redraws its bar with carriage returns; a bar's text is removed before matching):
+
+- the PyTorch DCGAN example: ``[e/E][b/B]\\tLoss_D: .. Loss_G: .. D(x): .. D(G(z)): a / b``
+  (``a``, D(G(z)) before D's update, is ``d_prob.fake``; ``b`` is kept as ``user.d_g_z2``);
+- the PyTorch-GAN implementations: ``[Epoch e/E] [Batch b/B] [D loss: ..] [G loss: ..]``;
+- generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
+  ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
+  one of its names maps to a signal, so argument dumps and progress messages are not data.
+
+Step = epoch x batches per epoch + batch (the ``/B`` total when printed), else the line order.
+Lines that match nothing are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from ..errors import LogFormatError
+from ..context import RunContext
+from ..signals import alias_key
+from . import Reader, RunData, register_reader
+from ._common import MAX_STEP, Collector, StepClock, frozen, number
+from ._lines import iter_lines, open_text
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
+DCGAN = re.compile(r"\[(\d+)/(\d+)\]\s*\[(\d+)/(\d+)\]\s*(.*)")
+PYTORCH_GAN = re.compile(r"\[Epoch (\d+)/(\d+)\]\s*\[Batch (\d+)/(\d+)\]\s*(.*)")
+BRACKET = re.compile(r"\[([^\[\]]*)\]")
+DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")")
+PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
+POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
+TQDM = re.compile(r"(?:\d+%\|[^|]*\|\s*\d+/\d+\s*\[[^\]]*\]|\d+it\s*\[[^\]]*\])")
+SNIFF_BYTES = 1 << 16
+
+_STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")
+_BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i")
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    dgz = DGZ_PAIR.search(text)
+    if dgz:
+        out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]
+        text = text[: dgz.start()] + text[dgz.end():]
+    out += [(m.group(1).strip(), m.group(2)) for m in PAIR.finditer(text)]
+    return out
+
+
+def _bracket_pairs(rest: str) -> list[tuple[str, str]]:
+    """``[D loss: 0.5, acc: 50%] [G loss: 1.2]`` -> D loss, D acc, G loss."""
+    out: list[tuple[str, str]] = []
+    for group in BRACKET.findall(rest):
+        found = PAIR.findall(group)
+        if not found:
+            continue
+        head = found[0][0].split(" ")[0]
+        out.append((found[0][0], found[0][1]))
+        out += [(f"{head} {k}", v) for k, v in found[1:]]
+    return out
+
+
+class _Parser:
+    def __init__(self, out: Collector, clock: StepClock) -> None:
+        self.out = out
+        self.clock = clock
+        self.matched = 0
+
+    def parse(self, text: str, where: str) -> bool:
+        """Record the values of one line (or one \\r part); False if it matched no format."""
+        m = PYTORCH_GAN.search(text)
+        if m:
+            return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _bracket_pairs(m.group(5)), where, any_name=True)
+        m = DCGAN.search(text)
+        if m and (":" in m.group(5) or "=" in m.group(5)):
+            return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5)), where, any_name=True)
+        pairs = _pairs(text)
+        if not pairs:
+            return False
+        positions = {alias_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
+        keyed = {alias_key(k): v for k, v in pairs}
+        epoch = positions.get("epoch", (None, None))[0]
+        if epoch is None and "epoch" in keyed:
+            e = number(keyed["epoch"])
+            epoch = int(e) if e is not None and math.isfinite(e) and e >= 0 else None
+        batch, per_epoch = None, None
+        for key in _BATCH_KEYS:
+            if key in positions:
+                batch, per_epoch = positions[key]
+                break
+        if batch is None:
+            for key in (_BATCH_KEYS if epoch is not None else _STEP_KEYS):
+                if key in keyed:
+                    b = number(keyed[key])
+                    if b is not None and math.isfinite(b) and b >= 0:
+                        batch = int(b)
+                        break
+        if epoch is not None and batch is None:
+            batch = None  # an epoch summary line: in row order
+        skip = {"epoch", *(_BATCH_KEYS if batch is not None else ()), *(_STEP_KEYS if batch is not None else ())}
+        values = [(k, v) for k, v in pairs if alias_key(k) not in skip]
+        if not any(not (self.out.names(k) or "user.").startswith("user.") for k, _ in values):
+            return False
+        return self._emit(epoch, batch, per_epoch, values, where, any_name=False)
+
+    def _emit(self, epoch: int | None, batch: int | None, per_epoch: int | None, pairs: list[tuple[str, str]], where: str, any_name: bool) -> bool:
+        values: dict[str, float] = {}
+        for key, raw in pairs:
+            value = number(raw)
+            name = self.out.names(key)
+            if value is not None and name is not None and name not in values:
+                values[name] = value
+        if not values:
+            return False
+        if (batch is not None and batch >= MAX_STEP) or (epoch is not None and epoch >= MAX_STEP):
+            return False  # numbers that large are not a position in training
+        if batch is None:
+            step = self.clock.row()
+        elif epoch is None:
+            step = self.clock.step(batch, where)
+        else:
+            step = self.clock.epoch_batch(epoch, batch, per_epoch, where)
+        self.out.record(step, values)
+        self.matched += 1
+        return True
+
+
+def _sniff(path: Path) -> bool:
+    try:
+        with open_text(path) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except Exception:  # noqa: BLE001 - detection never fails another reader
+        return False
+    if "\x00" in head:
+        return False
+    for line in head.splitlines()[:500]:
+        for part in line.split("\r"):
+            part = TQDM.sub("", part)
+            if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part):
+                return True
+            if any(alias_key(k) and _known(k) for k, _ in _pairs(part)):
+                return True
+    return False
+
+
+def _known(key: str) -> bool:
+    from ..signals import alias_for
+
+    return alias_for(key) is not None
+
+
+def _accepts(path: Path) -> bool:
+    name = path.name.lower()
+    if not path.is_file() or name.endswith((".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".csv.gz", ".jsonl.gz", ".json.gz")):
+        return False
+    return _sniff(path)
+
+
+def read(path: Path, capacity: int = 4096) -> RunData:
+    out = Collector(path, capacity)
+    clock = StepClock(path, out.warnings)
+    parser = _Parser(out, clock)
+    unmatched = bars = 0
+    first_unmatched: int | None = None
+    with open_text(path) as fh:
+        for lineno, text, _complete in iter_lines(fh, out.warnings, path):
+            if not text.strip():
+                continue
+            hit = False
+            rest = False  # text besides progress bars
+            for part in text.split("\r"):
+                cleaned, n = TQDM.subn("", part)
+                bars += n
+                if cleaned.strip():
+                    rest = True
+                    if parser.parse(cleaned, f"line {lineno}"):
+                        hit = True
+            if rest and not hit:
+                unmatched += 1
+                first_unmatched = first_unmatched or lineno
+    if unmatched:
+        out.warnings.append(f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})")
+    if not out.records:
+        raise LogFormatError(
+            f"{path}: no training log lines found (expected lines like '[0/5][10/469] Loss_D: 1.2 Loss_G: 0.7', "
+            "'[Epoch 0/200] [Batch 10/938] [D loss: 0.6] [G loss: 0.7]' or 'step=10 loss_D=1.2 loss_G=0.7')"
+        )
+    signals, warnings, mapped = out.finish()
+    return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
+
+
+register_reader(Reader("console", _accepts, read, "console output of a training script (DCGAN example, PyTorch-GAN, key: value lines)"))

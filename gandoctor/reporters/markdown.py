@@ -1,0 +1,48 @@
+"""Markdown for a CI job summary (GitHub's ``$GITHUB_STEP_SUMMARY`` and the like): the verdict,
+a status table of the six modes, then each finding with its evidence and ranked remedies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..report import Report
+from ._modes import mode_statuses
+
+_ICON = {"failing": "❌ failing", "clear": "✅ clear", "not_checked": "⚪ not checked"}
+
+
+def _cell(text: Any) -> str:
+    # A pipe or a newline would break the table row.
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(report: Report, max_remedies: int = 3) -> str:
+    data = report.to_dict()
+    steps = data.get("steps", {})
+    span = f"steps {steps.get('first')}–{steps.get('last')}" if steps.get("first") is not None else "no steps recorded"
+    head = "healthy" if data["verdict"] == "healthy" else "unhealthy: " + ", ".join(f["mode"] for f in data["findings"])
+    out = [f"## gandoctor: {head}", "", f"`{_cell(data.get('source') or 'live run')}` · {span} · {data['rules_checked']} rules checked", ""]
+    out += ["| mode | status | detail |", "|---|---|---|"]
+    for s in mode_statuses(report, data):
+        out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(s.reason)} |")
+    for f in data["findings"]:
+        out += ["", f"### {f['mode']}: {f['rule']} {f['rule_name']}", "",
+                (f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
+                 f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
+        out += ["| evidence | value | rule |", "|---|---|---|"]
+        for c in f["conditions"]:
+            mark = "✓" if c["held"] else "·"
+            out.append(f"| {mark} `{c['stat']}({c['signal']}, {c['window']})` | {_num(c['value'])} | {c['op']} {_num(c['threshold'])} |")
+        if f["remedies"]:
+            out += ["", "Remedies, best first:", ""]
+            for i, r in enumerate(f["remedies"][:max_remedies], 1):
+                out.append(f"{i}. **{r['title']}**: {r['action']} _(source: {r['source']}, “{r['section']}”)_")
+    if data.get("warnings"):
+        out += ["", "Warnings:", ""] + [f"- {_cell(w)}" for w in data["warnings"]]
+    out.append("")
+    out.append("✓ = the condition held where the finding was established; · = it did not.")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,82 @@
+"""The overhead budget's plan, on synthetic timings (no clock in these tests)."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+import gandoctor
+from gandoctor.probes import Schedule
+from gandoctor.probes.base import Probe
+from gandoctor.probes.budget import WARMUP_STEPS, Budget
+
+
+class Fake(Probe):
+    def __init__(self, name: str, field: str | None, cost_ms: float, schedule: Schedule, cap: int = 8) -> None:
+        self.name = name
+        self.schedule_field = field  # type: ignore[misc]
+        self.cost = cost_ms  # type: ignore[misc]
+        self.max_stretch = cap  # type: ignore[misc]
+        self.host = type("Host", (), {"schedule": schedule})()  # type: ignore[assignment]
+
+
+def probes(schedule: Schedule) -> list[Probe]:
+    return [
+        Fake("losses", None, 0.01, schedule),
+        Fake("sample_stats", "sample_stats_every", 7.0, schedule),  # 0.07 ms per step at every 100
+        Fake("d_probe", "d_probe_every", 0.3, schedule),  # 0.03 ms per step at every 10
+        Fake("grads.d", "grad_every", 0.05, schedule, cap=4),  # 0.05 ms per step at every 1
+    ]
+
+
+def run(budget: Budget, steps: int, train_ms: float, fixed_ms: float) -> None:
+    t = 0.0
+    for _ in range(steps):
+        budget.step_done(t, t + fixed_ms / 1e3, 0.0)
+        t += (fixed_ms + train_ms) / 1e3
+        if budget.steps % 25 == 0:
+            budget.plan()
+
+
+def test_no_plan_before_the_warm_up_or_without_a_budget():
+    schedule = Schedule()
+    budget = Budget(0.05, probes(schedule))
+    run(budget, WARMUP_STEPS - 1, train_ms=1.0, fixed_ms=0.0)
+    assert set(budget.stretch.values()) == {1}
+    off = Budget(None, probes(schedule))
+    run(off, 2 * WARMUP_STEPS, train_ms=1.0, fixed_ms=0.0)
+    assert set(off.stretch.values()) == {1}
+
+
+def test_a_slow_step_keeps_every_interval_and_a_fast_one_stretches_the_costliest_first():
+    schedule = Schedule()
+    slow = Budget(0.05, probes(schedule))
+    run(slow, WARMUP_STEPS + 50, train_ms=100.0, fixed_ms=0.1)
+    assert set(slow.stretch.values()) == {1}
+    # 2 ms steps: 0.1 ms allowed, 0.02 fixed, so 0.08 for probes that amortise to 0.15 ms per step:
+    # sample_stats 0.07 -> x2 (0.115 in all), grads 0.05 -> x2 (0.09), sample_stats 0.035 -> x4 (0.0725).
+    fast = Budget(0.05, probes(schedule))
+    run(fast, WARMUP_STEPS + 50, train_ms=2.0, fixed_ms=0.02)
+    assert fast.stretch == {"sample_stats": 4, "d_probe": 1, "grads.d": 2}
+    assert fast.amortised(fast.stretch) == pytest.approx(0.0725e-3)
+    assert fast.every(probes(schedule)[1]) == 400
+
+
+def test_stretch_stops_at_each_probes_cap():
+    schedule = Schedule()
+    budget = Budget(0.01, probes(schedule))
+    run(budget, WARMUP_STEPS + 50, train_ms=0.1, fixed_ms=0.5)  # the fixed share alone is over budget
+    assert budget.stretch == {"sample_stats": 8, "d_probe": 8, "grads.d": 4}
+
+
+def test_schedule_budget_is_a_fraction_or_none():
+    assert Schedule(budget=None).budget is None
+    for bad in (0, 1, -0.1, True, "5%"):
+        with pytest.raises(ValueError, match="budget"):
+            Schedule(budget=bad)
+
+
+def test_doctor_reports_its_current_intervals():
+    G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(budget=None, spectrum_every=0))
+    assert doctor.intervals["sample_stats"] == 100 and doctor.intervals["spectrum"] == 0

@@ -1,0 +1,96 @@
+"""gandoctor analyze / gate on the logs users already have: several runs per call, a parent
+folder of TensorBoard runs, --format / --map / --step, reader warnings on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gandoctor.cli import EXIT_ERROR, EXIT_HEALTHY, EXIT_UNHEALTHY, main
+
+
+def nan_csv(path: Path) -> Path:
+    # GD501 catches a loss series that turns NaN: an unhealthy run without rule tuning in play.
+    rows = [f"{s},{'nan' if s >= 150 else 0.7},{'nan' if s >= 150 else 1.2}" for s in range(300)]
+    path.write_text("step,errD,errG\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def ok_csv(path: Path) -> Path:
+    path.write_text("step,errD,errG\n" + "".join(f"{s},0.69,0.70\n" for s in range(300)))
+    return path
+
+
+def test_gate_over_several_runs_prints_a_table_and_exits_with_the_worst(tmp_path, capsys):
+    a, b = ok_csv(tmp_path / "a.csv"), nan_csv(tmp_path / "b.csv")
+    bad = tmp_path / "c.csv"
+    bad.write_text("step,fid\n0,1\n")
+    assert main(["gate", str(a), str(b)]) == EXIT_UNHEALTHY
+    out = capsys.readouterr().out
+    assert f"PASS — {a}" in out and f"FAIL — {b}" in out
+    assert "verdict" in out and "unhealthy" in out and "healthy" in out
+    assert main(["gate", str(a), str(b), str(bad)]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert "unreadable" in captured.out and f"{bad}: no name in this log maps" in captured.err
+    assert main(["gate", str(a), str(a)]) == EXIT_HEALTHY
+
+
+def test_analyze_json_over_several_runs(tmp_path, capsys):
+    a, b = ok_csv(tmp_path / "a.csv"), nan_csv(tmp_path / "b.csv")
+    assert main(["analyze", str(a), str(b), "--json"]) == EXIT_HEALTHY
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in doc["runs"]] == [str(a), str(b)]
+    assert [r["report"]["verdict"] for r in doc["runs"]] == ["healthy", "unhealthy"]
+    # one path keeps the single-report document
+    assert main(["analyze", str(a), "--json"]) == EXIT_HEALTHY
+    assert json.loads(capsys.readouterr().out)["verdict"] == "healthy"
+
+
+def test_parent_folder_of_tensorboard_runs_is_each_run(tmp_path, capsys):
+    SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
+    for name, nan_from in (("good", 10**9), ("bad", 150)):
+        w = SummaryWriter(str(tmp_path / "runs" / name))
+        for s in range(300):
+            w.add_scalar("loss/D", float("nan") if s >= nan_from else 0.7, s)
+            w.add_scalar("loss/G", float("nan") if s >= nan_from else 1.2, s)
+        w.close()
+    assert main(["gate", str(tmp_path / "runs")]) == EXIT_UNHEALTHY
+    out = capsys.readouterr().out
+    assert f"FAIL — {tmp_path / 'runs' / 'bad'}" in out and f"PASS — {tmp_path / 'runs' / 'good'}" in out
+
+
+def test_reader_warnings_go_to_stderr(tmp_path, capsys):
+    path = ok_csv(tmp_path / "a.csv")
+    with path.open("a") as fh:
+        fh.write("300,oops,0.7\n")
+    for quiet in ([], ["--quiet"]):  # the gate always says why it read less than the file holds
+        assert main(["gate", str(path), *quiet]) == EXIT_HEALTHY
+        err = capsys.readouterr().err
+        assert f"gandoctor: warning: {path}: line 302: column 'errD': expected a number, got 'oops'" in err
+    assert main(["analyze", str(path), "--json"]) == EXIT_HEALTHY
+    captured = capsys.readouterr()
+    assert "line 302" in captured.err and any("line 302" in w for w in json.loads(captured.out)["warnings"])
+    assert main(["analyze", str(path), "--json", "--quiet"]) == EXIT_HEALTHY
+    assert capsys.readouterr().err == ""
+
+
+def test_map_step_and_format_options(tmp_path, capsys):
+    path = tmp_path / "log.txt"
+    path.write_text("it,critic,gen\n" + "".join(f"{s},{'nan' if s > 150 else 0.5},0.6\n" for s in range(300)))
+    assert main(["gate", str(path)]) == EXIT_ERROR  # a .txt of a table: not a console log
+    capsys.readouterr()
+    assert main(["gate", str(path), "--format", "csv"]) == EXIT_ERROR  # nothing maps
+    assert "found: 'critic', 'gen'" in capsys.readouterr().err
+    assert main(["gate", str(path), "--format", "csv", "--map", "loss.d=critic", "--map", "loss.g=gen"]) == EXIT_UNHEALTHY
+    assert main(["gate", str(path), "--format", "csv", "--map", "loss.d=critic", "--step", "nope"]) == EXIT_ERROR
+    assert "--step 'nope': no such column" in capsys.readouterr().err
+    assert main(["gate", str(path), "--format", "csv", "--map", "loss.q=critic"]) == EXIT_ERROR
+    assert "unknown signal 'loss.q'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["64", "0x3"])
+def test_bad_grid_tile_is_a_usage_error(tmp_path, capsys, value):
+    assert main(["analyze", str(ok_csv(tmp_path / "a.csv")), "--grid-tile", value]) == EXIT_ERROR
+    assert "--grid-tile" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""RunContext: what inspection reads from the models and optimizers, and its stored form."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gandoctor
+from gandoctor.context import ContextError, RunContext, inspect_training, norm_layers, parse_uses
+from gandoctor.errors import GanDoctorError
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / x.pow(2).mean(dim=1, keepdim=True).add(1e-8).sqrt()
+
+
+def dcgan() -> tuple[nn.Module, nn.Module]:
+    G = nn.Sequential(nn.ConvTranspose2d(16, 8, 4), nn.BatchNorm2d(8), nn.ReLU(), PixelNorm(), nn.ConvTranspose2d(8, 1, 4), nn.Tanh())
+    D = nn.Sequential(
+        nn.utils.parametrizations.spectral_norm(nn.Conv2d(1, 8, 4)), nn.LayerNorm([8, 4, 4]), nn.Dropout(0.25),
+        nn.Dropout2d(0.4), nn.Flatten(), nn.Linear(128, 1),
+    )
+    return G, D
+
+
+def test_inspection_reads_optimizers_norm_layers_dropout_and_the_latent_size():
+    G, D = dcgan()
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    opt_d = torch.optim.AdamW(D.parameters(), lr=4e-4, betas=(0.5, 0.99), weight_decay=0.01)
+    ctx = inspect_training(G, D, opt_g, opt_d, "logit", uses={"gradient_penalty": 10.0})
+    v = ctx.values
+    assert (v["optimizer_d"], v["optimizer_g"]) == ("AdamW", "Adam")
+    assert (v["beta1_g"], v["beta2_g"], v["beta1_d"], v["beta2_d"]) == (0.0, 0.9, 0.5, 0.99)
+    assert (v["weight_decay_d"], v["weight_decay_g"]) == (0.01, 0.0)
+    assert v["g_norm"] == ["BatchNorm2d", "PixelNorm"] and v["d_norm"] == ["LayerNorm"]
+    assert v["d_dropout_p"] == 0.4 and v["latent_dim"] == 16
+    assert v["gradient_penalty"] == 10.0
+    assert {"gradient_penalty", "d_spectral_norm", "d_dropout", "g_batchnorm", "ttur", "lr_d_above_lr_g", "weight_decay_d"} <= ctx.flags
+    assert "weight_decay_g" not in ctx.flags and "d_batchnorm" not in ctx.flags
+    assert v["d_params"] == sum(p.numel() for p in D.parameters())
+
+
+def test_a_plain_mlp_gan_without_optimizers_has_no_optimizer_values():
+    G, D = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(nn.Linear(2, 1))
+    ctx = inspect_training(G, D, None, None, uses=["ema_g"])
+    assert ctx.flags == {"ema_g"}
+    assert ctx.values["g_norm"] == [] and ctx.values["d_dropout_p"] == 0.0 and ctx.values["latent_dim"] == 3
+    assert not any(k.startswith(("lr_", "beta", "optimizer_", "weight_decay_")) for k in ctx.values)
+    assert norm_layers(nn.Sequential(nn.InstanceNorm2d(3), nn.GroupNorm(1, 3))) == ["GroupNorm", "InstanceNorm2d"]
+
+
+def test_uses_must_be_flags_or_a_mapping_of_flags_to_values():
+    assert parse_uses(["a", "b"]) == RunContext(frozenset({"a", "b"}))
+    assert parse_uses({"gp": 10}).values == {"gp": 10}
+    with pytest.raises(TypeError, match="string"):
+        parse_uses("gradient_penalty")
+    with pytest.raises(ValueError, match="gp"):
+        parse_uses({"gp": object()})
+
+
+def test_to_dict_and_from_dict_round_trip_and_name_the_source_of_a_bad_one():
+    ctx = RunContext(frozenset({"critic"}), {"lr_d": 1e-4, "g_norm": ("BatchNorm2d",), "features": "pixels"})
+    data = ctx.to_dict()
+    assert data == {"flags": ["critic"], "values": {"lr_d": 1e-4, "g_norm": ["BatchNorm2d"], "features": "pixels"}}
+    assert RunContext.from_dict(data, "x") == RunContext(ctx.flags, data["values"])
+    with pytest.raises(ContextError, match=r"run\.jsonl: line 1: context\.values\.lr_d: expected a finite number") as err:
+        RunContext.from_dict({"flags": [], "values": {"lr_d": {"a": 1}}}, "run.jsonl: line 1")
+    assert isinstance(err.value, GanDoctorError)
+    with pytest.raises(ContextError, match="where.txt: context.flags: expected a list of strings"):
+        RunContext.from_dict({"flags": "critic"}, "where.txt")
+    with pytest.raises(ContextError, match="got list"):
+        RunContext.from_dict([], "where.txt")
+    lenient = RunContext.from_dict({"flags": ["a", 3], "values": {"x": 1, "y": None, "z": float("nan")}}, "w", strict=False)
+    assert lenient == RunContext(frozenset({"a"}), {"x": 1})
+
+
+def test_the_run_log_keeps_list_values_and_the_users_values(tmp_path):
+    G, D = dcgan()
+    doctor = gandoctor.Doctor(G, D, log_dir=tmp_path, uses={"gradient_penalty": 10.0}, latent_dim=16)
+    doctor.step(d_loss=0.5)
+    doctor.close()
+    data = gandoctor.read_run(tmp_path)
+    assert data.context.values["g_norm"] == ["BatchNorm2d", "PixelNorm"]
+    assert data.context.values["gradient_penalty"] == 10.0 and "gradient_penalty" in data.context.flags
+    assert data.context.values["features"] == "pixels" and data.context.values["latent_dim"] == 16

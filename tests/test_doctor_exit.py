@@ -1,0 +1,46 @@
+"""A training script that crashes, or stops right after its first NaN without closing the doctor,
+still leaves a run log that says how the run ended: the values buffered since the last flush are
+written at interpreter exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from gandoctor import read_run
+from gandoctor.cli import main
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    from torch import nn
+    import gandoctor
+    torch.manual_seed(0)
+    G, D = nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 1))
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=sys.argv[1])   # never closed
+    for step in range(1000):
+        real, fake = torch.randn(16, 2), G(torch.randn(16, 2))
+        d_loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake.detach())).mean()
+        if step >= 437:
+            d_loss = d_loss * float("nan")    # the blow-up
+        opt_d.zero_grad(); d_loss.backward(); opt_d.step()
+        g_loss = nn.functional.softplus(-D(G(torch.randn(16, 2)))).mean()
+        opt_g.zero_grad(); g_loss.backward(); opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        if not torch.isfinite(d_loss):
+            raise SystemExit(sys.argv[2] if len(sys.argv) > 2 else "loss is NaN")   # as many scripts do
+    """
+)
+
+
+def test_run_log_of_a_script_that_dies_at_its_first_nan_shows_the_nan(tmp_path, capsys):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(run)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "loss is NaN" in proc.stderr
+    data = read_run(run)
+    loss = data.signals.get("loss.d")
+    assert loss is not None and int(loss.steps[-1]) == 437 and loss.nonfinite[-1] == 1
+    assert main(["gate", str(run), "--fail-on", "exploding_gradients"]) == 1
+    assert "exploding_gradients (GD501, onset step 437" in capsys.readouterr().out

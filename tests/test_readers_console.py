@@ -1,0 +1,170 @@
+"""gandoctor.readers.console: output captured from real (tiny) training loops printing in the
+PyTorch DCGAN example's and the PyTorch-GAN implementations' formats, tqdm bars included."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gandoctor import LogFormatError, read_run
+from gandoctor.readers import READERS
+
+EPOCHS, BATCHES = 3, 12
+
+
+def _tiny_gan_loop(print_line, epochs=EPOCHS, batches=BATCHES, lr_d=2e-4, log_every=1):
+    """The DCGAN example's training loop on 2-D data, small enough for a test. Returns what it
+    logged: [(epoch, batch, errD, errG, D_x, D_G_z1, D_G_z2)]."""
+    torch.manual_seed(0)
+    netG = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    netD = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1), nn.Sigmoid())
+    criterion = nn.BCELoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=lr_d, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    logged = []
+    for epoch in range(epochs):
+        for i in range(batches):
+            real = torch.randn(32, 2) * 0.5 + 2.0
+            netD.zero_grad()
+            output = netD(real).view(-1)
+            errD_real = criterion(output, torch.ones_like(output))
+            errD_real.backward()
+            D_x = output.mean().item()
+            fake = netG(torch.randn(32, 4))
+            output = netD(fake.detach()).view(-1)
+            errD_fake = criterion(output, torch.zeros_like(output))
+            errD_fake.backward()
+            D_G_z1 = output.mean().item()
+            errD = errD_real + errD_fake
+            optD.step()
+            netG.zero_grad()
+            output = netD(fake).view(-1)
+            errG = criterion(output, torch.ones_like(output))
+            errG.backward()
+            D_G_z2 = output.mean().item()
+            optG.step()
+            if i % log_every == 0:
+                print_line(epoch, epochs, i, batches, errD.item(), errG.item(), D_x, D_G_z1, D_G_z2)
+                logged.append((epoch, i, errD.item(), errG.item(), D_x, D_G_z1, D_G_z2))
+    return logged
+
+
+def dcgan_log(path: Path, tqdm_bars: bool = False, **kw) -> list:
+    stream = io.StringIO()
+    bar = None
+    if tqdm_bars:
+        from tqdm import tqdm
+
+        bar = tqdm(total=EPOCHS * BATCHES, file=stream, mininterval=0, ascii=True)
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss_D=errD)
+        # The DCGAN example's print, verbatim.
+        print('[%d/%d][%d/%d]\tLoss_D: %.4f\tLoss_G: %.4f\tD(x): %.4f\tD(G(z)): %.4f / %.4f'
+              % (epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2), file=stream)
+
+    logged = _tiny_gan_loop(line, **kw)
+    if bar is not None:
+        bar.close()
+    path.write_text("Namespace(batchSize=64, lr=0.0002, ngpu=1)\nRandom Seed:  999\nStarting Training Loop...\n" + stream.getvalue())
+    return logged
+
+
+def test_dcgan_example_output_is_read_with_epoch_batch_steps(tmp_path):
+    logged = dcgan_log(tmp_path / "train.log")
+    data = read_run(tmp_path / "train.log")
+    assert data.format == "console"
+    assert dict(data.mapped) == {"loss.d": "Loss_D", "loss.g": "Loss_G", "d_prob.real": "D(x)", "d_prob.fake": "D(G(z))"}
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == [e * BATCHES + i for e, i, *_ in logged]
+    assert np.allclose(d.values, [round(x[2], 4) for x in logged], atol=1e-9)
+    assert np.allclose(data.signals.get("d_prob.fake").values, [round(x[5], 4) for x in logged], atol=1e-9)
+    assert np.allclose(data.signals.get("user.d_g_z2").values, [round(x[6], 4) for x in logged], atol=1e-9)
+    assert any("3 lines matched no known log format" in w and "line 1" in w for w in data.warnings)
+
+
+def test_tqdm_bars_interleaved_with_carriage_returns_do_not_hide_lines(tmp_path):
+    logged = dcgan_log(tmp_path / "train.log", tqdm_bars=True)
+    raw = (tmp_path / "train.log").read_bytes()
+    assert b"\r" in raw and b"it/s" in raw  # a real tqdm bar is in there
+    data = read_run(tmp_path / "train.log")
+    assert data.signals.get("loss.d").steps.tolist() == [e * BATCHES + i for e, i, *_ in logged]
+    assert any("3 lines matched no known log format" in w for w in data.warnings)  # the bars are not counted
+    # the bar's own postfix (loss_D=...) is not read as extra records
+    assert int(data.signals.get("loss.d").counts.sum()) == len(logged)
+
+
+def test_pytorch_gan_format(tmp_path):
+    lines = []
+
+    def line(epoch, epochs, i, batches, errD, errG, *_):
+        # PyTorch-GAN's gan.py print, verbatim.
+        lines.append("[Epoch %d/%d] [Batch %d/%d] [D loss: %f] [G loss: %f]" % (epoch, epochs, i, batches, errD, errG))
+
+    logged = _tiny_gan_loop(line)
+    (tmp_path / "out.txt").write_text("\n".join(lines) + "\n")
+    data = read_run(tmp_path / "out.txt")
+    assert data.format == "console" and data.warnings == ()
+    assert dict(data.mapped) == {"loss.d": "D loss", "loss.g": "G loss"}
+    assert data.signals.get("loss.g").steps.tolist() == [e * BATCHES + i for e, i, *_ in logged]
+    assert np.allclose(data.signals.get("loss.g").values, [x[3] for x in logged], atol=1e-6)
+
+
+def test_pytorch_gan_variants_with_extra_items(tmp_path):
+    path = tmp_path / "out.log"
+    path.write_text("[Epoch 0/5] [Batch 3/100] [D loss: 0.693, acc: 50%] [G loss: 0.71, adv: 0.70, pixel: 0.01]\n")
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [3]
+    assert "user.g_adv" in data.signals.names() and "user.g_pixel" in data.signals.names()
+
+
+def test_generic_key_value_lines(tmp_path):
+    path = tmp_path / "train.out"
+    path.write_text(
+        "loading data ... done\n"
+        "step=10 loss_D=1.20 loss_G=0.70 lr=0.0002\n"
+        "step: 20 | d_loss: 1.10 | g_loss: 0.80\n"
+        "Epoch [1/5], Step [100/600], d_loss: 0.5000, g_loss: 2.0000, D(x): 0.90, D(G(z)): 0.10\n"
+        "step=30 loss_D=nan loss_G=inf\n"
+    )
+    data = read_run(path)
+    d = data.signals.get("loss.d")
+    # Epoch [1/5], Step [100/600] -> 1 x 600 + 100; then step 30 goes back: continued after 700
+    # by the logging interval seen (10), with a warning.
+    assert d.steps.tolist() == [10, 20, 700, 710]
+    assert d.nonfinite.tolist() == [0, 0, 0, 1]
+    assert dict(data.mapped) == {"loss.d": "loss_D", "loss.g": "loss_G", "d_prob.real": "D(x)", "d_prob.fake": "D(G(z))"}
+    assert "user.lr" in data.signals.names()
+    assert any("line 5: the step goes back from 700 to 30" in w for w in data.warnings)
+    assert any("1 lines matched no known log format" in w and "line 1" in w for w in data.warnings)
+
+
+def test_step_that_goes_back_is_not_taken_as_history(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text("step=100 loss_D=1\nstep=200 loss_D=2\nstep=50 loss_D=3\nstep=60 loss_D=4\n")
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [100, 200, 300, 310]
+    assert any("line 3" in w and "goes back from 200 to 50" in w for w in data.warnings)
+
+
+def test_nothing_recognisable_is_an_error_not_a_healthy_run(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text("hello\nworld\nepoch 1 done\n")
+    with pytest.raises(LogFormatError, match="no training log lines found"):
+        read_run(path, format="console")
+    with pytest.raises(LogFormatError, match="not a log gandoctor can read"):
+        read_run(path)
+
+
+def test_console_is_detected_last_and_never_claims_tables(tmp_path):
+    assert list(READERS)[-1] == "console"
+    csv = tmp_path / "x.csv"
+    csv.write_text("step,loss_D\n0,1\n")
+    assert not READERS["console"].accepts(csv)

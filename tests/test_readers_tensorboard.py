@@ -1,0 +1,297 @@
+"""gandoctor.readers.tensorboard and .images: event files written by torch's SummaryWriter,
+scalars (simple_value and tensor form), add_scalars folders, sample grids, restarts, damage."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gandoctor import LogFormatError, read_run
+from gandoctor.readers import ReadOptions, expand_runs, images
+from gandoctor.readers import tensorboard as tb
+
+SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
+make_grid = pytest.importorskip("torchvision.utils").make_grid
+
+
+def write_scalars(folder: Path, steps=range(100), new_style: bool = False, **extra) -> Path:
+    w = SummaryWriter(str(folder))
+    for s in steps:
+        w.add_scalar("Loss/D", 0.5 + 0.001 * s, s, new_style=new_style)
+        w.add_scalar("Loss/G", 2.0 - 0.001 * s, s, new_style=new_style)
+        w.add_scalar("D(x)", 0.9, s, new_style=new_style)
+        for tag, value in extra.items():
+            w.add_scalar(tag, value, s, new_style=new_style)
+    w.close()
+    return folder
+
+
+def event_file(folder: Path) -> Path:
+    return next(p for p in sorted(folder.iterdir()) if "tfevents" in p.name)
+
+
+def record_offsets(path: Path) -> list[tuple[int, int]]:
+    """(offset, payload length) of each record, walked independently of the reader."""
+    raw = path.read_bytes()
+    out, pos = [], 0
+    while pos + 12 <= len(raw):
+        (length,) = struct.unpack_from("<Q", raw, pos)
+        out.append((pos, length))
+        pos += 16 + length
+    return out
+
+
+# -- scalars ---------------------------------------------------------------------------------
+def test_simple_value_scalars_map_onto_signals(tmp_path):
+    run = write_scalars(tmp_path / "run")
+    data = read_run(run)
+    assert data.format == "tensorboard" and data.warnings == ()
+    assert data.signals.names() == ["d_prob.real", "loss.d", "loss.g"]
+    assert dict(data.mapped) == {"loss.d": "Loss/D", "loss.g": "Loss/G", "d_prob.real": "D(x)"}
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == list(range(100))
+    assert np.allclose(d.values, [0.5 + 0.001 * s for s in range(100)], atol=1e-6)
+    assert data.records == 300
+
+
+def test_tensor_form_scalars_read_the_same(tmp_path):
+    old = read_run(write_scalars(tmp_path / "old"))
+    new = read_run(write_scalars(tmp_path / "new", new_style=True))
+    for name in old.signals.names():
+        assert old.signals.get(name).steps.tolist() == new.signals.get(name).steps.tolist()
+        assert np.allclose(old.signals.get(name).values, new.signals.get(name).values)
+
+
+def test_one_event_file_reads_like_its_run_folder(tmp_path):
+    run = write_scalars(tmp_path / "run")
+    a, b = read_run(run), read_run(event_file(run))
+    assert a.records == b.records and a.signals.names() == b.signals.names()
+
+
+def test_non_finite_values_are_kept_as_data(tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    for s, v in enumerate([1.0, math.nan, math.inf, 0.5]):
+        w.add_scalar("loss_D", v, s)
+    w.close()
+    d = read_run(tmp_path).signals.get("loss.d")
+    assert d.nonfinite.tolist() == [0, 1, 1, 0]
+
+
+def test_add_scalars_subfolders_belong_to_the_run(tmp_path):
+    w = SummaryWriter(str(tmp_path / "run"))
+    for s in range(20):
+        w.add_scalars("loss", {"D": 0.7, "G": 1.5}, s)
+        w.add_scalars("grad_norm", {"D": 3.0}, s)
+    w.close()
+    assert expand_runs([tmp_path / "run"]) == [tmp_path / "run"]
+    data = read_run(tmp_path / "run")
+    assert dict(data.mapped) == {"loss.d": "loss_D", "loss.g": "loss_G", "grad_norm.d": "grad_norm_D"}
+    assert data.signals.get("loss.g").values.tolist() == [1.5] * 20
+
+
+def test_unmapped_tags_are_user_signals_and_map_option_wins(tmp_path):
+    run = write_scalars(tmp_path / "run", **{"critic/W_distance": 0.3})
+    data = read_run(run)
+    assert "user.critic_w_distance" in data.signals.names()
+    forced = read_run(run, options=ReadOptions(mapping={"loss.d": "critic/W_distance"}))
+    assert forced.mapped["loss.d"] == "critic/W_distance"
+    assert forced.signals.get("loss.d").values.tolist() == pytest.approx([0.3] * 100)
+    assert "user.loss_d" in forced.signals.names()  # the alias lost to --map, kept as data
+
+
+def test_two_tags_for_one_signal_do_not_interleave(tmp_path):
+    run = write_scalars(tmp_path / "run", errD=9.0)
+    data = read_run(run)
+    assert data.mapped["loss.d"] == "Loss/D" and "user.errd" in data.signals.names()
+    assert any("'errD' also looks like loss.d" in w for w in data.warnings)
+
+
+def test_nothing_mappable_lists_names_found_and_expected(tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    w.add_scalar("lr", 0.1, 0)
+    w.close()
+    with pytest.raises(LogFormatError, match=r"found: 'lr'.*expected: loss\.d"):
+        read_run(tmp_path)
+
+
+# -- several files, several runs -------------------------------------------------------------
+def test_restart_in_a_second_file_keeps_history_and_warns(tmp_path):
+    run = tmp_path / "run"
+    write_scalars(run, steps=range(60))
+    write_scalars(run, steps=range(40, 100))  # resumed from a checkpoint at step 40
+    files = [p for p in run.iterdir() if "tfevents" in p.name]
+    assert len(files) == 2
+    data = read_run(run)
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == list(range(100))
+    assert any("steps restart at 40" in w and "re-logged values" in w for w in data.warnings)
+
+
+def test_parent_folder_of_runs_expands_and_a_single_read_names_them(tmp_path):
+    for name in ("a", "b"):
+        write_scalars(tmp_path / "runs" / name, steps=range(10))
+    runs = expand_runs([tmp_path / "runs"])
+    assert runs == [tmp_path / "runs" / "a", tmp_path / "runs" / "b"]
+    with pytest.raises(LogFormatError, match="holds 2 TensorBoard runs"):
+        read_run(tmp_path / "runs")
+
+
+# -- damage ----------------------------------------------------------------------------------
+def _damaged(tmp_path: Path, how: str) -> tuple[Path, int]:
+    run = write_scalars(tmp_path / "run")
+    path = event_file(run)
+    raw = bytearray(path.read_bytes())
+    offsets = record_offsets(path)
+    middle, length = offsets[len(offsets) // 2]
+    if how == "truncated":
+        raw = raw[: len(raw) - 7]
+    elif how == "crc":
+        raw[middle + 12 + length - 1] ^= 0xFF  # last payload byte: the value
+    elif how == "length":
+        raw[middle : middle + 8] = b"\xff" * 8
+    elif how == "garbage_inside":
+        raw[middle : middle] = b"\x00garbage\x13" * 5
+    path.write_bytes(bytes(raw))
+    return path, middle
+
+
+@pytest.mark.parametrize(
+    "how,lost,fragment",
+    [
+        ("truncated", 1, "the last record is cut off"),
+        ("crc", 1, "fails its CRC check; skipped"),
+        ("length", 1, "damaged; skipped to the next valid record"),
+        ("garbage_inside", 0, "damaged; skipped to the next valid record"),
+    ],
+)
+def test_damage_keeps_the_valid_records_and_says_where(tmp_path, how, lost, fragment):
+    path, middle = _damaged(tmp_path, how)
+    data = read_run(path)
+    assert data.records == 300 - lost
+    assert any(str(path) in w and fragment in w for w in data.warnings), data.warnings
+    if how in ("crc", "length", "garbage_inside"):
+        assert any(f"byte {middle}" in w or f"bytes {middle}-" in w for w in data.warnings)
+
+
+def test_the_python_crc_fallback_agrees_with_the_c_one():
+    for blob in (b"", b"a", b"123456789", bytes(range(256)) * 3):
+        assert tb.python_crc32c(blob) == (tb._C_CRC[1](blob) if tb._C_CRC else tb.python_crc32c(blob))
+    assert tb.python_crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_without_a_c_crc_a_damaged_length_is_still_found(tmp_path, monkeypatch):
+    path, middle = _damaged(tmp_path, "length")
+    monkeypatch.setattr(tb, "_C_CRC", None)
+    data = read_run(path)
+    assert data.records == 299
+    assert any(f"bytes {middle}-" in w for w in data.warnings)
+
+
+def test_empty_and_header_only_files_are_errors(tmp_path):
+    empty = tmp_path / "events.out.tfevents.1.host"
+    empty.write_bytes(b"")
+    with pytest.raises(LogFormatError, match="empty event file"):
+        read_run(empty)
+    w = SummaryWriter(str(tmp_path / "nothing"))
+    w.close()
+    with pytest.raises(LogFormatError, match="no usable records"):
+        read_run(tmp_path / "nothing")
+
+
+def test_binary_garbage_named_like_an_event_file_is_an_error(tmp_path):
+    path = tmp_path / "events.out.tfevents.1.host"
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(LogFormatError):
+        read_run(path)
+
+
+# -- sample grids ----------------------------------------------------------------------------
+def _grids(folder: Path, collapse_from: int, how: str = "make_grid", n: int = 16) -> Path:
+    torch.manual_seed(0)
+    w = SummaryWriter(str(folder))
+    # Smooth pictures (upsampled 5x5 noise), not pixel noise: tiles have edges, like samples.
+    fixed = torch.nn.functional.interpolate(torch.rand(n, 3, 5, 5), size=(20, 20), mode="bilinear", align_corners=False)
+    for s in range(0, 500, 50):
+        w.add_scalar("loss_D", 0.6, s)
+        batch = fixed + 0.01 * s / 500
+        if s >= collapse_from:
+            batch = batch[:1].repeat(n, 1, 1, 1)
+        batch = batch.clamp(0, 1)
+        if how == "make_grid":
+            w.add_image("samples", make_grid(batch, nrow=8), s)
+            w.add_image("real_images", make_grid(torch.rand(n, 3, 20, 20)), s)
+        else:
+            w.add_images("samples", batch, s)
+    w.close()
+    return folder
+
+
+@pytest.mark.parametrize("how,n", [("make_grid", 16), ("add_images", 16), ("add_images", 4)])
+def test_sample_grids_become_image_signals_that_show_collapse(tmp_path, how, n):
+    data = read_run(_grids(tmp_path / how, collapse_from=250, how=how, n=n))
+    div = data.signals.get("img.diversity")
+    dup = data.signals.get("img.dup_rate")
+    assert div.steps.tolist() == list(range(0, 500, 50))
+    assert data.signals.get("img.tiles").values.tolist() == [float(n)] * 10
+    assert (div.values[:5] > 0.2).all() and (div.values[5:] < 1e-6).all()
+    assert dup.values[:5].tolist() == [0.0] * 5 and dup.values[5:].tolist() == [1.0] * 5
+    change = data.signals.get("img.change")
+    assert change.steps.tolist() == list(range(50, 500, 50))
+    assert change.values[0] < 0.05 and change.values[4] > 0.2  # small drift, then the jump to one sample
+    assert data.mapped["img.diversity"] == "samples"
+    if how == "make_grid":
+        assert any("'real_images' not used" in w for w in data.warnings)
+
+
+def test_make_grid_layouts_are_inferred_with_any_column_count():
+    torch.manual_seed(1)
+    for n, nrow, side in ((64, 8, 28), (10, 4, 32), (6, 3, 16), (25, 5, 12)):
+        grid = make_grid(torch.rand(n, 3, side, side), nrow=nrow, padding=2)
+        img = (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        layout = images.infer_layout(img)
+        assert layout is not None and (layout.tile_h, layout.tile_w, layout.cols) == (side, side, nrow)
+        assert len(images.tiles(img, layout)) == n
+
+
+def test_a_plain_picture_is_not_a_grid_unless_the_tile_is_given(tmp_path):
+    img = (np.random.default_rng(0).random((48, 70, 3)) * 255).astype(np.uint8)
+    assert images.infer_layout(img) is None
+    layout = images.infer_layout(img, tile=(48, 35))
+    assert layout is not None and (layout.rows, layout.cols, layout.pad) == (1, 2, 0)
+
+
+def test_grid_tile_option_splits_an_otherwise_unreadable_grid(tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    rng = np.random.default_rng(0)
+    for s in range(3):
+        w.add_scalar("loss_D", 0.5, s)
+        w.add_image("fake", rng.random((3, 30, 90)), s)  # three 30x30 tiles, no padding, not square-guessable? it is: 90 = 3*30
+        w.add_image("odd", rng.random((3, 30, 100)), s)
+    w.close()
+    data = read_run(tmp_path, options=ReadOptions(mapping={"img.diversity": "odd"}))
+    assert "img.diversity" not in data.signals.names()
+    assert any("does not split into a grid" in w and "--grid-tile" in w for w in data.warnings)
+    tiled = read_run(tmp_path, options=ReadOptions(mapping={"img.diversity": "odd"}, grid_tile=(30, 50)))
+    assert tiled.signals.get("img.tiles").values.tolist() == [2.0] * 3
+
+
+def test_crc32c_many_equals_one_at_a_time():
+    rng = np.random.default_rng(3)
+    blob = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    lengths = np.concatenate([np.full(100, 37), np.full(40, 45), rng.integers(0, 2000, 30)]).astype(np.int64)
+    starts = rng.integers(0, 20_000 - 2000, lengths.shape[0]).astype(np.int64)
+    got = tb.crc32c_many(blob, starts, lengths, tb.python_crc32c)
+    assert got.tolist() == [tb.python_crc32c(blob[a : a + n]) for a, n in zip(starts.tolist(), lengths.tolist())]
+
+
+@pytest.mark.parametrize("vector", [True, False])
+def test_a_damaged_record_among_many_is_found_by_either_crc_path(tmp_path, monkeypatch, vector):
+    monkeypatch.setattr(tb, "VECTOR_CRC", vector)
+    path, middle = _damaged(tmp_path, "crc")
+    data = read_run(path)
+    assert data.records == 299 and any(f"byte {middle}: record fails its CRC check" in w for w in data.warnings)

@@ -1,0 +1,144 @@
+"""The HTML report: self-contained, complete, and loading cleanly in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the 'html' extra (matplotlib) is not installed: pip install 'gandoctor[html]'")
+
+import gandoctor
+from gandoctor.report import Report
+from gandoctor.reporters.html import MODE_COLORS, render_html
+
+RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
+# A recorded real run where D dominates and G then collapses: two findings, onsets 300 and 504.
+FAILING = RUNS / "ddom_ring8_s0"
+
+
+@pytest.fixture(scope="module")
+def failing() -> tuple[Report, gandoctor.SignalLog]:
+    return gandoctor.analyze(FAILING), gandoctor.read_run(FAILING).signals
+
+
+@pytest.fixture(scope="module")
+def page(failing) -> str:
+    report, signals = failing
+    return render_html(report, signals)
+
+
+def test_page_requests_nothing_from_outside(page):
+    assert "<script" not in page and "<link" not in page and "<img" not in page
+    # every reference is a fragment inside the page (SVG clip paths, marker definitions)
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page) + re.findall(r"url\(([^)]*)\)", page)
+    assert refs and all(ref.startswith("#") for ref in refs)
+
+
+def test_page_holds_status_findings_remedies_and_plots(page, failing):
+    report, _ = failing
+    assert report.verdict == "unhealthy" and {"discriminator_dominance", "mode_collapse"} <= set(report.modes)
+    assert "UNHEALTHY" in page
+    for mode in gandoctor.MODES:
+        assert f">{mode}<" in page  # a status row for each of the six modes
+    assert page.count('class="badge failing"') == 2
+    assert page.count('class="badge clear"') == 4
+    for f in report.findings:
+        assert f"onset step <b>{f.onset_step}</b>" in page
+        for r in f.remedies:
+            assert r.title.replace("'", "&#x27;") in page
+            assert r.section.replace("'", "&#x27;").replace('"', "&quot;") in page
+    for heading in ("Losses", "Discriminator outputs", "Gradient norms", "Per-layer gradient norms of D", "Sample statistics"):
+        assert f"<h3>{heading}</h3>" in page
+    assert page.count("<svg") >= 8  # two finding traces and at least six signal figures
+    # every finding's onset line and evidence window are drawn in its mode's colour
+    for f in report.findings:
+        color = MODE_COLORS[f.mode].lower()
+        assert page.count(f"stroke: {color}") >= 6
+        assert page.count(f"fill: {color}; opacity: 0.14") >= 6
+
+
+def test_without_a_signal_log_the_findings_traces_remain(failing):
+    report, _ = failing
+    page = render_html(report)
+    assert page.count("<svg") == len(report.findings)
+    assert "No signal log was given" in page
+
+
+def test_mode_status_comes_from_the_report_when_it_carries_it(failing):
+    report, _ = failing
+
+    @dataclass(frozen=True)
+    class WithModes(Report):
+        def to_dict(self):
+            data = super().to_dict()
+            data["modes"] = [
+                {"mode": "mode_collapse", "status": "failing", "reason": "GD302"},
+                {"mode": "vanishing_gradients", "status": "not_checked", "reason": "grad_norm.g not recorded"},
+            ]
+            return data
+
+    page = render_html(WithModes(findings=report.findings, context=report.context))
+    assert 'class="badge not_checked">not checked<' in page
+    assert "grad_norm.g not recorded" in page
+
+
+def test_healthy_run():
+    run = RUNS / "healthy_ring8_s0"
+    page = render_html(gandoctor.analyze(run))  # the plots are covered above; this is about the verdict
+    assert "HEALTHY" in page and "badge failing" not in page and "<h2>Findings</h2>" not in page
+
+
+# -- in a real browser ------------------------------------------------------------------------
+_CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+_QUIET = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-default-apps",
+]
+
+
+def browse(page: Path, out: Path, height: int) -> tuple[Path, list[str], list[str]]:
+    """Screenshot ``page``; return it, the console messages and the URLs the page itself requested."""
+    shot, netlog = out / f"{page.stem}.png", out / f"{page.stem}.netlog.json"
+    done = subprocess.run(
+        [_CHROMIUM, *_QUIET, "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}",
+         f"--screenshot={shot}", f"--window-size=1200,{height}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    requested: set[str] = set()
+    # The browser's own background traffic has no page origin; the page's requests carry file://.
+    for event in json.loads(netlog.read_text()).get("events", []):
+        params = event.get("params", {})
+        if "file://" in str(params.get("network_isolation_key", "")) and not str(params.get("url", "file:")).startswith("file:"):
+            requested.add(params["url"])
+    return shot, console, sorted(requested)
+
+
+@pytest.mark.skipif(_CHROMIUM is None, reason="no chromium on PATH (apt-get install -y chromium; .ci/run installs it)")
+def test_page_loads_cleanly_in_headless_chromium(page, tmp_path):
+    from PIL import Image
+
+    # The checks below can fail: a page with a script error and an outside image is caught.
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><script>undefinedFn()</script><img src="http://example.invalid/x.png"></body></html>')
+    _, console, requested = browse(bad, tmp_path, 300)
+    assert any("undefinedFn" in line for line in console) and requested == ["http://example.invalid/x.png"]
+
+    path = tmp_path / "report.html"
+    path.write_text(page, encoding="utf-8")
+    shot, console, requested = browse(path, tmp_path, 6000)
+    assert console == [] and requested == []
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 6000)
+    # The plots are drawn: the onset colour of each finding shows up below the findings section.
+    lower = image.crop((0, 3000, 1200, 6000))
+    colors = {c for _, c in lower.getcolors(maxcolors=1 << 20)}
+    for mode in ("discriminator_dominance", "mode_collapse"):
+        rgb = tuple(int(MODE_COLORS[mode][i:i + 2], 16) for i in (1, 3, 5))
+        assert rgb in colors, mode

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gandoctor import stats
+from gandoctor import windows as stats
 from gandoctor.engine import _first_streak, make_grid
 from gandoctor.readers import read_run
 

@@ -1,4 +1,4 @@
-"""gandoctor.stats: each windowed statistic on synthetic arrays with known answers."""
+"""gandoctor.windows: each windowed statistic on synthetic arrays with known answers."""
 
 from __future__ import annotations
 

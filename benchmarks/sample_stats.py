@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from gandoctor import windows as stats
-from gandoctor.engine import _first_streak, make_grid
+from gandoctor.engine import make_grid
 from gandoctor.readers import read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
@@ -135,6 +135,23 @@ def onset(grid: np.ndarray, values: np.ndarray, op: str, threshold: float) -> in
     holds = np.array([math.isfinite(v) and (v < threshold if op == "<" else v > threshold) for v in values])
     streak = _first_streak(holds, grid, int(np.searchsorted(grid, grid[0] + WARMUP)), PERSIST)
     return None if streak is None else int(grid[streak[0]])
+
+
+def _first_streak(holds: np.ndarray, grid: np.ndarray, start_idx: int, persist: int) -> tuple[int, int] | None:
+    """This benchmark's detector: the first unbroken run of True at or after ``start_idx``
+    spanning at least ``persist`` steps (the rules' semantics when these tables were made)."""
+    i, n = start_idx, holds.shape[0]
+    while i < n:
+        if not holds[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and holds[j + 1]:
+            j += 1
+        if grid[j] - grid[i] >= persist:
+            return i, j
+        i = j + 1
+    return None
 
 
 def calibrate(runs: list[Run]) -> dict[str, float]:

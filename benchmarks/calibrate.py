@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def load_spec(path: Path) -> list[Param]:
     out = []
     for i, raw in enumerate(data.get("param", [])):
         where = f"{path}: key 'param[{i}]'"
-        at = lambda k: f"{path}: key 'param[{i}].{k}'"  # noqa: E731
+        at = lambda k, i=i: f"{path}: key 'param[{i}].{k}'"  # noqa: E731
         unknown = set(raw) - SPEC_KEYS
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(SPEC_KEYS)}")

@@ -38,15 +38,14 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
 import gandoctor
-from gandoctor import MODES, RunContext, RuleSet, diagnose, load_rules, read_run
-from gandoctor.rules import with_overrides
+from gandoctor import MODES, RuleSet, diagnose, load_rules, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = ROOT / "fixtures" / "corpus"
@@ -249,6 +248,7 @@ def heuristics(rows: Mapping[str, np.ndarray]) -> dict[str, int]:
     osc = np.zeros(n, bool)
     if n > w:
         import warnings
+
         from numpy.lib.stride_tricks import sliding_window_view
         for x in (ld, lg):
             win = sliding_window_view(np.where(np.isfinite(x), x, np.nan), w)[:-1]   # rows i-w .. i-1 for i = w..n-1
@@ -339,7 +339,7 @@ def render(title: str, scores: Mapping[str, dict]) -> str:
     s0 = scores[src[0]]
     lines.append(f"{s0['runs']} runs. Healthy runs falsely alarmed: " + ", ".join(
         f"{s} {scores[s]['healthy_alarmed']}/{scores[s]['healthy']}" for s in src) + ". Runs ending in or passing "
-        f"through non-finite values called exploding at the first non-finite step: " + ", ".join(
+        "through non-finite values called exploding at the first non-finite step: " + ", ".join(
         f"{s} {scores[s]['nonfinite_called_at_first_step']}/{scores[s]['nonfinite_runs']}" for s in src) + ".")
     return "\n".join(lines)
 
@@ -361,7 +361,7 @@ def evaluate_plain(cases: list[Case], predictor: Predictor) -> dict[str, dict[st
 
 def evaluate_fold(cases: list[Case], predictor: Predictor, key: str, value: str, spec: list, rule_cache) -> tuple[dict, dict]:
     """Fit on the runs outside the group (never on never_calibrate runs), predict the group's runs."""
-    import calibrate   # benchmarks/calibrate.py (same folder)
+    import calibrate  # benchmarks/calibrate.py (same folder)
     held = [c for c in cases if c.group(key) == value]
     cal = [c for c in cases if c.group(key) != value and not c.never_calibrate]
     t0 = time.time()

@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT / "fixtures"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 torch = pytest.importorskip("torch")
-import corpus  # noqa: E402
-import record  # noqa: E402
-import detection  # noqa: E402
 import calibrate  # noqa: E402
+import corpus  # noqa: E402
+import detection  # noqa: E402
+import record  # noqa: E402
 
 import gandoctor  # noqa: E402
 from gandoctor.rules import with_overrides  # noqa: E402

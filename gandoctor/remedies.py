@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
+from ._validate import expect as _expect
+from ._validate import unknown_keys as _unknown
 from .errors import RuleError
 from .findings import Finding, RankedRemedy, RunContext, SkippedRemedy
 
@@ -201,17 +203,6 @@ class ModeNote:
 
 
 # -- parsing ---------------------------------------------------------------------------
-def _expect(cond: bool, path: Path | str, key: str, what: str, got: Any) -> None:
-    if not cond:
-        raise RuleError(f"{path}: key '{key}': expected {what}, got {got!r}")
-
-
-def _unknown(table: Mapping[str, Any], allowed: set[str], path: Path | str, prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise RuleError(f"{path}: key '{prefix}{key}': unknown key; allowed keys: {', '.join(sorted(allowed))}")
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ._toml import read_toml
+from ._validate import expect as _expect
+from ._validate import unknown_keys as _unknown_keys
+from ._validate import where as _where
 from .derived import DERIVED
 from .errors import RuleError
 from .remedies import Remedy, RemedyRef, Source, alias_table, parse_remedies, parse_remedy_refs, parse_sources
@@ -142,23 +145,6 @@ class RuleSet:
             if rule.code == code:
                 return rule
         raise KeyError(code)
-
-
-def _where(path: Path | str, key: str) -> str:
-    return f"{path}: key '{key}'"
-
-
-def _expect(cond: bool, path: Path | str, key: str, what: str, got: Any) -> None:
-    if not cond:
-        raise RuleError(f"{_where(path, key)}: expected {what}, got {got!r}")
-
-
-def _unknown_keys(table: Mapping[str, Any], allowed: set[str], path: Path | str, prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise RuleError(
-                f"{_where(path, prefix + key)}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
-            )
 
 
 def _number(value: Any) -> bool:

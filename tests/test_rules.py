@@ -222,3 +222,12 @@ def test_with_overrides_errors_name_origin_and_key(disable, params, key):
         with_overrides(load_rules(), disable, params, "my/pyproject.toml")
     assert "my/pyproject.toml" in str(info.value)
     assert f"'{key}'" in str(info.value)
+
+
+def test_readme_rule_table_lists_every_builtin_rule():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| GD")}
+    rules = load_rules().rules
+    assert set(rows) == {r.code for r in rules}
+    for rule in rules:
+        assert f"| {rule.code} | {rule.name} | {rule.mode} | {int(rule.params['min_run_steps'])} |" in rows[rule.code]

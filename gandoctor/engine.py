@@ -40,6 +40,7 @@ logger = logging.getLogger("gandoctor")
 #: Grid points per run at most; keeps evaluation cost independent of run length.
 MAX_GRID_POINTS = 2000
 TRACE_POINTS = 48
+INFERRED_CONFIDENCE_CAP = 0.6
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRu
         confidence = 0.35 + 0.15 * length + 0.15 * held_frac + 0.15 * margin + 0.2 * support
     else:
         confidence = 0.35 + 0.2 * length + 0.2 * held_frac + 0.25 * margin
+    if rule.inferred:  # read from what usually goes with the failure, not the failure itself
+        confidence = min(confidence, INFERRED_CONFIDENCE_CAP)
     return Finding(
         mode=rule.mode,
         rule=rule.code,

@@ -51,9 +51,14 @@ def _default_d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tens
 
 
 def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
-    """Lightning's LightningOptimizer and Accelerate's AcceleratedOptimizer wrap the real one."""
+    """Lightning's LightningOptimizer and Accelerate's AcceleratedOptimizer wrap the real one (the
+    latter subclasses Optimizer itself, so the unwrapping goes on while an inner optimizer exists)."""
     seen = 0
-    while not isinstance(opt, torch.optim.Optimizer) and hasattr(opt, "optimizer") and seen < 4:
+    while isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer) or (
+        not isinstance(opt, torch.optim.Optimizer) and hasattr(opt, "optimizer")
+    ):
+        if seen >= 4:
+            break
         opt, seen = opt.optimizer, seen + 1
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"expected a torch.optim.Optimizer (or a wrapper with .optimizer), got {type(opt).__name__}")
@@ -61,10 +66,16 @@ def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
 
 
 def _unwrap_module(module: nn.Module) -> nn.Module:
-    """DDP / DataParallel wrap the model; probe forwards use the inner module so no collective runs."""
+    """DDP / DataParallel wrap the model (probe forwards use the inner module, so no collective
+    runs); torch.compile's OptimizedModule keeps it as ``_orig_mod`` (layer names stay the user's)."""
     from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-    return module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else module
+    for _ in range(4):
+        inner = module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            break
+        module = inner
+    return module
 
 
 def _is_main_process() -> bool:

@@ -103,11 +103,6 @@ def test_rejects_what_is_not_a_module():
         attach(Accelerator(cpu=True), "G", nn.Linear(2, 1))
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AttributeError,
-    reason="Doctor's own _unwrap_optimizer (probes.py) stops at AcceleratedOptimizer because it subclasses "
-    "torch.optim.Optimizer, then registering the step pre-hook on the wrapper fails; attach() unwraps it first",
-)
 def test_plain_doctor_takes_prepared_optimizers():
     from gandoctor.probes import Doctor
 

@@ -126,11 +126,6 @@ def test_compiled_generator_and_discriminator_are_probed():
     assert any(name.startswith("grad_norm.d.layer.") for name in signals)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Doctor does not unwrap torch.compile's OptimizedModule (probes.py _unwrap_module handles DDP only): "
-    "per-layer signals come out as grad_norm.d.layer._orig_mod.<layer>; the integrations unwrap it themselves",
-)
 def test_compiled_modules_keep_their_layer_names():
     G, D = _compile(_gan.generator()), _compile(_gan.discriminator())
     opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)

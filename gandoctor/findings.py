@@ -8,7 +8,18 @@ from typing import Mapping
 
 from .context import RunContext
 
-__all__ = ["Evidence", "Finding", "ModeState", "ModeStatus", "RankedRemedy", "RunContext", "SkipReason", "SkippedRemedy", "SkippedRule"]
+#: The six failure modes, in report order. Kept here, with the finding records, so the rule
+#: loader and the remedy catalogue share one tuple without importing each other.
+MODES: tuple[str, ...] = (
+    "mode_collapse",
+    "discriminator_dominance",
+    "generator_dominance",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "non_convergence",
+)
+
+__all__ = ["MODES", "Evidence", "Finding", "ModeState", "ModeStatus", "RankedRemedy", "RunContext", "SkipReason", "SkippedRemedy", "SkippedRule"]
 
 
 @dataclass(frozen=True)

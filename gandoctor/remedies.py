@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 from ._validate import expect as _expect
 from ._validate import unknown_keys as _unknown
 from .errors import RuleError
-from .findings import Finding, RankedRemedy, RunContext, SkippedRemedy
+from .findings import MODES, Finding, RankedRemedy, RunContext, SkippedRemedy
 
 if TYPE_CHECKING:  # rules.py imports this module; the type is only needed for annotations
     from .rules import RuleSet
@@ -35,14 +35,6 @@ SHARED_BOOST = 1.25
 MISCONFIGURED_BOOST = 2.0
 POSITION_DECAY = 0.25  # the k-th remedy of a rule starts at weight / (1 + 0.25 k)
 
-MODES: tuple[str, ...] = (  # the same tuple as rules.MODES; repeated here to avoid an import cycle
-    "mode_collapse",
-    "discriminator_dominance",
-    "generator_dominance",
-    "vanishing_gradients",
-    "exploding_gradients",
-    "non_convergence",
-)
 Kind = Literal["change", "workflow"]
 KINDS: tuple[Kind, ...] = ("change", "workflow")
 Verdict = Literal["propose", "fix", "skip", "inapplicable"]

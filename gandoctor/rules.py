@@ -20,18 +20,11 @@ from ._validate import unknown_keys as _unknown_keys
 from ._validate import where as _where
 from .derived import DERIVED
 from .errors import RuleError
+from .findings import MODES
 from .remedies import Remedy, RemedyRef, Source, alias_table, parse_remedies, parse_remedy_refs, parse_sources
 from .signals import SIGNALS
 from .windows import STATISTICS
 
-MODES: tuple[str, ...] = (
-    "mode_collapse",
-    "discriminator_dominance",
-    "generator_dominance",
-    "vanishing_gradients",
-    "exploding_gradients",
-    "non_convergence",
-)
 OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=")
 MATCHES: tuple[str, ...] = ("all", "any")
 

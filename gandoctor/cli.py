@@ -172,7 +172,7 @@ def _write_outputs(args: argparse.Namespace, report, data, path: str | Path, sev
     if getattr(args, "html", None):
         from .reporters.html import render_html
 
-        writers.append((args.html, lambda: render_html(report, signals=data.signals)))
+        writers.append((args.html, lambda: render_html(report, signals=data.signals, samples=getattr(data, "samples", ()))))
     if getattr(args, "junit", None):
         from .reporters.junit import render_junit
 

@@ -22,8 +22,9 @@ from ._common import (
     parse_tile,
     read_options,
 )
+from .grids import SampleGrid
 
-__all__ = ["READERS", "READER_SIGNALS", "ReadOptions", "Reader", "RunData", "expand_runs", "parse_mapping", "parse_tile", "read_run", "register_reader"]
+__all__ = ["READERS", "READER_SIGNALS", "ReadOptions", "Reader", "RunData", "SampleGrid", "expand_runs", "parse_mapping", "parse_tile", "read_run", "register_reader"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class RunData:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     #: signal -> the name it was found under in the log (``'loss.d': 'Loss_D'``), for the report
     mapped: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: sample grids saved during the run, by step (run log ``samples`` events, TensorBoard images)
+    samples: tuple[SampleGrid, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..runlog import LOG_NAME, SCHEMA, VERSION
 from ..signals import SignalLog
-from . import Reader, RunData, register_reader
+from . import Reader, RunData, SampleGrid, register_reader
 from ._lines import iter_lines, open_text
+from .grids import GridKeeper, from_runlog
 
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 MAX_REPORTED = 20
@@ -65,6 +66,8 @@ class _Reading:
         self.signals: SignalLog | None = None
         self.saw_header = self.restart_pending = False
         self.last_step = -1
+        self.grids = GridKeeper()
+        self.new_run_grids: list[SampleGrid] = []  # grids after a second header, before its first step
 
     def problem(self, lineno: int, message: str) -> None:
         self.problems += 1
@@ -83,6 +86,7 @@ class _Reading:
             )
         if self.saw_header and self.records:
             self.restart_pending = True  # a second header: a resumed or a new run
+            self.new_run_grids = []
         self.saw_header = True
         cap = record.get("capacity")
         if self.signals is None:
@@ -111,6 +115,9 @@ class _Reading:
                 )
                 self.signals = SignalLog(capacity=self.signals.capacity if self.signals else self.capacity)
                 self.records = 0
+                self.grids.clear()
+                for grid in self.new_run_grids:  # the new run's first grid comes before its first step
+                    self.grids.offer(grid)
         if self.signals is None:
             self.signals = SignalLog(capacity=self.capacity)
         self.signals.record(step, clean)
@@ -136,8 +143,24 @@ class _Reading:
             self.context = self.context.merged(_context_from(record.get("context")))
         elif kind == "step":
             self.step(lineno, record)
-        elif kind != "event":
+        elif kind == "event":
+            if record.get("level") == "samples" and "samples" in record:
+                self.samples(lineno, record)
+        else:
             self.problem(lineno, f"unknown record type {kind!r}; skipped")
+
+    def samples(self, lineno: int, record: dict[str, Any]) -> None:
+        step = record.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            self.problem(lineno, "samples event needs an integer 'step' >= 0; skipped")
+            return
+        grid = from_runlog(step, record["samples"])
+        if isinstance(grid, str):
+            self.problem(lineno, f"samples event: {grid}; skipped")
+            return
+        self.grids.offer(grid)
+        if self.restart_pending:
+            self.new_run_grids.append(grid)
 
 
 def read(path: Path, capacity: int = 4096) -> RunData:
@@ -156,7 +179,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     if not state.records:
         raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
     signals = state.signals or SignalLog(capacity=state.capacity)
-    return RunData(signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings))
+    return RunData(signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings), samples=state.grids.grids())
 
 
 register_reader(Reader("runlog", _accepts, read, f"a gandoctor run directory or {LOG_NAME}[.gz]"))

@@ -35,6 +35,7 @@ from ..errors import LogFormatError
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, frozen, read_options
 from ._lines import progress_callback
+from .grids import GridKeeper, from_png
 from .images import GridStats, ImageError, decode_png, features, infer_layout, tiles
 
 CHUNK = 4 << 20
@@ -571,6 +572,7 @@ class _RunReader:
         self.options = read_options.get()
         self.last: dict[str, float] = {}  # per signal: the last step kept (to count re-logged steps)
         self.grids: dict[str, GridStats] = {}
+        self.kept = GridKeeper()  # the chosen tag's images, for a report to show
         self.image_tag = self.options.mapping.get("img.diversity")
         self.skipped_images: dict[str, str] = {}
         self.undecodable = 0
@@ -680,6 +682,9 @@ class _RunReader:
         elif step >= self.last.get("img.diversity", -1):
             self.last["img.diversity"] = step
             record.update(stats)
+            grid = from_png(step, name, encoded[0]) if len(encoded) == 1 else None
+            if grid is not None:
+                self.kept.offer(grid)
 
 
 def read(path: Path, capacity: int = 4096) -> RunData:
@@ -712,7 +717,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     if not out.records and reader.undecodable == 0 and total == 0:
         raise LogFormatError(f"{path}: empty event file (nothing was logged)")
     signals, warnings, mapped = out.finish()
-    return RunData(signals, RunContext(), str(path), "tensorboard", out.records, tuple(warnings), frozen(mapped))
+    return RunData(signals, RunContext(), str(path), "tensorboard", out.records, tuple(warnings), frozen(mapped), reader.kept.grids())
 
 
 def _grid_signals(images: list[bytes], stats: GridStats, tile: tuple[int, int] | None) -> dict[str, float] | str:

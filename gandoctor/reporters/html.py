@@ -6,6 +6,10 @@ an inline SVG drawn by matplotlib (Agg backend, so no display is needed; ``pip i
 'gandoctor[html]'``). Each plot marks every finding: a dashed line at its onset step and, shaded,
 the evidence window (the ``window`` steps of data whose statistics first crossed the rule's
 thresholds at the onset). Without a SignalLog the page still shows each finding's own trace.
+
+Sample grids saved during the run (``RunData.samples``: the doctor's fixed-latent grids in the
+run log, or image grids logged to TensorBoard) are shown as embedded PNGs: for each finding the
+grid saved last before its onset and the first after it, and a strip of grids over the run.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ..readers.grids import SampleGrid
 from ..report import Report
 from ..rules import MODES
 from ..signals import SIGNALS, SignalLog
 from ._modes import ModeStatus, mode_statuses
+from ._samples import Scale, data_uri, grid_png, nearest, shared_scale, strip
 
 #: One colour per failure mode (colour-blind-safe Okabe-Ito palette).
 MODE_COLORS: Mapping[str, str] = dict(zip(MODES, ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")))
@@ -317,6 +323,10 @@ svg.plot { max-width: 100%; height: auto; display: block; }
 figure { margin: 10px 0 18px; } figcaption { color: var(--muted); font-size: 13px; margin-top: 2px; }
 .legend span { margin-right: 16px; white-space: nowrap; font-size: 13px; }
 table.context { width: auto; min-width: 420px; }
+.grids { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-end; }
+.grids figure { margin: 4px 0; } .grids figcaption { margin-top: 3px; }
+.grids img { display: block; image-rendering: pixelated; border: 1px solid var(--line); }
+.grids.strip img { width: 112px; height: auto; } .grids.strip figcaption { max-width: 112px; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; }
 """
 
@@ -332,7 +342,7 @@ def _status_rows(statuses: Iterable[ModeStatus]) -> str:
     return '<table class="modes"><tr><th>mode</th><th>status</th><th>detail</th></tr>' + "".join(rows) + "</table>"
 
 
-def _finding_html(f: Mapping[str, Any], trace: str) -> str:
+def _finding_html(f: Mapping[str, Any], trace: str, samples: str = "") -> str:
     color = MODE_COLORS.get(f["mode"], _OTHER_COLOR)
     state = "still active" if f["active"] else f"last held at step {f['last_step']}"
     also = f" · also fired: {_esc(', '.join(f['also_fired']))}" if f.get("also_fired") else ""
@@ -353,6 +363,8 @@ def _finding_html(f: Mapping[str, Any], trace: str) -> str:
     parts.append("</table>")
     if trace:
         parts.append(f'<div class="trace">{trace}</div>')
+    if samples:
+        parts.append(samples)
     if f["remedies"]:
         parts.append("<p><b>Remedies, best first</b></p><ol class=\"remedies\">")
         for r in f["remedies"]:
@@ -368,9 +380,62 @@ def _finding_html(f: Mapping[str, Any], trace: str) -> str:
     return "\n".join(parts)
 
 
-def render_html(report: Report, signals: SignalLog | None = None, title: str | None = None) -> str:
-    """The whole page as a string; write it to a ``.html`` file and open it anywhere, offline."""
+class _Grids:
+    """The run's sample grids, each drawn once."""
+
+    def __init__(self, plt: Any, grids: Sequence[SampleGrid]) -> None:
+        self.plt, self.grids = plt, sorted(grids, key=lambda g: g.step)
+        self.scale: Scale = shared_scale(self.grids)
+        self._uris: dict[int, str] = {}
+        self.shown: set[int] = set()
+
+    def figure(self, grid: SampleGrid, caption: str) -> str:
+        if id(grid) not in self._uris:
+            self._uris[id(grid)] = data_uri(grid_png(self.plt, grid, self.scale))
+        self.shown.add(id(grid))
+        alt = f"samples at step {grid.step}"
+        return f'<figure><img src="{self._uris[id(grid)]}" alt="{_esc(alt)}"><figcaption>{caption}</figcaption></figure>'
+
+    def near(self, onset: int) -> str:
+        before, after = nearest(self.grids, onset)
+        figures = []
+        if before is not None:
+            where = "at the onset" if before.step == onset else f"{onset - before.step} steps before the onset"
+            figures.append(self.figure(before, f"step <b>{before.step}</b> · {where}"))
+        if after is not None:
+            figures.append(self.figure(after, f"step <b>{after.step}</b> · {after.step - onset} steps after the onset"))
+        if not figures:
+            return ""
+        return '<p><b>Samples near the onset</b></p><div class="grids">' + "".join(figures) + "</div>"
+
+    def over_the_run(self, marks: Sequence[_Mark]) -> str:
+        chosen = strip(self.grids)
+        if not chosen or all(id(g) in self.shown for g in self.grids):
+            return ""
+        figures, previous = [], -math.inf
+        for g in chosen:
+            # a finding whose onset falls between the previous grid shown and this one
+            onsets = "".join(f' · <span class="swatch" style="background:{m.color}"></span>onset {_esc(m.label)}'
+                             for m in marks if previous < m.onset <= g.step)
+            figures.append(self.figure(g, f"step {g.step}{onsets}"))
+            previous = g.step
+        figures_html = "".join(figures)
+        tags = sorted({g.source for g in chosen})
+        what = ("G's outputs for the doctor's fixed latent codes (the same codes at every step)"
+                if tags == ["runlog"] else "the sample images logged under " + ", ".join(f"'{t}'" for t in tags))
+        note = f" {len(chosen)} of the {len(self.grids)} saved grids are shown." if len(chosen) < len(self.grids) else ""
+        return (f'<h2>Samples over the run</h2><div class="grids strip">{figures_html}</div>'
+                f'<p class="caption">{_esc(what)}.{note} Images are scaled to each grid\'s own range; '
+                "2-D samples and vectors share one scale over the run.</p>")
+
+
+def render_html(report: Report, signals: SignalLog | None = None, title: str | None = None, samples: Sequence[SampleGrid] = ()) -> str:
+    """The whole page as a string; write it to a ``.html`` file and open it anywhere, offline.
+
+    ``samples``: the sample grids saved during the run (``RunData.samples``), shown near each
+    finding's onset and over the run."""
     plt = _require_matplotlib()
+    grids = _Grids(plt, samples)
     data = report.to_dict()
     statuses = mode_statuses(report, data)
     findings = data["findings"]
@@ -395,7 +460,8 @@ def render_html(report: Report, signals: SignalLog | None = None, title: str | N
         out.append("<h2>Findings</h2>")
         for f in findings:
             figure_index += 1
-            out.append(_finding_html(f, _trace_svg(plt, f, figure_index)))
+            out.append(_finding_html(f, _trace_svg(plt, f, figure_index), grids.near(int(f["onset_step"]))))
+    out.append(grids.over_the_run(marks))
     if signals is not None and signals.names():
         out.append("<h2>Signals</h2>")
         if marks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..findings import Finding
 from ..report import SCHEMA_VERSION, Report
 
 
@@ -13,6 +14,49 @@ def _num(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
+
+
+def finding_to_dict(f: Finding) -> dict[str, Any]:
+    """One finding as strict JSON data (an entry of the report's ``findings``)."""
+    return {
+        "mode": f.mode,
+        "rule": f.rule,
+        "rule_name": f.rule_name,
+        "summary": f.summary,
+        "onset_step": f.onset_step,
+        "last_step": f.last_step,
+        "active": f.active,
+        "confidence": f.confidence,
+        "also_fired": list(f.also_fired),
+        "evidence": {k: _num(v) for k, v in f.evidence.items()},
+        "conditions": [
+            {
+                "signal": d.signal,
+                "stat": d.stat,
+                "window": d.window,
+                "op": d.op,
+                "threshold": _num(d.threshold),
+                "value": _num(d.value),
+                "held": d.held,
+                "role": d.role,
+            }
+            for d in f.details
+        ],
+        "remedies": [
+            {
+                "id": r.id,
+                "title": r.title,
+                "action": r.action,
+                "source": r.source,
+                "section": r.section,
+                "score": r.score,
+                "reason": r.reason,
+            }
+            for r in f.remedies
+        ],
+        "skipped_remedies": [{"id": s.id, "title": s.title, "reason": s.reason} for s in f.skipped_remedies],
+        "trace": {"values": [_num(v) for v in f.trace], "first_step": f.trace_steps[0], "last_step": f.trace_steps[1]},
+    }
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
@@ -32,48 +76,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             }
             for s in report.mode_status
         ],
-        "findings": [
-            {
-                "mode": f.mode,
-                "rule": f.rule,
-                "rule_name": f.rule_name,
-                "summary": f.summary,
-                "onset_step": f.onset_step,
-                "last_step": f.last_step,
-                "active": f.active,
-                "confidence": f.confidence,
-                "also_fired": list(f.also_fired),
-                "evidence": {k: _num(v) for k, v in f.evidence.items()},
-                "conditions": [
-                    {
-                        "signal": d.signal,
-                        "stat": d.stat,
-                        "window": d.window,
-                        "op": d.op,
-                        "threshold": _num(d.threshold),
-                        "value": _num(d.value),
-                        "held": d.held,
-                        "role": d.role,
-                    }
-                    for d in f.details
-                ],
-                "remedies": [
-                    {
-                        "id": r.id,
-                        "title": r.title,
-                        "action": r.action,
-                        "source": r.source,
-                        "section": r.section,
-                        "score": r.score,
-                        "reason": r.reason,
-                    }
-                    for r in f.remedies
-                ],
-                "skipped_remedies": [{"id": s.id, "title": s.title, "reason": s.reason} for s in f.skipped_remedies],
-                "trace": {"values": [_num(v) for v in f.trace], "first_step": f.trace_steps[0], "last_step": f.trace_steps[1]},
-            }
-            for f in report.findings
-        ],
+        "findings": [finding_to_dict(f) for f in report.findings],
         "rules_checked": report.rules_checked,
         "skipped_rules": [
             {"rule": s.rule, "reason": s.reason.value, "detail": s.describe(), "signals": list(s.missing)} for s in report.skipped_rules

@@ -3,10 +3,13 @@ a status table of the six modes, then each finding with its evidence and ranked 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..findings import Finding
 from ..report import Report
 from ._modes import mode_statuses
+from .json import finding_to_dict
 
 _ICON = {"failing": "❌ failing", "clear": "✅ clear", "not_checked": "⚪ not checked"}
 
@@ -20,6 +23,27 @@ def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _finding_lines(f: Mapping[str, Any], max_remedies: int, heading: str = "###") -> list[str]:
+    out = [f"{heading} {f['mode']}: {f['rule']} {f['rule_name']}", "",
+           (f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
+            f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
+    out += ["| evidence | value | rule |", "|---|---|---|"]
+    for c in f["conditions"]:
+        mark = "✓" if c["held"] else "·"
+        out.append(f"| {mark} `{c['stat']}({c['signal']}, {c['window']})` | {_num(c['value'])} | {c['op']} {_num(c['threshold'])} |")
+    if f["remedies"]:
+        out += ["", "Remedies, best first:", ""]
+        for i, r in enumerate(f["remedies"][:max_remedies], 1):
+            out.append(f"{i}. **{r['title']}**: {r['action']} _(source: {r['source']}, “{r['section']}”)_")
+    return out
+
+
+def finding_markdown(finding: Finding, max_remedies: int = 3, heading: str = "###") -> str:
+    """One finding as Markdown: mode, rule, onset, confidence, evidence table, top remedies with
+    their sources (what the write-back sinks send to TensorBoard and W&B)."""
+    return "\n".join(_finding_lines(finding_to_dict(finding), max_remedies, heading)) + "\n"
+
+
 def render_markdown(report: Report, max_remedies: int = 3) -> str:
     data = report.to_dict()
     steps = data.get("steps", {})
@@ -30,17 +54,7 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
     for s in mode_statuses(report, data):
         out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(s.reason)} |")
     for f in data["findings"]:
-        out += ["", f"### {f['mode']}: {f['rule']} {f['rule_name']}", "",
-                (f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
-                 f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
-        out += ["| evidence | value | rule |", "|---|---|---|"]
-        for c in f["conditions"]:
-            mark = "✓" if c["held"] else "·"
-            out.append(f"| {mark} `{c['stat']}({c['signal']}, {c['window']})` | {_num(c['value'])} | {c['op']} {_num(c['threshold'])} |")
-        if f["remedies"]:
-            out += ["", "Remedies, best first:", ""]
-            for i, r in enumerate(f["remedies"][:max_remedies], 1):
-                out.append(f"{i}. **{r['title']}**: {r['action']} _(source: {r['source']}, “{r['section']}”)_")
+        out += [""] + _finding_lines(f, max_remedies)
     if data.get("warnings"):
         out += ["", "Warnings:", ""] + [f"- {_cell(w)}" for w in data["warnings"]]
     out.append("")

@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from ..context import RunContext
 from ..errors import LogFormatError
+from ..runlog import HealthyMarker
 from ..signals import SignalLog
 from ._common import (
     READER_SIGNALS,
@@ -36,6 +37,8 @@ class RunData:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     #: signal -> the name it was found under in the log (``'loss.d': 'Loss_D'``), for the report
     mapped: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: "last healthy step" markers the live diagnosis wrote into gandoctor's own run log, in order
+    markers: tuple[HealthyMarker, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..runlog import LOG_NAME, SCHEMA, VERSION
+from ..runlog import LOG_NAME, SCHEMA, VERSION, HealthyMarker
 from ..signals import SignalLog
 from . import Reader, RunData, register_reader
 from ._lines import iter_lines, open_text
@@ -64,6 +64,7 @@ class _Reading:
         self.context = RunContext()
         self.signals: SignalLog | None = None
         self.saw_header = self.restart_pending = False
+        self.markers: list[HealthyMarker] = []
         self.last_step = -1
 
     def problem(self, lineno: int, message: str) -> None:
@@ -111,11 +112,19 @@ class _Reading:
                 )
                 self.signals = SignalLog(capacity=self.signals.capacity if self.signals else self.capacity)
                 self.records = 0
+                self.markers.clear()  # they were about the older run
         if self.signals is None:
             self.signals = SignalLog(capacity=self.capacity)
         self.signals.record(step, clean)
         self.records += 1
         self.last_step = max(self.last_step, step)
+
+    def marker(self, lineno: int, record: dict[str, Any]) -> None:
+        marker = HealthyMarker.from_record(record)
+        if marker is None:
+            self.problem(lineno, "marker event needs a 'marker' object with kind 'last_healthy' and integer steps; skipped")
+        else:
+            self.markers.append(marker)
 
     def line(self, lineno: int, text: str, complete: bool) -> None:
         try:
@@ -136,7 +145,10 @@ class _Reading:
             self.context = self.context.merged(_context_from(record.get("context")))
         elif kind == "step":
             self.step(lineno, record)
-        elif kind != "event":
+        elif kind == "event":
+            if record.get("level") == "marker":
+                self.marker(lineno, record)
+        else:
             self.problem(lineno, f"unknown record type {kind!r}; skipped")
 
 
@@ -156,7 +168,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     if not state.records:
         raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
     signals = state.signals or SignalLog(capacity=state.capacity)
-    return RunData(signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings))
+    return RunData(signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings), markers=tuple(state.markers))
 
 
 register_reader(Reader("runlog", _accepts, read, f"a gandoctor run directory or {LOG_NAME}[.gz]"))

@@ -16,7 +16,7 @@ When it runs. Values reach the host once every ``Schedule.flush_every`` steps (n
 GPU->CPU sync). After a flush, the monitor diagnoses the run so far (:func:`gandoctor.diagnose.diagnose`
 over the Doctor's bounded SignalLog, the same path as ``doctor.report()``) when ``live_every``
 steps (default 500) have passed since the last diagnosis, rounded up to the next flush, or at
-once when a flush brings the first non-finite value of a signal (so a blow-up is reported at the
+once when a flush brings the first non-finite loss, gradient norm, weight norm or D output (so a blow-up is reported at the
 flush that saw it, not up to ``live_every`` steps later). ``close()`` runs no diagnosis.
 
 Cost. A diagnosis runs on the host, in the training process, inside ``doctor.step()``; it costs
@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import NonFiniteLossError
 from .findings import MODES, Finding
+from .reporters.live_panel import LivePanel
 from .runlog import HealthyMarker
 
 if TYPE_CHECKING:
@@ -59,12 +60,18 @@ if TYPE_CHECKING:
     from .report import Report
     from .rules import RuleSet
 
+__all__ = ["DEFAULT_LIVE_EVERY", "AlertSink", "FindingCallback", "HealthyMarker", "LiveMonitor", "LivePanel", "stop_modes"]
+
 logger = logging.getLogger("gandoctor")
 
 #: Steps between live diagnoses when live diagnosis is on and ``live_every`` is not given.
 DEFAULT_LIVE_EVERY = 500
 #: The losses ``raise_on_nonfinite`` watches.
 LOSSES = ("loss.d", "loss.g")
+#: Signals whose first NaN/inf means the run has blown up (what GD501 reads), so a diagnosis runs
+#: at that flush instead of up to ``live_every`` steps later. Sample statistics are left out: some
+#: are NaN by design (a first measurement has nothing to compare with).
+BLOW_UP_PREFIXES = ("loss.", "grad_norm.", "weight_norm.", "d_out.")
 
 FindingCallback = Callable[[Finding], None]
 
@@ -168,8 +175,6 @@ class LiveMonitor:
             raise ValueError(f"live_every must be a positive number of steps or None, got {live_every!r}")
         owned: list[AlertSink] = []
         if live_panel:
-            from .reporters.live_panel import LivePanel
-
             owned.append(LivePanel())
         diagnosing = bool(callbacks or sinks or stops or owned or live_every is not None)
         if not diagnosing and not raise_on_nonfinite:
@@ -185,7 +190,7 @@ class LiveMonitor:
         for name, value in values.items():
             if math.isfinite(value):
                 continue
-            if name not in self._nonfinite_signals:
+            if name not in self._nonfinite_signals and name.startswith(BLOW_UP_PREFIXES):
                 self._nonfinite_signals.add(name)
                 self._urgent = True
             if name in LOSSES and self._first_nonfinite_loss is None:

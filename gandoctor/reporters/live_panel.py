@@ -18,7 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..findings import Finding, ModeState
+from ..findings import Finding, ModeState, ModeStatus
 from ..report import Report
 
 _STYLE = {ModeState.FAILING: "bold red", ModeState.CLEAR: "green", ModeState.NOT_CHECKED: "yellow"}
@@ -33,15 +33,21 @@ def panel(report: Report, step: int, new: tuple[Finding, ...] = ()) -> Panel:
     table.add_column(overflow="fold")
     findings = {f.mode: f for f in report.findings}
     for status in report.mode_status:
-        finding = findings.get(status.mode)
-        why = f"{finding.rule} {finding.rule_name} from step {finding.onset_step}" if finding else status.describe()
-        table.add_row(status.mode, Text(_LABEL[status.state], style=_STYLE[status.state]), why)
+        table.add_row(status.mode, Text(_LABEL[status.state], style=_STYLE[status.state]), _why(status, findings.get(status.mode)))
     parts: list[Any] = [table]
     for finding in new:
         remedy = finding.remedies[0].title if finding.remedies else "none ranked"
         parts.append(Text(f"new: {finding.mode} ({finding.rule}) from step {finding.onset_step}; top remedy: {remedy}", style="red"))
     verdict = "UNHEALTHY" if report.findings else ("healthy so far" if report.verdict == "healthy" else "nothing checked yet")
     return Panel(Group(*parts), title=f"gandoctor · live · step {step}", subtitle=verdict, title_align="left")
+
+
+def _why(status: ModeStatus, finding: Finding | None) -> str:
+    if finding is not None:
+        return f"{finding.rule} {finding.rule_name} from step {finding.onset_step}"
+    if status.state is ModeState.CLEAR:
+        return f"{', '.join(status.rules_checked)} checked"
+    return status.describe().removeprefix("not checked").lstrip(": ") or "no rule could be checked yet"
 
 
 class LivePanel:

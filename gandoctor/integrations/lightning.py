@@ -202,8 +202,8 @@ class DoctorCallback(Callback):
             kwargs["d_real"], kwargs["d_fake"] = outputs["d_real"], outputs["d_fake"]
         if self.labels_fn is not None:
             kwargs["labels"] = self.labels_fn(batch)
-        doctor.step(real=real, fake=fake, step=self.steps, **losses, **kwargs)
-        self.steps += 1
+        step, self.steps = self.steps, self.steps + 1  # counted first: raise_on_nonfinite may end the batch inside step()
+        doctor.step(real=real, fake=fake, step=step, **losses, **kwargs)
         if self._stop_agreed(trainer, doctor):
             trainer.should_stop = True  # Lightning leaves the loop after this batch
 

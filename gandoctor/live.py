@@ -20,10 +20,12 @@ once when a flush brings the first non-finite loss, gradient norm, weight norm o
 flush that saw it, not up to ``live_every`` steps later). ``close()`` runs no diagnosis.
 
 Cost. A diagnosis runs on the host, in the training process, inside ``doctor.step()``; it costs
-the same whatever the device and grows with the recorded steps up to the SignalLog's capacity
-(4096 points per signal): measured on a shared 2-core CPU, about 0.1 s for a 500-step log and
-0.4-0.6 s for logs of 3000-5000 steps (``benchmarks/live.py``). At the default cadence that is
-about 1 ms per training step once the log is long; the overhead budget does not count it.
+the same whatever the model or device and grows with the recorded steps up to the SignalLog's
+capacity (4096 points per signal): measured with ``benchmarks/live.py`` on a shared 2-core CPU,
+0.3 s for a 500-step log, 0.8 s for a 5000-step log (most of it the windowed medians). At the
+default cadence that is about 1.6 ms per training step once the log is long: noise for a GAN
+whose step takes 100 ms, a third of a tiny CPU GAN's step (raise ``live_every`` there). The
+overhead budget (``Schedule.budget``) does not count it.
 
 What it does with a finding (reported once per (mode, rule) for the run, even if it clears and
 comes back): one WARNING line on the logger ``gandoctor`` (mode, rule, onset step, top remedy);

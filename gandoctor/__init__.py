@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config
 from .diagnose import analyze, diagnose
-from .errors import ConfigError, GanDoctorError, LogFormatError, RuleError, SignalError
+from .errors import ConfigError, GanDoctorError, LogFormatError, NonFiniteLossError, RuleError, SignalError
 from .findings import Evidence, Finding, RankedRemedy, RunContext
 from .readers import RunData, read_run
 from .report import Report
@@ -28,6 +28,7 @@ __all__ = [
     "Finding",
     "GanDoctorError",
     "LogFormatError",
+    "NonFiniteLossError",
     "RankedRemedy",
     "Report",
     "Rule",

@@ -13,7 +13,7 @@ import pytest
 
 from gandoctor import LogFormatError, RunContext, read_run
 from gandoctor.readers import runlog as runlog_reader
-from gandoctor.runlog import LOG_NAME, SCHEMA, VERSION, RunLogWriter, encode_value, round_value
+from gandoctor.runlog import LOG_NAME, SCHEMA, VERSION, HealthyMarker, RunLogWriter, encode_value, round_value
 
 CONTEXT = {"flags": ["d_spectral_norm", "ttur"], "values": {"lr_d": 0.0002, "arch": "dcgan"}}
 
@@ -276,6 +276,45 @@ def test_a_resumed_run_continues(tmp_path):
     _append_run(tmp_path, range(50, 80), 1.0)
     data = read_run(tmp_path)
     assert data.records == 80 and not any("new run" in w for w in data.warnings)
+
+
+# -- last-healthy-step markers (written by the live diagnosis) ------------------------------------
+MARKER = HealthyMarker(seen_at=49, last_healthy_step=41, onset_step=42, modes=("exploding_gradients",), rules=("GD501",))
+
+
+def test_a_marker_is_an_event_that_reads_back_typed(tmp_path):
+    writer = RunLogWriter(tmp_path, CONTEXT, 64)
+    for step in range(50):
+        writer.write_step(step, {"loss.d": 0.5})
+    writer.write_marker(MARKER)
+    writer.write_marker(HealthyMarker(60, None, 0, ("mode_collapse",), ("GD301",)))  # unhealthy from the start
+    writer.close()
+    record = json.loads(lines_of(tmp_path / LOG_NAME)[-2])
+    assert (record["type"], record["level"], record["step"]) == ("event", "marker", 49)
+    assert "last healthy step 41" in record["message"]
+    data = read_run(tmp_path)
+    assert data.markers == (MARKER, HealthyMarker(60, None, 0, ("mode_collapse",), ("GD301",)))
+    assert data.records == 50 and not data.warnings
+
+
+def test_logs_without_markers_read_as_before_and_bad_markers_warn(tmp_path):
+    path = write_run(tmp_path / "old", n=20)
+    assert read_run(path).markers == ()
+    with path.open("a") as fh:
+        fh.write(json.dumps({"type": "event", "step": 20, "level": "marker", "message": "x", "marker": {"kind": "last_healthy"}}) + "\n")
+        fh.write(json.dumps({"type": "event", "step": 21, "level": "info", "message": "an ordinary event"}) + "\n")
+    data = read_run(path)
+    assert data.markers == () and data.records == 20
+    assert len(data.warnings) == 1 and "line 22: marker event needs" in data.warnings[0]
+
+
+def test_markers_of_an_older_run_in_the_same_folder_are_dropped_with_it(tmp_path):
+    _append_run(tmp_path, range(100), 1.0)
+    writer = RunLogWriter(tmp_path, CONTEXT, 64)
+    writer.write_marker(MARKER)
+    writer.close()
+    _append_run(tmp_path, range(30), 2.0)
+    assert read_run(tmp_path).markers == ()
 
 
 def test_directory_without_a_log_is_rejected(tmp_path):

@@ -78,7 +78,9 @@ class DoctorCallback(Callback):
     ``loss_names``: extra exact mappings from a logged name to ``"d_loss"`` or ``"g_loss"``.
     ``real_fn(batch)``, ``fake_fn(module, batch, outputs)``, ``labels_fn(batch)``: override how the
     real batch, the fakes and (for conditional GANs) the labels are found. Every other keyword goes
-    to :class:`gandoctor.Doctor` (``d_output``, ``uses``, ``schedule``, ``strict`` …).
+    to :class:`gandoctor.Doctor` (``d_output``, ``uses``, ``schedule``, ``strict``, the live options
+    ``on_finding``, ``alerts``, ``stop_on`` …); with ``stop_on`` the callback sets
+    ``trainer.should_stop`` once its doctor says so, and ``raise_on_nonfinite``'s error ends ``fit``.
     """
 
     def __init__(
@@ -200,8 +202,20 @@ class DoctorCallback(Callback):
             kwargs["d_real"], kwargs["d_fake"] = outputs["d_real"], outputs["d_fake"]
         if self.labels_fn is not None:
             kwargs["labels"] = self.labels_fn(batch)
-        doctor.step(real=real, fake=fake, step=self.steps, **losses, **kwargs)
-        self.steps += 1
+        step, self.steps = self.steps, self.steps + 1  # counted first: raise_on_nonfinite may end the batch inside step()
+        doctor.step(real=real, fake=fake, step=step, **losses, **kwargs)
+        if self._stop_agreed(trainer, doctor):
+            trainer.should_stop = True  # Lightning leaves the loop after this batch
+
+    def _stop_agreed(self, trainer: Trainer, doctor: Doctor) -> bool:
+        """``doctor.should_stop`` (``stop_on=``), agreed between processes: one rank leaving the
+        loop alone would hang the others in their next collective, so under DDP the ranks vote
+        (any rank stops all) at the doctor's flushes only, where values cross to the host anyway."""
+        if trainer.world_size <= 1 or not self.doctor_options.get("stop_on"):
+            return doctor.should_stop
+        if self.steps % doctor.schedule.flush_every:
+            return False
+        return bool(trainer.strategy.reduce_boolean_decision(doctor.should_stop, all=False))
 
     # -- end -----------------------------------------------------------------------------
     def _close(self) -> None:

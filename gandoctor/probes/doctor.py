@@ -4,7 +4,9 @@ The Doctor schedules probes (see :mod:`gandoctor.probes`), guards them, buffers 
 the device, moves them to the host in one transfer every ``flush_every`` steps, and writes them.
 Any exception inside a probe is logged once (logger ``gandoctor``) with its traceback, written
 to the run log as an event, and that probe is switched off; ``strict=True`` re-raises instead.
-The diagnosis is imported only by :meth:`Doctor.report`.
+The diagnosis is imported only by :meth:`Doctor.report` and, when a live option is given
+(``on_finding``, ``alerts``, ``stop_on``, ``raise_on_nonfinite``, ``live_every``, ``live_panel``),
+by the live monitor of :mod:`gandoctor.live`, which runs after each flush.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -39,10 +41,12 @@ from .weights import WeightProbe
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..live import AlertSink, FindingCallback, LiveMonitor
     from ..report import Report
 
 logger = logging.getLogger("gandoctor")
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+_Self = TypeVar("_Self", bound="_ClosedOnExit")
 Deferred = tuple[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]]
 
 
@@ -121,6 +125,32 @@ def standard_probes(
     ]
 
 
+def _live_monitor(doctor: Doctor, *options: Any) -> LiveMonitor | None:
+    from ..live import LiveMonitor  # the diagnosis side: imported at run time only, as report() does
+
+    return LiveMonitor.attach(doctor, *options)
+
+
+class _ClosedOnExit:
+    """``with Doctor(...) as doctor:`` and the finaliser: both close the doctor."""
+
+    _closed: bool
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if not self._closed:
+                self.close()
+
+
 @dataclass
 class _Pending:
     step: int
@@ -128,7 +158,7 @@ class _Pending:
     deferred: list[Deferred] = field(default_factory=list)
 
 
-class Doctor:
+class Doctor(_ClosedOnExit):
     """Watches a GAN training loop: ``doctor.step(...)`` once per iteration, ``doctor.report()`` any time."""
 
     def __init__(
@@ -152,6 +182,8 @@ class Doctor:
         seed: int = 0,
         latent_dim: int | None = None,
         sample_latent: SampleLatent | None = None,
+        on_finding: FindingCallback | Sequence[FindingCallback] = (), alerts: Sequence[AlertSink] = (), stop_on: Iterable[str] = (),
+        raise_on_nonfinite: bool = False, live_every: int | None = None, live_panel: bool = False,
     ) -> None:
         _check_arguments(generator, discriminator, d_output, latent_dim)
         self.generator, self.discriminator = _unwrap_module(generator), _unwrap_module(discriminator)
@@ -166,6 +198,7 @@ class Doctor:
         if missing:
             raise RuleError(f"{missing[0]}: rules folder does not exist")
         self.signals = SignalLog(capacity=capacity)
+        self._live = _live_monitor(self, on_finding, alerts, stop_on, raise_on_nonfinite, live_every, live_panel)
         self._disabled: dict[str, str] = {}
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
@@ -189,7 +222,7 @@ class Doctor:
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
         self._budget = Budget(self.schedule.budget, self.probes)
         if log_dir is not None and _is_main_process():
-            self._guard("writer", lambda: self._open_writer(log_dir, capacity))
+            self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
 
     # -- context and services lent to the probes -----------------------------------------------
     @property
@@ -205,9 +238,6 @@ class Doctor:
     def intervals(self) -> dict[str, int]:
         """Each scheduled probe's current interval in steps, the overhead budget's stretch included (0 = off)."""
         return {p.name: self._budget.every(p) for p in self.probes if p.schedule_field is not None}
-
-    def _open_writer(self, log_dir: str | os.PathLike[str], capacity: int) -> None:
-        self._writer = RunLogWriter(log_dir, self._context.to_dict(), capacity)
 
     def _note_context(self, flags: set[str], values: Mapping[str, Any] = {}) -> None:
         new = self._context.merged(RunContext(frozenset(flags), values))
@@ -247,6 +277,11 @@ class Doctor:
     @property
     def disabled_probes(self) -> Mapping[str, str]:
         return dict(self._disabled)
+
+    @property
+    def should_stop(self) -> bool:
+        """True once a live check found a mode named in ``stop_on``: ``if doctor.should_stop: break``."""
+        return self._live is not None and self._live.should_stop
 
     # -- the per-step entry point ------------------------------------------------------------
     def step(
@@ -294,6 +329,8 @@ class Doctor:
                 raise
             self._disable("step", exc)
         self._budget.step_done(start, time.perf_counter(), scheduled, hooks)
+        if self._live is not None:  # outside the guards: raise_on_nonfinite's error is meant to reach the loop
+            self._live.after_step(self._step)
 
     def _run(self, probe: Probe, inputs: StepInputs, hook: float) -> float:
         """Run one probe under the guard; returns its time if it is scheduled (the budget may stretch it), else 0."""
@@ -326,6 +363,8 @@ class Doctor:
         learnt = self._inference.observe(values, self._context)
         if learnt is not None:
             self._note_context(set(learnt.flags), learnt.values)
+        if self._live is not None:
+            self._live.observe(step, values)
         rounded = {k: round_value(v) for k, v in values.items()}
         self.signals.record(step, rounded)
         if self._writer is not None:
@@ -362,20 +401,11 @@ class Doctor:
         self._guard("flush", self._flush)
         for probe in self.probes:
             probe.close()
+        if self._live is not None:
+            self._live.close()
         if self._writer is not None:
             self._guard("writer", self._writer.close)
         self._closed = True
-
-    def __enter__(self) -> Doctor:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            if not self._closed:
-                self.close()
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[float]:

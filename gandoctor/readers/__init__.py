@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from ..context import RunContext
 from ..errors import LogFormatError
+from ..runlog import HealthyMarker
 from ..signals import SignalLog
 from ._common import (
     READER_SIGNALS,
@@ -39,6 +40,8 @@ class RunData:
     mapped: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: sample grids saved during the run, by step (run log ``samples`` events, TensorBoard images)
     samples: tuple[SampleGrid, ...] = ()
+    #: "last healthy step" markers the live diagnosis wrote into gandoctor's own run log, in order
+    markers: tuple[HealthyMarker, ...] = ()
 
 
 @dataclass(frozen=True)

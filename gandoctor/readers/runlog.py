@@ -9,7 +9,7 @@ from typing import Any
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..runlog import LOG_NAME, SCHEMA, VERSION
+from ..runlog import LOG_NAME, SCHEMA, VERSION, HealthyMarker
 from ..signals import SignalLog
 from . import Reader, RunData, SampleGrid, register_reader
 from ._lines import iter_lines, open_text
@@ -65,6 +65,7 @@ class _Reading:
         self.context = RunContext()
         self.signals: SignalLog | None = None
         self.saw_header = self.restart_pending = False
+        self.markers: list[HealthyMarker] = []
         self.last_step = -1
         self.grids = GridKeeper()
         self.new_run_grids: list[SampleGrid] = []  # grids after a second header, before its first step
@@ -118,11 +119,19 @@ class _Reading:
                 self.grids.clear()
                 for grid in self.new_run_grids:  # the new run's first grid comes before its first step
                     self.grids.offer(grid)
+                self.markers.clear()  # they were about the older run
         if self.signals is None:
             self.signals = SignalLog(capacity=self.capacity)
         self.signals.record(step, clean)
         self.records += 1
         self.last_step = max(self.last_step, step)
+
+    def marker(self, lineno: int, record: dict[str, Any]) -> None:
+        marker = HealthyMarker.from_record(record)
+        if marker is None:
+            self.problem(lineno, "marker event needs a 'marker' object with kind 'last_healthy' and integer steps; skipped")
+        else:
+            self.markers.append(marker)
 
     def line(self, lineno: int, text: str, complete: bool) -> None:
         try:
@@ -146,6 +155,8 @@ class _Reading:
         elif kind == "event":
             if record.get("level") == "samples" and "samples" in record:
                 self.samples(lineno, record)
+            elif record.get("level") == "marker":
+                self.marker(lineno, record)
         else:
             self.problem(lineno, f"unknown record type {kind!r}; skipped")
 
@@ -179,7 +190,10 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     if not state.records:
         raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
     signals = state.signals or SignalLog(capacity=state.capacity)
-    return RunData(signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings), samples=state.grids.grids())
+    return RunData(
+        signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings),
+        samples=state.grids.grids(), markers=tuple(state.markers),
+    )
 
 
 register_reader(Reader("runlog", _accepts, read, f"a gandoctor run directory or {LOG_NAME}[.gz]"))

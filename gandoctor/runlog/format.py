@@ -11,6 +11,15 @@ outside the standard library. Lines:
 - ``{"type": "event", "step": 1000, "level": "samples", "message": "...", "samples": {"shape": [16, 1, 16, 16],
   "lo": -1.0, "hi": 1.0, "uint8": "<base64>"}}``: G's outputs for fixed latent codes, quantised
   to uint8 between ``lo`` and ``hi`` (C order); an event, so readers that only want signals skip it.
+- ``{"type": "event", "step": 50, "level": "marker", "message": "last healthy step 36 ...", "marker": {"kind":
+  "last_healthy", "last_healthy_step": 36, "onset_step": 37, "modes": ["exploding_gradients"], "rules": ["GD501"]}}``:
+  written by the live diagnosis (:mod:`gandoctor.live`) when a finding first appears; ``step`` is when it was
+  seen, ``last_healthy_step`` the last recorded step before the earliest onset of the findings seen so far
+  (``null`` when the run was unhealthy from its first record), the checkpoint to roll back to. See
+  :class:`HealthyMarker`.
+
+Version 1 throughout: markers were added as events, which every reader of version 1 skips, so logs
+with markers stay readable by older gandoctors and older logs simply have none.
 
 Non-finite values are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` so every line is
 strict JSON. The reader is :mod:`gandoctor.readers.runlog`, the writer :mod:`.writer`.
@@ -19,10 +28,57 @@ strict JSON. The reader is :mod:`gandoctor.readers.runlog`, the writer :mod:`.wr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 SCHEMA = "gandoctor.runlog"
 VERSION = 1
 LOG_NAME = "gandoctor.jsonl"
+
+
+@dataclass(frozen=True)
+class HealthyMarker:
+    """A "last healthy step" marker: where a live check first saw findings, and the step to roll back to."""
+
+    seen_at: int  # the doctor step of the live check that saw the findings
+    last_healthy_step: int | None  # the last recorded step before ``onset_step``; None: none was recorded
+    onset_step: int  # the earliest onset of the findings seen so far
+    modes: tuple[str, ...] = ()  # the new findings' modes and rules
+    rules: tuple[str, ...] = ()
+
+    KIND = "last_healthy"
+
+    def message(self) -> str:
+        what = ", ".join(f"{m} ({r})" for m, r in zip(self.modes, self.rules))
+        before = "none recorded" if self.last_healthy_step is None else str(self.last_healthy_step)
+        return f"last healthy step {before}: {what} seen at step {self.seen_at}, earliest onset step {self.onset_step}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": "event", "step": self.seen_at, "level": "marker", "message": self.message(),
+            "marker": {
+                "kind": self.KIND, "last_healthy_step": self.last_healthy_step, "onset_step": self.onset_step,
+                "modes": list(self.modes), "rules": list(self.rules),
+            },
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> HealthyMarker | None:
+        """The marker of an event record, or None when it is not one (or is malformed)."""
+        raw = record.get("marker")
+        if record.get("level") != "marker" or not isinstance(raw, Mapping) or raw.get("kind") != cls.KIND:
+            return None
+        seen, onset, healthy = _int(record.get("step")), _int(raw.get("onset_step")), raw.get("last_healthy_step")
+        modes, rules = raw.get("modes", []), raw.get("rules", [])
+        if seen is None or onset is None or (healthy is not None and _int(healthy) is None):
+            return None
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (modes, rules)):
+            return None
+        return cls(seen, healthy, onset, tuple(modes), tuple(rules))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def encode_value(value: float) -> float | str:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from .format import LOG_NAME, SCHEMA, VERSION, encode_value
+from .format import LOG_NAME, SCHEMA, VERSION, HealthyMarker, encode_value
 
 
 class RunLogWriter:
@@ -48,6 +48,11 @@ class RunLogWriter:
 
     def write_event(self, step: int | None, level: str, message: str) -> None:
         self._append({"type": "event", "step": step, "level": level, "message": message})
+
+    def write_marker(self, marker: HealthyMarker) -> None:
+        """A "last healthy step" marker (an event record; see :class:`.format.HealthyMarker`); flushed at once."""
+        self._append(marker.to_record())
+        self.flush()
 
     def write_samples(self, step: int, grid: Mapping[str, Any] | None) -> None:
         if grid is not None:

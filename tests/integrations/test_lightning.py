@@ -236,3 +236,48 @@ def test_resumed_fit_goes_on_counting(tmp_path):
               enable_progress_bar=False, enable_model_summary=False).fit(ManualGAN(), loader, ckpt_path=checkpoint)
     assert resumed.steps == 20
     assert [r["step"] for r in step_records(tmp_path / "log")] == list(range(20))
+
+
+class BlowsUp(ManualGAN):
+    """SGD whose learning rate jumps to 1e3 at batch 15 (a schedule bug): the losses go NaN a few batches later."""
+
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 15:
+            for opt in self.optimizers():
+                for group in opt.optimizer.param_groups:
+                    group["lr"] = 1e3
+        return super().training_step(batch, batch_idx)
+
+    def configure_optimizers(self):
+        return (torch.optim.SGD(self.netG.parameters(), lr=0.01), torch.optim.SGD(self.netD.parameters(), lr=0.01))
+
+
+def test_stop_on_stops_the_trainer_early(tmp_path):
+    from gandoctor.probes import Schedule
+    from gandoctor.readers import read_run
+
+    found = []
+    callback = DoctorCallback(log_dir=tmp_path, stop_on=("exploding_gradients",), on_finding=found.append, schedule=Schedule(flush_every=5))
+    trainer = fit(BlowsUp(), callback, batches=100)
+    assert trainer.should_stop and 15 < callback.steps <= 15 + 10  # at the flush after the NaN, not after 100 batches
+    assert [f.mode for f in found] == ["exploding_gradients"]
+    assert "exploding_gradients" in callback.report().modes
+    (marker,) = read_run(tmp_path).markers
+    assert marker.last_healthy_step is not None and 15 <= marker.last_healthy_step < marker.onset_step < callback.steps
+
+
+def test_without_stop_on_the_trainer_runs_to_the_end(tmp_path):
+    callback = DoctorCallback(log_dir=None, on_finding=lambda f: None, live_every=20)
+    trainer = fit(BlowsUp(), callback, batches=40)
+    assert not trainer.should_stop and callback.steps == 40
+
+
+def test_raise_on_nonfinite_ends_fit_with_the_named_error(tmp_path):
+    from gandoctor.errors import NonFiniteLossError
+    from gandoctor.probes import Schedule
+
+    callback = DoctorCallback(log_dir=tmp_path, raise_on_nonfinite=True, schedule=Schedule(flush_every=5))
+    with pytest.raises(NonFiniteLossError, match=r"_loss \(loss\.[dg]\) is (nan|inf|-inf) at step 1\d"):
+        fit(BlowsUp(), callback, batches=100)
+    assert callback.doctor is None and 15 < callback.steps <= 25  # the doctor was closed, the log kept
+    assert step_records(tmp_path)[-1]["step"] == callback.steps - 1

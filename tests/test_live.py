@@ -1,0 +1,267 @@
+"""Live diagnosis during real tiny training runs: findings reported once as they appear, the
+opt-in actions (stop, raise), the last-healthy-step marker, sinks, and containment."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gandoctor
+from gandoctor.errors import NonFiniteLossError
+from gandoctor.findings import Finding
+from gandoctor.live import AlertSink, LiveMonitor
+from gandoctor.probes import Schedule
+from gandoctor.readers import read_run
+from gandoctor.report import Report
+
+from .test_probes import state
+from .test_probes import train as train_bn
+
+BLOW_UP_AT = 40  # the step whose update uses the huge learning rate
+FLUSH = 10
+
+
+def train(steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None, seed: int = 0, break_on_stop: bool = True):
+    """SGD on a tiny GAN; from ``blow_up_at`` on the learning rate is 1e3 (a schedule bug), which
+    takes the losses to NaN within a few steps. Returns the doctor, the steps run and the losses."""
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)
+    bce = nn.BCEWithLogitsLoss()
+    doctor = None if doctor_kwargs is None else gandoctor.Doctor(G, D, opt_g, opt_d, **doctor_kwargs)
+    losses: list[tuple[torch.Tensor, torch.Tensor]] = []
+    ran = 0
+    for step in range(steps):
+        if step == blow_up_at:
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = 1e3
+        real = torch.randn(64, 2) * 0.1 + torch.tensor([1.0, -1.0])
+        fake = G(torch.randn(64, 4))
+        d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), torch.ones(64, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        losses.append((d_loss.detach(), g_loss.detach()))
+        ran += 1
+        if doctor is not None:
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+            if break_on_stop and doctor.should_stop:
+                break
+    return doctor, ran, losses
+
+
+def first_nonfinite(losses: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[int, str]:
+    for step, (d, g) in enumerate(losses):
+        for name, value in (("loss.d", d), ("loss.g", g)):
+            if not math.isfinite(float(value)):
+                return step, name
+    raise AssertionError("the run never went non-finite")
+
+
+class Recorder:
+    """An AlertSink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.findings: list[tuple[Finding, int]] = []
+        self.checks: list[tuple[Report, int]] = []
+
+    def on_finding(self, finding: Finding, step: int) -> None:
+        self.findings.append((finding, step))
+
+    def on_check(self, report: Report, step: int) -> None:
+        self.checks.append((report, step))
+
+
+class BrokenSink(Recorder):
+    def on_check(self, report: Report, step: int) -> None:
+        raise RuntimeError("sink is down")
+
+
+def test_a_run_that_blows_up_is_reported_once_stops_the_loop_and_marks_the_last_healthy_step(tmp_path, caplog):
+    found: list[Finding] = []
+    sink = Recorder()
+    kwargs = {
+        "log_dir": tmp_path, "schedule": Schedule(flush_every=FLUSH), "on_finding": found.append, "alerts": [sink],
+        "stop_on": ("exploding_gradients",),
+    }
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        doctor, ran, losses = train(300, kwargs, blow_up_at=BLOW_UP_AT)
+    onset, _ = first_nonfinite(losses)
+    assert BLOW_UP_AT <= onset < BLOW_UP_AT + FLUSH - 1
+    # Stopped in the step whose flush brought the NaN to the host, long before the 300 steps.
+    assert doctor.should_stop and ran == BLOW_UP_AT + FLUSH
+    assert [(f.mode, f.rule, f.onset_step) for f in found] == [("exploding_gradients", "GD501", onset)]
+    assert [(f.rule, step) for f, step in sink.findings] == [("GD501", ran - 1)]
+    assert sink.checks and sink.checks[-1][1] == ran - 1
+    lines = [r.getMessage() for r in caplog.records if "exploding_gradients" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].count("\n") == 0
+    assert f"GD501 non-finite-values) from step {onset}" in lines[0] and "top remedy: " in lines[0]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if "exploding_gradients" in r.getMessage())
+    doctor.close()
+    markers = read_run(tmp_path).markers
+    assert len(markers) == 1
+    marker = markers[0]
+    assert marker.last_healthy_step == onset - 1 and marker.onset_step == onset and marker.seen_at == ran - 1
+    assert (marker.modes, marker.rules) == (("exploding_gradients",), ("GD501",))
+
+
+def test_stop_on_any_and_a_loop_that_goes_on_reports_each_finding_once(tmp_path):
+    found: list[Finding] = []
+    doctor, ran, _ = train(
+        120, {"schedule": Schedule(flush_every=FLUSH), "on_finding": found.append, "stop_on": "any", "live_every": 20},
+        blow_up_at=BLOW_UP_AT, break_on_stop=False,
+    )
+    assert ran == 120 and doctor.should_stop
+    keys = [(f.mode, f.rule) for f in found]
+    assert ("exploding_gradients", "GD501") in keys and len(keys) == len(set(keys))
+    assert doctor._live is not None and doctor._live.checks >= 120 // 20
+
+
+def test_raise_on_nonfinite_names_the_step_and_the_loss_at_the_flush_that_saw_it():
+    torch.manual_seed(0)
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(300, {"schedule": Schedule(flush_every=FLUSH), "raise_on_nonfinite": True}, blow_up_at=BLOW_UP_AT)
+    # The losses the loop saw, replayed without a doctor: the same run (seeded), so the same NaN step.
+    _, _, losses = train(BLOW_UP_AT + FLUSH, None, blow_up_at=BLOW_UP_AT)
+    onset, loss = first_nonfinite(losses)
+    error = caught.value
+    assert (error.step, error.loss, error.detected_at) == (onset, loss, BLOW_UP_AT + FLUSH - 1)
+    assert not math.isfinite(error.value) and isinstance(error, gandoctor.GanDoctorError)
+    argument = {"loss.d": "d_loss", "loss.g": "g_loss"}[loss]
+    assert f"{argument} ({loss}) is {error.value} at step {onset}" in str(error)
+
+
+def test_raise_on_nonfinite_with_flush_every_1_raises_at_that_step_and_only_once():
+    doctor = gandoctor.Doctor(*_models(), schedule=Schedule(flush_every=1), raise_on_nonfinite=True)
+    doctor.step(d_loss=torch.tensor(0.7), g_loss=torch.tensor(0.7))
+    with pytest.raises(NonFiniteLossError, match=r"g_loss \(loss.g\) is inf at step 1") as caught:
+        doctor.step(d_loss=torch.tensor(0.7), g_loss=torch.tensor(math.inf))
+    assert caught.value.detected_at == 1
+    doctor.step(d_loss=torch.tensor(math.nan), g_loss=torch.tensor(0.7))  # reported: not raised again
+    assert doctor._live is not None and doctor._live.every is None  # raising alone runs no diagnosis
+
+
+def test_a_healthy_run_triggers_nothing_and_every_check_reaches_the_sinks(tmp_path, caplog):
+    found: list[Finding] = []
+    sink = Recorder()
+    kwargs = {
+        "log_dir": tmp_path, "schedule": Schedule(flush_every=FLUSH), "on_finding": found.append, "alerts": [sink],
+        "stop_on": "any", "raise_on_nonfinite": True, "live_every": 40,
+    }
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        doctor, ran, _ = train(120, kwargs)
+    doctor.close()
+    assert ran == 120 and not doctor.should_stop and not found and not sink.findings
+    assert [step for _, step in sink.checks] == [39, 79, 119]
+    assert all(isinstance(r, Report) and r.last_step == step and len(r.mode_status) == 6 for r, step in sink.checks)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert read_run(tmp_path).markers == ()
+
+
+def test_training_is_bit_identical_with_live_diagnosis_and_every_option_on(caplog):
+    schedule = Schedule(d_probe_every=2, feature_every=2, sample_stats_every=10, weight_every=5, flush_every=5)
+    broken, sink = BrokenSink(), Recorder()
+    options = {
+        "schedule": schedule, "on_finding": [lambda f: None], "alerts": [broken, sink], "stop_on": "any",
+        "raise_on_nonfinite": True, "live_every": 5,
+    }
+    G0, D0, _ = train_bn(40, None)
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        G1, D1, doctor = train_bn(40, options)
+    for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
+        assert torch.equal(a, b)
+    # The broken sink is switched off, reported once; the other goes on receiving every check.
+    assert "alert sink[0] BrokenSink" in doctor.disabled_probes and "live" not in doctor.disabled_probes
+    assert sum("sink is down" in r.getMessage() for r in caplog.records) == 1
+    assert [step for _, step in sink.checks] == list(range(4, 40, 5))
+
+
+def test_a_failing_on_finding_callback_is_switched_off_and_training_goes_on(caplog):
+    calls: list[str] = []
+
+    def explodes(finding: Finding) -> None:
+        raise ValueError("callback bug")
+
+    kwargs = {"schedule": Schedule(flush_every=FLUSH), "on_finding": [explodes, lambda f: calls.append(f.rule)], "live_every": 20}
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        doctor, ran, _ = train(100, kwargs, blow_up_at=BLOW_UP_AT)
+    assert ran == 100 and "GD501" in calls
+    assert any(name.startswith("on_finding[0]") and "explodes" in name for name in doctor.disabled_probes)
+    assert sum("callback bug" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_diagnosis_that_fails_switches_live_off_once_unless_strict(monkeypatch, caplog):
+    diagnose_module = importlib.import_module("gandoctor.diagnose")  # the package exports a function of that name
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("diagnosis exploded")
+
+    monkeypatch.setattr(diagnose_module, "diagnose", broken)
+    sink = Recorder()
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        doctor, ran, _ = train(60, {"schedule": Schedule(flush_every=FLUSH), "alerts": [sink], "live_every": 10})
+    assert ran == 60 and "live" in doctor.disabled_probes and not sink.checks
+    assert sum("diagnosis exploded" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(FloatingPointError):
+        train(60, {"schedule": Schedule(flush_every=FLUSH), "alerts": [sink], "live_every": 10, "strict": True})
+
+
+def _finding(rule: str = "GD301", onset: int = 5) -> Finding:
+    return Finding("mode_collapse", rule, "partial-mode-collapse", "s", onset, onset + 5, True, 0.8, {}, ())
+
+
+def test_a_finding_that_clears_and_comes_back_is_reported_once(monkeypatch):
+    diagnose_module = importlib.import_module("gandoctor.diagnose")  # the package exports a function of that name
+
+    scripted = iter([Report((_finding(),)), Report(()), Report((_finding(onset=30),)), Report((_finding("GD302", 31),))])
+    monkeypatch.setattr(diagnose_module, "diagnose", lambda *a, **k: next(scripted))
+    sink = Recorder()
+    doctor = gandoctor.Doctor(*_models(), schedule=Schedule(flush_every=1), alerts=[sink], live_every=1, stop_on="mode_collapse")
+    for _ in range(4):
+        doctor.step(d_loss=torch.tensor(0.7), g_loss=torch.tensor(0.7))
+        assert doctor.should_stop  # from the first finding on, even while it is clear
+    assert [(f.rule, step) for f, step in sink.findings] == [("GD301", 0), ("GD302", 3)]
+    assert len(sink.checks) == 4
+    live = doctor._live
+    assert live is not None and [(m.seen_at, m.onset_step, m.rules) for m in live.markers] == [(0, 5, ("GD301",)), (3, 5, ("GD302",))]
+
+
+def _models() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+def test_without_live_options_there_is_no_monitor_and_bad_options_are_named():
+    doctor = gandoctor.Doctor(*_models())
+    assert doctor._live is None and doctor.should_stop is False
+    with pytest.raises(ValueError, match="stop_on: unknown failure mode 'exploding'"):
+        gandoctor.Doctor(*_models(), stop_on=("exploding",))
+    with pytest.raises(ValueError, match="live_every must be a positive"):
+        gandoctor.Doctor(*_models(), live_every=0)
+    with pytest.raises(TypeError, match="alerts: object has no on_finding"):
+        gandoctor.Doctor(*_models(), alerts=[object()])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="on_finding: expected a callable"):
+        gandoctor.Doctor(*_models(), on_finding=[1])  # type: ignore[list-item]
+    assert isinstance(Recorder(), AlertSink)
+    assert LiveMonitor.attach(doctor, live_every=7) is not None
+
+
+def test_the_live_panel_is_opened_by_the_doctor_and_closed_with_it():
+    doctor, _, _ = train(40, {"schedule": Schedule(flush_every=FLUSH), "live_panel": True, "live_every": 20})
+    live = doctor._live
+    assert live is not None
+    panel = live.sinks[-1]
+    assert type(panel).__name__ == "LivePanel" and panel.renders == 2 and panel._live is not None
+    doctor.close()
+    assert panel._live is None

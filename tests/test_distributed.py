@@ -12,6 +12,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,11 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gandoctor import read_run
+from gandoctor import SignalLog, read_run
 from gandoctor.demo import RECIPES, mlp, ring_of_gaussians
 from gandoctor.diagnose import analyze
 from gandoctor.probes import Doctor, Schedule
-from gandoctor.probes.distributed import identify, layout_of, merge, pack, takes_max, unpack
+from gandoctor.probes.distributed import RankReducer, identify, layout_of, merge, pack, takes_max, unpack, with_pending
 from gandoctor.runlog.format import LOG_NAME
 
 pytestmark = pytest.mark.skipif(
@@ -209,6 +210,23 @@ def test_single_process_passes_records_through_and_rank_timeout_is_checked():
         Schedule(rank_timeout=-1)
 
 
+def test_report_under_ddp_diagnoses_the_reduced_values_and_this_ranks_pending_ones_on_a_copy():
+    signals = SignalLog()
+    signals.record(0, {"loss.d": 1.0})
+    preview = with_pending(signals, [(1, {"loss.d": 2.0}), (2, {"loss.d": 3.0})])
+    assert preview.get("loss.d").values.tolist() == [1.0, 2.0, 3.0]
+    assert signals.get("loss.d").values.tolist() == [1.0]  # the pending values are reduced at the next flush
+
+
+def test_last_flush_of_an_interpreter_dying_of_an_exception_runs_no_collective(monkeypatch: pytest.MonkeyPatch):
+    reducer = RankReducer(TIMEOUT, lambda name, fn: fn(), lambda name, exc: None)
+    reducer.group = object()  # would fail in any collective
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(sys, "last_value", RuntimeError("the training failed"), raising=False)
+    records = [(0, {"loss.d": 1.0})]
+    assert reducer.reduce(records, final=True) == records and not reducer.active
+
+
 # -- two real ranks ---------------------------------------------------------------------------
 STEPS = 150
 NAN_AT = 97
@@ -284,7 +302,7 @@ def test_healthy_two_rank_run_is_diagnosed_as_the_single_process_run(two_ranks: 
 
 @pytest.mark.parametrize("failure", ["raises", "hangs", "is_killed"])
 def test_rank_0_finishes_when_rank_1_stops_early(failure: str, tmp_path: Path):
-    codes = launch(tmp_path, [{"name": "run", "steps": 120, "ddp": False, "fail_at": 60, "failure": failure}], wait=120, then=10)
+    codes = launch(tmp_path, [{"name": "run", "steps": 120, "ddp": False, "fail_at": 60, "failure": failure}], wait=120, then=1)
     assert codes[0] == 0  # rank 0 neither hung nor failed
     run = read_run(tmp_path / "run-rank0")
     assert run.signals.get("loss.d").steps.tolist() == list(range(120))

@@ -14,25 +14,32 @@ header, one SUM and one MAX all_reduce of the flushed values (a few kB), and an 
 the step and signal names only when the ranks recorded different ones (e.g. the overhead budget
 stretched a probe on one rank). Nothing runs per step.
 
-Safety: create the Doctor on every rank at the same point of the script (as DDP itself), and
-close it before ``destroy_process_group()``. Flushes happen at the same step counts on every
-rank; ``Doctor.report()`` runs no collective (under torch.distributed it sees the values up to
-the last flush), so it may be called on rank 0 alone. A rank that closes its Doctor (the end of
-its loop, or its interpreter exiting after an exception) tells the others at its last flush;
-they switch the reduction off, say so once (a warning and a run-log event) and go on recording
-their own values. A rank that stops flushing without closing (hung, killed) makes the others'
-next flush fail after ``Schedule.rank_timeout`` seconds, or at once when its process is gone,
-with the same outcome. ``Schedule(rank_timeout=0)`` switches the reduction off.
+Safety: create the Doctor on every rank at the same point of the script (as DDP itself), and close
+it before ``destroy_process_group()``. Flushes happen at the same step counts on every rank.
+``Doctor.report()`` runs no collective, so it may be called on rank 0 alone; it diagnoses the
+reduced values up to the last flush and this rank's own since (after ``close()``, all of them
+reduced). A rank that closes its Doctor (at the end of its loop, or at interpreter exit) tells the
+others at its last flush; they switch the reduction off, say so once (a warning and a run-log
+event) and go on recording their own values. A rank that stops flushing without closing (hung,
+killed) makes the others' next flush fail after ``Schedule.rank_timeout`` seconds, or at once when
+its process is gone, with the same outcome. A rank whose interpreter exits on an uncaught
+exception does not wait for the others at its last flush (they are likely blocked in the
+training's own collectives). ``Schedule(rank_timeout=0)`` switches the reduction off.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
+import sys
 from datetime import timedelta
 from typing import Any, Callable, Sequence
 
 import torch
+
+from ..runlog import round_value
+from ..signals import SignalLog
 
 Record = tuple[int, dict[str, float]]
 #: One record of a flush: its step and how many earlier records of the flush had the same step.
@@ -112,6 +119,18 @@ def unpack(layout: Layout, sums: torch.Tensor, maxima: torch.Tensor) -> list[Rec
     return records
 
 
+def with_pending(signals: SignalLog, records: Sequence[Record]) -> SignalLog:
+    """A copy of ``signals`` with this rank's records not yet reduced: what ``Doctor.report()``
+    diagnoses under torch.distributed, where it runs no collective (the reduced values up to the
+    last flush, then this rank's own)."""
+    if not records:
+        return signals
+    preview = copy.deepcopy(signals)
+    for step, values in records:
+        preview.record(step, {key: round_value(value) for key, value in values.items()})
+    return preview
+
+
 def _digest(layout: Layout) -> int:
     """62 bits of a stable hash (Python's hash() differs per process)."""
     return int.from_bytes(hashlib.blake2b(repr(layout).encode(), digest_size=8).digest(), "big") >> 2
@@ -144,7 +163,10 @@ class RankReducer:
         """The records reduced across ranks; ``final``: this rank's last flush (its Doctor closes)."""
         if self.group is None:
             return records
-        if not torch.distributed.is_initialized():  # the process group was destroyed before close()
+        if not torch.distributed.is_initialized() or (final and getattr(sys, "last_value", None) is not None):
+            # The process group is gone (destroyed before close()), or this is the interpreter
+            # exiting after an uncaught exception: the other ranks are likely blocked in the
+            # training's own collectives, and waiting for them would only delay the crash.
             self.group = None
             return records
         reduced = self._guard(NAME, lambda: self._exchange(records, final))

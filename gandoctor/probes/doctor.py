@@ -32,7 +32,7 @@ from ..signals import SignalLog
 from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched
 from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
-from .distributed import RankReducer
+from .distributed import RankReducer, with_pending
 from .gradients import GradientProbe
 from .latents import LatentProbe, SampleLatent
 from .losses import LossProbe
@@ -336,7 +336,7 @@ class Doctor:
 
     # -- results ---------------------------------------------------------------------------
     def report(self) -> Report:
-        """Diagnose what has been recorded so far (callable mid-training; under torch.distributed up to the last flush)."""
+        """Diagnose what has been recorded so far (callable mid-training; on one rank alone under DDP)."""
         from ..diagnose import diagnose
         from ..report import Report
 
@@ -345,7 +345,8 @@ class Doctor:
         try:
             rules = self.config.ruleset(self._rules_dirs)
             source = str(self._writer.path) if self._writer else ""
-            return diagnose(self.signals, rules, self._context, source=source, warnings=tuple(self._disabled.values()), strict=self.strict)
+            signals = with_pending(self.signals, _host_records(self._pending)) if self._reducer.active else self.signals
+            return diagnose(signals, rules, self._context, source=source, warnings=tuple(self._disabled.values()), strict=self.strict)
         except Exception as exc:
             if self.strict:
                 raise

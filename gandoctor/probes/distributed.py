@@ -56,7 +56,8 @@ def takes_max(name: str) -> bool:
 
 
 class RanksStopped(RuntimeError):
-    """Another rank closed its Doctor: from here on this rank records its own values."""
+    """The reduction across ranks stopped (another rank closed its Doctor, hung or is gone): from
+    here on this rank records its own values."""
 
 
 def identify(records: Sequence[Record]) -> dict[Ident, dict[str, float]]:

@@ -14,7 +14,9 @@ What runs when (defaults in :class:`Schedule`; the overhead budget may stretch t
 - every ``latent_every`` steps: G on a fixed batch of latent codes (:mod:`.latents`).
 
 Values stay on the device until a flush every ``flush_every`` steps moves them to the host in
-one transfer, so there is no GPU-to-CPU synchronisation per step (:mod:`.doctor`).
+one transfer, so there is no GPU-to-CPU synchronisation per step (:mod:`.doctor`). Under
+torch.distributed (DDP) the flush also reduces the values across the ranks, and rank 0 alone
+writes the run log (:mod:`.distributed`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ and never mutates what other probes wrote.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
@@ -65,9 +66,16 @@ class Schedule:
     latent_batch: int = 64
     sample_grid_every: int = 10
     budget: float | None = 0.05
+    # Under torch.distributed: seconds a flush waits for the other ranks before the reduction
+    # across ranks is switched off (a rank hung or gone); 0 = no reduction (see probes/distributed.py).
+    rank_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
+            if name == "rank_timeout":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                    raise ValueError(f"Schedule.rank_timeout must be 0 (no reduction across ranks) or a number of seconds, got {value!r}")
+                continue
             if name == "budget":
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1):
                     raise ValueError(f"Schedule.budget must be None (fixed intervals) or a fraction in (0, 1), got {value!r}")

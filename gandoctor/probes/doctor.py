@@ -2,6 +2,8 @@
 
 The Doctor schedules probes (see :mod:`gandoctor.probes`), guards them, buffers their values on
 the device, moves them to the host in one transfer every ``flush_every`` steps, and writes them.
+Under torch.distributed every rank records and each flush reduces the values across the ranks
+(:mod:`.distributed`); rank 0 alone writes the run log.
 Any exception inside a probe is logged once (logger ``gandoctor``) with its traceback, written
 to the run log as an event, and that probe is switched off; ``strict=True`` re-raises instead.
 The diagnosis is imported only by :meth:`Doctor.report` and, when a live option is given
@@ -32,6 +34,7 @@ from ..signals import SignalLog
 from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched
 from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
+from .distributed import RankReducer, with_pending
 from .gradients import GradientProbe
 from .latents import LatentProbe, SampleLatent
 from .losses import LossProbe
@@ -223,6 +226,7 @@ class Doctor(_ClosedOnExit):
         self._budget = Budget(self.schedule.budget, self.probes)
         if log_dir is not None and _is_main_process():
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
+        self._reducer = RankReducer(self.schedule.rank_timeout, self._guard, self._disable)  # every rank, here
 
     # -- context and services lent to the probes -----------------------------------------------
     @property
@@ -343,18 +347,10 @@ class Doctor(_ClosedOnExit):
         return seconds if probe.schedule_field is not None else 0.0
 
     # -- transfer and logging ------------------------------------------------------------
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
         pending, self._pending = self._pending, []
-        tensors: list[torch.Tensor] = []
-        for entry in pending:
-            tensors += [v.reshape(()).float() for v in entry.values.values() if isinstance(v, torch.Tensor)]
-            tensors += [t.reshape(()).float() for tensors_, _ in entry.deferred for t in tensors_]
-        numbers = iter(_to_host(tensors))
-        for entry in pending:
-            values = {k: (next(numbers) if isinstance(v, torch.Tensor) else v) for k, v in entry.values.items()}
-            for tensors_, then in entry.deferred:
-                then([next(numbers) for _ in tensors_], values)
-            self._record(entry.step, values)
+        for step, values in self._reducer.reduce(_host_records(pending), final):  # across ranks under DDP
+            self._record(step, values)
         if self._writer is not None:
             self._guard("writer", self._writer.flush)
         self._replan()
@@ -379,15 +375,17 @@ class Doctor(_ClosedOnExit):
 
     # -- results ---------------------------------------------------------------------------
     def report(self) -> Report:
-        """Diagnose what has been recorded so far (callable mid-training)."""
+        """Diagnose what has been recorded so far (callable mid-training; on one rank alone under DDP)."""
         from ..diagnose import diagnose
         from ..report import Report
 
-        self._guard("flush", self._flush)
+        if not self._reducer.active:  # under DDP no collective here (report() may run on rank 0 alone)
+            self._guard("flush", self._flush)
         try:
             rules = self.config.ruleset(self._rules_dirs)
             source = str(self._writer.path) if self._writer else ""
-            return diagnose(self.signals, rules, self._context, source=source, warnings=tuple(self._disabled.values()), strict=self.strict)
+            signals = with_pending(self.signals, _host_records(self._pending)) if self._reducer.active else self.signals
+            return diagnose(signals, rules, self._context, source=source, warnings=tuple(self._disabled.values()), strict=self.strict)
         except Exception as exc:
             if self.strict:
                 raise
@@ -398,7 +396,7 @@ class Doctor(_ClosedOnExit):
         if self._closed:
             return
         _OPEN.discard(self)
-        self._guard("flush", self._flush)
+        self._guard("flush", lambda: self._flush(final=True))
         for probe in self.probes:
             probe.close()
         if self._live is not None:
@@ -406,6 +404,22 @@ class Doctor(_ClosedOnExit):
         if self._writer is not None:
             self._guard("writer", self._writer.close)
         self._closed = True
+
+
+def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]:
+    """Each pending step's values on the host, in one transfer, the deferred ones settled."""
+    tensors: list[torch.Tensor] = []
+    for entry in pending:
+        tensors += [v.reshape(()).float() for v in entry.values.values() if isinstance(v, torch.Tensor)]
+        tensors += [t.reshape(()).float() for tensors_, _ in entry.deferred for t in tensors_]
+    numbers = iter(_to_host(tensors))
+    records = []
+    for entry in pending:
+        values = {k: (next(numbers) if isinstance(v, torch.Tensor) else v) for k, v in entry.values.items()}
+        for tensors_, then in entry.deferred:
+            then([next(numbers) for _ in tensors_], values)
+        records.append((entry.step, values))
+    return records
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[float]:

@@ -83,11 +83,22 @@ def timing(rule: Rule, span: int) -> Timing:
 Log = SignalLog | DerivedView
 
 
-def _condition_values(log: Log, cond: Condition, grid: np.ndarray) -> np.ndarray | None:
+def effective_window(rule: Rule, cond: Condition, span: int) -> int:
+    """A condition's window in steps: its own, or ``window_run_frac`` of the run where the rule
+    sets one (a swing in a 300-step run and one in a 5000-step run differ in time scale)."""
+    frac = rule.params["window_run_frac"]
+    return cond.window if frac <= 0 else max(MIN_RUN_WINDOW, int(round(frac * span)))
+
+
+#: The shortest window a run-scaled condition gets (its statistic needs a few points).
+MIN_RUN_WINDOW = 20
+
+
+def _condition_values(log: Log, cond: Condition, grid: np.ndarray, window: int) -> np.ndarray | None:
     view = log.get(cond.signal)
     if view is None:
         return None
-    return windows.evaluate(view, cond.stat, cond.window, grid, cond.level)
+    return windows.evaluate(view, cond.stat, window, grid, cond.level)
 
 
 def _holds(cond: Condition, values: np.ndarray) -> np.ndarray:
@@ -148,7 +159,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRu
     required: list[tuple[Condition, np.ndarray]] = []
     missing: list[str] = []
     for cond in rule.conditions:
-        values = _condition_values(log, cond, grid) if cond.signal in present else None
+        values = _condition_values(log, cond, grid, effective_window(rule, cond, span)) if cond.signal in present else None
         if values is None:
             if not cond.optional:
                 missing.append(cond.signal)
@@ -181,13 +192,13 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRu
         finite_seg = seg[np.isfinite(seg)]
         value = float(np.median(finite_seg)) if finite_seg.size else math.nan
         held = bool(_holds(cond, values)[i:hi].mean() >= 0.5) if hi > i else False
-        return Evidence(cond.signal, cond.stat, cond.window, cond.op, cond.threshold, value, held, role)
+        return Evidence(cond.signal, cond.stat, effective_window(rule, cond, span), cond.op, cond.threshold, value, held, role)
 
     details = [evidence(c, v, "condition") for c, v in required]
     margins = [_margin(c, d.value) for (c, _), d in zip(required, details) if d.held]
     corroborated = []
     for cond in rule.corroborate:
-        values = _condition_values(log, cond, grid)
+        values = _condition_values(log, cond, grid, effective_window(rule, cond, span))
         if values is not None:
             corroborated.append(evidence(cond, values, "corroborate"))
     details += corroborated

@@ -47,6 +47,7 @@ _PARAM_DEFAULTS = {
     "end_span_frac": 0.5,
     "min_checks": 3.0,
     "min_run_steps": 250.0,
+    "window_run_frac": 0.0,  # > 0: every condition's window is this share of the run instead
 }
 #: Rule codes: letters then digits ("GD101" for the built-ins, "X001" or "ACME12" for a project's own).
 _CODE = re.compile(r"^[A-Z]{1,8}[0-9]{1,6}$")

@@ -109,6 +109,26 @@ def _frac_below(steps, values, counts, nonfinite, level):  # type: ignore[no-unt
     return float((v < level).mean()) if v.size else math.nan
 
 
+#: How many evenly spaced samples of a window `excess_variation` compares: few enough that the
+#: gaps between them are longer than D's step-to-step jitter, enough to see a swing come back.
+SWING_SAMPLES = 5
+
+
+def _excess_variation(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    """Total variation minus net change of SWING_SAMPLES evenly spaced points, per gap: 0 for a
+    monotone series however steep, large when the series swings away and back (oscillation)."""
+    mask = np.isfinite(values)
+    if mask.sum() < SWING_SAMPLES:
+        return math.nan
+    s, v = steps[mask], values[mask]
+    targets = np.linspace(float(s[0]), float(s[-1]), SWING_SAMPLES)
+    idx = np.clip(np.searchsorted(s, targets), 0, s.size - 1)
+    left = np.clip(idx - 1, 0, s.size - 1)
+    idx = np.where(np.abs(s[left] - targets) <= np.abs(s[idx] - targets), left, idx)
+    p = v[idx].astype(np.float64)
+    return float((np.abs(np.diff(p)).sum() - abs(p[-1] - p[0])) / (SWING_SAMPLES - 1))
+
+
 @dataclass(frozen=True)
 class Statistic:
     """A registered statistic: its name, what it means, whether it needs ``level``, its cost, and
@@ -155,6 +175,11 @@ for _stat in [
     Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True),
     Statistic("frac_below", "share of finite values below `level`", _frac_below, needs_level=True),
     Statistic("abs_max", "largest absolute finite value", _abs_max),
+    Statistic(
+        "excess_variation",
+        f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",
+        _excess_variation,
+    ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),
     Statistic("log10_vs_trough", "log10 of window median / lowest earlier window median", reference="trough"),

@@ -385,3 +385,13 @@ def test_an_inferred_rule_can_fail_a_mode_but_its_silence_clears_nothing(tmp_pat
     assert result.findings[0].confidence <= 0.6  # an inference is never as sure as a measurement
     direct = {s.mode: s for s in evaluate(signal_log(x_a=np.zeros(200), x_direct=np.zeros(200)), rules).mode_status}
     assert direct["mode_collapse"].state is ModeState.CLEAR and direct["mode_collapse"].rules_checked == ("GD901",)
+
+
+def test_window_run_frac_scales_the_window_with_the_run(tmp_path):
+    # x.a is 1 for the last 60 steps of 400: a 10-step window sees only ones at the end, a window
+    # of half the run (200 steps) has a median of 0 there.
+    x = on_between(400, (340, 399))
+    fixed = ruleset(tmp_path / "a", rule_text("GD900", cond("x.a", stat="median", window=10), persist=20))
+    scaled = ruleset(tmp_path / "b", rule_text("GD900", cond("x.a", stat="median", window=10), persist=20, params="window_run_frac = 0.5"))
+    assert only(evaluate(signal_log(400, x_a=x), fixed)).onset_step >= 340
+    assert not evaluate(signal_log(400, x_a=x), scaled).findings

@@ -174,3 +174,19 @@ def test_windows_widen_to_the_resolution_of_a_decimated_series():
     # A 200-step window holds no merged point any more; it must widen rather than go empty.
     values = stats.evaluate(view, "std", 200, grid)
     assert np.isfinite(values).all()
+
+
+def test_excess_variation_is_zero_for_a_monotone_series_however_steep():
+    assert at_end(view(np.linspace(0.0, 1.0, 50)), "excess_variation", 100) == pytest.approx(0.0)
+    assert at_end(view(np.linspace(1.0, 0.0, 50)), "excess_variation", 100) == pytest.approx(0.0)
+
+
+def test_excess_variation_measures_a_swing_that_comes_back():
+    # five evenly spaced samples 0, 1, 0, 1, 0 (a square wave of period 20 sampled every 10 steps)
+    x = np.array([0.0] * 5 + [1.0] * 10 + [0.0] * 10 + [1.0] * 10 + [0.0] * 6)
+    # total variation 4, net change 0, over 4 gaps: 1
+    assert at_end(view(x), "excess_variation", 41) == pytest.approx(1.0)
+
+
+def test_excess_variation_needs_five_finite_values():
+    assert math.isnan(at_end(view([0.0, 1.0, np.nan, 0.0]), "excess_variation", 10))

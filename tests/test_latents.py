@@ -82,18 +82,43 @@ def test_latent_shape_comes_from_the_first_layer_or_the_arguments():
         gandoctor.Doctor(G, nn.Linear(2, 1), latent_dim=0)
 
 
-def test_a_conditional_generator_gets_no_latent_probe_and_no_warning():
-    class CondG(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = nn.Linear(4, 2)
+class CondG(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 2)
 
-        def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return self.net(z) + y[:, None]
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(z) + y[:, None].float()
 
+
+class CondD(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(x) + y[:, None].float()
+
+
+def test_a_conditional_generator_without_labels_gets_no_latent_probe_and_no_warning():
     doctor = gandoctor.Doctor(CondG(), nn.Linear(2, 1), schedule=Schedule(latent_every=1, flush_every=1))
     doctor.step(d_loss=0.5)
     assert doctor.samples is None and not doctor.disabled_probes
+
+
+def test_a_conditional_generator_runs_on_fixed_codes_with_the_first_labels_it_was_given():
+    torch.manual_seed(0)
+    G = CondG()
+    doctor = gandoctor.Doctor(G, CondD(), schedule=Schedule(latent_every=1, latent_batch=6, feature_every=1, flush_every=1), strict=True)
+    real = torch.randn(8, 2)
+    doctor.step(d_loss=0.5, real=real[:4], fake=real[:4], labels=torch.tensor([0, 1, 2, 3]), fake_labels=torch.tensor([0, 1, 2, 3]))
+    nines = torch.tensor([9, 9, 9, 9])
+    doctor.step(d_loss=0.5, real=real[4:], fake=real[4:], labels=nines, fake_labels=nines)  # later labels do not change the codes' labels
+    assert doctor.samples is not None and doctor.samples.shape == (6, 2)
+    codes = doctor._latents.codes
+    expected = G.net(codes) + torch.tensor([0, 1, 2, 3, 0, 1])[:, None].float()  # cycled to the batch
+    assert torch.allclose(doctor.samples, expected.detach())
+    assert doctor.signals.get("latent.drift").values[-1] == 0.0  # G did not move between the checks
 
 
 def test_sample_grid_is_written_as_an_event_the_reader_skips(tmp_path):

@@ -5,6 +5,9 @@ ConvTranspose layer, ``Doctor(latent_dim=...)``, or ``Doctor(sample_latent=fn(n,
 Every ``latent_every`` steps G runs on them under no_grad, in its current mode, with its buffers
 restored and the RNG streams forked, so training stays bit-identical.
 
+A conditional G (``forward(z, y)``) runs on the fixed codes with fixed labels: the first
+``latent_batch`` labels passed as ``fake_labels=`` to the first due ``doctor.step``, cycled.
+
 ``latent.drift`` is the median over the codes of the distance G's output moved since the
 previous check, in the sample-feature space, divided by the median nearest-neighbour distance
 among as many real samples (a real-vs-real floor): about 1 means the outputs for the same
@@ -59,27 +62,38 @@ class LatentProbe(Probe):
         super().__init__(host)
         self.shape = shape
         self.sample_latent = sample_latent
-        # Off for a conditional G (it needs labels) and when no code shape is known.
-        self.usable = (shape is not None or sample_latent is not None) and takes_one_input(host.generator)
+        # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
+        self.usable = shape is not None or sample_latent is not None
+        self.conditional = not takes_one_input(host.generator)
+        self.labels: torch.Tensor | None = None
         self.codes: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.checks = 0
 
     def due(self, inputs: StepInputs, every: int) -> bool:
+        if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor):
+            return False
         return self.usable and super().due(inputs, every)
+
+    def _fix_labels(self, fake_labels: Any, n: int, device: torch.device) -> None:
+        """The conditional G's labels for the fixed codes, taken once (cycled to n) and kept."""
+        if self.conditional and self.labels is None:
+            labels = fake_labels.detach()
+            self.labels = labels[torch.arange(n, device=labels.device) % labels.shape[0]].clone().to(device)
 
     def _forward(self, codes: torch.Tensor) -> torch.Tensor:
         g = self.host.generator
         with untouched(g, codes.device):
-            out = g(codes)
+            out = g(codes) if self.labels is None else g(codes, self.labels)
         return (out[0] if isinstance(out, (tuple, list)) else out).detach()
 
-    def _first_output(self) -> torch.Tensor:
+    def _first_output(self, fake_labels: Any) -> torch.Tensor:
         """Draw the codes and run G on them; a (C, 1, 1) code that G refuses is retried flat
         (a G that starts with ``Unflatten`` or a ``view``), with the same numbers."""
         gen = torch.Generator().manual_seed(self.host.seed + 1)  # its own stream: the global RNG is untouched
         n = self.host.schedule.latent_batch
         device = next((p.device for p in self.host.generator.parameters()), torch.device("cpu"))
+        self._fix_labels(fake_labels, n, device)
         if self.sample_latent is not None:
             self.codes = self.sample_latent(n, gen).to(device)
             return self._forward(self.codes)
@@ -96,7 +110,7 @@ class LatentProbe(Probe):
         return out
 
     def measure(self, inputs: StepInputs) -> Values:
-        out = self._first_output() if self.codes is None else self._forward(self.codes)
+        out = self._first_output(inputs.fake_labels) if self.codes is None else self._forward(self.codes)
         previous, self.output = self.output, out
         self.checks += 1
         every = self.host.schedule.sample_grid_every

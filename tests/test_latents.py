@@ -134,7 +134,7 @@ def test_sample_grid_is_written_as_an_event_the_reader_skips(tmp_path):
     doctor.close()
     lines = [json.loads(line) for line in (tmp_path / "gandoctor.jsonl").read_text().splitlines()]
     grids = [r for r in lines if r["type"] == "event" and r.get("level") == "samples"]
-    assert [r["step"] for r in grids] == [0, 10, 20]
+    assert [r["step"] for r in grids] == [0, 5, 10, 15, 20]  # the first 5 checks, then every 2nd
     last = grids[-1]["samples"]
     q = np.frombuffer(base64.b64decode(last["uint8"]), dtype=np.uint8).reshape(last["shape"])
     restored = last["lo"] + q / 255.0 * (last["hi"] - last["lo"])

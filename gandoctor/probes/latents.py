@@ -26,6 +26,9 @@ import torch
 from .base import Probe, ProbeHost, StepInputs, Values, untouched
 
 GRID_SIZE = 16
+#: A grid at each of the first checks too: short runs (CI smoke runs, 300-1000 steps) would
+#: otherwise keep one grid from step 0 and show nothing near a finding's onset.
+EARLY_GRIDS = 5
 GRID_MAX_SIDE = 32  # larger images are average-pooled down before they are written
 SampleLatent = Callable[[int, torch.Generator], torch.Tensor]
 
@@ -114,7 +117,7 @@ class LatentProbe(Probe):
         previous, self.output = self.output, out
         self.checks += 1
         every = self.host.schedule.sample_grid_every
-        if every and (self.checks - 1) % every == 0:
+        if every and (self.checks <= EARLY_GRIDS or (self.checks - 1) % every == 0):
             self.host.guard("sample_grid", lambda: self.host.write_samples(inputs.step, quantised_grid(out[:GRID_SIZE])))
         reals = self.host.bank.real
         if previous is None or not reals:

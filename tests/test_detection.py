@@ -81,13 +81,13 @@ def test_a_log_that_ends_in_nan_is_exploding_at_its_first_nonfinite_step(run):
 
 def test_live_diagnosis_floor():
     f1, healthy_alarms = _macro_f1(lambda r: _onsets(_live(r)))
-    assert f1 >= 0.72, f1
-    assert healthy_alarms <= 0.35 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
+    assert f1 >= 0.77, f1  # 0.80 with the rules as shipped (0.79-0.80 held out)
+    assert healthy_alarms <= 0.15 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
 
 
 def test_scalar_log_diagnosis_floor():
     f1, healthy_alarms = _macro_f1(lambda r: _onsets(_scalars(r)))
-    assert f1 >= 0.62, f1
+    assert f1 >= 0.65, f1  # 0.68 with the rules as shipped
     assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
 
 

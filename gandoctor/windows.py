@@ -142,6 +142,9 @@ class Statistic:
     needs_level: bool = False
     reference: Reference | None = None
     cost: str = "O(window)"
+    #: True for statistics about the non-finite samples themselves; every other statistic is NaN
+    #: over a window where most raw samples were NaN/inf (see MAX_NONFINITE_SHARE).
+    reads_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         if (self.window_fn is None) == (self.reference is None):
@@ -170,8 +173,8 @@ for _stat in [
     Statistic("cv", "coefficient of variation: std / |mean|", _cv),
     Statistic("slope", "least-squares slope per 1000 steps", _slope),
     Statistic("rel_slope", "slope per 1000 steps divided by |median|", _rel_slope),
-    Statistic("nonfinite_frac", "share of raw samples that were NaN or inf", _nonfinite_frac),
-    Statistic("nonfinite_count", "number of raw samples that were NaN or inf", _nonfinite_count),
+    Statistic("nonfinite_frac", "share of raw samples that were NaN or inf", _nonfinite_frac, reads_nonfinite=True),
+    Statistic("nonfinite_count", "number of raw samples that were NaN or inf", _nonfinite_count, reads_nonfinite=True),
     Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True),
     Statistic("frac_below", "share of finite values below `level`", _frac_below, needs_level=True),
     Statistic("abs_max", "largest absolute finite value", _abs_max),
@@ -198,6 +201,19 @@ def _log10_ratio(num: float, den: float) -> float:
     return math.log10(num / den)
 
 
+#: A window where more than this share of the raw samples were NaN/inf says nothing about the
+#: finite few: a run that blew up at step 14 and went on in NaN must not read "G's gradient fell
+#: to 0" from the last two finite values before the blow-up, 200 steps later.
+MAX_NONFINITE_SHARE = 0.5
+
+
+def _mostly_nonfinite(view: SeriesView, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    counts = np.concatenate([[0], np.cumsum(view.counts)])
+    bad = np.concatenate([[0], np.cumsum(view.nonfinite)])
+    total = counts[ends] - counts[starts]
+    return (total > 0) & ((bad[ends] - bad[starts]) > MAX_NONFINITE_SHARE * total)
+
+
 #: A window is at least this many times the local spacing of the series' points. On long runs
 #: the signal log merges old neighbouring points (bounded memory), so a window of 200 steps may
 #: hold no point at all; it widens to the series' own resolution there instead of going empty.
@@ -220,6 +236,16 @@ def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, le
     gaps = (steps[last] - steps[prev]) if steps.size else np.zeros_like(grid)
     widths = np.maximum(window, MIN_WINDOW_POINTS * gaps)
     starts = np.searchsorted(steps, grid - widths, side="right")
+    out = _windowed(view, stat, window, grid, level, starts, ends)
+    if not stat.reads_nonfinite:
+        out[_mostly_nonfinite(view, starts, ends)] = math.nan
+    return out
+
+
+def _windowed(
+    view: SeriesView, stat: Statistic, window: int, grid: np.ndarray, level: float | None, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    steps = view.steps
     out = np.full(grid.shape[0], math.nan)
     if stat.window_fn is not None:
         fn = stat.window_fn

@@ -190,3 +190,14 @@ def test_excess_variation_measures_a_swing_that_comes_back():
 
 def test_excess_variation_needs_five_finite_values():
     assert math.isnan(at_end(view([0.0, 1.0, np.nan, 0.0]), "excess_variation", 10))
+
+
+def test_a_window_of_mostly_non_finite_samples_reads_nothing_but_its_non_finite_share():
+    # two finite zeros just before a blow-up, then NaN: the zeros are not "the gradient vanished"
+    x = np.array([1.0] * 10 + [0.0, 0.0] + [np.nan] * 20)
+    v = view(x)
+    assert math.isnan(at_end(v, "median", 25))
+    assert math.isnan(at_end(v, "log10_vs_peak", 25))
+    assert at_end(v, "nonfinite_frac", 25) == pytest.approx(20 / 25)
+    # half or less non-finite: the finite values still count
+    assert at_end(view(np.array([2.0] * 10 + [np.nan] * 10)), "median", 20) == 2.0

@@ -101,8 +101,12 @@ def _condition_values(log: Log, cond: Condition, grid: np.ndarray, window: int) 
     return windows.evaluate(view, cond.stat, window, grid, cond.level)
 
 
+_COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+
+
 def _holds(cond: Condition, values: np.ndarray) -> np.ndarray:
-    return np.array([cond.holds(float(v)) for v in values], dtype=bool)
+    """``cond.holds`` for every value at once (never on NaN/inf)."""
+    return np.isfinite(values) & _COMPARE.get(cond.op, np.greater_equal)(values, cond.threshold)
 
 
 def find_onset(holds: np.ndarray, ok: np.ndarray, grid: np.ndarray, start: float, persist: float, rule: Rule) -> int | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 #: The batch form of a statistic: ``(steps, values, counts, nonfinite, starts, ends, level)``
 #: -> one value per window.
@@ -24,6 +25,9 @@ SWING_SAMPLES = 5
 
 #: Matrix cells gathered at a time (bounds memory when windows are long and many).
 MAX_CELLS = 1 << 20
+
+#: Windows with up to this many finite values share one padded bin (fewer numpy calls).
+SHORT_WINDOW = 64
 
 
 @dataclass(frozen=True)
@@ -53,22 +57,27 @@ class FiniteWindows:
 
     def padded(self, minimum: int, fill: float) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """``(windows, n, rows)`` for windows holding at least ``minimum`` finite values, binned by
-        powers of two of their count: each row holds a window's finite values, then ``fill`` up
-        to the bin's width. Few bins, so order statistics need few numpy calls per grid."""
+        powers of two of their count (all short windows in one bin): each row holds a window's
+        finite values, then ``fill`` up to the bin's widest window. Few bins, so an order
+        statistic costs a few numpy calls per grid, not per window."""
         some = np.flatnonzero(self.n >= max(minimum, 1))
         if not some.size:
             return
-        bins = np.ceil(np.log2(self.n[some])).astype(np.int64)
+        bins = np.ceil(np.log2(np.maximum(self.n[some], SHORT_WINDOW))).astype(np.int64)
         for b in np.unique(bins):
             in_bin = some[bins == b]
             width = int(self.n[in_bin].max())
+            # Row i of `windows` is values[i : i + width]; gathering rows copies contiguous runs.
+            windows = sliding_window_view(np.concatenate((self.values, np.full(width, fill))), width)
             chunk = max(1, MAX_CELLS // width)
             for i in range(0, in_bin.size, chunk):
                 rows = in_bin[i : i + chunk]
                 n = self.n[rows]
-                j = np.arange(width)
-                index = np.minimum(self.lo[rows, None] + j, self.values.size - 1)
-                yield rows, n, np.where(j < n[:, None], self.values[index], fill)
+                cells = windows[self.lo[rows]]
+                short = n < width
+                if short.any():
+                    cells[short] = np.where(np.arange(width) < n[short, None], cells[short], fill)
+                yield rows, n, cells
 
 
 def finite_windows(steps: np.ndarray, values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> FiniteWindows:

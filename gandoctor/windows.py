@@ -223,9 +223,17 @@ def per_window(view: SeriesView, stat: Statistic, starts: np.ndarray, ends: np.n
 
 
 def _per_grid(view: SeriesView, stat: Statistic, starts: np.ndarray, ends: np.ndarray, level: float | None) -> np.ndarray:
+    """The statistic on every window, each distinct run of equal windows computed once (a grid
+    finer than the series' points sees the same window at consecutive grid steps)."""
+    if starts.size == 0:
+        return np.full(0, math.nan)
+    new = np.concatenate(([True], (starts[1:] != starts[:-1]) | (ends[1:] != ends[:-1])))
+    a, b = starts[new], ends[new]
     if stat.batch_fn is None:
-        return per_window(view, stat, starts, ends, level)
-    return np.asarray(stat.batch_fn(view.steps, view.values, view.counts, view.nonfinite, starts, ends, level), dtype=np.float64)
+        distinct = per_window(view, stat, a, b, level)
+    else:
+        distinct = np.asarray(stat.batch_fn(view.steps, view.values, view.counts, view.nonfinite, a, b, level), dtype=np.float64)
+    return distinct[np.cumsum(new) - 1]
 
 
 def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, level: float | None = None) -> np.ndarray:

@@ -87,12 +87,12 @@ def finite_windows(steps: np.ndarray, values: np.ndarray, starts: np.ndarray, en
     return FiniteWindows(steps[finite], values[finite], lo, np.maximum(before[ends] - lo, 0))
 
 
-def _per_row(fw: FiniteWindows, minimum: int, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """``fn(rows of finite values, rows of their steps)`` for every group of windows with at least
-    ``minimum`` finite values; NaN for the others."""
+def _per_row(fw: FiniteWindows, minimum: int, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``fn(rows of finite values)`` for every group of windows with at least ``minimum`` finite
+    values; NaN for the others."""
     out = np.full(fw.n.shape[0], np.nan)
     for rows, index in fw.groups(minimum):
-        out[rows] = fn(fw.values[index], fw.steps[index])
+        out[rows] = fn(fw.values[index])
     return out
 
 
@@ -116,6 +116,13 @@ def _row_median(n: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.where(n % 2 == 1, upper, (lower + upper) / 2)
 
 
+def _slopes(fw: FiniteWindows) -> np.ndarray:
+    out = np.full(fw.n.shape[0], np.nan)
+    for rows, index in fw.groups(3):
+        out[rows] = _row_slope(fw.values[index], fw.steps[index])
+    return out
+
+
 def _row_slope(v: np.ndarray, s: np.ndarray) -> np.ndarray:
     x = s.astype(np.float64)
     x = x - x.mean(axis=1, keepdims=True)
@@ -125,10 +132,23 @@ def _row_slope(v: np.ndarray, s: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, num / denom, np.nan) * 1000.0
 
 
-def _row_cv(v: np.ndarray, s: np.ndarray) -> np.ndarray:
-    m = np.abs(v.mean(axis=1))
+def _row_mean(v: np.ndarray) -> np.ndarray:
+    """ndarray.mean's arithmetic per row (without its Python-level overhead, paid per group)."""
+    return np.add.reduce(v, axis=1) / v.shape[1]
+
+
+def _row_std(v: np.ndarray) -> np.ndarray:
+    """ndarray.std's arithmetic per row: squared deviations from the mean, summed, over n."""
+    k = v.shape[1]
+    x = v - np.add.reduce(v, axis=1, keepdims=True) / k
+    np.multiply(x, x, out=x)
+    return np.sqrt(np.add.reduce(x, axis=1) / k)
+
+
+def _row_cv(v: np.ndarray) -> np.ndarray:
+    m = np.abs(_row_mean(v))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(m > 1e-12, v.std(axis=1) / m, np.nan)
+        return np.where(m > 1e-12, _row_std(v) / m, np.nan)
 
 
 def batch_median(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
@@ -136,11 +156,11 @@ def batch_median(steps, values, counts, nonfinite, starts, ends, level):  # type
 
 
 def batch_mean(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
-    return _per_row(finite_windows(steps, values, starts, ends), 1, lambda v, s: v.mean(axis=1))
+    return _per_row(finite_windows(steps, values, starts, ends), 1, _row_mean)
 
 
 def batch_std(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
-    return _per_row(finite_windows(steps, values, starts, ends), 2, lambda v, s: v.std(axis=1))
+    return _per_row(finite_windows(steps, values, starts, ends), 2, _row_std)
 
 
 def batch_min(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
@@ -160,7 +180,7 @@ def batch_cv(steps, values, counts, nonfinite, starts, ends, level):  # type: ig
 
 
 def batch_slope(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
-    return _per_row(finite_windows(steps, values, starts, ends), 3, _row_slope)
+    return _slopes(finite_windows(steps, values, starts, ends))
 
 
 def batch_frac_above(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
@@ -174,7 +194,7 @@ def batch_frac_below(steps, values, counts, nonfinite, starts, ends, level):  # 
 
 def batch_rel_slope(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
     fw = finite_windows(steps, values, starts, ends)
-    slope, med = _per_row(fw, 3, _row_slope), _medians(fw)
+    slope, med = _slopes(fw), _medians(fw)
     ok = np.isfinite(slope) & np.isfinite(med) & (np.abs(med) >= 1e-12)
     out = np.full(slope.shape, np.nan)
     out[ok] = slope[ok] / np.abs(med[ok])

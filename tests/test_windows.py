@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -203,7 +204,7 @@ BATCH = settings(max_examples=150, deadline=None, suppress_health_check=[HealthC
 
 @st.composite
 def series_and_grid(draw):  # type: ignore[no-untyped-def]
-    n = draw(st.integers(0, 60))
+    n = draw(st.one_of(st.integers(0, 40), st.integers(41, 260)))  # long ones span several padded bins
     gaps = draw(st.lists(st.integers(1, 25), min_size=n, max_size=n))
     steps = np.cumsum(np.asarray(gaps, dtype=np.int64)) + draw(st.integers(-5, 100))
     values = np.asarray(draw(st.lists(VALUES, min_size=n, max_size=n)), dtype=np.float64)
@@ -255,12 +256,16 @@ def test_every_statistic_on_a_grid_equals_its_per_window_reference(case):  # typ
 
 
 @BATCH
-@given(case=series_and_grid(), bounds=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=1, max_size=30))
-def test_batch_functions_equal_window_functions_on_arbitrary_ranges(case, bounds):  # type: ignore[no-untyped-def]
+@given(
+    case=series_and_grid(),
+    bounds=st.lists(st.tuples(st.integers(0, 260), st.integers(0, 260)), min_size=1, max_size=30),
+    max_cells=st.sampled_from([stats.rolling.MAX_CELLS, 1, 97]),
+)
+def test_batch_functions_equal_window_functions_on_arbitrary_ranges(case, bounds, max_cells):  # type: ignore[no-untyped-def]
     v, _, _, level = case
     pairs = np.asarray([(min(a, b, len(v)), min(max(a, b), len(v))) for a, b in bounds], dtype=np.int64)
     starts, ends = pairs[:, 0], pairs[:, 1]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), mock.patch.object(stats.rolling, "MAX_CELLS", max_cells):  # small: rows in chunks
         for stat in stats.STATISTICS.values():
             if stat.batch_fn is None:
                 continue

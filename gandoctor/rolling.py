@@ -3,8 +3,10 @@
 A window is the index range ``[starts[i], ends[i])`` of a series' points. Each function here
 computes what the matching per-window function in ``windows`` computes, on the same finite values
 in the same order with the same numpy reductions, so the results are equal, not merely close
-(tests/test_windows.py checks that on random series). Windows that hold the same number of finite
-values are computed together as the rows of one matrix; an empty window is NaN.
+(tests/test_windows.py checks that on random series). Sums (mean, std, slope) are computed on
+the rows of one matrix per count of finite values, since numpy's summation order depends on the
+length; order statistics (median, min, max, shares) on rows padded to a common width, which does
+not change them. Counts of raw samples come from integer cumulative sums. An empty window is NaN.
 """
 
 from __future__ import annotations

@@ -94,15 +94,29 @@ def effective_window(rule: Rule, cond: Condition, span: int) -> int:
 MIN_RUN_WINDOW = 20
 
 
-def _condition_values(log: Log, cond: Condition, grid: np.ndarray, window: int) -> np.ndarray | None:
+#: Values of (signal, statistic, window, level) on one grid, shared by the rules that use them.
+Memo = dict[tuple[str, str, int, "float | None"], "np.ndarray | None"]
+
+
+def _condition_values(log: Log, cond: Condition, grid: np.ndarray, window: int, memo: Memo | None = None) -> np.ndarray | None:
+    key = (cond.signal, cond.stat, window, cond.level)
+    if memo is not None and key in memo:
+        return memo[key]
     view = log.get(cond.signal)
-    if view is None:
-        return None
-    return windows.evaluate(view, cond.stat, window, grid, cond.level)
+    values = None if view is None else windows.evaluate(view, cond.stat, window, grid, cond.level)
+    if values is not None:
+        values.flags.writeable = False  # shared between rules
+    if memo is not None:
+        memo[key] = values
+    return values
+
+
+_COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
 
 def _holds(cond: Condition, values: np.ndarray) -> np.ndarray:
-    return np.array([cond.holds(float(v)) for v in values], dtype=bool)
+    """``cond.holds`` for every value at once (never on NaN/inf)."""
+    return np.isfinite(values) & _COMPARE.get(cond.op, np.greater_equal)(values, cond.threshold)
 
 
 def find_onset(holds: np.ndarray, ok: np.ndarray, grid: np.ndarray, start: float, persist: float, rule: Rule) -> int | None:
@@ -149,7 +163,8 @@ def _refine_onset(log: Log, rule: Rule, required: list[tuple[Condition, np.ndarr
     return min(exact) if exact else onset
 
 
-def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRule | None:
+def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None) -> Finding | SkippedRule | None:
+    """The rule's finding on ``grid``, why it was skipped, or None; ``memo`` is shared by rules on one grid."""
     span = int(grid[-1] - grid[0])
     present = [c.signal for c in rule.conditions if log.get(c.signal) is not None]
     if rule.unless_signals:
@@ -159,7 +174,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRu
     required: list[tuple[Condition, np.ndarray]] = []
     missing: list[str] = []
     for cond in rule.conditions:
-        values = _condition_values(log, cond, grid, effective_window(rule, cond, span)) if cond.signal in present else None
+        values = _condition_values(log, cond, grid, effective_window(rule, cond, span), memo) if cond.signal in present else None
         if values is None:
             if not cond.optional:
                 missing.append(cond.signal)
@@ -198,7 +213,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray) -> Finding | SkippedRu
     margins = [_margin(c, d.value) for (c, _), d in zip(required, details) if d.held]
     corroborated = []
     for cond in rule.corroborate:
-        values = _condition_values(log, cond, grid, effective_window(rule, cond, span))
+        values = _condition_values(log, cond, grid, effective_window(rule, cond, span), memo)
         if values is not None:
             corroborated.append(evidence(cond, values, "corroborate"))
     details += corroborated
@@ -301,13 +316,14 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
     fired: list[Finding] = []
     skipped: list[SkippedRule] = []
     checked: list[str] = []
+    memo: Memo = {}
     for rule in rules.rules:
         blocked = tuple(flag for flag in rule.skip_if if flag in context.flags)
         if blocked:
             skipped.append(SkippedRule(rule.code, SkipReason.NOT_APPLICABLE, rule.mode, blocked))
             continue
         try:
-            outcome = evaluate_rule(log, rule, grid)
+            outcome = evaluate_rule(log, rule, grid, memo)
         except Exception as exc:
             if strict:
                 raise

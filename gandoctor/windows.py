@@ -16,6 +16,8 @@ from typing import Callable, Literal, Mapping
 
 import numpy as np
 
+from . import rolling
+from .rolling import SWING_SAMPLES, BatchFn
 from .signals import SeriesView
 
 WindowFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, "float | None"], float]
@@ -109,11 +111,6 @@ def _frac_below(steps, values, counts, nonfinite, level):  # type: ignore[no-unt
     return float((v < level).mean()) if v.size else math.nan
 
 
-#: How many evenly spaced samples of a window `excess_variation` compares: few enough that the
-#: gaps between them are longer than D's step-to-step jitter, enough to see a swing come back.
-SWING_SAMPLES = 5
-
-
 def _excess_variation(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
     """Total variation minus net change of SWING_SAMPLES evenly spaced points, per gap: 0 for a
     monotone series however steep, large when the series swings away and back (oscillation)."""
@@ -134,7 +131,9 @@ class Statistic:
     """A registered statistic: its name, what it means, whether it needs ``level``, its cost, and
     how it is computed. ``window_fn`` sees the points of one window; a statistic with a
     ``reference`` compares each window's median with earlier windows instead ("start": the
-    series' first window, "peak"/"trough": the highest/lowest window median seen so far)."""
+    series' first window, "peak"/"trough": the highest/lowest window median seen so far).
+    ``batch_fn``, where given, computes every window of a grid at once and must equal
+    ``window_fn`` window by window (``window_fn`` stays the reference and the fallback)."""
 
     name: str
     doc: str
@@ -142,6 +141,7 @@ class Statistic:
     needs_level: bool = False
     reference: Reference | None = None
     cost: str = "O(window)"
+    batch_fn: BatchFn | None = None
     #: True for statistics about the non-finite samples themselves; every other statistic is NaN
     #: over a window where most raw samples were NaN/inf (see MAX_NONFINITE_SHARE).
     reads_nonfinite: bool = False
@@ -149,6 +149,8 @@ class Statistic:
     def __post_init__(self) -> None:
         if (self.window_fn is None) == (self.reference is None):
             raise ValueError(f"statistic {self.name!r} needs exactly one of a window function or a reference")
+        if self.batch_fn is not None and self.window_fn is None:
+            raise ValueError(f"statistic {self.name!r} has a batch function but no window function to check it against")
 
 
 STATISTICS: dict[str, Statistic] = {}
@@ -164,24 +166,25 @@ def register_statistic(stat: Statistic) -> None:
 
 
 for _stat in [
-    Statistic("mean", "mean of the finite values in the window", _mean),
-    Statistic("median", "median of the finite values in the window", _median),
-    Statistic("std", "standard deviation of the finite values", _std),
-    Statistic("min", "smallest finite value", _min),
-    Statistic("max", "largest finite value", _max),
-    Statistic("last", "most recent finite value", _last),
-    Statistic("cv", "coefficient of variation: std / |mean|", _cv),
-    Statistic("slope", "least-squares slope per 1000 steps", _slope),
-    Statistic("rel_slope", "slope per 1000 steps divided by |median|", _rel_slope),
-    Statistic("nonfinite_frac", "share of raw samples that were NaN or inf", _nonfinite_frac, reads_nonfinite=True),
-    Statistic("nonfinite_count", "number of raw samples that were NaN or inf", _nonfinite_count, reads_nonfinite=True),
-    Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True),
-    Statistic("frac_below", "share of finite values below `level`", _frac_below, needs_level=True),
-    Statistic("abs_max", "largest absolute finite value", _abs_max),
+    Statistic("mean", "mean of the finite values in the window", _mean, batch_fn=rolling.batch_mean),
+    Statistic("median", "median of the finite values in the window", _median, batch_fn=rolling.batch_median),
+    Statistic("std", "standard deviation of the finite values", _std, batch_fn=rolling.batch_std),
+    Statistic("min", "smallest finite value", _min, batch_fn=rolling.batch_min),
+    Statistic("max", "largest finite value", _max, batch_fn=rolling.batch_max),
+    Statistic("last", "most recent finite value", _last, batch_fn=rolling.batch_last),
+    Statistic("cv", "coefficient of variation: std / |mean|", _cv, batch_fn=rolling.batch_cv),
+    Statistic("slope", "least-squares slope per 1000 steps", _slope, batch_fn=rolling.batch_slope),
+    Statistic("rel_slope", "slope per 1000 steps divided by |median|", _rel_slope, batch_fn=rolling.batch_rel_slope),
+    Statistic("nonfinite_frac", "share of raw samples that were NaN or inf", _nonfinite_frac, batch_fn=rolling.batch_nonfinite_frac, reads_nonfinite=True),
+    Statistic("nonfinite_count", "number of raw samples that were NaN or inf", _nonfinite_count, batch_fn=rolling.batch_nonfinite_count, reads_nonfinite=True),
+    Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True, batch_fn=rolling.batch_frac_above),
+    Statistic("frac_below", "share of finite values below `level`", _frac_below, needs_level=True, batch_fn=rolling.batch_frac_below),
+    Statistic("abs_max", "largest absolute finite value", _abs_max, batch_fn=rolling.batch_abs_max),
     Statistic(
         "excess_variation",
         f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",
         _excess_variation,
+        batch_fn=rolling.batch_excess_variation,
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),
@@ -190,15 +193,50 @@ for _stat in [
     register_statistic(_stat)
 
 
-def _log10_ratio(num: float, den: float) -> float:
-    if not (math.isfinite(num) and math.isfinite(den)):
-        return math.nan
-    num, den = abs(num), abs(den)
-    if den <= 0:
-        return math.nan
-    if num <= 0:
-        return -12.0  # an exact zero is "many orders of magnitude below"; keep it finite
-    return math.log10(num / den)
+#: A window is at least this many times the local spacing of the series' points. On long runs
+#: the signal log merges old neighbouring points (bounded memory), so a window of 200 steps may
+#: hold no point at all; it widens to the series' own resolution there instead of going empty.
+MIN_WINDOW_POINTS = 3
+
+
+def window_bounds(view: SeriesView, window: int, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index ranges ``[starts[i], ends[i])`` of the points in the window ending at ``grid[i]``."""
+    steps = view.steps
+    ends = np.searchsorted(steps, grid, side="right")
+    # Local resolution: the gap between the last two points at or before t. Merged (old)
+    # stretches of a long run have wide gaps; a signal that stopped arriving does not widen.
+    last = np.clip(ends - 1, 0, max(steps.shape[0] - 1, 0))
+    prev = np.clip(ends - 2, 0, max(steps.shape[0] - 1, 0))
+    gaps = (steps[last] - steps[prev]) if steps.size else np.zeros_like(grid)
+    widths = np.maximum(window, MIN_WINDOW_POINTS * gaps)
+    starts = np.searchsorted(steps, grid - widths, side="right")
+    return starts, ends
+
+
+def per_window(view: SeriesView, stat: Statistic, starts: np.ndarray, ends: np.ndarray, level: float | None) -> np.ndarray:
+    """``stat.window_fn`` called on each window in turn: the reference form (NaN where a window is empty)."""
+    if stat.window_fn is None:
+        raise ValueError(f"statistic {stat.name!r} has no window function")
+    out = np.full(starts.shape[0], math.nan)
+    fn, steps = stat.window_fn, view.steps
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        if b > a:
+            out[i] = fn(steps[a:b], view.values[a:b], view.counts[a:b], view.nonfinite[a:b], level)
+    return out
+
+
+def _per_grid(view: SeriesView, stat: Statistic, starts: np.ndarray, ends: np.ndarray, level: float | None) -> np.ndarray:
+    """The statistic on every window, each distinct run of equal windows computed once (a grid
+    finer than the series' points sees the same window at consecutive grid steps)."""
+    if starts.size == 0:
+        return np.full(0, math.nan)
+    new = np.concatenate(([True], (starts[1:] != starts[:-1]) | (ends[1:] != ends[:-1])))
+    a, b = starts[new], ends[new]
+    if stat.batch_fn is None:
+        distinct = per_window(view, stat, a, b, level)
+    else:
+        distinct = np.asarray(stat.batch_fn(view.steps, view.values, view.counts, view.nonfinite, a, b, level), dtype=np.float64)
+    return distinct[np.cumsum(new) - 1]
 
 
 #: A window where more than this share of the raw samples were NaN/inf says nothing about the
@@ -214,68 +252,45 @@ def _mostly_nonfinite(view: SeriesView, starts: np.ndarray, ends: np.ndarray) ->
     return (total > 0) & ((bad[ends] - bad[starts]) > MAX_NONFINITE_SHARE * total)
 
 
-#: A window is at least this many times the local spacing of the series' points. On long runs
-#: the signal log merges old neighbouring points (bounded memory), so a window of 200 steps may
-#: hold no point at all; it widens to the series' own resolution there instead of going empty.
-MIN_WINDOW_POINTS = 3
-
-
 def evaluate(view: SeriesView, stat_name: str, window: int, grid: np.ndarray, level: float | None = None) -> np.ndarray:
     """Value of ``stat_name`` over ``(t - window, t]`` for every ``t`` in ``grid``.
 
     The window widens to ``MIN_WINDOW_POINTS`` times the local point spacing where the signal
-    log has merged points (long runs), so it never goes empty for lack of resolution.
+    log has merged points (long runs), so it never goes empty for lack of resolution. Where most
+    of a window's raw samples were NaN/inf, every statistic but the non-finite ones is NaN.
     """
     stat = STATISTICS[stat_name]
-    steps = view.steps
-    ends = np.searchsorted(steps, grid, side="right")
-    # Local resolution: the gap between the last two points at or before t. Merged (old)
-    # stretches of a long run have wide gaps; a signal that stopped arriving does not widen.
-    last = np.clip(ends - 1, 0, max(steps.shape[0] - 1, 0))
-    prev = np.clip(ends - 2, 0, max(steps.shape[0] - 1, 0))
-    gaps = (steps[last] - steps[prev]) if steps.size else np.zeros_like(grid)
-    widths = np.maximum(window, MIN_WINDOW_POINTS * gaps)
-    starts = np.searchsorted(steps, grid - widths, side="right")
-    out = _windowed(view, stat, window, grid, level, starts, ends)
+    starts, ends = window_bounds(view, window, grid)
+    out = _unmasked(view, stat, window, starts, ends, level)
     if not stat.reads_nonfinite:
         out[_mostly_nonfinite(view, starts, ends)] = math.nan
     return out
 
 
-def _windowed(
-    view: SeriesView, stat: Statistic, window: int, grid: np.ndarray, level: float | None, starts: np.ndarray, ends: np.ndarray
-) -> np.ndarray:
-    steps = view.steps
-    out = np.full(grid.shape[0], math.nan)
+def _unmasked(view: SeriesView, stat: Statistic, window: int, starts: np.ndarray, ends: np.ndarray, level: float | None) -> np.ndarray:
     if stat.window_fn is not None:
-        fn = stat.window_fn
-        for i, (a, b) in enumerate(zip(starts, ends)):
-            if b > a:
-                out[i] = fn(steps[a:b], view.values[a:b], view.counts[a:b], view.nonfinite[a:b], level)
-        return out
-
-    medians = np.full(grid.shape[0], math.nan)
-    for i, (a, b) in enumerate(zip(starts, ends)):
-        if b > a:
-            medians[i] = _median(steps[a:b], view.values[a:b], view.counts[a:b], view.nonfinite[a:b], None)
+        return _per_grid(view, stat, starts, ends, level)
+    steps = view.steps
+    medians = _per_grid(view, STATISTICS["median"], starts, ends, None)
     if stat.reference == "start":
         first_end = np.searchsorted(steps, steps[0] + window, side="right") if steps.size else 0
         ref = _median(steps[:first_end], view.values[:first_end], view.counts[:first_end], view.nonfinite[:first_end], None)
-        for i in range(grid.shape[0]):
-            out[i] = _log10_ratio(medians[i], ref)
-        return out
-    best = math.nan
-    for i in range(grid.shape[0]):
-        if math.isfinite(best):
-            out[i] = _log10_ratio(medians[i], best)
-        m = medians[i]
-        if math.isfinite(m):
-            if not math.isfinite(best):
-                best = m
-            elif stat.reference == "peak":
-                best = max(best, m)
-            else:
-                best = min(best, m)
+        return _log10_ratios(medians, np.full(medians.shape, ref))
+    # The highest (lowest) finite window median strictly before each grid step.
+    best = np.where(np.isfinite(medians), medians, math.nan)
+    best = (np.fmax if stat.reference == "peak" else np.fmin).accumulate(best) if best.size else best
+    return _log10_ratios(medians, np.concatenate(([math.nan], best[:-1])))
+
+
+def _log10_ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """log10 of |num| / |den| element by element; NaN where either is not finite or den is 0, and
+    -12 for an exact zero ("many orders of magnitude below", kept finite). math.log10 itself."""
+    out = np.full(num.shape, math.nan)
+    num, den = np.abs(num), np.abs(den)
+    ok = np.isfinite(num) & np.isfinite(den) & (den > 0)
+    out[ok & (num <= 0)] = -12.0
+    pos = ok & (num > 0)
+    out[pos] = [math.log10(q) for q in (num[pos] / den[pos]).tolist()]
     return out
 
 

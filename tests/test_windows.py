@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -190,6 +191,114 @@ def test_excess_variation_measures_a_swing_that_comes_back():
 
 def test_excess_variation_needs_five_finite_values():
     assert math.isnan(at_end(view([0.0, 1.0, np.nan, 0.0]), "excess_variation", 10))
+
+
+# -- batch (vectorised) forms equal the per-window reference --------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SPECIAL = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 1e-13])
+VALUES = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), SPECIAL)
+BATCH = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def series_and_grid(draw):  # type: ignore[no-untyped-def]
+    n = draw(st.one_of(st.integers(0, 40), st.integers(41, 260)))  # long ones span several padded bins
+    gaps = draw(st.lists(st.integers(1, 25), min_size=n, max_size=n))
+    steps = np.cumsum(np.asarray(gaps, dtype=np.int64)) + draw(st.integers(-5, 100))
+    values = np.asarray(draw(st.lists(VALUES, min_size=n, max_size=n)), dtype=np.float64)
+    counts = np.asarray(draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=np.int64)
+    nonfinite = np.minimum(counts, np.asarray(draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=np.int64))
+    v = SeriesView("x.y", steps.astype(np.int64), values, counts, nonfinite)
+    lo, hi = (int(steps[0]) - 30, int(steps[-1]) + 30) if n else (0, 50)
+    grid = np.unique(np.asarray(draw(st.lists(st.integers(lo, hi), min_size=1, max_size=40)), dtype=np.int64))
+    return v, grid, draw(st.integers(1, 300)), draw(st.floats(-2.0, 2.0))
+
+
+def _reference_stat(v: SeriesView, name: str, window: int, grid: np.ndarray, level: float) -> np.ndarray:
+    """The per-window loop evaluate() ran before it was vectorised, reference statistics included."""
+    stat = stats.STATISTICS[name]
+    starts, ends = stats.window_bounds(v, window, grid)
+    out = _reference_unmasked(v, stat, window, grid, level, starts, ends)
+    if not stat.reads_nonfinite:  # mostly non-finite windows read nothing (MAX_NONFINITE_SHARE)
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            total = int(v.counts[a:b].sum())
+            if total and int(v.nonfinite[a:b].sum()) > stats.MAX_NONFINITE_SHARE * total:
+                out[i] = math.nan
+    return out
+
+
+def _reference_unmasked(v, stat, window, grid, level, starts, ends):  # type: ignore[no-untyped-def]
+    if stat.window_fn is not None:
+        return stats.per_window(v, stat, starts, ends, level)
+    medians = stats.per_window(v, stats.STATISTICS["median"], starts, ends, None)
+
+    def ratio(num: float, den: float) -> float:
+        if not (math.isfinite(num) and math.isfinite(den)) or abs(den) <= 0:
+            return math.nan
+        return -12.0 if abs(num) <= 0 else math.log10(abs(num) / abs(den))
+
+    if stat.reference == "start":
+        first_end = np.searchsorted(v.steps, v.steps[0] + window, side="right") if len(v) else 0
+        ref = stats.STATISTICS["median"].window_fn(
+            v.steps[:first_end], v.values[:first_end], v.counts[:first_end], v.nonfinite[:first_end], None
+        )  # type: ignore[misc]
+        return np.array([ratio(m, ref) for m in medians])
+    out, best = np.full(grid.shape[0], math.nan), math.nan
+    for i, m in enumerate(medians):
+        if math.isfinite(best):
+            out[i] = ratio(m, best)
+        if math.isfinite(m):
+            best = m if not math.isfinite(best) else (max(best, m) if stat.reference == "peak" else min(best, m))
+    return out
+
+
+@BATCH
+@given(case=series_and_grid())
+def test_every_statistic_on_a_grid_equals_its_per_window_reference(case):  # type: ignore[no-untyped-def]
+    v, grid, window, level = case
+    with np.errstate(all="ignore"):
+        for name in stats.STATISTICS:
+            got = stats.evaluate(v, name, window, grid, level)
+            # Equal, not close: the batch forms reduce the same values in the same order.
+            np.testing.assert_array_equal(got, _reference_stat(v, name, window, grid, level), err_msg=name)
+
+
+@BATCH
+@given(
+    case=series_and_grid(),
+    bounds=st.lists(st.tuples(st.integers(0, 260), st.integers(0, 260)), min_size=1, max_size=30),
+    max_cells=st.sampled_from([stats.rolling.MAX_CELLS, 1, 97]),
+)
+def test_batch_functions_equal_window_functions_on_arbitrary_ranges(case, bounds, max_cells):  # type: ignore[no-untyped-def]
+    v, _, _, level = case
+    pairs = np.asarray([(min(a, b, len(v)), min(max(a, b), len(v))) for a, b in bounds], dtype=np.int64)
+    starts, ends = pairs[:, 0], pairs[:, 1]
+    with np.errstate(all="ignore"), mock.patch.object(stats.rolling, "MAX_CELLS", max_cells):  # small: rows in chunks
+        for stat in stats.STATISTICS.values():
+            if stat.batch_fn is None:
+                continue
+            got = stat.batch_fn(v.steps, v.values, v.counts, v.nonfinite, starts, ends, level)
+            np.testing.assert_array_equal(got, stats.per_window(v, stat, starts, ends, level), err_msg=stat.name)
+
+
+def test_a_statistic_without_a_batch_form_falls_back_to_its_window_function():
+    def first_finite(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+        finite = values[np.isfinite(values)]
+        return float(finite[0]) if finite.size else math.nan
+
+    stats.register_statistic(stats.Statistic("test_first_finite", "first finite value", first_finite))
+    try:
+        out = stats.evaluate(view([math.nan, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), "test_first_finite", 3, np.array([0, 2, 6]))
+    finally:
+        del stats.STATISTICS["test_first_finite"]
+    np.testing.assert_array_equal(out, [math.nan, 2.0, 5.0])
+
+
+def test_a_batch_form_needs_a_window_function_to_be_checked_against():
+    with pytest.raises(ValueError, match="no window function"):
+        stats.Statistic("x", "doc", reference="start", batch_fn=stats.rolling.batch_median)
 
 
 def test_a_window_of_mostly_non_finite_samples_reads_nothing_but_its_non_finite_share():

@@ -163,6 +163,20 @@ def _refine_onset(log: Log, rule: Rule, required: list[tuple[Condition, np.ndarr
     return min(exact) if exact else onset
 
 
+def _combine(rule: Rule, required: list[tuple[Condition, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Where the rule holds, and where it can be judged at all, on the grid. With match = "all",
+    an optional condition constrains only where it can be computed: where its statistic is
+    undefined (too few points for a slope in a short run) the other conditions decide, but an
+    optional condition alone is no evidence."""
+    finite = np.vstack([np.isfinite(v) for _, v in required])
+    if rule.match != "all":
+        return np.any(np.vstack([_holds(c, v) for c, v in required]), axis=0), np.any(finite, axis=0)
+    lenient = np.array([c.optional for c, _ in required])[:, None]
+    per_cond = np.vstack([_holds(c, v) for c, v in required]) | (lenient & ~finite)
+    hard = finite | lenient
+    return np.all(per_cond, axis=0), np.all(hard, axis=0) & np.any(finite & ~lenient, axis=0) | np.all(finite, axis=0)
+
+
 def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None) -> Finding | SkippedRule | None:
     """The rule's finding on ``grid``, why it was skipped, or None; ``memo`` is shared by rules on one grid."""
     span = int(grid[-1] - grid[0])
@@ -187,11 +201,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
     if span + 1 < rule.params["min_run_steps"]:
         return SkippedRule(rule.code, SkipReason.TOO_SHORT, rule.mode, detail=f"it needs {int(rule.params['min_run_steps'])} steps")
 
-    per_cond = np.vstack([_holds(c, v) for c, v in required])
-    finite = np.vstack([np.isfinite(v) for _, v in required])
-    combine = np.all if rule.match == "all" else np.any
-    holds: np.ndarray = np.asarray(combine(per_cond, axis=0))
-    ok: np.ndarray = np.asarray(combine(finite, axis=0))
+    holds, ok = _combine(rule, required)
     t = timing(rule, span)
     i = find_onset(holds, ok, grid, grid[0] + t.warmup, t.persist, rule)
     if i is None:

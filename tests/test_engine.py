@@ -395,3 +395,20 @@ def test_window_run_frac_scales_the_window_with_the_run(tmp_path):
     scaled = ruleset(tmp_path / "b", rule_text("GD900", cond("x.a", stat="median", window=10), persist=20, params="window_run_frac = 0.5"))
     assert only(evaluate(signal_log(400, x_a=x), fixed)).onset_step >= 340
     assert not evaluate(signal_log(400, x_a=x), scaled).findings
+
+
+def test_an_optional_condition_that_cannot_be_computed_leaves_the_decision_to_the_others(tmp_path):
+    # x.b's slope needs 3 points and only ever has 2: with `optional` the rule fires on x.a alone
+    a = on_between(300, (100, 299))
+    b = np.full(300, np.nan)
+    b[[100, 200]] = 0.0
+    strict_rule = rule_text("GD900", cond("x.a"), cond("x.b", op="<", threshold=1.0, stat="slope", window=300), persist=50)
+    lenient_rule = rule_text("GD901", cond("x.a"), cond("x.b", op="<", threshold=1.0, stat="slope", window=300, optional=True), persist=50)
+    log = signal_log(300, x_a=a, x_b=b)
+    assert not evaluate(log, ruleset(tmp_path / "s", strict_rule)).findings
+    assert only(evaluate(log, ruleset(tmp_path / "l", lenient_rule))).onset_step == 100
+    # an optional condition alone is no evidence, and under match = "any" it never counts when undefined
+    alone = rule_text("GD902", cond("x.b", op="<", threshold=1.0, stat="slope", window=300, optional=True), persist=50)
+    assert not evaluate(log, ruleset(tmp_path / "a", alone)).findings
+    any_rule = rule_text("GD903", cond("x.c"), cond("x.b", op="<", threshold=1.0, stat="slope", window=300, optional=True), persist=50, match="any")
+    assert not evaluate(signal_log(300, x_b=b, x_c=np.zeros(300)), ruleset(tmp_path / "y", any_rule)).findings

@@ -8,9 +8,11 @@ Variants:
 
 - ``healthy``: the original recipe (Adam lr 2e-4, betas (0.5, 0.999), nz 100).
 - ``collapse``: G's lr 10x, nz 2, no BatchNorm in G.
+- ``glr``: G's lr 10x only.
+- ``hot``: lr 2e-3 for both with beta1 0.9.
 - ``ddom``: D's lr 10x (2e-3).
 - ``explode``: lr 0.5 for both, no BatchNorm anywhere; the loop stops on a NaN loss after
-  printing and recording the step.
+  printing and recording the step (none comes: D's sigmoid saturates first).
 
     python examples/pytorch_examples_dcgan.py --steps 800 --out runs/dcgan --variant ddom | tee runs/dcgan.log
 """

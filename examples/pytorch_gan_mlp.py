@@ -6,9 +6,12 @@ The model, losses, optimizers and loop are the original's (including its ``Batch
 
 - ``healthy``: the original hyper-parameters (Adam lr 2e-4, betas (0.5, 0.999), latent 100).
 - ``collapse``: G's lr 10x D's, a 2-dimensional latent and no BatchNorm in G.
+- ``glr``: G's lr 10x only (G hops between a few digit classes).
+- ``tinyz``: a 2-dimensional latent only.
 - ``ddom``: D's lr 10x (2e-3), G's as original.
 - ``explode``: lr 0.5 for both with no BatchNorm in G; the loop stops on a NaN loss, as many
-  scripts do, after printing and recording the step.
+  scripts do, after printing and recording the step. (BCELoss clamps its log at -100, so D
+  saturates rather than going NaN.)
 
     python examples/pytorch_gan_mlp.py --steps 1500 --out runs/mlp --variant collapse
 """

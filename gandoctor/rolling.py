@@ -227,24 +227,3 @@ def batch_nonfinite_frac(steps, values, counts, nonfinite, starts, ends, level):
 
 def batch_nonfinite_count(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
     return np.where(ends > starts, _sums(nonfinite, starts, ends), np.nan)
-
-
-def batch_excess_variation(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
-    """Per window with enough finite values: the SWING_SAMPLES points nearest to evenly spaced
-    steps between its first and last finite point (ties to the earlier), as in the per-window form."""
-    fw = finite_windows(steps, values, starts, ends)
-    out = np.full(fw.n.shape[0], np.nan)
-    rows = np.flatnonzero(fw.n >= SWING_SAMPLES)
-    if not rows.size:
-        return out
-    lo, hi = fw.lo[rows, None], (fw.lo + fw.n - 1)[rows, None]
-    first, last = fw.steps[lo].astype(np.float64), fw.steps[hi].astype(np.float64)
-    # np.linspace's arithmetic, row by row: start + j * step, the last target exactly the stop.
-    targets = np.arange(SWING_SAMPLES, dtype=np.float64) * ((last - first) / (SWING_SAMPLES - 1)) + first
-    targets[:, -1] = last[:, 0]
-    idx = np.clip(np.searchsorted(fw.steps, targets), lo, hi)  # the window's own searchsorted
-    left = np.maximum(idx - 1, lo)
-    idx = np.where(np.abs(fw.steps[left] - targets) <= np.abs(fw.steps[idx] - targets), left, idx)
-    p = fw.values[idx]
-    out[rows] = (np.abs(np.diff(p, axis=1)).sum(axis=1) - np.abs(p[:, -1] - p[:, 0])) / (SWING_SAMPLES - 1)
-    return out

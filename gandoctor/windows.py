@@ -112,17 +112,19 @@ def _frac_below(steps, values, counts, nonfinite, level):  # type: ignore[no-unt
 
 
 def _excess_variation(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
-    """Total variation minus net change of SWING_SAMPLES evenly spaced points, per gap: 0 for a
-    monotone series however steep, large when the series swings away and back (oscillation)."""
+    """Total variation minus net change of SWING_SAMPLES evenly spaced values, per gap: 0 for a
+    monotone series however steep, large when the series swings away and back (oscillation).
+    Each value is the median of the points within half a gap of its step, so a series logged at
+    every iteration (batch-to-batch noise) and one logged every 20 steps read alike."""
     mask = np.isfinite(values)
     if mask.sum() < SWING_SAMPLES:
         return math.nan
-    s, v = steps[mask], values[mask]
-    targets = np.linspace(float(s[0]), float(s[-1]), SWING_SAMPLES)
-    idx = np.clip(np.searchsorted(s, targets), 0, s.size - 1)
-    left = np.clip(idx - 1, 0, s.size - 1)
-    idx = np.where(np.abs(s[left] - targets) <= np.abs(s[idx] - targets), left, idx)
-    p = v[idx].astype(np.float64)
+    s, v = steps[mask].astype(np.float64), values[mask].astype(np.float64)
+    targets = np.linspace(s[0], s[-1], SWING_SAMPLES)
+    half = (s[-1] - s[0]) / (2 * (SWING_SAMPLES - 1))
+    lo = np.searchsorted(s, targets - half, side="left")
+    hi = np.searchsorted(s, targets + half, side="right")
+    p = np.array([np.median(v[a:b]) for a, b in zip(lo, hi)])  # never empty: each target is a point's step or between two
     return float((np.abs(np.diff(p)).sum() - abs(p[-1] - p[0])) / (SWING_SAMPLES - 1))
 
 
@@ -184,7 +186,6 @@ for _stat in [
         "excess_variation",
         f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",
         _excess_variation,
-        batch_fn=rolling.batch_excess_variation,
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),

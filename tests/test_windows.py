@@ -310,3 +310,11 @@ def test_a_window_of_mostly_non_finite_samples_reads_nothing_but_its_non_finite_
     assert at_end(v, "nonfinite_frac", 25) == pytest.approx(20 / 25)
     # half or less non-finite: the finite values still count
     assert at_end(view(np.array([2.0] * 10 + [np.nan] * 10)), "median", 20) == 2.0
+
+
+def test_excess_variation_reads_batch_to_batch_noise_as_no_swing():
+    # a flat series logged at every step with sd 0.2 of noise (a per-iteration D(x) - D(G(z))):
+    # single points would swing by ~0.2; medians of the neighbourhoods do not
+    rng = np.random.default_rng(0)
+    noisy = 0.5 + 0.2 * rng.standard_normal(400)
+    assert at_end(view(noisy), "excess_variation", 400) < 0.05

@@ -81,8 +81,8 @@ def test_a_log_that_ends_in_nan_is_exploding_at_its_first_nonfinite_step(run):
 
 def test_live_diagnosis_floor():
     f1, healthy_alarms = _macro_f1(lambda r: _onsets(_live(r)))
-    assert f1 >= 0.77, f1  # 0.80 with the rules as shipped (0.79-0.80 held out)
-    assert healthy_alarms <= 0.15 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
+    assert f1 >= 0.79, f1  # 0.82 with the rules as shipped (0.82 held out)
+    assert healthy_alarms <= 0.12 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
 
 
 def test_scalar_log_diagnosis_floor():

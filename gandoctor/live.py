@@ -21,11 +21,10 @@ flush that saw it, not up to ``live_every`` steps later). ``close()`` runs no di
 
 Cost. A diagnosis runs on the host, in the training process, inside ``doctor.step()``; it costs
 the same whatever the model or device and grows with the recorded steps up to the SignalLog's
-capacity (4096 points per signal): measured with ``benchmarks/live.py`` on a shared 2-core CPU,
-0.3 s for a 500-step log, 0.8 s for a 5000-step log (most of it the windowed medians). At the
-default cadence that is about 1.6 ms per training step once the log is long: noise for a GAN
-whose step takes 100 ms, a third of a tiny CPU GAN's step (raise ``live_every`` there). The
-overhead budget (``Schedule.budget``) does not count it.
+capacity (4096 points per signal): measured with ``benchmarks/live.py`` on a shared 2-core CPU
+(vectorised windowed statistics), about 0.03-0.1 s from a 500-step to a 5000-step log, the first
+check also loading the rules (~0.03 s). At the default cadence that is about 0.1-0.2 ms per
+training step. The overhead budget (``Schedule.budget``) does not count it.
 
 What it does with a finding (reported once per (mode, rule) for the run, even if it clears and
 comes back): one WARNING line on the logger ``gandoctor`` (mode, rule, onset step, top remedy);

@@ -227,3 +227,30 @@ def batch_nonfinite_frac(steps, values, counts, nonfinite, starts, ends, level):
 
 def batch_nonfinite_count(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
     return np.where(ends > starts, _sums(nonfinite, starts, ends), np.nan)
+
+
+def batch_excess_variation(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
+    """Per window with enough finite values: SWING_SAMPLES evenly spaced steps from its first to its
+    last finite point, each read as the median of the finite values within half a gap of it (the
+    nearest point where none is), then total variation minus net change per gap."""
+    fw = finite_windows(steps, values, starts, ends)
+    out = np.full(fw.n.shape[0], np.nan)
+    rows = np.flatnonzero(fw.n >= SWING_SAMPLES)
+    if not rows.size:
+        return out
+    lo, hi = fw.lo[rows], fw.lo[rows] + fw.n[rows]
+    s = fw.steps.astype(np.float64)
+    first, last = s[lo], s[hi - 1]
+    half = (last - first) / (2 * (SWING_SAMPLES - 1))
+    targets = first[:, None] + np.arange(SWING_SAMPLES, dtype=np.float64)[None, :] * (2 * half)[:, None]
+    a = np.clip(np.searchsorted(s, targets - half[:, None], side="left"), lo[:, None], hi[:, None])
+    b = np.clip(np.searchsorted(s, targets + half[:, None], side="right"), lo[:, None], hi[:, None])
+    # the median of each neighbourhood: rows of FiniteWindows over the same finite values
+    p = _medians(FiniteWindows(fw.steps, fw.values, a.ravel(), (b - a).ravel())).reshape(a.shape)
+    # no point within half a gap (a gap in the log): the nearest point stands in, as per window
+    near = np.clip(np.searchsorted(s, targets), lo[:, None], hi[:, None] - 1)
+    left = np.clip(near - 1, lo[:, None], hi[:, None] - 1)
+    near = np.where(np.abs(s[left] - targets) <= np.abs(s[near] - targets), left, near)
+    p = np.where(b > a, p, fw.values[near]).astype(np.float64)
+    out[rows] = (np.abs(np.diff(p, axis=1)).sum(axis=1) - np.abs(p[:, -1] - p[:, 0])) / (SWING_SAMPLES - 1)
+    return out

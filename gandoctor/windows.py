@@ -120,11 +120,15 @@ def _excess_variation(steps, values, counts, nonfinite, level):  # type: ignore[
     if mask.sum() < SWING_SAMPLES:
         return math.nan
     s, v = steps[mask].astype(np.float64), values[mask].astype(np.float64)
-    targets = np.linspace(s[0], s[-1], SWING_SAMPLES)
     half = (s[-1] - s[0]) / (2 * (SWING_SAMPLES - 1))
+    targets = s[0] + np.arange(SWING_SAMPLES, dtype=np.float64) * (2 * half)
     lo = np.searchsorted(s, targets - half, side="left")
     hi = np.searchsorted(s, targets + half, side="right")
-    p = np.array([np.median(v[a:b]) for a, b in zip(lo, hi)])  # never empty: each target is a point's step or between two
+    near = np.clip(np.searchsorted(s, targets), 0, s.size - 1)
+    left = np.clip(near - 1, 0, s.size - 1)
+    near = np.where(np.abs(s[left] - targets) <= np.abs(s[near] - targets), left, near)
+    # no point within half a gap (a gap in the log): the nearest point stands in
+    p = np.array([np.median(v[a:b]) if b > a else v[j] for a, b, j in zip(lo, hi, near)])
     return float((np.abs(np.diff(p)).sum() - abs(p[-1] - p[0])) / (SWING_SAMPLES - 1))
 
 
@@ -186,6 +190,7 @@ for _stat in [
         "excess_variation",
         f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",
         _excess_variation,
+        batch_fn=rolling.batch_excess_variation,
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),

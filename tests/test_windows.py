@@ -183,10 +183,11 @@ def test_excess_variation_is_zero_for_a_monotone_series_however_steep():
 
 
 def test_excess_variation_measures_a_swing_that_comes_back():
-    # five evenly spaced samples 0, 1, 0, 1, 0 (a square wave of period 20 sampled every 10 steps)
-    x = np.array([0.0] * 5 + [1.0] * 10 + [0.0] * 10 + [1.0] * 10 + [0.0] * 6)
-    # total variation 4, net change 0, over 4 gaps: 1
-    assert at_end(view(x), "excess_variation", 41) == pytest.approx(1.0)
+    # records every 2 steps; the five values (steps 0, 10, 20, 30, 40, each the mean within 5 steps)
+    # read 0, 1, 0, 1, 0: total variation 4, net change 0, over 4 gaps: 1
+    steps = np.arange(0, 41, 2)
+    x = np.where(((steps >= 6) & (steps <= 14)) | ((steps >= 26) & (steps <= 34)), 1.0, 0.0)
+    assert at_end(view(x, steps=steps), "excess_variation", 41) == pytest.approx(1.0)
 
 
 def test_excess_variation_needs_five_finite_values():
@@ -254,6 +255,19 @@ def _reference_unmasked(v, stat, window, grid, level, starts, ends):  # type: ig
     return out
 
 
+#: Statistics whose batch form is equal only up to rounding (none at present).
+RUNNING_SUMS: set[str] = set()
+
+
+def _assert_same(name: str, got: np.ndarray, expected: np.ndarray, v: SeriesView) -> None:
+    if name in RUNNING_SUMS:
+        # a running sum's rounding error grows with the sum of |values| it has passed
+        scale = float(np.abs(v.values[np.isfinite(v.values)]).sum())
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12 + 1e-10 * scale, err_msg=name)
+    else:  # equal, not close: the batch forms reduce the same values in the same order
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
 @BATCH
 @given(case=series_and_grid())
 def test_every_statistic_on_a_grid_equals_its_per_window_reference(case):  # type: ignore[no-untyped-def]
@@ -261,8 +275,7 @@ def test_every_statistic_on_a_grid_equals_its_per_window_reference(case):  # typ
     with np.errstate(all="ignore"):
         for name in stats.STATISTICS:
             got = stats.evaluate(v, name, window, grid, level)
-            # Equal, not close: the batch forms reduce the same values in the same order.
-            np.testing.assert_array_equal(got, _reference_stat(v, name, window, grid, level), err_msg=name)
+            _assert_same(name, got, _reference_stat(v, name, window, grid, level), v)
 
 
 @BATCH
@@ -280,7 +293,7 @@ def test_batch_functions_equal_window_functions_on_arbitrary_ranges(case, bounds
             if stat.batch_fn is None:
                 continue
             got = stat.batch_fn(v.steps, v.values, v.counts, v.nonfinite, starts, ends, level)
-            np.testing.assert_array_equal(got, stats.per_window(v, stat, starts, ends, level), err_msg=stat.name)
+            _assert_same(stat.name, got, stats.per_window(v, stat, starts, ends, level), v)
 
 
 def test_a_statistic_without_a_batch_form_falls_back_to_its_window_function():

@@ -10,7 +10,9 @@ A :class:`gandoctor.Doctor` holds a :class:`LiveMonitor` when asked for one of::
            live_every=500,                     # steps between live diagnoses
            live_panel=True)                    # a rich panel of each mode's status (a terminal)
 
-Without any of them nothing here runs and nothing here is imported.
+Live diagnosis is on by default (every ``DEFAULT_LIVE_EVERY`` steps, and never more than ~5% of
+the wall time: a due check waits until ``LIVE_TIME_FACTOR`` times its last cost has passed);
+``live_every=N`` sets the cadence exactly, ``live_every=0`` turns it off.
 
 When it runs. Values reach the host once every ``Schedule.flush_every`` steps (no per-step
 GPU->CPU sync). After a flush, the monitor diagnoses the run so far (:func:`gandoctor.diagnose.diagnose`
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -65,8 +68,11 @@ __all__ = ["DEFAULT_LIVE_EVERY", "AlertSink", "FindingCallback", "HealthyMarker"
 
 logger = logging.getLogger("gandoctor")
 
-#: Steps between live diagnoses when live diagnosis is on and ``live_every`` is not given.
+#: Steps between live diagnoses when ``live_every`` is not given.
 DEFAULT_LIVE_EVERY = 500
+#: At the default cadence a due check waits until at least this many times its last duration has
+#: passed since it ended, so live diagnosis takes at most ~5% of the wall time on any loop.
+LIVE_TIME_FACTOR = 20.0
 #: The losses ``raise_on_nonfinite`` watches.
 LOSSES = ("loss.d", "loss.g")
 #: Signals whose first NaN/inf means the run has blown up (what GD501 reads), so a diagnosis runs
@@ -158,6 +164,8 @@ class LiveMonitor:
         self._first_nonfinite_loss: tuple[int, str, float] | None = None
         self._raised = False
         self._earliest_onset: int | None = None
+        self.adaptive = False  # the default cadence: a due check also waits for LIVE_TIME_FACTOR x its cost
+        self._last_cost, self._last_end = 0.0, -math.inf
 
     @classmethod
     def attach(
@@ -172,16 +180,18 @@ class LiveMonitor:
     ) -> LiveMonitor | None:
         """The monitor for the Doctor's keyword arguments, or None when none asks for one."""
         callbacks, sinks, stops = _callbacks(on_finding), _sinks(alerts), stop_modes(stop_on)
-        if live_every is not None and (not isinstance(live_every, int) or isinstance(live_every, bool) or live_every < 1):
-            raise ValueError(f"live_every must be a positive number of steps or None, got {live_every!r}")
+        if live_every is not None and (not isinstance(live_every, int) or isinstance(live_every, bool) or live_every < 0):
+            raise ValueError(f"live_every must be a number of steps (0 = no live diagnosis) or None, got {live_every!r}")
         owned: list[AlertSink] = []
+        if live_every == 0:
+            if callbacks or sinks or stops or live_panel:
+                raise ValueError("live_every=0 turns live diagnosis off, but on_finding, alerts, stop_on or live_panel need it")
+            return cls(doctor, raise_on_nonfinite=True, every=None) if raise_on_nonfinite else None
         if live_panel:
             owned.append(LivePanel())
-        diagnosing = bool(callbacks or sinks or stops or owned or live_every is not None)
-        if not diagnosing and not raise_on_nonfinite:
-            return None
-        every = (live_every or DEFAULT_LIVE_EVERY) if diagnosing else None
-        return cls(doctor, callbacks, sinks + owned, stops, raise_on_nonfinite, every, owned)
+        monitor = cls(doctor, callbacks, sinks + owned, stops, raise_on_nonfinite, live_every or DEFAULT_LIVE_EVERY, owned)
+        monitor.adaptive = live_every is None
+        return monitor
 
     # -- called by the Doctor --------------------------------------------------------------------
     def observe(self, step: int, values: Mapping[str, float]) -> None:
@@ -204,14 +214,20 @@ class LiveMonitor:
         if last is None or last == self._seen:
             return
         self._seen = last
-        if self.every is not None and (self._urgent or last - self._checked >= self.every):
+        if self.every is not None and (self._urgent or (last - self._checked >= self.every and self._affordable())):
             self._urgent = False
             self._checked = last
+            start = time.perf_counter()
             self._doctor._guard("live", lambda: self.check(step))
+            self._last_end = time.perf_counter()
+            self._last_cost = self._last_end - start
         found = self._first_nonfinite_loss
         if self.raise_on_nonfinite and found is not None and not self._raised:
             self._raised = True
             raise NonFiniteLossError(found[0], found[1], found[2], step)
+
+    def _affordable(self) -> bool:
+        return not self.adaptive or time.perf_counter() - self._last_end >= LIVE_TIME_FACTOR * self._last_cost
 
     def close(self) -> None:
         for name, sink in zip(self._sink_names, self.sinks):

@@ -296,7 +296,8 @@ def _log10_ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     ok = np.isfinite(num) & np.isfinite(den) & (den > 0)
     out[ok & (num <= 0)] = -12.0
     pos = ok & (num > 0)
-    out[pos] = [math.log10(q) for q in (num[pos] / den[pos]).tolist()]
+    # a quotient that underflows to 0 (a subnormal over a large value) is "many orders below" too
+    out[pos] = [math.log10(q) if q > 0 else -12.0 for q in (num[pos] / den[pos]).tolist()]
     return out
 
 

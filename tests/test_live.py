@@ -14,7 +14,7 @@ from torch import nn
 import gandoctor
 from gandoctor.errors import NonFiniteLossError
 from gandoctor.findings import Finding
-from gandoctor.live import AlertSink, LiveMonitor
+from gandoctor.live import DEFAULT_LIVE_EVERY, AlertSink, LiveMonitor
 from gandoctor.probes import Schedule
 from gandoctor.readers import read_run
 from gandoctor.report import Report
@@ -143,13 +143,13 @@ def test_raise_on_nonfinite_names_the_step_and_the_loss_at_the_flush_that_saw_it
 
 
 def test_raise_on_nonfinite_with_flush_every_1_raises_at_that_step_and_only_once():
-    doctor = gandoctor.Doctor(*_models(), schedule=Schedule(flush_every=1), raise_on_nonfinite=True)
+    doctor = gandoctor.Doctor(*_models(), schedule=Schedule(flush_every=1), raise_on_nonfinite=True, live_every=0)
     doctor.step(d_loss=torch.tensor(0.7), g_loss=torch.tensor(0.7))
     with pytest.raises(NonFiniteLossError, match=r"g_loss \(loss.g\) is inf at step 1") as caught:
         doctor.step(d_loss=torch.tensor(0.7), g_loss=torch.tensor(math.inf))
     assert caught.value.detected_at == 1
     doctor.step(d_loss=torch.tensor(math.nan), g_loss=torch.tensor(0.7))  # reported: not raised again
-    assert doctor._live is not None and doctor._live.every is None  # raising alone runs no diagnosis
+    assert doctor._live is not None and doctor._live.every is None  # raising with live_every=0 runs no diagnosis
 
 
 def test_a_healthy_run_triggers_nothing_and_every_check_reaches_the_sinks(tmp_path, caplog):
@@ -242,13 +242,17 @@ def _models() -> tuple[nn.Module, nn.Module]:
     return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
 
 
-def test_without_live_options_there_is_no_monitor_and_bad_options_are_named():
-    doctor = gandoctor.Doctor(*_models())
+def test_live_diagnosis_is_on_by_default_off_with_live_every_0_and_bad_options_are_named():
+    default = gandoctor.Doctor(*_models())
+    assert default._live is not None and default._live.every == DEFAULT_LIVE_EVERY and default._live.adaptive
+    doctor = gandoctor.Doctor(*_models(), live_every=0)
     assert doctor._live is None and doctor.should_stop is False
     with pytest.raises(ValueError, match="stop_on: unknown failure mode 'exploding'"):
         gandoctor.Doctor(*_models(), stop_on=("exploding",))
-    with pytest.raises(ValueError, match="live_every must be a positive"):
-        gandoctor.Doctor(*_models(), live_every=0)
+    with pytest.raises(ValueError, match="live_every must be a number of steps"):
+        gandoctor.Doctor(*_models(), live_every=-1)
+    with pytest.raises(ValueError, match="live_every=0 turns live diagnosis off"):
+        gandoctor.Doctor(*_models(), live_every=0, stop_on="any")
     with pytest.raises(TypeError, match="alerts: object has no on_finding"):
         gandoctor.Doctor(*_models(), alerts=[object()])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="on_finding: expected a callable"):

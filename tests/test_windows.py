@@ -190,6 +190,12 @@ def test_excess_variation_measures_a_swing_that_comes_back():
     assert at_end(view(x, steps=steps), "excess_variation", 41) == pytest.approx(1.0)
 
 
+def test_a_log_ratio_that_underflows_is_many_orders_below_not_an_error():
+    # a subnormal window median over a large earlier peak: the quotient underflows to 0
+    v = view([1e300] * 5 + [5e-324] * 5)
+    assert stats.evaluate(v, "log10_vs_peak", 5, np.arange(10))[-1] == -12.0
+
+
 def test_excess_variation_needs_five_finite_values():
     assert math.isnan(at_end(view([0.0, 1.0, np.nan, 0.0]), "excess_variation", 10))
 
@@ -238,7 +244,8 @@ def _reference_unmasked(v, stat, window, grid, level, starts, ends):  # type: ig
     def ratio(num: float, den: float) -> float:
         if not (math.isfinite(num) and math.isfinite(den)) or abs(den) <= 0:
             return math.nan
-        return -12.0 if abs(num) <= 0 else math.log10(abs(num) / abs(den))
+        q = abs(num) / abs(den)
+        return -12.0 if abs(num) <= 0 or q <= 0 else math.log10(q)
 
     if stat.reference == "start":
         first_end = np.searchsorted(v.steps, v.steps[0] + window, side="right") if len(v) else 0

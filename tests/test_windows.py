@@ -206,7 +206,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 SPECIAL = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 1e-13])
 VALUES = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), SPECIAL)
-BATCH = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomised: CI runs the same 150 examples every time (a random seed would let CI fail on an
+# edge case found by chance; to explore, run locally with derandomize=False).
+BATCH = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 @st.composite

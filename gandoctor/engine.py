@@ -111,14 +111,6 @@ def _condition_values(log: Log, cond: Condition, grid: np.ndarray, window: int, 
     return values
 
 
-_COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
-
-
-def _holds(cond: Condition, values: np.ndarray) -> np.ndarray:
-    """``cond.holds`` for every value at once (never on NaN/inf)."""
-    return np.isfinite(values) & _COMPARE.get(cond.op, np.greater_equal)(values, cond.threshold)
-
-
 def find_onset(holds: np.ndarray, ok: np.ndarray, grid: np.ndarray, start: float, persist: float, rule: Rule) -> int | None:
     """Index of the first grid step where the rule fires (see the module docstring), or None."""
     p = rule.params
@@ -170,11 +162,12 @@ def _combine(rule: Rule, required: list[tuple[Condition, np.ndarray]]) -> tuple[
     optional condition alone is no evidence."""
     finite = np.vstack([np.isfinite(v) for _, v in required])
     if rule.match != "all":
-        return np.any(np.vstack([_holds(c, v) for c, v in required]), axis=0), np.any(finite, axis=0)
+        return np.any(np.vstack([c.holds_at(v) for c, v in required]), axis=0), np.any(finite, axis=0)
     lenient = np.array([c.optional for c, _ in required])[:, None]
-    per_cond = np.vstack([_holds(c, v) for c, v in required]) | (lenient & ~finite)
-    hard = finite | lenient
-    return np.all(per_cond, axis=0), np.all(hard, axis=0) & np.any(finite & ~lenient, axis=0) | np.all(finite, axis=0)
+    holds = np.all(np.vstack([c.holds_at(v) for c, v in required]) | (lenient & ~finite), axis=0)
+    required_finite = np.all(finite | lenient, axis=0)
+    some_required = np.any(finite & ~lenient, axis=0)
+    return holds, required_finite & (some_required | np.all(finite, axis=0))
 
 
 def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None) -> Finding | SkippedRule | None:
@@ -216,7 +209,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         seg = values[i:hi]
         finite_seg = seg[np.isfinite(seg)]
         value = float(np.median(finite_seg)) if finite_seg.size else math.nan
-        held = bool(_holds(cond, values)[i:hi].mean() >= 0.5) if hi > i else False
+        held = bool(cond.holds_at(values)[i:hi].mean() >= 0.5) if hi > i else False
         return Evidence(cond.signal, cond.stat, effective_window(rule, cond, span), cond.op, cond.threshold, value, held, role)
 
     details = [evidence(c, v, "condition") for c, v in required]

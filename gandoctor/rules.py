@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 from ._toml import read_toml
 from ._validate import expect as _expect
 from ._validate import unknown_keys as _unknown_keys
@@ -66,6 +68,10 @@ def known_signal(name: str) -> bool:
     return name.startswith(("grad_norm.d.layer.", "grad_norm.g.layer.", "spectrum.d.layer.")) or name == "feat.nonfinite"
 
 
+#: The comparison each ``op`` of a condition stands for (validated at load).
+COMPARISONS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+
+
 @dataclass(frozen=True)
 class Condition:
     """``stat(signal over the last `window` steps) op threshold``."""
@@ -85,15 +91,11 @@ class Condition:
         return f"{self.stat}({self.signal}, {self.window} steps{level})"
 
     def holds(self, value: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.op == "<":
-            return value < self.threshold
-        if self.op == "<=":
-            return value <= self.threshold
-        if self.op == ">":
-            return value > self.threshold
-        return value >= self.threshold
+        return bool(self.holds_at(np.asarray(value, dtype=np.float64)))
+
+    def holds_at(self, values: np.ndarray) -> np.ndarray:
+        """``holds`` for every value at once (never on NaN/inf)."""
+        return np.isfinite(values) & COMPARISONS.get(self.op, np.greater_equal)(values, self.threshold)
 
 
 @dataclass(frozen=True)

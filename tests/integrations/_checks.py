@@ -45,3 +45,11 @@ def replay(run: Path = FAILING, every: int = 100) -> list[Check]:
         seen.update((f.mode, f.rule) for f in new)
         checks.append(Check(step, report, new))
     return checks
+
+
+def feed(sink, checks: list[Check]) -> None:  # type: ignore[no-untyped-def]
+    """Give a sink what it gets during training: each new finding, then each live report."""
+    for c in checks:
+        for f in c.new:
+            sink.on_finding(f, c.step)
+        sink.on_check(c.report, c.step)

@@ -16,19 +16,12 @@ from gandoctor.integrations import IntegrationError
 from gandoctor.integrations.tensorboard import TensorBoardAlerts
 from gandoctor.report import Report
 
-from ._checks import replay
+from ._checks import feed, replay
 
 
 @pytest.fixture(scope="module")
 def checks():
     return replay()
-
-
-def feed(sink, checks) -> None:
-    for c in checks:
-        for f in c.new:
-            sink.on_finding(f, c.step)
-        sink.on_check(c.report, c.step)
 
 
 def read_back(log_dir):

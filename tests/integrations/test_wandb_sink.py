@@ -15,19 +15,12 @@ import pytest
 from gandoctor.integrations import IntegrationError
 from gandoctor.integrations.wandb import WandbAlerts
 
-from ._checks import replay
+from ._checks import feed, replay
 
 
 @pytest.fixture(scope="module")
 def checks():
     return replay()
-
-
-def feed(sink, checks) -> None:
-    for c in checks:
-        for f in c.new:
-            sink.on_finding(f, c.step)
-        sink.on_check(c.report, c.step)
 
 
 class StandInRun:

@@ -113,6 +113,24 @@ def test_grad_norms_are_the_ones_the_optimizer_applies():
     assert doctor.signals.get("opt_steps.d").values[-1] == 3
 
 
+def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
+    # A float32 sum of squares overflows past ~1.8e19; a blow-up's last finite step would read
+    # as non-finite one step early (the run's first NaN is the onset GD501 must report).
+    D = nn.Linear(3, 1)
+    G = nn.Linear(2, 3)
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.0)
+    doctor = gandoctor.Doctor(G, D, d_optimizer=opt_d, schedule=Schedule(flush_every=1), strict=True)
+    opt_d.zero_grad()
+    for p in D.parameters():
+        p.grad = torch.full_like(p, 1e30)
+    opt_d.step()
+    doctor.step(d_loss=torch.tensor(1.0))
+    view = doctor.signals.get("grad_norm.d")
+    assert view is not None
+    assert view.nonfinite[-1] == 0
+    assert view.values[-1] == pytest.approx(2e30, rel=1e-5)  # four entries of 1e30
+
+
 def test_several_d_steps_per_g_step_are_counted_and_flagged():
     _, _, doctor = train(30, {"schedule": Schedule(flush_every=5), "strict": True}, d_steps=3, pass_outputs=True)
     doctor.close()

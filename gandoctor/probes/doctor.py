@@ -410,8 +410,8 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
     """Each pending step's values on the host, in one transfer, the deferred ones settled."""
     tensors: list[torch.Tensor] = []
     for entry in pending:
-        tensors += [v.reshape(()).float() for v in entry.values.values() if isinstance(v, torch.Tensor)]
-        tensors += [t.reshape(()).float() for tensors_, _ in entry.deferred for t in tensors_]
+        tensors += [_wide(v) for v in entry.values.values() if isinstance(v, torch.Tensor)]
+        tensors += [_wide(t) for tensors_, _ in entry.deferred for t in tensors_]
     numbers = iter(_to_host(tensors))
     records = []
     for entry in pending:
@@ -420,6 +420,12 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
             then([next(numbers) for _ in tensors_], values)
         records.append((entry.step, values))
     return records
+
+
+def _wide(value: torch.Tensor) -> torch.Tensor:
+    """A scalar as float64 (float32 where the device lacks it): a float64 gradient norm of 1e40
+    is finite and must stay so on its way to the log."""
+    return value.reshape(()).to(torch.float32 if value.device.type == "mps" else torch.float64)
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[float]:

@@ -11,6 +11,11 @@ from torch import nn
 from .base import Probe, ProbeHost, StepInputs, Values, layer_of
 
 
+def _norm_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (not Apple's MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 class GradTap:
     """Optimizer step pre-hook: global and per-layer gradient norms of what the optimizer applies.
 
@@ -47,9 +52,11 @@ class GradTap:
             if not params:
                 return
             with torch.no_grad():
-                # Few kernels, no sync: one fused per-tensor norm, one stack, one norm.
+                # Few kernels, no sync: one fused per-tensor norm, one stack, one norm. Summed in
+                # float64: a float32 sum of squares overflows once a norm passes ~1.8e19, and a
+                # finite gradient on its way to blowing up would read as non-finite a step early.
                 grads = [g for p in params if (g := p.grad) is not None]
-                norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+                norms = torch.stack(torch._foreach_norm(grads, 2, dtype=_norm_dtype(grads[0].device)))
                 global_norm = torch.linalg.vector_norm(norms)
                 self.total = global_norm if self.total is None else self.total + global_norm
                 self.steps += 1

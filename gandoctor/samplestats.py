@@ -14,7 +14,7 @@ import numpy as np
 
 NEAREST_K = 5
 # Left out of the signals when not computed: the extended set, and the bins before they are fitted.
-_EXTENDED = ("feat.density", "feat.recall", "feat.vendi_ratio", "feat.occupancy_ratio", "feat.bin_tv")
+_EXTENDED = ("feat.density", "feat.recall", "feat.vendi_ratio", "feat.occupancy_ratio", "feat.bin_tv", "feat.bin_churn")
 DUPLICATE_FRACTION = 0.1
 
 
@@ -86,6 +86,7 @@ class SampleStats:
     vendi_ratio: float = math.nan
     occupancy_ratio: float = math.nan
     bin_tv: float = math.nan
+    bin_churn: float = math.nan
 
     def as_signals(self) -> dict[str, float]:
         signals = {
@@ -101,6 +102,7 @@ class SampleStats:
             "feat.vendi_ratio": self.vendi_ratio,
             "feat.occupancy_ratio": self.occupancy_ratio,
             "feat.bin_tv": self.bin_tv,
+            "feat.bin_churn": self.bin_churn,
         }
         # Statistics not computed (NaN by construction) are left out rather than logged as NaN.
         return {k: v for k, v in signals.items() if not (k in _EXTENDED and math.isnan(v))}
@@ -120,6 +122,8 @@ def compare(
     well the previous fakes' neighbourhoods are still covered by the new fakes, relative to how
     well one real set covers another. 0 = the generated distribution stayed put; 1 = it moved
     entirely somewhere else (mode hopping).
+
+    ``bins`` and ``previous_fake`` together add the calibrated bin churn (:func:`bin_churn`).
 
     ``extended`` adds density, recall and the Vendi ratio (~19 ms instead of ~6.5 ms for n=256,
     d=64 on one core; the Vendi ratio's eigenvalues are most of it). ``bins`` (fitted once by
@@ -159,9 +163,11 @@ def compare(
         fake_radii = _kth_smallest(d_ff, NEAREST_K)
         rec = float((d_rf <= fake_radii[None, :]).any(axis=1).mean())
         vendi = vendi_ratio(real_a, fake)
-    occ = tv = math.nan
+    occ = tv = churn = math.nan
     if bins is not None:
         occ, tv = occupancy(bins, real_a, real_b, fake)
+        if previous_fake is not None:
+            churn = bin_churn(bins, previous_fake, fake, real_a, real_b)
     return SampleStats(
         diversity_ratio=div,
         coverage=cov,
@@ -175,6 +181,7 @@ def compare(
         vendi_ratio=vendi,
         occupancy_ratio=occ,
         bin_tv=tv,
+        bin_churn=churn,
     )
 
 
@@ -329,3 +336,37 @@ def occupancy(bins: Bins, real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarr
     occupied_real = int((h_b > 0).sum())
     ratio = int((h_f > 0).sum()) / occupied_real if occupied_real else math.nan
     return ratio, _tv(h_f, h_a) - _tv(h_b, h_a)
+
+
+def _held(bins: Bins, x: np.ndarray, n: int) -> np.ndarray:
+    """Cells holding at least a fifth of a fair share of ``n`` rows (at least one) of ``x``."""
+    k = bins.centroids.shape[0]
+    counts = np.bincount(bins.assign(x), minlength=k) if x.shape[0] else np.zeros(k, dtype=np.int64)
+    return counts >= max(1.0, 0.2 * n / k)
+
+
+def bin_churn(bins: Bins, previous_fake: np.ndarray, fake: np.ndarray, real_a: np.ndarray, real_b: np.ndarray) -> float:
+    """How many of the modes G held at the previous measurement it has let go of, beyond chance.
+
+    A cell is held by the fakes that fall inside the real data's k-NN balls (``precision``'s
+    test: samples that look real) when at least a fifth of a fair share of them land in it. The
+    statistic is the share of the cells held by the previous fakes that the new fakes no longer
+    hold, minus the same share from one real set to another of the same size (the sampling
+    floor). 0 = G keeps its modes (or gains more); 0.5 = half of them are gone, as when G hops
+    from mode to mode. NaN when the previous fakes held no cell (nothing good to lose).
+    """
+    n = min(previous_fake.shape[0], fake.shape[0], real_a.shape[0], real_b.shape[0])
+    if n <= NEAREST_K:
+        return math.nan
+    real_a, real_b, previous_fake, fake = real_a[:n], real_b[:n], previous_fake[:n], fake[:n]
+    radii = kth_neighbour_radii(real_a)
+
+    def realistic(x: np.ndarray) -> np.ndarray:
+        return x[(pairwise_distances(x, real_a) <= radii[None, :]).any(axis=1)]
+
+    before, after = _held(bins, realistic(previous_fake), n), _held(bins, realistic(fake), n)
+    if not before.any():
+        return math.nan
+    real_before, real_after = _held(bins, real_a, n), _held(bins, realistic(real_b), n)
+    floor = float((real_before & ~real_after).sum() / real_before.sum()) if real_before.any() else 0.0
+    return float((before & ~after).sum() / before.sum()) - floor

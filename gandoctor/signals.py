@@ -58,6 +58,7 @@ SIGNALS: Mapping[str, str] = {
     "feat.bin_tv": "TV distance between the fakes' and the reals' k-means cell histograms minus the real-vs-real TV at the same size: 0 as good as real",
     "latent.drift": "median distance G's outputs for a fixed batch of latent codes moved since the previous check / median nearest-neighbour distance among as many real samples (sample features)",
     "feat.nonfinite": "1 at a sample-statistics check whose real or fake features held NaN/inf (nothing else is computed then)",
+    "feat.bin_churn": "share of the k-means cells G's previous fakes held that the new fakes no longer hold, minus the real-vs-real share: 0 keeps its modes, 0.5 let half go",
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 

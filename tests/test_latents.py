@@ -121,6 +121,30 @@ def test_a_conditional_generator_runs_on_fixed_codes_with_the_first_labels_it_wa
     assert doctor.signals.get("latent.drift").values[-1] == 0.0  # G did not move between the checks
 
 
+class OptionalLabelG(nn.Module):
+    """A G with ``forward(z, y=None)`` that needs its labels (as many scripts write a conditional G)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 2)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        assert y is not None, "this G is conditional"
+        return self.net(z) + y[:, None].float()
+
+
+def test_a_generator_with_optional_labels_gets_the_labels_the_loop_passes():
+    torch.manual_seed(0)
+    G = OptionalLabelG()
+    doctor = gandoctor.Doctor(G, CondD(), schedule=Schedule(latent_every=1, latent_batch=4, feature_every=1, flush_every=1), strict=True)
+    real = torch.randn(4, 2)
+    labels = torch.tensor([0, 1, 2, 3])
+    doctor.step(d_loss=0.5, real=real, fake=real, labels=labels, fake_labels=labels)
+    assert not doctor.disabled_probes
+    assert doctor.samples is not None
+    assert torch.allclose(doctor.samples, (G.net(doctor._latents.codes) + labels[:, None].float()).detach())
+
+
 def test_sample_grid_is_written_as_an_event_the_reader_skips(tmp_path):
     import base64
     import json

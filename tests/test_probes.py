@@ -391,3 +391,21 @@ def test_gradient_norms_on_every_other_iteration_measure_only_those():
     norms, steps = doctor.signals.get("grad_norm.d"), doctor.signals.get("opt_steps.d")
     assert norms.steps.tolist() == list(range(0, 20, 2)) and (norms.values > 0).all()
     assert set(steps.values.tolist()) == {3.0}  # the D steps of the measured iteration, not of two
+
+
+def test_sample_statistics_use_one_step_s_fakes_and_measure_once_more_when_training_ends():
+    # A collapsed G whose single output point drifts: pooled across feature steps its fakes look
+    # spread out; from one step they are all the same point.
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, features="pixels", schedule=Schedule(budget=None, latent_every=0), strict=True)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(150):
+        real = torch.randn(128, 2, generator=gen)
+        point = torch.tensor([[math.cos(step / 10), math.sin(step / 10)]]) * 2
+        fake = point + 1e-4 * torch.randn(128, 2, generator=gen)
+        doctor.step(d_loss=torch.tensor(1.0), g_loss=torch.tensor(1.0), real=real, fake=fake)
+    doctor.close()
+    view = doctor.signals.get("feat.diversity_ratio")
+    assert view is not None
+    assert view.steps.tolist() == [50, 100, 149]  # the schedule's checks, then the newest features (step 125) at the end
+    assert (view.values < 0.01).all()

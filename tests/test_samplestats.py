@@ -144,3 +144,28 @@ def test_compare_writes_the_bin_statistics_only_when_bins_are_given(rng):
     assert (signals["feat.occupancy_ratio"], signals["feat.bin_tv"]) == ss.occupancy(bins, real_a, real_b, fake)
     with pytest.raises(ValueError, match="shape"):
         ss.fit_bins(np.zeros(5))
+
+
+def test_bin_churn_counts_the_modes_g_let_go_beyond_the_real_floor(rng):
+    bins = ss.fit_bins(_mixture(rng, 512, np.arange(16)), seed=0)
+    real_a, real_b = _mixture(rng, 128, np.arange(16)), _mixture(rng, 128, np.arange(16))
+    four = _mixture(rng, 128, np.arange(4))
+    # G keeps its four modes: nothing let go.
+    assert ss.bin_churn(bins, four, _mixture(rng, 128, np.arange(4)), real_a, real_b) == pytest.approx(0.0, abs=0.05)
+    # G hops to four other modes: all it held is gone.
+    assert ss.bin_churn(bins, four, _mixture(rng, 128, np.arange(4, 8)), real_a, real_b) == pytest.approx(1.0, abs=0.05)
+    # Half kept, half swapped.
+    assert ss.bin_churn(bins, four, _mixture(rng, 128, np.array([0, 1, 8, 9])), real_a, real_b) == pytest.approx(0.5, abs=0.05)
+    # Spreading out from four modes to all sixteen loses none of the four.
+    assert ss.bin_churn(bins, four, _mixture(rng, 128, np.arange(16)), real_a, real_b) == pytest.approx(0.0, abs=0.05)
+    hopped = _mixture(rng, 128, np.arange(4, 8))
+    signals = ss.compare(real_a, real_b, hopped, four, bins=bins).as_signals()
+    assert signals["feat.bin_churn"] == ss.bin_churn(bins, four, hopped, real_a, real_b)
+    assert "feat.bin_churn" not in ss.compare(real_a, real_b, four, None, bins=bins).as_signals()
+
+
+def test_bin_churn_is_undefined_when_g_held_no_mode_with_samples_that_look_real(rng):
+    bins = ss.fit_bins(_mixture(rng, 512, np.arange(16)), seed=0)
+    real_a, real_b = _mixture(rng, 128, np.arange(16)), _mixture(rng, 128, np.arange(16))
+    junk = rng.normal(size=(128, 2)) * 100.0 + 500.0  # nowhere near the data
+    assert np.isnan(ss.bin_churn(bins, junk, _mixture(rng, 128, np.arange(4)), real_a, real_b))

@@ -45,7 +45,7 @@ class Schedule:
     layer_every: int = 50
     feature_every: int = 25
     feature_batch: int = 128
-    sample_stats_every: int = 100
+    sample_stats_every: int = 50
     feature_dim: int = 64
     power_iterations: int = 2
     # Full SVD of D's matrices (Liu et al. 2019's "spectral collapse"); 0 = off. Larger matrices are skipped.
@@ -183,6 +183,11 @@ class Probe:
 
     def measure(self, inputs: StepInputs) -> Values:
         raise NotImplementedError
+
+    def final(self, step: int) -> Values:
+        """Called once when training ends (``Doctor.close``), ``step`` the last step: a last
+        measurement of what the schedule has not yet measured. Nothing by default."""
+        return {}
 
     def after_step(self, step: int, every: int) -> None:
         """With ``arms``: called after every step (due or not), e.g. to arm a hook for the next one."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -396,6 +397,12 @@ class Doctor(_ClosedOnExit):
         if self._closed:
             return
         _OPEN.discard(self)
+        # The probes' last measurements (the sample statistics of the newest features), at the last step.
+        values = _final_values(self.probes, self._disabled, self._guard, self._step)
+        if values:
+            if not self._pending or self._pending[-1].step != self._step:
+                self._pending.append(_Pending(self._step))
+            self._pending[-1].values.update(values)
         self._guard("flush", lambda: self._flush(final=True))
         for probe in self.probes:
             probe.close()
@@ -404,6 +411,17 @@ class Doctor(_ClosedOnExit):
         if self._writer is not None:
             self._guard("writer", self._writer.close)
         self._closed = True
+
+
+def _final_values(probes: Sequence[Probe], disabled: Mapping[str, str], guard: Callable[[str, Callable[[], Any]], Any], step: int) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if step < 0:
+        return values
+    with torch.no_grad():
+        for probe in probes:
+            if probe.name not in disabled:
+                values.update(guard(probe.name, functools.partial(probe.final, step)) or {})
+    return values
 
 
 def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]:

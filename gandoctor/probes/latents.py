@@ -55,6 +55,17 @@ def takes_one_input(module: torch.nn.Module) -> bool:
     return len(required) <= 1
 
 
+def takes_two_inputs(module: torch.nn.Module) -> bool:
+    """True when ``module(z, y)`` is a valid call (labels optional or required)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return True
+    return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 2
+
+
 class LatentProbe(Probe):
     name = "latents"
     schedule_field = "latent_every"
@@ -79,7 +90,11 @@ class LatentProbe(Probe):
         return self.usable and super().due(inputs, every)
 
     def _fix_labels(self, fake_labels: Any, n: int, device: torch.device) -> None:
-        """The conditional G's labels for the fixed codes, taken once (cycled to n) and kept."""
+        """The conditional G's labels for the fixed codes, taken once (cycled to n) and kept. A G
+        whose labels are optional (``forward(z, y=None)``) gets them too when the loop passes
+        ``fake_labels``: it is conditional in this run."""
+        if self.labels is None and isinstance(fake_labels, torch.Tensor) and not self.conditional:
+            self.conditional = takes_two_inputs(self.host.generator)
         if self.conditional and self.labels is None:
             labels = fake_labels.detach()
             self.labels = labels[torch.arange(n, device=labels.device) % labels.shape[0]].clone().to(device)

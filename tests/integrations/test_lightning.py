@@ -12,6 +12,7 @@ pytest.importorskip("lightning", reason="the 'lightning' extra is not installed 
 
 import lightning as L
 
+import gandoctor
 from gandoctor.integrations import IntegrationError
 from gandoctor.integrations.lightning import DoctorCallback
 
@@ -110,7 +111,10 @@ def test_manual_optimization_one_doctor_step_per_batch(tmp_path):
     # optimizers matched by their parameters although configure_optimizers lists G's first
     assert {"loss.d", "loss.g", "grad_norm.d", "grad_norm.g", "d.auc"} <= set(report.signals)
     assert callback.doctor is None  # closed at fit end
-    assert [r["step"] for r in step_records(tmp_path)] == list(range(40))
+    records = step_records(tmp_path)
+    # one record per iteration, and the sample statistics measured at close as a second record of the last step
+    assert [r["step"] for r in records] == [*range(40), 39]
+    assert set(records[-1]["s"]) <= {name for name in gandoctor.SIGNALS if name.startswith("feat.")}
 
 
 def test_losses_are_the_values_the_module_logged(tmp_path):

@@ -14,7 +14,7 @@ from gandoctor import read_run
 from gandoctor.readers.grids import GridKeeper, SampleGrid, from_runlog
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
-# A recorded 2-D run whose log holds five grids (steps 0, 1000, ..., 4000).
+# A recorded 2-D run whose log holds nine grids (the first five checks, steps 0-400, then 1000, ..., 4000).
 POINTS = CORPUS / "c235-partial_collapse-random2d-mlp"
 
 
@@ -26,7 +26,7 @@ def _raw_grids(run: Path) -> list[dict]:
 def test_the_run_logs_grids_are_read_with_their_values():
     data = read_run(POINTS)
     raw = _raw_grids(POINTS)
-    assert [g.step for g in data.samples] == [r["step"] for r in raw] == [0, 1000, 2000, 3000, 4000]
+    assert [g.step for g in data.samples] == [r["step"] for r in raw] == [0, 100, 200, 300, 400, 1000, 2000, 3000, 4000]
     last, record = data.samples[-1], raw[-1]["samples"]
     assert last.kind == "vectors" and last.pixels.shape == (16, 2) and last.source == "runlog"
     values = last.values()

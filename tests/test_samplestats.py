@@ -96,11 +96,26 @@ def test_compare_matches_the_definitions_one_by_one(rng, shift):
     assert got.coverage == pytest.approx(ss.coverage(real_a, fake, radii))
     assert got.coverage_ratio == pytest.approx(ss.coverage(real_a, fake, radii) / cov_rr)
     assert got.precision == pytest.approx(ss.precision(real_a, fake, radii))
-    assert got.dup_rate == pytest.approx(ss.duplicate_rate(real_a, fake))
+    assert got.dup_rate == pytest.approx(ss.duplicate_rate(real_b, fake))
     assert got.diversity_ratio == pytest.approx(ss.mean_pairwise_distance(fake) / ss.mean_pairwise_distance(real_a))
     assert got.density == pytest.approx(ss.density(real_a, fake, radii))
     assert got.recall == pytest.approx(ss.recall(real_a, fake))
     assert got.vendi_ratio == pytest.approx(ss.vendi_ratio(real_a, fake))
+
+
+def test_fewer_fakes_than_reals_keep_the_reals_neighbourhoods_and_a_same_size_calibration(rng):
+    # 128 fakes against 256 reals of a 16-mode mixture: radii from all 256 reals; coverage and
+    # duplicates calibrated against 128 reals.
+    real_a, real_b = _mixture(rng, 256, np.arange(16)), _mixture(rng, 256, np.arange(16))
+    fake = _mixture(rng, 128, np.arange(16))
+    got = ss.compare(real_a, real_b, fake, None)
+    radii = ss.kth_neighbour_radii(real_a)
+    assert got.precision == pytest.approx(ss.precision(real_a, fake, radii))
+    assert got.coverage_ratio == pytest.approx(ss.coverage(real_a, fake, radii) / ss.coverage(real_a, real_b[:128], radii))
+    assert got.dup_rate == pytest.approx(ss.duplicate_rate(real_b[:128], fake))
+    assert got.diversity_ratio == pytest.approx(ss.mean_pairwise_distance(fake) / ss.mean_pairwise_distance(real_a))
+    # Fakes of the real distribution read as real whatever their count.
+    assert got.coverage_ratio == pytest.approx(1.0, abs=0.1) and got.precision > 0.9
 
 
 def _mixture(rng, n, modes):

@@ -116,7 +116,7 @@ class SampleStatsProbe(Probe):
         "feat.fake_shift", "feat.turnover", "feat.density", "feat.recall", "feat.vendi_ratio",
         "feat.occupancy_ratio", "feat.bin_tv", "feat.bin_churn", "feat.nonfinite",
     )
-    cost = 7.0  # n=256, d=64, one core; ~19 ms with extended_sample_stats
+    cost = 3.0  # 256 reals, 128 fakes, d=64, one core (2.5 ms measured); ~19 ms with extended_sample_stats
 
     def __init__(self, host: ProbeHost) -> None:
         super().__init__(host)

@@ -109,6 +109,7 @@ def build(factory, device: torch.device):
 OFF = 10**9
 VARIANTS: dict[str, dict] = {
     "default": {},
+    "no live diagnosis": {"live_every": 0},
     "fixed intervals": {"schedule": gandoctor.Schedule(budget=None)},
     "no sample features": {"schedule": gandoctor.Schedule(feature_every=OFF, sample_stats_every=OFF)},
     "d_penultimate": {"features": "d_penultimate"},

@@ -134,6 +134,7 @@ def compare(
     previous_fake: np.ndarray | None,
     extended: bool = False,
     bins: Bins | None = None,
+    churn: bool = True,
 ) -> SampleStats:
     """Fake vs real statistics, each calibrated against a second real set of the same size.
 
@@ -146,7 +147,8 @@ def compare(
     well one real set covers another. 0 = the generated distribution stayed put; 1 = it moved
     entirely somewhere else (mode hopping).
 
-    ``bins`` and ``previous_fake`` together add the calibrated bin churn (:func:`bin_churn`).
+    ``bins`` and ``previous_fake`` together add the calibrated bin churn (:func:`bin_churn`),
+    unless ``churn`` is False (the previous fakes were featurised in another feature space).
 
     ``extended`` adds density, recall and the Vendi ratio (~19 ms instead of ~2.5 ms for 256 reals
     and 128 fakes, d=64 on one core; the Vendi ratio's eigenvalues are most of it). ``bins`` (fitted once by
@@ -179,11 +181,11 @@ def compare(
         fake_radii = _kth_smallest(d_ff, NEAREST_K)
         rec = float((d_rf <= fake_radii[None, :]).any(axis=1).mean())
         vendi = vendi_ratio(real_a, fake)
-    occ = tv = churn = math.nan
+    occ = tv = let_go = math.nan
     if bins is not None:
         occ, tv = occupancy(bins, real_a, real_b, fake)
-        if previous_fake is not None:
-            churn = bin_churn(bins, previous_fake, fake, real_a, real_b)
+        if previous_fake is not None and churn:
+            let_go = bin_churn(bins, previous_fake, fake, real_a, real_b, radii)
     return SampleStats(
         diversity_ratio=div,
         coverage=cov,
@@ -197,7 +199,7 @@ def compare(
         vendi_ratio=vendi,
         occupancy_ratio=occ,
         bin_tv=tv,
-        bin_churn=churn,
+        bin_churn=let_go,
     )
 
 
@@ -294,10 +296,13 @@ class Bins:
         sq = (c * c).sum(1)[None, :] - 2.0 * x.astype(np.float64, copy=False) @ c.T
         return np.argmin(sq, axis=1)
 
+    def counts(self, x: np.ndarray) -> np.ndarray:
+        """Rows of ``x`` in each cell."""
+        return np.bincount(self.assign(x), minlength=self.centroids.shape[0])
+
     def histogram(self, x: np.ndarray) -> np.ndarray:
         """Share of the rows of ``x`` in each cell."""
-        counts = np.bincount(self.assign(x), minlength=self.centroids.shape[0]).astype(np.float64)
-        return counts / max(1, x.shape[0])
+        return self.counts(x).astype(np.float64) / max(1, x.shape[0])
 
 
 def fit_bins(real: np.ndarray, k: int = BINS, seed: int = 0, iterations: int = 30) -> Bins:
@@ -357,11 +362,6 @@ def occupancy(bins: Bins, real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarr
 CHURN_HELD = 3  # realistic fakes a cell must have held to count as a mode G held (Poisson: P(0 | 3) = 5%)
 
 
-def _cell_counts(bins: Bins, x: np.ndarray) -> np.ndarray:
-    k = bins.centroids.shape[0]
-    return np.bincount(bins.assign(x), minlength=k) if x.shape[0] else np.zeros(k, dtype=np.int64)
-
-
 def _let_go(before: np.ndarray, after: np.ndarray, n: int) -> tuple[int, int]:
     """(cells held before, of them empty after): held = at least ``CHURN_HELD`` rows and a fifth
     of a fair share of ``n``; let go = not one row left. Sampling noise alone rarely empties a
@@ -370,7 +370,9 @@ def _let_go(before: np.ndarray, after: np.ndarray, n: int) -> tuple[int, int]:
     return int(held.sum()), int((held & (after == 0)).sum())
 
 
-def bin_churn(bins: Bins, previous_fake: np.ndarray, fake: np.ndarray, real_a: np.ndarray, real_b: np.ndarray) -> float:
+def bin_churn(
+    bins: Bins, previous_fake: np.ndarray, fake: np.ndarray, real_a: np.ndarray, real_b: np.ndarray, radii: np.ndarray | None = None
+) -> float:
     """How many of the modes G held at the previous measurement it has let go of, beyond chance.
 
     A cell is held by the fakes that fall inside the real data's k-NN balls (``precision``'s
@@ -379,19 +381,20 @@ def bin_churn(bins: Bins, previous_fake: np.ndarray, fake: np.ndarray, real_a: n
     statistic is the share of the held cells let go of, minus the same share from one real set to
     another of the same size (the sampling floor). 0 = G keeps its modes (or gains more); 0.5 =
     half of them are gone, as when G hops from mode to mode. NaN when the previous fakes held no
-    cell (nothing good to lose).
+    cell (nothing good to lose). ``radii``: real_a's k-NN radii, if at hand (compare has them).
     """
     n = min(previous_fake.shape[0], fake.shape[0], real_a.shape[0], real_b.shape[0])
     if n <= NEAREST_K:
         return math.nan
-    radii = kth_neighbour_radii(real_a)  # all of real_a: see compare()
+    if radii is None:
+        radii = kth_neighbour_radii(real_a)  # all of real_a: see compare()
 
     def realistic(x: np.ndarray) -> np.ndarray:
         return x[(pairwise_distances(x, real_a) <= radii[None, :]).any(axis=1)]
 
-    held, lost = _let_go(_cell_counts(bins, realistic(previous_fake[:n])), _cell_counts(bins, realistic(fake[:n])), n)
+    held, lost = _let_go(bins.counts(realistic(previous_fake[:n])), bins.counts(realistic(fake[:n])), n)
     if not held:
         return math.nan
-    real_held, real_lost = _let_go(_cell_counts(bins, real_a[:n]), _cell_counts(bins, realistic(real_b[:n])), n)
+    real_held, real_lost = _let_go(bins.counts(real_a[:n]), bins.counts(realistic(real_b[:n])), n)
     floor = real_lost / real_held if real_held else 0.0
     return lost / held - floor

@@ -118,6 +118,11 @@ class StepInputs:
         return self.real is not None and self.fake is not None
 
 
+def widest_float(device: torch.device) -> torch.dtype:
+    """float64, or float32 on a device without it (Apple's MPS): sums of huge norms stay finite."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 @contextlib.contextmanager
 def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
     """Run a forward that leaves no trace: buffers restored, RNG streams forked."""

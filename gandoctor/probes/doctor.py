@@ -32,7 +32,7 @@ from ..errors import RuleError
 from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
 from ..signals import SignalLog
-from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched
+from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched, widest_float
 from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
 from .distributed import RankReducer, with_pending
@@ -443,7 +443,7 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
 def _wide(value: torch.Tensor) -> torch.Tensor:
     """A scalar as float64 (float32 where the device lacks it): a float64 gradient norm of 1e40
     is finite and must stay so on its way to the log."""
-    return value.reshape(()).to(torch.float32 if value.device.type == "mps" else torch.float64)
+    return value.reshape(()).to(widest_float(value.device))
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[float]:

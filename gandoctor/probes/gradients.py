@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .base import Probe, ProbeHost, StepInputs, Values, layer_of
+from .base import Probe, ProbeHost, StepInputs, Values, layer_of, widest_float
 
 
 def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -70,7 +70,7 @@ class GradTap:
                 # norms in float64: their sum of squares can overflow float32 too).
                 grads = [g for p in params if (g := p.grad) is not None]
                 norms = tensor_norms(grads)
-                dtype = torch.float32 if norms.device.type == "mps" else torch.float64
+                dtype = widest_float(norms.device)
                 global_norm = torch.linalg.vector_norm(norms, dtype=dtype)
                 self.total = global_norm if self.total is None else self.total + global_norm
                 self.steps += 1

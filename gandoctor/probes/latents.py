@@ -45,25 +45,30 @@ def quantised_grid(x: torch.Tensor) -> dict[str, Any] | None:
     return {"shape": list(q.shape), "lo": lo, "hi": hi, "uint8": base64.b64encode(q.tobytes()).decode("ascii")}
 
 
+def _forward_parameters(module: torch.nn.Module) -> list[inspect.Parameter] | None:
+    """The parameters of ``module.forward``; None when its signature cannot be read."""
+    try:
+        return list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def _positional(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
+    return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 def takes_one_input(module: torch.nn.Module) -> bool:
     """True when ``module(z)`` is a valid call (a conditional G also needs labels)."""
-    try:
-        params = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return True
-    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(required) <= 1
+    params = _forward_parameters(module)
+    return params is None or len([p for p in _positional(params) if p.default is p.empty]) <= 1
 
 
 def takes_two_inputs(module: torch.nn.Module) -> bool:
     """True when ``module(z, y)`` is a valid call (labels optional or required)."""
-    try:
-        params = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
+    params = _forward_parameters(module)
+    if params is None:
         return False
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return True
-    return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 2
+    return any(p.kind == p.VAR_POSITIONAL for p in params) or len(_positional(params)) >= 2
 
 
 class LatentProbe(Probe):

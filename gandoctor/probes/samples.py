@@ -11,8 +11,6 @@ when switched on, reuse the same arrays.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +53,7 @@ class FeatureBank:
 
     real: list[torch.Tensor] = field(default_factory=list)
     fake: list[torch.Tensor] = field(default_factory=list)
-    fake_steps: list[int] = field(default_factory=list)  # the step of each fake batch
+    newest_fake_step: int | None = None  # the step of the newest fake batch
     reservoir: list[torch.Tensor] = field(default_factory=list)  # reals for the k-means bins, until fitted
     bins: samplestats.Bins | None = None
     prepared: Prepared | None = None
@@ -79,7 +77,7 @@ class FeatureProbe(Probe):
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
         bank.real.append(self.host.extract(inputs.real[:n].detach(), y_real))
         bank.fake.append(self.host.extract(inputs.fake[:n].detach(), y_fake))
-        bank.fake_steps.append(inputs.step)
+        bank.newest_fake_step = inputs.step
         chosen = getattr(self.host.extract, "chosen", None)
         if chosen is not None and self.host.context().values.get("features") != chosen:
             self.host.note_context(set(), {"features": chosen})  # what `auto` picked
@@ -88,7 +86,6 @@ class FeatureProbe(Probe):
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del bank.real[:-4]
         del bank.fake[:-2]
-        del bank.fake_steps[:-2]
         return {}
 
 
@@ -131,7 +128,8 @@ class SampleStatsProbe(Probe):
         """At the end of training: measure the newest features if no measurement has seen them
         (a 300-step run measured at steps 100 and 200 would otherwise never show its last 100)."""
         bank = self.host.bank
-        if not bank.fake_steps or bank.fake_steps[-1] == self._measured_step or bank.fake_steps[-1] <= 0:
+        newest = bank.newest_fake_step
+        if newest is None or newest == self._measured_step or newest <= 0:
             return {}
         return self.measure(StepInputs(step))
 
@@ -141,23 +139,23 @@ class SampleStatsProbe(Probe):
             return {}
         real = torch.cat(bank.real).cpu().numpy().astype(np.float64)
         fake = torch.cat(same_time_fakes(bank)).cpu().numpy().astype(np.float64)
-        self._measured_step = bank.fake_steps[-1] if bank.fake_steps else None
+        self._measured_step = bank.newest_fake_step
         if not (np.isfinite(real).all() and np.isfinite(fake).all()):
             return {"feat.nonfinite": 1.0}
         perm = self._rng.permutation(real.shape[0])
         half = real.shape[0] // 2
         real_a, real_b = real[perm[:half]], real[perm[half:]]
+        # D's features move as D trains: bins fitted once would describe an old feature space, and
+        # the previous fakes were featurised by an older D (no churn across feature spaces).
+        moving_features = self.host.context().values.get("features") == "d_penultimate"
         with one_blas_thread():
-            if self.host.context().values.get("features") == "d_penultimate":
-                # D's features move as D trains: bins fitted once would describe an old feature
-                # space, so they are refitted on the current reals (~5 ms) at each measurement.
-                bank.bins = samplestats.fit_bins(real, seed=self.host.seed)
+            if moving_features:
+                bank.bins = samplestats.fit_bins(real, seed=self.host.seed)  # refitted on the current reals (~5 ms)
             elif bank.bins is None and bank.reservoir_full():
                 self.host.guard("bins", lambda: self._fit_bins(bank))
-            stats = samplestats.compare(real_a, real_b, fake, self._prev_fake, self.host.schedule.extended_sample_stats, bank.bins)
-            if self.host.context().values.get("features") == "d_penultimate":
-                # the previous fakes were featurised by an older D: no churn across feature spaces
-                stats = dataclasses.replace(stats, bin_churn=math.nan)
+            stats = samplestats.compare(
+                real_a, real_b, fake, self._prev_fake, self.host.schedule.extended_sample_stats, bank.bins, churn=not moving_features
+            )
         self._prev_fake = fake
         bank.prepared = Prepared(inputs.step, real, fake, real_a)
         return stats.as_signals()

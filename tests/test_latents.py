@@ -37,7 +37,9 @@ def test_latent_drift_is_zero_for_a_frozen_generator_and_scales_with_its_movemen
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(3, 2))
     D = nn.Linear(2, 1)
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, feature_every=1, flush_every=1), strict=True)
+    # One real batch, kept four times by the bank: 64 codes compare with its 64 distinct samples.
+    schedule = Schedule(latent_every=2, latent_batch=64, feature_every=1, flush_every=1)
+    doctor = gandoctor.Doctor(G, D, schedule=schedule, strict=True)
     real = torch.randn(64, 2)
     for _ in range(4):
         doctor.step(d_loss=0.5, real=real, fake=G(torch.randn(64, 3)).detach())
@@ -175,3 +177,28 @@ def test_a_generator_that_unflattens_its_code_gets_flat_codes():
     doctor.step(d_loss=0.5)
     doctor.step(d_loss=0.5)
     assert doctor.samples.shape == (16, 2, 4, 4) and not doctor.disabled_probes
+
+
+def test_cell_churn_is_zero_while_g_keeps_its_cells_and_one_when_it_hops_to_other_data():
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        G[0].weight.mul_(0.1)
+        G[0].bias.copy_(torch.tensor([-5.0, 0.0]))  # every output near the left cluster
+    D = nn.Linear(2, 1)
+    schedule = Schedule(latent_every=2, feature_every=1, sample_stats_every=2, flush_every=1, budget=None)
+    doctor = gandoctor.Doctor(G, D, schedule=schedule, strict=True)
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0]])
+
+    def real_batch() -> torch.Tensor:
+        return centres[torch.randint(0, 2, (128,))] + 0.3 * torch.randn(128, 2)
+
+    for _ in range(10):  # 4 feature checks fill the k-means reservoir (512 reals)
+        doctor.step(d_loss=0.5, real=real_batch(), fake=G(torch.randn(128, 3)).detach())
+    churn = doctor.signals.get("latent.cell_churn")
+    assert churn is not None and churn.values[-1] == 0.0  # a frozen G holds the same cells
+    with torch.no_grad():
+        G[0].bias.copy_(torch.tensor([5.0, 0.0]))  # the same codes now land in the other cluster
+    for _ in range(2):
+        doctor.step(d_loss=0.5, real=real_batch(), fake=G(torch.randn(128, 3)).detach())
+    assert doctor.signals.get("latent.cell_churn").values[-1] == 1.0

@@ -60,10 +60,10 @@ class Schedule:
     ndb_every: int = 0
     # Gradient norms are taken at the optimizer steps of every grad_every-th iteration.
     grad_every: int = 1
-    # Fixed latent codes through G every N steps (0 = off): latent.drift, and a sample grid
+    # Fixed latent codes through G every N steps (0 = off): latent.drift and latent.cell_churn, and a sample grid
     # written to the run log every ``sample_grid_every`` of those checks (0 = never written).
-    latent_every: int = 100
-    latent_batch: int = 64
+    latent_every: int = 50
+    latent_batch: int = 128
     sample_grid_every: int = 10
     budget: float | None = 0.05
     # Under torch.distributed: seconds a flush waits for the other ranks before the reduction

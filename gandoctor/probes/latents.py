@@ -13,6 +13,16 @@ previous check, in the sample-feature space, divided by the median nearest-neigh
 among as many real samples (a real-vs-real floor): about 1 means the outputs for the same
 codes moved as far as neighbouring real samples lie apart. Both outputs are re-extracted with the
 current extractor, so features that change with D (``d_penultimate``) compare like with like.
+
+``latent.cell_churn`` is the share of the k-means cells of the real data (the sample-statistics
+bins) that G's outputs for the codes held at the previous check (at least ``CHURN_HELD`` codes
+and a fifth of a fair share) and now hold not one code. The codes are the same at both checks,
+so there is no sampling noise to subtract: a G that keeps its modes, or gains more while it
+learns, scores 0; one that hops from mode to mode, or whose distribution keeps rotating, scores
+high. Every output counts, realistic or not: gated on precision's k-NN test, the signal was
+undefined on most runs, whose G rarely lands inside the real balls of a tight mixture (the
+rule that reads it asks for some realistic samples instead). Not recorded before the bins are
+fitted, nor with features that move with D (``d_penultimate``: the cells would move too).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..samplestats import CHURN_HELD
 from .base import Probe, ProbeHost, StepInputs, Values, untouched
 
 GRID_SIZE = 16
@@ -74,8 +85,8 @@ def takes_two_inputs(module: torch.nn.Module) -> bool:
 class LatentProbe(Probe):
     name = "latents"
     schedule_field = "latent_every"
-    signals = ("latent.drift",)
-    cost = 0.5  # a G forward on 64 codes and two feature extractions
+    signals = ("latent.drift", "latent.cell_churn")
+    cost = 0.6  # a G forward on 128 codes, two feature extractions, distances to 16 centroids
 
     def __init__(self, host: ProbeHost, shape: tuple[int, ...] | None, sample_latent: SampleLatent | None) -> None:
         super().__init__(host)
@@ -147,11 +158,33 @@ class LatentProbe(Probe):
         if n < 2:
             return {}
         extract = self.host.extract
-        moved = torch.linalg.vector_norm(extract(out[:n], None) - extract(previous[:n], None), dim=1).median()
+        now, before = extract(out, None), extract(previous, None)
+        moved = torch.linalg.vector_norm(now[:n] - before[:n], dim=1).median()
         real_d = torch.cdist(real[:n].float(), real[:n].float())
         real_d.fill_diagonal_(float("inf"))
         floor = real_d.min(dim=1).values.median()
-        return {"latent.drift": torch.where(floor > 0, moved / floor.clamp_min(1e-30), torch.full_like(moved, float("nan")))}
+        drift = torch.where(floor > 0, moved / floor.clamp_min(1e-30), torch.full_like(moved, float("nan")))
+        churn = self._cell_churn(before, now)
+        return {"latent.drift": drift} if churn is None else {"latent.drift": drift, "latent.cell_churn": churn}
+
+    def _cell_churn(self, before: torch.Tensor, now: torch.Tensor) -> torch.Tensor | None:
+        """See the module docstring; tensors on the device throughout (no sync)."""
+        bins = self.host.bank.bins
+        if bins is None or self.host.context().values.get("features") == "d_penultimate":
+            return None
+        centroids = torch.as_tensor(bins.centroids, dtype=torch.float32, device=now.device)
+        k = centroids.shape[0]
+
+        def counts(x: torch.Tensor) -> torch.Tensor:
+            # A one-hot sum, not bincount: bincount on CUDA refuses deterministic mode.
+            cell = torch.cdist(x.float(), centroids).argmin(dim=1)
+            return (cell[:, None] == torch.arange(k, device=cell.device)[None, :]).sum(dim=0)
+
+        held = counts(before) >= max(CHURN_HELD, 0.2 * before.shape[0] / k)
+        lost = (held & (counts(now) == 0)).sum()
+        n_held = held.sum()
+        finite = torch.isfinite(before).all() & torch.isfinite(now).all()
+        return torch.where(finite & (n_held > 0), lost / n_held.clamp_min(1), torch.tensor(float("nan"), device=now.device))
 
     @property
     def samples(self) -> torch.Tensor | None:

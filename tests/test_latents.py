@@ -202,3 +202,29 @@ def test_cell_churn_is_zero_while_g_keeps_its_cells_and_one_when_it_hops_to_othe
     for _ in range(2):
         doctor.step(d_loss=0.5, real=real_batch(), fake=G(torch.randn(128, 3)).detach())
     assert doctor.signals.get("latent.cell_churn").values[-1] == 1.0
+
+
+class EmbeddingG(nn.Module):
+    """A conditional G whose first layer takes z and a label embedding concatenated (z has 4
+    dimensions; the first Linear reads 7)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(7, 2)
+        self.embed = nn.Embedding(10, 3)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([z, self.embed(y)], dim=1))
+
+
+def test_a_wrongly_guessed_latent_size_switches_the_probe_off_once_with_the_fix_named():
+    G, labels = EmbeddingG(), torch.tensor([0, 1, 2, 3])
+    doctor = gandoctor.Doctor(G, CondD(), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1))
+    real = torch.randn(4, 2)
+    for _ in range(3):
+        doctor.step(d_loss=0.5, real=real, fake=real, labels=labels, fake_labels=labels)
+    message = doctor.disabled_probes["latents"]
+    assert "guessed from its first layer" in message and "latent_dim=" in message
+    fixed = gandoctor.Doctor(G, CondD(), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), latent_dim=4, strict=True)
+    fixed.step(d_loss=0.5, real=real, fake=real, labels=labels, fake_labels=labels)
+    assert fixed.samples is not None and fixed.samples.shape == (16, 2)  # the first 16 outputs, for the grid

@@ -222,7 +222,7 @@ class Doctor(_ClosedOnExit):
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
             lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples,
         )
-        self._latents = LatentProbe(host, latent_shape(self.generator, latent_dim), sample_latent)
+        self._latents = LatentProbe(host, latent_shape(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
         self._budget = Budget(self.schedule.budget, self.probes)
         if log_dir is not None and _is_main_process():

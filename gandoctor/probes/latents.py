@@ -88,9 +88,12 @@ class LatentProbe(Probe):
     signals = ("latent.drift", "latent.cell_churn")
     cost = 0.6  # a G forward on 128 codes, two feature extractions, distances to 16 centroids
 
-    def __init__(self, host: ProbeHost, shape: tuple[int, ...] | None, sample_latent: SampleLatent | None) -> None:
+    def __init__(
+        self, host: ProbeHost, shape: tuple[int, ...] | None, sample_latent: SampleLatent | None, shape_given: bool = False
+    ) -> None:
         super().__init__(host)
         self.shape = shape
+        self.shape_guessed = shape is not None and not shape_given and sample_latent is None
         self.sample_latent = sample_latent
         # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
         self.usable = shape is not None or sample_latent is not None
@@ -134,12 +137,22 @@ class LatentProbe(Probe):
         shape = self.shape or ()
         codes = torch.randn((n, *shape), generator=gen).to(device)
         try:
-            out = self._forward(codes)
-        except RuntimeError:
-            if len(shape) == 1:
+            try:
+                out = self._forward(codes)
+            except RuntimeError:
+                if len(shape) == 1:
+                    raise
+                codes = codes.reshape(n, shape[0])
+                out = self._forward(codes)
+        except (RuntimeError, TypeError) as exc:
+            if not self.shape_guessed:
                 raise
-            codes = codes.reshape(n, shape[0])
-            out = self._forward(codes)
+            # A conditional G whose first layer takes z and a label embedding concatenated reads
+            # as a wider z: say what was guessed and how to give the right size.
+            raise RuntimeError(
+                f"G refused {n} latent codes of shape {tuple(shape)}, guessed from its first layer ({exc}); "
+                "pass Doctor(latent_dim=...) or Doctor(sample_latent=...), or Schedule(latent_every=0) to switch this probe off"
+            ) from exc
         self.codes = codes
         return out
 

@@ -81,10 +81,10 @@ def test_a_log_that_ends_in_nan_is_exploding_at_its_first_nonfinite_step(run):
 
 def test_live_diagnosis_floor():
     f1, healthy_alarms = _macro_f1(lambda r: _onsets(_live(r)))
-    assert f1 >= 0.80, f1  # 0.82 with the rules as shipped (0.82 / 0.82 held out)
-    # 9 of 50 with the rules as shipped: since the sample statistics read one step's fakes, short
-    # runs that recover late (the oracle's "not to the end") alarm more often than before (5).
-    assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
+    assert f1 >= 0.80, f1  # 0.83 with the rules as shipped (0.83 / 0.83 held out)
+    # 6 of 50 with the rules as shipped (9 before the collapse rules asked that G's diversity
+    # not be rising: short runs still learning read as collapsed early on).
+    assert healthy_alarms <= 0.15 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
 
 
 def test_scalar_log_diagnosis_floor():

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..samplestats import CHURN_HELD
+from ..samplestats import CHURN_HELD, Bins
 from .base import Probe, ProbeHost, StepInputs, Values, untouched
 
 GRID_SIZE = 16
@@ -102,6 +102,7 @@ class LatentProbe(Probe):
         self.codes: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.checks = 0
+        self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor):
@@ -185,7 +186,10 @@ class LatentProbe(Probe):
         bins = self.host.bank.bins
         if bins is None or self.host.context().values.get("features") == "d_penultimate":
             return None
-        centroids = torch.as_tensor(bins.centroids, dtype=torch.float32, device=now.device)
+        if self._centroids is None or self._centroids[0] is not bins:
+            # Copied to the device once per fitting (the bins are fitted once), not at every check.
+            self._centroids = (bins, torch.as_tensor(bins.centroids, dtype=torch.float32).to(now.device))
+        centroids = self._centroids[1]
         k = centroids.shape[0]
 
         def counts(x: torch.Tensor) -> torch.Tensor:
@@ -197,7 +201,8 @@ class LatentProbe(Probe):
         lost = (held & (counts(now) == 0)).sum()
         n_held = held.sum()
         finite = torch.isfinite(before).all() & torch.isfinite(now).all()
-        return torch.where(finite & (n_held > 0), lost / n_held.clamp_min(1), torch.tensor(float("nan"), device=now.device))
+        share = lost / n_held.clamp_min(1)
+        return torch.where(finite & (n_held > 0), share, torch.full_like(share, float("nan")))
 
     @property
     def samples(self) -> torch.Tensor | None:

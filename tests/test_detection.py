@@ -97,3 +97,18 @@ def test_scalar_logs_say_collapse_was_not_measured():
     healthy = next(r for r in RUNS if not _oracle(r)["labels"] and not _scalars(r).findings)
     status = _scalars(healthy).status_of("mode_collapse")
     assert status is not None and status.state.value == "not_checked" and "feat." in status.describe()
+
+
+def _rules_fired(report: Report) -> set[str]:
+    return {code for f in report.findings for code in (f.rule, *f.also_fired)}
+
+
+def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone():
+    # GD606 reads latent.cell_churn (G's outputs for the same codes leaving the cells they held):
+    # on the real corpus it must find non-converging runs the oracle labelled, and no healthy one.
+    fired = [r for r in RUNS if "GD606" in _rules_fired(_live(r))]
+    labelled = sum(1 for r in fired if "non_convergence" in _oracle(r)["labels"])
+    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
+    assert labelled >= 10, labelled  # 13 of the 19 runs it fires on, with the rule as shipped
+    assert labelled >= len(fired) / 2, (labelled, len(fired))
+    assert not healthy, healthy

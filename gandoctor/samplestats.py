@@ -362,11 +362,17 @@ def occupancy(bins: Bins, real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarr
 CHURN_HELD = 3  # realistic fakes a cell must have held to count as a mode G held (Poisson: P(0 | 3) = 5%)
 
 
+def held_threshold(n: int, k: int) -> float:
+    """Rows a cell must hold, of ``n`` spread over ``k`` cells, to count as a mode held: at least
+    ``CHURN_HELD`` and a fifth of a fair share (shared by the fakes' and the fixed codes' churn)."""
+    return max(CHURN_HELD, 0.2 * n / k)
+
+
 def _let_go(before: np.ndarray, after: np.ndarray, n: int) -> tuple[int, int]:
-    """(cells held before, of them empty after): held = at least ``CHURN_HELD`` rows and a fifth
-    of a fair share of ``n``; let go = not one row left. Sampling noise alone rarely empties a
-    cell that held three or more, where "fewer than the threshold" would flip on noise."""
-    held = before >= max(CHURN_HELD, 0.2 * n / before.shape[0])
+    """(cells held before, of them empty after): held = :func:`held_threshold` rows; let go = not
+    one row left. Sampling noise alone rarely empties a cell that held three or more, where
+    "fewer than the threshold" would flip on noise."""
+    held = before >= held_threshold(n, before.shape[0])
     return int(held.sum()), int((held & (after == 0)).sum())
 
 

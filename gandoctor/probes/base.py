@@ -161,6 +161,11 @@ class ProbeHost:
     guard: Callable[[str, Callable[[], Any]], Any]
     write_samples: Callable[[int, Mapping[str, Any] | None], None]
 
+    def features_move_with_d(self) -> bool:
+        """True when the sample features are D's own (``d_penultimate``): they change as D trains,
+        so k-means cells and features kept from an earlier check describe another space."""
+        return self.context().values.get("features") == "d_penultimate"
+
 
 class Probe:
     """One measurement. Subclasses set the class attributes and implement :meth:`measure`."""

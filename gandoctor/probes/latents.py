@@ -15,8 +15,8 @@ codes moved as far as neighbouring real samples lie apart. Both outputs are re-e
 current extractor, so features that change with D (``d_penultimate``) compare like with like.
 
 ``latent.cell_churn`` is the share of the k-means cells of the real data (the sample-statistics
-bins) that G's outputs for the codes held at the previous check (at least ``CHURN_HELD`` codes
-and a fifth of a fair share) and now hold not one code. The codes are the same at both checks,
+bins) that G's outputs for the codes held at the previous check (``samplestats.held_threshold``:
+at least three codes and a fifth of a fair share) and now hold not one code. The codes are the same at both checks,
 so there is no sampling noise to subtract: a G that keeps its modes, or gains more while it
 learns, scores 0; one that hops from mode to mode, or whose distribution keeps rotating, scores
 high. Every output counts, realistic or not: gated on precision's k-NN test, the signal was
@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..samplestats import CHURN_HELD, Bins
+from ..samplestats import Bins, held_threshold
 from .base import Probe, ProbeHost, StepInputs, Values, untouched
 
 GRID_SIZE = 16
@@ -184,7 +184,7 @@ class LatentProbe(Probe):
     def _cell_churn(self, before: torch.Tensor, now: torch.Tensor) -> torch.Tensor | None:
         """See the module docstring; tensors on the device throughout (no sync)."""
         bins = self.host.bank.bins
-        if bins is None or self.host.context().values.get("features") == "d_penultimate":
+        if bins is None or self.host.features_move_with_d():
             return None
         if self._centroids is None or self._centroids[0] is not bins:
             # Copied to the device once per fitting (the bins are fitted once), not at every check.
@@ -197,7 +197,7 @@ class LatentProbe(Probe):
             cell = torch.cdist(x.float(), centroids).argmin(dim=1)
             return (cell[:, None] == torch.arange(k, device=cell.device)[None, :]).sum(dim=0)
 
-        held = counts(before) >= max(CHURN_HELD, 0.2 * before.shape[0] / k)
+        held = counts(before) >= held_threshold(before.shape[0], k)
         lost = (held & (counts(now) == 0)).sum()
         n_held = held.sum()
         finite = torch.isfinite(before).all() & torch.isfinite(now).all()

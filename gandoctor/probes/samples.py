@@ -147,7 +147,7 @@ class SampleStatsProbe(Probe):
         real_a, real_b = real[perm[:half]], real[perm[half:]]
         # D's features move as D trains: bins fitted once would describe an old feature space, and
         # the previous fakes were featurised by an older D (no churn across feature spaces).
-        moving_features = self.host.context().values.get("features") == "d_penultimate"
+        moving_features = self.host.features_move_with_d()
         with one_blas_thread():
             if moving_features:
                 bank.bins = samplestats.fit_bins(real, seed=self.host.seed)  # refitted on the current reals (~5 ms)

@@ -131,6 +131,22 @@ def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
     assert view.values[-1] == pytest.approx(2e30, rel=1e-5)  # four entries of 1e30
 
 
+@pytest.mark.parametrize("path", ["cpu values read directly", "one copy per device"])
+def test_the_flush_brings_every_scalar_to_the_host_exactly_and_in_order(path):
+    from gandoctor.probes.doctor import _to_host, one_copy_to_host
+
+    tensors = [
+        torch.tensor(1.5), torch.tensor(0.1, dtype=torch.float64), torch.tensor(2e30, dtype=torch.float64) * 1e10,
+        torch.tensor(7), torch.tensor([0.25]), torch.tensor(float("nan")), torch.tensor(0.1, dtype=torch.float16),
+        torch.tensor(True), torch.tensor(0.3, dtype=torch.bfloat16),
+    ]
+    # What each value is, widened on its own: float32 0.1 stays float32's 0.1, 2e40 stays finite.
+    expected = [t.reshape(()).to(torch.float64).item() for t in tensors]
+    got = _to_host(tensors) if path == "cpu values read directly" else one_copy_to_host(tensors, torch.device("cpu"))
+    assert got[:5] == expected[:5] and math.isnan(got[5]) and got[6:] == expected[6:]
+    assert all(type(v) is float for v in got) and got[2] == 2e40
+
+
 def test_several_d_steps_per_g_step_are_counted_and_flagged():
     _, _, doctor = train(30, {"schedule": Schedule(flush_every=5), "strict": True}, d_steps=3, pass_outputs=True)
     doctor.close()

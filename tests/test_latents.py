@@ -217,14 +217,73 @@ class EmbeddingG(nn.Module):
         return self.fc(torch.cat([z, self.embed(y)], dim=1))
 
 
-def test_a_wrongly_guessed_latent_size_switches_the_probe_off_once_with_the_fix_named():
-    G, labels = EmbeddingG(), torch.tensor([0, 1, 2, 3])
-    doctor = gandoctor.Doctor(G, CondD(), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1))
+class CganG(nn.Module):
+    """PyTorch-GAN's cgan.py layout: the label embedding registered first, then a first Linear that
+    reads the embedding and z concatenated (z has 4 dimensions, the embedding 3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_emb = nn.Embedding(10, 3)
+        self.model = nn.Sequential(nn.Linear(7, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat((self.label_emb(y), z), -1))
+
+
+class OneHotG(nn.Module):
+    """A conditional G that concatenates z (4) with one-hot labels (10): nothing in G says how wide z is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(14, 2)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([z, nn.functional.one_hot(y, 10).float()], dim=1))
+
+
+def test_latent_shape_candidates_try_the_first_layer_then_less_each_label_embedding():
+    from gandoctor.context import latent_shape, latent_shape_candidates
+
+    assert latent_shape_candidates(EmbeddingG()) == ((7,), (4,))
+    assert latent_shape_candidates(CganG()) == ((7,), (4,))  # the embedding registered first no longer hides the Linear
+    assert latent_shape(CganG()) == (7,)
+    assert latent_shape_candidates(CganG(), latent_dim=5) == ((5,),)
+    assert latent_shape_candidates(OneHotG()) == ((14,),)
+    assert latent_shape_candidates(nn.Sequential(nn.Conv2d(3, 4, 3))) == ()
+
+
+@pytest.mark.parametrize("G", [EmbeddingG, CganG, OneHotG])
+def test_a_conditional_g_that_concatenates_its_labels_gets_its_z_size_found(G):
+    labels = torch.tensor([0, 1, 2, 3])
+    doctor = gandoctor.Doctor(G(), CondD(), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), strict=True)
     real = torch.randn(4, 2)
     for _ in range(3):
         doctor.step(d_loss=0.5, real=real, fake=real, labels=labels, fake_labels=labels)
+    assert "latents" not in doctor.disabled_probes
+    assert doctor.samples is not None and doctor.samples.shape == (16, 2)
+    assert doctor.context.values["latent_dim"] == 4
+
+
+class ReshapingG(nn.Module):
+    """An unconditional G that reads its code as an 8x8 image: no width but 64 fits, and nothing
+    in its first layer says so (its first Linear reads 16 values after a pooling)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(nn.functional.avg_pool2d(z.view(z.shape[0], 1, 8, 8), 2).flatten(1))
+
+
+def test_a_wrongly_guessed_latent_size_switches_the_probe_off_once_with_the_fix_named():
+    G = ReshapingG()
+    doctor = gandoctor.Doctor(G, nn.Linear(2, 1), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1))
+    real = torch.randn(4, 2)
+    for _ in range(3):
+        doctor.step(d_loss=0.5, real=real, fake=real)
     message = doctor.disabled_probes["latents"]
-    assert "guessed from its first layer" in message and "latent_dim=" in message
-    fixed = gandoctor.Doctor(G, CondD(), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), latent_dim=4, strict=True)
-    fixed.step(d_loss=0.5, real=real, fake=real, labels=labels, fake_labels=labels)
+    assert "guessed from its first layer" in message and "(16,)" in message and "latent_dim=" in message
+    fixed = gandoctor.Doctor(G, nn.Linear(2, 1), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), latent_dim=64, strict=True)
+    fixed.step(d_loss=0.5, real=real, fake=real)
     assert fixed.samples is not None and fixed.samples.shape == (16, 2)  # the first 16 outputs, for the grid

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Ty
 import torch
 from torch import nn
 
-from ..context import ContextInference, RunContext, inspect_training, latent_shape
+from ..context import ContextInference, RunContext, inspect_training, latent_shape_candidates
 from ..errors import RuleError
 from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
@@ -222,7 +222,7 @@ class Doctor(_ClosedOnExit):
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
             lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples,
         )
-        self._latents = LatentProbe(host, latent_shape(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
+        self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
         self._budget = Budget(self.schedule.budget, self.probes)
         if log_dir is not None and _is_main_process():

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -89,14 +89,14 @@ class LatentProbe(Probe):
     cost = 0.6  # a G forward on 128 codes, two feature extractions, distances to 16 centroids
 
     def __init__(
-        self, host: ProbeHost, shape: tuple[int, ...] | None, sample_latent: SampleLatent | None, shape_given: bool = False
+        self, host: ProbeHost, shapes: tuple[tuple[int, ...], ...], sample_latent: SampleLatent | None, shape_given: bool = False
     ) -> None:
         super().__init__(host)
-        self.shape = shape
-        self.shape_guessed = shape is not None and not shape_given and sample_latent is None
+        self.shapes = shapes  # the code shapes to try, most likely first (context.latent_shape_candidates)
+        self.shape_guessed = bool(shapes) and not shape_given and sample_latent is None
         self.sample_latent = sample_latent
         # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
-        self.usable = shape is not None or sample_latent is not None
+        self.usable = bool(shapes) or sample_latent is not None
         self.conditional = not takes_one_input(host.generator)
         self.labels: torch.Tensor | None = None
         self.codes: torch.Tensor | None = None
@@ -125,6 +125,21 @@ class LatentProbe(Probe):
             out = g(codes) if self.labels is None else g(codes, self.labels)
         return (out[0] if isinstance(out, (tuple, list)) else out).detach()
 
+    def _shapes_to_try(self) -> Iterator[tuple[int, ...]]:
+        """The code shapes to try: the given one; else the guesses from G's first layer, and for a
+        conditional G every narrower z after them. A G that concatenates z with its labels in any
+        form (an embedding, one-hot vectors) accepts exactly one z width: the first layer's input
+        less the labels' part. Each refused width fails at that layer, before any compute."""
+        if not self.shape_guessed:
+            yield from self.shapes[:1]
+            return
+        yield from self.shapes
+        if self.conditional:
+            width, *tail = self.shapes[0]
+            for w in range(width - 1, 0, -1):
+                if (w, *tail) not in self.shapes:
+                    yield (w, *tail)
+
     def _first_output(self, fake_labels: Any) -> torch.Tensor:
         """Draw the codes and run G on them; a (C, 1, 1) code that G refuses is retried flat
         (a G that starts with ``Unflatten`` or a ``view``), with the same numbers."""
@@ -135,25 +150,31 @@ class LatentProbe(Probe):
         if self.sample_latent is not None:
             self.codes = self.sample_latent(n, gen).to(device)
             return self._forward(self.codes)
-        shape = self.shape or ()
-        codes = torch.randn((n, *shape), generator=gen).to(device)
-        try:
+        failures: list[str] = []
+        for shape in self._shapes_to_try():
+            codes = torch.randn((n, *shape), generator=torch.Generator().manual_seed(self.host.seed + 1)).to(device)
             try:
-                out = self._forward(codes)
-            except RuntimeError:
-                if len(shape) == 1:
+                try:
+                    out = self._forward(codes)
+                except RuntimeError:
+                    if len(shape) == 1:
+                        raise
+                    codes = codes.reshape(n, shape[0])
+                    out = self._forward(codes)
+            except (RuntimeError, TypeError) as exc:
+                if not self.shape_guessed:
                     raise
-                codes = codes.reshape(n, shape[0])
-                out = self._forward(codes)
-        except (RuntimeError, TypeError) as exc:
-            if not self.shape_guessed:
-                raise
-            # A conditional G whose first layer takes z and a label embedding concatenated reads
-            # as a wider z: say what was guessed and how to give the right size.
+                if len(failures) < 2:
+                    failures.append(f"{tuple(shape)}: {exc}")
+                continue
+            if shape != self.shapes[0]:
+                self.host.note_context(set(), {"latent_dim": shape[0]})  # the first layer read z and the labels
+            break
+        else:
             raise RuntimeError(
-                f"G refused {n} latent codes of shape {tuple(shape)}, guessed from its first layer ({exc}); "
+                f"G refused {n} latent codes of the shapes guessed from its first layer ({'; '.join(failures)}; ...); "
                 "pass Doctor(latent_dim=...) or Doctor(sample_latent=...), or Schedule(latent_every=0) to switch this probe off"
-            ) from exc
+            )
         self.codes = codes
         return out
 

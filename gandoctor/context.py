@@ -126,6 +126,7 @@ def latent_shape_candidates(generator: nn.Module, latent_dim: int | None = None)
     from torch import nn
 
     embeddings = sorted({m.embedding_dim for m in generator.modules() if isinstance(m, nn.Embedding)})
+    tail: tuple[int, ...]
     for m in generator.modules():
         if isinstance(m, nn.Linear):
             width, tail = m.in_features, ()

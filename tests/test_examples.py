@@ -59,3 +59,17 @@ def test_mlp_example_runs_with_the_doctor_and_leaves_a_readable_log(mlp_runs, tm
     console.write_text(stdout)  # as `python pytorch_gan_mlp.py | tee train.log` saves it, the report included
     printed = gandoctor.read_run(console, format="console")
     assert printed.signals.get("loss.d").steps.tolist() == list(range(STEPS))
+
+
+def test_the_conditional_example_gets_its_z_width_found_and_keeps_every_probe(tmp_path):
+    # PyTorch-GAN's cgan.py layout: G's label embedding registered before a first Linear that reads
+    # the embedding and z concatenated (110 wide for a 100-wide z); nothing passes latent_dim.
+    out = tmp_path / "cgan"
+    proc = start_example("cgan.py", "healthy", out)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    run = gandoctor.read_run(out)
+    assert run.context.values.get("latent_dim") == 100
+    assert run.signals.get("d.auc") is not None and run.signals.get("loss.g") is not None
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["doctor_warnings"]  # no probe switched itself off

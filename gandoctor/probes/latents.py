@@ -149,16 +149,21 @@ class LatentProbe(Probe):
     def _first_output(self, fake_labels: Any) -> torch.Tensor:
         """Draw the codes and run G on them; a (C, 1, 1) code that G refuses is retried flat
         (a G that starts with ``Unflatten`` or a ``view``), with the same numbers."""
-        gen = torch.Generator().manual_seed(self.host.seed + 1)  # its own stream: the global RNG is untouched
+        def code_rng() -> torch.Generator:
+            # Its own stream, the same numbers for every shape tried: the global RNG is untouched.
+            return torch.Generator().manual_seed(self.host.seed + 1)
+
         n = self.host.schedule.latent_batch
         device = next((p.device for p in self.host.generator.parameters()), torch.device("cpu"))
         self._fix_labels(fake_labels, n, device)
         if self.sample_latent is not None:
-            self.codes = self.sample_latent(n, gen).to(device)
+            self.codes = self.sample_latent(n, code_rng()).to(device)
             return self._forward(self.codes)
         failures: list[str] = []
+        tried = 0
         for shape in self._shapes_to_try():
-            codes = torch.randn((n, *shape), generator=torch.Generator().manual_seed(self.host.seed + 1)).to(device)
+            tried += 1
+            codes = torch.randn((n, *shape), generator=code_rng()).to(device)
             try:
                 try:
                     out = self._forward(codes)
@@ -178,7 +183,8 @@ class LatentProbe(Probe):
             break
         else:
             raise RuntimeError(
-                f"G refused {n} latent codes of the shapes guessed from its first layer ({'; '.join(failures)}; ...); "
+                f"G refused {n} latent codes of the {tried} shape(s) guessed from its first layer "
+                f"({'; '.join(failures)}{'; ...' if tried > len(failures) else ''}); "
                 "pass Doctor(latent_dim=...) or Doctor(sample_latent=...), or Schedule(latent_every=0) to switch this probe off"
             )
         self.codes = codes

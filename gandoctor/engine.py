@@ -32,7 +32,7 @@ from . import windows
 from .context import RunContext
 from .derived import DerivedView
 from .findings import Evidence, Finding, ModeState, ModeStatus, SkippedRule, SkipReason
-from .rules import MODES, Condition, Rule, RuleSet
+from .rules import MODES, Condition, Rule, RuleSet, in_run_units
 from .signals import SignalLog
 
 logger = logging.getLogger("gandoctor")
@@ -326,7 +326,7 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
             skipped.append(SkippedRule(rule.code, SkipReason.NOT_APPLICABLE, rule.mode, blocked))
             continue
         try:
-            outcome = evaluate_rule(log, rule, grid, memo)
+            outcome = evaluate_rule(log, in_run_units(rule, context.values), grid, memo)
         except Exception as exc:
             if strict:
                 raise

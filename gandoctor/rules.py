@@ -34,7 +34,9 @@ _RULE_KEYS = {
     "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
     "conditions", "corroborate", "remedies", "unless_signals", "inferred",
 }
-_CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional"}
+_CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional", "scale"}
+#: Context values a threshold may be measured in (``scale = "..."``; 1 when the run does not say).
+SCALES: tuple[str, ...] = ("d_loss_unit",)
 #: Timing parameters every rule has (see gandoctor.engine for their meaning); a rule's [params]
 #: overrides them. Warm-up and persistence are capped by a share of the run's span, so short
 #: runs can be judged; min_run_steps is the shortest run the rule judges at all.
@@ -85,6 +87,8 @@ class Condition:
     optional: bool = False
     threshold_param: str | None = None
     window_from_params: bool = True
+    # A context value the threshold is multiplied by (D's loss in its form's units), if the run has it.
+    scale: str | None = None
 
     def label(self) -> str:
         level = f", level={self.level:g}" if self.level is not None else ""
@@ -182,6 +186,8 @@ def _parse_condition(raw: Any, path: Path, key: str, params: Mapping[str, float]
         raise RuleError(f"{_where(path, key + '.level')}: statistic '{stat}' takes no level")
     optional = raw.get("optional", False)
     _expect(isinstance(optional, bool), path, f"{key}.optional", "true or false", optional)
+    scale = raw.get("scale")
+    _expect(scale is None or scale in SCALES, path, f"{key}.scale", f"one of {', '.join(SCALES)}", scale)
     return Condition(
         signal=signal,
         stat=stat,
@@ -192,6 +198,7 @@ def _parse_condition(raw: Any, path: Path, key: str, params: Mapping[str, float]
         optional=optional,
         threshold_param=threshold_param,
         window_from_params="window" not in raw,
+        scale=scale,
     )
 
 
@@ -321,6 +328,21 @@ def _rebind(c: Condition, params: Mapping[str, float]) -> Condition:
     window = int(params["window"]) if c.window_from_params else c.window
     threshold = params[c.threshold_param] if c.threshold_param else c.threshold
     return replace(c, threshold=threshold, window=window)
+
+
+def in_run_units(rule: Rule, values: Mapping[str, Any]) -> Rule:
+    """``rule`` with each scaled threshold multiplied by the run's context value (unchanged when
+    the run does not have it, or has no positive finite number there)."""
+
+    def scaled(c: Condition) -> Condition:
+        factor = values.get(c.scale) if c.scale else None
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 < factor < math.inf or factor == 1:
+            return c
+        return replace(c, threshold=c.threshold * float(factor))
+
+    if not any(c.scale for c in rule.conditions + rule.corroborate):
+        return rule
+    return replace(rule, conditions=tuple(map(scaled, rule.conditions)), corroborate=tuple(map(scaled, rule.corroborate)))
 
 
 def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:

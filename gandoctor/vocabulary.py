@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal, Mapping
 from .errors import GanDoctorError
 from .findings import RunContext
 from .remedies import MODES, Remedy, alias_table
-from .rules import RuleSet
+from .rules import SCALES, RuleSet
 
 Kind = Literal["mode", "rule", "remedy"]
 
@@ -134,7 +134,7 @@ def uses_context(uses: Iterable[str] | Mapping[str, Any], remedies: Mapping[str,
 
 def unknown_uses(uses: Iterable[str], rules: RuleSet) -> tuple[str, ...]:
     """Names in ``uses`` that no remedy, probe or rule knows (likely typos), sorted."""
-    known = set(alias_table(rules.remedies)) | OBSERVED_FLAGS
+    known = set(alias_table(rules.remedies)) | OBSERVED_FLAGS | set(SCALES)
     for rule in rules.rules:
         known.update(rule.skip_if)
     for remedy in rules.remedies.values():

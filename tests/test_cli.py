@@ -374,3 +374,17 @@ def test_report_output_to_an_unwritable_place_is_a_clear_error(nan_run, tmp_path
     blocker.write_text("x")
     assert main(["gate", nan_run, "--junit", str(blocker / "g.xml")]) == EXIT_ERROR
     assert "cannot write the report" in capsys.readouterr().err
+
+
+def test_a_declared_d_loss_unit_reads_the_loss_floor_in_that_unit(tmp_path, capsys):
+    # Least squares towards 1/0, halved (PyTorch-GAN's lsgan.py): chance is 0.25, so a D loss of
+    # 0.12-0.14 is under the calibrated floor (0.2) but well above the same floor in its units (0.05).
+    rng = np.random.default_rng(0)
+    lines = ["step,loss_D,loss_G"] + [f"{i},{0.12 + 0.02 * rng.random():.4f},{0.4 + 0.05 * rng.random():.4f}" for i in range(1500)]
+    path = tmp_path / "lsgan.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    main(["analyze", str(path), "--json"])
+    assert "GD102" in {f["rule"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    main(["analyze", str(path), "--json", "--uses", "d_loss_unit=0.25"])
+    out, err = capsys.readouterr()
+    assert json.loads(out)["findings"] == [] and "d_loss_unit" not in err  # a known name: no typo warning

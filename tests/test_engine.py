@@ -412,3 +412,16 @@ def test_an_optional_condition_that_cannot_be_computed_leaves_the_decision_to_th
     assert not evaluate(log, ruleset(tmp_path / "a", alone)).findings
     any_rule = rule_text("GD903", cond("x.c"), cond("x.b", op="<", threshold=1.0, stat="slope", window=300, optional=True), persist=50, match="any")
     assert not evaluate(signal_log(300, x_b=b, x_c=np.zeros(300)), ruleset(tmp_path / "y", any_rule)).findings
+
+
+def test_a_scaled_threshold_is_read_in_the_units_the_run_declares(tmp_path):
+    text = rule_text("GD900", cond("loss.d", "<", 0.2, stat="median", window=20), persist=50)
+    text = text.replace("threshold = 0.2\n", 'threshold = 0.2\nscale = "d_loss_unit"\n', 1)
+    rules = ruleset(tmp_path, text)
+    assert rules.by_code("GD900").conditions[0].scale == "d_loss_unit"
+    log = signal_log(400, loss_d=np.full(400, 0.12))
+    # 0.12 is under the calibrated floor; with least squares towards 1/0, halved (unit 1/4), it is not.
+    assert only(evaluate(log, rules)).rule == "GD900"
+    assert evaluate(log, rules, RunContext(frozenset(), {"d_loss_unit": 0.25})).findings == ()
+    finding = only(evaluate(signal_log(400, loss_d=np.full(400, 0.03)), rules, RunContext(frozenset(), {"d_loss_unit": 0.25})))
+    assert finding.details[0].threshold == pytest.approx(0.05)

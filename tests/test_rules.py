@@ -14,7 +14,7 @@ import pytest
 
 from gandoctor import MODES, RuleError, load_rules
 from gandoctor.rules import _PARAM_DEFAULTS as DEFAULT_PARAMS
-from gandoctor.rules import Condition, builtin_rules_dir, with_overrides
+from gandoctor.rules import Condition, builtin_rules_dir, in_run_units, with_overrides
 
 DATA = Path(__file__).parent / "data"
 BAD_CASES = tomllib.loads((DATA / "bad_rules.toml").read_text(encoding="utf-8"))["case"]
@@ -231,3 +231,17 @@ def test_readme_rule_table_lists_every_builtin_rule():
     assert set(rows) == {r.code for r in rules}
     for rule in rules:
         assert f"| {rule.code} | {rule.name} | {rule.mode} | {int(rule.params['min_run_steps'])} |" in rows[rule.code]
+
+
+def test_scaled_thresholds_are_in_the_run_s_units():
+    rules = load_rules()
+    gd102 = rules.by_code("GD102")
+    floor = next(c for c in gd102.conditions if c.scale == "d_loss_unit")
+    assert floor.threshold == pytest.approx(0.2)
+    quarter = in_run_units(gd102, {"d_loss_unit": 0.25})
+    assert next(c for c in quarter.conditions if c.scale).threshold == pytest.approx(0.05)
+    # Unscaled conditions (D's loss not negative) keep their thresholds.
+    assert [c.threshold for c in quarter.conditions if not c.scale] == [c.threshold for c in gd102.conditions if not c.scale]
+    # A run that does not say, or says nonsense, keeps the calibrated thresholds.
+    for values in ({}, {"d_loss_unit": "ls"}, {"d_loss_unit": 0.0}, {"d_loss_unit": math.inf}, {"d_loss_unit": True}):
+        assert in_run_units(gd102, values) == gd102

@@ -123,15 +123,25 @@ def widest_float(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+_own_forwards = [0]  # > 0 while a probe runs a model itself (inside `untouched`)
+
+
+def doctor_forward_running() -> bool:
+    """True inside a forward the doctor runs itself: hooks that watch the loop's forwards skip it."""
+    return _own_forwards[0] > 0
+
+
 @contextlib.contextmanager
 def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
     """Run a forward that leaves no trace: buffers restored, RNG streams forked."""
     saved = [(b, b.detach().clone()) for b in module.buffers()]
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    _own_forwards[0] += 1
     try:
         with torch.random.fork_rng(devices=devices):
             yield
     finally:
+        _own_forwards[0] -= 1
         for buffer, copy in saved:
             buffer.copy_(copy)
 

@@ -8,7 +8,10 @@ training is bit-identical.
 With ``d_output="auto"`` D's kind is learnt from its outputs: while every output seen lies in
 [0, 1] they are taken as probabilities. The range check travels to the host with the flush
 (no sync per step); from the first step with an output outside [0, 1], ``d_prob.*`` is no
-longer written and the context records ``d_output_detected = "score"``.
+longer written and the context records ``d_output_detected = "score"``. Once D's loss form is
+learnt (:mod:`.lossform`), it decides: least squares towards 1/0 and BCE on probabilities put the
+accuracy threshold at 0.5 and keep ``d_prob.*`` (their outputs estimate P(real), and may leave
+[0, 1] a little), every other form puts it at 0.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from .base import Probe, ProbeHost, StepInputs, Values, label_slices, per_sample, untouched
+from .lossform import PROBABILITY_FORMS, LossForm
 
 
 def auc(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -40,15 +44,22 @@ def balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.T
 class OutputKind:
     """What is known of D's output kind, shared by the two D probes (host-side state)."""
 
-    def __init__(self, host: ProbeHost) -> None:
+    def __init__(self, host: ProbeHost, loss_form: LossForm | None = None) -> None:
         self.host = host
         self.range_ok = True  # every output seen so far lies in [0, 1]
+        self.loss_form = loss_form or LossForm()  # learnt by the LossFormProbe
+
+    def probability_like(self) -> bool:
+        """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""
+        return self.loss_form.form in PROBABILITY_FORMS
 
     def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
         values: dict[str, torch.Tensor | float] = {"d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake)}
         kind = self.host.d_output
         midpoint = 0.5 * (real.mean() + fake.mean())
         threshold: torch.Tensor | float
+        deferred: list[torch.Tensor] = []
+        half = None
         if kind == "logit":
             threshold = 0.0
             values["d_prob.real"] = torch.sigmoid(real).mean()
@@ -60,27 +71,43 @@ class OutputKind:
         elif kind == "critic":
             threshold = midpoint
         else:
-            # auto: written as probabilities, dropped at flush once an output leaves [0, 1].
-            values["d_prob.real"] = real.mean()
-            values["d_prob.fake"] = fake.mean()
+            # auto: written as probabilities (clamped: a least-squares D's outputs leave [0, 1] a
+            # little), dropped at flush once an output leaves [0, 1] unless the loss form says they
+            # estimate P(real).
+            values["d_prob.real"] = real.clamp(0, 1).mean()
+            values["d_prob.fake"] = fake.clamp(0, 1).mean()
             lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
-            self.host.defer((lo, hi), self._settle)
-            if "critic" in self.host.context().flags:  # a negative D loss was seen
+            deferred = [lo, hi]
+            learnt = self.loss_form.form
+            if "critic" in self.host.context().flags or learnt == "wasserstein":
                 threshold = midpoint
+            elif self.probability_like():
+                threshold = 0.5
+            elif learnt is not None:
+                threshold = 0.0
             else:
                 # Probabilities while every output seen lies in [0, 1], logits otherwise;
-                # decided on the device so no value is read back here.
+                # decided on the device so no value is read back here. While the loss form is
+                # unknown, the accuracy at 0.5 travels too, for the flush to pick.
                 in_range = (lo >= 0) & (hi <= 1) & self.range_ok
                 threshold = torch.where(in_range, torch.full_like(midpoint, 0.5), torch.zeros_like(midpoint))
+                half = balanced_accuracy(real, fake, 0.5)
+                deferred.append(half)
+        if deferred:
+            has_half = half is not None
+            self.host.defer(deferred, lambda numbers, step_values: self._settle(numbers, step_values, has_half))
         values["d.acc"] = balanced_accuracy(real, fake, threshold)
         return values
 
-    def _settle(self, numbers: list[float], values: dict[str, float]) -> None:
-        lo, hi = numbers
+    def _settle(self, numbers: list[float], values: dict[str, float], has_half: bool) -> None:
+        """At flush (auto only): the accuracy at 0.5 where the loss form says so; the output range."""
+        lo, hi = numbers[0], numbers[1]
+        if has_half and self.probability_like() and "d.acc" in values:
+            values["d.acc"] = numbers[2]
         if self.range_ok and (lo < -1e-6 or hi > 1 + 1e-6):
             self.range_ok = False
             self.host.note_context(set(), {"d_output_detected": "score"})
-        if not self.range_ok:
+        if not self.range_ok and not self.probability_like():
             values.pop("d_prob.real", None)
             values.pop("d_prob.fake", None)
 

@@ -39,6 +39,7 @@ from .distributed import RankReducer, with_pending
 from .gradients import GradientProbe
 from .latents import LatentProbe, SampleLatent
 from .losses import LossProbe
+from .lossform import LossForm, LossFormProbe
 from .samples import FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
 from .spectrum import SpectrumProbe
 from .weights import WeightProbe
@@ -118,8 +119,10 @@ def standard_probes(
     host: ProbeHost, d_opt: torch.optim.Optimizer | None, g_opt: torch.optim.Optimizer | None, latents: LatentProbe
 ) -> list[Probe]:
     """The built-in probes, in the order they run within a step (features before what reads them)."""
-    kind = OutputKind(host)
-    probes: list[Probe] = [LossProbe(host)]
+    loss_form = LossForm()
+    kind = OutputKind(host, loss_form)
+    # The loss form settles before D's outputs of the same step are read (its accuracy threshold).
+    probes: list[Probe] = [LossProbe(host), LossFormProbe(host, loss_form)]
     for role, opt, module in (("d", d_opt, host.discriminator), ("g", g_opt, host.generator)):
         if opt is not None:
             probes.append(GradientProbe(host, role, opt, module))

@@ -1,0 +1,201 @@
+"""D's loss form, learnt from the loss the loop passed and D's outputs in the same iteration.
+
+A D loss value means nothing without its form: 0.15 is a D that wins every round under binary
+cross-entropy and one that is barely separating under least squares towards 0/1 (chance is 0.25
+there). A forward hook on D keeps the outputs of the loop's own D forwards of the iteration
+(not those the doctor runs itself); at the first steps that pass ``d_loss``, the usual forms are
+computed on each ordered pair of those outputs (real, fake), on the device, and the one the loss
+equals (to float rounding) is noted in the context once. Then the hook is removed.
+
+- ``d_loss_form``: ``bce_logits``, ``bce_prob``, ``ls01`` (least squares towards 1/0),
+  ``ls_pm1`` (towards +1/-1), ``hinge`` or ``wasserstein``;
+- ``d_loss_unit``: the factor by which the form's loss exceeds the conventions the rules' loss
+  thresholds were calibrated in (BCE and hinge as the sum of the real and fake means, least
+  squares towards +/-1 as half that sum). Least squares scales with the square of the gap
+  between its targets, so 0/1 targets (gap 1, not 2) have a unit of 1/4 at the same half sum;
+  a mean of the two terms instead of their sum halves it.
+
+A loss that no form explains (a gradient penalty or an auxiliary classifier's loss added) is left
+undecided after a few tries, and nothing changes: thresholds stay as calibrated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Probe, ProbeHost, StepInputs, Values, doctor_forward_running
+
+# Sum-of-means form -> how its sum compares with the calibrated convention of that family.
+_FORMS: tuple[tuple[str, float], ...] = (
+    ("bce_logits", 1.0),
+    ("bce_prob", 1.0),
+    ("ls01", 0.5),
+    ("ls_pm1", 2.0),
+    ("hinge", 1.0),
+    ("wasserstein", 1.0),
+)
+FORMS: tuple[str, ...] = tuple(name for name, _ in _FORMS)
+#: Outputs that estimate P(real) (a threshold of 0.5 splits real from fake).
+PROBABILITY_FORMS = frozenset({"bce_prob", "ls01"})
+_SCALES = (1.0, 0.5)  # sum of the two means, or their mean
+#: Every (form, unit) a loss can be explained by, in the order :func:`errors` lists them.
+CHOICES: tuple[tuple[str, float], ...] = tuple((name, base * scale) for name, base in _FORMS for scale in _SCALES)
+_RTOL = 1e-4  # the loss and the form on the same outputs: float rounding only
+_TRIES = 10  # steps with a loss and two outputs of the loop's D forwards
+_KEEP = 4  # the last outputs of an iteration (the D step's real and fake, a G step's, a penalty's)
+_PATIENCE = 200  # steps without a single try before the hook is removed (the loop passes no loss)
+
+
+def candidate_losses(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Each form of :data:`FORMS` as the sum of its real and fake means, on the device."""
+    r, f = real.detach().float().reshape(-1), fake.detach().float().reshape(-1)
+    # torch's BCELoss clamps the log at -100; the same here so a saturated D matches.
+    log_r, log_1mf = torch.log(r).clamp_min(-100), torch.log1p(-f).clamp_min(-100)
+    in_unit = (r.min() >= 0) & (r.max() <= 1) & (f.min() >= 0) & (f.max() <= 1)
+    bce_prob = torch.where(in_unit, -(log_r.mean() + log_1mf.mean()), torch.full_like(r[0], float("nan")))
+    return torch.stack(
+        [
+            F.softplus(-r).mean() + F.softplus(f).mean(),
+            bce_prob,
+            ((r - 1) ** 2).mean() + (f**2).mean(),
+            ((r - 1) ** 2).mean() + ((f + 1) ** 2).mean(),
+            F.relu(1 - r).mean() + F.relu(1 + f).mean(),
+            f.mean() - r.mean(),
+        ]
+    )
+
+
+def errors(loss: float, candidates: list[float]) -> list[float]:
+    """The relative error of each (form, unit) of :data:`CHOICES` as the explanation of ``loss``."""
+    out: list[float] = []
+    for value in candidates:
+        for scale in _SCALES:
+            guess = scale * value
+            if not (loss == loss and guess == guess) or abs(value) < 1e-4:
+                out.append(float("inf"))
+            else:
+                out.append(abs(loss - guess) / max(abs(loss), abs(guess), 1e-6))
+    return out
+
+
+def match(loss: float, candidates: list[float]) -> tuple[str, float] | None:
+    """The one (form, unit) that explains ``loss`` to float rounding, ``candidates`` being
+    :func:`candidate_losses` of one or more (real, fake) pairs one after the other; None when
+    none or several do (a step where two forms coincide says nothing)."""
+    n = len(_FORMS)
+    found = {
+        CHOICES[i]
+        for start in range(0, len(candidates) - n + 1, n)
+        for i, e in enumerate(errors(loss, candidates[start : start + n]))
+        if e <= _RTOL
+    }
+    return found.pop() if len(found) == 1 else None
+
+
+class LossForm:
+    """What is known of D's loss form (host-side state shared with the D-output probes)."""
+
+    def __init__(self) -> None:
+        self.form: str | None = None
+        self.unit: float | None = None
+        self.tries = 0
+
+    @property
+    def open(self) -> bool:
+        return self.form is None and self.tries < _TRIES
+
+    def tensors(self, loss: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor] | None:
+        """What to move to the host for one try (scalars: the loss, then each pair's forms), or
+        None (settled, given up, no loss or no pair)."""
+        if not self.open or loss is None or not pairs:
+            return None
+        device = pairs[0][0].device
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                return None
+            value = loss.detach().float().reshape(1).to(device)
+        else:
+            value = torch.tensor([float(loss)], device=device)
+        self.tries += 1
+        return list(torch.cat([value] + [candidate_losses(r, f).to(device) for r, f in pairs]).unbind())
+
+    def settle(self, numbers: list[float]) -> tuple[set[str], dict[str, Any]]:
+        """Context flags and values learnt from one try's numbers (empty while undecided). A
+        least-squares or Wasserstein loss is also flagged as the technique in use, so remedies
+        do not suggest switching to it."""
+        if self.form is not None:
+            return set(), {}
+        found = match(numbers[0], numbers[1:])
+        if found is None:
+            return set(), {}
+        self.form, self.unit = found
+        flags = {"least_squares_loss"} if self.form.startswith("ls") else {"critic"} if self.form == "wasserstein" else set()
+        return flags, {"d_loss_form": self.form, "d_loss_unit": self.unit}
+
+
+class LossFormProbe(Probe):
+    """Keeps the outputs of the loop's D forwards of each iteration (a forward hook on D, removed
+    once the form is known or given up) and tries the loss passed against them."""
+
+    name = "loss_form"
+    signals = ()
+    cost = 0.05  # one try: 12 pairs' forms, a few small reductions; at most 10 tries per run
+    arms = True
+
+    def __init__(self, host: ProbeHost, form: LossForm) -> None:
+        super().__init__(host)
+        self.form = form
+        self.captured: list[torch.Tensor] = []
+        self.idle = 0
+        self.failed: Exception | None = None
+        self.handle: Any = host.discriminator.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: Any, output: Any) -> None:
+        # Runs inside the loop's forward: an error here is kept for measure() to raise under the
+        # doctor's guard (reported once, probe switched off), never raised into training.
+        try:
+            if doctor_forward_running():
+                return
+            out = output[0] if isinstance(output, (tuple, list)) and output else output
+            if isinstance(out, torch.Tensor) and out.numel() > 0:
+                self.captured.append(out.detach())
+                del self.captured[:-_KEEP]
+        except Exception as exc:  # noqa: BLE001 - see above
+            self.failed = exc
+            self.close()
+
+    def due(self, inputs: StepInputs, every: int) -> bool:
+        return self.failed is not None or (self.handle is not None and inputs.d_loss is not None and len(self.captured) >= 2)
+
+    def measure(self, inputs: StepInputs) -> Values:
+        if self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise failed
+        outs = self.captured
+        pairs = [(a, b) for i, a in enumerate(outs) for j, b in enumerate(outs) if i != j]
+        numbers = self.form.tensors(inputs.d_loss, pairs)
+        if numbers is not None:
+            self.idle = 0
+            self.host.defer(numbers, self._settle)
+        return {}
+
+    def _settle(self, numbers: list[float], values: dict[str, float]) -> None:
+        flags, learnt = self.form.settle(numbers)
+        if learnt:
+            self.host.note_context(flags, learnt)
+
+    def after_step(self, step: int, every: int) -> None:
+        self.captured.clear()
+        self.idle += 1
+        if not self.form.open or self.idle > _PATIENCE:
+            self.close()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.captured.clear()

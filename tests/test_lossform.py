@@ -1,0 +1,157 @@
+"""D's loss form, learnt from the loss the loop passed and D's outputs on the same step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gandoctor
+from gandoctor.probes import Schedule
+from gandoctor.probes.lossform import CHOICES, FORMS, LossForm, candidate_losses, errors, match
+
+torch.manual_seed(0)
+LOGITS = (torch.randn(64, 1) + 1, torch.randn(64, 1) - 1)
+PROBS = (torch.rand(64, 1) * 0.5 + 0.5, torch.rand(64, 1) * 0.5)
+
+
+def learn(loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> tuple[str, float] | None:
+    return match(float(loss), candidate_losses(real, fake).tolist())
+
+
+@pytest.mark.parametrize(
+    ("name", "loss", "outputs", "unit"),
+    [
+        # pytorch/examples dcgan.py: errD_real + errD_fake on a sigmoid D
+        ("bce_prob", lambda r, f: F.binary_cross_entropy(r, torch.ones_like(r)) + F.binary_cross_entropy(f, torch.zeros_like(f)), PROBS, 1.0),
+        # PyTorch-GAN gan.py: (real_loss + fake_loss) / 2
+        ("bce_prob", lambda r, f: 0.5 * (F.binary_cross_entropy(r, torch.ones_like(r)) + F.binary_cross_entropy(f, torch.zeros_like(f))), PROBS, 0.5),
+        ("bce_logits", lambda r, f: F.binary_cross_entropy_with_logits(r, torch.ones_like(r)) + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f)), LOGITS, 1.0),
+        # PyTorch-GAN lsgan.py / cgan.py: MSELoss towards 1 and 0, halved
+        ("ls01", lambda r, f: 0.5 * (F.mse_loss(r, torch.ones_like(r)) + F.mse_loss(f, torch.zeros_like(f))), LOGITS, 0.25),
+        ("ls01", lambda r, f: F.mse_loss(r, torch.ones_like(r)) + F.mse_loss(f, torch.zeros_like(f)), LOGITS, 0.5),
+        ("ls_pm1", lambda r, f: 0.5 * (((r - 1) ** 2).mean() + ((f + 1) ** 2).mean()), LOGITS, 1.0),
+        ("hinge", lambda r, f: F.relu(1 - r).mean() + F.relu(1 + f).mean(), LOGITS, 1.0),
+        ("wasserstein", lambda r, f: f.mean() - r.mean(), LOGITS, 1.0),
+    ],
+)
+def test_each_common_form_is_recognised_with_its_unit(name, loss, outputs, unit):
+    real, fake = outputs
+    assert learn(loss(real, fake), real, fake) == (name, unit)
+
+
+def test_a_loss_of_another_form_or_other_outputs_is_left_undecided():
+    real, fake = LOGITS
+    bce = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    assert learn(bce + 0.37, real, fake) is None  # a gradient penalty added
+    assert learn(bce, real + 0.1, fake) is None  # a loss of another forward
+    assert learn(torch.tensor(float("nan")), real, fake) is None
+    assert len(candidate_losses(real, fake)) == len(FORMS)
+    assert len(errors(1.0, candidate_losses(real, fake).tolist())) == len(CHOICES)
+
+
+def test_the_form_is_settled_once_and_tried_a_few_times_only():
+    form = LossForm()
+    real, fake = LOGITS
+    wrong = torch.tensor(123.0)
+    for _ in range(10):
+        numbers = form.tensors(wrong, [(real, fake), (fake, real)])
+        assert numbers is not None and len(numbers) == 1 + 2 * len(FORMS)
+        assert form.settle([float(t) for t in numbers]) == (set(), {})
+    assert form.tensors(wrong, [(real, fake)]) is None  # gave up: nothing more is computed
+    form = LossForm()
+    ls = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
+    # The loop's forwards in their order: the pair (fake, real) explains nothing, (real, fake) does.
+    numbers = form.tensors(ls, [(fake, real), (real, fake)])
+    assert numbers is not None
+    assert form.settle([float(t) for t in numbers]) == ({"least_squares_loss"}, {"d_loss_form": "ls01", "d_loss_unit": 0.25})
+    assert form.tensors(ls, [(real, fake)]) is None
+    assert form.tensors(None, [(real, fake)]) is None
+
+
+def _lsgan_steps(doctor: gandoctor.Doctor, steps: int, pass_outputs: bool = True) -> None:
+    """A least-squares GAN towards 1/0 (PyTorch-GAN lsgan.py's D loss) on a 2-D Gaussian."""
+    G, D = doctor.generator, doctor.discriminator
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    mse = nn.MSELoss()
+    for _ in range(steps):
+        real = torch.randn(64, 2) * 0.5 + 2
+        fake = G(torch.randn(64, 4))
+        d_real, d_fake = D(real), D(fake.detach())
+        d_loss = 0.5 * (mse(d_real, torch.ones_like(d_real)) + mse(d_fake, torch.zeros_like(d_fake)))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = mse(D(fake), torch.ones_like(d_fake))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        outputs = {"d_real": d_real, "d_fake": d_fake} if pass_outputs else {}
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, **outputs)
+
+
+def test_a_least_squares_d_towards_one_and_zero_is_thresholded_at_one_half():
+    torch.manual_seed(1)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
+    _lsgan_steps(doctor, 40)
+    doctor.close()
+    assert doctor.context.values["d_loss_form"] == "ls01"
+    assert doctor.context.values["d_loss_unit"] == 0.25
+    assert "least_squares_loss" in doctor.context.flags
+    # Every recorded accuracy is the one at 0.5, also those of steps before the form was known.
+    torch.manual_seed(1)
+    check = gandoctor.Doctor(nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)), nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)), d_output="prob", schedule=Schedule(flush_every=5), strict=True)
+    _lsgan_steps(check, 40)
+    check.close()
+    assert doctor.signals.get("d.acc").values == pytest.approx(check.signals.get("d.acc").values)
+    # The outputs estimate P(real): kept as D's probabilities although some leave [0, 1].
+    assert doctor.signals.get("d_prob.real") is not None and len(doctor.signals.get("d_prob.real").values) == 40
+
+
+def test_the_form_is_learnt_from_the_loop_s_own_forwards_when_it_passes_only_the_loss():
+    torch.manual_seed(2)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 1))
+    # The doctor's own D forward runs every step here: its outputs must not be taken for the loop's.
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=10, d_probe_every=1), strict=True)
+    probe = next(p for p in doctor.probes if p.name == "loss_form")
+    _lsgan_steps(doctor, 30, pass_outputs=False)
+    assert doctor.context.values.get("d_loss_form") == "ls01"
+    assert doctor.context.values.get("d_loss_unit") == 0.25
+    assert probe.handle is None and not D._forward_hooks  # the hook is gone once the form is known
+    doctor.close()
+
+
+def test_a_loss_no_form_explains_leaves_the_units_alone_and_the_hook_goes():
+    torch.manual_seed(3)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
+    for _ in range(20):
+        real, fake = torch.randn(64, 2), G(torch.randn(64, 4)).detach()
+        d_real, d_fake = D(real), D(fake)
+        # BCE plus a made-up penalty: no form explains it
+        bce = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        doctor.step(d_loss=bce + 0.1, real=real, fake=fake)
+    assert "d_loss_form" not in doctor.context.values and "d_loss_unit" not in doctor.context.values
+    assert not D._forward_hooks
+    doctor.close()
+
+
+def test_an_error_in_the_hook_never_reaches_the_loop_s_forward(monkeypatch):
+    import gandoctor.probes.lossform as lossform
+
+    def broken() -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lossform, "doctor_forward_running", broken)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5))
+    _lsgan_steps(doctor, 10, pass_outputs=False)  # D's forwards run, the hook fails inside them
+    assert "boom" in doctor.disabled_probes["loss_form"]
+    assert not D._forward_hooks
+    doctor.close()

@@ -10,6 +10,7 @@ A case builds a signal log from piecewise-constant segments and evaluates that r
     tolerance = 0
     steps = 304            # records at steps 0..steps-1
     context = []           # context flags, e.g. ["critic"]
+    values = {}            # context values, e.g. {d_loss_unit = 0.25}
     [case.signals]
     "loss.d" = [[0, 0.7], [300, "nan"]]                      # from step 0: 0.7; from 300: NaN
     "d.auc" = [[0, [0.3, 0.9]]]                              # a list alternates record by record
@@ -66,6 +67,7 @@ class RuleCase:
     tolerance: int = 0
     context: tuple[str, ...] = ()
     source: str = ""
+    values: Mapping[str, float] | None = None
 
     def signal_log(self) -> SignalLog:
         log = SignalLog()
@@ -137,6 +139,9 @@ def load_cases(path: Path) -> list[RuleCase]:
         context = raw.get("context", [])
         if not isinstance(context, list) or not all(isinstance(c, str) for c in context):
             raise RuleError(f"{where}.context': expected a list of context flags, got {context!r}")
+        values = raw.get("values", {})
+        if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+            raise RuleError(f"{where}.values': expected a table of context values (numbers), got {values!r}")
         cases.append(
             RuleCase(
                 rule=path.stem,
@@ -148,6 +153,7 @@ def load_cases(path: Path) -> list[RuleCase]:
                 tolerance=int(raw.get("tolerance", 0)),
                 context=tuple(context),
                 source=str(path),
+                values={k: float(v) for k, v in values.items()},
             )
         )
     return cases
@@ -158,7 +164,7 @@ def run_case(case: RuleCase, rules: RuleSet) -> CaseResult:
         rule = rules.by_code(case.rule)
     except KeyError:
         raise RuleError(f"{case.source}: no rule {case.rule!r} in the rules loaded") from None
-    result = evaluate(case.signal_log(), RuleSet((rule,), rules.remedies), RunContext(frozenset(case.context)), strict=True)
+    result = evaluate(case.signal_log(), RuleSet((rule,), rules.remedies), RunContext(frozenset(case.context), dict(case.values or {})), strict=True)
     if result.findings:
         got, onset = f"fired at step {result.findings[0].onset_step}", result.findings[0].onset_step
     elif result.skipped:

@@ -23,7 +23,7 @@ Grouped evaluation fits the calibratable thresholds (``benchmarks/calibration.to
 folds into one table. Runs whose ``oracle.json`` says ``never_calibrate`` (the high-dimensional
 mixture) are scored but never calibrated on. The heuristics are never fitted.
 
-Only gandoctor's public API is used: ``read_run``, ``load_rules``, ``diagnose``,
+Only gandoctor's public API is used: ``read_run``, ``infer_from_log``, ``load_rules``, ``diagnose``,
 ``rules.with_overrides``.
 """
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -45,7 +46,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 import gandoctor
-from gandoctor import MODES, RuleSet, diagnose, load_rules, read_run
+from gandoctor import MODES, RuleSet, diagnose, infer_from_log, load_rules, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = ROOT / "fixtures" / "corpus"
@@ -127,9 +128,11 @@ def _scalar_file(folder: Path) -> Path | None:
 
 def _read(path: Path) -> gandoctor.RunData | None:
     try:
-        return read_run(path)
+        data = read_run(path)
     except gandoctor.GanDoctorError:
         return None     # an unreadable log predicts nothing (counted as all modes missed)
+    # What `gandoctor analyze` adds from the log itself (a critic's negative loss, D's loss units).
+    return dataclasses.replace(data, context=data.context.merged(infer_from_log(data.signals, data.context)))
 
 
 def read_scalar_rows(path: Path) -> dict[str, np.ndarray]:

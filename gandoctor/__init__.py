@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config
-from .diagnose import analyze, diagnose
+from .diagnose import analyze, diagnose, infer_from_log
 from .errors import ConfigError, GanDoctorError, LogFormatError, NonFiniteLossError, RuleError, SignalError
 from .findings import Evidence, Finding, RankedRemedy, RunContext
 from .readers import RunData, read_run
@@ -41,6 +41,7 @@ __all__ = [
     "SignalLog",
     "analyze",
     "diagnose",
+    "infer_from_log",
     "load_config",
     "load_rules",
     "read_run",

@@ -10,6 +10,7 @@ import numpy as np
 from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext
+from .lossunits import infer_d_loss_unit
 from .readers import ReadOptions, RunData, read_run
 from .report import Report
 from .rules import RuleSet
@@ -48,13 +49,21 @@ def diagnose(
 
 def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     """What a saved log says about the run that its header may not: a D loss below zero marks a
-    Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers."""
+    Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers;
+    D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`)."""
+    flags: set[str] = set()
+    values: dict[str, float] = {}
     loss_d = signals.get("loss.d")
     if "critic" not in known.flags and loss_d is not None:
         finite = loss_d.values[np.isfinite(loss_d.values)]
         if finite.size and float(finite.min()) < -1e-6:
-            return RunContext(frozenset({"critic"}))
-    return RunContext()
+            flags.add("critic")
+    # A Doctor's own log (it records d_output) carries the exact form where one explains the loss.
+    if "critic" not in known.flags | flags and "d_loss_unit" not in known.values and "d_output" not in known.values:
+        unit = infer_d_loss_unit(signals)
+        if unit is not None:
+            values["d_loss_unit"] = unit
+    return RunContext(frozenset(flags), values)
 
 
 def analyze(
@@ -91,6 +100,7 @@ def analyze_run(
     # config items may carry a setting too: uses = ["gradient_penalty=10"]
     configured = parse_uses(",".join(sorted(config.uses)), where=f"{config.origin}: key 'tool.gandoctor.uses'")
     declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
-    context = data.context.merged(uses_context(declared, rules.remedies)).merged(infer_from_log(data.signals, data.context))
+    context = data.context.merged(uses_context(declared, rules.remedies))
+    context = context.merged(infer_from_log(data.signals, context))
     report = diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
     return report, data

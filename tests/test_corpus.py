@@ -88,6 +88,34 @@ def test_least_squares_loss_and_record_losses_delegate():
     assert record.d_loss_fn is corpus.d_loss_fn                  # what record.Oracle calls
 
 
+def test_least_squares_towards_one_and_zero_and_the_oracle_s_centred_view_agree():
+    torch.manual_seed(0)
+
+    class Scorer(torch.nn.Module):  # the corpus's Ds take (x, y)
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(3, 1)
+
+        def forward(self, x, y=None):
+            return self.net(x)
+
+    D = corpus.CentredD(Scorer())
+    inner = D.D
+    real, fake = torch.randn(8, 3), torch.randn(8, 3)
+    ls01 = record.Cfg(name="t", scenario="t", loss="ls01")
+    centred = record.Cfg(name="t", scenario="t", loss="ls01c")
+    loss, dr, df = corpus.d_loss_fn(ls01, inner, real, fake)
+    expected = 0.5 * ((dr - 1) ** 2).mean() + 0.5 * (df**2).mean()  # PyTorch-GAN lsgan.py's D loss
+    assert float(loss) == pytest.approx(float(expected))
+    # The oracle reads D's outputs less 0.5 (split at 0) and gets the same losses back.
+    loss_c, dr_c, df_c = corpus.d_loss_fn(centred, D, real, fake)
+    assert torch.allclose(dr_c, dr - 0.5) and float(loss_c) == pytest.approx(float(loss))
+    assert float(corpus.g_loss_fn(centred, df_c)) == pytest.approx(float(corpus.g_loss_fn(ls01, df)))
+    assert list(D.parameters()) == list(D.D.parameters())
+    draws = [corpus.draw_recipe(0, i)["loss"] for i in range(300)]
+    assert draws.count("ls01") > 10 and draws.count("ls") > 10
+
+
 def test_high_dim_mixture_hit_radius_matches_the_2d_convention():
     r = dict(corpus.draw_recipe(0, 0), dataset="gmm_hd", K=5, dim=24, data_std=0.2, data_seed=3)
     std = corpus._oracle_std(r)

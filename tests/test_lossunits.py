@@ -27,7 +27,7 @@ def simulated_log(form: str, steps: int = 300, seed: int = 0) -> SignalLog:
     return log
 
 
-@pytest.mark.parametrize(("form", "unit"), [("bce_sum", None), ("bce_mean", 0.5), ("ls01_half", 0.25), ("ls01_sum", 0.5)])
+@pytest.mark.parametrize(("form", "unit"), [("bce_sum", None), ("bce_mean", None), ("ls01_half", 0.25), ("ls01_sum", 0.5)])
 def test_each_form_s_units_follow_from_its_bounds(form, unit):
     assert infer_d_loss_unit(simulated_log(form)) == unit
 

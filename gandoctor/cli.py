@@ -25,7 +25,7 @@ from .errors import GanDoctorError
 from .findings import Finding
 from .remedies import Remedy, alias_table, load_mode_notes, remedies_for_mode
 from .reporters.gate import judge
-from .rules import MODES, Rule, RuleSet
+from .rules import MODES, Condition, Rule, RuleSet
 from .vocabulary import parse_uses, resolve, unknown_uses
 
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_ERROR = 0, 1, 2
@@ -388,6 +388,11 @@ def _citations(remedy: Remedy, rules: RuleSet, indent: str = "    ") -> list[str
     return [f"{indent}source: {rules.sources[c.source].cite(c.section)}" for c in remedy.cites]
 
 
+def _scaled(c: Condition) -> str:
+    """How a threshold in calibrated units reads for a run (``scale = "d_loss_unit"``)."""
+    return f" (x the run's {c.scale})" if c.scale else ""
+
+
 def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
     out.print(f"[bold]{rule.code} {rule.name}[/bold] → {rule.mode}")
     out.print(rule.summary, markup=False)
@@ -398,9 +403,9 @@ def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
         out.print(rule.example, markup=False)
     out.print(f"\n[bold]fires when[/bold] ({rule.match} of; after {rule.warmup_steps} warm-up steps, holding for {rule.persist_steps} steps)")
     for c in rule.conditions:
-        out.print(f"  {c.label()} {c.op} {c.threshold:g}" + (" (optional)" if c.optional else ""), markup=False)
+        out.print(f"  {c.label()} {c.op} {c.threshold:g}{_scaled(c)}" + (" (optional)" if c.optional else ""), markup=False)
     for c in rule.corroborate:
-        out.print(f"  corroborated by {c.label()} {c.op} {c.threshold:g}", markup=False)
+        out.print(f"  corroborated by {c.label()} {c.op} {c.threshold:g}{_scaled(c)}", markup=False)
     out.print("\n[bold]remedies[/bold] (in the rule's order; 'gandoctor analyze' ranks them for a run)")
     for ref in rule.remedies:
         r = rules.remedies[ref.id]

@@ -294,6 +294,13 @@ def test_rules_lists_every_code(capsys, monkeypatch):
         assert norm(rule.summary) in flat
 
 
+def test_explain_says_which_thresholds_are_in_the_run_s_loss_units(capsys):
+    assert main(["explain", "GD102"]) == EXIT_HEALTHY
+    out = norm(capsys.readouterr().out)
+    assert "median(loss.d, 200 steps) < 0.2 (x the run's d_loss_unit)" in out
+    assert "min(loss.d, 200 steps) >= 0 corroborated" in out  # unscaled: 0 is 0 in any units
+
+
 def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
     assert main(["explain", "GD301"]) == EXIT_HEALTHY
     out = norm(capsys.readouterr().out)

@@ -56,21 +56,23 @@ def test_the_form_is_settled_once_and_tried_a_few_times_only():
     real, fake = LOGITS
     wrong = torch.tensor(123.0)
     for _ in range(10):
-        numbers = form.tensors(wrong, [(real, fake), (fake, real)])
-        assert numbers is not None and len(numbers) == 1 + 2 * len(FORMS)
-        assert form.settle([float(t) for t in numbers]) == (set(), {})
+        attempt = form.tensors(wrong, [(real, fake), (fake, real)])
+        assert attempt is not None and len(attempt[0]) == 1 + 2 * len(FORMS) and attempt[1] is None
+        assert form.settle([float(t) for t in attempt[0]]) == (set(), {})
     assert form.tensors(wrong, [(real, fake)]) is None  # gave up: nothing more is computed
     form = LossForm()
     ls = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
     # The loop's forwards in their order: the pair (fake, real) explains nothing, (real, fake) does.
-    numbers = form.tensors(ls, [(fake, real), (real, fake)])
-    assert numbers is not None
-    assert form.settle([float(t) for t in numbers]) == ({"least_squares_loss"}, {"d_loss_form": "ls01", "d_loss_unit": 0.25})
+    # A loss passed as a number stays on the host: only the forms travel.
+    attempt = form.tensors(float(ls), [(fake, real), (real, fake)])
+    assert attempt is not None and len(attempt[0]) == 2 * len(FORMS) and attempt[1] == pytest.approx(float(ls))
+    numbers = [attempt[1]] + [float(t) for t in attempt[0]]
+    assert form.settle(numbers) == ({"least_squares_loss"}, {"d_loss_form": "ls01", "d_loss_unit": 0.25})
     assert form.tensors(ls, [(real, fake)]) is None
     assert form.tensors(None, [(real, fake)]) is None
 
 
-def _lsgan_steps(doctor: gandoctor.Doctor, steps: int, pass_outputs: bool = True) -> None:
+def _lsgan_steps(doctor: gandoctor.Doctor, steps: int, pass_outputs: bool = True, as_number: bool = False) -> None:
     """A least-squares GAN towards 1/0 (PyTorch-GAN lsgan.py's D loss) on a 2-D Gaussian."""
     G, D = doctor.generator, doctor.discriminator
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
@@ -88,7 +90,7 @@ def _lsgan_steps(doctor: gandoctor.Doctor, steps: int, pass_outputs: bool = True
         g_loss.backward()
         opt_g.step()
         outputs = {"d_real": d_real, "d_fake": d_fake} if pass_outputs else {}
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, **outputs)
+        doctor.step(d_loss=d_loss.item() if as_number else d_loss, g_loss=g_loss, real=real, fake=fake, **outputs)
 
 
 def test_a_least_squares_d_towards_one_and_zero_is_thresholded_at_one_half():
@@ -118,7 +120,7 @@ def test_the_form_is_learnt_from_the_loop_s_own_forwards_when_it_passes_only_the
     # The doctor's own D forward runs every step here: its outputs must not be taken for the loop's.
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=10, d_probe_every=1), strict=True)
     probe = next(p for p in doctor.probes if p.name == "loss_form")
-    _lsgan_steps(doctor, 30, pass_outputs=False)
+    _lsgan_steps(doctor, 30, pass_outputs=False, as_number=True)  # d_loss.item(), as many loops log it
     assert doctor.context.values.get("d_loss_form") == "ls01"
     assert doctor.context.values.get("d_loss_unit") == 0.25
     assert probe.handle is None and not D._forward_hooks  # the hook is gone once the form is known

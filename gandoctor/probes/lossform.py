@@ -108,20 +108,22 @@ class LossForm:
     def open(self) -> bool:
         return self.form is None and self.tries < _TRIES
 
-    def tensors(self, loss: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor] | None:
-        """What to move to the host for one try (scalars: the loss, then each pair's forms), or
-        None (settled, given up, no loss or no pair)."""
+    def tensors(self, loss: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], float | None] | None:
+        """What to move to the host for one try (scalars: the loss if it is a tensor, then each
+        pair's forms) and the loss if the loop passed a number; None when settled, given up, or
+        there is no loss or no pair. A number stays on the host: no copy to the device."""
         if not self.open or loss is None or not pairs:
             return None
-        device = pairs[0][0].device
+        head: list[torch.Tensor] = []
+        number: float | None = None
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 return None
-            value = loss.detach().float().reshape(1).to(device)
+            head = [loss.detach().float().reshape(1).to(pairs[0][0].device)]
         else:
-            value = torch.tensor([float(loss)], device=device)
+            number = float(loss)
         self.tries += 1
-        return list(torch.cat([value] + [candidate_losses(r, f).to(device) for r, f in pairs]).unbind())
+        return list(torch.cat(head + [candidate_losses(r, f) for r, f in pairs]).unbind()), number
 
     def settle(self, numbers: list[float]) -> tuple[set[str], dict[str, Any]]:
         """Context flags and values learnt from one try's numbers (empty while undecided). A
@@ -177,13 +179,14 @@ class LossFormProbe(Probe):
             raise failed
         outs = self.captured
         pairs = [(a, b) for i, a in enumerate(outs) for j, b in enumerate(outs) if i != j]
-        numbers = self.form.tensors(inputs.d_loss, pairs)
-        if numbers is not None:
+        attempt = self.form.tensors(inputs.d_loss, pairs)
+        if attempt is not None:
             self.idle = 0
-            self.host.defer(numbers, self._settle)
+            tensors, number = attempt
+            self.host.defer(tensors, lambda numbers, values: self._settle(numbers if number is None else [number, *numbers]))
         return {}
 
-    def _settle(self, numbers: list[float], values: dict[str, float]) -> None:
+    def _settle(self, numbers: list[float]) -> None:
         flags, learnt = self.form.settle(numbers)
         if learnt:
             self.host.note_context(flags, learnt)

@@ -157,3 +157,18 @@ def test_an_error_in_the_hook_never_reaches_the_loop_s_forward(monkeypatch):
     assert "boom" in doctor.disabled_probes["loss_form"]
     assert not D._forward_hooks
     doctor.close()
+
+
+def test_once_the_form_cannot_be_learnt_no_accuracy_at_one_half_is_kept_for_it():
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
+    kind = next(p for p in doctor.probes if p.name == "d_outputs").kind
+    assert kind.loss_form.deciding()
+    for _ in range(20):  # the loop passes its outputs but never its loss
+        real, fake = torch.randn(64, 2), G(torch.randn(64, 4)).detach()
+        doctor.step(real=real, fake=fake, d_real=D(real), d_fake=D(fake))
+    assert kind.loss_form.deciding()  # the hook waits up to 200 steps for a loss
+    next(p for p in doctor.probes if p.name == "loss_form").close()
+    assert not kind.loss_form.deciding()
+    doctor.close()

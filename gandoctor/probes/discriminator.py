@@ -87,12 +87,13 @@ class OutputKind:
                 threshold = 0.0
             else:
                 # Probabilities while every output seen lies in [0, 1], logits otherwise;
-                # decided on the device so no value is read back here. While the loss form is
-                # unknown, the accuracy at 0.5 travels too, for the flush to pick.
+                # decided on the device so no value is read back here. While the loss form may
+                # still be learnt, the accuracy at 0.5 travels too, for the flush to pick.
                 in_range = (lo >= 0) & (hi <= 1) & self.range_ok
                 threshold = torch.where(in_range, torch.full_like(midpoint, 0.5), torch.zeros_like(midpoint))
-                half = balanced_accuracy(real, fake, 0.5)
-                deferred.append(half)
+                if self.loss_form.deciding():
+                    half = balanced_accuracy(real, fake, 0.5)
+                    deferred.append(half)
         if deferred:
             has_half = half is not None
             self.host.defer(deferred, lambda numbers, step_values: self._settle(numbers, step_values, has_half))

@@ -103,10 +103,16 @@ class LossForm:
         self.form: str | None = None
         self.unit: float | None = None
         self.tries = 0
+        self.settled = 0  # tries whose numbers came back
+        self.closed = False  # the probe stopped trying (hook removed)
 
     @property
     def open(self) -> bool:
         return self.form is None and self.tries < _TRIES
+
+    def deciding(self) -> bool:
+        """The form may still be learnt: trying, or tries still on their way to the host."""
+        return self.form is None and (not self.closed or self.settled < self.tries)
 
     def tensors(self, loss: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], float | None] | None:
         """What to move to the host for one try (scalars: the loss if it is a tensor, then each
@@ -129,6 +135,7 @@ class LossForm:
         """Context flags and values learnt from one try's numbers (empty while undecided). A
         least-squares or Wasserstein loss is also flagged as the technique in use, so remedies
         do not suggest switching to it."""
+        self.settled += 1
         if self.form is not None:
             return set(), {}
         found = match(numbers[0], numbers[1:])
@@ -202,3 +209,4 @@ class LossFormProbe(Probe):
             self.handle.remove()
             self.handle = None
         self.captured.clear()
+        self.form.closed = True

@@ -172,3 +172,18 @@ def test_once_the_form_cannot_be_learnt_no_accuracy_at_one_half_is_kept_for_it()
     next(p for p in doctor.probes if p.name == "loss_form").close()
     assert not kind.loss_form.deciding()
     doctor.close()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_a_d_that_takes_no_hooks_switches_only_this_probe_off():
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = torch.jit.script(nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5))
+    for _ in range(10):
+        real, fake = torch.randn(64, 2), G(torch.randn(64, 4)).detach()
+        d_real, d_fake = D(real), D(fake)
+        doctor.step(d_loss=(d_real - d_fake).mean(), real=real, fake=fake, d_real=d_real, d_fake=d_fake)
+    assert list(doctor.disabled_probes) == ["loss_form"]
+    assert "ScriptModule" in doctor.disabled_probes["loss_form"]
+    assert len(doctor.signals.get("d.acc").values) == 10  # the other probes go on
+    doctor.close()

@@ -161,7 +161,12 @@ class LossFormProbe(Probe):
         self.captured: list[torch.Tensor] = []
         self.idle = 0
         self.failed: Exception | None = None
-        self.handle: Any = host.discriminator.register_forward_hook(self._capture)
+        self.handle: Any = None
+        try:
+            self.handle = host.discriminator.register_forward_hook(self._capture)
+        except Exception as exc:  # noqa: BLE001 - e.g. a TorchScript D: reported once at the first step, like any probe error
+            self.failed = exc
+            self.form.closed = True
 
     def _capture(self, module: nn.Module, args: Any, output: Any) -> None:
         # Runs inside the loop's forward: an error here is kept for measure() to raise under the

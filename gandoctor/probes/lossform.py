@@ -204,6 +204,8 @@ class LossFormProbe(Probe):
             self.host.note_context(flags, learnt)
 
     def after_step(self, step: int, every: int) -> None:
+        if self.handle is None:  # done (or never hooked): nothing left to do at any step
+            return
         self.captured.clear()
         self.idle += 1
         if not self.form.open or self.idle > _PATIENCE:

@@ -8,7 +8,15 @@ only means, but means bound the loss from below (Jensen: each form is convex in 
 
 A loss far under the BCE bound, even halved, at most of the steps where D is unsure (where the
 bound says something) is not BCE; if it stays above the least-squares bound there, it is least
-squares towards 1/0 (unit 1/4 if it is under the summed bound too, else 1/2). BCE as a mean is
+squares towards 1/0 (unit 1/4 if it is under the summed bound too, else 1/2).
+
+A log of losses only (a console log) still says something: D's loss bounds what D makes of the
+fakes, and so G's loss. Under BCE, hinge or least squares towards +/-1, a D loss of 0.12 means
+D(G(z)) is low enough that G's loss is at least 0.76 (hinge, the weakest); least squares towards
+1/0 only asks 0.13. G's loss under the weakest of the other bounds at half the steps where they
+say something (and over the 1/0 one) is least squares towards 1/0, taken as halved (unit 1/4,
+PyTorch-GAN's lsgan.py; the sum cannot be told apart). A negative G loss (minimax, a critic)
+says nothing. BCE as a mean is
 not inferred (under the summed bound only: least squares towards +/-1 and hinge look the same
 early on, on the corpus). Anything else, and logs without D's probabilities, say nothing:
 thresholds stay as calibrated.
@@ -26,6 +34,10 @@ _SHARE = 0.8  # of the informative steps
 _SLACK = 0.9  # under a bound by 10% at least: not rounding
 _STRAY, _IN_RANGE = 0.2, 0.9  # 90% of the means within [-0.2, 1.2]
 _MIDPOINT = (0.2, 0.8)  # median of (D(x) + D(G(z))) / 2
+# Losses only: the other forms' bound on G's loss at least 0.5; G's loss under 0.8 of it at half
+# of those steps (on the corpus, 1/0 runs 0.8-1.0 of the steps, every other form 0.02 at most;
+# PyTorch-GAN's cgan.py, whose G loss is not halved and whose D has dropout, 0.6).
+_G_INFORMATIVE, _G_SLACK, _G_SHARE = 0.5, 0.8, 0.5
 
 
 def _aligned(log: SignalLog) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -44,6 +56,38 @@ def _aligned(log: SignalLog) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 def infer_d_loss_unit(log: SignalLog) -> float | None:
     """The ``d_loss_unit`` the bounds establish, or None (BCE summed, or nothing established)."""
+    unit = _from_d_outputs(log)
+    return unit if unit is not None else _from_losses(log)
+
+
+def _from_losses(log: SignalLog) -> float | None:
+    loss_d, loss_g = log.get("loss.d"), log.get("loss.g")
+    if loss_d is None or loss_g is None:
+        return None
+    steps = np.intersect1d(loss_d.steps, loss_g.steps)
+    d = np.asarray(loss_d.values)[np.searchsorted(loss_d.steps, steps)]
+    g = np.asarray(loss_g.values)[np.searchsorted(loss_g.steps, steps)]
+    ok = np.isfinite(d) & np.isfinite(g) & (d >= 0)
+    if (g[ok] < -1e-6).any():
+        return None
+    x = np.maximum(d[ok], 1e-9)
+    g = g[ok]
+    # Each form's lowest G loss given D's loss (D's loss as the mean of its two terms, G's as
+    # halved where a form has that choice: the weakest bounds).
+    bce = -np.log1p(-np.exp(-2 * x))
+    hinge = 1 - 2 * x
+    ls_pm1 = 0.5 * (2 - np.sqrt(2 * x)) ** 2
+    ls01 = 0.5 * np.clip(1 - np.sqrt(2 * x), 0, None) ** 2
+    others = np.minimum(np.minimum(bce, hinge), ls_pm1)
+    informative = others >= _G_INFORMATIVE
+    if int(informative.sum()) < _MIN_STEPS:
+        return None
+    below = float((g[informative] < _G_SLACK * others[informative]).mean())
+    above = float((g[informative] >= _SLACK * ls01[informative]).mean())
+    return 0.25 if below >= _G_SHARE and above >= _SHARE else None
+
+
+def _from_d_outputs(log: SignalLog) -> float | None:
     aligned = _aligned(log)
     if aligned is None:
         return None

@@ -52,7 +52,7 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers;
     D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`)."""
     flags: set[str] = set()
-    values: dict[str, float] = {}
+    values: dict[str, float | str] = {}
     loss_d = signals.get("loss.d")
     if "critic" not in known.flags and loss_d is not None:
         finite = loss_d.values[np.isfinite(loss_d.values)]
@@ -61,8 +61,9 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     # A Doctor's own log (it records d_output) carries the exact form where one explains the loss.
     if "critic" not in known.flags | flags and "d_loss_unit" not in known.values and "d_output" not in known.values:
         unit = infer_d_loss_unit(signals)
-        if unit is not None:
+        if unit is not None:  # the bounds establish one form only: least squares towards 1/0
             values["d_loss_unit"] = unit
+            values["d_loss_form"] = "ls01"
     return RunContext(frozenset(flags), values)
 
 

@@ -387,11 +387,25 @@ def test_a_declared_d_loss_unit_reads_the_loss_floor_in_that_unit(tmp_path, caps
     # Least squares towards 1/0, halved (PyTorch-GAN's lsgan.py): chance is 0.25, so a D loss of
     # 0.12-0.14 is under the calibrated floor (0.2) but well above the same floor in its units (0.05).
     rng = np.random.default_rng(0)
-    lines = ["step,loss_D,loss_G"] + [f"{i},{0.12 + 0.02 * rng.random():.4f},{0.4 + 0.05 * rng.random():.4f}" for i in range(1500)]
-    path = tmp_path / "lsgan.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    main(["analyze", str(path), "--json"])
+
+    def log(g_loss: float) -> str:
+        lines = ["step,loss_D,loss_G"] + [f"{i},{0.12 + 0.02 * rng.random():.4f},{g_loss + 0.05 * rng.random():.4f}" for i in range(1500)]
+        path = tmp_path / f"lsgan-{g_loss}.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return str(path)
+
+    # G's loss as high as BCE would have it: nothing tells the form, the calibrated floor applies...
+    bce_like = log(3.0)
+    main(["analyze", bce_like, "--json"])
     assert "GD102" in {f["rule"] for f in json.loads(capsys.readouterr().out)["findings"]}
-    main(["analyze", str(path), "--json", "--uses", "d_loss_unit=0.25"])
+    # ...unless the unit is declared.
+    main(["analyze", bce_like, "--json", "--uses", "d_loss_unit=0.25"])
     out, err = capsys.readouterr()
     assert json.loads(out)["findings"] == [] and "d_loss_unit" not in err  # a known name: no typo warning
+    main(["analyze", bce_like, "--uses", "d_loss_unit=0.25"])
+    assert "D's loss thresholds are read in this run's units (d_loss_unit 0.25" in norm(capsys.readouterr().out)
+    # G's loss of 0.4 with D's at 0.12 is impossible under BCE, hinge or +/-1 least squares: the
+    # unit is read from the two losses, as from PyTorch-GAN's lsgan.py console log.
+    main(["analyze", log(0.4)])
+    out = norm(capsys.readouterr().out)
+    assert "HEALTHY" in out and "(least squares towards 1/0, d_loss_unit 0.25" in out

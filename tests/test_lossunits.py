@@ -58,7 +58,7 @@ def test_scores_and_short_or_partial_logs_say_nothing():
 
 def test_a_declared_or_recorded_unit_wins_over_the_inferred_one():
     log = simulated_log("ls01_half")
-    assert infer_from_log(log, RunContext()).values == {"d_loss_unit": 0.25}
+    assert infer_from_log(log, RunContext()).values == {"d_loss_unit": 0.25, "d_loss_form": "ls01"}
     assert infer_from_log(log, RunContext(frozenset(), {"d_loss_unit": 1.0})).values == {}
     # a Doctor's own log: the live form (or none) is what it recorded
     assert infer_from_log(log, RunContext(frozenset(), {"d_output": "auto"})).values == {}

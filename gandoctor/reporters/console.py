@@ -117,6 +117,26 @@ def _finding(f: Finding) -> Iterator[Any]:
         yield _hanging([("-", Text(f"not suggested: {s.title} — {s.reason}", style="dim"))], indent=3)
 
 
+_FORM_NAMES = {
+    "bce_logits": "BCE on logits",
+    "bce_prob": "BCE on probabilities",
+    "ls01": "least squares towards 1/0",
+    "ls_pm1": "least squares towards +1/-1",
+    "hinge": "hinge",
+    "wasserstein": "Wasserstein",
+}
+
+
+def _loss_units(report: Report) -> str:
+    """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
+    unit = report.context.values.get("d_loss_unit")
+    if not isinstance(unit, (int, float)) or isinstance(unit, bool) or unit == 1:
+        return ""
+    form = report.context.values.get("d_loss_form")
+    what = f"{_FORM_NAMES.get(str(form), str(form))}, " if form else ""
+    return f"D's loss thresholds are read in this run's units ({what}d_loss_unit {unit:g}: x{unit:g} the calibrated ones)"
+
+
 def _footer(report: Report) -> Iterator[Any]:
     if report.skipped_rules:
         yield Text("")
@@ -124,6 +144,9 @@ def _footer(report: Report) -> Iterator[Any]:
         yield Text(f"{report.rules_checked} of {report.rules_total} rules checked; skipped: {'; '.join(parts)}", style="dim")
     if report.mapped:
         yield Text("signals read from: " + ", ".join(f"{orig} → {sig}" for sig, orig in report.mapped), style="dim")
+    units = _loss_units(report)
+    if units:
+        yield Text(units, style="dim")
     for w in report.warnings:
         yield Text(f"warning: {w}", style="yellow")
 

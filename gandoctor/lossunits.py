@@ -40,18 +40,18 @@ _MIDPOINT = (0.2, 0.8)  # median of (D(x) + D(G(z))) / 2
 _G_INFORMATIVE, _G_SLACK, _G_SHARE = 0.5, 0.8, 0.5
 
 
-def _aligned(log: SignalLog) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    loss, real, fake = (log.get(name) for name in ("loss.d", "d_prob.real", "d_prob.fake"))
-    if loss is None or real is None or fake is None:
+def _aligned(log: SignalLog, *names: str) -> tuple[np.ndarray, ...] | None:
+    """The values of ``names`` at the steps all of them recorded (None: a signal missing, or
+    fewer than _MIN_STEPS such steps)."""
+    series = [s for s in (log.get(name) for name in names) if s is not None]
+    if len(series) < len(names):
         return None
-    steps = np.intersect1d(np.intersect1d(loss.steps, real.steps), fake.steps)
+    steps = series[0].steps
+    for s in series[1:]:
+        steps = np.intersect1d(steps, s.steps)
     if steps.size < _MIN_STEPS:
         return None
-
-    def at(series: object) -> np.ndarray:
-        return np.asarray(series.values)[np.searchsorted(series.steps, steps)]  # type: ignore[attr-defined]
-
-    return at(loss), at(real), at(fake)
+    return tuple(np.asarray(s.values)[np.searchsorted(s.steps, steps)] for s in series)
 
 
 def infer_d_loss_unit(log: SignalLog) -> float | None:
@@ -61,12 +61,10 @@ def infer_d_loss_unit(log: SignalLog) -> float | None:
 
 
 def _from_losses(log: SignalLog) -> float | None:
-    loss_d, loss_g = log.get("loss.d"), log.get("loss.g")
-    if loss_d is None or loss_g is None:
+    aligned = _aligned(log, "loss.d", "loss.g")
+    if aligned is None:
         return None
-    steps = np.intersect1d(loss_d.steps, loss_g.steps)
-    d = np.asarray(loss_d.values)[np.searchsorted(loss_d.steps, steps)]
-    g = np.asarray(loss_g.values)[np.searchsorted(loss_g.steps, steps)]
+    d, g = aligned
     ok = np.isfinite(d) & np.isfinite(g) & (d >= 0)
     if (g[ok] < -1e-6).any():
         return None
@@ -88,7 +86,7 @@ def _from_losses(log: SignalLog) -> float | None:
 
 
 def _from_d_outputs(log: SignalLog) -> float | None:
-    aligned = _aligned(log)
+    aligned = _aligned(log, "loss.d", "d_prob.real", "d_prob.fake")
     if aligned is None:
         return None
     loss, p, q = aligned

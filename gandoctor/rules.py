@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeGuard
 
 import numpy as np
 
@@ -147,7 +147,7 @@ class RuleSet:
         raise KeyError(code)
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -336,7 +336,7 @@ def in_run_units(rule: Rule, values: Mapping[str, Any]) -> Rule:
 
     def scaled(c: Condition) -> Condition:
         factor = values.get(c.scale) if c.scale else None
-        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 < factor < math.inf or factor == 1:
+        if not _number(factor) or not 0 < factor < math.inf or factor == 1:
             return c
         return replace(c, threshold=c.threshold * float(factor))
 

@@ -78,12 +78,12 @@ class OutputKind:
             values["d_prob.fake"] = fake.clamp(0, 1).mean()
             lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
             deferred = [lo, hi]
-            learnt = self.loss_form.form
-            if "critic" in self.host.context().flags or learnt == "wasserstein":
+            # A negative D loss, or a learnt Wasserstein form, flags a critic.
+            if "critic" in self.host.context().flags:
                 threshold = midpoint
             elif self.probability_like():
                 threshold = 0.5
-            elif learnt is not None:
+            elif self.loss_form.form is not None:
                 threshold = 0.0
             else:
                 # Probabilities while every output seen lies in [0, 1], logits otherwise;

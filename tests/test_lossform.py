@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,9 +69,42 @@ def test_the_form_is_settled_once_and_tried_a_few_times_only():
     attempt = form.tensors(float(ls), [(fake, real), (real, fake)])
     assert attempt is not None and len(attempt[0]) == 2 * len(FORMS) and attempt[1] == pytest.approx(float(ls))
     numbers = [attempt[1]] + [float(t) for t in attempt[0]]
-    assert form.settle(numbers) == ({"least_squares_loss"}, {"d_loss_form": "ls01", "d_loss_unit": 0.25})
+    assert form.settle(numbers) == (set(), {})  # one try is not enough: a second must agree
+    attempt = form.tensors(float(ls), [(fake, real), (real, fake)])
+    assert attempt is not None
+    assert form.settle([attempt[1]] + [float(t) for t in attempt[0]]) == ({"least_squares_loss"}, {"d_loss_form": "ls01", "d_loss_unit": 0.25})
     assert form.tensors(ls, [(real, fake)]) is None
     assert form.tensors(None, [(real, fake)]) is None
+
+
+def _try(form: LossForm, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> tuple[set[str], dict[str, Any]]:
+    attempt = form.tensors(loss, [(real, fake)])
+    assert attempt is not None
+    return form.settle([float(t) for t in attempt[0]])
+
+
+def test_a_lone_match_among_misses_is_not_taken():
+    """A loss of another form (a relativistic D's, say) can meet one form on one try by chance;
+    it is taken only when it explains two tries and no fewer than nothing explained."""
+    real, fake = LOGITS
+    bce = F.softplus(-real).mean() + F.softplus(fake).mean()
+    form = LossForm()
+    for _ in range(3):
+        assert _try(form, torch.tensor(123.0), real, fake) == (set(), {})
+    assert _try(form, bce, real, fake) == (set(), {})
+    assert _try(form, bce, real, fake) == (set(), {})  # 2 matches, 3 misses
+    assert _try(form, bce, real, fake) == (set(), {"d_loss_form": "bce_logits", "d_loss_unit": 1.0})
+
+
+def test_two_forms_explaining_tries_leave_it_undecided():
+    real, fake = LOGITS
+    bce = F.softplus(-real).mean() + F.softplus(fake).mean()
+    hinge = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    form = LossForm()
+    assert _try(form, bce, real, fake) == (set(), {})
+    assert _try(form, hinge, real, fake) == (set(), {})
+    assert not form.open and form.tensors(bce, [(real, fake)]) is None
+    assert form.form is None
 
 
 def _lsgan_steps(doctor: gandoctor.Doctor, steps: int, pass_outputs: bool = True, as_number: bool = False) -> None:

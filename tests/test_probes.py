@@ -205,6 +205,93 @@ def test_conditional_discriminator_gets_the_labels():
     assert "d.auc" in doctor.signals
 
 
+class AuxD(nn.Module):
+    """An ACGAN's D: images only, two heads (validity, class logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 16), nn.ReLU())
+        self.adv, self.aux = nn.Linear(16, 1), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return torch.sigmoid(self.adv(h)), self.aux(h)
+
+
+class CondG(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.net = nn.Embedding(3, 4), nn.Linear(4, 2)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(self.emb(y) * z)
+
+
+def test_an_acgan_d_that_takes_no_labels_is_called_without_them():
+    """A conditional G needs fake_labels= (its fixed codes run with them) while an ACGAN's D
+    classifies the labels itself: the doctor must not hand them to D."""
+    torch.manual_seed(0)
+    G, D = CondG(), AuxD()
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(d_probe_every=1, flush_every=5, latent_every=5), strict=True)
+    for _ in range(20):
+        y = torch.randint(0, 3, (32,))
+        doctor.step(d_loss=1.0, g_loss=1.0, real=torch.randn(32, 2), fake=G(torch.randn(32, 4), y).detach(), labels=y, fake_labels=y)
+    doctor.close()
+    assert not doctor.disabled_probes
+    assert "d.auc" in doctor.signals and "latent.drift" in doctor.signals
+
+
+def test_a_d_called_with_other_inputs_says_how_to_pass_them():
+    class ThreeInputD(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(2, 1)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+    doctor = gandoctor.Doctor(nn.Linear(4, 2), ThreeInputD(), schedule=Schedule(d_probe_every=1))
+    y = torch.zeros(8, dtype=torch.long)
+    doctor.step(d_loss=0.5, g_loss=0.5, real=torch.randn(8, 2), fake=torch.randn(8, 2), labels=y)
+    doctor.close()
+    assert "d_forward=" in doctor.disabled_probes["d_probe"]
+
+
+def test_a_loader_batch_of_images_and_labels_is_taken_as_the_images():
+    """The Quickstart's ``for step, real in enumerate(loader)`` over a labelled dataset passes
+    ``real`` as an (images, labels) pair: the images are the real batch."""
+    torch.manual_seed(0)
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(d_probe_every=1, feature_every=1, flush_every=5), strict=True)
+    for _ in range(10):
+        batch = [torch.randn(64, 2), torch.randint(0, 3, (64,))]
+        doctor.step(d_loss=1.0, g_loss=1.0, real=batch, fake=G(torch.randn(64, 4)).detach())
+    doctor.close()
+    assert not doctor.disabled_probes
+    assert "d.auc" in doctor.signals and "feat.coverage" in doctor.signals
+
+
+def test_an_epoch_s_short_last_batch_gives_no_sample_statistics():
+    """1797 digits in batches of 64 end each epoch with 5: statistics of 5 samples are noise."""
+    torch.manual_seed(0)
+    G, D = make_models()
+    featurised: list[int] = []
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        featurised.append(x.shape[0])
+        return x
+
+    doctor = gandoctor.Doctor(G, D, features=features, schedule=Schedule(d_probe_every=1, feature_every=1, flush_every=4), strict=True)
+    sizes = [64, 64, 64, 5, 64, 64, 40]
+    for n in sizes:
+        real = torch.randn(n, 2)
+        d_out = D(real).detach()
+        doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=G(torch.randn(n, 4)).detach(), d_real=d_out, d_fake=d_out - 1)
+    doctor.close()
+    assert doctor.signals.get("d.auc").steps.tolist() == [0, 1, 2, 4, 5, 6]  # step 3 (5 samples) skipped
+    assert featurised and 5 not in featurised and 40 in featurised
+
+
 def test_negative_d_loss_marks_a_critic():
     G, D = make_models()
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1), strict=True)

@@ -123,6 +123,17 @@ def test_render_healthy():
     assert lines[4].split() == ["mode_collapse", "clear", "(GD1", "checked)"]
 
 
+def test_healthy_in_some_modes_only_names_them():
+    status = (
+        ModeStatus("exploding_gradients", ModeState.CLEAR, ("GD501",)),
+        ModeStatus("mode_collapse", ModeState.NOT_CHECKED, (), ("feat.coverage_ratio",), (SkipReason.MISSING_SIGNALS,)),
+        ModeStatus("non_convergence", ModeState.NOT_CHECKED, (), (), (SkipReason.TOO_SHORT,)),
+    )
+    text = Report((), source="r", first_step=0, last_step=1, mode_status=status, rules_checked_codes=("GD501",)).render_text(width=200)
+    assert "HEALTHY in the 1 of 3 modes checked (exploding_gradients); 2 not checked (see below)." in text
+    assert "no failure mode holds" not in text
+
+
 def test_nothing_checked_is_not_healthy():
     status = (ModeStatus("mode_collapse", ModeState.NOT_CHECKED, (), ("feat.coverage_ratio",), (SkipReason.MISSING_SIGNALS,)),)
     report = Report((), source="r", first_step=0, last_step=10, mode_status=status)

@@ -80,6 +80,8 @@ def test_writer_context_and_event_records(tmp_path):
     assert data.context.flags == frozenset({"a_flag", "critic"})
     assert data.context.values == {"n_critic": 5}
     assert data.records == 1
+    # What the Doctor reported during training (a probe switched off) is said by the analysis too.
+    assert data.warnings == (f"{tmp_path / LOG_NAME}: step 0: during training: something happened",)
 
 
 def test_encode_and_round_value():

@@ -107,6 +107,7 @@ class StepInputs:
     g_loss: Any = None
     real: torch.Tensor | None = None
     fake: torch.Tensor | None = None
+    partial: bool = False  # a batch under half the largest seen (an epoch's last): no sample statistics
     d_real: torch.Tensor | None = None
     d_fake: torch.Tensor | None = None
     labels: Any = None
@@ -115,7 +116,7 @@ class StepInputs:
 
     @property
     def has_samples(self) -> bool:
-        return self.real is not None and self.fake is not None
+        return self.real is not None and self.fake is not None and not self.partial
 
 
 def widest_float(device: torch.device) -> torch.dtype:
@@ -152,7 +153,8 @@ class ProbeHost:
 
     ``note_context`` adds facts to the run context; ``defer(tensors, then)`` moves ``tensors``
     to the host with the next flush (in its one transfer) and calls ``then(numbers, values)``
-    with that step's host values before they are recorded; ``guard(name, fn)`` runs a sub-part
+    with that step's host values before they are recorded (``defer_first``: before every other
+    ``then`` of the flush); ``guard(name, fn)`` runs a sub-part
     under the Doctor's fault containment; ``write_samples(step, grid)`` writes a sample grid.
     """
 
@@ -170,6 +172,9 @@ class ProbeHost:
     defer: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
     guard: Callable[[str, Callable[[], Any]], Any]
     write_samples: Callable[[int, Mapping[str, Any] | None], None]
+    # Like ``defer``, but settled before every other deferred value of the same flush: for what
+    # other probes' settling reads (the loss form, learnt from tries that agree).
+    defer_first: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
 
     def features_move_with_d(self) -> bool:
         """True when the sample features are D's own (``d_penultimate``): they change as D trains,

@@ -125,7 +125,7 @@ class DOutputsProbe(Probe):
         self.kind = kind
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        return inputs.d_real is not None and inputs.d_fake is not None
+        return inputs.d_real is not None and inputs.d_fake is not None and not inputs.partial
 
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.d_real is not None and inputs.d_fake is not None

@@ -37,7 +37,7 @@ from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
 from .distributed import RankReducer, with_pending
 from .gradients import GradientProbe
-from .latents import LatentProbe, SampleLatent
+from .latents import LatentProbe, SampleLatent, takes_two_inputs
 from .losses import LossProbe
 from .lossform import LossForm, LossFormProbe
 from .samples import FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
@@ -52,11 +52,55 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gandoctor")
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 _Self = TypeVar("_Self", bound="_ClosedOnExit")
-Deferred = tuple[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]]
+Settle = Callable[[list[float], dict[str, float]], None]
+Deferred = tuple[Sequence[torch.Tensor], Settle, bool]  # tensors, then, settled before the others
+
+
+_CALLS_D = frozenset({"d_probe", "features"})  # probes that run D themselves (through d_forward)
+_TAKES_LABELS: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def _takes_labels(d: nn.Module) -> bool:
+    """Whether D's forward has room for labels (read once per D): an ACGAN's D classifies the
+    labels itself and takes only the images, while its G needs ``fake_labels=``."""
+    known = _TAKES_LABELS.get(d)
+    if known is None:
+        known = _TAKES_LABELS[d] = takes_two_inputs(d)
+    return known
 
 
 def _default_d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
-    return d(x) if labels is None else d(x, labels)
+    return d(x) if labels is None or not _takes_labels(d) else d(x, labels)
+
+
+class _Batches:
+    """The samples of a step as the probes take them: the images of a loader's ``(images,
+    labels)`` batch passed whole (the Quickstart's ``for step, real in enumerate(loader)`` over a
+    labelled dataset), and whether the batch is an epoch's short last one (e.g. 5 of 1797 digits
+    in batches of 64: under half the largest seen), whose handful of samples is noise."""
+
+    def __init__(self) -> None:
+        self.largest = 0
+
+    def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
+        real, fake = _batch_tensor(real), _batch_tensor(fake)
+        if not isinstance(real, torch.Tensor) or real.dim() == 0:
+            return real, fake, False
+        self.largest = max(self.largest, int(real.shape[0]))
+        return real, fake, 2 * int(real.shape[0]) < self.largest
+
+
+def _failure_message(probe: str, exc: BaseException) -> str:
+    message = f"probe '{probe}' failed and is switched off: {type(exc).__name__}: {exc}"
+    if isinstance(exc, TypeError) and probe in _CALLS_D:
+        message += " (if D is called with other inputs than (x) or (x, labels), pass d_forward= to Doctor)"
+    return message
+
+
+def _batch_tensor(value: Any) -> Any:
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return value
 
 
 def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
@@ -209,6 +253,7 @@ class Doctor(_ClosedOnExit):
         self._disabled: dict[str, str] = {}
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
+        self._batches = _Batches()
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
@@ -223,7 +268,7 @@ class Doctor(_ClosedOnExit):
         self._inference = ContextInference(d_output)
         host = ProbeHost(
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
-            lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples,
+            lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples, functools.partial(self._defer, first=True),
         )
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
@@ -255,8 +300,8 @@ class Doctor(_ClosedOnExit):
                 writer = self._writer
                 self._guard("writer", lambda: writer.write_context(new.to_dict()))
 
-    def _defer(self, tensors: Sequence[torch.Tensor], then: Callable[[list[float], dict[str, float]], None]) -> None:
-        self._pending[-1].deferred.append((tuple(tensors), then))
+    def _defer(self, tensors: Sequence[torch.Tensor], then: Settle, first: bool = False) -> None:
+        self._pending[-1].deferred.append((tuple(tensors), then, first))
 
     def _write_samples(self, step: int, grid: Mapping[str, Any] | None) -> None:
         if self._writer is not None:
@@ -275,7 +320,7 @@ class Doctor(_ClosedOnExit):
             return None
 
     def _disable(self, probe: str, exc: BaseException) -> None:
-        message = f"probe '{probe}' failed and is switched off: {type(exc).__name__}: {exc}"
+        message = _failure_message(probe, exc)
         self._disabled[probe] = message
         logger.warning("gandoctor: %s", message, exc_info=(type(exc), exc, exc.__traceback__))
         if probe != "writer" and self._writer is not None:
@@ -314,7 +359,7 @@ class Doctor(_ClosedOnExit):
         try:
             with torch.no_grad():
                 self._step = int(step) if step is not None else self._step + 1
-                inputs = StepInputs(self._step, d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels, extra)
+                inputs = StepInputs(self._step, d_loss, g_loss, *self._batches.take(real, fake), d_real, d_fake, labels, fake_labels, extra)
                 self._pending.append(_Pending(self._step))
                 now, disabled, every_of = self._step, self._disabled, self._budget.every
                 for probe in self.probes:
@@ -432,14 +477,20 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
     tensors: list[torch.Tensor] = []
     for entry in pending:
         tensors += [v for v in entry.values.values() if isinstance(v, torch.Tensor)]
-        tensors += [t for tensors_, _ in entry.deferred for t in tensors_]
+        tensors += [t for tensors_, _, _ in entry.deferred for t in tensors_]
     numbers = iter(_to_host(tensors))
-    records = []
+    records: list[tuple[int, dict[str, float]]] = []
+    settles: list[tuple[bool, Settle, list[float], dict[str, float]]] = []
     for entry in pending:
         values = {k: (next(numbers) if isinstance(v, torch.Tensor) else v) for k, v in entry.values.items()}
-        for tensors_, then in entry.deferred:
-            then([next(numbers) for _ in tensors_], values)
+        settles += [(first, then, [next(numbers) for _ in tensors_], values) for tensors_, then, first in entry.deferred]
         records.append((entry.step, values))
+    # What other settles read (the loss form learnt from this flush's tries) is settled first,
+    # so every step of the flush is read with it; the rest in step order.
+    for first_pass in (True, False):
+        for first, then, got, values in settles:
+            if first is first_pass:
+                then(got, values)
     return records
 
 

@@ -48,6 +48,10 @@ _RTOL = 1e-4  # the loss and the form on the same outputs: float rounding only
 _TRIES = 10  # steps with a loss and two outputs of the loop's D forwards
 _KEEP = 4  # the last outputs of an iteration (the D step's real and fake, a G step's, a penalty's)
 _PATIENCE = 200  # steps without a single try before the hook is removed (the loop passes no loss)
+# Tries that must agree before a form is taken: one try's 12 ordered pairs x 12 choices can meet
+# a loss of another form by chance where D's outputs are all near 0 (a relativistic loss near
+# log 2 once matched BCE on logits); two tries on different outputs hardly both do.
+_AGREE = 2
 
 
 def candidate_losses(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -105,10 +109,12 @@ class LossForm:
         self.tries = 0
         self.settled = 0  # tries whose numbers came back
         self.closed = False  # the probe stopped trying (hook removed)
+        self.matches: dict[tuple[str, float], int] = {}  # (form, unit) -> tries it explained
+        self.misses = 0  # settled tries that no single form explained
 
     @property
     def open(self) -> bool:
-        return self.form is None and self.tries < _TRIES
+        return self.form is None and self.tries < _TRIES and len(self.matches) <= 1
 
     def deciding(self) -> bool:
         """The form may still be learnt: trying, or tries still on their way to the host."""
@@ -140,6 +146,12 @@ class LossForm:
             return set(), {}
         found = match(numbers[0], numbers[1:])
         if found is None:
+            self.misses += 1
+            return set(), {}
+        self.matches[found] = self.matches.get(found, 0) + 1
+        # Taken once it explains _AGREE tries, at least as many as nothing explained, and no
+        # try was explained by another form (then the loss is none of them: undecided).
+        if len(self.matches) > 1 or self.matches[found] < max(_AGREE, self.misses):
             return set(), {}
         self.form, self.unit = found
         flags = {"least_squares_loss"} if self.form.startswith("ls") else {"critic"} if self.form == "wasserstein" else set()
@@ -195,7 +207,7 @@ class LossFormProbe(Probe):
         if attempt is not None:
             self.idle = 0
             tensors, number = attempt
-            self.host.defer(tensors, lambda numbers, values: self._settle(numbers if number is None else [number, *numbers]))
+            self.host.defer_first(tensors, lambda numbers, values: self._settle(numbers if number is None else [number, *numbers]))
         return {}
 
     def _settle(self, numbers: list[float]) -> None:

@@ -157,6 +157,10 @@ class _Reading:
                 self.samples(lineno, record)
             elif record.get("level") == "marker":
                 self.marker(lineno, record)
+            elif record.get("level") == "warning" and isinstance(record.get("message"), str):
+                # What the Doctor reported during training (a probe switched off, ...): the
+                # analysis of the log rests on the same gaps, so it says so too.
+                self.warnings.append(f"{self.log_path}: step {record.get('step')}: during training: {record['message']}")
         else:
             self.problem(lineno, f"unknown record type {kind!r}; skipped")
 

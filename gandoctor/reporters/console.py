@@ -61,8 +61,22 @@ def _header(report: Report) -> Panel:
     elif report.verdict == "unknown":
         verdict = Text("NOT JUDGED — no failure mode could be checked (see below).", style="bold yellow")
     else:
-        verdict = Text("HEALTHY — no failure mode holds in the modes checked.", style="bold green")
+        verdict = _healthy_banner(report)
     return Panel(verdict, title=title, title_align="left", expand=False)
+
+
+def _healthy_banner(report: Report) -> Text:
+    """A bare HEALTHY only when every mode was checked; otherwise which ones (a two-step log with
+    only the non-finite check behind it must not read like a judged run)."""
+    checked = [s.mode for s in report.mode_status if s.state is ModeState.CLEAR]
+    if not report.mode_status or len(checked) == len(report.mode_status):
+        return Text("HEALTHY — no failure mode holds in the modes checked.", style="bold green")
+    unchecked = len(report.mode_status) - len(checked)
+    return Text(
+        f"HEALTHY in the {len(checked)} of {len(report.mode_status)} modes checked ({', '.join(checked)}); "
+        f"{unchecked} not checked (see below).",
+        style="bold green" if len(checked) * 2 > len(report.mode_status) else "bold yellow",
+    )
 
 
 def _status_table(report: Report) -> Table:

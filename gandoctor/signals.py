@@ -57,6 +57,7 @@ SIGNALS: Mapping[str, str] = {
     "feat.occupancy_ratio": "share of k-means cells (k=16, fitted once on real features) holding a fake / the same for a second real set of the same size",
     "feat.bin_tv": "TV distance between the fakes' and the reals' k-means cell histograms minus the real-vs-real TV at the same size: 0 as good as real",
     "latent.drift": "median distance G's outputs for a fixed batch of latent codes moved since the previous check / median nearest-neighbour distance among as many real samples (sample features)",
+    "latent.eval_diversity_ratio": "mean pairwise distance of G's outputs for the fixed latent codes in eval mode (BatchNorm on its running statistics) / that of real samples (sample features); only for a G with BatchNorm",
     "latent.cell_churn": "share of the k-means cells G's outputs for the fixed latent codes held at the previous check that they hold none of now: 0 keeps its modes, 1 hopped to others",
     "feat.nonfinite": "1 at a sample-statistics check whose real or fake features held NaN/inf (nothing else is computed then)",
     "feat.bin_churn": "share of the k-means cells G's previous fakes held that the new fakes no longer hold, minus the real-vs-real share: 0 keeps its modes, 0.5 let half go",

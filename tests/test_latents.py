@@ -53,6 +53,45 @@ def test_latent_drift_is_zero_for_a_frozen_generator_and_scales_with_its_movemen
     assert doctor.signals.get("latent.drift").values[-1] == pytest.approx(expected, rel=1e-4)
 
 
+def test_eval_mode_spread_of_a_batchnorm_generator_is_measured_and_modes_are_restored():
+    """A BatchNorm G whose running statistics are far from its batches' maps every code to nearly
+    the same output in eval mode, while its training-mode outputs spread; the probe measures the
+    eval-mode spread against the reals and leaves each module in its own mode."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Linear(8, 2), nn.Dropout(0.0))
+    G[3].eval()  # a module the user keeps in eval mode must stay there
+    with torch.no_grad():
+        G[1].running_var.fill_(1e6)  # eval: activations divided by 1000
+    D = nn.Linear(2, 1)
+    # The bank keeps the one real batch once (features at step 0 only): the reals' spread is that batch's.
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, latent_batch=64, feature_every=4, flush_every=1), strict=True)
+    real = torch.randn(64, 2)
+    for _ in range(4):  # fakes not from G: the loop's own forwards would move the running statistics
+        doctor.step(d_loss=0.5, real=real, fake=torch.randn(64, 2))
+    doctor.close()
+    assert G.training and G[1].training and not G[3].training  # each module's own mode, restored
+    ratio = doctor.signals.get("latent.eval_diversity_ratio")
+    assert ratio is not None and len(ratio) >= 1
+    with torch.no_grad():
+        G.eval()
+        extract = doctor._latents.host.extract
+        expected = torch.pdist(extract(G(doctor._latents.codes), None)).mean() / torch.pdist(extract(real, None)).mean()
+    assert ratio.values[-1] == pytest.approx(float(expected), rel=1e-4)
+    assert ratio.values[-1] < 0.05
+    G.train()
+    assert torch.equal(G[1].running_var, torch.full((8,), 1e6))
+
+
+def test_a_generator_without_batchnorm_records_no_eval_mode_spread():
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), nn.Linear(2, 1)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, latent_batch=64, feature_every=1, flush_every=1), strict=True)
+    for _ in range(6):
+        doctor.step(d_loss=0.5, real=torch.randn(64, 2), fake=G(torch.randn(64, 3)).detach())
+    doctor.close()
+    assert "latent.drift" in doctor.signals and "latent.eval_diversity_ratio" not in doctor.signals
+
+
 def test_latent_shape_comes_from_the_first_layer_or_the_arguments():
     class ConvG(nn.Module):
         def __init__(self) -> None:
@@ -287,3 +326,33 @@ def test_a_wrongly_guessed_latent_size_switches_the_probe_off_once_with_the_fix_
     fixed = gandoctor.Doctor(G, nn.Linear(2, 1), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), latent_dim=64, strict=True)
     fixed.step(d_loss=0.5, real=real, fake=real)
     assert fixed.samples is not None and fixed.samples.shape == (16, 2)  # the first 16 outputs, for the grid
+
+
+def test_a_generator_with_three_inputs_runs_on_the_tuple_sample_latent_returns():
+    """An InfoGAN's G takes noise, labels and a code: ``sample_latent`` returns all three."""
+
+    class InfoG(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4 + 3 + 2, 2)
+
+        def forward(self, noise: torch.Tensor, labels: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+            return self.net(torch.cat((noise, labels, code), -1))
+
+    def sample(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return torch.randn(n, 4, generator=gen), torch.eye(3)[torch.randint(0, 3, (n,), generator=gen)], torch.rand(n, 2, generator=gen)
+
+    torch.manual_seed(0)
+    G = InfoG()
+    schedule = Schedule(latent_every=2, latent_batch=32, feature_every=1, flush_every=1)
+    doctor = gandoctor.Doctor(G, nn.Linear(2, 1), sample_latent=sample, schedule=schedule, strict=True)
+    for _ in range(6):
+        doctor.step(d_loss=0.5, real=torch.randn(32, 2), fake=torch.randn(32, 2))
+    doctor.close()
+    assert "latent.drift" in doctor.signals and doctor.samples is not None
+    # Without it, the probe's failure says how to give G its inputs.
+    doctor = gandoctor.Doctor(InfoG(), nn.Linear(2, 1), schedule=schedule)
+    for _ in range(4):
+        doctor.step(d_loss=0.5, real=torch.randn(32, 2), fake=torch.randn(32, 2), fake_labels=torch.eye(3)[torch.zeros(32, dtype=torch.long)])
+    doctor.close()
+    assert "sample_latent" in doctor.disabled_probes["latents"] and "tuple" in doctor.disabled_probes["latents"]

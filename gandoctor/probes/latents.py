@@ -23,6 +23,14 @@ high. Every output counts, realistic or not: gated on precision's k-NN test, the
 undefined on most runs, whose G rarely lands inside the real balls of a tight mixture (the
 rule that reads it asks for some realistic samples instead). Not recorded before the bins are
 fitted, nor with features that move with D (``d_penultimate``: the cells would move too).
+
+``latent.eval_diversity_ratio`` (only for a G with BatchNorm that tracks running statistics):
+G runs on the same codes once more in eval mode, as samples are usually drawn after training
+(each module's own mode restored afterwards, buffers and RNG as above), and the mean pairwise
+distance of those outputs' features is divided by that of the reals: ``feat.diversity_ratio``'s
+definition, for the samples a user will draw. Trained with small batches, BatchNorm's running
+statistics can be far from any one batch's, and G in eval mode then maps every code to nearly
+the same image while its training-mode outputs look diverse.
 """
 
 from __future__ import annotations
@@ -41,7 +49,10 @@ GRID_SIZE = 16
 #: otherwise keep one grid from step 0 and show nothing near a finding's onset.
 EARLY_GRIDS = 5
 GRID_MAX_SIDE = 32  # larger images are average-pooled down before they are written
-SampleLatent = Callable[[int, torch.Generator], torch.Tensor]
+#: ``fn(n, generator)``: G's input for n samples, or a tuple of G's inputs (``G(*inputs)``: an
+#: InfoGAN's G takes noise, labels and a code).
+SampleLatent = Callable[[int, torch.Generator], "torch.Tensor | tuple[torch.Tensor, ...]"]
+Codes = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 def quantised_grid(x: torch.Tensor) -> dict[str, Any] | None:
@@ -88,11 +99,19 @@ def takes_two_inputs(module: torch.nn.Module) -> bool:
 MAX_LABEL_WIDTH = 1024
 
 
+def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise distance of ``fake`` over that of ``real`` (on the device; NaN when the reals
+    do not spread), as :func:`gandoctor.samplestats.compare` defines the diversity ratio."""
+    spread_fake = torch.pdist(fake.float()).mean()
+    spread_real = torch.pdist(real.float()).mean()
+    return torch.where(spread_real > 0, spread_fake / spread_real.clamp_min(1e-30), torch.full_like(spread_real, float("nan")))
+
+
 class LatentProbe(Probe):
     name = "latents"
     schedule_field = "latent_every"
-    signals = ("latent.drift", "latent.cell_churn")
-    cost = 0.6  # a G forward on 128 codes, two feature extractions, distances to 16 centroids
+    signals = ("latent.drift", "latent.cell_churn", "latent.eval_diversity_ratio")
+    cost = 0.6  # a G forward on 128 codes, two feature extractions, distances to 16 centroids (one more forward for a BatchNorm G)
 
     def __init__(
         self, host: ProbeHost, shapes: tuple[tuple[int, ...], ...], sample_latent: SampleLatent | None, shape_given: bool = False
@@ -104,14 +123,15 @@ class LatentProbe(Probe):
         # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
         self.usable = bool(shapes) or sample_latent is not None
         self.conditional = not takes_one_input(host.generator)
+        self.eval_differs = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in host.generator.modules())
         self.labels: torch.Tensor | None = None
-        self.codes: torch.Tensor | None = None
+        self.codes: Codes | None = None
         self.output: torch.Tensor | None = None
         self.checks = 0
         self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor):
+        if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and self.sample_latent is None:
             return False
         return self.usable and super().due(inputs, every)
 
@@ -121,14 +141,24 @@ class LatentProbe(Probe):
         ``fake_labels``: it is conditional in this run."""
         if self.labels is None and isinstance(fake_labels, torch.Tensor) and not self.conditional:
             self.conditional = takes_two_inputs(self.host.generator)
-        if self.conditional and self.labels is None:
+        if self.conditional and self.labels is None and isinstance(fake_labels, torch.Tensor):
             labels = fake_labels.detach()
             self.labels = labels[torch.arange(n, device=labels.device) % labels.shape[0]].clone().to(device)
 
-    def _forward(self, codes: torch.Tensor) -> torch.Tensor:
+    def _forward(self, codes: Codes, eval_mode: bool = False) -> torch.Tensor:
         g = self.host.generator
-        with untouched(g, codes.device):
-            out = g(codes) if self.labels is None else g(codes, self.labels)
+        modes = [(m, m.training) for m in g.modules()] if eval_mode else []
+        with untouched(g, (codes[0] if isinstance(codes, tuple) else codes).device):
+            try:
+                if eval_mode:
+                    g.eval()
+                if isinstance(codes, tuple):  # all of G's inputs, from sample_latent
+                    out = g(*codes)
+                else:
+                    out = g(codes) if self.labels is None else g(codes, self.labels)
+            finally:
+                for module, training in modes:  # each module's own mode (a user may keep some in eval)
+                    module.training = training
         return (out[0] if isinstance(out, (tuple, list)) else out).detach()
 
     def _shapes_to_try(self) -> Iterator[tuple[int, ...]]:
@@ -157,7 +187,8 @@ class LatentProbe(Probe):
         device = next((p.device for p in self.host.generator.parameters()), torch.device("cpu"))
         self._fix_labels(fake_labels, n, device)
         if self.sample_latent is not None:
-            self.codes = self.sample_latent(n, code_rng()).to(device)
+            drawn = self.sample_latent(n, code_rng())
+            self.codes = tuple(t.to(device) for t in drawn) if isinstance(drawn, (tuple, list)) else drawn.to(device)
             return self._forward(self.codes)
         failures: list[str] = []
         tried = 0
@@ -185,7 +216,8 @@ class LatentProbe(Probe):
             raise RuntimeError(
                 f"G refused {n} latent codes of the {tried} shape(s) guessed from its first layer "
                 f"({'; '.join(failures)}{'; ...' if tried > len(failures) else ''}); "
-                "pass Doctor(latent_dim=...) or Doctor(sample_latent=...), or Schedule(latent_every=0) to switch this probe off"
+                "pass Doctor(latent_dim=...) or Doctor(sample_latent=lambda n, gen: ...) returning z, or a tuple of all of G's "
+                "inputs for G(*inputs), or Schedule(latent_every=0) to switch this probe off"
             )
         self.codes = codes
         return out
@@ -205,14 +237,20 @@ class LatentProbe(Probe):
         if n < 2:
             return {}
         extract = self.host.extract
+        values: dict[str, torch.Tensor | float] = {}
+        if self.eval_differs and self.codes is not None:
+            values["latent.eval_diversity_ratio"] = _diversity_ratio(extract(self._forward(self.codes, eval_mode=True), None), real)
         now, before = extract(out, None), extract(previous, None)
         moved = torch.linalg.vector_norm(now[:n] - before[:n], dim=1).median()
         real_d = torch.cdist(real[:n].float(), real[:n].float())
         real_d.fill_diagonal_(float("inf"))
         floor = real_d.min(dim=1).values.median()
         drift = torch.where(floor > 0, moved / floor.clamp_min(1e-30), torch.full_like(moved, float("nan")))
+        values["latent.drift"] = drift
         churn = self._cell_churn(before, now)
-        return {"latent.drift": drift} if churn is None else {"latent.drift": drift, "latent.cell_churn": churn}
+        if churn is not None:
+            values["latent.cell_churn"] = churn
+        return values
 
     def _cell_churn(self, before: torch.Tensor, now: torch.Tensor) -> torch.Tensor | None:
         """See the module docstring; tensors on the device throughout (no sync)."""

@@ -259,12 +259,13 @@ def test_a_d_called_with_other_inputs_says_how_to_pass_them():
 
 def test_a_loader_batch_of_images_and_labels_is_taken_as_the_images():
     """The Quickstart's ``for step, real in enumerate(loader)`` over a labelled dataset passes
-    ``real`` as an (images, labels) pair: the images are the real batch."""
+    ``real`` as an (images, labels) pair or a dict: the images are the real batch."""
     torch.manual_seed(0)
     G, D = make_models()
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(d_probe_every=1, feature_every=1, flush_every=5), strict=True)
-    for _ in range(10):
-        batch = [torch.randn(64, 2), torch.randint(0, 3, (64,))]
+    for i in range(10):
+        x, y = torch.randn(64, 2), torch.randint(0, 3, (64,))
+        batch = [x, y] if i % 2 else {"label": y, "pixel_values": x}  # torchvision-style, Hugging Face-style
         doctor.step(d_loss=1.0, g_loss=1.0, real=batch, fake=G(torch.randn(64, 4)).detach())
     doctor.close()
     assert not doctor.disabled_probes
@@ -290,6 +291,50 @@ def test_an_epoch_s_short_last_batch_gives_no_sample_statistics():
     doctor.close()
     assert doctor.signals.get("d.auc").steps.tolist() == [0, 1, 2, 4, 5, 6]  # step 3 (5 samples) skipped
     assert featurised and 5 not in featurised and 40 in featurised
+
+
+def test_an_energy_d_lower_for_reals_is_read_with_its_sign_turned():
+    """EBGAN / BEGAN / softmax GAN: D's output is an energy, lower for real samples."""
+    G, D = nn.Linear(4, 2), nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.fill_(0.0)
+        D.bias.fill_(0.0)
+        D.weight[0, 0] = 1.0  # energy = x0: the reals (x0 = -3) lie lower than the fakes (x0 = +3)
+    real, fake = torch.randn(32, 2) + torch.tensor([-3.0, 0.0]), torch.randn(32, 2) + torch.tensor([3.0, 0.0])
+    for d_output, separates in (("energy", True), ("critic", False)):
+        doctor = gandoctor.Doctor(G, D, d_output=d_output, schedule=Schedule(d_probe_every=1, flush_every=1), strict=True)
+        doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
+        doctor.close()
+        assert doctor.signals.get("d.auc").values[-1] == (1.0 if separates else 0.0), d_output
+        assert bool(doctor.signals.get("d.acc").values[-1] > 0.9) is separates, d_output
+
+
+def test_an_autoencoder_d_is_refused_with_the_way_to_read_it():
+    """BEGAN / EBGAN: D returns a reconstruction of its input; its mean pixel is no score."""
+
+    class AutoencoderD(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 8))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+    torch.manual_seed(0)
+    D = AutoencoderD()
+    doctor = gandoctor.Doctor(nn.Linear(4, 8), D, schedule=Schedule(d_probe_every=1, flush_every=1))
+    real, fake = torch.randn(16, 8), torch.randn(16, 8) + 2
+    doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
+    assert "d_output='energy'" in doctor.disabled_probes["d_probe"]
+    doctor.close()
+    # What the message says works: the reconstruction error, lower for reals.
+    doctor = gandoctor.Doctor(
+        nn.Linear(4, 8), D, d_output="energy", d_forward=lambda D, x, y: ((D(x) - x) ** 2).flatten(1).mean(1),
+        schedule=Schedule(d_probe_every=1, flush_every=1), strict=True,
+    )
+    doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
+    doctor.close()
+    assert "d.auc" in doctor.signals
 
 
 def test_negative_d_loss_marks_a_critic():

@@ -12,9 +12,15 @@ longer written and the context records ``d_output_detected = "score"``. Once D's
 learnt (:mod:`.lossform`), it decides: least squares towards 1/0 and BCE on probabilities put the
 accuracy threshold at 0.5 and keep ``d_prob.*`` (their outputs estimate P(real), and may leave
 [0, 1] a little), every other form puts it at 0.
+
+``d_output="energy"`` is for a D whose output is lower for real samples (an energy or a
+reconstruction error: EBGAN, BEGAN, softmax GAN): its outputs are negated, then read as a
+critic's scores (rank, midpoint threshold), so ``d.auc`` still means P(D ranks real above fake).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -54,8 +60,10 @@ class OutputKind:
         return self.loss_form.form in PROBABILITY_FORMS
 
     def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
-        values: dict[str, torch.Tensor | float] = {"d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake)}
         kind = self.host.d_output
+        if kind == "energy":  # lower is real (EBGAN, BEGAN, softmax GAN): negated, then read as a critic's scores
+            real, fake, kind = -real, -fake, "critic"
+        values: dict[str, torch.Tensor | float] = {"d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake)}
         midpoint = 0.5 * (real.mean() + fake.mean())
         threshold: torch.Tensor | float
         deferred: list[torch.Tensor] = []
@@ -129,7 +137,21 @@ class DOutputsProbe(Probe):
 
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.d_real is not None and inputs.d_fake is not None
-        return self.kind.values(per_sample(inputs.d_real), per_sample(inputs.d_fake))
+        real = inputs.real if isinstance(inputs.real, torch.Tensor) else None
+        return self.kind.values(scores(inputs.d_real, real), scores(inputs.d_fake, real))
+
+
+def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
+    """D's output as one score per sample; an output shaped like D's input is refused: an
+    autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of realness."""
+    first = out[0] if isinstance(out, (tuple, list)) and out else out
+    if x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1:
+        raise ValueError(
+            f"D returns an output shaped like its input {tuple(x.shape)} (an autoencoder D, as in BEGAN or "
+            "EBGAN): its mean is no score of realness; pass Doctor(d_forward=lambda D, x, y: ((D(x) - x) ** 2)"
+            ".flatten(1).mean(1), d_output='energy') to read its reconstruction error (lower for reals)"
+        )
+    return per_sample(out)
 
 
 class DForwardProbe(Probe):
@@ -155,6 +177,6 @@ class DForwardProbe(Probe):
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
         d = self.host.discriminator
         with untouched(d, real.device):
-            out_real = per_sample(self.host.d_forward(d, real, y_real))
-            out_fake = per_sample(self.host.d_forward(d, fake, y_fake))
+            out_real = scores(self.host.d_forward(d, real, y_real), real)
+            out_fake = scores(self.host.d_forward(d, fake, y_fake), fake)
         return self.kind.values(out_real, out_fake)

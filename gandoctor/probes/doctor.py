@@ -75,8 +75,8 @@ def _default_d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tens
 
 class _Batches:
     """The samples of a step as the probes take them: the images of a loader's ``(images,
-    labels)`` batch passed whole (the Quickstart's ``for step, real in enumerate(loader)`` over a
-    labelled dataset), and whether the batch is an epoch's short last one (e.g. 5 of 1797 digits
+    labels)`` or ``{"pixel_values": images, ...}`` batch passed whole (the Quickstart's ``for
+    step, real in enumerate(loader)`` over a labelled dataset), and whether the batch is an epoch's short last one (e.g. 5 of 1797 digits
     in batches of 64: under half the largest seen), whose handful of samples is noise."""
 
     def __init__(self) -> None:
@@ -94,12 +94,22 @@ def _failure_message(probe: str, exc: BaseException) -> str:
     message = f"probe '{probe}' failed and is switched off: {type(exc).__name__}: {exc}"
     if isinstance(exc, TypeError) and probe in _CALLS_D:
         message += " (if D is called with other inputs than (x) or (x, labels), pass d_forward= to Doctor)"
+    elif isinstance(exc, TypeError) and probe == "latents":
+        message += " (if G takes other inputs than (z) or (z, labels), pass Doctor(sample_latent=lambda n, gen: (z, ...)) returning them as a tuple)"
     return message
+
+
+#: Keys under which a dict batch (Hugging Face datasets, torchvision v2 wrappers) holds its images.
+_IMAGE_KEYS = ("pixel_values", "images", "image", "img", "x", "input", "inputs", "data")
 
 
 def _batch_tensor(value: Any) -> Any:
     if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
         return value[0]
+    if isinstance(value, Mapping):
+        found = next((value[k] for k in _IMAGE_KEYS if isinstance(value.get(k), torch.Tensor)), None)
+        floats = [v for v in value.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        return found if found is not None else floats[0] if len(floats) == 1 else value
     return value
 
 
@@ -153,8 +163,8 @@ def _check_arguments(generator: Any, discriminator: Any, d_output: str, latent_d
     for role, module in (("generator", generator), ("discriminator", discriminator)):
         if not isinstance(module, nn.Module):
             raise TypeError(f"{role} must be a torch.nn.Module, got {type(module).__name__}")
-    if d_output not in ("auto", "logit", "prob", "critic"):
-        raise ValueError(f"d_output must be 'auto', 'logit', 'prob' or 'critic', got {d_output!r}")
+    if d_output not in ("auto", "logit", "prob", "critic", "energy"):
+        raise ValueError(f"d_output must be 'auto', 'logit', 'prob', 'critic' or 'energy', got {d_output!r}")
     if latent_dim is not None and (not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1):
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
 

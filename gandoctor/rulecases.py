@@ -22,7 +22,7 @@ Nothing in a case file is executed; errors name the file and key.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
@@ -67,7 +67,7 @@ class RuleCase:
     tolerance: int = 0
     context: tuple[str, ...] = ()
     source: str = ""
-    values: Mapping[str, float] | None = None
+    values: Mapping[str, float] = field(default_factory=dict)
 
     def signal_log(self) -> SignalLog:
         log = SignalLog()
@@ -164,7 +164,7 @@ def run_case(case: RuleCase, rules: RuleSet) -> CaseResult:
         rule = rules.by_code(case.rule)
     except KeyError:
         raise RuleError(f"{case.source}: no rule {case.rule!r} in the rules loaded") from None
-    result = evaluate(case.signal_log(), RuleSet((rule,), rules.remedies), RunContext(frozenset(case.context), dict(case.values or {})), strict=True)
+    result = evaluate(case.signal_log(), RuleSet((rule,), rules.remedies), RunContext(frozenset(case.context), dict(case.values)), strict=True)
     if result.findings:
         got, onset = f"fired at step {result.findings[0].onset_step}", result.findings[0].onset_step
     elif result.skipped:

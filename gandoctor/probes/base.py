@@ -147,6 +147,10 @@ def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
             buffer.copy_(copy)
 
 
+#: What a deferred value's owner does at the flush: ``then(numbers, step_values)``.
+Settle = Callable[[list[float], dict[str, float]], None]
+
+
 @dataclass
 class ProbeHost:
     """What the Doctor lends its probes: the models, shared state and a few services.
@@ -169,12 +173,12 @@ class ProbeHost:
     bank: FeatureBank
     context: Callable[[], RunContext]
     note_context: Callable[[set[str], Mapping[str, Any]], None]
-    defer: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
+    defer: Callable[[Sequence[torch.Tensor], Settle], None]
     guard: Callable[[str, Callable[[], Any]], Any]
     write_samples: Callable[[int, Mapping[str, Any] | None], None]
     # Like ``defer``, but settled before every other deferred value of the same flush: for what
     # other probes' settling reads (the loss form, learnt from tries that agree).
-    defer_first: Callable[[Sequence[torch.Tensor], Callable[[list[float], dict[str, float]], None]], None]
+    defer_first: Callable[[Sequence[torch.Tensor], Settle], None]
 
     def features_move_with_d(self) -> bool:
         """True when the sample features are D's own (``d_penultimate``): they change as D trains,

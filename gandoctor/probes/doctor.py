@@ -32,7 +32,7 @@ from ..errors import RuleError
 from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
 from ..signals import SignalLog
-from .base import DForward, Probe, ProbeHost, Schedule, StepInputs, untouched, widest_float
+from .base import DForward, Probe, ProbeHost, Schedule, Settle, StepInputs, untouched, widest_float
 from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
 from .distributed import RankReducer, with_pending
@@ -52,32 +52,29 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gandoctor")
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 _Self = TypeVar("_Self", bound="_ClosedOnExit")
-Settle = Callable[[list[float], dict[str, float]], None]
 Deferred = tuple[Sequence[torch.Tensor], Settle, bool]  # tensors, then, settled before the others
 
 
 _CALLS_D = frozenset({"d_probe", "features"})  # probes that run D themselves (through d_forward)
-_TAKES_LABELS: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
-def _takes_labels(d: nn.Module) -> bool:
-    """Whether D's forward has room for labels (read once per D): an ACGAN's D classifies the
-    labels itself and takes only the images, while its G needs ``fake_labels=``."""
-    known = _TAKES_LABELS.get(d)
-    if known is None:
-        known = _TAKES_LABELS[d] = takes_two_inputs(d)
-    return known
+def _default_d_forward(discriminator: nn.Module) -> DForward:
+    """``D(x, labels)`` when D's forward has room for labels (its signature read once), else
+    ``D(x)``: an ACGAN's D classifies the labels itself, while its G needs ``fake_labels=``."""
+    takes_labels = takes_two_inputs(discriminator)
 
+    def d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
+        return d(x) if labels is None or not takes_labels else d(x, labels)
 
-def _default_d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
-    return d(x) if labels is None or not _takes_labels(d) else d(x, labels)
+    return d_forward
 
 
 class _Batches:
     """The samples of a step as the probes take them: the images of a loader's ``(images,
     labels)`` or ``{"pixel_values": images, ...}`` batch passed whole (the Quickstart's ``for
-    step, real in enumerate(loader)`` over a labelled dataset), and whether the batch is an epoch's short last one (e.g. 5 of 1797 digits
-    in batches of 64: under half the largest seen), whose handful of samples is noise."""
+    step, real in enumerate(loader)`` over a labelled dataset), and whether the batch is an
+    epoch's short last one (e.g. 5 of 1797 digits in batches of 64: under half the largest
+    seen), whose handful of samples is noise."""
 
     def __init__(self) -> None:
         self.largest = 0
@@ -267,7 +264,7 @@ class Doctor(_ClosedOnExit):
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
-        d_forward = d_forward or _default_d_forward
+        d_forward = d_forward or _default_d_forward(self.discriminator)
         extract = build_extractor(
             features, FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
         )

@@ -81,6 +81,36 @@ def test_training_is_bit_identical_with_and_without_the_doctor(tmp_path):
     assert "d.auc" in doctor.signals and "feat.coverage" in doctor.signals
 
 
+def test_the_doctors_own_forwards_run_no_sync_batch_norm_collective(monkeypatch):
+    """Under torch.distributed a SyncBatchNorm in training mode all-reduces on the training's own
+    group: a probe forward on one rank would meet another rank's next training collective. Inside
+    the doctor's own forwards such a layer normalises with its input's batch alone."""
+    from gandoctor.probes.base import untouched
+
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(4, 8), nn.SyncBatchNorm(8), nn.ReLU())
+    plain = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU())
+    plain.load_state_dict(g.state_dict())
+    x = torch.randn(16, 4)
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    with pytest.raises(ValueError, match="GPU"):  # the layer would sync (on CPU torch refuses before the collective)
+        g(x)
+    state = {k: v.clone() for k, v in g.state_dict().items()}
+    with untouched(g, x.device):
+        out = g(x)
+    assert torch.allclose(out, plain(x), atol=1e-6)
+    assert all(torch.equal(v, state[k]) for k, v in g.state_dict().items())
+    assert "forward" not in vars(g[1])  # the layer's own forward is back
+    with pytest.raises(ValueError, match="GPU"):
+        g(x)
+    g.eval(), plain.eval()
+    plain.load_state_dict(g.state_dict())  # plain's training forward moved its running statistics
+    with untouched(g, x.device):  # eval mode: running statistics, as the layer itself does
+        assert torch.allclose(g(x), plain(x), atol=1e-6)
+
+
 def test_spectral_norm_vectors_and_rng_are_untouched(tmp_path):
     schedule = Schedule(d_probe_every=1, weight_every=1, flush_every=2)
     G0, D0, _ = train(15, None, sn=True)

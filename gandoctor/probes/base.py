@@ -134,17 +134,51 @@ def doctor_forward_running() -> bool:
 
 @contextlib.contextmanager
 def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
-    """Run a forward that leaves no trace: buffers restored, RNG streams forked."""
+    """Run a forward that leaves no trace: buffers restored, RNG streams forked, and no collective
+    (:func:`_local_sync_batch_norm`)."""
     saved = [(b, b.detach().clone()) for b in module.buffers()]
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     _own_forwards[0] += 1
     try:
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), _local_sync_batch_norm(module):
             yield
     finally:
         _own_forwards[0] -= 1
         for buffer, copy in saved:
             buffer.copy_(copy)
+
+
+@contextlib.contextmanager
+def _local_sync_batch_norm(module: nn.Module) -> Iterator[None]:
+    """SyncBatchNorm layers normalise with this rank's batch alone during the doctor's own forwards.
+
+    In training mode under torch.distributed, SyncBatchNorm all-reduces its batch statistics on
+    the training's own process group. A probe forward on one rank (each rank's overhead budget
+    stretches its own schedule) would then be matched with another rank's next training
+    collective: a hang, or statistics mixed into the training. Here such a layer computes plain
+    batch-norm on its input instead; in eval mode it runs as usual (it syncs nothing there).
+    """
+    layers = [m for m in module.modules() if isinstance(m, nn.SyncBatchNorm)]
+    own = [(m, m.__dict__.get("forward")) for m in layers]
+    for layer in layers:
+        layer.forward = _local_batch_norm(layer)
+    try:
+        yield
+    finally:
+        for layer, previous in own:
+            del layer.forward
+            if previous is not None:
+                layer.forward = previous
+
+
+def _local_batch_norm(layer: nn.SyncBatchNorm) -> Callable[[torch.Tensor], torch.Tensor]:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not layer.training:
+            return nn.SyncBatchNorm.forward(layer, x)
+        # Batch statistics, no running-statistics update (the buffers are restored anyway).
+        return nn.functional.batch_norm(x, None, None, layer.weight, layer.bias, True, 0.0, layer.eps)
+
+    return forward
 
 
 #: What a deferred value's owner does at the flush: ``then(numbers, step_values)``.

@@ -159,16 +159,16 @@ def _local_sync_batch_norm(module: nn.Module) -> Iterator[None]:
     batch-norm on its input instead; in eval mode it runs as usual (it syncs nothing there).
     """
     layers = [m for m in module.modules() if isinstance(m, nn.SyncBatchNorm)]
-    own = [(m, m.__dict__.get("forward")) for m in layers]
+    own = [(m, vars(m).get("forward")) for m in layers]  # a forward set on the instance, if any
     for layer in layers:
-        layer.forward = _local_batch_norm(layer)
+        vars(layer)["forward"] = _local_batch_norm(layer)  # nn.Module calls self.forward: the instance's first
     try:
         yield
     finally:
         for layer, previous in own:
-            del layer.forward
+            del vars(layer)["forward"]
             if previous is not None:
-                layer.forward = previous
+                vars(layer)["forward"] = previous
 
 
 def _local_batch_norm(layer: nn.SyncBatchNorm) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -141,10 +141,34 @@ class CondD(nn.Module):
         return self.net(x) + y[:, None].float()
 
 
-def test_a_conditional_generator_without_labels_gets_no_latent_probe_and_no_warning():
-    doctor = gandoctor.Doctor(CondG(), nn.Linear(2, 1), schedule=Schedule(latent_every=1, flush_every=1))
+def test_a_conditional_generator_without_labels_gets_no_latent_probe_and_says_why_once(tmp_path, caplog):
+    doctor = gandoctor.Doctor(CondG(), nn.Linear(2, 1), log_dir=tmp_path, schedule=Schedule(latent_every=5, flush_every=1))
     doctor.step(d_loss=0.5)
     assert doctor.samples is None and not doctor.disabled_probes
+    assert not doctor.report().warnings  # not yet: it has not had two intervals to run
+    for _ in range(30):
+        doctor.step(d_loss=0.5)
+    doctor.close()
+    assert doctor.samples is None and not doctor.disabled_probes  # not a failure: nothing was switched off
+    (said,) = [w for w in doctor.report().warnings if "fixed-latent probe" in w]
+    assert "fake_labels=" in said and "latent.cell_churn" in said
+    assert sum("fixed-latent probe" in r.getMessage() for r in caplog.records) == 1
+    assert any("fake_labels=" in w for w in gandoctor.read_run(tmp_path).warnings)  # in the run log too
+
+
+def test_an_image_to_image_generator_is_told_how_to_give_its_fixed_inputs():
+    G = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 1, 3, padding=1))
+    D = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, flush_every=1))
+    for _ in range(6):
+        doctor.step(d_loss=0.5)
+    (said,) = [w for w in doctor.report().warnings if "fixed-latent probe" in w]
+    assert "Conv2d" in said and "sample_latent=" in said
+    inputs = torch.randn(8, 1, 8, 8)
+    given = gandoctor.Doctor(G, D, sample_latent=lambda n, gen: inputs[:n], schedule=Schedule(latent_every=2, latent_batch=8, flush_every=1))
+    for _ in range(6):
+        given.step(d_loss=0.5)
+    assert given.samples is not None and not any("fixed-latent probe" in w for w in given.report().warnings)
 
 
 def test_a_conditional_generator_runs_on_fixed_codes_with_the_first_labels_it_was_given():

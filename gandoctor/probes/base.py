@@ -259,6 +259,12 @@ class Probe:
         """Seconds spent in this probe's hooks (inside the training step) since the last call."""
         return 0.0
 
+    def idle_reason(self) -> str | None:
+        """Why this probe, on in the schedule, has not measured yet and what would let it; None
+        when nothing stops it. The Doctor says it once (a warning, in the run log and the report)
+        after the probe has had two intervals to run."""
+        return None
+
     def close(self) -> None:
         """Release hooks; called once by ``Doctor.close``."""
 

@@ -22,7 +22,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -156,6 +156,26 @@ def _close_open_doctors() -> None:
             doctor.close()
 
 
+def _existing_folders(folders: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    paths = tuple(Path(d) for d in folders)
+    missing = [d for d in paths if not d.is_dir()]
+    if missing:
+        raise RuleError(f"{missing[0]}: rules folder does not exist")
+    return paths
+
+
+def _idle_reasons(probes: Sequence[Probe], every: Callable[[Probe], int], step: int, said: Collection[str]) -> list[tuple[str, str]]:
+    """The probes on in the schedule that have had two intervals to run and could not, with why."""
+    found = []
+    for probe in probes:
+        interval = every(probe)
+        if probe.name not in said and interval and step >= 2 * interval:
+            reason = probe.idle_reason()
+            if reason:
+                found.append((probe.name, reason))
+    return found
+
+
 def _check_arguments(generator: Any, discriminator: Any, d_output: str, latent_dim: Any) -> None:
     for role, module in (("generator", generator), ("discriminator", discriminator)):
         if not isinstance(module, nn.Module):
@@ -251,13 +271,11 @@ class Doctor(_ClosedOnExit):
         from ..config import Config, load_config  # not the rules: they load in report()
 
         self.config = config if isinstance(config, Config) else load_config(None if config is None else Path(config))
-        self._rules_dirs = tuple(Path(d) for d in rules_dirs)
-        missing = [d for d in self._rules_dirs if not d.is_dir()]
-        if missing:
-            raise RuleError(f"{missing[0]}: rules folder does not exist")
+        self._rules_dirs = _existing_folders(rules_dirs)
         self.signals = SignalLog(capacity=capacity)
         self._live = _live_monitor(self, on_finding, alerts, stop_on, raise_on_nonfinite, live_every, live_panel)
         self._disabled: dict[str, str] = {}
+        self._idle: dict[str, str] = {}  # probes on in the schedule that could not run, and why (said once)
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
         self._batches = _Batches()
@@ -275,7 +293,8 @@ class Doctor(_ClosedOnExit):
         self._inference = ContextInference(d_output)
         host = ProbeHost(
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
-            lambda: self._context, self._note_context, self._defer, self._guard, self._write_samples, functools.partial(self._defer, first=True),
+            lambda: self._context, self._note_context, self._defer, self._guard,
+            lambda step, grid: self._writer.write_samples(step, grid) if self._writer else None, functools.partial(self._defer, first=True),
         )
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
@@ -310,10 +329,6 @@ class Doctor(_ClosedOnExit):
     def _defer(self, tensors: Sequence[torch.Tensor], then: Settle, first: bool = False) -> None:
         self._pending[-1].deferred.append((tuple(tensors), then, first))
 
-    def _write_samples(self, step: int, grid: Mapping[str, Any] | None) -> None:
-        if self._writer is not None:
-            self._writer.write_samples(step, grid)
-
     # -- fault containment -----------------------------------------------------------------
     def _guard(self, probe: str, fn: Callable[[], Any]) -> Any:
         if probe in self._disabled:
@@ -327,10 +342,12 @@ class Doctor(_ClosedOnExit):
             return None
 
     def _disable(self, probe: str, exc: BaseException) -> None:
-        message = _failure_message(probe, exc)
-        self._disabled[probe] = message
-        logger.warning("gandoctor: %s", message, exc_info=(type(exc), exc, exc.__traceback__))
-        if probe != "writer" and self._writer is not None:
+        self._disabled[probe] = message = _failure_message(probe, exc)
+        self._warn(message, probe != "writer", (type(exc), exc, exc.__traceback__))
+
+    def _warn(self, message: str, to_log: bool = True, exc_info: Any = None) -> None:
+        logger.warning("gandoctor: %s", message, exc_info=exc_info)
+        if to_log and self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.write_event(self._step, "warning", message)
 
@@ -424,6 +441,9 @@ class Doctor(_ClosedOnExit):
             self._guard("writer", lambda: writer.write_step(step, rounded))
 
     def _replan(self) -> None:
+        for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._idle.keys() | self._disabled.keys()):
+            self._idle[name] = reason
+            self._warn(reason)
         changed = self._budget.plan()
         if changed and self._writer is not None:
             now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)
@@ -441,7 +461,7 @@ class Doctor(_ClosedOnExit):
             rules = self.config.ruleset(self._rules_dirs)
             source = str(self._writer.path) if self._writer else ""
             signals = with_pending(self.signals, _host_records(self._pending)) if self._reducer.active else self.signals
-            return diagnose(signals, rules, self._context, source=source, warnings=tuple(self._disabled.values()), strict=self.strict)
+            return diagnose(signals, rules, self._context, source=source, warnings=(*self._disabled.values(), *self._idle.values()), strict=self.strict)
         except Exception as exc:
             if self.strict:
                 raise

@@ -135,6 +135,26 @@ class LatentProbe(Probe):
             return False
         return self.usable and super().due(inputs, every)
 
+    def idle_reason(self) -> str | None:
+        if self.checks:
+            return None
+        what = "latent.drift and latent.cell_churn (GD606: G hopping between modes) are not recorded"
+        if not self.usable:
+            first = next((type(m).__name__ for m in self.host.generator.modules() if not list(m.children())), "none")
+            return (
+                f"the fixed-latent probe has not run: G's input could not be inferred from its first layer ({first}, not a "
+                "Linear or ConvTranspose taking z), so " + what + "; pass Doctor(latent_dim=...) or "
+                "Doctor(sample_latent=lambda n, gen: inputs) returning G's inputs (latent codes, or a fixed batch of input "
+                "images for an image-to-image G)"
+            )
+        if self.conditional and self.labels is None and self.sample_latent is None:
+            return (
+                "the fixed-latent probe has not run: G takes labels (forward(z, y)) and no fake_labels= reached "
+                "doctor.step, so " + what + "; pass fake_labels= (the labels G's fakes were made with), or "
+                "Doctor(sample_latent=lambda n, gen: (z, labels))"
+            )
+        return None
+
     def _fix_labels(self, fake_labels: Any, n: int, device: torch.device) -> None:
         """The conditional G's labels for the fixed codes, taken once (cycled to n) and kept. A G
         whose labels are optional (``forward(z, y=None)``) gets them too when the loop passes

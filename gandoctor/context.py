@@ -213,6 +213,8 @@ def inspect_training(
     values["g_norm"] = norm_layers(g)
     if d_output == "critic":
         flags.add("critic")
+    if d_output == "energy":  # lower for reals: its loss is a reconstruction error or a margin, not a classification loss
+        flags.add("energy_d")
     for role, opt in (("d", d_opt), ("g", g_opt)):
         if opt is not None:
             _optimizer_values(role, opt, flags, values)

@@ -51,6 +51,14 @@ def test_a_plain_mlp_gan_without_optimizers_has_no_optimizer_values():
     assert norm_layers(nn.Sequential(nn.InstanceNorm2d(3), nn.GroupNorm(1, 3))) == ["GroupNorm", "InstanceNorm2d"]
 
 
+def test_the_declared_d_output_marks_critics_and_energy_discriminators():
+    G, D = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(nn.Linear(2, 1))
+    assert "critic" in inspect_training(G, D, None, None, "critic").flags
+    energy = inspect_training(G, D, None, None, "energy").flags
+    assert "energy_d" in energy and "critic" not in energy  # the loss-floor rules skip it; critic remedies still apply
+    assert not {"critic", "energy_d"} & inspect_training(G, D, None, None, "logit").flags
+
+
 def test_uses_must_be_flags_or_a_mapping_of_flags_to_values():
     assert parse_uses(["a", "b"]) == RunContext(frozenset({"a", "b"}))
     assert parse_uses({"gp": 10}).values == {"gp": 10}

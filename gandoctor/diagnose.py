@@ -12,8 +12,9 @@ from .config import Config, load_config
 from .context import RunContext
 from .lossunits import infer_d_loss_unit
 from .readers import ReadOptions, RunData, read_run
-from .report import Report
+from .report import Alert, Report
 from .rules import RuleSet
+from .runlog.format import HealthyMarker
 from .signals import SignalLog
 from .vocabulary import parse_uses, uses_context
 
@@ -26,6 +27,7 @@ def diagnose(
     warnings: Iterable[str] = (),
     strict: bool = False,
     mapped: Mapping[str, str] | None = None,
+    alerts: Iterable[Alert] = (),
 ) -> Report:
     """Evaluate the rules on the signals, rank remedies for the run: the one path used live and by the CLI."""
     mapped = mapped or {}
@@ -44,7 +46,17 @@ def diagnose(
         mode_status=result.mode_status,
         rules_checked_codes=result.checked,
         mapped=tuple(sorted(mapped.items())),
+        alerts=tuple(alerts),
     )
+
+
+def alerts_of(markers: Iterable[HealthyMarker]) -> tuple[Alert, ...]:
+    """The live alerts a run log's "last healthy step" markers record, one per (mode, rule)."""
+    out: dict[tuple[str, str], Alert] = {}
+    for marker in markers:
+        for mode, rule in zip(marker.modes, marker.rules):
+            out.setdefault((mode, rule), Alert(mode, rule, marker.seen_at, marker.onset_step))
+    return tuple(out.values())
 
 
 def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
@@ -103,5 +115,7 @@ def analyze_run(
     declared = configured | (dict(uses) if isinstance(uses, Mapping) else dict.fromkeys(uses))
     context = data.context.merged(uses_context(declared, rules.remedies))
     context = context.merged(infer_from_log(data.signals, context))
-    report = diagnose(data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None))
+    report = diagnose(
+        data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None), alerts=alerts_of(data.markers)
+    )
     return report, data

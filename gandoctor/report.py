@@ -16,6 +16,17 @@ SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
+class Alert:
+    """A finding a live check raised during training (from the run log's markers or the Doctor's
+    live monitor): its mode and rule, the step of that check and the onset it had then."""
+
+    mode: str
+    rule: str
+    seen_at: int
+    onset_step: int
+
+
+@dataclass(frozen=True)
 class Report:
     findings: tuple[Finding, ...]
     skipped_rules: tuple[SkippedRule, ...] = ()
@@ -29,6 +40,14 @@ class Report:
     mode_status: tuple[ModeStatus, ...] = ()
     rules_checked_codes: tuple[str, ...] = ()
     mapped: tuple[tuple[str, str], ...] = ()  # (signal, the name it had in the user's log)
+    alerts: tuple[Alert, ...] = ()  # raised live during training, in order
+
+    @property
+    def cleared_alerts(self) -> tuple[Alert, ...]:
+        """Live alerts whose mode does not hold at the last step: the run was in that state and
+        left it (or the evidence thinned), which a verdict on the end state alone would hide."""
+        failing = {f.mode for f in self.findings}
+        return tuple(a for a in self.alerts if a.mode not in failing)
 
     @property
     def rules_checked(self) -> int:

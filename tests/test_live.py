@@ -114,6 +114,9 @@ def test_a_run_that_blows_up_is_reported_once_stops_the_loop_and_marks_the_last_
     marker = markers[0]
     assert marker.last_healthy_step == onset - 1 and marker.onset_step == onset and marker.seen_at == ran - 1
     assert (marker.modes, marker.rules) == (("exploding_gradients",), ("GD501",))
+    alerts = doctor.report().alerts  # the live alert, still holding at the end
+    assert [(a.rule, a.seen_at, a.onset_step) for a in alerts] == [("GD501", ran - 1, onset)]
+    assert not doctor.report().cleared_alerts
 
 
 def test_stop_on_any_and_a_loop_that_goes_on_reports_each_finding_once(tmp_path):

@@ -324,3 +324,27 @@ def test_directory_without_a_log_is_rejected(tmp_path):
         read_run(tmp_path)
     with pytest.raises(LogFormatError, match=f"no {LOG_NAME}"):
         runlog_reader.read(tmp_path)
+
+
+def test_a_live_alert_that_no_longer_holds_at_the_last_step_is_reported_as_such(tmp_path):
+    """A live check raised D dominance at step 49; the run then recovered. The verdict is on the
+    end state, and the report says what was raised on the way (console, JSON, Markdown)."""
+    from gandoctor.diagnose import analyze
+    from gandoctor.reporters.console import render_text
+    from gandoctor.reporters.markdown import render_markdown
+
+    writer = RunLogWriter(tmp_path, CONTEXT, 64)
+    for step in range(400):
+        writer.write_step(step, {"loss.d": 1.3, "loss.g": 0.7})
+    writer.write_marker(HealthyMarker(49, 29, 30, ("discriminator_dominance",), ("GD102",)))
+    writer.close()
+    report = analyze(tmp_path)
+    assert report.verdict == "healthy"
+    assert [(a.mode, a.rule, a.seen_at, a.onset_step) for a in report.cleared_alerts] == [("discriminator_dominance", "GD102", 49, 30)]
+    assert report.to_dict()["alerts"] == [
+        {"mode": "discriminator_dominance", "rule": "GD102", "seen_at": 49, "onset_step": 30, "holds_at_end": False}
+    ]
+    said = "discriminator_dominance (GD102) alerted at step 49, onset 30"
+    text = render_text(report, width=200)
+    assert "Raised during training, not holding at the last step" in text and said in text
+    assert said in render_markdown(report)

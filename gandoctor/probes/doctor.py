@@ -87,6 +87,14 @@ class _Batches:
         return real, fake, 2 * int(real.shape[0]) < self.largest
 
 
+def _warn(writer: RunLogWriter | None, step: int, message: str, exc_info: Any = None) -> None:
+    """A warning to the logger and, with a writer, to the run log (never raising)."""
+    logger.warning("gandoctor: %s", message, exc_info=exc_info)
+    if writer is not None:
+        with contextlib.suppress(Exception):
+            writer.write_event(step, "warning", message)
+
+
 def _failure_message(probe: str, exc: BaseException) -> str:
     message = f"probe '{probe}' failed and is switched off: {type(exc).__name__}: {exc}"
     if isinstance(exc, TypeError) and probe in _CALLS_D:
@@ -343,13 +351,7 @@ class Doctor(_ClosedOnExit):
 
     def _disable(self, probe: str, exc: BaseException) -> None:
         self._disabled[probe] = message = _failure_message(probe, exc)
-        self._warn(message, probe != "writer", (type(exc), exc, exc.__traceback__))
-
-    def _warn(self, message: str, to_log: bool = True, exc_info: Any = None) -> None:
-        logger.warning("gandoctor: %s", message, exc_info=exc_info)
-        if to_log and self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.write_event(self._step, "warning", message)
+        _warn(self._writer if probe != "writer" else None, self._step, message, (type(exc), exc, exc.__traceback__))
 
     @property
     def disabled_probes(self) -> Mapping[str, str]:
@@ -443,7 +445,7 @@ class Doctor(_ClosedOnExit):
     def _replan(self) -> None:
         for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._idle.keys() | self._disabled.keys()):
             self._idle[name] = reason
-            self._warn(reason)
+            _warn(self._writer, self._step, reason)
         changed = self._budget.plan()
         if changed and self._writer is not None:
             now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)
@@ -452,7 +454,7 @@ class Doctor(_ClosedOnExit):
     # -- results ---------------------------------------------------------------------------
     def report(self) -> Report:
         """Diagnose what has been recorded so far (callable mid-training; on one rank alone under DDP)."""
-        from ..diagnose import diagnose
+        from ..diagnose import alerts_of, diagnose
         from ..report import Report
 
         if not self._reducer.active:  # under DDP no collective here (report() may run on rank 0 alone)
@@ -461,7 +463,8 @@ class Doctor(_ClosedOnExit):
             rules = self.config.ruleset(self._rules_dirs)
             source = str(self._writer.path) if self._writer else ""
             signals = with_pending(self.signals, _host_records(self._pending)) if self._reducer.active else self.signals
-            return diagnose(signals, rules, self._context, source=source, warnings=(*self._disabled.values(), *self._idle.values()), strict=self.strict)
+            warnings, alerts = (*self._disabled.values(), *self._idle.values()), alerts_of(self._live.markers if self._live else ())
+            return diagnose(signals, rules, self._context, source=source, warnings=warnings, strict=self.strict, alerts=alerts)
         except Exception as exc:
             if self.strict:
                 raise

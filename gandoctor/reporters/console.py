@@ -161,6 +161,11 @@ def _footer(report: Report) -> Iterator[Any]:
     units = _loss_units(report)
     if units:
         yield Text(units, style="dim")
+    cleared = report.cleared_alerts
+    if cleared:
+        yield Text("")
+        seen = "; ".join(f"{a.mode} ({a.rule}) alerted at step {a.seen_at}, onset {a.onset_step}" for a in cleared)
+        yield Text(f"Raised during training, not holding at the last step: {seen}", style="yellow")
     for w in report.warnings:
         yield Text(f"warning: {w}", style="yellow")
 

@@ -85,4 +85,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "signals": list(report.signals),
         "mapped": {signal: original for signal, original in report.mapped},
         "warnings": list(report.warnings),
+        "alerts": [
+            {"mode": a.mode, "rule": a.rule, "seen_at": a.seen_at, "onset_step": a.onset_step, "holds_at_end": a not in report.cleared_alerts}
+            for a in report.alerts
+        ],
     }

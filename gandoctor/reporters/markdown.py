@@ -55,6 +55,10 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
         out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(s.reason)} |")
     for f in data["findings"]:
         out += [""] + _finding_lines(f, max_remedies)
+    cleared = [a for a in data.get("alerts", []) if not a["holds_at_end"]]
+    if cleared:
+        out += ["", "Raised during training, not holding at the last step:", ""]
+        out += [f"- {a['mode']} ({a['rule']}) alerted at step {a['seen_at']}, onset {a['onset_step']}" for a in cleared]
     if data.get("warnings"):
         out += ["", "Warnings:", ""] + [f"- {_cell(w)}" for w in data["warnings"]]
     out.append("")

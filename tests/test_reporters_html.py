@@ -221,3 +221,12 @@ def test_the_sample_grids_are_drawn_in_headless_chromium(digits, tmp_path):
     pixels = Image.open(shot).convert("L").crop((0, 850, 1200, 1200)).getcolors(maxcolors=1 << 20)
     greys = {value for count, value in pixels if 40 < value < 215 and count >= 20}
     assert len(greys) > 50
+
+
+def test_live_alerts_that_no_longer_hold_are_listed():
+    from gandoctor.report import Alert
+
+    report = Report(findings=(), alerts=(Alert("discriminator_dominance", "GD101", 250, 200),))
+    page = render_html(report)
+    assert "not holding at the last step" in page and "alerted at step 250, onset 200" in page
+    assert "not holding" not in render_html(Report(findings=()))

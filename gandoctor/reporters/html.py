@@ -489,6 +489,11 @@ def render_html(report: Report, signals: SignalLog | None = None, title: str | N
     if data.get("skipped_rules"):
         out.append("<p><b>rules skipped:</b></p><ul>" + "".join(
             f"<li><code>{_esc(s['rule'])}</code> {_esc(s['reason'])}</li>" for s in data["skipped_rules"]) + "</ul>")
+    cleared = [a for a in data.get("alerts", []) if not a["holds_at_end"]]
+    if cleared:
+        out.append("<p><b>raised during training, not holding at the last step:</b></p><ul>" + "".join(
+            f"<li>{_esc(a['mode'])} (<code>{_esc(a['rule'])}</code>) alerted at step {a['seen_at']}, onset {a['onset_step']}</li>"
+            for a in cleared) + "</ul>")
     for w in data.get("warnings", []):
         out.append(f'<p class="muted">warning: {_esc(w)}</p>')
     out.append('<p class="caption">✓ = the condition held where the finding was established; · = it did not. '

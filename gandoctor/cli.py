@@ -269,6 +269,11 @@ def _gate(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     def gate_one(report, path) -> int:  # type: ignore[no-untyped-def]
         _warn(err, report)  # a gate that hides why it read little is no gate
+        for a in report.cleared_alerts:  # the verdict is on the end state; say what was raised on the way
+            err.print(
+                f"gandoctor: note: {a.mode} ({a.rule}) was raised during training at step {a.seen_at} and does not hold at the last step",
+                markup=False, highlight=False, soft_wrap=True,
+            )
         result = judge(report, modes, codes, sorted(required))
         print(result.line)
         return int(result.exit_code)

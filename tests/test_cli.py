@@ -123,6 +123,20 @@ def test_gate_catches_nan_losses_with_builtin_rules(nan_run, capsys):
     assert "FAIL — " in out and "exploding_gradients (GD501, onset step 150" in out
 
 
+def test_gate_judges_the_end_state_and_notes_a_live_alert_that_cleared(tmp_path, capsys):
+    from gandoctor.runlog import HealthyMarker
+
+    writer = RunLogWriter(tmp_path, {"flags": [], "values": {}}, 64)
+    for step in range(400):
+        writer.write_step(step, {"loss.d": 1.3, "loss.g": 0.7})
+    writer.write_marker(HealthyMarker(49, 29, 30, ("discriminator_dominance",), ("GD102",)))
+    writer.close()
+    assert main(["gate", str(tmp_path)]) == EXIT_HEALTHY
+    captured = capsys.readouterr()
+    assert "PASS" in captured.out
+    assert "discriminator_dominance (GD102) was raised during training at step 49 and does not hold at the last step" in captured.err
+
+
 def test_gate_fail_on_only_fails_on_that_mode(nan_run, capsys):
     assert main(["gate", nan_run, "--fail-on", "mode_collapse"]) == EXIT_HEALTHY
     out = capsys.readouterr().out

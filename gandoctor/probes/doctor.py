@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import weakref
+from collections import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
@@ -111,7 +112,7 @@ _IMAGE_KEYS = ("pixel_values", "images", "image", "img", "x", "input", "inputs",
 def _batch_tensor(value: Any) -> Any:
     if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
         return value[0]
-    if isinstance(value, Mapping):
+    if isinstance(value, abc.Mapping):  # collections.abc: typing.Mapping checks are slow on the step path
         found = next((value[k] for k in _IMAGE_KEYS if isinstance(value.get(k), torch.Tensor)), None)
         floats = [v for v in value.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
         return found if found is not None else floats[0] if len(floats) == 1 else value

@@ -127,3 +127,21 @@ def test_gradient_hook_that_fails_leaves_optimizer_step_intact(monkeypatch):
     monkeypatch.setattr(torch, "_foreach_norm", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no foreach")))
     doctor = _same_training({})
     assert "grads.d" in doctor.disabled_probes and "grads.g" in doctor.disabled_probes
+
+
+def test_a_probe_whose_idle_reason_raises_is_switched_off_not_the_flush(monkeypatch):
+    import gandoctor
+
+    from .test_latents import CondG
+
+    doctor = gandoctor.Doctor(CondG(), nn.Linear(2, 1), schedule=Schedule(latent_every=2, flush_every=1))
+
+    def broken() -> str:
+        raise RuntimeError("idle reason broke")
+
+    monkeypatch.setattr(doctor._latents, "idle_reason", broken)
+    for _ in range(10):
+        doctor.step(d_loss=0.5)
+    assert "idle reason broke" in doctor.disabled_probes["latents"]
+    assert "flush" not in doctor.disabled_probes
+    assert len(doctor.signals.get("loss.d")) == 10  # every step still recorded

@@ -173,13 +173,16 @@ def _existing_folders(folders: Sequence[str | os.PathLike[str]]) -> tuple[Path, 
     return paths
 
 
-def _idle_reasons(probes: Sequence[Probe], every: Callable[[Probe], int], step: int, said: Collection[str]) -> list[tuple[str, str]]:
-    """The probes on in the schedule that have had two intervals to run and could not, with why."""
+def _idle_reasons(
+    probes: Sequence[Probe], every: Callable[[Probe], int], step: int, said: Collection[str], guard: Callable[[str, Callable[[], Any]], Any]
+) -> list[tuple[str, str]]:
+    """The probes on in the schedule that have had two intervals to run and could not, with why
+    (asked under the probe's own guard: a failing answer switches that probe off, not the flush)."""
     found = []
     for probe in probes:
         interval = every(probe)
         if probe.name not in said and interval and step >= 2 * interval:
-            reason = probe.idle_reason()
+            reason = guard(probe.name, probe.idle_reason)
             if reason:
                 found.append((probe.name, reason))
     return found
@@ -444,7 +447,7 @@ class Doctor(_ClosedOnExit):
             self._guard("writer", lambda: writer.write_step(step, rounded))
 
     def _replan(self) -> None:
-        for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._idle.keys() | self._disabled.keys()):
+        for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._idle.keys() | self._disabled.keys(), self._guard):
             self._idle[name] = reason
             _warn(self._writer, self._step, reason)
         changed = self._budget.plan()

@@ -139,6 +139,8 @@ class LatentProbe(Probe):
         if self.checks:
             return None
         what = "latent.drift and latent.cell_churn (GD606: G hopping between modes) are not recorded"
+        if self.eval_differs:
+            what += ", nor latent.eval_diversity_ratio (GD306: collapse in eval mode)"
         if not self.usable:
             first = next((type(m).__name__ for m in self.host.generator.modules() if not list(m.children())), "none")
             return (

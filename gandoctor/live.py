@@ -19,7 +19,8 @@ GPU->CPU sync). After a flush, the monitor diagnoses the run so far (:func:`gand
 over the Doctor's bounded SignalLog, the same path as ``doctor.report()``) when ``live_every``
 steps (default 500) have passed since the last diagnosis, rounded up to the next flush, or at
 once when a flush brings the first non-finite loss, gradient norm, weight norm or D output (so a blow-up is reported at the
-flush that saw it, not up to ``live_every`` steps later). ``close()`` runs no diagnosis.
+flush that saw it, not up to ``live_every`` steps later). ``close()`` runs no diagnosis, except
+that one when its last flush brings the first non-finite value (a loop that breaks at its NaN).
 
 Cost. A diagnosis runs on the host, in the training process, inside ``doctor.step()``; it costs
 the same whatever the model or device and grows with the recorded steps up to the SignalLog's
@@ -226,6 +227,15 @@ class LiveMonitor:
         if self.raise_on_nonfinite and found is not None and not self._raised:
             self._raised = True
             raise NonFiniteLossError(found[0], found[1], found[2], step)
+
+    def at_close(self, step: int) -> None:
+        """At ``Doctor.close``, after the last flush: the check a blow-up calls for when the loop
+        stopped before a flush brought it to the host (a loop that breaks at its first NaN, as the
+        README asks, ends before the next flush). Only then: close() runs no other diagnosis."""
+        if self.every is not None and self._urgent:
+            self._urgent = False
+            self._checked = self._doctor.signals.last_step or step
+            self._doctor._guard("live", lambda: self.check(step))
 
     def _affordable(self) -> bool:
         return not self.adaptive or time.perf_counter() - self._last_end >= LIVE_TIME_FACTOR * self._last_cost

@@ -26,7 +26,9 @@ BLOW_UP_AT = 40  # the step whose update uses the huge learning rate
 FLUSH = 10
 
 
-def train(steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None, seed: int = 0, break_on_stop: bool = True):
+def train(
+    steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None, seed: int = 0, break_on_stop: bool = True, break_on_nan: bool = False
+):
     """SGD on a tiny GAN; from ``blow_up_at`` on the learning rate is 1e3 (a schedule bug), which
     takes the losses to NaN within a few steps. Returns the doctor, the steps run and the losses."""
     torch.manual_seed(seed)
@@ -58,6 +60,8 @@ def train(steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None,
             doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
             if break_on_stop and doctor.should_stop:
                 break
+        if break_on_nan and not bool(torch.isfinite(d_loss) & torch.isfinite(g_loss)):
+            break  # as most scripts do, after doctor.step (README)
     return doctor, ran, losses
 
 
@@ -117,6 +121,20 @@ def test_a_run_that_blows_up_is_reported_once_stops_the_loop_and_marks_the_last_
     alerts = doctor.report().alerts  # the live alert, still holding at the end
     assert [(a.rule, a.seen_at, a.onset_step) for a in alerts] == [("GD501", ran - 1, onset)]
     assert not doctor.report().cleared_alerts
+
+
+def test_a_loop_that_breaks_at_its_first_nan_gets_its_alert_and_marker_at_close(tmp_path):
+    """The loop stops before the next flush brings the NaN to the host: close() runs that check."""
+    found: list[Finding] = []
+    kwargs = {"log_dir": tmp_path, "schedule": Schedule(flush_every=25), "on_finding": found.append}
+    doctor, ran, losses = train(300, kwargs, blow_up_at=BLOW_UP_AT, break_on_stop=False, break_on_nan=True)
+    onset, _ = first_nonfinite(losses)
+    assert ran == onset + 1 and ran % 25 != 0  # stopped between flushes
+    assert not found  # nothing had reached the host yet
+    doctor.close()
+    assert [(f.rule, f.onset_step) for f in found] == [("GD501", onset)]
+    (marker,) = read_run(tmp_path).markers
+    assert marker.onset_step == onset and marker.rules == ("GD501",)
 
 
 def test_stop_on_any_and_a_loop_that_goes_on_reports_each_finding_once(tmp_path):

@@ -486,6 +486,8 @@ class Doctor(_ClosedOnExit):
                 self._pending.append(_Pending(self._step))
             self._pending[-1].values.update(values)
         self._guard("flush", lambda: self._flush(final=True))
+        if self._live is not None:  # a blow-up the loop stopped at, before a flush brought it: alerted now
+            self._live.at_close(self._step)
         for probe in self.probes:
             probe.close()
         if self._live is not None:

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Mapping
 
 from .context import RunContext
+from .signals import SIGNAL_PREREQUISITES
 
 #: The six failure modes, in report order. Kept here, with the finding records, so the rule
 #: loader and the remedy catalogue share one tuple without importing each other.
@@ -133,10 +134,11 @@ class ModeStatus:
             return f"clear ({', '.join(self.rules_checked)} checked)"
         if SkipReason.NO_DATA in self.reasons:
             return "not checked: no records"
+        needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
+        if SkipReason.TOO_SHORT in self.reasons:  # rules whose signals were recorded need a longer run: the first reason
+            return "not checked: run too short to judge" + (f"; other rules need {needs}" if needs else "")
         if self.missing:
-            return f"not checked: needs {' or '.join(self.missing)}"
-        if SkipReason.TOO_SHORT in self.reasons:
-            return "not checked: run too short to judge"
+            return f"not checked: needs {needs}"
         if SkipReason.NOT_APPLICABLE in self.reasons:
             return "not checked: rules not applicable to this run"
         return "not checked"

@@ -64,6 +64,17 @@ SIGNALS: Mapping[str, str] = {
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 
+#: Why a recorded run may lack a signal although its probe is on: said where a mode is "not checked".
+SIGNAL_PREREQUISITES: Mapping[str, str] = {
+    "feat.occupancy_ratio": "recorded once 512 real samples have reached the doctor (its k-means cells are fitted on them)",
+    "feat.bin_tv": "recorded once 512 real samples have reached the doctor (its k-means cells are fitted on them)",
+    "feat.bin_churn": "recorded once 512 real samples have reached the doctor (its k-means cells are fitted on them)",
+    "latent.cell_churn": "recorded once the k-means cells are fitted (512 real samples) and G has run on its fixed codes twice",
+    "latent.drift": "recorded from G's second run on its fixed codes (a latent code G takes, or Doctor(sample_latent=...))",
+    "latent.eval_diversity_ratio": "recorded only for a G with BatchNorm",
+    "d.acc": "from D's outputs on batches it has not trained on yet (real= and fake= or d_real=/d_fake=)",
+}
+
 _NAME = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
 
 

@@ -61,6 +61,9 @@ def judge(
     not_checked = [s.mode for s in report.mode_status if s.state is ModeState.NOT_CHECKED and s.mode in modes]
     tail = (f"; not gating on {', '.join(others)}" if others else "") + (f"; not checked: {', '.join(not_checked)}" if not_checked else "")
     what = "all modes" if len(modes) >= 6 and not rules else ", ".join(gated)
+    if not_checked:  # "healthy for all modes" next to five unchecked ones would overstate it
+        clear = [s.mode for s in report.mode_status if s.mode in modes and s.state is ModeState.CLEAR] + sorted(rules)
+        what = f"the gated modes it could check ({', '.join(clear)})" if clear else "nothing: no gated mode could be checked"
     return GateResult(
         GateExit.PASS, f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}"
     )

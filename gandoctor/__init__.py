@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config
 from .diagnose import analyze, diagnose, infer_from_log
-from .errors import ConfigError, GanDoctorError, LogFormatError, NonFiniteLossError, RuleError, SignalError
+from .errors import ConfigError, GanDoctorError, LogFormatError, NonFiniteLossError, ProbeRefused, RuleError, SignalError
 from .findings import Evidence, Finding, RankedRemedy, RunContext
 from .readers import RunData, read_run
 from .report import Report
@@ -27,6 +27,7 @@ __all__ = [
     "Evidence",
     "Finding",
     "GanDoctorError",
+    "ProbeRefused",
     "LogFormatError",
     "NonFiniteLossError",
     "RankedRemedy",

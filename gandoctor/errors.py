@@ -19,6 +19,12 @@ class LogFormatError(GanDoctorError):
     """A log file cannot be read. The message names the file, the line and what was expected."""
 
 
+class ProbeRefused(GanDoctorError, ValueError):
+    """A probe cannot read the model as it is set up (an autoencoder D's reconstruction, a G that
+    takes none of the guessed latent shapes). The message says what to pass; the probe is
+    switched off and the warning carries no traceback (nothing is broken)."""
+
+
 class SignalError(GanDoctorError):
     """A signal name or value is not acceptable."""
 

@@ -339,7 +339,7 @@ def test_an_energy_d_lower_for_reals_is_read_with_its_sign_turned():
         assert bool(doctor.signals.get("d.acc").values[-1] > 0.9) is separates, d_output
 
 
-def test_an_autoencoder_d_is_refused_with_the_way_to_read_it():
+def test_an_autoencoder_d_is_refused_with_the_way_to_read_it(caplog):
     """BEGAN / EBGAN: D returns a reconstruction of its input; its mean pixel is no score."""
 
     class AutoencoderD(nn.Module):
@@ -356,6 +356,8 @@ def test_an_autoencoder_d_is_refused_with_the_way_to_read_it():
     real, fake = torch.randn(16, 8), torch.randn(16, 8) + 2
     doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
     assert "d_output='energy'" in doctor.disabled_probes["d_probe"]
+    (said,) = [r for r in caplog.records if "d_output='energy'" in r.getMessage()]
+    assert said.exc_info is None  # a documented refusal: the message, no traceback
     doctor.close()
     # What the message says works: the reconstruction error, lower for reals.
     doctor = gandoctor.Doctor(

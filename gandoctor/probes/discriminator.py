@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ProbeRefused
 from .base import Probe, ProbeHost, StepInputs, Values, label_slices, per_sample, untouched
 from .lossform import PROBABILITY_FORMS, LossForm
 
@@ -146,7 +147,7 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
     autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of realness."""
     first = out[0] if isinstance(out, (tuple, list)) and out else out
     if x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1:
-        raise ValueError(
+        raise ProbeRefused(
             f"D returns an output shaped like its input {tuple(x.shape)} (an autoencoder D, as in BEGAN or "
             "EBGAN): its mean is no score of realness; pass Doctor(d_forward=lambda D, x, y: ((D(x) - x) ** 2)"
             ".flatten(1).mean(1), d_output='energy') to read its reconstruction error (lower for reals)"

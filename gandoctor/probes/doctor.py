@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..context import ContextInference, RunContext, inspect_training, latent_shape_candidates
-from ..errors import RuleError
+from ..errors import ProbeRefused, RuleError
 from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
 from ..signals import SignalLog
@@ -355,7 +355,8 @@ class Doctor(_ClosedOnExit):
 
     def _disable(self, probe: str, exc: BaseException) -> None:
         self._disabled[probe] = message = _failure_message(probe, exc)
-        _warn(self._writer if probe != "writer" else None, self._step, message, (type(exc), exc, exc.__traceback__))
+        trace = None if isinstance(exc, ProbeRefused) else (type(exc), exc, exc.__traceback__)  # a refusal breaks nothing
+        _warn(self._writer if probe != "writer" else None, self._step, message, trace)
 
     @property
     def disabled_probes(self) -> Mapping[str, str]:

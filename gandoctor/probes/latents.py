@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..errors import ProbeRefused
 from ..samplestats import Bins, held_threshold
 from .base import Probe, ProbeHost, StepInputs, Values, untouched
 
@@ -235,7 +236,7 @@ class LatentProbe(Probe):
                 self.host.note_context(set(), {"latent_dim": shape[0]})  # the first layer read z and the labels
             break
         else:
-            raise RuntimeError(
+            raise ProbeRefused(
                 f"G refused {n} latent codes of the {tried} shape(s) guessed from its first layer "
                 f"({'; '.join(failures)}{'; ...' if tried > len(failures) else ''}); "
                 "pass Doctor(latent_dim=...) or Doctor(sample_latent=lambda n, gen: ...) returning z, or a tuple of all of G's "

@@ -173,9 +173,13 @@ def test_a_loss_no_form_explains_leaves_the_units_alone_and_the_hook_goes():
         # BCE plus a made-up penalty: no form explains it
         bce = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
         doctor.step(d_loss=bce + 0.1, real=real, fake=fake)
-    assert "d_loss_form" not in doctor.context.values and "d_loss_unit" not in doctor.context.values
+    assert "d_loss_unit" not in doctor.context.values  # the units stay as calibrated
+    assert doctor.context.values.get("d_loss_form") == "unrecognised"  # and the report says why
     assert not D._forward_hooks
     doctor.close()
+    from gandoctor.reporters.console import render_text
+
+    assert "D's loss matched none of the known forms" in render_text(doctor.report(), width=400)
 
 
 def test_an_error_in_the_hook_never_reaches_the_loop_s_forward(monkeypatch):

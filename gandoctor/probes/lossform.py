@@ -100,6 +100,10 @@ def match(loss: float, candidates: list[float]) -> tuple[str, float] | None:
     return found.pop() if len(found) == 1 else None
 
 
+#: ``context.values["d_loss_form"]`` when tries were made and no form explained D's loss.
+UNRECOGNISED = "unrecognised"
+
+
 class LossForm:
     """What is known of D's loss form (host-side state shared with the D-output probes)."""
 
@@ -214,6 +218,15 @@ class LossFormProbe(Probe):
         flags, learnt = self.form.settle(numbers)
         if learnt:
             self.host.note_context(flags, learnt)
+        self._note_if_unrecognised()
+
+    def _note_if_unrecognised(self) -> None:
+        """Tried and none of the forms explained the loss (a penalty or auxiliary term added, a D
+        with two heads, a relativistic D): the context says so, and the report that D's loss is
+        read in the calibrated units for want of its own."""
+        form = self.form
+        if form.form is None and form.tries and (form.closed or not form.open) and form.settled >= form.tries:
+            self.host.note_context(set(), {"d_loss_form": UNRECOGNISED})
 
     def after_step(self, step: int, every: int) -> None:
         if self.handle is None:  # done (or never hooked): nothing left to do at any step
@@ -229,3 +242,4 @@ class LossFormProbe(Probe):
             self.handle = None
         self.captured.clear()
         self.form.closed = True
+        self._note_if_unrecognised()

@@ -143,6 +143,12 @@ _FORM_NAMES = {
 
 def _loss_units(report: Report) -> str:
     """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
+    if report.context.values.get("d_loss_form") == "unrecognised" and "d_loss_unit" not in report.context.values:
+        return (
+            "D's loss matched none of the known forms (a penalty or auxiliary term, a D with two heads, a relativistic D?): "
+            "its thresholds are read as calibrated (BCE); for another unit declare it, e.g. --uses d_loss_unit=0.25 "
+            "(least squares towards 1/0) or Doctor(uses={'d_loss_unit': 0.25})"
+        )
     unit = report.context.values.get("d_loss_unit")
     if not isinstance(unit, (int, float)) or isinstance(unit, bool) or unit == 1:
         return ""

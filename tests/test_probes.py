@@ -589,3 +589,18 @@ def test_sample_statistics_use_one_step_s_fakes_and_measure_once_more_when_train
     assert view is not None
     assert view.steps.tolist() == [50, 100, 149]  # the schedule's checks, then the newest features (step 125) at the end
     assert (view.values < 0.01).all()
+
+
+def test_a_pair_of_image_batches_as_real_is_read_as_its_first_and_said_once(caplog):
+    """CoGAN's two domains passed as one tuple: the probes read the first batch (as they do a
+    loader's (images, labels)), and the doctor says so once, where the report shows it."""
+    G, D = nn.Sequential(nn.Linear(4, 8)), nn.Sequential(nn.Flatten(), nn.Linear(8, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1))
+    a, b = torch.randn(16, 1, 2, 4), torch.randn(16, 1, 2, 4)
+    for _ in range(3):
+        doctor.step(d_loss=1.0, g_loss=1.0, real=(a, b), fake=(b, a))
+    said = [w for w in doctor.report().warnings if "pair of image batches" in w]
+    assert len(said) == 1 and sum("pair of image batches" in r.getMessage() for r in caplog.records) == 1
+    labelled = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1))
+    labelled.step(d_loss=1.0, g_loss=1.0, real=(a, torch.arange(16)), fake=a)  # (images, labels): nothing to say
+    assert not any("pair of image batches" in w for w in labelled.report().warnings)

@@ -77,15 +77,32 @@ class _Batches:
     epoch's short last one (e.g. 5 of 1797 digits in batches of 64: under half the largest
     seen), whose handful of samples is noise."""
 
-    def __init__(self) -> None:
+    def __init__(self, warn: Callable[[str], None]) -> None:
         self.largest = 0
+        self.warn = warn
+        self.paired_said = False
 
     def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
+        if not self.paired_said and (_image_pair(real) or _image_pair(fake)):
+            self.paired_said = True  # a CoGAN's two domains: the probes read the first only, and say so once
+            self.warn(
+                "real= or fake= is a pair of image batches of one shape (two domains, as in CoGAN?): the doctor reads "
+                "the first as the samples, as it does for a loader's (images, labels); attach a second Doctor for the "
+                "other domain's G/D pair to watch it too"
+            )
         real, fake = _batch_tensor(real), _batch_tensor(fake)
         if not isinstance(real, torch.Tensor) or real.dim() == 0:
             return real, fake, False
         self.largest = max(self.largest, int(real.shape[0]))
         return real, fake, 2 * int(real.shape[0]) < self.largest
+
+
+def _image_pair(value: Any) -> bool:
+    """Two floating batches of one shape (images, not labels) passed as one tuple."""
+    return (
+        isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, torch.Tensor) and v.is_floating_point() for v in value)
+        and value[0].dim() >= 2 and value[0].shape == value[1].shape
+    )
 
 
 def _warn(writer: RunLogWriter | None, step: int, message: str, exc_info: Any = None) -> None:
@@ -290,7 +307,7 @@ class Doctor(_ClosedOnExit):
         self._idle: dict[str, str] = {}  # probes on in the schedule that could not run, and why (said once)
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
-        self._batches = _Batches()
+        self._batches = _Batches(lambda message: _warn(self._writer, self._step, self._idle.setdefault("batches", message)))
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG

@@ -146,9 +146,9 @@ class LatentProbe(Probe):
             first = next((type(m).__name__ for m in self.host.generator.modules() if not list(m.children())), "none")
             return (
                 f"the fixed-latent probe has not run: G's input could not be inferred from its first layer ({first}, not a "
-                "Linear or ConvTranspose taking z), so " + what + "; pass Doctor(latent_dim=...) or "
-                "Doctor(sample_latent=lambda n, gen: inputs) returning G's inputs (latent codes, or a fixed batch of input "
-                "images for an image-to-image G)"
+                "Linear or ConvTranspose taking z), so " + what + "; pass Doctor(sample_latent=lambda n, gen: inputs) "
+                "returning n of G's inputs (for an image-to-image G a fixed batch of input images; for a latent G its "
+                "codes, or Doctor(latent_dim=...))"
             )
         if self.conditional and self.labels is None and self.sample_latent is None:
             return (

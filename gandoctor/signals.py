@@ -310,6 +310,15 @@ class SignalLog:
     def __contains__(self, name: object) -> bool:
         return name in self._series
 
+    def rename(self, old: str, new: str) -> None:
+        """Give a series another name (a reader that learns what a column really holds); ``new``
+        must not exist yet."""
+        if new in self._series:
+            raise SignalError(f"cannot rename {old!r} to {new!r}: {new!r} is already recorded")
+        series = self._series.pop(check_signal_name(old))
+        series.name = check_signal_name(new)
+        self._series[new] = series
+
     def get(self, name: str) -> SeriesView | None:
         series = self._series.get(name)
         return None if series is None or not len(series) else series.view()

@@ -365,3 +365,21 @@ def test_alias_table_lives_in_signals_and_points_at_documented_signals():
                          ("grad_norm/D", "grad_norm.d"), ("train/loss_G", "loss.g"), ("run-3 - train/errG", "loss.g")]:
         assert alias_for(name) == signal, name
     assert alias_for("lr") is None
+
+
+def test_probability_columns_outside_0_1_are_read_as_raw_outputs(tmp_path):
+    """A critic's d_real/d_fake (scores about 12 and -3) are no probabilities: kept as d_out.*,
+    with a warning naming the column, so no rule reads D(x) - D(G(z)) as a probability gap."""
+    path = tmp_path / "critic.csv"
+    rows = ["step,loss_D,loss_G,d_real,d_fake"] + [f"{i},{-15 + 0.01 * i},{3.0},{12 + 0.01 * i},{-3.0}" for i in range(50)]
+    path.write_text("\n".join(rows) + "\n")
+    data = read_run(path)
+    assert "d_out.real" in data.signals and "d_out.fake" in data.signals
+    assert "d_prob.real" not in data.signals and "d_prob.fake" not in data.signals
+    assert any("'d_real' holds values mostly outside [0, 1]" in w for w in data.warnings)
+    assert data.mapped["d_out.real"] == "d_real"
+    probs = tmp_path / "probs.csv"
+    # Least squares towards 1/0 overshoots [0, 1] a little, and a blow-up leaves a few wild values: still probabilities.
+    probs.write_text("step,loss_D,D_x,D_G_z\n" + "".join(f"{i},1.2,{1.00006 if i % 2 else 6.9 if i == 2 else 0.6},-0.003\n" for i in range(50)))
+    kept = read_run(probs)
+    assert "d_prob.real" in kept.signals and not any("outside [0, 1]" in w for w in kept.warnings)

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from ..errors import LogFormatError
 from ..signals import (
     ALIASES,
@@ -248,7 +250,28 @@ class Collector:
         if not self.records:
             raise LogFormatError(f"{self.path}: no usable records (expected rows with a step and numeric loss columns)")
         self.names.check(self.path, self.signals)
+        self._unprobable()
         return self.signals, self.warnings, dict(self.names.mapped)
+
+    def _unprobable(self) -> None:
+        """Columns the alias table reads as D's probabilities (``d_real``, ``D_x``) whose values lie
+        mostly outside [0, 1] are critic scores or logits: kept as D's raw outputs (``d_out.*``), so no
+        rule reads them as probabilities (D(x) - D(G(z)) as a gap in [-1, 1])."""
+        for prob, raw in (("d_prob.real", "d_out.real"), ("d_prob.fake", "d_out.fake")):
+            view = self.signals.get(prob)
+            if view is None or raw in self.signals:
+                continue
+            finite = view.values[np.isfinite(view.values)]
+            # Most values well outside [0, 1]: least squares towards 1/0 overshoots a little, and a
+            # blow-up leaves a few wild values; a critic's or a logit's scores live out there.
+            if finite.size and float(np.mean((finite < -0.1) | (finite > 1.1))) > 0.5:
+                self.signals.rename(prob, raw)
+                column = self.names.mapped.pop(prob, prob)
+                self.names.mapped[raw] = column
+                self.warnings.append(
+                    f"{self.path}: column {column!r} holds values mostly outside [0, 1] ({float(finite.min()):.3g} to "
+                    f"{float(finite.max()):.3g}): read as D's raw output ({raw}), not as a probability"
+                )
 
 
 def frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:

@@ -231,17 +231,27 @@ def inspect_training(
     return RunContext(frozenset(flags), values)
 
 
+#: Doctor steps with optimizer counts before D's steps per G step are read from their sums.
+_RATIO_STEPS = 20
+
+
 class ContextInference:
     """Facts read from the signals as they are recorded.
 
     A negative D loss (``d_output="auto"`` only) means a Wasserstein critic: BCE, hinge and
     least-squares D losses are never negative. Two or more D optimizer steps per G step mean
-    ``multi_d_steps`` (with ``d_steps_per_g``).
+    ``multi_d_steps`` (with ``d_steps_per_g``): within one doctor step, or summed over the first
+    twenty doctor steps with counts (a loop that calls doctor.step on every batch, G training on
+    every n-th).
     """
 
     def __init__(self, d_output: str) -> None:
         self.auto = d_output == "auto"
         self.saw_negative_d_loss = False
+        # Optimizer steps summed over the doctor steps: a loop that calls doctor.step on every
+        # batch while G trains on every n-th one (PyTorch-GAN's wgan_gp.py) has G counts of 0 at most.
+        self.total_d = self.total_g = 0.0
+        self.counted = 0
 
     def observe(self, values: Mapping[str, float], context: RunContext) -> RunContext | None:
         flags: set[str] = set()
@@ -251,7 +261,13 @@ class ContextInference:
             self.saw_negative_d_loss = True
             flags.add("critic")
         steps_d, steps_g = values.get("opt_steps.d"), values.get("opt_steps.g")
-        if steps_d and steps_g and steps_d >= 2 * steps_g and "multi_d_steps" not in context.flags:
-            flags.add("multi_d_steps")
-            learnt["d_steps_per_g"] = steps_d / steps_g
+        if steps_d is not None and steps_g is not None and math.isfinite(steps_d) and math.isfinite(steps_g):
+            self.total_d, self.total_g, self.counted = self.total_d + steps_d, self.total_g + steps_g, self.counted + 1
+        if "multi_d_steps" not in context.flags:
+            if steps_d and steps_g and steps_d >= 2 * steps_g:
+                flags.add("multi_d_steps")
+                learnt["d_steps_per_g"] = steps_d / steps_g
+            elif self.counted >= _RATIO_STEPS and self.total_g and self.total_d >= 2 * self.total_g:
+                flags.add("multi_d_steps")
+                learnt["d_steps_per_g"] = round(self.total_d / self.total_g, 2)
         return RunContext(frozenset(flags), learnt) if flags else None

@@ -93,3 +93,17 @@ def test_the_run_log_keeps_list_values_and_the_users_values(tmp_path):
     assert data.context.values["g_norm"] == ["BatchNorm2d", "PixelNorm"]
     assert data.context.values["gradient_penalty"] == 10.0 and "gradient_penalty" in data.context.flags
     assert data.context.values["features"] == "pixels" and data.context.values["latent_dim"] == 16
+
+
+def test_d_steps_per_g_step_are_read_from_the_sums_when_doctor_step_runs_every_batch():
+    """PyTorch-GAN's wgan_gp.py trains G on every fifth batch; a loop that calls doctor.step on
+    every batch records G step counts of 0 or 1: the ratio comes from their sums."""
+    from gandoctor.context import ContextInference
+
+    inference, context = ContextInference("critic"), RunContext()
+    learnt = None
+    for step in range(40):
+        learnt = inference.observe({"opt_steps.d": 1.0, "opt_steps.g": 1.0 if step % 5 == 4 else 0.0}, context) or learnt
+    assert learnt is not None and "multi_d_steps" in learnt.flags and learnt.values["d_steps_per_g"] == 5.0
+    balanced = ContextInference("logit")
+    assert all(balanced.observe({"opt_steps.d": 1.0, "opt_steps.g": 1.0}, context) is None for _ in range(40))

@@ -210,7 +210,9 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         finite_seg = seg[np.isfinite(seg)]
         value = float(np.median(finite_seg)) if finite_seg.size else math.nan
         held = bool(cond.holds_at(values)[i:hi].mean() >= 0.5) if hi > i else False
-        return Evidence(cond.signal, cond.stat, effective_window(rule, cond, span), cond.op, cond.threshold, value, held, role)
+        finite_all = values[np.isfinite(values)]
+        last = float(finite_all[-1]) if finite_all.size else math.nan
+        return Evidence(cond.signal, cond.stat, effective_window(rule, cond, span), cond.op, cond.threshold, value, held, role, last)
 
     details = [evidence(c, v, "condition") for c, v in required]
     margins = [_margin(c, d.value) for (c, _), d in zip(required, details) if d.held]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping
@@ -35,6 +36,7 @@ class Evidence:
     value: float
     held: bool
     role: str  # "condition" or "corroborate"
+    last: float = math.nan  # the same statistic at the last step judged (a finding still active shows where it is now)
 
     @property
     def label(self) -> str:

@@ -30,7 +30,7 @@ def collapse() -> Finding:
         confidence=0.8712,
         evidence={"median(feat.coverage_ratio)": 0.25},
         details=(
-            Evidence("feat.coverage_ratio", "median", 300, "<", 0.5, 0.25, True, "condition"),
+            Evidence("feat.coverage_ratio", "median", 300, "<", 0.5, 0.25, True, "condition", last=0.3),
             Evidence("feat.diversity_ratio", "median", 300, "<", 0.8, math.nan, False, "corroborate"),
         ),
         also_fired=("GD302",),
@@ -83,8 +83,9 @@ def test_render_unhealthy_key_lines(report, width):
     assert "mode_collapse — GD301 partial-mode-collapse (also: GD302)" in lines
     assert "  onset step 1200 · confidence 0.87 · still active at the last step" in lines
     assert "  Fakes cover only part of the data." in lines
-    assert any(line.split() == "✓ median(feat.coverage_ratio, 300 steps) 0.25 < 0.5".split() for line in lines)
-    assert any(line.split() == "· median(feat.diversity_ratio, 300 steps) (corroborating) nan < 0.8".split() for line in lines)
+    # value where the finding was established, the same statistic at the end, the rule
+    assert any(line.split() == "✓ median(feat.coverage_ratio, 300 steps) 0.25 0.3 < 0.5".split() for line in lines)
+    assert any(line.split() == "· median(feat.diversity_ratio, 300 steps) (corroborating) nan — < 0.8".split() for line in lines)
     assert "   remedies, best first:" in lines
     assert "   1. Minibatch discrimination — Add a minibatch layer." in lines
     assert "      source: [MC] src, section “Solutions”" in lines

@@ -103,11 +103,13 @@ def _finding(f: Finding) -> Iterator[Any]:
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold", padding=(0, 1))
     table.add_column("   evidence (✓ held, · did not)", overflow="fold")
     table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("end", justify="right", no_wrap=True)  # the statistic at the last step
     table.add_column("rule", no_wrap=True)
     for d in f.details:
         mark = "✓" if d.held else "·"
         role = "" if d.role == "condition" else " (corroborating)"
-        table.add_row(f"   {mark} {d.stat}({d.signal}, {d.window} steps){role}", f"{d.value:.4g}", f"{d.op} {d.threshold:g}")
+        end = f"{d.last:.4g}" if math.isfinite(d.last) else "—"
+        table.add_row(f"   {mark} {d.stat}({d.signal}, {d.window} steps){role}", f"{d.value:.4g}", end, f"{d.op} {d.threshold:g}")
     yield table
     first = f.details[0] if f.details else None
     line = sparkline(f.trace, first.threshold if first else None)

@@ -37,6 +37,7 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
                 "op": d.op,
                 "threshold": _num(d.threshold),
                 "value": _num(d.value),
+                "last": _num(d.last),
                 "held": d.held,
                 "role": d.role,
             }

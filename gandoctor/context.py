@@ -224,8 +224,12 @@ def inspect_training(
             flags.add("lr_d_above_lr_g")
     values["d_params"] = sum(p.numel() for p in d.parameters())
     values["g_params"] = sum(p.numel() for p in g.parameters())
+    from .probes.latents import takes_one_input  # recording side only, where inspect_training runs
+
     shape = latent_shape(g)
-    if shape is not None:
+    # A G that needs labels reads z and the labels at its first layer: that width is not z's (the
+    # fixed-latent probe notes z's width once it finds it).
+    if shape is not None and takes_one_input(g):
         values["latent_dim"] = shape[0]
     values.update(user.values)
     return RunContext(frozenset(flags), values)

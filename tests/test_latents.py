@@ -154,6 +154,7 @@ def test_a_conditional_generator_without_labels_gets_no_latent_probe_and_says_wh
     assert "fake_labels=" in said and "latent.cell_churn" in said
     assert sum("fixed-latent probe" in r.getMessage() for r in caplog.records) == 1
     assert any("fake_labels=" in w for w in gandoctor.read_run(tmp_path).warnings)  # in the run log too
+    assert "latent_dim" not in doctor.context.values  # G's first layer reads z and the labels: not z's width
 
 
 def test_an_image_to_image_generator_is_told_how_to_give_its_fixed_inputs():

@@ -376,10 +376,15 @@ def test_probability_columns_outside_0_1_are_read_as_raw_outputs(tmp_path):
     data = read_run(path)
     assert "d_out.real" in data.signals and "d_out.fake" in data.signals
     assert "d_prob.real" not in data.signals and "d_prob.fake" not in data.signals
-    assert any("'d_real' holds values mostly outside [0, 1]" in w for w in data.warnings)
+    assert any("'d_real' read as D's raw output (d_out.real)" in w and "mostly outside [0, 1]" in w for w in data.warnings)
     assert data.mapped["d_out.real"] == "d_real"
     probs = tmp_path / "probs.csv"
     # Least squares towards 1/0 overshoots [0, 1] a little, and a blow-up leaves a few wild values: still probabilities.
     probs.write_text("step,loss_D,D_x,D_G_z\n" + "".join(f"{i},1.2,{1.00006 if i % 2 else 6.9 if i == 2 else 0.6},-0.003\n" for i in range(50)))
     kept = read_run(probs)
     assert "d_prob.real" in kept.signals and not any("outside [0, 1]" in w for w in kept.warnings)
+    # least squares towards +/-1: D(x) near 1 stays in range, D(G(z)) near -1 does not; both are raw
+    pm1 = tmp_path / "pm1.csv"
+    pm1.write_text("step,loss_D,D_x,D_G_z\n" + "".join(f"{i},0.5,0.9,-0.8\n" for i in range(50)))
+    both = read_run(pm1)
+    assert {"d_out.real", "d_out.fake"} <= set(both.signals.names()) and "d_prob.real" not in both.signals

@@ -256,22 +256,31 @@ class Collector:
     def _unprobable(self) -> None:
         """Columns the alias table reads as D's probabilities (``d_real``, ``D_x``) whose values lie
         mostly outside [0, 1] are critic scores or logits: kept as D's raw outputs (``d_out.*``), so no
-        rule reads them as probabilities (D(x) - D(G(z)) as a gap in [-1, 1])."""
-        for prob, raw in (("d_prob.real", "d_out.real"), ("d_prob.fake", "d_out.fake")):
+        rule reads them as probabilities (D(x) - D(G(z)) as a gap in [-1, 1]). The pair is judged
+        together: least squares towards +/-1 puts D(G(z)) near -1 and D(x) near 1, both raw."""
+        pairs = (("d_prob.real", "d_out.real"), ("d_prob.fake", "d_out.fake"))
+        ranges: dict[str, tuple[float, float]] = {}
+        for prob, raw in pairs:
             view = self.signals.get(prob)
-            if view is None or raw in self.signals:
-                continue
-            finite = view.values[np.isfinite(view.values)]
+            finite = view.values[np.isfinite(view.values)] if view is not None and raw not in self.signals else np.empty(0)
             # Most values well outside [0, 1]: least squares towards 1/0 overshoots a little, and a
             # blow-up leaves a few wild values; a critic's or a logit's scores live out there.
             if finite.size and float(np.mean((finite < -0.1) | (finite > 1.1))) > 0.5:
-                self.signals.rename(prob, raw)
-                column = self.names.mapped.pop(prob, prob)
-                self.names.mapped[raw] = column
-                self.warnings.append(
-                    f"{self.path}: column {column!r} holds values mostly outside [0, 1] ({float(finite.min()):.3g} to "
-                    f"{float(finite.max()):.3g}): read as D's raw output ({raw}), not as a probability"
-                )
+                ranges[prob] = (float(finite.min()), float(finite.max()))
+        if not ranges:
+            return
+        for prob, raw in pairs:
+            if prob not in self.signals or raw in self.signals:
+                continue
+            self.signals.rename(prob, raw)
+            column = self.names.mapped.pop(prob, prob)
+            self.names.mapped[raw] = column
+            lo, hi = ranges.get(prob, next(iter(ranges.values())))
+            whose = "its values lie" if prob in ranges else "the other D output column's values lie"
+            self.warnings.append(
+                f"{self.path}: column {column!r} read as D's raw output ({raw}), not as a probability: "
+                f"{whose} mostly outside [0, 1] ({lo:.3g} to {hi:.3g})"
+            )
 
 
 def frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:

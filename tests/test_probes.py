@@ -143,6 +143,23 @@ def test_grad_norms_are_the_ones_the_optimizer_applies():
     assert doctor.signals.get("opt_steps.d").values[-1] == 3
 
 
+def test_an_optimizer_that_also_steps_another_network_is_read_for_the_watched_one():
+    """CycleGAN: one Adam over G_AB and G_BA, the Doctor watching G_AB/D_B: grad_norm.g is G_AB's."""
+    import itertools
+
+    torch.manual_seed(0)
+    g_ab, g_ba, D = nn.Linear(2, 3), nn.Linear(3, 2), nn.Linear(3, 1)
+    opt_g = torch.optim.SGD(itertools.chain(g_ab.parameters(), g_ba.parameters()), lr=0.1)
+    doctor = gandoctor.Doctor(g_ab, D, g_optimizer=opt_g, schedule=Schedule(flush_every=1), strict=True)
+    loss = D(g_ab(torch.randn(8, 2))).mean() + 100 * g_ba(torch.randn(8, 3)).pow(2).mean()  # G_BA's grads dwarf G_AB's
+    opt_g.zero_grad()
+    loss.backward()
+    expected = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in g_ab.parameters()])).item()
+    opt_g.step()
+    doctor.step(g_loss=loss)
+    assert doctor.signals.get("grad_norm.g").values[-1] == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
     # A float32 sum of squares overflows past ~1.8e19; a blow-up's last finite step would read
     # as non-finite one step early (the run's first NaN is the onset GD501 must report).

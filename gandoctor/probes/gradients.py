@@ -31,7 +31,9 @@ def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
 
 
 class GradTap:
-    """Optimizer step pre-hook: global and per-layer gradient norms of what the optimizer applies.
+    """Optimizer step pre-hook: global and per-layer gradient norms of what the optimizer applies
+    to the watched module's parameters (an optimizer that also steps another network, as
+    CycleGAN's steps both generators, is read for the watched one only).
 
     Armed per iteration: when not ``active`` it only counts the optimizer step (the overhead
     budget may measure every k-th iteration); ``seconds`` is the time spent measuring.
@@ -60,7 +62,11 @@ class GradTap:
         start = time.perf_counter()
         try:
             if self._params is None or len(optimizer.param_groups) != self._groups:
-                self._params = [p for g in optimizer.param_groups for p in g["params"]]
+                stepped = [p for g in optimizer.param_groups for p in g["params"]]
+                # The watched module's own parameters: CycleGAN's G optimizer also steps G_BA. All of
+                # them where none is the module's (a wrapper that flattens parameters, e.g. FSDP).
+                own = [p for p in stepped if id(p) in self.names]
+                self._params = own or stepped
                 self._groups = len(optimizer.param_groups)
             params = [p for p in self._params if p.grad is not None and not p.grad.is_sparse]
             if not params:

@@ -52,6 +52,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -253,7 +254,10 @@ class LiveMonitor:
 
         doctor = self._doctor
         if self._rules is None:
-            self._rules = doctor.config.ruleset(doctor._rules_dirs)
+            rules = doctor.config.ruleset(doctor._rules_dirs)
+            # A rule about the state a run ended in (GD307) says nothing mid-run: a young G is
+            # still spreading out there, which is what GD302's rising-diversity exemption is for.
+            self._rules = replace(rules, rules=tuple(r for r in rules.rules if not r.params["final_only"]))
         source = str(doctor._writer.path) if doctor._writer is not None else ""
         report = diagnose(
             doctor.signals, self._rules, doctor.context, source=source, warnings=tuple(doctor.disabled_probes.values()), strict=doctor.strict

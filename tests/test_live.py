@@ -290,3 +290,17 @@ def test_the_live_panel_is_opened_by_the_doctor_and_closed_with_it():
     assert type(panel).__name__ == "LivePanel" and panel.renders == 2 and panel._live is not None
     doctor.close()
     assert panel._live is None
+
+
+def test_rules_about_the_state_a_run_ended_in_are_left_to_the_finished_run():
+    """GD307 (collapsed at every check to the end) says nothing mid-run, where a young G is still
+    spreading out: live checks leave it out; the report of the finished run has it."""
+    from gandoctor import load_rules
+
+    assert load_rules().by_code("GD307").params["final_only"] == 1
+    doctor, _, _ = train(60, {"schedule": Schedule(flush_every=FLUSH), "live_every": 20})
+    live = doctor._live
+    assert live is not None and live.checks >= 1 and live._rules is not None
+    codes = {r.code for r in live._rules.rules}
+    assert "GD307" not in codes and "GD302" in codes
+    doctor.close()

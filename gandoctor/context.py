@@ -235,6 +235,9 @@ def inspect_training(
     return RunContext(frozenset(flags), values)
 
 
+#: ``values["d_loss_form"]`` when the Doctor tried D's loss against every known form and none fitted.
+D_LOSS_FORM_UNRECOGNISED = "unrecognised"
+
 #: Doctor steps with optimizer counts before D's steps per G step are read from their sums.
 _RATIO_STEPS = 20
 

@@ -218,12 +218,7 @@ class LiveMonitor:
             return
         self._seen = last
         if self.every is not None and (self._urgent or (last - self._checked >= self.every and self._affordable())):
-            self._urgent = False
-            self._checked = last
-            start = time.perf_counter()
-            self._doctor._guard("live", lambda: self.check(step))
-            self._last_end = time.perf_counter()
-            self._last_cost = self._last_end - start
+            self._run_check(step, last)
         found = self._first_nonfinite_loss
         if self.raise_on_nonfinite and found is not None and not self._raised:
             self._raised = True
@@ -234,9 +229,16 @@ class LiveMonitor:
         stopped before a flush brought it to the host (a loop that breaks at its first NaN, as the
         README asks, ends before the next flush). Only then: close() runs no other diagnosis."""
         if self.every is not None and self._urgent:
-            self._urgent = False
-            self._checked = self._doctor.signals.last_step or step
-            self._doctor._guard("live", lambda: self.check(step))
+            self._run_check(step, self._doctor.signals.last_step or step)
+
+    def _run_check(self, step: int, last: int) -> None:
+        """One guarded diagnosis of the steps up to ``last``, timed for the adaptive cadence."""
+        self._urgent = False
+        self._checked = last
+        start = time.perf_counter()
+        self._doctor._guard("live", lambda: self.check(step))
+        self._last_end = time.perf_counter()
+        self._last_cost = self._last_end - start
 
     def _affordable(self) -> bool:
         return not self.adaptive or time.perf_counter() - self._last_end >= LIVE_TIME_FACTOR * self._last_cost

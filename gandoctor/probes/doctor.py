@@ -304,10 +304,10 @@ class Doctor(_ClosedOnExit):
         self.signals = SignalLog(capacity=capacity)
         self._live = _live_monitor(self, on_finding, alerts, stop_on, raise_on_nonfinite, live_every, live_panel)
         self._disabled: dict[str, str] = {}
-        self._idle: dict[str, str] = {}  # probes on in the schedule that could not run, and why (said once)
+        self._notes: dict[str, str] = {}  # said once: probes on in the schedule that could not run, the batch shape
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
-        self._batches = _Batches(lambda message: _warn(self._writer, self._step, self._idle.setdefault("batches", message)))
+        self._batches = _Batches(lambda message: _warn(self._writer, self._step, self._notes.setdefault("batches", message)))
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
@@ -465,8 +465,8 @@ class Doctor(_ClosedOnExit):
             self._guard("writer", lambda: writer.write_step(step, rounded))
 
     def _replan(self) -> None:
-        for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._idle.keys() | self._disabled.keys(), self._guard):
-            self._idle[name] = reason
+        for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._notes.keys() | self._disabled.keys(), self._guard):
+            self._notes[name] = reason
             _warn(self._writer, self._step, reason)
         changed = self._budget.plan()
         if changed and self._writer is not None:
@@ -485,7 +485,7 @@ class Doctor(_ClosedOnExit):
             rules = self.config.ruleset(self._rules_dirs)
             source = str(self._writer.path) if self._writer else ""
             signals = with_pending(self.signals, _host_records(self._pending)) if self._reducer.active else self.signals
-            warnings, alerts = (*self._disabled.values(), *self._idle.values()), alerts_of(self._live.markers if self._live else ())
+            warnings, alerts = (*self._disabled.values(), *self._notes.values()), alerts_of(self._live.markers if self._live else ())
             return diagnose(signals, rules, self._context, source=source, warnings=warnings, strict=self.strict, alerts=alerts)
         except Exception as exc:
             if self.strict:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..context import D_LOSS_FORM_UNRECOGNISED
 from .base import Probe, ProbeHost, StepInputs, Values, doctor_forward_running
 
 # Sum-of-means form -> how its sum compares with the calibrated convention of that family.
@@ -98,10 +99,6 @@ def match(loss: float, candidates: list[float]) -> tuple[str, float] | None:
         if e <= _RTOL
     }
     return found.pop() if len(found) == 1 else None
-
-
-#: ``context.values["d_loss_form"]`` when tries were made and no form explained D's loss.
-UNRECOGNISED = "unrecognised"
 
 
 class LossForm:
@@ -226,7 +223,7 @@ class LossFormProbe(Probe):
         read in the calibrated units for want of its own."""
         form = self.form
         if form.form is None and form.tries and (form.closed or not form.open) and form.settled >= form.tries:
-            self.host.note_context(set(), {"d_loss_form": UNRECOGNISED})
+            self.host.note_context(set(), {"d_loss_form": D_LOSS_FORM_UNRECOGNISED})
 
     def after_step(self, step: int, every: int) -> None:
         if self.handle is None:  # done (or never hooked): nothing left to do at any step

@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..findings import Finding, ModeState
 from ..report import Report
 
@@ -145,7 +146,7 @@ _FORM_NAMES = {
 
 def _loss_units(report: Report) -> str:
     """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
-    if report.context.values.get("d_loss_form") == "unrecognised" and "d_loss_unit" not in report.context.values:
+    if report.context.values.get("d_loss_form") == D_LOSS_FORM_UNRECOGNISED and "d_loss_unit" not in report.context.values:
         return (
             "D's loss matched none of the known forms (a penalty or auxiliary term, a D with two heads, a relativistic D?): "
             "its thresholds are read as calibrated (BCE); for another unit declare it, e.g. --uses d_loss_unit=0.25 "

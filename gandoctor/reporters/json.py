@@ -61,6 +61,7 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
+    cleared = report.cleared_alerts
     return {
         "schema": "gandoctor.report",
         "version": SCHEMA_VERSION,
@@ -87,7 +88,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "mapped": {signal: original for signal, original in report.mapped},
         "warnings": list(report.warnings),
         "alerts": [
-            {"mode": a.mode, "rule": a.rule, "seen_at": a.seen_at, "onset_step": a.onset_step, "holds_at_end": a not in report.cleared_alerts}
+            {"mode": a.mode, "rule": a.rule, "seen_at": a.seen_at, "onset_step": a.onset_step, "holds_at_end": a not in cleared}
             for a in report.alerts
         ],
     }

@@ -203,6 +203,19 @@ def test_recording_is_deterministic(tiny_corpus, tmp_path):
     assert (out / recipes[0]["name"] / "scalars.csv.gz").read_bytes() == (tmp_path / recipes[0]["name"] / "scalars.csv.gz").read_bytes()
 
 
+def test_oracle_resample_judges_the_same_training_on_other_samples(tiny_corpus, tmp_path):
+    # The labels' own noise is measured by judging one training run twice: the loop must not
+    # notice which samples the oracle drew, while the oracle's measurements must move.
+    out, recipes, _ = tiny_corpus
+    corpus.run_one(recipes[0], tmp_path, oracle_resample=1)
+    name = recipes[0]["name"]
+    assert (out / name / "scalars.csv.gz").read_bytes() == (tmp_path / name / "scalars.csv.gz").read_bytes()
+    a = json.loads((out / name / "oracle.json").read_text())["timeline"]
+    b = json.loads((tmp_path / name / "oracle.json").read_text())["timeline"]
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    assert [r["d_auc"] for r in a] != [r["d_auc"] for r in b]
+
+
 # ---------------------------------------------------------------- benchmark plumbing
 def _case(name, labels, steps=1000, nonfinite=None, family="mlp", dataset="ring", never=False):
     return detection.Case(name, Path("."), family, dataset, never, labels, steps, nonfinite)

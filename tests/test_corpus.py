@@ -26,6 +26,7 @@ torch = pytest.importorskip("torch")
 import calibrate  # noqa: E402
 import corpus  # noqa: E402
 import detection  # noqa: E402
+import label_noise  # noqa: E402
 import record  # noqa: E402
 
 import gandoctor  # noqa: E402
@@ -219,6 +220,20 @@ def test_oracle_resample_judges_the_same_training_on_other_samples(tiny_corpus, 
 # ---------------------------------------------------------------- benchmark plumbing
 def _case(name, labels, steps=1000, nonfinite=None, family="mlp", dataset="ring", never=False):
     return detection.Case(name, Path("."), family, dataset, never, labels, steps, nonfinite)
+
+
+def test_label_noise_scores_a_second_labelling_as_a_detector():
+    first = [_case("a", {"mode_collapse": 100}), _case("b", {}), _case("c", {"non_convergence": 50, "mode_collapse": 60}),
+             _case("d", {"discriminator_dominance": 10})]
+    second = [_case("a", {"mode_collapse": 120}), _case("b", {"non_convergence": 300}), _case("c", {"mode_collapse": 60})]
+    preds = label_noise.relabelled_predictions(first, second)
+    assert preds == {"a": {"mode_collapse": 120}, "b": {"non_convergence": 300}, "c": {"mode_collapse": 60}, "d": {}}
+    scores = detection.score(first, preds)
+    nc = scores["modes"]["non_convergence"]
+    assert (nc["tp"], nc["fp"], nc["fn"]) == (0, 1, 1)
+    assert scores["modes"]["mode_collapse"]["f1"] == 1.0 and scores["healthy_alarmed"] == 1
+    # only "a" keeps its set of labelled modes ("d" is missing from the second labelling)
+    assert [c.name for c in label_noise.stable(first, second)] == ["a"]
 
 
 def test_score_counts():

@@ -6,7 +6,9 @@ tensor on the batch's device. Built in:
 - ``pixels``: the flattened samples, reduced to ``dim`` dimensions by a fixed Gaussian
   projection when larger (distances survive the projection, Johnson-Lindenstrauss). Free.
 - ``random_projection``: always the fixed projection to ``dim`` dimensions.
-- ``pooled``: images average-pooled to 8x8 per channel first, then as ``pixels``.
+- ``pooled`` (the Doctor's default): images larger than 8x8 average-pooled to 8x8 per channel
+  first, then as ``pixels``; anything else exactly as ``pixels``. Pixel noise dominates the
+  distances between full-resolution fakes; the pooled view keeps what they depict.
 - ``d_penultimate``: D's own features, the input of D's last layer with parameters (or the
   output of the module named by ``layer``), from a no-grad D forward that leaves D untouched.
   Costs one D forward on the feature batch per measurement.

@@ -92,7 +92,7 @@ def test_the_run_log_keeps_list_values_and_the_users_values(tmp_path):
     data = gandoctor.read_run(tmp_path)
     assert data.context.values["g_norm"] == ["BatchNorm2d", "PixelNorm"]
     assert data.context.values["gradient_penalty"] == 10.0 and "gradient_penalty" in data.context.flags
-    assert data.context.values["features"] == "pixels" and data.context.values["latent_dim"] == 16
+    assert data.context.values["features"] == "pooled" and data.context.values["latent_dim"] == 16
 
 
 def test_d_steps_per_g_step_are_read_from_the_sums_when_doctor_step_runs_every_batch():

@@ -50,6 +50,26 @@ def test_pooled_reduces_images_before_projecting():
     assert feats.shape == (4, 64)  # 1 x 8 x 8
 
 
+def test_pooled_sees_one_picture_under_fresh_pixel_noise_where_pixels_see_spread():
+    # Why it is the default: a collapsed G drawing one blurry digit with new noise on top looks
+    # diverse pixel by pixel; pooled, its fakes sit far closer together than distinct pictures do.
+    g = torch.Generator().manual_seed(0)
+    picture = torch.rand(1, 1, 32, 32, generator=g)
+    same = picture + 0.3 * torch.randn(64, 1, 32, 32, generator=g)
+    distinct = torch.rand(64, 1, 4, 4, generator=g).repeat_interleave(8, -1).repeat_interleave(8, -2)
+
+    def spread(name: str, x: torch.Tensor) -> float:
+        f = build_extractor(name, _ctx(nn.Linear(2, 1)))(x, None)
+        return torch.pdist(f).mean().item()
+
+    assert spread("pixels", same) > 0.8 * spread("pixels", distinct)
+    assert spread("pooled", same) < 0.4 * spread("pooled", distinct)
+    # samples of at most 8x8 are read exactly as pixels
+    small = torch.randn(16, 1, 8, 8, generator=g)
+    assert torch.equal(build_extractor("pooled", _ctx(nn.Linear(2, 1)))(small, None),
+                       build_extractor("pixels", _ctx(nn.Linear(2, 1)))(small, None))
+
+
 def test_d_penultimate_is_the_input_of_ds_last_layer():
     _, D = make_models()
     name, last = output_layer(D)

@@ -279,7 +279,7 @@ class Doctor(_ClosedOnExit):
         d_output: str = "auto",
         uses: Iterable[str] | Mapping[str, Any] = (),
         schedule: Schedule | None = None,
-        features: str | FeatureFn = "pixels",
+        features: str | FeatureFn = "pooled",
         feature_layer: str | None = None,
         d_forward: DForward | None = None,
         config: Config | str | os.PathLike[str] | None = None,

@@ -1,10 +1,12 @@
-"""How far the oracle's labels move with the oracle's own sampling: the ceiling a detector meets.
+"""How far the oracle's labels move when only the oracle changes: the ceiling a detector meets.
 
-    python fixtures/corpus.py --n 300 --oracle-resample 1 --no-doctor --out DIR     # same training, other oracle samples
+    python fixtures/corpus.py --n 300 --oracle-resample 1 --no-doctor --out DIR   # other oracle samples
+    python fixtures/corpus.py --n 300 --oracle-shift 5 --no-doctor --out DIR      # checkpoints 5 steps later
     python benchmarks/label_noise.py --runs fixtures/corpus --relabelled DIR [--json PATH]
 
-``--oracle-resample`` trains every recipe exactly as before (the scalar logs come out
-byte-identical) while the oracle draws its fresh codes and held-out reals from another stream.
+Both options train every recipe exactly as before (the scalar logs come out byte-identical):
+``--oracle-resample`` has the oracle draw its fresh codes and held-out reals from another
+stream, ``--oracle-shift`` has it look at other steps of the same run.
 The second labelling is scored against the first as if it were a detector: per mode precision,
 recall and F1, healthy runs it calls failing. A detector can hardly agree with the labels more
 than the labels agree with themselves. Then gandoctor's sources (rules as shipped, no
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     on_all = {s: detection.score(first, preds[s]) for s in sources}
     on_stable = {s: detection.score(kept, preds[s]) for s in sources}
 
-    lines = [f"**The oracle against itself: {len(first)} runs labelled twice, from two streams of its own samples**", "",
+    lines = [f"**The oracle against itself: {len(first)} runs of the same training labelled twice ({args.runs}, then {args.relabelled})**", "",
              "| mode | labelled first | labelled second | both | F1 of the second against the first |", "|---|---|---|---|---|"]
     for m in detection.MODES:
         v = agreement["modes"][m]

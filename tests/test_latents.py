@@ -9,6 +9,7 @@ from torch import nn
 
 import gandoctor
 from gandoctor.probes import Schedule
+from gandoctor.probes.latents import reads_data
 
 from .test_probes import state, train
 
@@ -381,3 +382,29 @@ def test_a_generator_with_three_inputs_runs_on_the_tuple_sample_latent_returns()
         doctor.step(d_loss=0.5, real=torch.randn(32, 2), fake=torch.randn(32, 2), fake_labels=torch.eye(3)[torch.zeros(32, dtype=torch.long)])
     doctor.close()
     assert "sample_latent" in doctor.disabled_probes["latents"] and "tuple" in doctor.disabled_probes["latents"]
+
+
+def test_a_generator_that_reads_data_is_not_fed_noise():
+    """An MLP G whose first layer takes a real sample's worth of values (image-to-image), or many
+    times what D's reals hold (an adversarial autoencoder's encoder against a prior), reads data:
+    the probe refuses with the way to give it inputs instead of measuring noise fed to it."""
+    assert reads_data(784, 784) and reads_data(784, 8) and reads_data(3072, 3072)
+    assert not reads_data(2, 2) and not reads_data(64, 64)       # a toy G with z as wide as the data
+    assert not reads_data(100, 784) and not reads_data(128, 2)   # latent codes
+    assert not reads_data(784, None)
+    image_to_image = nn.Sequential(nn.Flatten(), nn.Linear(784, 784), nn.Unflatten(1, (1, 28, 28)))
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 8))
+    for G, real in ((image_to_image, torch.randn(16, 1, 28, 28)), (encoder, torch.randn(16, 8))):
+        D = nn.Sequential(nn.Flatten(), nn.Linear(real[0].numel(), 1))
+        doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, flush_every=1))
+        for _ in range(4):
+            doctor.step(d_loss=0.5, real=real, fake=real)
+        refusal = doctor.disabled_probes["latents"]
+        assert "reads data" in refusal and "sample_latent=" in refusal and "latent.drift" not in doctor.signals
+    # A latent G making the same images is fed codes as before.
+    G = nn.Sequential(nn.Linear(100, 784), nn.Unflatten(1, (1, 28, 28)))
+    D = nn.Sequential(nn.Flatten(), nn.Linear(784, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, flush_every=1), strict=True)
+    for _ in range(4):
+        doctor.step(d_loss=0.5, real=torch.randn(16, 1, 28, 28), fake=torch.randn(16, 1, 28, 28))
+    assert doctor.samples is not None

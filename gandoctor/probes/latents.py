@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import math
 from typing import Any, Callable, Iterator
 
 import torch
@@ -98,6 +99,22 @@ def takes_two_inputs(module: torch.nn.Module) -> bool:
 #: past: at most this many refused forwards, once (each fails at G's first layer: 1,000 of them took
 #: 0.7 s for a 100-wide z with 1,000 one-hot classes on one CPU core).
 MAX_LABEL_WIDTH = 1024
+
+#: A guessed first-layer input at least this wide that holds as many values as one real sample
+#: (an image-to-image G), or at least DATA_INPUT_MIN_WIDTH and DATA_INPUT_RATIO times as many (an
+#: encoder against a prior: an AAE), is data, not a latent code: noise fed to it means nothing.
+SAME_AS_DATA_MIN_WIDTH = 256
+DATA_INPUT_MIN_WIDTH = 512
+DATA_INPUT_RATIO = 4
+
+
+def reads_data(width: int, real_width: int | None) -> bool:
+    """Whether a G whose first layer takes ``width`` values reads data rather than a latent code,
+    judged against the values one real sample holds (``real_width``; None when unknown)."""
+    if real_width is None or real_width <= 0:
+        return False
+    return (width == real_width and width >= SAME_AS_DATA_MIN_WIDTH) or (
+        width >= DATA_INPUT_MIN_WIDTH and width >= DATA_INPUT_RATIO * real_width)
 
 
 def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -199,7 +216,7 @@ class LatentProbe(Probe):
                 if (w, *tail) not in self.shapes:
                     yield (w, *tail)
 
-    def _first_output(self, fake_labels: Any) -> torch.Tensor:
+    def _first_output(self, fake_labels: Any, real: Any = None) -> torch.Tensor:
         """Draw the codes and run G on them; a (C, 1, 1) code that G refuses is retried flat
         (a G that starts with ``Unflatten`` or a ``view``), with the same numbers."""
         def code_rng() -> torch.Generator:
@@ -213,6 +230,15 @@ class LatentProbe(Probe):
             drawn = self.sample_latent(n, code_rng())
             self.codes = tuple(t.to(device) for t in drawn) if isinstance(drawn, (tuple, list)) else drawn.to(device)
             return self._forward(self.codes)
+        real_width = int(real[0].numel()) if isinstance(real, torch.Tensor) and real.dim() >= 1 and real.shape[0] else None
+        if self.shape_guessed and reads_data(math.prod(self.shapes[0]), real_width):
+            raise ProbeRefused(
+                f"G's first layer takes {math.prod(self.shapes[0])} values where one real sample holds {real_width}: G reads "
+                "data (an image-to-image G, or an encoder whose outputs D compares with a prior, as in an adversarial "
+                "autoencoder), not a latent code, so noise fed to it would measure nothing; pass "
+                "Doctor(sample_latent=lambda n, gen: inputs) returning a fixed batch of n of its inputs, or "
+                "Doctor(latent_dim=...) if that layer does read a latent code"
+            )
         failures: list[str] = []
         tried = 0
         for shape in self._shapes_to_try():
@@ -246,7 +272,7 @@ class LatentProbe(Probe):
         return out
 
     def measure(self, inputs: StepInputs) -> Values:
-        out = self._first_output(inputs.fake_labels) if self.codes is None else self._forward(self.codes)
+        out = self._first_output(inputs.fake_labels, inputs.real) if self.codes is None else self._forward(self.codes)
         previous, self.output = self.output, out
         self.checks += 1
         every = self.host.schedule.sample_grid_every

@@ -13,7 +13,8 @@ reported. Variants:
   another name, so the old and new overheads are measured side by side;
 - ``no sample features``: the same without the feature probes and sample statistics (what the
   default feature probes cost is the difference between the two);
-- ``d_penultimate``: D's own features instead of the default pixels;
+- ``d_penultimate``: D's own features instead of the default pooled images;
+- ``pixels``: the samples unpooled (the default before the ninth detection pass);
 - ``everything``: extended statistics, NDB every 1000 and FID/KID every 500 steps.
 
 Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is so cheap
@@ -113,6 +114,7 @@ VARIANTS: dict[str, dict] = {
     "fixed intervals": {"schedule": gandoctor.Schedule(budget=None)},
     "no sample features": {"schedule": gandoctor.Schedule(feature_every=OFF, sample_stats_every=OFF)},
     "d_penultimate": {"features": "d_penultimate"},
+    "pixels": {"features": "pixels"},
     "everything": {"schedule": gandoctor.Schedule(extended_sample_stats=True, ndb_every=1000, fidelity_every=500)},
     "before: default": {},
 }

@@ -390,6 +390,7 @@ def test_a_generator_that_reads_data_is_not_fed_noise():
     the probe refuses with the way to give it inputs instead of measuring noise fed to it."""
     assert reads_data(784, 784) and reads_data(784, 8) and reads_data(3072, 3072)
     assert not reads_data(2, 2) and not reads_data(64, 64)       # a toy G with z as wide as the data
+    assert not reads_data(256, 256)                              # z of 256 making 16x16 images
     assert not reads_data(100, 784) and not reads_data(128, 2)   # latent codes
     assert not reads_data(784, None)
     image_to_image = nn.Sequential(nn.Flatten(), nn.Linear(784, 784), nn.Unflatten(1, (1, 28, 28)))

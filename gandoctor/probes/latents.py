@@ -103,7 +103,8 @@ MAX_LABEL_WIDTH = 1024
 #: A guessed first-layer input at least this wide that holds as many values as one real sample
 #: (an image-to-image G), or at least DATA_INPUT_MIN_WIDTH and DATA_INPUT_RATIO times as many (an
 #: encoder against a prior: an AAE), is data, not a latent code: noise fed to it means nothing.
-SAME_AS_DATA_MIN_WIDTH = 256
+#: 512, not 256: a latent G with the common z of 256 making 16x16 images must still get codes.
+SAME_AS_DATA_MIN_WIDTH = 512
 DATA_INPUT_MIN_WIDTH = 512
 DATA_INPUT_RATIO = 4
 

@@ -231,10 +231,11 @@ class LatentProbe(Probe):
             drawn = self.sample_latent(n, code_rng())
             self.codes = tuple(t.to(device) for t in drawn) if isinstance(drawn, (tuple, list)) else drawn.to(device)
             return self._forward(self.codes)
+        width = math.prod(self.shapes[0]) if self.shapes else 0
         real_width = int(real[0].numel()) if isinstance(real, torch.Tensor) and real.dim() >= 1 and real.shape[0] else None
-        if self.shape_guessed and reads_data(math.prod(self.shapes[0]), real_width):
+        if self.shape_guessed and reads_data(width, real_width):
             raise ProbeRefused(
-                f"G's first layer takes {math.prod(self.shapes[0])} values where one real sample holds {real_width}: G reads "
+                f"G's first layer takes {width} values where one real sample holds {real_width}: G reads "
                 "data (an image-to-image G, or an encoder whose outputs D compares with a prior, as in an adversarial "
                 "autoencoder), not a latent code, so noise fed to it would measure nothing; pass "
                 "Doctor(sample_latent=lambda n, gen: inputs) returning a fixed batch of n of its inputs, or "

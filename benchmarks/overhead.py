@@ -25,7 +25,7 @@ overhead budget, which plans from measured times after its first 2000 steps, is 
 steady state; the DCGAN's doctors run at most 200 warm-up steps (its fixed intervals already
 fit the budget, and 2000 CPU steps of it per copy would take minutes).
 
-    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--warmup 2100] [--before DIR] [--device cpu|cuda] [--json out.json]
+    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--warmup 2100] [--before DIR] [--models mlp,dcgan] [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of: {', '.join(VARIANTS)}")
     parser.add_argument("--warmup", type=int, default=2100, help="untimed steps each doctor runs first (the budget settles)")
     parser.add_argument("--before", help="package folder of another gandoctor version, for the 'before: default' variant")
+    parser.add_argument("--models", default="mlp,dcgan", help="comma list of: mlp, dcgan")
     parser.add_argument("--json")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -209,10 +210,14 @@ def main() -> None:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    results = [
-        *measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants, args.warmup),
-        *measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants, min(args.warmup, 200)),
-    ]
+    models = {m.strip() for m in args.models.split(",") if m.strip()}
+    if not models or models - {"mlp", "dcgan"}:
+        parser.error(f"--models takes a comma list of mlp, dcgan; got {args.models!r}")
+    results = []
+    if "mlp" in models:
+        results += measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants, args.warmup)
+    if "dcgan" in models:
+        results += measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants, min(args.warmup, 200))
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"

@@ -47,6 +47,7 @@ class Budget:
         self._window_flush = 0.0
         self._last_start: float | None = None
         self._last_own = 0.0
+        self.revision = 0  # counts the plans that changed an interval
 
     def cost(self, name: str) -> float:
         """Median seconds per measurement of a probe."""
@@ -106,6 +107,7 @@ class Budget:
             total -= per_step[worst] / 2
             per_step[worst] /= 2
         changed = {n: s for n, s in stretch.items() if s != self.stretch[n]}
+        self.revision += bool(changed)
         self.stretch = stretch
         self._every.update({n: self.base[n] * s for n, s in stretch.items()})
         return changed

@@ -43,6 +43,7 @@ from .losses import LossProbe
 from .lossform import LossForm, LossFormProbe
 from .samples import FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
 from .spectrum import SpectrumProbe
+from .visits import Visits
 from .weights import WeightProbe
 
 if TYPE_CHECKING:
@@ -328,6 +329,7 @@ class Doctor(_ClosedOnExit):
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
         self._budget = Budget(self.schedule.budget, self.probes)
+        self._visits = Visits(self.probes, self._budget)
         if log_dir is not None and _is_main_process():
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
         self._reducer = RankReducer(self.schedule.rank_timeout, self._guard, self._disable)  # every rank, here
@@ -410,12 +412,11 @@ class Doctor(_ClosedOnExit):
                 inputs = StepInputs(self._step, d_loss, g_loss, *self._batches.take(real, fake), d_real, d_fake, labels, fake_labels, extra)
                 self._pending.append(_Pending(self._step))
                 now, disabled, every_of = self._step, self._disabled, self._budget.every
-                for probe in self.probes:
+                for probe in self._visits.at(now):  # on most steps only the every-step probes
                     if probe.name in disabled:
                         continue
                     every = every_of(probe)
-                    hook = probe.hook_seconds() if probe.arms else 0.0
-                    hooks += hook
+                    hooks += (hook := probe.hook_seconds() if probe.arms else 0.0)
                     # The interval check first: most probes are not due at most steps.
                     if every and now % every == 0 and probe.due(inputs, every):
                         scheduled += self._run(probe, inputs, hook)
@@ -436,12 +437,11 @@ class Doctor(_ClosedOnExit):
     def _run(self, probe: Probe, inputs: StepInputs, hook: float) -> float:
         """Run one probe under the guard; returns its time if it is scheduled (the budget may stretch it), else 0."""
         t0 = time.perf_counter()
-        values = self._guard(probe.name, lambda: probe.measure(inputs))
-        if values:
-            self._pending[-1].values.update(values)
-        seconds = time.perf_counter() - t0
-        self._budget.probe_ran(probe.name, seconds + hook)
-        return seconds if probe.schedule_field is not None else 0.0
+        self._pending[-1].values.update(self._guard(probe.name, lambda: probe.measure(inputs)) or {})
+        if probe.schedule_field is None:  # every step, never stretched: its time is the fixed share's
+            return 0.0
+        self._budget.probe_ran(probe.name, (seconds := time.perf_counter() - t0) + hook)
+        return seconds
 
     # -- transfer and logging ------------------------------------------------------------
     def _flush(self, final: bool = False) -> None:

@@ -170,6 +170,7 @@ class LiveMonitor:
         self._earliest_onset: int | None = None
         self.adaptive = False  # the default cadence: a due check also waits for LIVE_TIME_FACTOR x its cost
         self._last_cost, self._last_end = 0.0, -math.inf
+        self._steps_since_check = 0  # doctor.step calls since the last diagnosis ended
 
     @classmethod
     def attach(
@@ -214,6 +215,7 @@ class LiveMonitor:
     def after_step(self, step: int) -> None:
         """After each ``doctor.step()``: a diagnosis if a flush brought values and one is due; the
         one deliberate exception, outside every guard, when asked for."""
+        self._steps_since_check += 1
         last = self._doctor.signals.last_step
         if last is None or last == self._seen:
             return
@@ -240,9 +242,19 @@ class LiveMonitor:
         self._doctor._guard("live", lambda: self.check(step))
         self._last_end = time.perf_counter()
         self._last_cost = self._last_end - start
+        self._steps_since_check = 0
 
     def _affordable(self) -> bool:
-        return not self.adaptive or time.perf_counter() - self._last_end >= LIVE_TIME_FACTOR * self._last_cost
+        """Whether the training since the last check took LIVE_TIME_FACTOR times that check's cost:
+        in the run's own step time once the overhead budget has estimated it (wall time also runs
+        while other work shares the process, e.g. a second model trained in turns), before that
+        in wall time."""
+        if not self.adaptive:
+            return True
+        per_step = self._doctor._budget.seconds_per_step()
+        if per_step is None:
+            return time.perf_counter() - self._last_end >= LIVE_TIME_FACTOR * self._last_cost
+        return self._steps_since_check * per_step >= LIVE_TIME_FACTOR * self._last_cost
 
     def close(self) -> None:
         for name, sink in zip(self._sink_names, self.sinks):

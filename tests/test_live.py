@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import time
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 import gandoctor
 from gandoctor.errors import NonFiniteLossError
 from gandoctor.findings import Finding
-from gandoctor.live import DEFAULT_LIVE_EVERY, AlertSink, LiveMonitor
+from gandoctor.live import DEFAULT_LIVE_EVERY, LIVE_TIME_FACTOR, AlertSink, LiveMonitor
 from gandoctor.probes import Schedule
 from gandoctor.readers import read_run
 from gandoctor.report import Report
@@ -280,6 +281,22 @@ def test_live_diagnosis_is_on_by_default_off_with_live_every_0_and_bad_options_a
         gandoctor.Doctor(*_models(), on_finding=[1])  # type: ignore[list-item]
     assert isinstance(Recorder(), AlertSink)
     assert LiveMonitor.attach(doctor, live_every=7) is not None
+
+
+def test_the_default_cadence_waits_for_a_hundred_times_a_checks_cost_in_the_runs_own_step_time():
+    doctor = gandoctor.Doctor(*_models())
+    live = doctor._live
+    assert live is not None and live.adaptive
+    live._last_cost, live._last_end = 0.01, time.perf_counter()
+    assert not live._affordable()  # no step time estimated yet: wall time, and 1 s has not passed
+    doctor._budget.train, doctor._budget.fixed = 0.0009, 0.0001  # 1 ms per step with the doctor's share
+    live._steps_since_check = int(LIVE_TIME_FACTOR * 10) - 1
+    assert not live._affordable()
+    live._steps_since_check += 1
+    assert live._affordable()
+    live.adaptive = False  # live_every given: the cadence is exact
+    live._steps_since_check = 0
+    assert live._affordable()
 
 
 def test_the_live_panel_is_opened_by_the_doctor_and_closed_with_it():

@@ -53,6 +53,11 @@ class Budget:
         """Median seconds per measurement of a probe."""
         return statistics.median(self._recent[name])
 
+    def seconds_per_step(self) -> float | None:
+        """Wall seconds of one training step with the doctor's fixed share, once estimated (at the
+        first flush), else None."""
+        return None if self.train is None else self.train + self.fixed
+
     def every(self, probe: Probe) -> int:
         """The probe's current interval (0 = off)."""
         return self._every[probe.name]

@@ -46,6 +46,7 @@ SIGNALS: Mapping[str, str] = {
     "feat.coverage": "coverage (Naeem et al. 2020): share of real samples whose k-NN ball holds a fake",
     "feat.coverage_ratio": "feat.coverage divided by the coverage of a second real set at the same size",
     "feat.precision": "improved precision (Kynkaanniemi et al. 2019): share of fakes inside the real k-NN manifold",
+    "feat.precision_null": "precision of a Gaussian with the reals' mean and covariance: near 0 where precision can tell realistic samples from a blur of the data, high where it cannot (pixel-like image features)",
     "feat.dup_rate": "share of fakes whose nearest other fake is closer than a tenth of the typical real neighbour distance",
     "feat.fake_shift": "distance moved by the fake feature centroid since the last measurement, in units of real spread",
     "feat.density": "density (Naeem et al. 2020): ~1 when fakes follow the real data, 0 off its support",

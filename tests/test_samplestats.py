@@ -184,3 +184,25 @@ def test_bin_churn_is_undefined_when_g_held_no_mode_with_samples_that_look_real(
     real_a, real_b = _mixture(rng, 128, np.arange(16)), _mixture(rng, 128, np.arange(16))
     junk = rng.normal(size=(128, 2)) * 100.0 + 500.0  # nowhere near the data
     assert np.isnan(ss.bin_churn(bins, junk, _mixture(rng, 128, np.arange(4)), real_a, real_b))
+
+
+def test_a_blur_of_tight_modes_is_not_precise_but_a_blur_of_a_broad_cloud_is(rng):
+    # A 5x5 grid of tight modes: the Gaussian with the reals' mean and covariance lands between them.
+    centres = np.array([(x, y) for x in range(-2, 3) for y in range(-2, 3)], dtype=float) * 2.0
+    grid = centres[rng.integers(0, 25, 256)] + 0.05 * rng.normal(size=(256, 2))
+    radii = ss.kth_neighbour_radii(grid)
+    assert ss.gaussian_null_precision(grid, radii, 128) < 0.15
+    # A broad correlated cloud in 64 dimensions (pixel-like): the blur sits inside the reals' balls.
+    broad = rng.normal(size=(256, 8)) @ rng.normal(size=(8, 64)) + 0.3 * rng.normal(size=(256, 64))
+    assert ss.gaussian_null_precision(broad, ss.kth_neighbour_radii(broad), 128) > 0.5
+
+
+def test_the_blur_is_seeded_leaves_the_global_rng_alone_and_is_written_by_compare(rng):
+    real = rng.normal(size=(300, 3)) * np.array([1.0, 3.0, 0.2]) + 5.0
+    state = np.random.get_state()[1].copy()
+    a = ss.gaussian_null_precision(real, ss.kth_neighbour_radii(real), 200)
+    assert a == ss.gaussian_null_precision(real, ss.kth_neighbour_radii(real), 200)  # seeded
+    assert (np.random.get_state()[1] == state).all()
+    stats = ss.compare(real[:150], real[150:], rng.normal(size=(100, 3)), None)
+    assert 0.0 <= stats.precision_null <= 1.0 and "feat.precision_null" in stats.as_signals()
+    assert np.isnan(ss.gaussian_null_precision(real[:1], np.zeros(1), 10))

@@ -84,6 +84,9 @@ class _Batches:
         self.paired_said = False
 
     def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
+        if isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor) and real.dim():  # the common case, first
+            self.largest = max(self.largest, n := int(real.shape[0]))
+            return real, fake, 2 * n < self.largest
         if not self.paired_said and (_image_pair(real) or _image_pair(fake)):
             self.paired_said = True  # a CoGAN's two domains: the probes read the first only, and say so once
             self.warn(

@@ -109,7 +109,7 @@ class SampleStatsProbe(Probe):
     name = "sample_stats"
     schedule_field = "sample_stats_every"
     signals = (
-        "feat.diversity_ratio", "feat.coverage", "feat.coverage_ratio", "feat.precision", "feat.dup_rate",
+        "feat.diversity_ratio", "feat.coverage", "feat.coverage_ratio", "feat.precision", "feat.precision_null", "feat.dup_rate",
         "feat.fake_shift", "feat.turnover", "feat.density", "feat.recall", "feat.vendi_ratio",
         "feat.occupancy_ratio", "feat.bin_tv", "feat.bin_churn", "feat.nonfinite",
     )

@@ -112,3 +112,41 @@ def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone(
     assert labelled >= 10, labelled  # 13 of the 19 runs it fires on, with the rule as shipped
     assert labelled >= len(fired) / 2, (labelled, len(fired))
     assert not healthy, healthy
+
+
+def test_a_1d_gaussian_gan_at_equilibrium_is_not_called_generator_dominated(tmp_path):
+    # The classic first GAN (N(4, 1.25) from 4-D noise): D ends at chance because G matches the
+    # data, and precision passes a blur of Gaussian data (precision_null ~1) rightly. GD205, which
+    # reads D at chance as G dominance where precision cannot vouch, must see the blur is as good
+    # as the data here (blur_apart ~0.5) and stay quiet; without that condition it fired at 500.
+    import numpy as np
+    import torch
+    from torch import nn
+
+    import gandoctor
+
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
+    D = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt_g = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, live_every=0)
+    for _ in range(2000):
+        real = 4 + 1.25 * torch.randn(128, 1)
+        fake = G(torch.randn(128, 4))
+        d_loss = bce(D(real), torch.ones(128, 1)) + bce(D(fake.detach()), torch.zeros(128, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), torch.ones(128, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss, g_loss, real, fake)
+    doctor.close()
+    late = {name: doctor.signals.get(name) for name in ("d.auc", "feat.precision_null", "feat.blur_apart")}
+    median = {name: float(np.median(v.values[v.steps >= 1000])) for name, v in late.items() if v is not None}
+    assert median["d.auc"] < 0.65 and median["feat.precision_null"] >= 0.5  # the case GD205 reads
+    assert median["feat.blur_apart"] < 0.62
+    assert not [f for f in doctor.report().findings if f.mode == "generator_dominance"]

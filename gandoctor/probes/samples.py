@@ -55,6 +55,7 @@ class FeatureBank:
     fake: list[torch.Tensor] = field(default_factory=list)
     newest_fake_step: int | None = None  # the step of the newest fake batch
     reservoir: list[torch.Tensor] = field(default_factory=list)  # reals for the k-means bins, until fitted
+    pool: list[torch.Tensor] = field(default_factory=list)  # the newest reals, up to BLUR_POOL (the blur statistics)
     bins: samplestats.Bins | None = None
     prepared: Prepared | None = None
 
@@ -83,6 +84,9 @@ class FeatureProbe(Probe):
             self.host.note_context(set(), {"features": chosen})  # what `auto` picked
         if bank.bins is None and not bank.reservoir_full():
             bank.reservoir.append(bank.real[-1])
+        bank.pool.append(bank.real[-1])
+        while sum(len(f) for f in bank.pool) - len(bank.pool[0]) >= samplestats.BLUR_POOL:
+            del bank.pool[0]
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del bank.real[:-4]
         del bank.fake[:-2]
@@ -109,7 +113,7 @@ class SampleStatsProbe(Probe):
     name = "sample_stats"
     schedule_field = "sample_stats_every"
     signals = (
-        "feat.diversity_ratio", "feat.coverage", "feat.coverage_ratio", "feat.precision", "feat.precision_null", "feat.dup_rate",
+        "feat.diversity_ratio", "feat.coverage", "feat.coverage_ratio", "feat.precision", "feat.precision_null", "feat.blur_apart", "feat.dup_rate",
         "feat.fake_shift", "feat.turnover", "feat.density", "feat.recall", "feat.vendi_ratio",
         "feat.occupancy_ratio", "feat.bin_tv", "feat.bin_churn", "feat.nonfinite",
     )
@@ -153,8 +157,12 @@ class SampleStatsProbe(Probe):
                 bank.bins = samplestats.fit_bins(real, seed=self.host.seed)  # refitted on the current reals (~5 ms)
             elif bank.bins is None and bank.reservoir_full():
                 self.host.guard("bins", lambda: self._fit_bins(bank))
+            pool = torch.cat(bank.pool).cpu().numpy().astype(np.float64) if bank.pool and not moving_features else None
+            if pool is not None and not np.isfinite(pool).all():
+                pool = None
             stats = samplestats.compare(
-                real_a, real_b, fake, self._prev_fake, self.host.schedule.extended_sample_stats, bank.bins, churn=not moving_features
+                real_a, real_b, fake, self._prev_fake, self.host.schedule.extended_sample_stats, bank.bins,
+                churn=not moving_features, pool=pool,
             )
         self._prev_fake = fake
         bank.prepared = Prepared(inputs.step, real, fake, real_a)

@@ -234,10 +234,9 @@ def compare(
         occ, tv = occupancy(bins, real_a, real_b, fake)
         if previous_fake is not None and churn:
             let_go = bin_churn(bins, previous_fake, fake, real_a, real_b, radii)
-    blur_precision, blur_apart = gaussian_blur(real_a, radii, np.vstack([real_a, real_b]) if pool is None else pool)
+    precision_null, blur_apart = gaussian_blur(real_a, radii, np.vstack([real_a, real_b]) if pool is None else pool)
     return SampleStats(
-        precision_null=blur_precision,
-        blur_apart=blur_apart,
+        precision_null=precision_null, blur_apart=blur_apart,
         diversity_ratio=div,
         coverage=cov,
         coverage_ratio=cov / cov_rr if cov_rr > 0 else math.nan,

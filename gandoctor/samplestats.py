@@ -179,7 +179,7 @@ def compare(
     extended: bool = False,
     bins: Bins | None = None,
     churn: bool = True,
-    pool: np.ndarray | None = None,
+    blur: np.ndarray | tuple[float, float] | None = None,
 ) -> SampleStats:
     """Fake vs real statistics, each calibrated against a second real set of the same size.
 
@@ -195,8 +195,7 @@ def compare(
     ``bins`` and ``previous_fake`` together add the calibrated bin churn (:func:`bin_churn`),
     unless ``churn`` is False (the previous fakes were featurised in another feature space).
 
-    ``pool``: reals kept across checks for the blur statistics (:func:`gaussian_blur`); without
-    it, ``real_a`` and ``real_b`` together.
+    ``blur``: the reals to blur (:func:`gaussian_blur`; None: ``real_a`` and ``real_b``), or its two values.
 
     ``extended`` adds density, recall and the Vendi ratio (~19 ms instead of ~2.5 ms for 256 reals
     and 128 fakes, d=64 on one core; the Vendi ratio's eigenvalues are most of it). ``bins`` (fitted once by
@@ -234,7 +233,8 @@ def compare(
         occ, tv = occupancy(bins, real_a, real_b, fake)
         if previous_fake is not None and churn:
             let_go = bin_churn(bins, previous_fake, fake, real_a, real_b, radii)
-    precision_null, blur_apart = gaussian_blur(real_a, radii, np.vstack([real_a, real_b]) if pool is None else pool)
+    pool = np.vstack([real_a, real_b]) if blur is None else blur  # a tuple: known values, reused
+    precision_null, blur_apart = pool if isinstance(pool, tuple) else gaussian_blur(real_a, radii, pool)
     return SampleStats(
         precision_null=precision_null, blur_apart=blur_apart,
         diversity_ratio=div,

@@ -222,3 +222,30 @@ def test_the_blur_is_seeded_leaves_the_global_rng_alone_and_is_written_by_compar
     assert 0.0 <= stats.precision_null <= 1.0 and 0.0 <= stats.blur_apart <= 1.0
     assert {"feat.precision_null", "feat.blur_apart"} <= stats.as_signals().keys()
     assert all(np.isnan(v) for v in _blur(real[:3]))
+
+
+def test_the_probe_keeps_a_bounded_pool_and_reuses_the_blur_statistics_once_it_is_full():
+    import types
+
+    import torch
+
+    from gandoctor.probes.samples import BLUR_EVERY, FeatureBank, SampleStatsProbe
+
+    probe = SampleStatsProbe(types.SimpleNamespace(seed=0))  # type: ignore[arg-type]
+    bank = FeatureBank()
+    sizes, kinds = [], []
+    for _ in range(3 * BLUR_EVERY):
+        bank.pool.append(torch.randn(64, 4))  # what FeatureProbe adds at each feature step, capped as it does
+        while sum(len(f) for f in bank.pool) - len(bank.pool[0]) >= ss.BLUR_POOL:
+            del bank.pool[0]
+        blur = probe._blur_input(bank, moving_features=False)
+        if not isinstance(blur, tuple):
+            probe._blur = (0.5, 0.5, sum(len(f) for f in bank.pool), probe._checks)
+        probe._checks += 1
+        sizes.append(sum(len(f) for f in bank.pool))
+        kinds.append("reused" if isinstance(blur, tuple) else "computed")
+    assert max(sizes) == ss.BLUR_POOL
+    assert kinds[:4] == ["computed"] * 4  # the pool still growing: blurred afresh each check
+    # full from the 4th check: then afresh every BLUR_EVERY checks only
+    assert [i for i, k in enumerate(kinds) if k == "computed"][4:] == [3 + BLUR_EVERY, 3 + 2 * BLUR_EVERY]
+    assert not isinstance(probe._blur_input(bank, moving_features=True), tuple)  # D's features: always afresh

@@ -92,6 +92,13 @@ def gaussian_blur(real: np.ndarray, radii: np.ndarray, pool: np.ndarray, seed: i
     return precision, own / (2 * n)
 
 
+def _blur_values(real_a: np.ndarray, real_b: np.ndarray, radii: np.ndarray, blur: np.ndarray | tuple[float, float] | None) -> tuple[float, float]:
+    """``compare``'s blur statistics: given (a tuple, reused), or of the pool given, or of both real sets."""
+    if isinstance(blur, tuple):
+        return blur
+    return gaussian_blur(real_a, radii, np.vstack([real_a, real_b]) if blur is None else blur)
+
+
 def mean_pairwise_distance(x: np.ndarray) -> float:
     n = x.shape[0]
     if n < 2:
@@ -233,8 +240,7 @@ def compare(
         occ, tv = occupancy(bins, real_a, real_b, fake)
         if previous_fake is not None and churn:
             let_go = bin_churn(bins, previous_fake, fake, real_a, real_b, radii)
-    pool = np.vstack([real_a, real_b]) if blur is None else blur  # a tuple: known values, reused
-    precision_null, blur_apart = pool if isinstance(pool, tuple) else gaussian_blur(real_a, radii, pool)
+    precision_null, blur_apart = _blur_values(real_a, real_b, radii, blur)
     return SampleStats(
         precision_null=precision_null, blur_apart=blur_apart,
         diversity_ratio=div,

@@ -229,20 +229,18 @@ def test_the_probe_keeps_a_bounded_pool_and_reuses_the_blur_statistics_once_it_i
 
     import torch
 
-    from gandoctor.probes.samples import BLUR_EVERY, FeatureBank, SampleStatsProbe
+    from gandoctor.probes.samples import BLUR_EVERY, FeatureBank, SampleStatsProbe, _BlurMemo
 
     probe = SampleStatsProbe(types.SimpleNamespace(seed=0))  # type: ignore[arg-type]
     bank = FeatureBank()
     sizes, kinds = [], []
     for _ in range(3 * BLUR_EVERY):
-        bank.pool.append(torch.randn(64, 4))  # what FeatureProbe adds at each feature step, capped as it does
-        while sum(len(f) for f in bank.pool) - len(bank.pool[0]) >= ss.BLUR_POOL:
-            del bank.pool[0]
+        bank.add_to_pool(torch.randn(64, 4))  # what FeatureProbe adds at each feature step
         blur = probe._blur_input(bank, moving_features=False)
         if not isinstance(blur, tuple):
-            probe._blur = (0.5, 0.5, sum(len(f) for f in bank.pool), probe._checks)
+            probe._blur = _BlurMemo(0.5, 0.5, bank.pool_size(), probe._checks)
         probe._checks += 1
-        sizes.append(sum(len(f) for f in bank.pool))
+        sizes.append(bank.pool_size())
         kinds.append("reused" if isinstance(blur, tuple) else "computed")
     assert max(sizes) == ss.BLUR_POOL
     assert kinds[:4] == ["computed"] * 4  # the pool still growing: blurred afresh each check

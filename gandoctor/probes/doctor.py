@@ -84,17 +84,15 @@ class _Batches:
         self.paired_said = False
 
     def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
-        if isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor) and real.dim():  # the common case, first
-            self.largest = max(self.largest, n := int(real.shape[0]))
-            return real, fake, 2 * n < self.largest
-        if not self.paired_said and (_image_pair(real) or _image_pair(fake)):
-            self.paired_said = True  # a CoGAN's two domains: the probes read the first only, and say so once
-            self.warn(
-                "real= or fake= is a pair of image batches of one shape (two domains, as in CoGAN?): the doctor reads "
-                "the first as the samples, as it does for a loader's (images, labels); attach a second Doctor for the "
-                "other domain's G/D pair to watch it too"
-            )
-        real, fake = _batch_tensor(real), _batch_tensor(fake)
+        if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)):  # plain tensors (the common case) pass as they are
+            if not self.paired_said and (_image_pair(real) or _image_pair(fake)):
+                self.paired_said = True  # a CoGAN's two domains: the probes read the first only, and say so once
+                self.warn(
+                    "real= or fake= is a pair of image batches of one shape (two domains, as in CoGAN?): the doctor reads "
+                    "the first as the samples, as it does for a loader's (images, labels); attach a second Doctor for the "
+                    "other domain's G/D pair to watch it too"
+                )
+            real, fake = _batch_tensor(real), _batch_tensor(fake)
         if not isinstance(real, torch.Tensor) or real.dim() == 0:
             return real, fake, False
         self.largest = max(self.largest, int(real.shape[0]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -62,6 +62,15 @@ class FeatureBank:
     def reservoir_full(self) -> bool:
         return sum(len(f) for f in self.reservoir) >= samplestats.BIN_RESERVOIR
 
+    def pool_size(self) -> int:
+        return sum(len(f) for f in self.pool)
+
+    def add_to_pool(self, batch: torch.Tensor) -> None:
+        """Keep the newest reals for the blur statistics: at least BLUR_POOL once there are that many."""
+        self.pool.append(batch)
+        while self.pool_size() - len(self.pool[0]) >= samplestats.BLUR_POOL:
+            del self.pool[0]
+
 
 class FeatureProbe(Probe):
     name = "features"
@@ -84,9 +93,7 @@ class FeatureProbe(Probe):
             self.host.note_context(set(), {"features": chosen})  # what `auto` picked
         if bank.bins is None and not bank.reservoir_full():
             bank.reservoir.append(bank.real[-1])
-        bank.pool.append(bank.real[-1])
-        while sum(len(f) for f in bank.pool) - len(bank.pool[0]) >= samplestats.BLUR_POOL:
-            del bank.pool[0]
+        bank.add_to_pool(bank.real[-1])
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del bank.real[:-4]
         del bank.fake[:-2]
@@ -95,6 +102,15 @@ class FeatureProbe(Probe):
 
 SAME_TIME_MIN = 64  # fakes per measurement before older batches are added
 BLUR_EVERY = 8  # checks between recomputations of the blur statistics once the pool is full
+
+
+class _BlurMemo(NamedTuple):
+    """The blur statistics of the last check that computed them, and the pool they came from."""
+
+    precision_null: float
+    blur_apart: float
+    pool_size: int
+    check: int
 
 
 def same_time_fakes(bank: FeatureBank) -> list[torch.Tensor]:
@@ -126,7 +142,7 @@ class SampleStatsProbe(Probe):
         self._prev_fake: np.ndarray | None = None
         self._measured_step: int | None = None  # the newest fake batch already measured
         self._checks = 0
-        self._blur: tuple[float, float, int, int] | None = None  # precision_null, blur_apart, pool size, check
+        self._blur: _BlurMemo | None = None
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         return inputs.step > 0 and super().due(inputs, every)
@@ -166,7 +182,7 @@ class SampleStatsProbe(Probe):
                 churn=not moving_features, blur=blur,
             )
             if not isinstance(blur, tuple):
-                self._blur = (stats.precision_null, stats.blur_apart, sum(len(f) for f in bank.pool), self._checks)
+                self._blur = _BlurMemo(stats.precision_null, stats.blur_apart, bank.pool_size(), self._checks)
         self._prev_fake = fake
         self._checks += 1
         bank.prepared = Prepared(inputs.step, real, fake, real_a)
@@ -178,10 +194,9 @@ class SampleStatsProbe(Probe):
         every BLUR_EVERY checks only (6.8 ms on one core for 256 reals of 64 dimensions; the rest of
         a check takes 0.75 ms).
         Features that move with D describe another space at every check: blurred afresh."""
-        size = sum(len(f) for f in bank.pool)
         last = self._blur
-        if last is not None and not moving_features and last[2] == size and self._checks - last[3] < BLUR_EVERY:
-            return last[0], last[1]
+        if last is not None and not moving_features and last.pool_size == bank.pool_size() and self._checks - last.check < BLUR_EVERY:
+            return last.precision_null, last.blur_apart
         if not bank.pool or moving_features:
             return None
         pool = torch.cat(bank.pool).cpu().numpy().astype(np.float64)

@@ -24,6 +24,9 @@ class Derived:
     # The sources' finite values must lie in this range, else the series is not derived (a log
     # whose "D_x" column holds raw critic or hinge scores has no probability gap).
     domain: tuple[float, float] | None = None
+    # Other source pairs to use, in order, when the log lacks ``sources`` (the same quantity
+    # under another signal: D's raw outputs where its probabilities were not logged).
+    fallbacks: tuple[tuple[str, ...], ...] = ()
 
 
 DERIVED: dict[str, Derived] = {}
@@ -42,6 +45,24 @@ register_derived(
         ("d_prob.real", "d_prob.fake"),
         lambda real, fake: real - fake,
         domain=(0.0, 1.0),
+    )
+)
+
+
+def _real_ahead(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
+    # NaN where either side is missing, so a window's mean counts the steps both were logged.
+    return np.where(np.isfinite(real) & np.isfinite(fake), (real > fake).astype(np.float64), np.nan)
+
+
+register_derived(
+    Derived(
+        "d.real_ahead",
+        "1 where D's mean output on the real batch exceeds its mean on the fakes, else 0: over a window, the share of "
+        "steps D ranked the reals' batch above the fakes' (near 1 D separates, about 0.5 D cannot tell, below 0.5 D is "
+        "fooled); only the sign counts, so probabilities, logits and critic scores read alike",
+        ("d_out.real", "d_out.fake"),
+        _real_ahead,
+        fallbacks=(("d_prob.real", "d_prob.fake"),),
     )
 )
 
@@ -75,14 +96,14 @@ class DerivedView:
         if view is not None or name not in DERIVED:
             return view
         spec = DERIVED[name]
-        parts = [self._log.get(s) for s in spec.sources]
-        if any(p is None for p in parts):
-            return None
-        a, b = parts
-        assert a is not None and b is not None
-        if spec.domain is not None and not all(_within(p.values, spec.domain) for p in (a, b)):
-            return None
-        return _pairwise(a, b, name, spec.combine)
+        for sources in (spec.sources, *spec.fallbacks):
+            a, b = (self._log.get(s) for s in sources)
+            if a is None or b is None:
+                continue
+            if spec.domain is not None and not all(_within(p.values, spec.domain) for p in (a, b)):
+                return None
+            return _pairwise(a, b, name, spec.combine)
+        return None
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None

@@ -1,0 +1,51 @@
+"""Derived signals: computed from the log's own series when a rule asks, never stored."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gandoctor.derived import DerivedView
+from gandoctor.signals import SignalLog
+
+
+def _log(**series: list[float]) -> SignalLog:
+    log = SignalLog()
+    for name, values in series.items():
+        log.extend(name.replace("__", "."), np.arange(len(values)), np.asarray(values, dtype=float))
+    return log
+
+
+def test_gap_needs_probabilities():
+    view = DerivedView(_log(d_prob__real=[0.9, 0.6], d_prob__fake=[0.1, 0.7]))
+    gap = view.get("d.gap")
+    assert gap is not None and np.allclose(gap.values, [0.8, -0.1])
+    # Raw critic scores in the probability columns are no probabilities: no gap.
+    assert DerivedView(_log(d_prob__real=[3.0, 2.0], d_prob__fake=[-1.0, 0.0])).get("d.gap") is None
+
+
+def test_real_ahead_reads_only_the_sign_in_any_units():
+    # Critic scores: D ahead at steps 0 and 2, fooled at 1, tied at 3 (a tie is not ahead).
+    view = DerivedView(_log(d_out__real=[5.0, -2.0, 0.1, 1.0], d_out__fake=[-5.0, 3.0, 0.0, 1.0]))
+    ahead = view.get("d.real_ahead")
+    assert ahead is not None and ahead.values.tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_real_ahead_falls_back_to_probabilities_and_skips_missing_steps():
+    # A CSV's D_x / D_G_z land in d_prob.*; a step where one side is NaN counts neither way.
+    view = DerivedView(_log(d_prob__real=[0.7, float("nan"), 0.4], d_prob__fake=[0.3, 0.2, 0.6]))
+    ahead = view.get("d.real_ahead")
+    assert ahead is not None
+    assert ahead.values[0] == 1.0 and np.isnan(ahead.values[1]) and ahead.values[2] == 0.0
+    assert "d.real_ahead" in view.names()
+
+
+def test_real_ahead_prefers_raw_outputs_when_both_are_logged():
+    view = DerivedView(_log(d_out__real=[1.0], d_out__fake=[2.0], d_prob__real=[0.9], d_prob__fake=[0.1]))
+    ahead = view.get("d.real_ahead")
+    assert ahead is not None and ahead.values.tolist() == [0.0]
+
+
+def test_no_sources_no_derived_series():
+    view = DerivedView(_log(loss__d=[1.0, 2.0]))
+    assert view.get("d.real_ahead") is None and view.get("d.gap") is None
+    assert "d.real_ahead" not in view.names()

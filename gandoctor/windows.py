@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
@@ -116,6 +116,16 @@ def _excess_variation(steps, values, counts, nonfinite, level):  # type: ignore[
     monotone series however steep, large when the series swings away and back (oscillation).
     Each value is the median of the points within half a gap of its step, so a series logged at
     every iteration (batch-to-batch noise) and one logged every 20 steps read alike."""
+    return _swing(steps, values, np.median)
+
+
+def _mean_swing(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    """``excess_variation`` with each value the *mean* of the points within half a gap: for a
+    0/1 indicator (``d.real_ahead``) the share of steps, where a median could only read 0 or 1."""
+    return _swing(steps, values, np.mean)
+
+
+def _swing(steps: np.ndarray, values: np.ndarray, aggregate: Callable[[np.ndarray], Any]) -> float:
     mask = np.isfinite(values)
     if mask.sum() < SWING_SAMPLES:
         return math.nan
@@ -128,7 +138,7 @@ def _excess_variation(steps, values, counts, nonfinite, level):  # type: ignore[
     left = np.clip(near - 1, 0, s.size - 1)
     near = np.where(np.abs(s[left] - targets) <= np.abs(s[near] - targets), left, near)
     # no point within half a gap (a gap in the log): the nearest point stands in
-    p = np.array([np.median(v[a:b]) if b > a else v[j] for a, b, j in zip(lo, hi, near)])
+    p = np.array([aggregate(v[a:b]) if b > a else v[j] for a, b, j in zip(lo, hi, near)])
     return float((np.abs(np.diff(p)).sum() - abs(p[-1] - p[0])) / (SWING_SAMPLES - 1))
 
 
@@ -191,6 +201,12 @@ for _stat in [
         f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",
         _excess_variation,
         batch_fn=rolling.batch_excess_variation,
+    ),
+    Statistic(
+        "mean_swing",
+        f"excess_variation with each of the {SWING_SAMPLES} values the mean of its neighbourhood, not the median "
+        "(for 0/1 indicators: the swings of a share)",
+        _mean_swing,
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),

@@ -89,8 +89,8 @@ def test_live_diagnosis_floor():
 
 def test_scalar_log_diagnosis_floor():
     f1, healthy_alarms = _macro_f1(lambda r: _onsets(_scalars(r)))
-    assert f1 >= 0.66, f1  # 0.70 with the rules as shipped (0.69 before GD206)
-    assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms
+    assert f1 >= 0.71, f1  # 0.74 with the rules as shipped (0.69 before GD206, 0.70 before GD605)
+    assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms  # 8 of 52
 
 
 def test_scalar_logs_say_collapse_was_not_measured():
@@ -125,6 +125,16 @@ def test_the_sign_of_d_x_minus_d_g_z_finds_generator_dominance_in_scalar_logs_of
     assert len(labelled) >= 0.75 * len(fired), (len(labelled), len(fired))
     assert len(critics) >= 8, len(critics)  # 13
     assert len(healthy) <= 1, healthy  # 1 (c117, which the oracle calls healthy)
+
+
+def test_swings_of_the_share_of_steps_d_is_ahead_find_non_convergence_in_scalar_logs():
+    # GD605: the scalar logs' stand-in for D's swinging accuracy (GD602), in any output units.
+    fired = [r for r in RUNS if "GD605" in _rules_fired(_scalars(r))]
+    labelled = [r for r in fired if "non_convergence" in _oracle(r)["labels"]]
+    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
+    assert len(labelled) >= 28, len(labelled)  # 33 of the 55 runs it fires on, as shipped
+    assert len(labelled) >= 0.5 * len(fired), (len(labelled), len(fired))
+    assert len(healthy) <= 6, healthy  # 5 (the price of the mode's recall: see the README)
 
 
 def test_a_1d_gaussian_gan_at_equilibrium_is_not_called_generator_dominated(tmp_path):

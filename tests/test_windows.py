@@ -190,6 +190,30 @@ def test_excess_variation_measures_a_swing_that_comes_back():
     assert at_end(view(x, steps=steps), "excess_variation", 41) == pytest.approx(1.0)
 
 
+def test_mean_swing_reads_the_share_of_a_0_1_indicator_where_a_median_cannot():
+    # An indicator at every step: D ahead at 9 of 10 steps, then 3 of 10, 9, 3, 9 around the
+    # five sample points (each 10 steps apart, within 5 steps of each). The medians read
+    # 1, 0, 1, 0, 1 (a swing of 1 per gap from a share moving by 0.6); the means read the shares.
+    rng = np.random.default_rng(0)
+    shares = np.repeat([0.9, 0.3, 0.9, 0.3, 0.9], 10)[:41]
+    x = np.zeros(41)
+    for i in range(0, 41, 10):
+        block = slice(max(0, i - 5), min(41, i + 5))
+        n = block.stop - block.start
+        ahead = rng.permutation(n)[: int(round(shares[i] * n))]
+        x[block.start + ahead] = 1.0
+    assert at_end(view(x), "excess_variation", 41) == pytest.approx(1.0)
+    assert at_end(view(x), "mean_swing", 41) == pytest.approx(0.6, abs=0.1)
+
+
+def test_mean_swing_is_zero_for_a_steady_or_steadily_moving_share():
+    rng = np.random.default_rng(1)
+    steady = (rng.random(400) < 0.5).astype(float)
+    # a fair coin's share wobbles only by sampling noise around the five points (80 steps each)
+    assert at_end(view(steady), "mean_swing", 400) < 0.05
+    assert at_end(view(np.linspace(0.0, 1.0, 50)), "mean_swing", 100) == pytest.approx(0.0)
+
+
 def test_a_log_ratio_that_underflows_is_many_orders_below_not_an_error():
     # a subnormal window median over a large earlier peak: the quotient underflows to 0
     v = view([1e300] * 5 + [5e-324] * 5)

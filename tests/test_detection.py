@@ -137,6 +137,15 @@ def test_swings_of_the_share_of_steps_d_is_ahead_find_non_convergence_in_scalar_
     assert len(healthy) <= 6, healthy  # 5 (the price of the mode's recall: see the README)
 
 
+def test_a_frozen_g_on_unrealistic_samples_is_called_collapsed_only_where_the_oracle_agrees():
+    # GD309 leans on G having stopped (latent.drift two decades under its peak) where precision
+    # is too low for the other collapse rules' cells: on the corpus every run it fires on is a
+    # collapse by the oracle, none healthy.
+    fired = [r for r in RUNS if "GD309" in _rules_fired(_live(r))]
+    assert len(fired) >= 4, [r.name for r in fired]  # 6 as shipped
+    assert all("mode_collapse" in _oracle(r)["labels"] for r in fired), [r.name for r in fired]
+
+
 def test_a_1d_gaussian_gan_at_equilibrium_is_not_called_generator_dominated(tmp_path):
     # The classic first GAN (N(4, 1.25) from 4-D noise): D ends at chance because G matches the
     # data, and precision passes a blur of Gaussian data (precision_null ~1) rightly. GD205, which

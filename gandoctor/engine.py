@@ -306,7 +306,8 @@ def mode_status(rules: RuleSet, fired: list[Finding], skipped: list[SkippedRule]
             mine = [s for s in skipped if by_code.get(s.rule) is not None and by_code[s.rule].mode == mode]
             missing = sorted({m for s in mine if s.reason is SkipReason.MISSING_SIGNALS for m in s.missing})
             reasons = tuple(dict.fromkeys(s.reason for s in mine))
-            out.append(ModeStatus(mode, ModeState.NOT_CHECKED, (), tuple(missing), reasons))
+            flags = sorted({f for s in mine if s.reason is SkipReason.NOT_APPLICABLE for f in s.missing})
+            out.append(ModeStatus(mode, ModeState.NOT_CHECKED, (), tuple(missing), reasons, tuple(flags)))
     return tuple(out)
 
 

@@ -113,6 +113,10 @@ class SkippedRule:
         }[self.reason]
 
 
+#: Signal prefixes of the sample side (features of real and fake samples, G on fixed codes).
+SAMPLE_SIDE = ("feat.", "latent.")
+
+
 class ModeState(str, Enum):
     FAILING = "failing"  # a rule of this mode fired
     CLEAR = "clear"  # at least one rule of this mode was checked and none fired
@@ -128,6 +132,7 @@ class ModeStatus:
     rules_checked: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # signals whose absence left rules of this mode unchecked
     reasons: tuple[SkipReason, ...] = ()  # why the unchecked rules were skipped
+    not_applicable: tuple[str, ...] = ()  # the run's context flags that ruled out the rest (e.g. "critic")
 
     def describe(self) -> str:
         if self.state is ModeState.FAILING:
@@ -136,11 +141,16 @@ class ModeStatus:
             return f"clear ({', '.join(self.rules_checked)} checked)"
         if SkipReason.NO_DATA in self.reasons:
             return "not checked: no records"
-        needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
+        if self.missing and all(m.startswith(SAMPLE_SIDE) for m in self.missing):
+            # A log of scalars only: one line instead of every sample statistic and its prerequisite.
+            needs = "sample features (feat.*, latent.*: the live Doctor records them from real= and fake=)"
+        else:
+            needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
         if SkipReason.TOO_SHORT in self.reasons:  # rules whose signals were recorded need a longer run: the first reason
             return "not checked: run too short to judge" + (f"; other rules need {needs}" if needs else "")
         if self.missing:
             return f"not checked: needs {needs}"
         if SkipReason.NOT_APPLICABLE in self.reasons:
-            return "not checked: rules not applicable to this run"
+            flags = f" ({', '.join(self.not_applicable)})" if self.not_applicable else ""
+            return f"not checked: rules not applicable to this run{flags}"
         return "not checked"

@@ -39,3 +39,22 @@ def test_loss_only_csv_of_a_healthy_run_stays_quiet_and_says_what_it_could_not_c
     status = {s.mode: s for s in report.mode_status}
     assert status["mode_collapse"].state.value == "not_checked"  # a loss-only log cannot show collapse
     assert "not checked: needs" in report.render_text()
+
+
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+
+
+@pytest.mark.skipif(not (CORPUS / "c077-g_lr_high-ring-mlp").is_dir(), reason="fixtures/corpus is not in this checkout")
+def test_a_critic_s_scalar_log_says_in_one_line_why_modes_were_not_checked():
+    # A WGAN-GP run's six scalars: D dominance rules do not apply to a critic (its negative loss
+    # marks it), and collapse needs the sample side; both say so briefly, by name.
+    report = analyze(CORPUS / "c077-g_lr_high-ring-mlp" / "scalars.csv.gz")
+    assert "critic" in report.context.flags
+    status = {s.mode: s for s in report.mode_status}
+    assert status["discriminator_dominance"].describe() == "not checked: rules not applicable to this run (critic)"
+    collapse = status["mode_collapse"]
+    assert collapse.describe().startswith("not checked: needs sample features (feat.*, latent.*")
+    assert "feat.coverage_ratio" in collapse.missing  # the full list stays in the data (and the JSON)
+    # The sign of D(x) - D(G(z)) reads a critic's scores: G dominance and non-convergence are judged.
+    assert status["generator_dominance"].state.value != "not_checked"
+    assert status["non_convergence"].state.value != "not_checked"

@@ -89,8 +89,8 @@ def test_live_diagnosis_floor():
 
 def test_scalar_log_diagnosis_floor():
     f1, healthy_alarms = _macro_f1(lambda r: _onsets(_scalars(r)))
-    assert f1 >= 0.71, f1  # 0.74 with the rules as shipped (0.69 before GD206, 0.70 before GD605)
-    assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms  # 8 of 52
+    assert f1 >= 0.71, f1  # 0.737 with the rules as shipped (0.69 before GD206, 0.70 before GD605)
+    assert healthy_alarms <= 0.2 * sum(1 for r in RUNS if not _oracle(r)["labels"]), healthy_alarms  # 3 of 52
 
 
 def test_scalar_logs_say_collapse_was_not_measured():
@@ -132,9 +132,9 @@ def test_swings_of_the_share_of_steps_d_is_ahead_find_non_convergence_in_scalar_
     fired = [r for r in RUNS if "GD605" in _rules_fired(_scalars(r))]
     labelled = [r for r in fired if "non_convergence" in _oracle(r)["labels"]]
     healthy = [r.name for r in fired if not _oracle(r)["labels"]]
-    assert len(labelled) >= 28, len(labelled)  # 33 of the 55 runs it fires on, as shipped
+    assert len(labelled) >= 20, len(labelled)  # 25 of the 39 runs it fires on, as shipped
     assert len(labelled) >= 0.5 * len(fired), (len(labelled), len(fired))
-    assert len(healthy) <= 6, healthy  # 5 (the price of the mode's recall: see the README)
+    assert len(healthy) <= 2, healthy  # 1 (c117)
 
 
 def test_a_frozen_g_on_unrealistic_samples_is_called_collapsed_only_where_the_oracle_agrees():

@@ -233,7 +233,15 @@ def batch_excess_variation(steps, values, counts, nonfinite, starts, ends, level
     """Per window with enough finite values: SWING_SAMPLES evenly spaced steps from its first to its
     last finite point, each read as the median of the finite values within half a gap of it (the
     nearest point where none is), then total variation minus net change per gap."""
-    fw = finite_windows(steps, values, starts, ends)
+    return _batch_swing(finite_windows(steps, values, starts, ends), _medians)
+
+
+def batch_mean_swing(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
+    """``batch_excess_variation`` with each neighbourhood read as its mean."""
+    return _batch_swing(finite_windows(steps, values, starts, ends), lambda near: _per_row(near, 1, _row_mean))
+
+
+def _batch_swing(fw: FiniteWindows, neighbourhood: Callable[[FiniteWindows], np.ndarray]) -> np.ndarray:
     out = np.full(fw.n.shape[0], np.nan)
     rows = np.flatnonzero(fw.n >= SWING_SAMPLES)
     if not rows.size:
@@ -245,8 +253,8 @@ def batch_excess_variation(steps, values, counts, nonfinite, starts, ends, level
     targets = first[:, None] + np.arange(SWING_SAMPLES, dtype=np.float64)[None, :] * (2 * half)[:, None]
     a = np.clip(np.searchsorted(s, targets - half[:, None], side="left"), lo[:, None], hi[:, None])
     b = np.clip(np.searchsorted(s, targets + half[:, None], side="right"), lo[:, None], hi[:, None])
-    # the median of each neighbourhood: rows of FiniteWindows over the same finite values
-    p = _medians(FiniteWindows(fw.steps, fw.values, a.ravel(), (b - a).ravel())).reshape(a.shape)
+    # each neighbourhood read as one value: rows of FiniteWindows over the same finite values
+    p = neighbourhood(FiniteWindows(fw.steps, fw.values, a.ravel(), (b - a).ravel())).reshape(a.shape)
     # no point within half a gap (a gap in the log): the nearest point stands in, as per window
     near = np.clip(np.searchsorted(s, targets), lo[:, None], hi[:, None] - 1)
     left = np.clip(near - 1, lo[:, None], hi[:, None] - 1)

@@ -207,6 +207,7 @@ for _stat in [
         f"excess_variation with each of the {SWING_SAMPLES} values the mean of its neighbourhood, not the median "
         "(for 0/1 indicators: the swings of a share)",
         _mean_swing,
+        batch_fn=rolling.batch_mean_swing,
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),

@@ -90,12 +90,24 @@ class DerivedView:
         self._log = log
         self.first_step = log.first_step
         self.last_step = log.last_step
+        # Derived series computed once per view (a view lives for one evaluation; several rules,
+        # and each rule's presence check, ask for the same one).
+        self._derived: dict[str, SeriesView | None] = {}
 
     def get(self, name: str) -> SeriesView | None:
         view = self._log.get(name)
         if view is not None or name not in DERIVED:
             return view
-        spec = DERIVED[name]
+        if name not in self._derived:
+            view = self._derive(DERIVED[name])
+            if view is not None:  # shared by every caller of this view: read-only, so none can change it for the others
+                for array in (view.steps, view.values, view.counts, view.nonfinite):
+                    array.flags.writeable = False
+            self._derived[name] = view
+        return self._derived[name]
+
+    def _derive(self, spec: Derived) -> SeriesView | None:
+        name = spec.name
         for sources in (spec.sources, *spec.fallbacks):
             a, b = (self._log.get(s) for s in sources)
             if a is None or b is None:

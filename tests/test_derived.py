@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gandoctor.derived import DerivedView
 from gandoctor.signals import SignalLog
@@ -49,3 +50,11 @@ def test_no_sources_no_derived_series():
     view = DerivedView(_log(loss__d=[1.0, 2.0]))
     assert view.get("d.real_ahead") is None and view.get("d.gap") is None
     assert "d.real_ahead" not in view.names()
+
+
+def test_a_view_derives_each_series_once_and_hands_it_out_read_only():
+    view = DerivedView(_log(d_out__real=[1.0, 2.0], d_out__fake=[0.0, 3.0]))
+    first = view.get("d.real_ahead")
+    assert first is not None and view.get("d.real_ahead") is first
+    with pytest.raises(ValueError):
+        first.values[0] = 0.5  # shared by every rule that asks: nobody may change it for the others

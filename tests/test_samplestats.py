@@ -229,7 +229,7 @@ def test_the_probe_keeps_a_bounded_pool_and_reuses_the_blur_statistics_once_it_i
 
     import torch
 
-    from gandoctor.probes.samples import BLUR_EVERY, FeatureBank, SampleStatsProbe, _BlurMemo
+    from gandoctor.probes.samples import BLUR_EVERY, FeatureBank, SampleStatsProbe
 
     probe = SampleStatsProbe(types.SimpleNamespace(seed=0))  # type: ignore[arg-type]
     bank = FeatureBank()
@@ -237,9 +237,7 @@ def test_the_probe_keeps_a_bounded_pool_and_reuses_the_blur_statistics_once_it_i
     for _ in range(3 * BLUR_EVERY):
         bank.add_to_pool(torch.randn(64, 4))  # what FeatureProbe adds at each feature step
         blur = probe._blur_input(bank, moving_features=False)
-        if not isinstance(blur, tuple):
-            probe._blur = _BlurMemo(0.5, 0.5, bank.pool_size(), probe._checks)
-        probe._checks += 1
+        probe._check_done(blur, 0.5, 0.5, bank.pool_size())  # what measure() does after compare()
         sizes.append(bank.pool_size())
         kinds.append("reused" if isinstance(blur, tuple) else "computed")
     assert max(sizes) == ss.BLUR_POOL

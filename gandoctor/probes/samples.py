@@ -181,10 +181,8 @@ class SampleStatsProbe(Probe):
                 real_a, real_b, fake, self._prev_fake, self.host.schedule.extended_sample_stats, bank.bins,
                 churn=not moving_features, blur=blur,
             )
-            if not isinstance(blur, tuple):
-                self._blur = _BlurMemo(stats.precision_null, stats.blur_apart, bank.pool_size(), self._checks)
         self._prev_fake = fake
-        self._checks += 1
+        self._check_done(blur, stats.precision_null, stats.blur_apart, bank.pool_size())
         bank.prepared = Prepared(inputs.step, real, fake, real_a)
         return stats.as_signals()
 
@@ -201,6 +199,12 @@ class SampleStatsProbe(Probe):
             return None
         pool = torch.cat(bank.pool).cpu().numpy().astype(np.float64)
         return pool if np.isfinite(pool).all() else None
+
+    def _check_done(self, blur: np.ndarray | tuple[float, float] | None, precision_null: float, blur_apart: float, pool_size: int) -> None:
+        """Count the check, and remember blur statistics it computed (not reused) for the next ones."""
+        if not isinstance(blur, tuple):
+            self._blur = _BlurMemo(precision_null, blur_apart, pool_size, self._checks)
+        self._checks += 1
 
     def _fit_bins(self, bank: FeatureBank) -> None:
         reservoir = torch.cat(bank.reservoir).cpu().numpy().astype(np.float64)

@@ -137,6 +137,16 @@ def test_swings_of_the_share_of_steps_d_is_ahead_find_non_convergence_in_scalar_
     assert len(healthy) <= 2, healthy  # 1 (c117)
 
 
+def test_a_generator_gradient_below_any_healthy_scale_is_vanishing_where_the_oracle_agrees():
+    # GD403 reads G's gradient norm against an absolute floor (1e-3), with no peak to fall from:
+    # on the corpus every run it fires on, live or from the scalar log, is labelled vanishing.
+    for diagnose in (_live, _scalars):
+        fired = [r for r in RUNS if "GD403" in _rules_fired(diagnose(r))]
+        labelled = [r for r in fired if "vanishing_gradients" in _oracle(r)["labels"]]
+        assert len(labelled) >= 14, len(labelled)  # 17 of 17, live and from scalars, as shipped
+        assert len(labelled) == len(fired), [r.name for r in fired if r not in labelled]
+
+
 def test_a_frozen_g_on_unrealistic_samples_is_called_collapsed_only_where_the_oracle_agrees():
     # GD309 leans on G having stopped (latent.drift two decades under its peak) where precision
     # is too low for the other collapse rules' cells: on the corpus every run it fires on is a

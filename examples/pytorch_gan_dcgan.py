@@ -14,6 +14,8 @@ ranked "give D more capacity" first). Variants:
 - ``ddom``: D's lr 10x (2e-3).
 - ``collapse``: G's lr 10x and a 2-dimensional latent.
 - ``explode``: lr 0.05 for both and Adam's beta1 0.9; the loop stops at a NaN loss.
+- ``lsgan``: PyTorch-GAN's ``lsgan.py``, which is this script with D's Sigmoid removed and
+  ``MSELoss`` towards 1 (real) and 0 (fake) in place of BCE; the original hyper-parameters.
 
     python examples/pytorch_gan_dcgan.py --steps 800 --out runs/pgdcgan --variant ddom
 """
@@ -30,7 +32,7 @@ from _digits import Oracle, digits_loader, parse_args, summarise
 
 import gandoctor
 
-VARIANTS = ("healthy", "ddom", "collapse", "explode")
+VARIANTS = ("healthy", "ddom", "collapse", "explode", "lsgan")
 opt = parse_args(VARIANTS, default_steps=800)
 torch.manual_seed(opt.seed)
 np.random.seed(opt.seed)
@@ -97,14 +99,15 @@ class Discriminator(nn.Module):
             *block(64, 128, bn=False),
         )
         ds_size = img_size // 2 ** 4
-        self.adv_layer = nn.Sequential(nn.Linear(128 * ds_size ** 2, 1), nn.Sigmoid())
+        head = [nn.Linear(128 * ds_size ** 2, 1)]
+        self.adv_layer = nn.Sequential(*head) if opt.variant == "lsgan" else nn.Sequential(*head, nn.Sigmoid())
 
     def forward(self, img):
         out = self.model(img)
         return self.adv_layer(out.view(out.shape[0], -1))
 
 
-adversarial_loss = torch.nn.BCELoss()
+adversarial_loss = torch.nn.MSELoss() if opt.variant == "lsgan" else torch.nn.BCELoss()
 generator = Generator()
 discriminator = Discriminator()
 generator.apply(weights_init_normal)

@@ -18,5 +18,5 @@ for v in ${MLP_VARIANTS-healthy collapse glr tinyz ddom explode}; do run pytorch
 for v in ${DCGAN_VARIANTS-healthy collapse glr hot ddom explode}; do run pytorch_examples_dcgan "$v" "${DCGAN_STEPS:-800}"; done
 for v in ${WGAN_VARIANTS-healthy nogp collapse}; do run wgan_gp "$v" "${WGAN_STEPS:-3000}"; done
 for v in ${CGAN_VARIANTS-healthy collapse ddom}; do run cgan "$v" "${CGAN_STEPS:-1500}"; done
-for v in ${PGDCGAN_VARIANTS-healthy ddom collapse explode}; do run pytorch_gan_dcgan "$v" "${PGDCGAN_STEPS:-800}"; done
+for v in ${PGDCGAN_VARIANTS-healthy ddom collapse explode lsgan}; do run pytorch_gan_dcgan "$v" "${PGDCGAN_STEPS:-800}"; done
 for v in ${PGWGAN_VARIANTS-healthy noclip collapse}; do run pytorch_gan_wgan "$v" "${PGWGAN_STEPS:-3000}"; done

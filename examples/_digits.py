@@ -105,6 +105,11 @@ class Oracle:
         with torch.no_grad():
             return self.judge(generator(latent(n, gen)), step)
 
+    def sample_last(self, generator: Callable[[torch.Tensor], torch.Tensor], latent: Callable[[int, torch.Generator], torch.Tensor], step: int) -> None:
+        """Judge the run's last step too, unless the last check already was at it."""
+        if not self.history or self.history[-1].step != step:
+            self.sample(generator, latent, step)
+
     def onset(self) -> int | None:
         """First check from which the run stays collapsed (or non-finite) to the end."""
         bad = [not v.finite or v.collapse for v in self.history]

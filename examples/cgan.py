@@ -211,8 +211,7 @@ for epoch in range(n_epochs):
     if stop:
         break
 
-if not oracle.history or oracle.history[-1].step != batches_done:
-    oracle.sample(oracle_g, latent, batches_done)
+oracle.sample_last(oracle_g, latent, batches_done)
 report = doctor.report()      # also callable mid-training
 print(report)                 # readable summary (rich)
 doctor.close()

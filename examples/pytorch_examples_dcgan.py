@@ -202,8 +202,7 @@ for epoch in range(niter):
         break
 
 last = step - 1
-if not oracle.history or oracle.history[-1].step != last:
-    oracle.sample(netG, lambda n, gen: torch.randn(n, nz, 1, 1, generator=gen), last)
+oracle.sample_last(netG, lambda n, gen: torch.randn(n, nz, 1, 1, generator=gen), last)
 report = doctor.report()      # also callable mid-training
 print(report)                 # readable summary (rich)
 doctor.close()

@@ -188,8 +188,7 @@ for epoch in range(n_epochs):
     if stop:
         break
 
-if not oracle.history or oracle.history[-1].step != batches_done:
-    oracle.sample(generator, lambda n, gen: torch.randn(n, latent_dim, generator=gen), batches_done)
+oracle.sample_last(generator, lambda n, gen: torch.randn(n, latent_dim, generator=gen), batches_done)
 report = doctor.report()      # also callable mid-training
 print(report)                 # readable summary (rich)
 doctor.close()

@@ -209,8 +209,7 @@ for epoch in range(n_epochs):
     if stop:
         break
 
-if not oracle.history or oracle.history[-1].step != doctor_steps - 1:
-    oracle.sample(generator, lambda n, gen: torch.randn(n, latent_dim, generator=gen), doctor_steps - 1)
+oracle.sample_last(generator, lambda n, gen: torch.randn(n, latent_dim, generator=gen), doctor_steps - 1)
 report = doctor.report()      # also callable mid-training
 print(report)                 # readable summary (rich)
 doctor.close()

@@ -165,6 +165,13 @@ def batch_std(steps, values, counts, nonfinite, starts, ends, level):  # type: i
     return _per_row(finite_windows(steps, values, starts, ends), 2, _row_std)
 
 
+def batch_log10_std(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
+    # log10 of zero or a negative value is not finite, so the finite filter drops it as the window form does
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log10(values)
+    return batch_std(steps, logs, counts, nonfinite, starts, ends, level)
+
+
 def batch_min(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
     return _padded(finite_windows(steps, values, starts, ends), np.inf, lambda n, v: v.min(axis=1))
 

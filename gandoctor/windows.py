@@ -43,6 +43,14 @@ def _std(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-de
     return float(v.std()) if v.size >= 2 else math.nan
 
 
+def _log10_std(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    """Spread in decades: a norm that doubles and halves from step to step reads about 0.3,
+    whatever its scale (a critic's gradient norm and a sigmoid D's alike)."""
+    v = _finite(values)
+    v = v[v > 0]
+    return float(np.log10(v).std()) if v.size >= 2 else math.nan
+
+
 def _min(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
     v = _finite(values)
     return float(v.min()) if v.size else math.nan
@@ -185,6 +193,7 @@ for _stat in [
     Statistic("mean", "mean of the finite values in the window", _mean, batch_fn=rolling.batch_mean),
     Statistic("median", "median of the finite values in the window", _median, batch_fn=rolling.batch_median),
     Statistic("std", "standard deviation of the finite values", _std, batch_fn=rolling.batch_std),
+    Statistic("log10_std", "standard deviation of log10 of the positive finite values (spread in decades)", _log10_std, batch_fn=rolling.batch_log10_std),
     Statistic("min", "smallest finite value", _min, batch_fn=rolling.batch_min),
     Statistic("max", "largest finite value", _max, batch_fn=rolling.batch_max),
     Statistic("last", "most recent finite value", _last, batch_fn=rolling.batch_last),

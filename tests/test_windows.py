@@ -364,3 +364,13 @@ def test_excess_variation_reads_batch_to_batch_noise_as_no_swing():
     rng = np.random.default_rng(0)
     noisy = 0.5 + 0.2 * rng.standard_normal(400)
     assert at_end(view(noisy), "excess_variation", 400) < 0.05
+
+
+def test_log10_std_reads_the_spread_in_decades_whatever_the_scale():
+    # a norm alternating between x and 4x spreads 0.3 decades at any x; zeros and negatives
+    # have no logarithm and are left out, as non-finite values are
+    for scale in (1e-4, 1.0, 1e3):
+        v = view([scale, 4 * scale, scale, 4 * scale, 0.0, -1.0, math.nan])
+        assert at_end(v, "log10_std", 100) == pytest.approx(math.log10(4) / 2)
+    assert at_end(view([2.0] * 6), "log10_std", 100) == 0.0
+    assert math.isnan(at_end(view([2.0, 0.0, -3.0]), "log10_std", 100))

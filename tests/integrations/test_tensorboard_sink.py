@@ -42,7 +42,7 @@ def test_findings_and_health_land_in_the_users_writer(tmp_path, checks):
     acc = read_back(tmp_path)
     texts = acc.Tensors("gandoctor/findings/text_summary")
     found = [(c.step, f) for c in checks for f in c.new]
-    assert [t.step for t in texts] == [step for step, _ in found] and len(found) == 3
+    assert [t.step for t in texts] == [step for step, _ in found] and len(found) >= 3
     for event, (_, f) in zip(texts, found):
         text = event.tensor_proto.string_val[0].decode()
         assert f.mode in text and f.rule in text and f"Onset step **{f.onset_step}**" in text

@@ -41,7 +41,7 @@ def test_each_new_finding_is_one_alert_and_each_check_logs_health(checks):
     run = StandInRun()
     feed(WandbAlerts(run, level="ERROR"), checks)
     found = [(c.step, f) for c in checks for f in c.new]
-    assert len(run.alerts) == len(found) == 3
+    assert len(run.alerts) == len(found) >= 3
     for alert, (step, f) in zip(run.alerts, found):
         assert alert["title"] == f"gandoctor: {f.mode} from step {f.onset_step}" and len(alert["title"]) < 64
         assert str(getattr(alert["level"], "value", alert["level"])) == "ERROR"

@@ -103,24 +103,28 @@ def _rules_fired(report: Report) -> set[str]:
     return {code for f in report.findings for code in (f.rule, *f.also_fired)}
 
 
+def _rule_on_corpus(code: str, read, mode: str) -> tuple[list[Path], list[Path], list[str]]:  # type: ignore[no-untyped-def]
+    """The corpus runs where rule ``code`` fired in ``read(run)``'s report, those the oracle labels
+    ``mode``, and the names of the healthy ones among them."""
+    fired = [r for r in RUNS if code in _rules_fired(read(r))]
+    labelled = [r for r in fired if mode in _oracle(r)["labels"]]
+    return fired, labelled, [r.name for r in fired if not _oracle(r)["labels"]]
+
+
 def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone():
     # GD606 reads latent.cell_churn (G's outputs for the same codes leaving the cells they held):
     # on the real corpus it must find non-converging runs the oracle labelled, and no healthy one.
-    fired = [r for r in RUNS if "GD606" in _rules_fired(_live(r))]
-    labelled = sum(1 for r in fired if "non_convergence" in _oracle(r)["labels"])
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
-    assert labelled >= 10, labelled  # 13 of the 19 runs it fires on, with the rule as shipped
-    assert labelled >= len(fired) / 2, (labelled, len(fired))
+    fired, labelled, healthy = _rule_on_corpus("GD606", _live, "non_convergence")
+    assert len(labelled) >= 10, len(labelled)  # 13 of the 19 runs it fires on, with the rule as shipped
+    assert len(labelled) >= len(fired) / 2, (len(labelled), len(fired))
     assert not healthy, healthy
 
 
 def test_the_sign_of_d_x_minus_d_g_z_finds_generator_dominance_in_scalar_logs_of_any_loss():
     # GD206 reads only whether D(x) > D(G(z)) at each step, so hinge and critic logs, whose raw
     # scores GD203's probability gap cannot read, are judged too.
-    fired = [r for r in RUNS if "GD206" in _rules_fired(_scalars(r))]
-    labelled = [r for r in fired if "generator_dominance" in _oracle(r)["labels"]]
+    fired, labelled, healthy = _rule_on_corpus("GD206", _scalars, "generator_dominance")
     critics = [r for r in labelled if _oracle(r)["recipe"]["loss"] in ("hinge", "wgan", "wgan-gp")]
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
     assert len(labelled) >= 40, len(labelled)  # 47 of the 57 runs it fires on, as shipped
     assert len(labelled) >= 0.75 * len(fired), (len(labelled), len(fired))
     assert len(critics) >= 8, len(critics)  # 13
@@ -129,9 +133,7 @@ def test_the_sign_of_d_x_minus_d_g_z_finds_generator_dominance_in_scalar_logs_of
 
 def test_swings_of_the_share_of_steps_d_is_ahead_find_non_convergence_in_scalar_logs():
     # GD605: the scalar logs' stand-in for D's swinging accuracy (GD602), in any output units.
-    fired = [r for r in RUNS if "GD605" in _rules_fired(_scalars(r))]
-    labelled = [r for r in fired if "non_convergence" in _oracle(r)["labels"]]
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
+    fired, labelled, healthy = _rule_on_corpus("GD605", _scalars, "non_convergence")
     assert len(labelled) >= 20, len(labelled)  # 25 of the 39 runs it fires on, as shipped
     assert len(labelled) >= 0.5 * len(fired), (len(labelled), len(fired))
     assert len(healthy) <= 2, healthy  # 1 (c117)
@@ -140,10 +142,8 @@ def test_swings_of_the_share_of_steps_d_is_ahead_find_non_convergence_in_scalar_
 def test_a_d_that_takes_over_late_in_a_short_run_is_called_dominant_at_the_end():
     # GD104: GD101's bars on short windows, at every check from the onset to the last record. It
     # must find D-dominated runs GD101's 200-step medians missed, and no healthy run.
-    fired = [r for r in RUNS if "GD104" in _rules_fired(_live(r))]
-    labelled = [r for r in fired if "discriminator_dominance" in _oracle(r)["labels"]]
+    fired, labelled, healthy = _rule_on_corpus("GD104", _live, "discriminator_dominance")
     beyond_gd101 = [r for r in labelled if "GD101" not in _rules_fired(_live(r))]
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
     assert len(labelled) >= 0.9 * len(fired), (len(labelled), len(fired))  # 59 of 62, as shipped
     assert len(beyond_gd101) >= 5, [r.name for r in beyond_gd101]  # 8
     assert not healthy, healthy
@@ -151,9 +151,7 @@ def test_a_d_that_takes_over_late_in_a_short_run_is_called_dominant_at_the_end()
 
 def test_a_d_confident_to_the_end_of_a_short_scalar_log_is_called_dominant():
     # GD105: GD104 for a log of D's probabilities (D_x, D_G_z), read where no rank was measured.
-    fired = [r for r in RUNS if "GD105" in _rules_fired(_scalars(r))]
-    labelled = [r for r in fired if "discriminator_dominance" in _oracle(r)["labels"]]
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
+    fired, labelled, healthy = _rule_on_corpus("GD105", _scalars, "discriminator_dominance")
     assert len(labelled) >= 0.9 * len(fired) and len(labelled) >= 20, (len(labelled), len(fired))  # 42 of 42, as shipped
     assert not healthy, healthy
     assert not any("GD105" in _rules_fired(_live(r)) for r in fired)  # d.auc recorded: GD104 reads it
@@ -162,9 +160,7 @@ def test_a_d_confident_to_the_end_of_a_short_scalar_log_is_called_dominant():
 def test_swings_of_g_s_gradient_norm_find_collapse_in_scalar_logs_and_leave_healthy_runs_alone():
     # GD310: a batch on a few modes gets the same few directions from D at every sample, so G's
     # gradient norm swings; on the scalar logs (no sample features) it infers collapse.
-    fired = [r for r in RUNS if "GD310" in _rules_fired(_scalars(r))]
-    labelled = [r for r in fired if "mode_collapse" in _oracle(r)["labels"]]
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
+    fired, labelled, healthy = _rule_on_corpus("GD310", _scalars, "mode_collapse")
     assert len(labelled) >= 20, len(labelled)  # 28 of the 31 runs it fires on, as shipped
     assert len(labelled) >= 0.8 * len(fired), (len(labelled), len(fired))
     assert len({_oracle(r)["family"] for r in labelled}) >= 4  # not one architecture's quirk

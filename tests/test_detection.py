@@ -10,6 +10,8 @@ non-finite step.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -155,6 +157,28 @@ def test_a_d_confident_to_the_end_of_a_short_scalar_log_is_called_dominant():
     assert len(labelled) >= 0.9 * len(fired) and len(labelled) >= 20, (len(labelled), len(fired))  # 42 of 42, as shipped
     assert not healthy, healthy
     assert not any("GD105" in _rules_fired(_live(r)) for r in fired)  # d.auc recorded: GD104 reads it
+
+
+def test_a_log_of_losses_alone_ending_with_d_at_the_floor_is_called_dominant(tmp_path):
+    # GD106: GD105 for the logs most training scripts print, losses only. The corpus's scalar
+    # logs cut down to their two loss columns (the same runs, the same labels).
+    fired, labelled, beyond_gd102, healthy = [], [], [], []
+    for run in RUNS:
+        with gzip.open(run / "scalars.csv.gz", "rt", newline="") as src:
+            rows = [(r["step"], r["loss_D"], r["loss_G"]) for r in csv.DictReader(src)]
+        losses = tmp_path / f"{run.name}.csv"
+        with losses.open("w", newline="") as dst:
+            csv.writer(dst).writerows([("step", "loss_D", "loss_G"), *rows])
+        codes = _rules_fired(analyze(losses))
+        if "GD106" in codes:
+            fired.append(run)
+            labels = _oracle(run)["labels"]
+            labelled += [run] if "discriminator_dominance" in labels else []
+            beyond_gd102 += [run] if "GD102" not in codes else []
+            healthy += [] if labels else [run.name]
+    assert len(labelled) >= 0.9 * len(fired) and len(labelled) >= 30, (len(labelled), len(fired))  # 52 of 53, as shipped
+    assert len(beyond_gd102) >= 2, beyond_gd102  # 3, all D-dominated
+    assert not healthy, healthy
 
 
 def test_swings_of_g_s_gradient_norm_find_collapse_in_scalar_logs_and_leave_healthy_runs_alone():

@@ -221,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--holdout", metavar="KEY=VALUE", help="fit on every other group, score this one (KEY: family|dataset)")
     g.add_argument("--all", action="store_true", help="fit on every calibratable run (nothing held out)")
     parser.add_argument("--out", help="write the fitted overrides here (TOML)")
+    parser.add_argument("--columns", metavar="COL[,COL]",
+                        help="fit on scalar logs cut to these columns (and their step), as detection.py --columns scores them")
     args = parser.parse_args(argv)
     t0 = time.time()
     cases = detection.load_cases(Path(args.runs))
-    predictor = detection.Predictor(detection.LogCache(), detection.load_rules())
+    columns = tuple(c for c in args.columns.split(",") if c) if args.columns is not None else None
+    predictor = detection.Predictor(detection.LogCache(columns), detection.load_rules())
     spec = load_spec(Path(args.spec))
     if args.holdout:
         key, _, value = args.holdout.partition("=")

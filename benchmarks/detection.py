@@ -4,6 +4,7 @@
     python benchmarks/detection.py --holdout family=dcgan_bn        # calibrate on the rest, score that group
     python benchmarks/detection.py --leave-one-out family           # every family held out in turn
     python benchmarks/detection.py --leave-one-out dataset --spec benchmarks/calibration.toml
+    python benchmarks/detection.py --columns loss_D,loss_G     # scalar logs cut to their losses
 
 For every run (a folder with ``oracle.json`` and ``gandoctor.jsonl.gz``; ``scalars.csv.gz`` for
 the scalar sources) three predictions are compared with the oracle's labels:
@@ -12,6 +13,10 @@ the scalar sources) three predictions are compared with the oracle's labels:
 * **scalars**: gandoctor's diagnosis of the loop's own ``scalars.csv`` (losses, D(x), D(G(z)),
   gradient norms), what ``gandoctor analyze scalars.csv`` reports;
 * **heuristics**: the documents' plain heuristics (``heuristics`` below) on the same scalars.
+
+``--columns`` cuts every scalar log to the columns named (and its step) before both scalar
+sources read it: what gandoctor and the heuristics make of a poorer log, e.g. a console log of
+losses alone. The live source is unchanged.
 
 Per mode: precision, recall, F1, healthy runs falsely alarmed, median onset delay (predicted
 onset minus the oracle's; negative = earlier). Macro-F1 is the mean F1 over the modes the
@@ -38,6 +43,7 @@ import json
 import math
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,17 +108,38 @@ class Logs:
 class LogCache:
     """Reads each run's logs once per process (calibration diagnoses the same logs many times)."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: tuple[str, ...] | None = None) -> None:
         self._logs: dict[Path, Logs] = {}
+        #: scalar logs are cut to these columns (and the step) before they are read; None: all
+        self.columns = columns
+        self._cut_dir: tempfile.TemporaryDirectory | None = None
 
     def get(self, case: Case) -> Logs:
         if case.folder not in self._logs:
             live = _read(case.folder) if any(case.folder.glob("gandoctor.jsonl*")) else None
             scalar_file = _scalar_file(case.folder)
+            if scalar_file and self.columns is not None:
+                scalar_file = self._cut(scalar_file, case.name)
             scalars = _read(scalar_file) if scalar_file else None
             rows = read_scalar_rows(scalar_file) if scalar_file else {}
             self._logs[case.folder] = Logs(live, scalars, rows)
         return self._logs[case.folder]
+
+    def _cut(self, path: Path, name: str) -> Path:
+        """A copy of the scalar log with only the step and ``self.columns``, as a user's poorer log would be."""
+        if self._cut_dir is None:
+            self._cut_dir = tempfile.TemporaryDirectory(prefix="gandoctor-columns-")
+        raw = gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)
+        with raw as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            keep = [f for f in fields if f == "step" or f in (self.columns or ())]
+            out = Path(self._cut_dir.name) / f"{name}.csv"
+            with out.open("w", newline="") as dst:
+                writer = csv.writer(dst)
+                writer.writerow(keep)
+                writer.writerows([row[k] for k in keep] for row in reader)
+        return out
 
     def warm(self, cases: Iterable[Case]) -> None:
         for c in cases:
@@ -210,7 +237,9 @@ def heuristics(rows: Mapping[str, np.ndarray]) -> dict[str, int]:
     out: dict[str, int] = {}
 
     # exploding: first non-finite value, or a gradient-norm spike above 100
-    bad = ~np.isfinite(np.vstack([ld, lg, gd, gg])).all(axis=0)
+    # a column the log does not have is absent, not a non-finite value at every row
+    present = [v for c, v in zip(("loss_D", "loss_G", "grad_norm_D", "grad_norm_G"), (ld, lg, gd, gg)) if c in rows]
+    bad = ~np.isfinite(np.vstack(present)).all(axis=0) if present else np.zeros(n, bool)
     if bad.any():
         out["exploding_gradients"] = int(steps[np.argmax(bad)])
     big = (np.nan_to_num(gd) > 100) | (np.nan_to_num(gg) > 100)
@@ -399,10 +428,10 @@ def evaluate_grouped(cases: list[Case], predictor: Predictor, key: str, values: 
 _WORKER: dict = {}
 
 
-def _worker_init(runs: str, spec_path: str) -> None:
+def _worker_init(runs: str, spec_path: str, columns: tuple[str, ...] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import calibrate
-    predictor = Predictor(LogCache(), load_rules())
+    predictor = Predictor(LogCache(columns), load_rules())
     _WORKER.update(cases=load_cases(Path(runs)), predictor=predictor, rule_cache=calibrate.RuleCache(predictor),
                    spec=calibrate.load_spec(Path(spec_path)))
 
@@ -418,7 +447,8 @@ def _worker_task(task: tuple) -> tuple:
 
 
 def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys: list[tuple[str, list[str]]], jobs: int,
-              log: Callable[[str], None]) -> tuple[dict | None, dict[str, tuple[dict, list[dict]]]]:
+              log: Callable[[str], None], columns: tuple[str, ...] | None = None,
+              ) -> tuple[dict | None, dict[str, tuple[dict, list[dict]]]]:
     """The plain predictions (in chunks) and every fold of every key, on ``jobs`` processes."""
     tasks: list[tuple] = [("fold", key, v) for key, values in keys for v in values]
     # the largest held-out groups have the smallest calibration sets: start the small groups' folds first
@@ -443,12 +473,12 @@ def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys:
                 f"{info['seconds']:.0f}s")
 
     if jobs <= 1:
-        _worker_init(str(runs), str(spec_path))
+        _worker_init(str(runs), str(spec_path), columns)
         for t in tasks:
             take(_worker_task(t))
     else:
         import multiprocessing as mp
-        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path))) as pool:
+        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path), columns)) as pool:
             for res in pool.imap_unordered(_worker_task, tasks):
                 take(res)
     for key, values in keys:   # folds in group order, whatever order they finished in
@@ -469,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (folds and chunks of runs in parallel)")
     parser.add_argument("--json", metavar="PATH", help="also write the scores (and per-run predictions) as JSON")
     parser.add_argument("--per-run", action="store_true", help="also print the per-run table (plain evaluation)")
+    parser.add_argument("--columns", metavar="COL[,COL]",
+                        help="cut every scalar log to these columns (and its step) first, e.g. loss_D,loss_G for a log of losses alone")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -495,7 +527,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(sorted({c.group(key) for c in cases}))}")
         grouped_keys = [(key, [value])]
     say(f"{len(cases)} runs; {'plain + ' if plain else ''}{sum(len(v) for _, v in grouped_keys)} folds on {args.jobs} process(es)")
-    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say)
+    columns = tuple(c for c in args.columns.split(",") if c) if args.columns is not None else None
+    if columns is not None:
+        print(f"Scalar logs cut to the columns {', '.join(columns)} (and the step); the live source unchanged.\n")
+    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say, columns)
 
     blocks: list[tuple[str, str | None, list[str], dict, list[dict]]] = []
     if plain_preds is not None:
@@ -505,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"Leave-one-{key}-out: held-out predictions of {len(values)} folds pooled "
                  f"(thresholds fitted on the other {key} groups each time)")
         blocks.append((title, key, values, *grouped[key]))
-    out: dict = {"runs_dir": str(args.runs), "runs": len(cases), "tables": []}
+    out: dict = {"runs_dir": str(args.runs), "runs": len(cases), "columns": list(columns) if columns else None, "tables": []}
     for title, key, values, preds, folds in blocks:
         scored = [c for c in cases if c.name in preds["live"]]
         scores = {s: score(scored, preds[s]) for s in SOURCES}

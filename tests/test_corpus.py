@@ -272,6 +272,29 @@ def test_heuristics_on_synthetic_scalars():
     assert "vanishing_gradients" in detection.heuristics(van)
 
 
+def test_heuristics_on_a_log_of_losses_alone_read_no_missing_column_as_nan():
+    # a column the log lacks is absent: before, it read as NaN at every row, so every
+    # losses-only log was "exploding" from its first row
+    n = 400
+    rng = np.random.default_rng(1)
+    losses = dict(step=np.arange(1, n + 1, dtype=float), loss_D=1.3 + 0.05 * rng.standard_normal(n),
+                  loss_G=0.8 + 0.05 * rng.standard_normal(n))
+    assert detection.heuristics(losses) == {}
+    losses["loss_D"][250:] = np.nan
+    assert detection.heuristics(losses) == {"exploding_gradients": 251}
+
+
+def test_scalar_logs_cut_to_named_columns_keep_only_those_and_the_step(tiny_corpus):
+    out, _, _ = tiny_corpus
+    case = detection.load_cases(out)[0]
+    full = detection.LogCache().get(case)
+    cut = detection.LogCache(("loss_D", "loss_G")).get(case)
+    assert set(full.rows) > {"step", "loss_D", "loss_G"} and set(cut.rows) == {"step", "loss_D", "loss_G"}
+    np.testing.assert_array_equal(cut.rows["loss_D"], full.rows["loss_D"])
+    assert cut.scalars is not None and set(cut.scalars.signals.names()) == {"loss.d", "loss.g"}
+    assert cut.live is not None and set(cut.live.signals.names()) == set(full.live.signals.names())
+
+
 def test_detection_and_calibration_on_the_tiny_corpus(tiny_corpus, tmp_path):
     out, recipes, _ = tiny_corpus
     cases = detection.load_cases(out)

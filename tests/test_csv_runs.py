@@ -28,7 +28,8 @@ def export_losses(run: str, path: Path) -> Path:
 def test_loss_only_csv_of_a_dominated_run_is_flagged(tmp_path, run):
     report = analyze(export_losses(run, tmp_path / "losses.csv"))
     assert "discriminator_dominance" in report.modes
-    assert any(f.rule == "GD102" for f in report.findings)
+    # GD102 fires (the finding's headline may be GD106, the same floor held to the end)
+    assert any("GD102" in (f.rule, *f.also_fired) for f in report.findings)
 
 
 @pytest.mark.parametrize("run", ["healthy_ring8_s0", "healthy_digits_mlp_s0", "healthy_grid25_s1"])

@@ -159,26 +159,40 @@ def test_a_d_confident_to_the_end_of_a_short_scalar_log_is_called_dominant():
     assert not any("GD105" in _rules_fired(_live(r)) for r in fired)  # d.auc recorded: GD104 reads it
 
 
-def test_a_log_of_losses_alone_ending_with_d_at_the_floor_is_called_dominant(tmp_path):
-    # GD106: GD105 for the logs most training scripts print, losses only. The corpus's scalar
-    # logs cut down to their two loss columns (the same runs, the same labels).
-    fired, labelled, beyond_gd102, healthy = [], [], [], []
+@pytest.fixture(scope="module")
+def losses_only(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Every corpus run's scalar log cut down to its two loss columns (the same runs, the same
+    labels): the logs most training scripts print. The rules that fired on each, by run."""
+    folder = tmp_path_factory.mktemp("losses")
+    fired = {}
     for run in RUNS:
         with gzip.open(run / "scalars.csv.gz", "rt", newline="") as src:
             rows = [(r["step"], r["loss_D"], r["loss_G"]) for r in csv.DictReader(src)]
-        losses = tmp_path / f"{run.name}.csv"
+        losses = folder / f"{run.name}.csv"
         with losses.open("w", newline="") as dst:
             csv.writer(dst).writerows([("step", "loss_D", "loss_G"), *rows])
-        codes = _rules_fired(analyze(losses))
-        if "GD106" in codes:
-            fired.append(run)
-            labels = _oracle(run)["labels"]
-            labelled += [run] if "discriminator_dominance" in labels else []
-            beyond_gd102 += [run] if "GD102" not in codes else []
-            healthy += [] if labels else [run.name]
+        fired[run] = _rules_fired(analyze(losses))
+    return fired
+
+
+def test_a_log_of_losses_alone_ending_with_d_at_the_floor_is_called_dominant(losses_only):
+    # GD106: GD105 for the logs of losses alone.
+    fired = [r for r in RUNS if "GD106" in losses_only[r]]
+    labelled = [r for r in fired if "discriminator_dominance" in _oracle(r)["labels"]]
+    beyond_gd102 = [r.name for r in labelled if "GD102" not in losses_only[r]]
     assert len(labelled) >= 0.9 * len(fired) and len(labelled) >= 30, (len(labelled), len(fired))  # 52 of 53, as shipped
-    assert len(beyond_gd102) >= 2, beyond_gd102  # 3, all D-dominated
-    assert not healthy, healthy
+    assert len(beyond_gd102) >= 2, beyond_gd102  # 3
+    assert not [r.name for r in fired if not _oracle(r)["labels"]]
+
+
+def test_a_log_of_losses_alone_with_d_above_chance_is_called_generator_dominated(losses_only):
+    # GD207: D's loss well above chance, read only where the log holds nothing else about D.
+    fired = [r for r in RUNS if "GD207" in losses_only[r]]
+    labelled = [r for r in fired if "generator_dominance" in _oracle(r)["labels"]]
+    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
+    assert len(labelled) >= 0.75 * len(fired) and len(labelled) >= 15, (len(labelled), len(fired))  # 20 of 24, as shipped
+    assert len(healthy) <= 1, healthy  # 1 (c117, which GD203 and GD206 flag too)
+    assert not any("GD207" in _rules_fired(_scalars(r)) for r in fired)  # D's outputs logged: superseded
 
 
 def test_swings_of_g_s_gradient_norm_find_collapse_in_scalar_logs_and_leave_healthy_runs_alone():

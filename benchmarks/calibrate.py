@@ -226,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     t0 = time.time()
     cases = detection.load_cases(Path(args.runs))
-    columns = tuple(c for c in args.columns.split(",") if c) if args.columns is not None else None
+    try:
+        columns = detection.parse_columns(args.columns, cases)
+    except ValueError as exc:
+        parser.error(str(exc))
     predictor = detection.Predictor(detection.LogCache(columns), detection.load_rules())
     spec = load_spec(Path(args.spec))
     if args.holdout:

@@ -153,6 +153,24 @@ def _scalar_file(folder: Path) -> Path | None:
     return None
 
 
+def parse_columns(text: str | None, cases: Iterable[Case]) -> tuple[str, ...] | None:
+    """``--columns`` as a tuple, checked against every run's scalar log: a column no log has is
+    a typo that would leave the logs empty, and is refused with the file and what it has."""
+    if text is None:
+        return None
+    columns = tuple(c.strip() for c in text.split(",") if c.strip())
+    for case in cases:
+        path = _scalar_file(case.folder)
+        if path is None:
+            continue
+        with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as fh:
+            header = next(csv.reader(fh), [])
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ValueError(f"--columns: {path} has no column {', '.join(missing)}; it has {', '.join(header)}")
+    return columns
+
+
 def _read(path: Path) -> gandoctor.RunData | None:
     try:
         data = read_run(path)
@@ -527,7 +545,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(sorted({c.group(key) for c in cases}))}")
         grouped_keys = [(key, [value])]
     say(f"{len(cases)} runs; {'plain + ' if plain else ''}{sum(len(v) for _, v in grouped_keys)} folds on {args.jobs} process(es)")
-    columns = tuple(c for c in args.columns.split(",") if c) if args.columns is not None else None
+    try:
+        columns = parse_columns(args.columns, cases)
+    except ValueError as exc:
+        parser.error(str(exc))
     if columns is not None:
         print(f"Scalar logs cut to the columns {', '.join(columns)} (and the step); the live source unchanged.\n")
     plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say, columns)

@@ -293,6 +293,9 @@ def test_scalar_logs_cut_to_named_columns_keep_only_those_and_the_step(tiny_corp
     np.testing.assert_array_equal(cut.rows["loss_D"], full.rows["loss_D"])
     assert cut.scalars is not None and set(cut.scalars.signals.names()) == {"loss.d", "loss.g"}
     assert cut.live is not None and set(cut.live.signals.names()) == set(full.live.signals.names())
+    assert detection.parse_columns("loss_D, loss_G", [case]) == ("loss_D", "loss_G")
+    with pytest.raises(ValueError, match=r"scalars\.csv.*no column loss_d.*loss_D"):  # a typo names the file
+        detection.parse_columns("loss_d", [case])
 
 
 def test_detection_and_calibration_on_the_tiny_corpus(tiny_corpus, tmp_path):

@@ -47,7 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import IO, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -126,20 +126,9 @@ class LogCache:
         return self._logs[case.folder]
 
     def _cut(self, path: Path, name: str) -> Path:
-        """A copy of the scalar log with only the step and ``self.columns``, as a user's poorer log would be."""
         if self._cut_dir is None:
             self._cut_dir = tempfile.TemporaryDirectory(prefix="gandoctor-columns-")
-        raw = gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)
-        with raw as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            keep = [f for f in fields if f == "step" or f in (self.columns or ())]
-            out = Path(self._cut_dir.name) / f"{name}.csv"
-            with out.open("w", newline="") as dst:
-                writer = csv.writer(dst)
-                writer.writerow(keep)
-                writer.writerows([row[k] for k in keep] for row in reader)
-        return out
+        return cut_scalar_log(path, self.columns or (), Path(self._cut_dir.name) / f"{name}.csv")
 
     def warm(self, cases: Iterable[Case]) -> None:
         for c in cases:
@@ -153,6 +142,25 @@ def _scalar_file(folder: Path) -> Path | None:
     return None
 
 
+def _open_text(path: Path) -> IO[str]:
+    """A scalar log for reading as text, gzipped or not."""
+    return gzip.open(path, "rt", newline="") if path.name.endswith(".gz") else open(path, newline="")
+
+
+def cut_scalar_log(path: Path, columns: Iterable[str], out: Path) -> Path:
+    """A copy of the scalar log at ``out`` with only its step and ``columns``, as a user's poorer
+    log would be (e.g. a console log of the two losses)."""
+    wanted = set(columns)
+    with _open_text(path) as fh:
+        reader = csv.DictReader(fh)
+        keep = [f for f in reader.fieldnames or [] if f == "step" or f in wanted]
+        with out.open("w", newline="") as dst:
+            writer = csv.writer(dst)
+            writer.writerow(keep)
+            writer.writerows([row[k] for k in keep] for row in reader)
+    return out
+
+
 def parse_columns(text: str | None, cases: Iterable[Case]) -> tuple[str, ...] | None:
     """``--columns`` as a tuple, checked against every run's scalar log: a column no log has is
     a typo that would leave the logs empty, and is refused with the file and what it has."""
@@ -163,7 +171,7 @@ def parse_columns(text: str | None, cases: Iterable[Case]) -> tuple[str, ...] | 
         path = _scalar_file(case.folder)
         if path is None:
             continue
-        with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as fh:
+        with _open_text(path) as fh:
             header = next(csv.reader(fh), [])
         missing = [c for c in columns if c not in header]
         if missing:
@@ -181,8 +189,7 @@ def _read(path: Path) -> gandoctor.RunData | None:
 
 
 def read_scalar_rows(path: Path) -> dict[str, np.ndarray]:
-    raw = gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)
-    with raw as fh:
+    with _open_text(path) as fh:
         reader = csv.DictReader(io.StringIO(fh.read()))
         cols: dict[str, list[float]] = {k: [] for k in reader.fieldnames or []}
         for row in reader:

@@ -13,24 +13,30 @@ from .base import Probe, ProbeHost, StepInputs, Values, layer_of, widest_float
 
 
 def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Per-tensor 2-norms, finite for every finite gradient, without a device sync.
+    """Per-tensor 2-norms on an accelerator, without a device sync: in float64 on CUDA (a
+    memory-bound reduction: as fast; a float32 sum of squares overflows once a norm passes
+    ~1.8e19, so a finite gradient on its way to blowing up would read as non-finite one step
+    early), float32 elsewhere (Apple's MPS has no float64). CPU gradients take
+    :func:`host_norms`."""
+    dtype = torch.float64 if grads[0].device.type == "cuda" else torch.float32
+    return torch.stack(torch._foreach_norm(grads, 2, dtype=dtype))
 
-    A float32 sum of squares overflows once a norm passes ~1.8e19: a finite gradient on its way
-    to blowing up would read as non-finite one step early. On CUDA the sums run in float64 (a
-    memory-bound reduction: as fast). On the CPU float64 sums cost 4-20x (measured: +5% step time
-    on a 32x32 DCGAN), so they run in float32 and only the tensors whose norm overflowed are
-    summed again in float64 (host values: checking costs no sync). Apple's MPS has no float64.
+
+def host_norms(grads: list[torch.Tensor]) -> list[float]:
+    """Per-tensor 2-norms of CPU gradients as host floats (a CPU value needs no sync to read).
+
+    One fused float32 norm and a read of each; the sums, the global norm and the per-layer norms
+    then run in Python. Measured inside the demo's training loop, where the step has just evicted
+    the caches, each torch call costs 3-7x its cost in a tight loop: the tensor path's five calls
+    (norm, stack, an overflow check, the global norm, the running sum) took 92 us per D step,
+    this one about 40 (reading each norm beat one stack and ``tolist``: 44 vs 63 us). A float32 sum of squares overflows once a norm passes ~1.8e19: those
+    norms alone are summed again in float64 (float64 throughout costs 4-20x on the CPU).
     """
-    device = grads[0].device
-    if device.type == "cuda":
-        return torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))
-    norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-    # One host read of the float32 sum of squares (a CPU value: nothing to wait for) says whether
-    # any norm overflowed: cheaper on the step path than an elementwise isfinite and a reduction.
-    if device.type != "cpu" or math.isfinite(float(norms.sum())):
-        return norms
-    redo = [torch.linalg.vector_norm(g, dtype=torch.float64) if not torch.isfinite(n) else n.double() for g, n in zip(grads, norms, strict=True)]
-    return torch.stack(redo)
+    values = [n.item() for n in torch._foreach_norm(grads, 2, dtype=torch.float32)]
+    for j, value in enumerate(values):
+        if value == math.inf:
+            values[j] = float(torch.linalg.vector_norm(grads[j], dtype=torch.float64))
+    return values
 
 
 class GradTap:
@@ -45,15 +51,16 @@ class GradTap:
     def __init__(self, optimizer: torch.optim.Optimizer, names: Mapping[int, str]) -> None:
         self.optimizer = optimizer
         self.names = names
-        self.total: torch.Tensor | None = None
-        self.nonfinite: torch.Tensor | None = None
+        self.total: torch.Tensor | float | None = None
+        self.nonfinite: torch.Tensor | float | None = None
         self.steps = 0  # optimizer steps measured
         self.count = 0  # optimizer steps in this iteration
         self.active = True
         self.want_layers = False
-        self.layers: dict[str, torch.Tensor] = {}
+        self.layers: dict[str, torch.Tensor | float] = {}
         self.seconds = 0.0
         self._params: list[torch.Tensor] | None = None  # the optimizer's parameters, listed once
+        self._layer: dict[int, str] = {}  # id(parameter) -> its layer, worked out once
         self._groups = 0
         self.handle = optimizer.register_step_pre_hook(self._hook)
         self.failed: BaseException | None = None
@@ -70,38 +77,54 @@ class GradTap:
                 # them where none is the module's (a wrapper that flattens parameters, e.g. FSDP).
                 own = [p for p in stepped if id(p) in self.names]
                 self._params = own or stepped
+                self._layer = {id(p): layer_of(self.names.get(id(p), "unnamed")) for p in self._params}
                 self._groups = len(optimizer.param_groups)
             params = [p for p in self._params if p.grad is not None and not p.grad.is_sparse]
             if not params:
                 return
             with torch.no_grad():
-                # Few kernels, no sync: one fused per-tensor norm, one stack, one norm (of the
-                # norms in float64: their sum of squares can overflow float32 too).
                 grads = [g for p in params if (g := p.grad) is not None]
-                norms = tensor_norms(grads)
-                dtype = widest_float(norms.device)
-                global_norm = torch.linalg.vector_norm(norms, dtype=dtype)
-                self.total = global_norm if self.total is None else self.total + global_norm
+                if grads[0].device.type == "cpu":
+                    self._measure_on_host(params, host_norms(grads))
+                else:
+                    self._measure_on_device(params, tensor_norms(grads))
                 self.steps += 1
-                if self.want_layers:
-                    # Per-layer detail only on the layer schedule.
-                    self.nonfinite = (~torch.isfinite(norms)).sum()
-                    sq: dict[str, list[torch.Tensor]] = {}
-                    for p, n in zip(params, norms, strict=True):
-                        sq.setdefault(layer_of(self.names.get(id(p), "unnamed")), []).append(n)
-                    self.layers = {k: torch.linalg.vector_norm(torch.stack(v), dtype=dtype) for k, v in sq.items()}
         except Exception as exc:  # never let a probe break optimizer.step()
             self.failed = exc
             self.handle.remove()
         finally:
             self.seconds += time.perf_counter() - start
 
-    def take(self) -> tuple[dict[str, torch.Tensor | float], dict[str, torch.Tensor]]:
+    def _measure_on_host(self, params: list[torch.Tensor], norms: list[float]) -> None:
+        # math.hypot scales as it sums: no overflow short of a norm beyond float64's range.
+        global_norm = math.hypot(*norms)
+        self.total = global_norm if self.total is None else self.total + global_norm
+        if self.want_layers:  # per-layer detail only on the layer schedule
+            self.nonfinite = float(sum(not math.isfinite(n) for n in norms))
+            per_layer: dict[str, list[float]] = {}
+            for p, n in zip(params, norms, strict=True):
+                per_layer.setdefault(self._layer[id(p)], []).append(n)
+            self.layers = {k: math.hypot(*v) for k, v in per_layer.items()}
+
+    def _measure_on_device(self, params: list[torch.Tensor], norms: torch.Tensor) -> None:
+        # Few kernels, no sync: one fused per-tensor norm, one stack, one norm (of the norms in
+        # float64: their sum of squares can overflow float32 too).
+        dtype = widest_float(norms.device)
+        global_norm = torch.linalg.vector_norm(norms, dtype=dtype)
+        self.total = global_norm if self.total is None else self.total + global_norm
+        if self.want_layers:
+            self.nonfinite = (~torch.isfinite(norms)).sum().float()
+            sq: dict[str, list[torch.Tensor]] = {}
+            for p, n in zip(params, norms, strict=True):
+                sq.setdefault(self._layer[id(p)], []).append(n)
+            self.layers = {k: torch.linalg.vector_norm(torch.stack(v), dtype=dtype) for k, v in sq.items()}
+
+    def take(self) -> tuple[dict[str, torch.Tensor | float], dict[str, torch.Tensor | float]]:
         out: dict[str, torch.Tensor | float] = {}
         if self.steps and self.total is not None:
             out["grad_norm"] = self.total / self.steps
         if self.nonfinite is not None:
-            out["grad_nonfinite"] = self.nonfinite.float()
+            out["grad_nonfinite"] = self.nonfinite
         out["opt_steps"] = float(self.count)
         layers = self.layers
         self.arm(self.active, False)

@@ -50,6 +50,22 @@ def test_writer_encodes_non_finite_as_strings(tmp_path):
     assert record["s"] == {"loss.d": "nan", "loss.g": "inf", "grad_norm.d": "-inf", "grad_norm.g": 1.5}
 
 
+def test_step_records_are_the_lines_json_writes(tmp_path):
+    """write_step builds its line by hand (it runs every step): byte for byte json.dumps's."""
+    writer = RunLogWriter(tmp_path, {}, capacity=64)
+    cases = [
+        {"loss.d": 0.6931472, "loss.g": 1.234e-07, "grad_norm.d": 1e30, "w": -0.0},
+        {'user.\u00e9"quote\\': 3.0, "user.\u65e5\u672c": 2.5e-300},
+        {"loss.d": math.nan, "loss.g": math.inf},  # non-finite: encoded as strings
+        {"opt_steps.d": 2, "flag": True},  # not floats
+        {},
+    ]
+    for step, values in enumerate(cases):
+        writer.write_step(step, values)
+        expected = {"type": "step", "step": step, "s": {k: encode_value(v) for k, v in values.items()}}
+        assert writer._pending[-1] == json.dumps(expected, separators=(",", ":"), allow_nan=False)
+
+
 def test_writer_buffers_until_flush_records(tmp_path):
     w = RunLogWriter(tmp_path, {}, 64, flush_seconds=3600, flush_records=5)
     path = tmp_path / LOG_NAME

@@ -39,6 +39,7 @@ class Budget:
         self.stretch = {name: 1 for name in self.base}
         self._every = {p.name: p.interval() for p in probes}  # per-step lookups; refreshed by plan()
         self._recent = {p.name: deque([p.cost / 1e3], maxlen=_RECENT) for p in probes}  # seconds; the declared cost first
+        self._median: dict[str, float] = {}  # cost() of the probes that have not run since it was taken
         self.train: float | None = None  # seconds per training step, without the doctor
         self.fixed = 0.0  # doctor seconds per step outside the scheduled probes
         self.steps = 0
@@ -51,7 +52,12 @@ class Budget:
 
     def cost(self, name: str) -> float:
         """Median seconds per measurement of a probe."""
-        return statistics.median(self._recent[name])
+        # Kept until the probe runs again: a plan (every flush) reads every probe's cost, and most
+        # have not run since the last one.
+        cost = self._median.get(name)
+        if cost is None:
+            cost = self._median[name] = statistics.median(self._recent[name])
+        return cost
 
     def seconds_per_step(self) -> float | None:
         """Wall seconds of one training step with the doctor's fixed share, once estimated (at the
@@ -65,6 +71,7 @@ class Budget:
     def probe_ran(self, name: str, seconds: float) -> None:
         recent = self._recent.setdefault(name, deque(maxlen=_RECENT))
         recent.append(seconds)
+        self._median.pop(name, None)
 
     def step_done(self, start: float, end: float, scheduled: float, hooks: float = 0.0) -> None:
         """A ``Doctor.step`` call ran from ``start`` to ``end``; ``scheduled`` seconds of it in

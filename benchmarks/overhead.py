@@ -17,6 +17,13 @@ reported. Variants:
 - ``pixels``: the samples unpooled (the default before the ninth detection pass);
 - ``everything``: extended statistics, NDB every 1000 and FID/KID every 500 steps.
 
+Identical copies do not train equally fast: on this project's 2-core CPU machine the copy built
+first among the variants ran its blocks 2-5% slower than the one built after it, whatever doctor
+it carried (the DCGAN, ``default`` and ``before: default`` swapped: 1.068 vs 1.045, then 1.005
+vs 1.053). ``--repeats R`` measures R times with fresh copies built in a rotated order (the bare
+copy's place rotates too) and reports, per variant, the median ratio over the repeats and their
+range, so a copy's own speed cancels out instead of reading as a difference between variants.
+
 Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is so cheap
 that any fixed cost shows) and a small DCGAN-style conv GAN on 32x32 images.
 
@@ -25,7 +32,7 @@ overhead budget, which plans from measured times after its first 2000 steps, is 
 steady state; the DCGAN's doctors run at most 200 warm-up steps (its fixed intervals already
 fit the budget, and 2000 CPU steps of it per copy would take minutes).
 
-    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--warmup 2100] [--before DIR] [--models mlp,dcgan] [--device cpu|cuda] [--json out.json]
+    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--repeats 1] [--warmup 2100] [--before DIR] [--models mlp,dcgan] [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -141,43 +148,62 @@ def make_doctor(variant: str, G, D, opt_g, opt_d, log_dir: str) -> Any:
     return gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=log_dir, **VARIANTS[variant])
 
 
-def measure(
-    name: str, factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str], warmup: int
-) -> list[dict]:
-    # Identical copies of the models: one bare, one per variant; their blocks alternate.
-    bare_models = build(factory, device)
-    watched = {v: build(factory, device) for v in variants}
-    times: dict[str, list[float]] = {v: [] for v in ["bare", *variants]}
-    states = {v: {"step": 0} for v in times}
+def measure_once(
+    factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str], warmup: int, rotate: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Per-block step times of the bare copy and each variant; the copies are built in the order
+    ``["bare", *variants]`` rotated by ``rotate``."""
+    order = ["bare", *variants]
+    built = order[rotate % len(order) :] + order[: rotate % len(order)]
+    models = {v: build(factory, device) for v in built}
+    times: dict[str, list[float]] = {v: [] for v in order}
+    states = {v: {"step": 0} for v in order}
     with tempfile.TemporaryDirectory() as tmp:
-        doctors = {}
-        for v, (G, D, opt_g, opt_d, _, _) in watched.items():
-            doctors[v] = make_doctor(v, G, D, opt_g, opt_d, f"{tmp}/{len(doctors)}")
-        run_block(bare_models, max(5, steps // 4), batch, device, None, states["bare"])  # warm-up
+        doctors: dict[str, Any] = {}
         for v in variants:
-            run_block(watched[v], max(5, steps // 4, warmup), batch, device, doctors[v], states[v])
-        order = ["bare", *variants]
+            G, D, opt_g, opt_d, _, _ = models[v]
+            doctors[v] = make_doctor(v, G, D, opt_g, opt_d, f"{tmp}/{len(doctors)}")
+        run_block(models["bare"], max(5, steps // 4), batch, device, None, states["bare"])  # warm-up
+        for v in variants:
+            run_block(models[v], max(5, steps // 4, warmup), batch, device, doctors[v], states[v])
         for block in range(blocks):
             # Rotate the order each block so no variant always runs right after another.
             shift = block % len(order)
             for v in order[shift:] + order[:shift]:
-                if v == "bare":
-                    times[v].append(run_block(bare_models, steps, batch, device, None, states[v]))
-                else:
-                    times[v].append(run_block(watched[v], steps, batch, device, doctors[v], states[v]))
+                times[v].append(run_block(models[v], steps, batch, device, doctors.get(v), states[v]))
         for doctor in doctors.values():
             doctor.close()
-    bare = statistics.median(times["bare"])
+    return times, doctors
+
+
+def measure(
+    name: str, factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str], warmup: int, repeats: int = 1
+) -> list[dict]:
+    # Identical copies of the models: one bare, one per variant; their blocks alternate. Each
+    # repeat builds fresh copies in a rotated order (a copy's own speed must not read as a variant's).
+    ratios: dict[str, list[float]] = {v: [] for v in variants}
+    bare_ms: list[float] = []
+    doctor_ms: dict[str, list[float]] = {v: [] for v in variants}
+    doctors: dict[str, Any] = {}
+    for repeat in range(repeats):
+        times, doctors = measure_once(factory, blocks, steps, batch, device, variants, warmup, rotate=repeat)
+        bare = statistics.median(times["bare"])
+        bare_ms.append(bare * 1e3)
+        for v in variants:
+            doctor_ms[v].append(statistics.median(times[v]) * 1e3)
+            ratios[v].append(statistics.median(times[v]) / bare)
     return [
         {
             "model": name,
             "variant": v,
             "batch": batch,
-            "bare_ms": round(bare * 1e3, 3),
-            "doctor_ms": round(statistics.median(times[v]) * 1e3, 3),
-            "ratio": round(statistics.median(times[v]) / bare, 4),
+            "bare_ms": round(statistics.median(bare_ms), 3),
+            "doctor_ms": round(statistics.median(doctor_ms[v]), 3),
+            "ratio": round(statistics.median(ratios[v]), 4),
+            "ratios": [round(r, 4) for r in ratios[v]],
             "blocks": blocks,
             "steps_per_block": steps,
+            "repeats": repeats,
         }
         for v in variants
     ] + [
@@ -191,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=1, help="measure again with fresh copies built in a rotated order; the median ratio is reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of: {', '.join(VARIANTS)}")
@@ -215,18 +242,19 @@ def main() -> None:
         parser.error(f"--models takes a comma list of mlp, dcgan; got {args.models!r}")
     results = []
     if "mlp" in models:
-        results += measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants, args.warmup)
+        results += measure("mlp-2d (demo GAN)", mlp_gan, args.blocks, args.steps, 128, device, variants, args.warmup, args.repeats)
     if "dcgan" in models:
-        results += measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants, min(args.warmup, 200))
+        results += measure("dcgan-32x32", conv_gan, args.blocks, max(10, args.steps // 4), 64, device, variants, min(args.warmup, 200), args.repeats)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
     print(f"machine: {machine}")
-    print(f"{'model':<20} {'doctor':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}")
+    print(f"{'model':<20} {'doctor':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}  repeats")
     for r in results:
         if "intervals" in r:
             continue
-        print(f"{r['model']:<20} {r['variant']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}")
+        spread = f"  {min(r['ratios']):.3f}-{max(r['ratios']):.3f} over {r['repeats']}" if r["repeats"] > 1 else ""
+        print(f"{r['model']:<20} {r['variant']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}{spread}")
     for r in results:
         if "intervals" in r:
             print(f"intervals {r['model']} / {r['variant']}: " + ", ".join(f"{k} {v}" for k, v in r["intervals"].items() if v))

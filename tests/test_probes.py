@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -176,6 +177,52 @@ def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
     assert view is not None
     assert view.nonfinite[-1] == 0
     assert view.values[-1] == pytest.approx(2e30, rel=1e-5)  # four entries of 1e30
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_gradient_norms_of_a_model_in_another_precision(dtype):
+    # The fused norm runs in float32; a float64 gradient cannot be narrowed to it (the tap failed
+    # and was switched off on double-precision models).
+    D = nn.Linear(3, 1).to(dtype)
+    G = nn.Linear(2, 3).to(dtype)
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.0)
+    doctor = gandoctor.Doctor(G, D, d_optimizer=opt_d, schedule=Schedule(flush_every=1), strict=True)
+    opt_d.zero_grad()
+    for p in D.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    opt_d.step()
+    doctor.step(d_loss=torch.tensor(1.0, dtype=dtype))
+    assert doctor.disabled_probes == {}
+    assert doctor.signals.get("grad_norm.d").values[-1] == pytest.approx(4.0, rel=1e-3)  # four entries of 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_every_probe_runs_on_a_gan_trained_in_another_precision(dtype, tmp_path):
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)).to(dtype)
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)).to(dtype)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    schedule = Schedule(flush_every=5, d_probe_every=5, weight_every=5, layer_every=5, feature_every=5, sample_stats_every=10, spectrum_every=10, latent_every=10, budget=None)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, schedule=schedule, strict=True, live_every=0)
+    bce = nn.BCEWithLogitsLoss()
+    for step in range(80):
+        real = torch.randn(64, 2, dtype=dtype)
+        fake = G(torch.randn(64, 4, dtype=dtype))
+        ones, zeros = torch.ones(64, 1, dtype=dtype), torch.zeros(64, 1, dtype=dtype)
+        d_loss = bce(D(real), ones) + bce(D(fake.detach()), zeros)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), ones)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss, g_loss, real, fake, step=step)
+    doctor.close()
+    assert doctor.disabled_probes == {}
+    for name in ("grad_norm.d", "grad_norm.g", "d.auc", "weight_norm.d", "feat.diversity_ratio", "latent.drift"):
+        view = doctor.signals.get(name)
+        assert view is not None and np.isfinite(view.values).any(), name
 
 
 @pytest.mark.parametrize("path", ["cpu values read directly", "one copy per device"])

@@ -226,6 +226,9 @@ class LatentProbe(Probe):
 
         n = self.host.schedule.latent_batch
         device = next((p.device for p in self.host.generator.parameters()), torch.device("cpu"))
+        # Codes in G's own precision (a double or bfloat16 G refuses float32 input); drawn in float32
+        # first, so the same seed gives the same codes whatever the precision.
+        dtype = next((p.dtype for p in self.host.generator.parameters() if p.is_floating_point()), torch.float32)
         self._fix_labels(fake_labels, n, device)
         if self.sample_latent is not None:
             drawn = self.sample_latent(n, code_rng())
@@ -245,7 +248,7 @@ class LatentProbe(Probe):
         tried = 0
         for shape in self._shapes_to_try():
             tried += 1
-            codes = torch.randn((n, *shape), generator=code_rng()).to(device)
+            codes = torch.randn((n, *shape), generator=code_rng()).to(device=device, dtype=dtype)
             try:
                 try:
                     out = self._forward(codes)

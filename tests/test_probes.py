@@ -668,3 +668,26 @@ def test_a_pair_of_image_batches_as_real_is_read_as_its_first_and_said_once(capl
     labelled = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1))
     labelled.step(d_loss=1.0, g_loss=1.0, real=(a, torch.arange(16)), fake=a)  # (images, labels): nothing to say
     assert not any("pair of image batches" in w for w in labelled.report().warnings)
+
+
+def test_a_numpy_batch_is_read_and_anything_else_is_said_once_not_failed_on(caplog):
+    """real= as a NumPy array (float64, beside G's float32 samples) is read like a tensor; a list of
+    numbers is no batch the probes can read: said once, and no probe is switched off over it."""
+    G, D = make_models()
+    schedule = Schedule(flush_every=5, d_probe_every=5, feature_every=5, sample_stats_every=10, latent_every=0, budget=None)
+    doctor = gandoctor.Doctor(G, D, schedule=schedule, features="pixels", strict=True)
+    listed = gandoctor.Doctor(G, D, schedule=schedule, features="pixels")
+    gen = torch.Generator().manual_seed(0)
+    for step in range(40):
+        real = torch.randn(64, 2, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            fake = G(torch.randn(64, 4, generator=gen))
+        doctor.step(d_loss=1.0, g_loss=1.0, real=real.numpy(), fake=fake, step=step)
+        listed.step(d_loss=1.0, g_loss=1.0, real=real.tolist(), fake=fake, step=step)
+    doctor.close()
+    listed.close()
+    assert doctor.signals.get("d.auc") is not None and doctor.signals.get("feat.diversity_ratio") is not None
+    assert listed.disabled_probes == {}
+    assert listed.signals.get("d.auc") is None  # nothing to read it from
+    said = [w for w in listed.report().warnings if "real= is a builtins.list" in w]
+    assert len(said) == 1 and sum("real= is a builtins.list" in r.getMessage() for r in caplog.records) == 1

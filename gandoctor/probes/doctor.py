@@ -82,6 +82,7 @@ class _Batches:
         self.largest = 0
         self.warn = warn
         self.paired_said = False
+        self.not_tensor_said = False
 
     def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
         if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)):  # plain tensors (the common case) pass as they are
@@ -92,11 +93,34 @@ class _Batches:
                     "the first as the samples, as it does for a loader's (images, labels); attach a second Doctor for the "
                     "other domain's G/D pair to watch it too"
                 )
-            real, fake = _batch_tensor(real), _batch_tensor(fake)
+            real_given = real
+            real, fake = self._samples(_batch_tensor(real), "real"), self._samples(_batch_tensor(fake), "fake")
+            if _is_numpy(real_given) and isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor) and fake.is_floating_point():
+                real = real.to(device=fake.device, dtype=fake.dtype)  # NumPy's float64 on the host, beside G's samples
         if not isinstance(real, torch.Tensor) or real.dim() == 0:
             return real, fake, False
         self.largest = max(self.largest, int(real.shape[0]))
         return real, fake, 2 * int(real.shape[0]) < self.largest
+
+    def _samples(self, value: Any, name: str) -> torch.Tensor | None:
+        """A batch as a tensor: a NumPy array's numbers (shared, not copied); anything
+        else the sample probes cannot read (said once, and left out, rather than each probe failing
+        on it and being switched off with an error about a missing method)."""
+        if value is None or isinstance(value, torch.Tensor):
+            return value
+        if _is_numpy(value) and getattr(value, "ndim", 0) >= 1:
+            try:
+                return torch.from_numpy(value)
+            except (TypeError, ValueError):  # an object or string array
+                pass
+        if not self.not_tensor_said:
+            self.not_tensor_said = True
+            self.warn(
+                f"{name}= is a {type(value).__module__}.{type(value).__qualname__}, not a batch of samples as a torch tensor "
+                "(or a NumPy array, a loader's (images, labels) or a dict with one image tensor): the probes that read "
+                "samples (D probe, features, sample statistics) skip the steps that pass one"
+            )
+        return None
 
 
 def _image_pair(value: Any) -> bool:
@@ -126,6 +150,10 @@ def _failure_message(probe: str, exc: BaseException) -> str:
 
 #: Keys under which a dict batch (Hugging Face datasets, torchvision v2 wrappers) holds its images.
 _IMAGE_KEYS = ("pixel_values", "images", "image", "img", "x", "input", "inputs", "data")
+
+
+def _is_numpy(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "dtype")  # NumPy not imported on the step path
 
 
 def _batch_tensor(value: Any) -> Any:

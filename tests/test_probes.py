@@ -161,19 +161,25 @@ def test_an_optimizer_that_also_steps_another_network_is_read_for_the_watched_on
     assert doctor.signals.get("grad_norm.g").values[-1] == pytest.approx(expected, rel=1e-5)
 
 
-def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
-    # A float32 sum of squares overflows past ~1.8e19; a blow-up's last finite step would read
-    # as non-finite one step early (the run's first NaN is the onset GD501 must report).
-    D = nn.Linear(3, 1)
-    G = nn.Linear(2, 3)
+def one_d_step_with_gradients(entry: float, dtype: torch.dtype = torch.float32) -> gandoctor.Doctor:
+    """A doctor that watched one optimizer step of a 3-in 1-out linear D whose four gradient
+    entries all equal ``entry`` (its gradient norm is 2 x entry)."""
+    D = nn.Linear(3, 1).to(dtype)
+    G = nn.Linear(2, 3).to(dtype)
     opt_d = torch.optim.SGD(D.parameters(), lr=0.0)
     doctor = gandoctor.Doctor(G, D, d_optimizer=opt_d, schedule=Schedule(flush_every=1), strict=True)
     opt_d.zero_grad()
     for p in D.parameters():
-        p.grad = torch.full_like(p, 1e30)
+        p.grad = torch.full_like(p, entry)
     opt_d.step()
-    doctor.step(d_loss=torch.tensor(1.0))
-    view = doctor.signals.get("grad_norm.d")
+    doctor.step(d_loss=torch.tensor(1.0, dtype=dtype))
+    return doctor
+
+
+def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
+    # A float32 sum of squares overflows past ~1.8e19; a blow-up's last finite step would read
+    # as non-finite one step early (the run's first NaN is the onset GD501 must report).
+    view = one_d_step_with_gradients(1e30).signals.get("grad_norm.d")
     assert view is not None
     assert view.nonfinite[-1] == 0
     assert view.values[-1] == pytest.approx(2e30, rel=1e-5)  # four entries of 1e30
@@ -183,15 +189,7 @@ def test_a_huge_but_finite_gradient_norm_is_recorded_finite():
 def test_gradient_norms_of_a_model_in_another_precision(dtype):
     # The fused norm runs in float32; a float64 gradient cannot be narrowed to it (the tap failed
     # and was switched off on double-precision models).
-    D = nn.Linear(3, 1).to(dtype)
-    G = nn.Linear(2, 3).to(dtype)
-    opt_d = torch.optim.SGD(D.parameters(), lr=0.0)
-    doctor = gandoctor.Doctor(G, D, d_optimizer=opt_d, schedule=Schedule(flush_every=1), strict=True)
-    opt_d.zero_grad()
-    for p in D.parameters():
-        p.grad = torch.full_like(p, 2.0)
-    opt_d.step()
-    doctor.step(d_loss=torch.tensor(1.0, dtype=dtype))
+    doctor = one_d_step_with_gradients(2.0, dtype)
     assert doctor.disabled_probes == {}
     assert doctor.signals.get("grad_norm.d").values[-1] == pytest.approx(4.0, rel=1e-3)  # four entries of 2
 

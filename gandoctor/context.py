@@ -169,8 +169,11 @@ def norm_layers(module: nn.Module) -> list[str]:
     return sorted(names)
 
 
-def _optimizer_values(role: str, opt: torch.optim.Optimizer, flags: set[str], values: dict[str, Any]) -> None:
-    group = opt.param_groups[0]
+def _optimizer_values(role: str, opt: torch.optim.Optimizer, module: nn.Module, flags: set[str], values: dict[str, Any]) -> None:
+    # The group that trains the module: one optimizer over G's and D's groups (each with its own
+    # lr) holds D's settings in the group of D's parameters, not necessarily the first.
+    own = {id(p) for p in module.parameters()}
+    group = next((g for g in opt.param_groups if any(id(p) in own for p in g["params"])), opt.param_groups[0])
     values[f"optimizer_{role}"] = type(opt).__name__
     if isinstance(group.get("lr"), (int, float)):
         values[f"lr_{role}"] = float(group["lr"])
@@ -215,9 +218,9 @@ def inspect_training(
         flags.add("critic")
     if d_output == "energy":  # lower for reals: its loss is a reconstruction error or a margin, not a classification loss
         flags.add("energy_d")
-    for role, opt in (("d", d_opt), ("g", g_opt)):
+    for role, opt, module in (("d", d_opt, d), ("g", g_opt, g)):
         if opt is not None:
-            _optimizer_values(role, opt, flags, values)
+            _optimizer_values(role, opt, module, flags, values)
     if "lr_d" in values and "lr_g" in values and not math.isclose(values["lr_d"], values["lr_g"]):
         flags.add("ttur")
         if values["lr_d"] > values["lr_g"]:

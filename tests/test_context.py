@@ -42,6 +42,14 @@ def test_inspection_reads_optimizers_norm_layers_dropout_and_the_latent_size():
     assert v["d_params"] == sum(p.numel() for p in D.parameters())
 
 
+def test_one_optimizer_over_both_networks_gives_each_the_settings_of_its_own_group():
+    G, D = dcgan()
+    opt = torch.optim.Adam([{"params": G.parameters(), "lr": 1e-4}, {"params": D.parameters(), "lr": 4e-4, "betas": (0.0, 0.9)}])
+    v = inspect_training(G, D, opt, opt).values
+    assert (v["lr_g"], v["lr_d"]) == (1e-4, 4e-4)
+    assert (v["beta1_g"], v["beta1_d"]) == (0.9, 0.0)
+
+
 def test_a_plain_mlp_gan_without_optimizers_has_no_optimizer_values():
     G, D = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(nn.Linear(2, 1))
     ctx = inspect_training(G, D, None, None, uses=["ema_g"])

@@ -353,6 +353,7 @@ ALIASES: Mapping[str, str] = {
             "loss_discriminator", "loss/d", "d/loss", "loss.d", "critic_loss", "loss_critic", "loss/discriminator",
             "loss/disc", "loss/critic", "losses/d", "discriminator/loss", "critic/loss", "loss/loss_d", "loss/d_loss",
             "d_total_loss", "loss_d_total", "errd_total", "lossd_total", "dis_loss", "loss_dis",
+            "disc/loss", "loss/discriminator_loss", "loss/disc_loss", "loss/d/loss",  # the last: StyleGAN2-ADA / StyleGAN3
         ],
         "loss.d",
     ),
@@ -360,7 +361,7 @@ ALIASES: Mapping[str, str] = {
         [
             "loss_g", "g_loss", "lossg", "errg", "err_g", "gen_loss", "generator_loss", "loss_gen", "loss_generator",
             "loss/g", "g/loss", "loss.g", "loss/generator", "loss/gen", "losses/g", "generator/loss", "loss/loss_g",
-            "loss/g_loss", "g_total_loss", "loss_g_total",
+            "loss/g_loss", "g_total_loss", "loss_g_total", "gen/loss", "loss/generator_loss", "loss/gen_loss", "loss/g/loss",
         ],
         "loss.g",
     ),
@@ -375,6 +376,9 @@ ALIASES: Mapping[str, str] = {
         ],
         "d_prob.fake",
     ),
+    # StyleGAN2-ADA / StyleGAN3 log D's mean logits as Loss/scores/real and Loss/scores/fake.
+    "loss/scores/real": "d_out.real",
+    "loss/scores/fake": "d_out.fake",
     **dict.fromkeys(
         ["grad_norm_d", "d_grad_norm", "grad_norm.d", "gradnorm_d", "d_gradnorm", "grad_norm/d", "grad/d", "grads/d", "d/grad_norm", "gradient_norm/d"],
         "grad_norm.d",
@@ -387,6 +391,11 @@ ALIASES: Mapping[str, str] = {
 
 #: Prefixes stripped before the alias lookup: experiment trackers group metrics as ``train/...``.
 ALIAS_PREFIXES: tuple[str, ...] = ("train/", "training/", "train_", "train.", "metrics/", "scalars/")
+#: Suffixes stripped likewise: Lightning's ``self.log(..., on_step=True, on_epoch=True)`` writes
+#: ``d_loss_step`` (and ``d_loss_epoch``, one value per epoch: not the step's loss, so not
+#: stripped); a JSON record's ``{"mean": ..., "num": ..., "std": ...}`` flattens to ``<name>_mean``;
+#: TensorBoard tags group as ``d_loss/train``.
+ALIAS_SUFFIXES: tuple[str, ...] = ("_step", "_mean", "/train")
 
 
 def alias_key(name: str) -> str:
@@ -402,9 +411,11 @@ def alias_for(name: str) -> str | None:
     if " - " in name:
         name = name.rsplit(" - ", 1)[1]
     key = alias_key(name)
-    if key in ALIASES:
-        return ALIASES[key]
-    for prefix in ALIAS_PREFIXES:
-        if key.startswith(prefix) and key[len(prefix):] in ALIASES:
-            return ALIASES[key[len(prefix):]]
+    stems = [key] + [key[: -len(suffix)] for suffix in ALIAS_SUFFIXES if key.endswith(suffix) and len(key) > len(suffix)]
+    for stem in stems:
+        if stem in ALIASES:
+            return ALIASES[stem]
+        for prefix in ALIAS_PREFIXES:
+            if stem.startswith(prefix) and stem[len(prefix):] in ALIASES:
+                return ALIASES[stem[len(prefix):]]
     return None

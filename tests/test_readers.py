@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import math
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def write(path: Path, text: str) -> Path:
         ("D(x)", "d_prob.real"),
         ("D(G(z))", "d_prob.fake"),
         ("grad_norm_d", "grad_norm.d"),
+        ("d_loss_step", "loss.d"),  # Lightning's self.log(..., on_step=True, on_epoch=True)
+        ("d_loss_epoch", "user.d_loss_epoch"),  # one value per epoch: not the step's loss
+        ("train/g_loss_step", "loss.g"),
+        ("d_loss/train", "loss.d"),
+        ("disc/loss", "loss.d"),
+        ("Loss/G/loss", "loss.g"),  # StyleGAN2-ADA / StyleGAN3
+        ("Loss/scores/fake", "d_out.fake"),
         ("learning rate", "user.learning_rate"),
         ("FID@10k", "user.fid_10k"),
         ("???", None),
@@ -42,6 +50,19 @@ def write(path: Path, text: str) -> Path:
 )
 def test_signal_name_aliases(column, name):
     assert signal_name(column) == name
+
+
+def test_json_records_of_mean_num_std_are_read_by_their_mean(tmp_path):
+    """StyleGAN2-ADA's stats.jsonl: every value a {"num", "mean", "std"} record."""
+    lines = [
+        json.dumps({"Progress/tick": {"num": 1, "mean": t, "std": 0}, "Loss/D/loss": {"num": 64, "mean": 0.5 + t, "std": 0.1},
+                    "Loss/G/loss": {"num": 64, "mean": 2.0, "std": 0.1}, "Loss/scores/real": {"num": 64, "mean": 1.5, "std": 0.2}})
+        for t in range(3)
+    ]
+    data = read_run(write(tmp_path / "stats.jsonl", "\n".join(lines) + "\n"))
+    assert data.signals.get("loss.d").values.tolist() == [0.5, 1.5, 2.5]
+    assert data.signals.get("d_out.real") is not None and data.signals.get("loss.g") is not None
+    assert {"user.loss_d_loss_num", "user.loss_d_loss_std"} <= set(data.signals.names())  # kept, feeding no rule
 
 
 # -- CSV ----------------------------------------------------------------------------------

@@ -168,3 +168,27 @@ def test_console_is_detected_last_and_never_claims_tables(tmp_path):
     csv = tmp_path / "x.csv"
     csv.write_text("step,loss_D\n0,1\n")
     assert not READERS["console"].accepts(csv)
+
+
+def test_a_progress_bar_postfix_is_read_when_the_log_holds_nothing_else(tmp_path):
+    """Lightning's (or tqdm.set_postfix's) bar, saved with tee: `Epoch 1:  42%|####| 5/12 [..., d_loss=0.693,
+    g_loss=0.71]` redrawn with carriage returns, one line per epoch: each redraw is a record at epoch x
+    batches + n, read from the bar's own numbers (tqdm prints three significant digits)."""
+    from tqdm import tqdm
+
+    stream = io.StringIO()
+    rng = np.random.default_rng(0)
+    expected = []
+    for epoch in range(EPOCHS):
+        bar = tqdm(total=BATCHES, desc=f"Epoch {epoch}", file=stream, mininterval=0, ascii=True)
+        for i in range(BATCHES):
+            d_loss, g_loss = float(rng.uniform(0.2, 1.5)), float(rng.uniform(0.5, 3.0))
+            bar.set_postfix(v_num=0, d_loss=d_loss, g_loss=g_loss, refresh=False)
+            bar.update(1)
+            expected.append((epoch * BATCHES + i + 1, float(f"{d_loss:.3g}")))
+        bar.close()
+    (tmp_path / "lightning.log").write_text(stream.getvalue())
+    data = read_run(tmp_path / "lightning.log")
+    assert data.format == "console" and data.mapped["loss.d"] == "d_loss" and data.mapped["loss.g"] == "g_loss"
+    view = data.signals.get("loss.d")
+    assert list(zip(view.steps.tolist(), view.values.tolist())) == expected

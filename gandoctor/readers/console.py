@@ -1,7 +1,10 @@
 """Console output of training scripts, as saved with ``python train.py | tee train.log``.
 
 Line formats, tried in order on each line (and on each ``\\r``-separated part of it, since
-tqdm redraws its bar with carriage returns; a bar's text is removed before matching):
+tqdm redraws its bar with carriage returns; a bar's drawing is removed before matching, its
+``n/total`` kept as the batch and its postfix ``key=value`` pairs as values, so a Lightning or
+``tqdm.set_postfix`` progress bar, ``Epoch 3:  45%|####| 422/938 [00:05<00:06, 80.1it/s,
+d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 
 - the PyTorch DCGAN example: ``[e/E][b/B]\\tLoss_D: .. Loss_G: .. D(x): .. D(G(z)): a / b``
   (``a``, D(G(z)) before D's update, is ``d_prob.fake``; ``b`` is kept as ``user.d_g_z2``);
@@ -34,11 +37,41 @@ BRACKET = re.compile(r"\[([^\[\]]*)\]")
 DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")")
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
 POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
-TQDM = re.compile(r"(?:\d+%\|[^|]*\|\s*\d+/\d+\s*\[[^\]]*\]|\d+it\s*\[[^\]]*\])")
+TQDM = re.compile(r"(?:\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
+TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's description, as Lightning writes it
 SNIFF_BYTES = 1 << 16
 
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")
 _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i")
+
+
+def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
+    """``part`` with each tqdm bar's drawing taken out, the bar's position and postfix pairs left
+    as text the generic format reads (``epoch=3 batch 422/938 d_loss=0.31, ...``); a bar without
+    postfix pairs (or every bar, ``postfix=False``) leaves nothing. Returns the text and the
+    number of bars."""
+    bars = list(TQDM.finditer(part))
+    if not bars:
+        return part, 0
+    if not postfix:
+        return TQDM.sub("", part), len(bars)
+    pieces, last = [], 0
+    for m in bars:
+        before = part[last : m.start()]
+        if last == 0:  # the description before the first bar: Lightning's "Epoch 3: "
+            before = TQDM_EPOCH.sub(lambda e: f"epoch={e.group(1)} ", before)
+        pieces += [before, _bar_values(m)]
+        last = m.end()
+    return "".join(pieces) + part[last:], len(bars)
+
+
+def _bar_values(m: re.Match[str]) -> str:
+    inner = m.group("inner") if m.group("inner") is not None else m.group("inner2")
+    postfix = [seg.strip() for seg in inner.split(",")[2:] if "=" in seg]  # after "elapsed<left, rate"
+    if not postfix:
+        return ""
+    where = f" batch {m.group('n')}/{m.group('total')} " if m.group("n") is not None else f" it={m.group('count')} "
+    return where + ", ".join(postfix)
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
@@ -69,6 +102,7 @@ class _Parser:
         self.out = out
         self.clock = clock
         self.matched = 0
+        self._last: tuple[int, dict[str, float]] | None = None
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
@@ -124,6 +158,9 @@ class _Parser:
             step = self.clock.step(batch, where)
         else:
             step = self.clock.epoch_batch(epoch, batch, per_epoch, where)
+        if (step, values) == self._last:
+            return True  # a progress bar redrawn as it was (on close, on a timer): one record
+        self._last = (step, values)
         self.out.record(step, values)
         self.matched += 1
         return True
@@ -139,7 +176,7 @@ def _sniff(path: Path) -> bool:
         return False
     for line in head.splitlines()[:500]:
         for part in line.split("\r"):
-            part = TQDM.sub("", part)
+            part = _unbar(part)[0]
             if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part):
                 return True
             if any(alias_key(k) and _known(k) for k, _ in _pairs(part)):
@@ -161,6 +198,22 @@ def _accepts(path: Path) -> bool:
 
 
 def read(path: Path, capacity: int = 4096) -> RunData:
+    # The lines a script prints are its log; a progress bar's postfix (tqdm.set_postfix, Lightning's
+    # bar) usually repeats them, so it is read only from a log that holds nothing else.
+    out, bars = _read(path, capacity, bar_postfix=False)
+    if not out.records and bars:
+        out, bars = _read(path, capacity, bar_postfix=True)
+    if not out.records:
+        raise LogFormatError(
+            f"{path}: no training log lines found (expected lines like '[0/5][10/469] Loss_D: 1.2 Loss_G: 0.7', "
+            "'[Epoch 0/200] [Batch 10/938] [D loss: 0.6] [G loss: 0.7]', 'step=10 loss_D=1.2 loss_G=0.7' or a "
+            "progress bar's postfix 'Epoch 0:  45%|####| 422/938 [00:05<00:06, 80.1it/s, d_loss=0.31, g_loss=2.1]')"
+        )
+    signals, warnings, mapped = out.finish()
+    return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
+
+
+def _read(path: Path, capacity: int, bar_postfix: bool) -> tuple[Collector, int]:
     out = Collector(path, capacity)
     clock = StepClock(path, out.warnings)
     parser = _Parser(out, clock)
@@ -173,7 +226,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
             hit = False
             rest = False  # text besides progress bars
             for part in text.split("\r"):
-                cleaned, n = TQDM.subn("", part)
+                cleaned, n = _unbar(part, bar_postfix)
                 bars += n
                 if cleaned.strip():
                     rest = True
@@ -184,13 +237,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
                 first_unmatched = first_unmatched or lineno
     if unmatched:
         out.warnings.append(f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})")
-    if not out.records:
-        raise LogFormatError(
-            f"{path}: no training log lines found (expected lines like '[0/5][10/469] Loss_D: 1.2 Loss_G: 0.7', "
-            "'[Epoch 0/200] [Batch 10/938] [D loss: 0.6] [G loss: 0.7]' or 'step=10 loss_D=1.2 loss_G=0.7')"
-        )
-    signals, warnings, mapped = out.finish()
-    return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
+    return out, bars
 
 
 register_reader(Reader("console", _accepts, read, "console output of a training script (DCGAN example, PyTorch-GAN, key: value lines)"))

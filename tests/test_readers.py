@@ -199,6 +199,27 @@ def test_unknown_file_kind_raises_listing_formats(tmp_path):
     assert str(path) in message and "runlog" in message and "csv" in message and "jsonl" in message
 
 
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("semicolons.csv", "step;loss_D;loss_G\n0;0.5;1.0\n1;0.4;1.1\n"),  # a European spreadsheet's separator
+        ("pipes.csv", "step|loss_D|loss_G\n0|0.5|1.0\n1|0.4|1.1\n"),
+        ("train_log.txt", "step  d_loss  g_loss\n0  0.5  1.0\n1  0.4  1.1\n"),  # f.write(f"{step} {d} {g}")
+        ("losses.dat", "iter\terrD\terrG\n0\t0.5\t1.0\n1\t0.4\t1.1\n"),  # tabs in a file not named .tsv
+    ],
+)
+def test_tables_separated_otherwise_than_by_commas(tmp_path, name, text):
+    data = read_run(write(tmp_path / name, text))
+    assert data.format == "csv" and data.records == 2
+    assert data.signals.get("loss.d").values.tolist() == [0.5, 0.4]
+    assert data.signals.get("loss.g").steps.tolist() == [0, 1]
+
+
+def test_a_text_file_of_key_value_lines_is_still_a_console_log(tmp_path):
+    data = read_run(write(tmp_path / "train.log", "step=0 loss_D=0.5 loss_G=1.0\nstep=1 loss_D=0.4 loss_G=1.1\n"))
+    assert data.format == "console" and data.records == 2
+
+
 def test_forced_format(tmp_path):
     path = write(tmp_path / "metrics.txt", "step,loss_D\n0,1\n")
     assert read_run(path, format="csv").records == 1

@@ -1,4 +1,5 @@
-"""Reading tables of logged values: CSV/TSV (one row a step), JSON Lines and JSON arrays.
+"""Reading tables of logged values: CSV/TSV (one row a step; ';' and '|' separated too, and text
+files of white-space separated columns under a header), JSON Lines and JSON arrays.
 
 Shared by the csv, jsonl and wandb readers (tabular.py, wandb.py register them).
 
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..signals import alias_key
+from ..signals import alias_for, alias_key
 from . import RunData
 from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options
 from ._lines import iter_lines, open_text
@@ -111,19 +112,57 @@ def _no_ignore(key: str) -> bool:
 
 
 # -- CSV ------------------------------------------------------------------------------------
+#: Cell separators a table's header is tried with: the one that splits it into the most cells
+#: wins (a European spreadsheet's ';', a '|' table); the extension's own (',' or tab) on a tie.
+DELIMITERS = (",", "\t", ";", "|")
+#: Other text files read as tables when their first lines are a header and a row of numbers
+#: separated by white space (``f.write(f"{step} {d_loss} {g_loss}\n")`` under a header line).
+TABLE_SUFFIXES = (".txt", ".log", ".dat", ".out", ".txt.gz", ".log.gz", ".dat.gz")
+WHITESPACE = "whitespace"
+
+
 def _accepts_csv(path: Path) -> bool:
     name = path.name.lower()
-    return path.is_file() and name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz"))
+    if not path.is_file():
+        return False
+    return name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")) or (name.endswith(TABLE_SUFFIXES) and _whitespace_table(path))
 
 
-def _delimiter(path: Path) -> str:
-    return "\t" if ".tsv" in path.name.lower() else ","
+def _whitespace_table(path: Path) -> bool:
+    """A header of names (one of them a known signal or step) over a row of as many numbers."""
+    try:
+        with open_text(path) as fh:
+            lines = [line.split() for line in (fh.readline() for _ in range(20)) if line.strip()][:2]
+    except Exception:  # noqa: BLE001 - detection never fails another reader
+        return False
+    if len(lines) < 2 or len(lines[0]) < 2 or len(lines[0]) != len(lines[1]):
+        return False
+    header, row = lines
+    named = all(number(c) is None for c in header) and any(alias_for(c) or alias_key(c) in GLOBAL_STEP_KEYS for c in header)
+    return named and all(number(c) is not None for c in row)
+
+
+def _delimiter(path: Path, header: str) -> str:
+    default = "\t" if ".tsv" in path.name.lower() else ","
+    cells = {d: len(next(csv.reader([header], delimiter=d), [])) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: (cells[d], d == default))
+    if cells[best] >= 2 or len(header.split()) < 2:
+        return best
+    return WHITESPACE
 
 
 def csv_rows(path: Path, fh: IO[str], warnings: list[str]) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) for each line, streamed; a line the csv module rejects is skipped."""
-    delimiter = _delimiter(path)
+    """(line number, cells) for each line, streamed; a line the csv module rejects is skipped.
+    The separator is chosen on the first non-empty line (the header)."""
+    delimiter: str | None = None
     for lineno, text, _complete in iter_lines(fh, warnings, path):
+        if delimiter is None:
+            if not text.strip():
+                continue
+            delimiter = _delimiter(path, text)
+        if delimiter == WHITESPACE:
+            yield lineno, text.split()
+            continue
         try:
             row = next(csv.reader([text], delimiter=delimiter), None)
         except csv.Error:

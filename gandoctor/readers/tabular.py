@@ -12,5 +12,5 @@ from ._table import _accepts_csv, _accepts_jsonl, read_csv, read_jsonl, signal_n
 
 __all__ = ["ALIASES", "read_csv", "read_jsonl", "signal_name"]
 
-register_reader(Reader("csv", _accepts_csv, read_csv, "a CSV/TSV with loss columns and a step or epoch,iter columns (step,loss_D,loss_G,...)"))
+register_reader(Reader("csv", _accepts_csv, read_csv, "a CSV/TSV (or a ';'-, '|'- or space-separated table) with loss columns and a step or epoch,iter columns (step,loss_D,loss_G,...)"))
 register_reader(Reader("jsonl", _accepts_jsonl, read_jsonl, "JSON Lines or a JSON array, one object per step ({\"step\": 1, \"loss_D\": ...})"))

@@ -215,6 +215,14 @@ def test_tables_separated_otherwise_than_by_commas(tmp_path, name, text):
     assert data.signals.get("loss.g").steps.tolist() == [0, 1]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("step,loss_D\n10,0.5\n20,0.4\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [10, 20]
+
+
 def test_a_text_file_of_key_value_lines_is_still_a_console_log(tmp_path):
     data = read_run(write(tmp_path / "train.log", "step=0 loss_D=0.5 loss_G=1.0\nstep=1 loss_D=0.4 loss_G=1.1\n"))
     assert data.format == "console" and data.records == 2

@@ -20,10 +20,12 @@ progress_callback: contextvars.ContextVar[Callable[[int, int | None], None] | No
 
 
 def open_text(path: Path) -> IO[str]:
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first
+    # column's name ('\ufeffstep' is no step column); text without one reads as plain UTF-8.
     try:
         if path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-        return path.open("r", encoding="utf-8", errors="replace")
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace")
+        return path.open("r", encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise LogFormatError(f"{path}: cannot be opened: {exc.strerror or exc}") from None
 

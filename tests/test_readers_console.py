@@ -192,3 +192,22 @@ def test_a_progress_bar_postfix_is_read_when_the_log_holds_nothing_else(tmp_path
     assert data.format == "console" and data.mapped["loss.d"] == "d_loss" and data.mapped["loss.g"] == "g_loss"
     view = data.signals.get("loss.d")
     assert list(zip(view.steps.tolist(), view.values.tolist())) == expected
+
+
+def test_printed_tensors_and_a_bare_step_number_are_read(tmp_path):
+    """print("step", step, "D loss:", d_loss, "G loss:", g_loss) prints the tensors themselves,
+    `tensor(0.6931, grad_fn=<...>)`, and the step with no ':' or '=' after its name."""
+    stream = io.StringIO()
+    expected = []
+    for step in range(0, 200, 10):
+        d_loss = torch.tensor(0.5 + step / 1000, requires_grad=True) * 1
+        g_loss = torch.tensor(2.0 - step / 1000, requires_grad=True).to(torch.float64) * 1
+        print("step", step, "D loss:", d_loss, "G loss:", g_loss, file=stream)
+        expected.append((step, float(f"{d_loss.item():.4f}")))  # a tensor prints four decimals
+    text = stream.getvalue()
+    assert "tensor(0.5000, grad_fn=<MulBackward0>)" in text and "dtype=torch.float64" in text
+    (tmp_path / "train.log").write_text(text)
+    data = read_run(tmp_path / "train.log")
+    assert data.format == "console" and data.signals.get("loss.g") is not None
+    view = data.signals.get("loss.d")
+    assert list(zip(view.steps.tolist(), view.values.tolist())) == expected

@@ -39,6 +39,10 @@ PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*("
 POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
 TQDM = re.compile(r"(?:\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
 TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's description, as Lightning writes it
+#: ``print("D loss:", d_loss)`` prints the tensor: ``tensor(0.6931, grad_fn=<...>)`` (``device=...`` too).
+TENSOR = re.compile(r"tensor\(\s*(" + _NUM + r")\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
+#: ``print("step", step, ...)``: a position word and its number with no ':' or '=' between.
+BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\s*[:=.\d])", re.IGNORECASE)
 SNIFF_BYTES = 1 << 16
 
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")
@@ -75,7 +79,8 @@ def _bar_values(m: re.Match[str]) -> str:
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+    text = TENSOR.sub(r"\1", text)
+    out: list[tuple[str, str]] = [(m.group(1), m.group(2)) for m in BARE_POSITION.finditer(text)]
     dgz = DGZ_PAIR.search(text)
     if dgz:
         out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]

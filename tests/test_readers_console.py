@@ -4,6 +4,7 @@ PyTorch DCGAN example's and the PyTorch-GAN implementations' formats, tqdm bars 
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,20 @@ def test_printed_tensors_and_a_bare_step_number_are_read(tmp_path):
     assert data.format == "console" and data.signals.get("loss.g") is not None
     view = data.signals.get("loss.d")
     assert list(zip(view.steps.tolist(), view.values.tolist())) == expected
+
+
+def test_a_logging_module_line_reads_its_step_not_its_timestamp(tmp_path):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    log = logging.getLogger("gandoctor-test-train")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for step in range(0, 100, 10):
+        log.info("step %d: d_loss=%.4f, g_loss=%.4f", step, 0.5 + step / 1000, 1.0)
+    log.removeHandler(handler)
+    (tmp_path / "train.log").write_text(stream.getvalue())
+    view = read_run(tmp_path / "train.log").signals.get("loss.d")
+    assert view.steps.tolist() == list(range(0, 100, 10))
+    assert view.values.tolist() == [0.5 + s / 1000 for s in range(0, 100, 10)]

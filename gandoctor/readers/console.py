@@ -42,7 +42,8 @@ TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's
 #: ``print("D loss:", d_loss)`` prints the tensor: ``tensor(0.6931, grad_fn=<...>)`` (``device=...`` too).
 TENSOR = re.compile(r"tensor\(\s*(" + _NUM + r")\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
 #: ``print("step", step, ...)``: a position word and its number with no ':' or '=' between.
-BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\s*[:=.\d])", re.IGNORECASE)
+#: ``logging``'s ``step 100: d_loss=...`` too; not ``step 3/10`` (a position with its total) nor ``step 1.5``.
+BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\.\d|\s*=)", re.IGNORECASE)
 SNIFF_BYTES = 1 << 16
 
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")

@@ -228,4 +228,4 @@ def test_a_logging_module_line_reads_its_step_not_its_timestamp(tmp_path):
     (tmp_path / "train.log").write_text(stream.getvalue())
     view = read_run(tmp_path / "train.log").signals.get("loss.d")
     assert view.steps.tolist() == list(range(0, 100, 10))
-    assert view.values.tolist() == [0.5 + s / 1000 for s in range(0, 100, 10)]
+    assert view.values.tolist() == [float(f"{0.5 + s / 1000:.4f}") for s in range(0, 100, 10)]  # as printed

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from gandoctor import LogFormatError, read_run
-from gandoctor.readers import READERS
+from gandoctor.readers import READERS, ReadOptions
 
 EPOCHS, BATCHES = 3, 12
 
@@ -229,3 +229,13 @@ def test_a_logging_module_line_reads_its_step_not_its_timestamp(tmp_path):
     view = read_run(tmp_path / "train.log").signals.get("loss.d")
     assert view.steps.tolist() == list(range(0, 100, 10))
     assert view.values.tolist() == [float(f"{0.5 + s / 1000:.4f}") for s in range(0, 100, 10)]  # as printed
+
+
+def test_names_only_a_map_explains_make_a_console_log_readable(tmp_path):
+    text = "".join(f"[12:00:{s % 60:02d}] Iteration {s} | D: {0.5 + s / 1000:.4f} | G: 1.0000\n" for s in range(0, 100, 10))
+    path = tmp_path / "train.log"
+    path.write_text(text)
+    with pytest.raises(LogFormatError, match="not a log gandoctor can read"):
+        read_run(path)  # "D" and "G" alone are no names the alias table reads as losses
+    data = read_run(path, options=ReadOptions(mapping={"loss.d": "D", "loss.g": "G"}))
+    assert data.format == "console" and data.signals.get("loss.d").steps.tolist() == list(range(0, 100, 10))

@@ -27,7 +27,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, StepClock, frozen, number
+from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options
 from ._lines import iter_lines, open_text
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
@@ -193,7 +193,9 @@ def _sniff(path: Path) -> bool:
 def _known(key: str) -> bool:
     from ..signals import alias_for
 
-    return alias_for(key) is not None
+    # A name the user mapped (--map loss.d=D) counts as known, or --map could not make a log readable.
+    mapped = {alias_key(name) for name in read_options.get().mapping.values()}
+    return alias_for(key) is not None or alias_key(key) in mapped
 
 
 def _accepts(path: Path) -> bool:

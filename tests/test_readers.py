@@ -43,6 +43,8 @@ def write(path: Path, text: str) -> Path:
         ("disc/loss", "loss.d"),
         ("Loss/G/loss", "loss.g"),  # StyleGAN2-ADA / StyleGAN3
         ("Loss/scores/fake", "d_out.fake"),
+        ("losses_D", "loss.d"),  # {"losses": {"D": ...}} in a JSON record, flattened
+        ("D_loss_total", "loss.d"),
         ("learning rate", "user.learning_rate"),
         ("FID@10k", "user.fid_10k"),
         ("???", None),

@@ -689,3 +689,32 @@ def test_a_numpy_batch_is_read_and_anything_else_is_said_once_not_failed_on(capl
     assert listed.signals.get("d.auc") is None  # nothing to read it from
     said = [w for w in listed.report().warnings if "real= is a builtins.list" in w]
     assert len(said) == 1 and sum("real= is a builtins.list" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_watched_d_and_its_optimizer_can_be_copied_and_saved_whole(tmp_path):
+    """copy.deepcopy(D) (an EMA, an unrolled GAN's look-ahead D) and torch.save(D) failed on the
+    doctor's hooks ("cannot pickle '_io.TextIOWrapper'": the log file behind a bound method); the
+    copies get a hook that does nothing, and their forwards do not reach the doctor."""
+    import copy
+    import io as _io
+
+    G, D = make_models()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, strict=True)
+    assert D._forward_hooks  # the loss form's capture is on, as in the first steps of a run
+    copied, opt_copied = copy.deepcopy(D), copy.deepcopy(opt_d)
+    buffer = _io.BytesIO()
+    torch.save(D, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    probe = next(p for p in doctor.probes if p.name == "loss_form")
+    before = len(probe.captured)
+    x = torch.randn(8, 2)
+    for module in (copied, loaded):
+        module(x)
+    assert len(probe.captured) == before  # the copies' forwards are not the loop's D
+    D(x)
+    assert len(probe.captured) == before + 1
+    opt_copied.step()  # its hook does nothing either
+    doctor.close()
+    assert doctor.disabled_probes == {}

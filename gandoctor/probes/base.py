@@ -124,6 +124,37 @@ def widest_float(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def no_hook(*args: Any, **kwargs: Any) -> None:
+    """What a copy of a watched module or optimizer holds in place of the doctor's hook."""
+    return None
+
+
+class CopySafeHook:
+    """A hook the doctor puts on the user's D or optimizer, which a copy of them does not take
+    along: ``copy.deepcopy(D)`` (an EMA or an unrolled GAN's look-ahead D) and ``pickle`` /
+    ``torch.save(D)`` of the whole module failed on the doctor's open log file behind a bound
+    method ("cannot pickle '_io.TextIOWrapper'"), and a copy's forwards must not feed the
+    doctor watching the original. The copy gets :func:`no_hook` instead."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Callable[..., None]:
+        return no_hook
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_no_hook_factory, ())
+
+
+def _no_hook_factory() -> Callable[..., None]:
+    return no_hook
+
+
 _own_forwards = [0]  # > 0 while a probe runs a model itself (inside `untouched`)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .base import Probe, ProbeHost, StepInputs, Values, layer_of, widest_float
+from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, layer_of, widest_float
 
 
 def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -64,7 +64,7 @@ class GradTap:
         self._params: list[torch.Tensor] | None = None  # the optimizer's parameters, listed once
         self._layer: dict[int, str] = {}  # id(parameter) -> its layer, worked out once
         self._groups = 0
-        self.handle = optimizer.register_step_pre_hook(self._hook)
+        self.handle = optimizer.register_step_pre_hook(CopySafeHook(self._hook))
         self.failed: BaseException | None = None
 
     def _hook(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:

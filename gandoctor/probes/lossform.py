@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..context import D_LOSS_FORM_UNRECOGNISED
-from .base import Probe, ProbeHost, StepInputs, Values, doctor_forward_running
+from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, doctor_forward_running
 
 # Sum-of-means form -> how its sum compares with the calibrated convention of that family.
 _FORMS: tuple[tuple[str, float], ...] = (
@@ -176,7 +176,7 @@ class LossFormProbe(Probe):
         self.failed: Exception | None = None
         self.handle: Any = None
         try:
-            self.handle = host.discriminator.register_forward_hook(self._capture)
+            self.handle = host.discriminator.register_forward_hook(CopySafeHook(self._capture))
         except Exception as exc:  # noqa: BLE001 - e.g. a TorchScript D: reported once at the first step, like any probe error
             self.failed = exc
             self.form.closed = True

@@ -33,3 +33,35 @@ def test_d_accuracy_uses_the_threshold_of_the_output_kind():
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(0.75)
     doctor.step(d_loss=0.5, d_real=real, d_fake=fake)
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
+
+
+class DictD(nn.Module):
+    """A D that returns a dict, as a Hugging Face-style model does (a ModelOutput is a dict)."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        super().__init__()
+        self.net, self.keys = nn.Linear(2, 1), keys
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        return {key: out * (i + 1) for i, key in enumerate(self.keys)}
+
+
+@pytest.mark.parametrize("keys", [("logits", "hidden"), ("validity",), ("anything",)])
+def test_a_d_that_returns_a_dict_is_read_by_its_score(keys):
+    G, D = nn.Linear(2, 2), DictD(keys)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1, latent_every=0, budget=None), strict=True)
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(64, 2, generator=gen) + 3, torch.randn(64, 2, generator=gen) - 3
+    doctor.step(d_loss=0.5, g_loss=0.5, real=real, fake=fake)
+    expected = D.net(real).squeeze(1)  # the first key's tensor: the score
+    assert doctor.signals.get("d_out.real").values[-1] == pytest.approx(float(expected.mean()), rel=1e-5)
+    assert doctor.disabled_probes == {}
+
+
+def test_a_dict_with_no_score_the_doctor_knows_is_refused_with_the_way_out():
+    G, D = nn.Linear(2, 2), DictD(("a", "b"))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1, latent_every=0, budget=None))
+    doctor.step(d_loss=0.5, g_loss=0.5, real=torch.randn(8, 2), fake=torch.randn(8, 2))
+    message = doctor.disabled_probes["d_probe"]
+    assert "keys 'a', 'b'" in message and "d_forward=lambda D, x, y: D(x)['<key>']" in message

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..context import RunContext
+from ..errors import ProbeRefused
 
 if TYPE_CHECKING:
     from .samples import FeatureBank
@@ -312,11 +313,32 @@ def scalar(value: Any) -> torch.Tensor | float | None:
     return float(value)
 
 
+#: Keys under which a D that returns a dict (or a Hugging Face ``ModelOutput``) holds its score.
+D_OUTPUT_KEYS = ("logits", "logit", "score", "scores", "validity", "output", "out", "pred", "d_out")
+
+
+def d_output_tensor(out: Any) -> Any:
+    """D's score from what its forward returns: the first of a tuple (validity, class logits), a
+    dict's score under a known key (:data:`D_OUTPUT_KEYS`) or its one tensor; anything else as is."""
+    if isinstance(out, (tuple, list)):
+        return out[0] if out else out
+    if isinstance(out, Mapping):
+        for key in D_OUTPUT_KEYS:
+            if isinstance(out.get(key), torch.Tensor):
+                return out[key]
+        tensors = [v for v in out.values() if isinstance(v, torch.Tensor)]
+        if len(tensors) == 1:
+            return tensors[0]
+        raise ProbeRefused(
+            f"D returns a dict with keys {', '.join(repr(k) for k in list(out)[:8])}, none of them a score the doctor "
+            f"knows ({', '.join(D_OUTPUT_KEYS)}): pass Doctor(d_forward=lambda D, x, y: D(x)['<key>'])"
+        )
+    return out
+
+
 def per_sample(out: Any) -> torch.Tensor:
     """D output of any shape (B,), (B,1), (B,1,H,W) → (B,) mean score per sample."""
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    out = out.detach().float()
+    out = d_output_tensor(out).detach().float()
     return out.reshape(out.shape[0], -1).mean(dim=1) if out.dim() > 1 else out.reshape(-1)
 
 

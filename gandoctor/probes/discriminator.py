@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import ProbeRefused
-from .base import Probe, ProbeHost, StepInputs, Values, label_slices, per_sample, untouched
+from .base import Probe, ProbeHost, StepInputs, Values, d_output_tensor, label_slices, per_sample, untouched
 from .lossform import PROBABILITY_FORMS, LossForm
 
 
@@ -145,7 +145,7 @@ class DOutputsProbe(Probe):
 def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
     """D's output as one score per sample; an output shaped like D's input is refused: an
     autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of realness."""
-    first = out[0] if isinstance(out, (tuple, list)) and out else out
+    first = d_output_tensor(out)
     if x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1:
         raise ProbeRefused(
             f"D returns an output shaped like its input {tuple(x.shape)} (an autoencoder D, as in BEGAN or "

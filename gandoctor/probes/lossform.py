@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..context import D_LOSS_FORM_UNRECOGNISED
-from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, doctor_forward_running
+from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, d_output_tensor, doctor_forward_running
 
 # Sum-of-means form -> how its sum compares with the calibrated convention of that family.
 _FORMS: tuple[tuple[str, float], ...] = (
@@ -187,7 +187,7 @@ class LossFormProbe(Probe):
         try:
             if doctor_forward_running():
                 return
-            out = output[0] if isinstance(output, (tuple, list)) and output else output
+            out = d_output_tensor(output)
             if isinstance(out, torch.Tensor) and out.numel() > 0:
                 self.captured.append(out.detach())
                 del self.captured[:-_KEEP]

@@ -139,6 +139,8 @@ def latent_shape_candidates(generator: nn.Module, latent_dim: int | None = None)
             continue
         if latent_dim is not None:
             return ((latent_dim, *tail),)
+        if width == 0:  # a lazy first layer (nn.LazyLinear) before G's first forward: not known yet
+            return ()
         return tuple((w, *tail) for w in (width, *(width - e for e in embeddings if 0 < width - e)))
     return () if latent_dim is None else ((latent_dim,),)
 
@@ -225,8 +227,9 @@ def inspect_training(
         flags.add("ttur")
         if values["lr_d"] > values["lr_g"]:
             flags.add("lr_d_above_lr_g")
-    values["d_params"] = sum(p.numel() for p in d.parameters())
-    values["g_params"] = sum(p.numel() for p in g.parameters())
+    # A lazy module's parameters have no size before its first forward (nn.LazyLinear): not counted.
+    values["d_params"] = sum(p.numel() for p in d.parameters() if not nn.parameter.is_lazy(p))
+    values["g_params"] = sum(p.numel() for p in g.parameters() if not nn.parameter.is_lazy(p))
     from .probes.latents import takes_one_input  # recording side only, where inspect_training runs
 
     shape = latent_shape(g)

@@ -718,3 +718,29 @@ def test_a_watched_d_and_its_optimizer_can_be_copied_and_saved_whole(tmp_path):
     opt_copied.step()  # its hook does nothing either
     doctor.close()
     assert doctor.disabled_probes == {}
+
+
+def test_a_gan_of_lazy_modules_is_watched_from_before_its_first_forward(tmp_path):
+    """nn.LazyLinear has no size until its first forward: Doctor(...) failed on counting its
+    parameters, and the fixed-latent probe guessed a zero-width code from the empty first layer."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.LazyLinear(32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.LazyLinear(32), nn.ReLU(), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    schedule = Schedule(latent_every=10, flush_every=5, budget=None)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, schedule=schedule, strict=True, live_every=0)
+    bce = nn.BCEWithLogitsLoss()
+    for step in range(40):
+        real, fake = torch.randn(64, 2), G(torch.randn(64, 4))
+        d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), torch.ones(64, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss, g_loss, real, fake, step=step)
+    doctor.close()
+    assert doctor.disabled_probes == {}
+    assert doctor.signals.get("latent.drift") is not None and doctor.signals.get("grad_norm.g") is not None

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..context import latent_shape_candidates
 from ..errors import ProbeRefused
 from ..samplestats import Bins, held_threshold
 from .base import Probe, ProbeHost, StepInputs, Values, untouched
@@ -139,8 +140,10 @@ class LatentProbe(Probe):
         self.shapes = shapes  # the code shapes to try, most likely first (context.latent_shape_candidates)
         self.shape_guessed = bool(shapes) and not shape_given and sample_latent is None
         self.sample_latent = sample_latent
+        # A G of lazy modules (nn.LazyLinear) shows its first layer's width after its first forward.
+        self.lazy = not shapes and not shape_given and sample_latent is None and any(torch.nn.parameter.is_lazy(p) for p in host.generator.parameters())
         # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
-        self.usable = bool(shapes) or sample_latent is not None
+        self.usable = bool(shapes) or sample_latent is not None or self.lazy
         self.conditional = not takes_one_input(host.generator)
         self.eval_differs = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in host.generator.modules())
         self.labels: torch.Tensor | None = None
@@ -152,7 +155,11 @@ class LatentProbe(Probe):
     def due(self, inputs: StepInputs, every: int) -> bool:
         if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and self.sample_latent is None:
             return False
-        return self.usable and super().due(inputs, every)
+        if self.lazy and super().due(inputs, every) and not any(torch.nn.parameter.is_lazy(p) for p in self.host.generator.parameters()):
+            self.lazy = False
+            self.shapes = latent_shape_candidates(self.host.generator)
+            self.shape_guessed = self.usable = bool(self.shapes)
+        return self.usable and not self.lazy and super().due(inputs, every)
 
     def idle_reason(self) -> str | None:
         if self.checks:

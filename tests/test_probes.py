@@ -194,18 +194,12 @@ def test_gradient_norms_of_a_model_in_another_precision(dtype):
     assert doctor.signals.get("grad_norm.d").values[-1] == pytest.approx(4.0, rel=1e-3)  # four entries of 2
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
-def test_every_probe_runs_on_a_gan_trained_in_another_precision(dtype, tmp_path):
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)).to(dtype)
-    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)).to(dtype)
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
-    schedule = Schedule(flush_every=5, d_probe_every=5, weight_every=5, layer_every=5, feature_every=5, sample_stats_every=10, spectrum_every=10, latent_every=10, budget=None)
-    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, schedule=schedule, strict=True, live_every=0)
+def train_on_points(G: nn.Module, D: nn.Module, opt_g, opt_d, doctor: gandoctor.Doctor, steps: int, dtype: torch.dtype = torch.float32) -> None:
+    """The plain non-saturating loop on 2-D Gaussian points (z of 4), the doctor stepped after
+    each G update and closed at the end."""
     bce = nn.BCEWithLogitsLoss()
-    for step in range(80):
-        real = torch.randn(64, 2, dtype=dtype)
-        fake = G(torch.randn(64, 4, dtype=dtype))
+    for step in range(steps):
+        real, fake = torch.randn(64, 2, dtype=dtype), G(torch.randn(64, 4, dtype=dtype))
         ones, zeros = torch.ones(64, 1, dtype=dtype), torch.zeros(64, 1, dtype=dtype)
         d_loss = bce(D(real), ones) + bce(D(fake.detach()), zeros)
         opt_d.zero_grad()
@@ -217,6 +211,17 @@ def test_every_probe_runs_on_a_gan_trained_in_another_precision(dtype, tmp_path)
         opt_g.step()
         doctor.step(d_loss, g_loss, real, fake, step=step)
     doctor.close()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_every_probe_runs_on_a_gan_trained_in_another_precision(dtype, tmp_path):
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)).to(dtype)
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)).to(dtype)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    schedule = Schedule(flush_every=5, d_probe_every=5, weight_every=5, layer_every=5, feature_every=5, sample_stats_every=10, spectrum_every=10, latent_every=10, budget=None)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, schedule=schedule, strict=True, live_every=0)
+    train_on_points(G, D, opt_g, opt_d, doctor, 80, dtype)
     assert doctor.disabled_probes == {}
     for name in ("grad_norm.d", "grad_norm.g", "d.auc", "weight_norm.d", "feat.diversity_ratio", "latent.drift"):
         view = doctor.signals.get(name)
@@ -729,18 +734,6 @@ def test_a_gan_of_lazy_modules_is_watched_from_before_its_first_forward(tmp_path
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
     schedule = Schedule(latent_every=10, flush_every=5, budget=None)
     doctor = gandoctor.Doctor(G, D, opt_g, opt_d, tmp_path, schedule=schedule, strict=True, live_every=0)
-    bce = nn.BCEWithLogitsLoss()
-    for step in range(40):
-        real, fake = torch.randn(64, 2), G(torch.randn(64, 4))
-        d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = bce(D(fake), torch.ones(64, 1))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss, g_loss, real, fake, step=step)
-    doctor.close()
+    train_on_points(G, D, opt_g, opt_d, doctor, 40)
     assert doctor.disabled_probes == {}
     assert doctor.signals.get("latent.drift") is not None and doctor.signals.get("grad_norm.g") is not None

@@ -66,6 +66,15 @@ def test_step_records_are_the_lines_json_writes(tmp_path):
         assert writer._pending[-1] == json.dumps(expected, separators=(",", ":"), allow_nan=False)
 
 
+def test_a_log_dir_under_the_home_folder_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    writer = RunLogWriter("~/runs/exp1", {}, capacity=64)
+    writer.close()
+    assert (tmp_path / "runs" / "exp1" / LOG_NAME).exists() and writer.path == tmp_path / "runs" / "exp1" / LOG_NAME
+    with pytest.raises(LogFormatError, match=r"runs/exp1/gandoctor.jsonl: no step records"):  # found by the same name
+        read_run("~/runs/exp1")
+
+
 def test_writer_buffers_until_flush_records(tmp_path):
     w = RunLogWriter(tmp_path, {}, 64, flush_seconds=3600, flush_records=5)
     path = tmp_path / LOG_NAME

@@ -79,7 +79,7 @@ def read_run(
     token = progress_callback.set(progress)
     token_opts = read_options.set(options or ReadOptions())
     try:
-        data = _read_run(Path(path), capacity, None if format == "auto" else format)
+        data = _read_run(Path(path).expanduser(), capacity, None if format == "auto" else format)
     finally:
         progress_callback.reset(token)
         read_options.reset(token_opts)

@@ -26,7 +26,7 @@ class RunLogWriter:
         flush_seconds: float = 2.0,
         flush_records: int = 200,
     ) -> None:
-        self.path = Path(log_dir) / LOG_NAME
+        self.path = Path(log_dir).expanduser() / LOG_NAME  # "~/runs/exp1" is the home folder's, not a folder named "~"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] | None = self.path.open("a", encoding="utf-8")
         self._pending: list[str] = []

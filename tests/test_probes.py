@@ -737,3 +737,15 @@ def test_a_gan_of_lazy_modules_is_watched_from_before_its_first_forward(tmp_path
     train_on_points(G, D, opt_g, opt_d, doctor, 40)
     assert doctor.disabled_probes == {}
     assert doctor.signals.get("latent.drift") is not None and doctor.signals.get("grad_norm.g") is not None
+
+
+def test_a_second_open_doctor_on_the_same_models_is_said_once(caplog):
+    """One Doctor made per epoch and never closed: each adds its hooks; the newer one says so."""
+    G, D = make_models()
+    first = gandoctor.Doctor(G, D)
+    second = gandoctor.Doctor(G, D)
+    said = [w for w in second.report().warnings if "another Doctor, still open" in w]
+    assert len(said) == 1 and not first.report().warnings
+    first.close()
+    second.close()
+    assert not gandoctor.Doctor(G, D).report().warnings  # closed ones do not count

@@ -212,6 +212,17 @@ def _close_open_doctors() -> None:
             doctor.close()
 
 
+def _say_if_watched_twice(doctor: Doctor) -> None:
+    """Said once, where the report shows it: another Doctor, still open, on the same G or D (one
+    made per epoch, never closed): both record, and their hooks add up on D and the optimizers."""
+    if any(other is not doctor and not other._closed and (other.discriminator is doctor.discriminator or other.generator is doctor.generator) for other in list(_OPEN)):
+        message = doctor._notes["watched"] = (
+            "another Doctor, still open, watches the same generator or discriminator: both record, and their hooks "
+            "add up on D and the optimizers; close() the first (or use `with gandoctor.Doctor(...) as doctor:`) before making another"
+        )
+        _warn(doctor._writer, doctor._step, message)
+
+
 def _existing_folders(folders: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
     paths = tuple(Path(d) for d in folders)
     missing = [d for d in paths if not d.is_dir()]
@@ -362,6 +373,7 @@ class Doctor(_ClosedOnExit):
         if log_dir is not None and _is_main_process():
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
         self._reducer = RankReducer(self.schedule.rank_timeout, self._guard, self._disable)  # every rank, here
+        _say_if_watched_twice(self)
 
     # -- context and services lent to the probes -----------------------------------------------
     @property

@@ -235,7 +235,9 @@ def test_names_only_a_map_explains_make_a_console_log_readable(tmp_path):
     text = "".join(f"[12:00:{s % 60:02d}] Iteration {s} | D: {0.5 + s / 1000:.4f} | G: 1.0000\n" for s in range(0, 100, 10))
     path = tmp_path / "train.log"
     path.write_text(text)
-    with pytest.raises(LogFormatError, match="not a log gandoctor can read"):
+    with pytest.raises(LogFormatError, match="not a log gandoctor can read") as err:
         read_run(path)  # "D" and "G" alone are no names the alias table reads as losses
+    assert "values named 'D', 'G', none of them a name gandoctor knows" in str(err.value)
+    assert "--map loss.d=NAME --map loss.g=NAME" in str(err.value)  # the way out, in the error
     data = read_run(path, options=ReadOptions(mapping={"loss.d": "D", "loss.g": "G"}))
     assert data.format == "console" and data.signals.get("loss.d").steps.tolist() == list(range(0, 100, 10))

@@ -97,7 +97,15 @@ def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
         if reader.accepts(path):
             return reader.read(path, capacity)
     kinds = "; ".join(f"{r.name}: {r.doc}" for r in READERS.values())
-    raise LogFormatError(f"{path}: not a log gandoctor can read (expected one of — {kinds})")
+    from .console import unmapped_names
+
+    names = unmapped_names(path) if path.is_file() else []
+    hint = (
+        f"; its lines hold values named {', '.join(repr(n) for n in names)}, none of them a name gandoctor knows: "
+        f"name the losses with --map loss.d=NAME --map loss.g=NAME (Python: read_run(..., options=ReadOptions(mapping=...)))"
+        if names else ""
+    )
+    raise LogFormatError(f"{path}: not a log gandoctor can read (expected one of — {kinds}){hint}")
 
 
 def expand_runs(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]:

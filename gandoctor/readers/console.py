@@ -190,6 +190,24 @@ def _sniff(path: Path) -> bool:
     return False
 
 
+def unmapped_names(path: Path, most: int = 8) -> list[str]:
+    """The names of ``name: number`` pairs at the head of a text file that no alias maps (the
+    step's names left out): what ``--map`` could name when no reader took the file."""
+    try:
+        with open_text(path) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except Exception:  # noqa: BLE001 - only a hint for an error message
+        return []
+    if "\x00" in head:
+        return []
+    found: dict[str, None] = {}
+    for line in head.splitlines()[:500]:
+        for key, _ in _pairs(_unbar(line.split("\r")[-1])[0]):
+            if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not _known(key):
+                found.setdefault(key, None)
+    return list(found)[:most]
+
+
 def _known(key: str) -> bool:
     from ..signals import alias_for
 

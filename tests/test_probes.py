@@ -749,3 +749,12 @@ def test_a_second_open_doctor_on_the_same_models_is_said_once(caplog):
     first.close()
     second.close()
     assert not gandoctor.Doctor(G, D).report().warnings  # closed ones do not count
+
+
+def test_swapped_optimizers_are_refused_before_training():
+    G, D = make_models()
+    opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    with pytest.raises(ValueError, match=r"g_optimizer steps D's parameters and none of its own network's: swapped\?"):
+        gandoctor.Doctor(G, D, g_optimizer=opt_d, d_optimizer=opt_g)
+    both = torch.optim.Adam([*G.parameters(), *D.parameters()])  # one optimizer over both networks: fine
+    gandoctor.Doctor(G, D, g_optimizer=both, d_optimizer=both).close()

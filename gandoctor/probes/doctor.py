@@ -166,6 +166,21 @@ def _batch_tensor(value: Any) -> Any:
     return value
 
 
+def _check_optimizers(g: nn.Module, d: nn.Module, g_opt: torch.optim.Optimizer | None, d_opt: torch.optim.Optimizer | None) -> None:
+    """An optimizer that steps the other network's parameters and none of its own is a swap:
+    refused here, where it would be read as the wrong network's gradients for the whole run. (One
+    optimizer over both networks steps its own too; a wrapper that flattens parameters, as FSDP
+    does, steps neither network's by identity: both pass.)"""
+    g_ids, d_ids = {id(p) for p in g.parameters()}, {id(p) for p in d.parameters()}
+    for role, opt, own, other, other_name in (("g_optimizer", g_opt, g_ids, d_ids, "D"), ("d_optimizer", d_opt, d_ids, g_ids, "G")):
+        stepped = set() if opt is None else {id(p) for group in opt.param_groups for p in group["params"]}
+        if stepped & other and not stepped & own:
+            raise ValueError(
+                f"{role} steps {other_name}'s parameters and none of its own network's: swapped? pass "
+                "g_optimizer=<the optimizer of G's parameters>, d_optimizer=<the optimizer of D's parameters>"
+            )
+
+
 def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
     """Lightning's LightningOptimizer and Accelerate's AcceleratedOptimizer wrap the real one (the
     latter subclasses Optimizer itself, so the unwrapping goes on while an inner optimizer exists)."""
@@ -337,6 +352,7 @@ class Doctor(_ClosedOnExit):
         self.generator, self.discriminator = _unwrap_module(generator), _unwrap_module(discriminator)
         g_opt = None if g_optimizer is None else _unwrap_optimizer(g_optimizer)
         d_opt = None if d_optimizer is None else _unwrap_optimizer(d_optimizer)
+        _check_optimizers(self.generator, self.discriminator, g_opt, d_opt)
         self.d_output, self.schedule, self.strict = d_output, schedule or Schedule(), strict
         from ..config import Config, load_config  # not the rules: they load in report()
 

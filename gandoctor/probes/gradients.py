@@ -29,8 +29,9 @@ def host_norms(grads: list[torch.Tensor]) -> list[float]:
     then run in Python. Measured inside the demo's training loop, where the step has just evicted
     the caches, each torch call costs 3-7x its cost in a tight loop: the tensor path's five calls
     (norm, stack, an overflow check, the global norm, the running sum) took 92 us per D step,
-    this one about 40 (reading each norm beat one stack and ``tolist``: 44 vs 63 us). A float32 sum of squares overflows once a norm passes ~1.8e19: those
-    norms alone are summed again in float64 (float64 throughout costs 4-20x on the CPU).
+    this one about 40 (reading each norm beat one stack and ``tolist``: 44 vs 63 us). A float32
+    sum of squares overflows once a norm passes ~1.8e19: those norms alone are summed again in
+    float64 (float64 throughout costs 4-20x on the CPU).
     """
     if any(g.dtype == torch.float64 for g in grads):  # a double-precision model: float64 norms (no narrowing)
         return [torch.linalg.vector_norm(g, dtype=torch.float64).item() for g in grads]

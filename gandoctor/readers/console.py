@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Callable
 
 from ..context import RunContext
 from ..errors import LogFormatError
@@ -172,48 +173,49 @@ class _Parser:
         return True
 
 
-def _sniff(path: Path) -> bool:
+def _head_parts(path: Path) -> list[str]:
+    """The ``\\r``-separated parts of the first lines of a text file, or none for a file that
+    cannot be read or holds a NUL byte (binary): what detection and its hints look at."""
     try:
         with open_text(path) as fh:
             head = fh.read(SNIFF_BYTES)
     except Exception:  # noqa: BLE001 - detection never fails another reader
-        return False
+        return []
     if "\x00" in head:
-        return False
-    for line in head.splitlines()[:500]:
-        for part in line.split("\r"):
-            part = _unbar(part)[0]
-            if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part):
-                return True
-            if any(alias_key(k) and _known(k) for k, _ in _pairs(part)):
-                return True
+        return []
+    return [part for line in head.splitlines()[:500] for part in line.split("\r")]
+
+
+def _sniff(path: Path) -> bool:
+    known = _known_names()
+    for part in _head_parts(path):
+        part = _unbar(part)[0]
+        if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part):
+            return True
+        if any(alias_key(k) and known(k) for k, _ in _pairs(part)):
+            return True
     return False
 
 
 def unmapped_names(path: Path, most: int = 8) -> list[str]:
     """The names of ``name: number`` pairs at the head of a text file that no alias maps (the
     step's names left out): what ``--map`` could name when no reader took the file."""
-    try:
-        with open_text(path) as fh:
-            head = fh.read(SNIFF_BYTES)
-    except Exception:  # noqa: BLE001 - only a hint for an error message
-        return []
-    if "\x00" in head:
-        return []
+    known = _known_names()
     found: dict[str, None] = {}
-    for line in head.splitlines()[:500]:
-        for key, _ in _pairs(_unbar(line.split("\r")[-1])[0]):
-            if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not _known(key):
+    for part in _head_parts(path):
+        for key, _ in _pairs(_unbar(part)[0]):
+            if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not known(key):
                 found.setdefault(key, None)
     return list(found)[:most]
 
 
-def _known(key: str) -> bool:
+def _known_names() -> Callable[[str], bool]:
+    """Whether a name maps to a signal: through the alias table, or because the user mapped it
+    (--map loss.d=D), or --map could not make a log readable."""
     from ..signals import alias_for
 
-    # A name the user mapped (--map loss.d=D) counts as known, or --map could not make a log readable.
     mapped = {alias_key(name) for name in read_options.get().mapping.values()}
-    return alias_for(key) is not None or alias_key(key) in mapped
+    return lambda key: alias_for(key) is not None or alias_key(key) in mapped
 
 
 def _accepts(path: Path) -> bool:

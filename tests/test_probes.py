@@ -194,6 +194,17 @@ def test_gradient_norms_of_a_model_in_another_precision(dtype):
     assert doctor.signals.get("grad_norm.d").values[-1] == pytest.approx(4.0, rel=1e-3)  # four entries of 2
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_device_norms_of_gradients_in_any_precision(dtype):
+    # The accelerator path (XPU, HPU, ...: not CUDA, not the CPU's host path) summed in float32,
+    # which a double-precision model's gradients cannot be narrowed to: the tap failed there.
+    from gandoctor.probes.gradients import tensor_norms
+
+    norms = tensor_norms([torch.full((4,), 2.0, dtype=dtype), torch.full((9,), 1.0, dtype=dtype)])
+    assert norms.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert norms.tolist() == pytest.approx([4.0, 3.0], rel=1e-3)
+
+
 def train_on_points(G: nn.Module, D: nn.Module, opt_g, opt_d, doctor: gandoctor.Doctor, steps: int, dtype: torch.dtype = torch.float32) -> None:
     """The plain non-saturating loop on 2-D Gaussian points (z of 4), the doctor stepped after
     each G update and closed at the end."""

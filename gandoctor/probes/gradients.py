@@ -16,9 +16,12 @@ def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     """Per-tensor 2-norms on an accelerator, without a device sync: in float64 on CUDA (a
     memory-bound reduction: as fast; a float32 sum of squares overflows once a norm passes
     ~1.8e19, so a finite gradient on its way to blowing up would read as non-finite one step
-    early), float32 elsewhere (Apple's MPS has no float64). CPU gradients take
-    :func:`host_norms`."""
-    dtype = torch.float64 if grads[0].device.type == "cuda" else torch.float32
+    early), and for a double-precision model on any device that has float64 (the fused norm
+    refuses to narrow float64 to float32: the tap would fail and be switched off); float32
+    elsewhere (Apple's MPS has no float64). CPU gradients take :func:`host_norms`."""
+    device = grads[0].device
+    wide = device.type == "cuda" or any(g.dtype == torch.float64 for g in grads)
+    dtype = widest_float(device) if wide else torch.float32
     return torch.stack(torch._foreach_norm(grads, 2, dtype=dtype))
 
 

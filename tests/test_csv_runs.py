@@ -47,12 +47,15 @@ CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
 
 @pytest.mark.skipif(not (CORPUS / "c077-g_lr_high-ring-mlp").is_dir(), reason="fixtures/corpus is not in this checkout")
 def test_a_critic_s_scalar_log_says_in_one_line_why_modes_were_not_checked():
-    # A WGAN-GP run's six scalars: D dominance rules do not apply to a critic (its negative loss
-    # marks it), and collapse needs the sample side; both say so briefly, by name.
+    # A WGAN-GP run's six scalars: most D dominance rules do not apply to a critic (its negative
+    # loss marks it); GD107 does, but needs D's held-out rank and accuracy, which the live doctor
+    # records and a scalar log lacks: the status names those. Collapse needs the sample side.
     report = analyze(CORPUS / "c077-g_lr_high-ring-mlp" / "scalars.csv.gz")
     assert "critic" in report.context.flags
     status = {s.mode: s for s in report.mode_status}
-    assert status["discriminator_dominance"].describe() == "not checked: rules not applicable to this run (critic)"
+    dominance = status["discriminator_dominance"]
+    assert dominance.describe().startswith("not checked: needs d.acc (from D's outputs on batches it has not trained on")
+    assert dominance.not_applicable == ("critic",) and set(dominance.missing) == {"d.acc", "d.auc"}
     collapse = status["mode_collapse"]
     assert collapse.describe().startswith("not checked: needs sample features (feat.*, latent.*")
     assert "feat.coverage_ratio" in collapse.missing  # the full list stays in the data (and the JSON)

@@ -232,12 +232,47 @@ def test_a_logging_module_line_reads_its_step_not_its_timestamp(tmp_path):
 
 
 def test_names_only_a_map_explains_make_a_console_log_readable(tmp_path):
-    text = "".join(f"[12:00:{s % 60:02d}] Iteration {s} | D: {0.5 + s / 1000:.4f} | G: 1.0000\n" for s in range(0, 100, 10))
+    text = "".join(f"[12:00:{s % 60:02d}] Iteration {s} | netD: {0.5 + s / 1000:.4f} | netG: 1.0000\n" for s in range(0, 100, 10))
     path = tmp_path / "train.log"
     path.write_text(text)
     with pytest.raises(LogFormatError, match="not a log gandoctor can read") as err:
-        read_run(path)  # "D" and "G" alone are no names the alias table reads as losses
-    assert "values named 'D', 'G', none of them a name gandoctor knows" in str(err.value)
+        read_run(path)  # "netD" and "netG" are no names the alias table reads as losses
+    assert "values named 'netD', 'netG', none of them a name gandoctor knows" in str(err.value)
     assert "--map loss.d=NAME --map loss.g=NAME" in str(err.value)  # the way out, in the error
-    data = read_run(path, options=ReadOptions(mapping={"loss.d": "D", "loss.g": "G"}))
+    data = read_run(path, options=ReadOptions(mapping={"loss.d": "netD", "loss.g": "netG"}))
     assert data.format == "console" and data.signals.get("loss.d").steps.tolist() == list(range(0, 100, 10))
+
+
+@pytest.mark.parametrize("extra", ["", " D(x): 0.7000 D(G(z)): 0.3000"])
+def test_losses_printed_under_bare_d_and_g_are_read_and_said(tmp_path, extra):
+    # print(f"[{step}] D: {d_loss:.4f} | G: {g_loss:.4f}"), with or without D's outputs beside them
+    # (those are known names: the losses still come from the bare letters).
+    text = "".join(f"[12:00:{s % 60:02d}] Iteration {s} | D: {0.5 + s / 1000:.4f} | G: 1.0000{extra}\n" for s in range(0, 100, 10))
+    path = tmp_path / "train.log"
+    path.write_text(text)
+    data = read_run(path)
+    assert data.format == "console"
+    view = data.signals.get("loss.d")
+    assert view.steps.tolist() == list(range(0, 100, 10))
+    assert view.values.tolist() == [float(f"{0.5 + s / 1000:.4f}") for s in range(0, 100, 10)]
+    assert data.signals.get("loss.g").values.tolist() == [1.0] * 10
+    assert any("read 'D' and 'G' as D's and G's losses" in w and "--map" in w for w in data.warnings)
+    if extra:
+        assert data.signals.get("d_prob.real").values.tolist() == [0.7] * 10
+
+
+def test_bare_d_and_g_give_way_to_a_map_and_stay_out_of_tables(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text("".join(f"step {s} D: 0.1 G: 0.2 errD: {0.5 + s / 1000:.4f} errG: 1.5\n" for s in range(0, 50, 10)))
+    data = read_run(path)  # a known loss name on the line: the bare letters are something else
+    assert data.signals.get("loss.d").values.tolist() == [float(f"{0.5 + s / 1000:.4f}") for s in range(0, 50, 10)]
+    assert not any("read 'D' and 'G'" in w for w in data.warnings)
+    bare = tmp_path / "bare.log"
+    bare.write_text("".join(f"step {s} D: 0.1 G: 0.2 lossA: 0.7 lossB: 0.9\n" for s in range(0, 50, 10)))
+    mapped = read_run(bare, options=ReadOptions(mapping={"loss.d": "lossA", "loss.g": "lossB"}))  # the user says which
+    assert mapped.signals.get("loss.d").values.tolist() == [0.7] * 5
+    assert not any("read 'D' and 'G'" in w for w in mapped.warnings)
+    table = tmp_path / "metrics.csv"
+    table.write_text("step,D,G\n" + "".join(f"{s},0.5,1.0\n" for s in range(0, 50, 10)))
+    with pytest.raises(LogFormatError):
+        read_run(table)  # a CSV column named D is no loss: the console rule is for printed lines

@@ -12,6 +12,11 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 - generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
   ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
   one of its names maps to a signal, so argument dumps and progress messages are not data.
+  A log whose lines name the losses bare, ``D: 0.69 G: 0.71`` (and no other name maps to a
+  signal), is read with ``D`` and ``G`` as the two losses, and says so in a warning: a bare letter
+  is too ambiguous for the alias table every reader shares (a CSV column ``D`` or ``G`` is not
+  read as a loss), but a line printing both as numbers is the common ``print(f"D: {d_loss:.3f}
+  G: {g_loss:.3f}")``; ``--map`` reads them otherwise.
 
 Step = epoch x batches per epoch + batch (the ``/B`` total when printed), else the line order.
 Lines that match nothing are skipped and counted.
@@ -28,7 +33,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options
+from ._common import MAX_STEP, Collector, NameMapper, StepClock, frozen, number, read_options
 from ._lines import iter_lines, open_text
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
@@ -46,6 +51,9 @@ TENSOR = re.compile(r"tensor\(\s*(" + _NUM + r")\s*(?:,[^()]*(?:\([^()]*\)[^()]*
 #: ``logging``'s ``step 100: d_loss=...`` too; not ``step 3/10`` (a position with its total) nor ``step 1.5``.
 BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\.\d|\s*=)", re.IGNORECASE)
 SNIFF_BYTES = 1 << 16
+
+#: Loss names some scripts print bare, read as the losses only where a line holds both (see above).
+BARE_LOSSES = {"loss.d": "D", "loss.g": "G"}
 
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")
 _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i")
@@ -192,9 +200,25 @@ def _sniff(path: Path) -> bool:
         part = _unbar(part)[0]
         if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part):
             return True
-        if any(alias_key(k) and known(k) for k, _ in _pairs(part)):
+        pairs = _pairs(part)
+        if any(alias_key(k) and known(k) for k, _ in pairs) or _bare_losses(pairs):
             return True
     return False
+
+
+def _bare_losses(pairs: list[tuple[str, str]]) -> bool:
+    """A line that prints both losses under bare names: ``D: 0.69 G: 0.71``."""
+    keys = {k for k, _ in pairs}
+    return all(name in keys for name in BARE_LOSSES.values())
+
+
+def _reads_bare_losses(path: Path) -> bool:
+    """Whether the bare names are the log's losses: its head prints both on a line, and the
+    user mapped neither loss (``--map`` decides otherwise)."""
+    mapping = read_options.get().mapping
+    if any(signal in mapping for signal in BARE_LOSSES):
+        return False
+    return any(_bare_losses(_pairs(_unbar(part)[0])) for part in _head_parts(path))
 
 
 def unmapped_names(path: Path, most: int = 8) -> list[str]:
@@ -231,6 +255,11 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     out, bars = _read(path, capacity, bar_postfix=False)
     if not out.records and bars:
         out, bars = _read(path, capacity, bar_postfix=True)
+    if not any(loss in out.signals for loss in BARE_LOSSES) and _reads_bare_losses(path):
+        # No loss under a known name (lines with only D(x) and D(G(z)) known, or none): the bare names are them.
+        out, bars = _read(path, capacity, bar_postfix=False, bare=True)
+        if not out.records and bars:
+            out, bars = _read(path, capacity, bar_postfix=True, bare=True)
     if not out.records:
         raise LogFormatError(
             f"{path}: no training log lines found (expected lines like '[0/5][10/469] Loss_D: 1.2 Loss_G: 0.7', "
@@ -241,8 +270,14 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
 
 
-def _read(path: Path, capacity: int, bar_postfix: bool) -> tuple[Collector, int]:
+def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False) -> tuple[Collector, int]:
     out = Collector(path, capacity)
+    if bare:
+        out.names = NameMapper({**read_options.get().mapping, **BARE_LOSSES})
+        out.warnings.append(
+            f"{path}: read 'D' and 'G' as D's and G's losses (no other name in the log is one); "
+            "if they are something else, name the losses with --map loss.d=NAME --map loss.g=NAME"
+        )
     clock = StepClock(path, out.warnings)
     parser = _Parser(out, clock)
     unmatched = bars = 0

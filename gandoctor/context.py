@@ -171,11 +171,17 @@ def norm_layers(module: nn.Module) -> list[str]:
     return sorted(names)
 
 
-def _optimizer_values(role: str, opt: torch.optim.Optimizer, module: nn.Module, flags: set[str], values: dict[str, Any]) -> None:
-    # The group that trains the module: one optimizer over G's and D's groups (each with its own
-    # lr) holds D's settings in the group of D's parameters, not necessarily the first.
+def training_group(opt: torch.optim.Optimizer, module: nn.Module) -> dict[str, Any]:
+    """The parameter group that trains the module: one optimizer over G's and D's groups (each
+    with its own lr) holds D's settings in the group of D's parameters, not necessarily the first."""
     own = {id(p) for p in module.parameters()}
-    group = next((g for g in opt.param_groups if any(id(p) in own for p in g["params"])), opt.param_groups[0])
+    return next((g for g in opt.param_groups if any(id(p) in own for p in g["params"])), opt.param_groups[0])
+
+
+def _optimizer_values(role: str, opt: torch.optim.Optimizer, module: nn.Module, flags: set[str], values: dict[str, Any]) -> None:
+    group = training_group(opt, module)
+    if "initial_lr" in group:  # a torch.optim.lr_scheduler was made before the Doctor
+        flags.add("lr_schedule")
     values[f"optimizer_{role}"] = type(opt).__name__
     if isinstance(group.get("lr"), (int, float)):
         values[f"lr_{role}"] = float(group["lr"])

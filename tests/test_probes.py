@@ -769,3 +769,54 @@ def test_swapped_optimizers_are_refused_before_training():
         gandoctor.Doctor(G, D, g_optimizer=opt_d, d_optimizer=opt_g)
     both = torch.optim.Adam([*G.parameters(), *D.parameters()])  # one optimizer over both networks: fine
     gandoctor.Doctor(G, D, g_optimizer=both, d_optimizer=both).close()
+
+
+def _scheduled_run(tmp_path, scheduler_first: bool, steps: int = 120):
+    """The plain loop with D's rate decayed tenfold every 40 iterations by a StepLR made before
+    or after the Doctor."""
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 2)), nn.Sequential(nn.Linear(2, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt_d, step_size=40, gamma=0.1) if scheduler_first else None
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, schedule=Schedule(weight_every=10, flush_every=10))
+    if sched is None:
+        sched = torch.optim.lr_scheduler.StepLR(opt_d, step_size=40, gamma=0.1)
+    bce = nn.BCEWithLogitsLoss()
+    for step in range(steps):
+        real, fake = torch.randn(16, 2), G(torch.randn(16, 4))
+        d_loss = bce(D(real), torch.ones(16, 1)) + bce(D(fake.detach()), torch.zeros(16, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        sched.step()
+        g_loss = bce(D(fake), torch.ones(16, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss, g_loss, real, fake, step=step)
+    doctor.close()
+    return doctor, opt_d
+
+
+@pytest.mark.parametrize("scheduler_first", [True, False])
+def test_a_learning_rate_schedule_is_noted_with_the_rate_in_use(tmp_path, scheduler_first):
+    # Remedies quote the run's rates ("D's lr is 0.001: try 0.0005") and skip what it uses: a
+    # scheduler made after the Doctor, or one that has decayed the rate since, must reach the context.
+    doctor, opt_d = _scheduled_run(tmp_path, scheduler_first)
+    current = opt_d.param_groups[0]["lr"]
+    assert current == pytest.approx(1e-6)  # three decays of the 1e-3 it started at
+    context = doctor.context
+    assert "lr_schedule" in context.flags
+    assert context.values["lr_d"] == pytest.approx(current) and context.values["lr_g"] == pytest.approx(1e-3)
+    read_back = gandoctor.read_run(tmp_path).context  # the run log holds the update too
+    assert "lr_schedule" in read_back.flags and read_back.values["lr_d"] == pytest.approx(current)
+    assert doctor.disabled_probes == {}
+
+
+def test_a_constant_rate_is_no_schedule(tmp_path):
+    G, D = nn.Sequential(nn.Linear(4, 2)), nn.Sequential(nn.Linear(2, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-4)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=Schedule(weight_every=10, flush_every=10))
+    train_on_points(G, D, opt_g, opt_d, doctor, 60)
+    assert "lr_schedule" not in doctor.context.flags
+    assert doctor.context.values["lr_d"] == 2e-4

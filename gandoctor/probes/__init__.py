@@ -6,7 +6,8 @@ What runs when (defaults in :class:`Schedule`; the overhead budget may stretch t
   pre-hooks (:mod:`.gradients`), D's outputs if the loop passes them (:mod:`.discriminator`);
 - every ``d_probe_every`` steps, when the loop does not pass D's outputs: a no-grad D forward
   on a slice of the real and fake batch, leaving D untouched (:mod:`.discriminator`);
-- every ``weight_every`` steps: weight norms and D's largest singular value (:mod:`.weights`);
+- every ``weight_every`` steps: weight norms and D's largest singular value (:mod:`.weights`),
+  and the optimizers' learning rates, a schedule noted in the context (:mod:`.optimizers`);
 - every ``spectrum_every`` steps: the singular-value spectrum of D's matrices (:mod:`.spectrum`);
 - every ``feature_every`` steps: features of a slice of real and fake samples; every
   ``sample_stats_every`` steps: diversity / coverage / precision / bin occupancy against the

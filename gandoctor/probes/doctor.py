@@ -41,6 +41,7 @@ from .gradients import GradientProbe
 from .latents import LatentProbe, SampleLatent, takes_two_inputs
 from .losses import LossProbe
 from .lossform import LossForm, LossFormProbe
+from .optimizers import OptimizerProbe
 from .samples import FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
 from .spectrum import SpectrumProbe
 from .visits import Visits
@@ -279,12 +280,11 @@ def standard_probes(
     kind = OutputKind(host, loss_form)
     # The loss form settles before D's outputs of the same step are read (its accuracy threshold).
     probes: list[Probe] = [LossProbe(host), LossFormProbe(host, loss_form)]
-    for role, opt, module in (("d", d_opt, host.discriminator), ("g", g_opt, host.generator)):
-        if opt is not None:
-            probes.append(GradientProbe(host, role, opt, module))
+    optimizers = {role: (opt, module) for role, opt, module in (("d", d_opt, host.discriminator), ("g", g_opt, host.generator)) if opt is not None}
+    probes += [GradientProbe(host, role, opt, module) for role, (opt, module) in optimizers.items()]
     return probes + [
-        DOutputsProbe(host, kind), DForwardProbe(host, kind), WeightProbe(host), SpectrumProbe(host), FeatureProbe(host),
-        latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
+        DOutputsProbe(host, kind), DForwardProbe(host, kind), WeightProbe(host), OptimizerProbe(host, optimizers), SpectrumProbe(host),
+        FeatureProbe(host), latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
     ]
 
 

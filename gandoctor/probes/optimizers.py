@@ -1,0 +1,59 @@
+"""The optimizers' learning rates as training goes: a learning-rate schedule is noted in the context.
+
+The context reads each optimizer's settings when the Doctor is made; a scheduler made after it
+(``torch.optim.lr_scheduler.*``) or one that has since decayed the rate would leave the remedies
+quoting a rate the run no longer uses ("D's lr is 0.001: try 0.0005" after a cosine schedule took
+it to 1e-5) and suggesting a schedule the run already has. Every ``weight_every`` steps this probe
+reads the rate of the parameter group that trains each network (a few dictionary lookups: nothing
+on the device); when it has changed, or a PyTorch scheduler has marked the group (its
+``initial_lr``), the context gets the flag ``lr_schedule`` and the current ``lr_d`` / ``lr_g``,
+written to the run log as the context's other updates are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..context import training_group
+from .base import Probe, ProbeHost, StepInputs, Values
+
+
+class OptimizerProbe(Probe):
+    name = "optimizers"
+    schedule_field = "weight_every"
+    signals = ()  # context only
+    cost = 0.005
+
+    def __init__(self, host: ProbeHost, optimizers: dict[str, tuple[torch.optim.Optimizer, nn.Module]]) -> None:
+        super().__init__(host)
+        self._optimizers = optimizers
+        self._seen: dict[str, float] = {}  # the rate each role had at the last reading
+
+    def measure(self, inputs: StepInputs) -> Values:
+        self._read()
+        return {}
+
+    def final(self, step: int) -> Values:
+        self._read()  # the rates training ended with, whatever the schedule did since the last reading
+        return {}
+
+    def _read(self) -> None:
+        context = self.host.context()
+        flags: set[str] = set()
+        values: dict[str, Any] = {}
+        for role, (opt, module) in self._optimizers.items():
+            group = training_group(opt, module)
+            lr = group.get("lr")
+            if not isinstance(lr, (int, float)) or isinstance(lr, bool):  # a tensor rate: read it, and it syncs
+                continue
+            first = context.values.get(f"lr_{role}")
+            if "initial_lr" in group or (isinstance(first, float) and lr != first):
+                flags.add("lr_schedule")
+            if self._seen.get(role) != float(lr):
+                self._seen[role] = float(lr)
+                values[f"lr_{role}"] = float(lr)
+        if flags - context.flags or any(context.values.get(k) != v for k, v in values.items()):
+            self.host.note_context(flags, values)

@@ -67,6 +67,18 @@ def test_json_records_of_mean_num_std_are_read_by_their_mean(tmp_path):
     assert {"user.loss_d_loss_num", "user.loss_d_loss_std"} <= set(data.signals.names())  # kept, feeding no rule
 
 
+def test_stylegan_stats_count_steps_in_kimg_as_their_tensorboard_logs_do(tmp_path):
+    # One record a tick of 4 kimg: the step is the kimg (StyleGAN's TensorBoard global_step), not the tick.
+    lines = [
+        json.dumps({"Progress/tick": {"num": 1, "mean": t, "std": 0}, "Progress/kimg": {"num": 1, "mean": 4.0 * t, "std": 0},
+                    "Loss/D/loss": {"num": 64, "mean": 0.5, "std": 0.1}, "Loss/G/loss": {"num": 64, "mean": 2.0, "std": 0.1}})
+        for t in range(4)
+    ]
+    data = read_run(write(tmp_path / "stats.jsonl", "\n".join(lines) + "\n"))
+    assert data.signals.get("loss.d").steps.tolist() == [0, 4, 8, 12]
+    assert "user.progress_tick_mean" in data.signals.names()  # the tick stays a value
+
+
 # -- CSV ----------------------------------------------------------------------------------
 def test_csv_maps_columns_and_reads_non_finite(tmp_path):
     data = read_run(write(tmp_path / "train.csv", CSV))

@@ -29,8 +29,13 @@ from . import RunData
 from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options
 from ._lines import iter_lines, open_text
 
-#: Columns that count steps over the whole run, most specific first.
-GLOBAL_STEP_KEYS = ("_step", "global_step", "globalstep", "total_step", "batches_done", "total_iters", "niter", "step", "steps")
+#: Columns that count steps over the whole run, most specific first. StyleGAN2-ADA's and
+#: StyleGAN3's ``stats.jsonl`` count training in thousands of images, one record a tick
+#: (``{"Progress/kimg": {"mean": 4.0, ...}}``): kimg is their step, as in their TensorBoard logs.
+GLOBAL_STEP_KEYS = (
+    "_step", "global_step", "globalstep", "total_step", "batches_done", "total_iters", "niter", "step", "steps",
+    "progress/kimg_mean", "progress/kimg",
+)
 #: Columns that may count batches within an epoch (or over the run: the clock tells which).
 BATCH_KEYS = ("iter", "iteration", "iters", "it", "batch", "batch_idx", "i", "iter_in_epoch")
 EPOCH_KEYS = ("epoch", "epochs", "ep")

@@ -41,7 +41,10 @@ class Schedule:
 
     flush_every: int = 25
     d_probe_every: int = 10
-    d_probe_batch: int = 64
+    # Up to this many of the batch's real and fake samples in the doctor's own D forward: the whole
+    # batch of most loops (64 measured D's accuracy with more noise: held-out live macro-F1 0.860 /
+    # 0.857 -> 0.863 / 0.864 on the corpus at 256, one healthy alarm fewer, fifteenth pass).
+    d_probe_batch: int = 256
     weight_every: int = 50
     layer_every: int = 50
     feature_every: int = 25

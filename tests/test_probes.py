@@ -205,9 +205,11 @@ def test_device_norms_of_gradients_in_any_precision(dtype):
     assert norms.tolist() == pytest.approx([4.0, 3.0], rel=1e-3)
 
 
-def train_on_points(G: nn.Module, D: nn.Module, opt_g, opt_d, doctor: gandoctor.Doctor, steps: int, dtype: torch.dtype = torch.float32) -> None:
+def train_on_points(
+    G: nn.Module, D: nn.Module, opt_g, opt_d, doctor: gandoctor.Doctor, steps: int, dtype: torch.dtype = torch.float32, after_d_step=None
+) -> None:
     """The plain non-saturating loop on 2-D Gaussian points (z of 4), the doctor stepped after
-    each G update and closed at the end."""
+    each G update and closed at the end; ``after_d_step()`` runs after each D update (a scheduler)."""
     bce = nn.BCEWithLogitsLoss()
     for step in range(steps):
         real, fake = torch.randn(64, 2, dtype=dtype), G(torch.randn(64, 4, dtype=dtype))
@@ -216,6 +218,8 @@ def train_on_points(G: nn.Module, D: nn.Module, opt_g, opt_d, doctor: gandoctor.
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
+        if after_d_step is not None:
+            after_d_step()
         g_loss = bce(D(fake), ones)
         opt_g.zero_grad()
         g_loss.backward()
@@ -781,20 +785,7 @@ def _scheduled_run(tmp_path, scheduler_first: bool, steps: int = 120):
     doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, schedule=Schedule(weight_every=10, flush_every=10))
     if sched is None:
         sched = torch.optim.lr_scheduler.StepLR(opt_d, step_size=40, gamma=0.1)
-    bce = nn.BCEWithLogitsLoss()
-    for step in range(steps):
-        real, fake = torch.randn(16, 2), G(torch.randn(16, 4))
-        d_loss = bce(D(real), torch.ones(16, 1)) + bce(D(fake.detach()), torch.zeros(16, 1))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        sched.step()
-        g_loss = bce(D(fake), torch.ones(16, 1))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss, g_loss, real, fake, step=step)
-    doctor.close()
+    train_on_points(G, D, opt_g, opt_d, doctor, steps, after_d_step=sched.step)
     return doctor, opt_d
 
 

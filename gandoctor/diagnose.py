@@ -32,7 +32,7 @@ def diagnose(
     """Evaluate the rules on the signals, rank remedies for the run: the one path used live and by the CLI."""
     mapped = mapped or {}
     result = engine.evaluate(signals, rules, context, strict=strict)
-    findings = remedies.rank(result.findings, rules, context)
+    findings = remedies.rank(result.findings, rules, context, lambda finding: rates_at(signals, finding.onset_step))
     return Report(
         findings=findings,
         skipped_rules=result.skipped,
@@ -77,6 +77,27 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
             values["d_loss_unit"] = unit
             values["d_loss_form"] = "ls01"
     return RunContext(frozenset(flags), values)
+
+
+#: Learning rates recorded over the run (a schedule moves them) and the context values they update.
+RATE_SIGNALS = {"opt.lr_d": "lr_d", "opt.lr_g": "lr_g"}
+
+
+def rates_at(signals: SignalLog, step: int | None) -> dict[str, float]:
+    """The learning rates the run had at ``step`` (the last recorded at or before it, else the
+    first), where it recorded them: what a finding's remedies quote, not the rate at the end."""
+    if step is None:
+        return {}
+    rates: dict[str, float] = {}
+    for name, key in RATE_SIGNALS.items():
+        view = signals.get(name)
+        if view is None or not len(view.steps):
+            continue
+        i = max(int(np.searchsorted(view.steps, step, side="right")) - 1, 0)
+        value = float(view.values[i])
+        if np.isfinite(value):
+            rates[key] = value
+    return rates
 
 
 def analyze(

@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 from ._validate import expect as _expect
 from ._validate import unknown_keys as _unknown
@@ -512,16 +512,22 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def rank(findings: tuple[Finding, ...], rules: "RuleSet", context: RunContext) -> tuple[Finding, ...]:
-    """Each finding with its remedies ranked for this run (best first) and the skipped ones with reasons."""
+def rank(
+    findings: tuple[Finding, ...], rules: "RuleSet", context: RunContext, at_onset: Callable[[Finding], Mapping[str, Any]] | None = None
+) -> tuple[Finding, ...]:
+    """Each finding with its remedies ranked for this run (best first) and the skipped ones with
+    reasons. ``at_onset(finding)``: values the run had at the finding's onset (the learning rates
+    a schedule has moved since), taking precedence over the context's for that finding."""
     declared = context.flags
-    context = expand_context(context, rules.remedies)
+    run_context = context = expand_context(context, rules.remedies)
     wanted: Counter[str] = Counter()
     for finding in findings:
         # Count findings, not rules: rules merged into one finding (also_fired) are one finding.
         wanted.update({ref.id for code in (finding.rule, *finding.also_fired) for ref in _rule_refs(rules, code)})
     ranked: list[Finding] = []
     for finding in findings:
+        then = at_onset(finding) if at_onset is not None else {}
+        context = run_context.merged(RunContext(frozenset(), then)) if then else run_context
         bases: dict[str, tuple[float, str]] = {}
         for code in (finding.rule, *finding.also_fired):
             for position, ref in enumerate(_rule_refs(rules, code)):

@@ -40,6 +40,8 @@ SIGNALS: Mapping[str, str] = {
     "weight_norm.d": "global L2 norm of D's weights",
     "weight_norm.g": "global L2 norm of G's weights",
     "sigma_max.d": "largest singular value over D's weight matrices (power iteration, raw weights)",
+    "opt.lr_d": "learning rate of the parameter group that trains D, as the optimizer holds it (a schedule moves it)",
+    "opt.lr_g": "learning rate of the parameter group that trains G",
     "spectrum.d.stable_rank": "mean over D's matrices of the stable rank (sum s^2 / s_max^2) divided by the matrix rank: 1 flat spectrum, near 0 one direction",
     "spectrum.d.effective_rank": "mean over D's matrices of the effective rank (exp entropy of s / sum s, Roy & Vetterli 2007) divided by the matrix rank",
     "feat.diversity_ratio": "mean pairwise distance among fake features / the same among real features",

@@ -801,6 +801,9 @@ def test_a_learning_rate_schedule_is_noted_with_the_rate_in_use(tmp_path, schedu
     assert context.values["lr_d"] == pytest.approx(current) and context.values["lr_g"] == pytest.approx(1e-3)
     read_back = gandoctor.read_run(tmp_path).context  # the run log holds the update too
     assert "lr_schedule" in read_back.flags and read_back.values["lr_d"] == pytest.approx(current)
+    rates = doctor.signals.get("opt.lr_d")  # and the rates over the run, for remedies at a finding's onset
+    assert rates.values[0] == pytest.approx(1e-3) and rates.values[-1] == pytest.approx(1e-5)  # step 110's
+    assert any(v == pytest.approx(1e-4) for v in rates.values.tolist())  # the schedule's steps in between
     assert doctor.disabled_probes == {}
 
 

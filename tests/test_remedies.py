@@ -376,3 +376,34 @@ def test_non_convergence_with_rates_far_apart_ranks_balancing_them_first(builtin
     f = ranked(builtin, "GD601", values={"lr_d": 2e-3, "lr_g": 2e-3})
     ids = [r.id for r in f.remedies]
     assert ids[:2] == ["lower_lr", "optimizer"] and ids.index("lower_g_lr") > 2
+
+
+def _floor_run(rates: bool):
+    """D's loss at the floor for 2000 steps (GD102) in a run whose D rate a schedule took from 1e-3
+    to 1e-5 at step 1000; the context holds the rate at the end, the signals (when recorded) all of it."""
+    import numpy as np
+
+    from gandoctor.diagnose import diagnose
+    from gandoctor.signals import SignalLog
+
+    log = SignalLog(capacity=4096)
+    steps = np.arange(2000)
+    log.extend("loss.d", steps, np.full(2000, 0.01))
+    log.extend("loss.g", steps, np.full(2000, 5.0))
+    if rates:
+        log.extend("opt.lr_d", steps[::50], np.where(steps[::50] < 1000, 1e-3, 1e-5))
+        log.extend("opt.lr_g", steps[::50], np.full(40, 1e-3))
+    report = diagnose(log, load_rules(), RunContext(frozenset({"lr_schedule"}), {"lr_d": 1e-5, "lr_g": 1e-3}))
+    return next(f for f in report.findings if f.mode == "discriminator_dominance")
+
+
+def test_remedies_quote_the_learning_rate_the_run_had_at_the_onset():
+    finding = _floor_run(rates=True)
+    assert finding.onset_step < 1000
+    lower = next(r for r in finding.remedies if r.id == "lower_d_lr")
+    assert "D's lr is 0.001: try 0.0005" in lower.reason  # the rate when D took over, not the decayed one
+
+
+def test_without_recorded_rates_the_context_s_rate_is_quoted():
+    finding = _floor_run(rates=False)  # a log from before the rates were recorded: the context's (end) rate
+    assert any(r.id == "lower_d_lr" and "1e-05 is already far below" in r.reason for r in finding.skipped_remedies)

@@ -7,7 +7,9 @@ it to 1e-5) and suggesting a schedule the run already has. Every ``weight_every`
 reads the rate of the parameter group that trains each network (a few dictionary lookups: nothing
 on the device); when it has changed, or a PyTorch scheduler has marked the group (its
 ``initial_lr``), the context gets the flag ``lr_schedule`` and the current ``lr_d`` / ``lr_g``,
-written to the run log as the context's other updates are.
+written to the run log as the context's other updates are. The rates are also recorded as
+signals (``opt.lr_d``, ``opt.lr_g``), so a finding's remedies quote the rate the run had at the
+finding's onset, not the one a schedule has decayed it to since.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .base import Probe, ProbeHost, StepInputs, Values
 class OptimizerProbe(Probe):
     name = "optimizers"
     schedule_field = "weight_every"
-    signals = ()  # context only
+    signals = ("opt.lr_d", "opt.lr_g")
     cost = 0.005
 
     def __init__(self, host: ProbeHost, optimizers: dict[str, tuple[torch.optim.Optimizer, nn.Module]]) -> None:
@@ -33,22 +35,25 @@ class OptimizerProbe(Probe):
         self._seen: dict[str, float] = {}  # the rate each role had at the last reading
 
     def measure(self, inputs: StepInputs) -> Values:
+        return self._read()
+
+    def final(self, step: int) -> Values:
+        # The rates training ended with, in the context (whatever the schedule did since the last
+        # reading); not as a record of their own: the last step's record holds the sample statistics.
         self._read()
         return {}
 
-    def final(self, step: int) -> Values:
-        self._read()  # the rates training ended with, whatever the schedule did since the last reading
-        return {}
-
-    def _read(self) -> None:
+    def _read(self) -> Values:
         context = self.host.context()
         flags: set[str] = set()
         values: dict[str, Any] = {}
+        rates: dict[str, torch.Tensor | float] = {}
         for role, (opt, module) in self._optimizers.items():
             group = training_group(opt, module)
             lr = group.get("lr")
             if not isinstance(lr, (int, float)) or isinstance(lr, bool):  # a tensor rate: read it, and it syncs
                 continue
+            rates[f"opt.lr_{role}"] = float(lr)
             first = context.values.get(f"lr_{role}")
             if "initial_lr" in group or (isinstance(first, float) and lr != first):
                 flags.add("lr_schedule")
@@ -57,3 +62,4 @@ class OptimizerProbe(Probe):
                 values[f"lr_{role}"] = float(lr)
         if flags - context.flags or any(context.values.get(k) != v for k, v in values.items()):
             self.host.note_context(flags, values)
+        return rates

@@ -62,9 +62,15 @@ def alerts_of(markers: Iterable[HealthyMarker]) -> tuple[Alert, ...]:
 def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     """What a saved log says about the run that its header may not: a D loss below zero marks a
     Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers;
-    D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`)."""
+    D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`);
+    a learning-rate schedule, where a logged rate (``lr_D``, ``lr/G`` -> ``opt.lr_*``) moved."""
     flags: set[str] = set()
     values: dict[str, float | str] = {}
+    for name in RATE_SIGNALS:
+        rates = signals.get(name)
+        finite = np.array([]) if rates is None else rates.values[np.isfinite(rates.values)]
+        if finite.size and float(finite.max()) > float(finite.min()) * (1 + 1e-6):
+            flags.add("lr_schedule")
     loss_d = signals.get("loss.d")
     if "critic" not in known.flags and loss_d is not None:
         finite = loss_d.values[np.isfinite(loss_d.values)]

@@ -383,6 +383,9 @@ ALIASES: Mapping[str, str] = {
     # StyleGAN2-ADA / StyleGAN3 log D's mean logits as Loss/scores/real and Loss/scores/fake.
     "loss/scores/real": "d_out.real",
     "loss/scores/fake": "d_out.fake",
+    # Learning rates (a schedule's, logged per step): what a finding's remedies quote at its onset.
+    **dict.fromkeys(["lr_d", "d_lr", "lr/d", "lr_disc", "disc_lr", "lr/discriminator", "lr_discriminator", "opt.lr_d"], "opt.lr_d"),
+    **dict.fromkeys(["lr_g", "g_lr", "lr/g", "lr_gen", "gen_lr", "lr/generator", "lr_generator", "opt.lr_g"], "opt.lr_g"),
     **dict.fromkeys(
         ["grad_norm_d", "d_grad_norm", "grad_norm.d", "gradnorm_d", "d_gradnorm", "grad_norm/d", "grad/d", "grads/d", "d/grad_norm", "gradient_norm/d"],
         "grad_norm.d",

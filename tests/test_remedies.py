@@ -407,3 +407,18 @@ def test_remedies_quote_the_learning_rate_the_run_had_at_the_onset():
 def test_without_recorded_rates_the_context_s_rate_is_quoted():
     finding = _floor_run(rates=False)  # a log from before the rates were recorded: the context's (end) rate
     assert any(r.id == "lower_d_lr" and "1e-05 is already far below" in r.reason for r in finding.skipped_remedies)
+
+
+def test_a_scalar_log_s_learning_rates_are_quoted_at_the_onset_and_mark_a_schedule(tmp_path):
+    # A CSV that logs the rates (lr_D, lr_G: a schedule's, per step): the same onset rate as live.
+    from gandoctor.diagnose import analyze
+
+    rows = ["step,loss_D,loss_G,lr_D,lr_G"] + [f"{s},0.01,5.0,{1e-3 if s < 1000 else 1e-5},0.001" for s in range(2000)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    report = analyze(tmp_path / "train.csv")
+    assert "lr_schedule" in report.context.flags  # the logged rate moved
+    finding = next(f for f in report.findings if f.mode == "discriminator_dominance")
+    assert any(r.id == "lower_d_lr" and "D's lr is 0.001: try 0.0005" in r.reason for r in finding.remedies)
+    constant = tmp_path / "constant.csv"
+    constant.write_text("\n".join(["step,loss_D,loss_G,lr_D"] + [f"{s},0.01,5.0,0.001" for s in range(2000)]) + "\n")
+    assert "lr_schedule" not in analyze(constant).context.flags

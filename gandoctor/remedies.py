@@ -519,7 +519,7 @@ def rank(
     reasons. ``at_onset(finding)``: values the run had at the finding's onset (the learning rates
     a schedule has moved since), taking precedence over the context's for that finding."""
     declared = context.flags
-    run_context = context = expand_context(context, rules.remedies)
+    run_context = expand_context(context, rules.remedies)
     wanted: Counter[str] = Counter()
     for finding in findings:
         # Count findings, not rules: rules merged into one finding (also_fired) are one finding.

@@ -32,7 +32,6 @@ class OptimizerProbe(Probe):
     def __init__(self, host: ProbeHost, optimizers: dict[str, tuple[torch.optim.Optimizer, nn.Module]]) -> None:
         super().__init__(host)
         self._optimizers = optimizers
-        self._seen: dict[str, float] = {}  # the rate each role had at the last reading
 
     def measure(self, inputs: StepInputs) -> Values:
         return self._read()
@@ -54,12 +53,11 @@ class OptimizerProbe(Probe):
             if not isinstance(lr, (int, float)) or isinstance(lr, bool):  # a tensor rate: read it, and it syncs
                 continue
             rates[f"opt.lr_{role}"] = float(lr)
-            first = context.values.get(f"lr_{role}")
-            if "initial_lr" in group or (isinstance(first, float) and lr != first):
+            noted = context.values.get(f"lr_{role}")  # the rate the context holds: at Doctor(...) or the last change
+            if "initial_lr" in group or (isinstance(noted, float) and lr != noted):
                 flags.add("lr_schedule")
-            if self._seen.get(role) != float(lr):
-                self._seen[role] = float(lr)
+            if noted != float(lr):
                 values[f"lr_{role}"] = float(lr)
-        if flags - context.flags or any(context.values.get(k) != v for k, v in values.items()):
+        if flags - context.flags or values:
             self.host.note_context(flags, values)
         return rates

@@ -250,16 +250,10 @@ def _accepts(path: Path) -> bool:
 
 
 def read(path: Path, capacity: int = 4096) -> RunData:
-    # The lines a script prints are its log; a progress bar's postfix (tqdm.set_postfix, Lightning's
-    # bar) usually repeats them, so it is read only from a log that holds nothing else.
-    out, bars = _read(path, capacity, bar_postfix=False)
-    if not out.records and bars:
-        out, bars = _read(path, capacity, bar_postfix=True)
+    out = _read_lines_or_bars(path, capacity)
     if not any(loss in out.signals for loss in BARE_LOSSES) and _reads_bare_losses(path):
         # No loss under a known name (lines with only D(x) and D(G(z)) known, or none): the bare names are them.
-        out, bars = _read(path, capacity, bar_postfix=False, bare=True)
-        if not out.records and bars:
-            out, bars = _read(path, capacity, bar_postfix=True, bare=True)
+        out = _read_lines_or_bars(path, capacity, bare=True)
     if not out.records:
         raise LogFormatError(
             f"{path}: no training log lines found (expected lines like '[0/5][10/469] Loss_D: 1.2 Loss_G: 0.7', "
@@ -268,6 +262,15 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         )
     signals, warnings, mapped = out.finish()
     return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
+
+
+def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False) -> Collector:
+    # The lines a script prints are its log; a progress bar's postfix (tqdm.set_postfix, Lightning's
+    # bar) usually repeats them, so it is read only from a log that holds nothing else.
+    out, bars = _read(path, capacity, bar_postfix=False, bare=bare)
+    if not out.records and bars:
+        out, _ = _read(path, capacity, bar_postfix=True, bare=bare)
+    return out
 
 
 def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False) -> tuple[Collector, int]:

@@ -454,15 +454,22 @@ _WORKER: dict = {}
 
 
 def _worker_init(runs: str, spec_path: str, columns: tuple[str, ...] | None = None) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import calibrate
-    predictor = Predictor(LogCache(columns), load_rules())
-    _WORKER.update(cases=load_cases(Path(runs)), predictor=predictor, rule_cache=calibrate.RuleCache(predictor),
-                   spec=calibrate.load_spec(Path(spec_path)))
+    # An exception raised here would make multiprocessing start a new worker forever (the pool
+    # hangs, silent): it is kept and raised by the first task instead, and reaches the caller.
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import calibrate
+        predictor = Predictor(LogCache(columns), load_rules())
+        _WORKER.update(cases=load_cases(Path(runs)), predictor=predictor, rule_cache=calibrate.RuleCache(predictor),
+                       spec=calibrate.load_spec(Path(spec_path)))
+    except Exception as exc:
+        _WORKER["error"] = exc
 
 
 def _worker_task(task: tuple) -> tuple:
     w = _WORKER
+    if "error" in w:
+        raise w["error"]
     if task[0] == "plain":
         names = set(task[1])
         return ("plain", evaluate_plain([c for c in w["cases"] if c.name in names], w["predictor"]))

@@ -150,6 +150,50 @@ def _swing(steps: np.ndarray, values: np.ndarray, aggregate: Callable[[np.ndarra
     return float((np.abs(np.diff(p)).sum() - abs(p[-1] - p[0])) / (SWING_SAMPLES - 1))
 
 
+#: The cycle statistic reads at least this many points (fewer: NaN), at most the newest
+#: CYCLE_MAX_POINTS, lags up to a third of them and CYCLE_MAX_LAG, and detrends with a centred
+#: moving average over a third of them, CYCLE_TREND_POINTS at most.
+CYCLE_MIN_POINTS = 48
+CYCLE_MAX_POINTS = 4096
+CYCLE_MAX_LAG = 200
+CYCLE_TREND_POINTS = 101
+
+
+def _cycle(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    """How strongly the window's values repeat a cycle: the series less its moving average (the
+    drift a healthy run has), then its autocorrelation; past the first lag where that turns
+    negative, the highest peak, taken only as far as the trough before it is as deep (an
+    oscillation swings both ways; a train of isolated spikes, as an epoch's short last batch
+    makes, has a peak but no trough), less the peak white noise of as many points would reach
+    over as many lags (sqrt(2 ln lags / n)). About 0 or below for noise and drift; 0.2 and more
+    for a loss that orbits. Points are read in order as if evenly spaced; NaN under
+    CYCLE_MIN_POINTS points or where most points repeat the one before."""
+    v = _finite(np.asarray(values, dtype=np.float64))[-CYCLE_MAX_POINTS:]
+    n = v.size
+    # A series that mostly repeats its last value (held between updates, or rounded past its
+    # changes) is a staircase, whose regular steps would read as a cycle once detrended.
+    if n < CYCLE_MIN_POINTS or np.count_nonzero(np.diff(v) == 0) > 0.5 * (n - 1):
+        return math.nan
+    width = max(5, min(CYCLE_TREND_POINTS, (n // 3) | 1))
+    # odd reflection at the ends keeps a straight line straight (edge padding bends it there)
+    padded = np.pad(v, width // 2, mode="reflect", reflect_type="odd")
+    x = v - np.convolve(padded, np.full(width, 1.0 / width), mode="valid")
+    x -= x.mean()
+    energy = float(np.dot(x, x))
+    if not energy > 1e-12 * max(float(np.dot(v, v)), 1e-300):
+        return 0.0  # nothing left once the drift is gone: no cycle
+    lags = min(n // 3, CYCLE_MAX_LAG)
+    spectrum = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2)[1 : lags + 1] / energy
+    negative = np.flatnonzero(acf < 0)
+    if negative.size == 0 or negative[0] >= lags - 1:
+        return 0.0
+    zero = int(negative[0])
+    peak = zero + int(np.argmax(acf[zero:]))
+    strength = min(float(acf[peak]), -float(acf[zero : peak + 1].min()))
+    return strength - math.sqrt(2.0 * math.log(max(lags - zero, 2)) / n)
+
+
 @dataclass(frozen=True)
 class Statistic:
     """A registered statistic: its name, what it means, whether it needs ``level``, its cost, and
@@ -217,6 +261,13 @@ for _stat in [
         "(for 0/1 indicators: the swings of a share)",
         _mean_swing,
         batch_fn=rolling.batch_mean_swing,
+    ),
+    Statistic(
+        "cycle",
+        "strength of a repeating cycle: the first autocorrelation peak of the detrended values that a trough as deep "
+        "precedes, less what noise would reach (about 0 for noise and drift)",
+        _cycle,
+        cost="O(n log n)",
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),

@@ -124,6 +124,21 @@ def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone(
     assert not healthy, healthy
 
 
+@pytest.mark.parametrize("source", ["live", "scalars"])
+def test_a_cycle_in_d_s_loss_finds_non_convergence_the_swing_rules_miss(source):
+    # GD607 reads the regularity of D's loss (its autocorrelation a period on), not the size of
+    # its swings: on the real corpus half of its calls or more are non-converging runs, some found
+    # by no other rule, and at most two healthy runs (both orbit: the oracle's checks alias them).
+    read = _live if source == "live" else _scalars
+    fired, labelled, healthy = _rule_on_corpus("GD607", read, "non_convergence")
+    swing_rules = {"GD601", "GD602", "GD603", "GD604", "GD605", "GD606"}
+    only_it = [r.name for r in labelled if not swing_rules & _rules_fired(read(r))]
+    assert len(labelled) >= (6 if source == "live" else 3), len(labelled)  # 8 of 14 live, 4 of 8 scalars, as shipped
+    assert len(labelled) >= 0.5 * len(fired), (len(labelled), len(fired))
+    assert len(only_it) >= (1 if source == "live" else 2), only_it  # 2 and 3
+    assert len(healthy) <= 2, healthy  # c171, c294 live; c171 scalars
+
+
 def test_the_sign_of_d_x_minus_d_g_z_finds_generator_dominance_in_scalar_logs_of_any_loss():
     # GD206 reads only whether D(x) > D(G(z)) at each step, so hinge and critic logs, whose raw
     # scores GD203's probability gap cannot read, are judged too.

@@ -214,6 +214,35 @@ def test_mean_swing_is_zero_for_a_steady_or_steadily_moving_share():
     assert at_end(view(np.linspace(0.0, 1.0, 50)), "mean_swing", 100) == pytest.approx(0.0)
 
 
+def test_cycle_reads_a_loss_that_orbits_with_a_period_and_not_noise_or_drift():
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    orbit = 1.2 + 0.2 * np.sin(2 * np.pi * t / 25) + 0.05 * rng.normal(size=400)
+    assert at_end(view(orbit), "cycle", 400) > 0.4
+    # noise of any length stays under 0 (the white-noise level is taken off)
+    for n in (60, 400, 3000):
+        assert at_end(view(rng.normal(size=n)), "cycle", n) < 0.05
+    # a drift, straight or bending, with noise: nothing repeats once the moving average is off
+    drift = 1.4 - 0.3 * t / 400 + 0.1 * np.exp(-t / 100) + 0.02 * rng.normal(size=400)
+    assert at_end(view(drift), "cycle", 400) < 0.05
+
+
+def test_cycle_ignores_a_spike_once_per_epoch_that_has_no_trough_between():
+    # an epoch's short last batch: one outlier every 29 steps repeats exactly, but swings one way
+    rng = np.random.default_rng(1)
+    x = 0.05 * rng.normal(size=400)
+    x[::29] += 0.5
+    assert at_end(view(x), "cycle", 400) < 0.05
+
+
+def test_cycle_is_nan_for_few_points_or_a_staircase():
+    assert math.isnan(at_end(view(np.sin(np.arange(40))), "cycle", 40))
+    # values held between updates (or rounded past their changes): regular steps, not an orbit
+    assert math.isnan(at_end(view(np.repeat(np.arange(8.0), 50)), "cycle", 400))
+    assert math.isnan(at_end(view(np.round(1.4 - 0.1 * np.arange(400) / 400, 2)), "cycle", 400))
+    assert math.isnan(at_end(view(np.full(100, 0.7)), "cycle", 100))
+
+
 def test_a_log_ratio_that_underflows_is_many_orders_below_not_an_error():
     # a subnormal window median over a large earlier peak: the quotient underflows to 0
     v = view([1e300] * 5 + [5e-324] * 5)

@@ -90,6 +90,7 @@ class SkipReason(str, Enum):
     NOT_APPLICABLE = "not_applicable"  # the run uses a technique the rule does not apply to (skip_if)
     SUPERSEDED = "superseded"  # a richer rule of the same mode has the signals it needs (unless_signals)
     TOO_SHORT = "too_short"  # the run is shorter than the rule can judge
+    UNDEFINED = "undefined"  # its signals were recorded, but no check had a value to judge (non-finite, too sparse, held)
     ERROR = "error"  # evaluating the rule raised; the rest of the diagnosis went on
 
 
@@ -98,7 +99,8 @@ class SkippedRule:
     rule: str
     reason: SkipReason
     mode: str = ""
-    missing: tuple[str, ...] = ()  # MISSING_SIGNALS: the signals; NOT_APPLICABLE: the flags; SUPERSEDED: the signals present
+    # MISSING_SIGNALS: the signals; NOT_APPLICABLE: the flags; SUPERSEDED: the signals present; UNDEFINED: the signals read
+    missing: tuple[str, ...] = ()
     detail: str = ""  # TOO_SHORT: the shortest run it judges; ERROR: the exception
 
     def describe(self) -> str:
@@ -109,6 +111,7 @@ class SkippedRule:
             SkipReason.NOT_APPLICABLE: f"not applicable: run uses {names}",
             SkipReason.SUPERSEDED: f"superseded: {names} recorded, read by a richer rule",
             SkipReason.TOO_SHORT: f"run too short to judge ({self.detail})",
+            SkipReason.UNDEFINED: f"nothing to judge: {names} non-finite, too sparse or held at one value in every window",
             SkipReason.ERROR: f"error while evaluating: {self.detail}",
         }[self.reason]
 
@@ -148,6 +151,8 @@ class ModeStatus:
             needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
         if SkipReason.TOO_SHORT in self.reasons:  # rules whose signals were recorded need a longer run: the first reason
             return "not checked: run too short to judge" + (f"; other rules need {needs}" if needs else "")
+        if SkipReason.UNDEFINED in self.reasons:  # recorded, but NaN after a blow-up, or logged too sparsely
+            return "not checked: nothing finite or dense enough to judge" + (f"; other rules need {needs}" if needs else "")
         if self.missing:
             return f"not checked: needs {needs}"
         if SkipReason.NOT_APPLICABLE in self.reasons:

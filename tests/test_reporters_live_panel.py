@@ -34,7 +34,8 @@ def test_the_panel_shows_every_mode_as_failing_clear_or_not_checked():
     for status in report.mode_status:
         row = next(line for line in text.splitlines() if f" {status.mode} " in line)
         assert f" {label[status.state.value]} " in row, (status, row)
-    assert {s.state.value for s in report.mode_status} >= {"failing", "clear"}
+    # the run is NaN from step 27 on: one mode failing, the others not checked (nothing finite to judge)
+    assert {s.state.value for s in report.mode_status} == {"failing", "not_checked"}
 
 
 def test_it_redraws_in_place_and_gives_the_terminal_back_on_close():

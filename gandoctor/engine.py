@@ -170,9 +170,8 @@ def _combine(rule: Rule, required: list[tuple[Condition, np.ndarray]]) -> tuple[
     return holds, required_finite & (some_required | np.all(finite, axis=0))
 
 
-def _judged_conditions(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None) -> list[tuple[Condition, np.ndarray]] | SkippedRule:
-    """The rule's conditions with their values on ``grid``, or why the rule cannot be judged."""
-    span = int(grid[-1] - grid[0])
+def _judged_conditions(log: Log, rule: Rule, grid: np.ndarray, span: int, memo: Memo | None) -> list[tuple[Condition, np.ndarray]] | SkippedRule:
+    """The rule's conditions with their values on ``grid`` (a run of ``span`` steps), or why the rule cannot be judged."""
     present = [c.signal for c in rule.conditions if log.get(c.signal) is not None]
     if rule.unless_signals:
         richer = tuple(s for s in rule.unless_signals if s in log)
@@ -199,14 +198,14 @@ def _judged_conditions(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None
 def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None) -> Finding | SkippedRule | None:
     """The rule's finding on ``grid``, why it was skipped, or None; ``memo`` is shared by rules on one grid."""
     span = int(grid[-1] - grid[0])
-    required = _judged_conditions(log, rule, grid, memo)
+    required = _judged_conditions(log, rule, grid, span, memo)
     if isinstance(required, SkippedRule):
         return required
     holds, ok = _combine(rule, required)
     t = timing(rule, span)
     if not ok[grid >= grid[0] + t.warmup].any():
-        # Every check after the warm-up had an undefined statistic (too few points in a window):
-        # the rule judged nothing, so it is not counted as checked.
+        # Every check after the warm-up had an undefined statistic (windows mostly NaN, too few
+        # points, values held): the rule judged nothing, so it is not counted as checked.
         return SkippedRule(rule.code, SkipReason.UNDEFINED, rule.mode, tuple(dict.fromkeys(c.signal for c, _ in required)))
     i = find_onset(holds, ok, grid, grid[0] + t.warmup, t.persist, rule)
     if i is None:

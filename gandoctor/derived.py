@@ -75,7 +75,15 @@ def _pairwise(a: SeriesView, b: SeriesView, name: str, combine: Callable[[np.nda
         values = combine(a.values[ia], b.values[ib])
     counts = np.minimum(a.counts[ia], b.counts[ib])
     nonfinite = np.maximum(a.nonfinite[ia], b.nonfinite[ib])
-    return SeriesView(name, steps, values.astype(np.float64), counts, nonfinite)
+    return SeriesView(name, steps, values.astype(np.float64), counts, nonfinite, _first_of_both(a, ia, b, ib))
+
+
+def _first_of_both(a: SeriesView, ia: np.ndarray, b: SeriesView, ib: np.ndarray) -> np.ndarray | None:
+    """Per point, the earlier of the two inputs' first non-finite steps (-1 where neither has one)."""
+    if a.first_nonfinite is None or b.first_nonfinite is None:
+        return None
+    fa, fb = a.first_nonfinite[ia], b.first_nonfinite[ib]
+    return np.where(fa < 0, fb, np.where(fb < 0, fa, np.minimum(fa, fb)))
 
 
 def _within(values: np.ndarray, domain: tuple[float, float], tol: float = 1e-6) -> bool:
@@ -101,8 +109,9 @@ class DerivedView:
         if name not in self._derived:
             view = self._derive(DERIVED[name])
             if view is not None:  # shared by every caller of this view: read-only, so none can change it for the others
-                for array in (view.steps, view.values, view.counts, view.nonfinite):
-                    array.flags.writeable = False
+                for array in (view.steps, view.values, view.counts, view.nonfinite, view.first_nonfinite):
+                    if array is not None:
+                        array.flags.writeable = False
             self._derived[name] = view
         return self._derived[name]
 

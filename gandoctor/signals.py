@@ -100,6 +100,9 @@ class SeriesView:
     values: np.ndarray  # float64, mean of finite samples (NaN where all were non-finite)
     counts: np.ndarray  # int64, raw samples per point
     nonfinite: np.ndarray  # int64, non-finite raw samples per point
+    # int64, the step of each point's first non-finite raw sample (-1 where it has none): a merged
+    # point is stamped with its last step, and a blow-up's onset must stay exact however long the run.
+    first_nonfinite: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
@@ -117,10 +120,12 @@ class Series:
     __slots__ = (
         "_acc_count",
         "_acc_finite",
+        "_acc_first_nonfinite",
         "_acc_nonfinite",
         "_acc_step",
         "_acc_sum",
         "_counts",
+        "_first_nonfinite",
         "_n",
         "_nonfinite",
         "_steps",
@@ -141,6 +146,7 @@ class Series:
         self._values = np.zeros(size, dtype=np.float64)
         self._counts = np.zeros(size, dtype=np.int64)
         self._nonfinite = np.zeros(size, dtype=np.int64)
+        self._first_nonfinite = np.full(size, -1, dtype=np.int64)
         self._n = 0
         self._reset_bucket()
 
@@ -150,12 +156,13 @@ class Series:
         self._acc_finite = 0
         self._acc_count = 0
         self._acc_nonfinite = 0
+        self._acc_first_nonfinite = -1
 
     def _grow(self) -> None:
         size = min(self.capacity, 2 * self._steps.shape[0])
-        for attr in ("_steps", "_values", "_counts", "_nonfinite"):
+        for attr in ("_steps", "_values", "_counts", "_nonfinite", "_first_nonfinite"):
             old = getattr(self, attr)
-            new = np.zeros(size, dtype=old.dtype)
+            new = np.full(size, -1 if attr == "_first_nonfinite" else 0, dtype=old.dtype)
             new[: old.shape[0]] = old
             setattr(self, attr, new)
 
@@ -173,6 +180,8 @@ class Series:
             self._acc_sum += value
             self._acc_finite += 1
         else:
+            if not self._acc_nonfinite:
+                self._acc_first_nonfinite = step
             self._acc_nonfinite += 1
         self._acc_count += 1
         self._acc_step = step
@@ -187,6 +196,7 @@ class Series:
         self._values[i] = self._acc_sum / self._acc_finite if self._acc_finite else math.nan
         self._counts[i] = self._acc_count
         self._nonfinite[i] = self._acc_nonfinite
+        self._first_nonfinite[i] = self._acc_first_nonfinite
         self._n += 1
         self._reset_bucket()
         if self._n == self.capacity:
@@ -207,6 +217,8 @@ class Series:
         self._values[:half] = merged
         self._counts[:half] = counts.sum(axis=1)
         self._nonfinite[:half] = nonfinite.sum(axis=1)
+        firsts = self._first_nonfinite.reshape(half, 2)
+        self._first_nonfinite[:half] = np.where(firsts[:, 0] >= 0, firsts[:, 0], firsts[:, 1])
         self._n = half
         self.stride *= 2
 
@@ -245,6 +257,9 @@ class Series:
             self._values[j : j + k] = means
             self._counts[j : j + k] = stride
             self._nonfinite[j : j + k] = stride - count
+            bad = ~finite
+            first = np.argmax(bad, axis=1)  # the first non-finite sample of each bucket, if any
+            self._first_nonfinite[j : j + k] = np.where(bad.any(axis=1), steps[i : i + k * stride].reshape(k, stride)[np.arange(k), first], -1)
             self._n += k
             i += k * stride
             if self._n == self.capacity:
@@ -253,14 +268,15 @@ class Series:
     def view(self) -> SeriesView:
         n = self._n
         steps, values = self._steps[:n], self._values[:n]
-        counts, nonfinite = self._counts[:n], self._nonfinite[:n]
+        counts, nonfinite, first = self._counts[:n], self._nonfinite[:n], self._first_nonfinite[:n]
         if self._acc_count:  # the bucket still filling is data too
             value = self._acc_sum / self._acc_finite if self._acc_finite else math.nan
             steps = np.append(steps, self._acc_step)
             values = np.append(values, value)
             counts = np.append(counts, self._acc_count)
             nonfinite = np.append(nonfinite, self._acc_nonfinite)
-        return SeriesView(self.name, steps.copy(), values.copy(), counts.copy(), nonfinite.copy())
+            first = np.append(first, self._acc_first_nonfinite)
+        return SeriesView(self.name, steps.copy(), values.copy(), counts.copy(), nonfinite.copy(), first.copy())
 
     def __len__(self) -> int:
         return self._n + (1 if self._acc_count else 0)

@@ -379,9 +379,14 @@ def _log10_ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def first_nonfinite_step(view: SeriesView, after: int) -> int | None:
-    """The first step at or after ``after`` whose point held a NaN/inf sample (exact onset of a blow-up)."""
+    """The first step at or after ``after`` that held a NaN/inf sample (exact onset of a blow-up):
+    the raw sample's own step, also where a long run's log merged it into a wider point."""
     idx = np.nonzero((view.nonfinite > 0) & (view.steps >= after))[0]
-    return int(view.steps[idx[0]]) if idx.size else None
+    if not idx.size:
+        return None
+    first = -1 if view.first_nonfinite is None else int(view.first_nonfinite[idx[0]])
+    # A point that began before ``after`` may hold its first NaN there: its own step stands, as before.
+    return first if first >= after else int(view.steps[idx[0]])
 
 
 def describe(stat_name: str) -> Mapping[str, str]:

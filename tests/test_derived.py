@@ -58,3 +58,14 @@ def test_a_view_derives_each_series_once_and_hands_it_out_read_only():
     assert first is not None and view.get("d.real_ahead") is first
     with pytest.raises(ValueError):
         first.values[0] = 0.5  # shared by every rule that asks: nobody may change it for the others
+
+
+def test_derived_points_keep_the_earlier_first_nonfinite_step_of_their_sources():
+    log = SignalLog(capacity=16)
+    for step in range(64):
+        log.record(step, {"d_out.real": float("nan") if step >= 41 else 1.0, "d_out.fake": float("inf") if step >= 45 else 0.0})
+    view = DerivedView(log).get("d.real_ahead")
+    assert view is not None and view.first_nonfinite is not None
+    bad = view.nonfinite > 0
+    assert view.steps[bad][0] > 41 and view.first_nonfinite[bad][0] == 41
+    assert not view.first_nonfinite.flags.writeable

@@ -154,6 +154,10 @@ def test_nonfinite_onset_is_the_exact_first_nonfinite_step(tmp_path):
     z = np.ones(300)
     z[[50, 120, 200]] = np.inf
     assert evaluate(signal_log(300, x_a=z), rules).findings == ()
+    # a long run whose log merged its points (here 8 samples to a point) still has the exact step
+    long = np.ones(30000)
+    long[20003:] = np.nan
+    assert only(evaluate(signal_log(30000, x_a=long), rules)).onset_step == 20003
 
 
 def test_warmup_and_persistence_shrink_on_short_runs(tmp_path):

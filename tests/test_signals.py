@@ -147,6 +147,27 @@ def test_decimation_invariants_property(values):
         assert got == pytest.approx(math.fsum(finite), rel=1e-9, abs=1e-6)
 
 
+
+@pytest.mark.parametrize("how", ["append", "extend"])
+def test_merged_points_keep_the_step_of_their_first_nonfinite_sample(how):
+    # A run longer than the capacity that goes on in NaN: its points merge, each stamped with its
+    # last step, but the step of the first NaN sample stays exact (a blow-up's onset).
+    steps = np.arange(100)
+    values = np.where(steps >= 37, math.nan, 1.0)
+    s = Series("x.y", 16)
+    if how == "append":
+        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+            s.append(step, value)
+    else:
+        s.extend(steps, values)
+    v = s.view()
+    assert v.first_nonfinite is not None and v.first_nonfinite.shape == v.steps.shape
+    bad = v.nonfinite > 0
+    assert v.steps[bad][0] > 37 and v.first_nonfinite[bad][0] == 37  # the point's own step is later
+    assert (v.first_nonfinite[~bad] == -1).all()
+    # every later point's first NaN lies inside it
+    assert ((v.first_nonfinite[bad][1:] > v.steps[bad][:-1]) & (v.first_nonfinite[bad][1:] <= v.steps[bad][1:])).all()
+
 def test_view_is_a_copy():
     s = Series("x.y", 16)
     s.append(0, 1.0)

@@ -27,12 +27,12 @@ range, so a copy's own speed cancels out instead of reading as a difference betw
 Two models: the tiny MLP GAN of the demo (2-D data; the worst case, since its step is so cheap
 that any fixed cost shows) and a small DCGAN-style conv GAN on 32x32 images.
 
-Each doctor of the MLP GAN first runs ``--warmup`` steps untimed (default 2100), so the
-overhead budget, which plans from measured times after its first 2000 steps, is measured in its
+Each doctor of the MLP GAN first runs ``--warmup`` steps untimed (default 5100), so the
+overhead budget, which plans from measured times after its first 5000 steps, is measured in its
 steady state; the DCGAN's doctors run at most 200 warm-up steps (its fixed intervals already
-fit the budget, and 2000 CPU steps of it per copy would take minutes).
+fit the budget, and 5000 CPU steps of it per copy would take minutes).
 
-    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--repeats 1] [--warmup 2100] [--before DIR] [--models mlp,dcgan] [--device cpu|cuda] [--json out.json]
+    python benchmarks/overhead.py [--blocks 8] [--steps 100] [--repeats 1] [--warmup 5100] [--before DIR] [--models mlp,dcgan] [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of: {', '.join(VARIANTS)}")
-    parser.add_argument("--warmup", type=int, default=2100, help="untimed steps each doctor runs first (the budget settles)")
+    parser.add_argument("--warmup", type=int, default=5100, help="untimed steps each doctor runs first (the budget settles)")
     parser.add_argument("--before", help="package folder of another gandoctor version, for the 'before: default' variant")
     parser.add_argument("--models", default="mlp,dcgan", help="comma list of: mlp, dcgan")
     parser.add_argument("--json")

@@ -43,6 +43,17 @@ def test_recipes_are_deterministic_json_and_independent_of_n():
     assert len({r["name"] for r in a}) == 30
 
 
+
+def test_long_runs_are_the_cheap_recipes_lengthened(capsys):
+    assert corpus.main(["--n", "60", "--seed", "11", "--long", "5000", "--list"]) == 0
+    long = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    drawn = {r["index"]: r for r in (corpus.draw_recipe(11, i) for i in range(60))}
+    assert long and len(long) < len(drawn)
+    for r in long:
+        assert (r["family"], r["steps"], r["eval_every"]) == ("mlp", 5000, 312)
+        assert r["dataset"] in ("ring", "grid", "random2d", "digits8") and r["d_steps"] < 3 and r["loss"] != "wgan-gp"
+        assert {k: v for k, v in r.items() if k not in ("steps", "eval_every")} == {k: v for k, v in drawn[r["index"]].items() if k not in ("steps", "eval_every")}
+
 def test_recipes_span_the_axes():
     rs = [corpus.draw_recipe(0, i) for i in range(300)]
     seen = lambda k: {r[k] for r in rs}  # noqa: E731

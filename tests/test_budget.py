@@ -69,6 +69,20 @@ def test_stretch_stops_at_each_probes_cap():
     assert budget.stretch == {"sample_stats": 8, "d_probe": 8, "grads.d": 4}
 
 
+
+def test_the_plan_message_gives_the_estimated_share_and_says_when_the_budget_cannot_be_met():
+    schedule = Schedule(sample_stats_every=100)
+    fresh = Budget(0.05, probes(schedule))
+    assert fresh.estimated_share() is None and fresh.plan_message("x every 2") == "overhead budget: x every 2 steps"
+    fits = Budget(0.05, probes(schedule))
+    run(fits, WARMUP_STEPS + 50, train_ms=2.0, fixed_ms=0.02)  # as above: 0.0725 ms of probes + 0.02 fixed on 2 ms
+    assert fits.estimated_share() == pytest.approx((0.02 + 0.0725) / 2.0)
+    message = fits.plan_message("sample_stats every 400")
+    assert "about 4.6% of a training step, budget 5%" in message and "longest interval" not in message
+    over = Budget(0.01, probes(schedule))
+    run(over, WARMUP_STEPS + 50, train_ms=0.1, fixed_ms=0.5)  # the fixed share alone is 5x the step
+    assert "over it with every probe at its longest interval, the every-step part alone 500.0%" in over.plan_message("...")
+
 def test_schedule_budget_is_a_fraction_or_none():
     assert Schedule(budget=None).budget is None
     for bad in (0, 1, -0.1, True, "5%"):

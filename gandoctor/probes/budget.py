@@ -96,6 +96,24 @@ class Budget:
     def amortised(self, stretch: Mapping[str, int]) -> float:
         return sum(self.cost(n) / (b * stretch[n]) for n, b in self.base.items() if b > 0)
 
+    def estimated_share(self) -> float | None:
+        """The doctor's estimated share of a training step at the current intervals (fixed part and
+        scheduled probes), once a step time is known."""
+        if not self.train:
+            return None
+        return (self.fixed + self.amortised(self.stretch)) / self.train
+
+    def plan_message(self, intervals: str) -> str:
+        """The run log's note of a new plan: the intervals, the doctor's estimated share, and where
+        the share stays over the budget with every probe at its longest interval, that it does."""
+        share, train = self.estimated_share(), self.train
+        if share is None or train is None or self.share is None:
+            return f"overhead budget: {intervals} steps"
+        at_caps = all(self.stretch[n] >= self.cap[n] for n in self.base if self.base[n] > 0)
+        over = share > self.share and at_caps
+        tail = f"; over it with every probe at its longest interval, the every-step part alone {self.fixed / train:.1%}" if over else ""
+        return f"overhead budget: {intervals} steps (the doctor about {share:.1%} of a training step, budget {self.share:.0%}{tail})"
+
     def _update_estimates(self) -> None:
         # Medians leave out the flush step (one in flush_every): its time is added back, spread out.
         flush = self._window_flush / len(self._window_fixed) if self._window_fixed else 0.0

@@ -528,7 +528,7 @@ class Doctor(_ClosedOnExit):
         changed = self._budget.plan()
         if changed and self._writer is not None:
             now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)
-            self._guard("writer", lambda: self._writer.write_event(self._step, "info", f"overhead budget: {now} steps") if self._writer else None)
+            self._guard("writer", lambda: self._writer.write_event(self._step, "info", self._budget.plan_message(now)) if self._writer else None)
 
     # -- results ---------------------------------------------------------------------------
     def report(self) -> Report:

@@ -149,10 +149,11 @@ class ModeStatus:
             needs = "sample features (feat.*, latent.*: the live Doctor records them from real= and fake=)"
         else:
             needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
-        if SkipReason.TOO_SHORT in self.reasons:  # rules whose signals were recorded need a longer run: the first reason
-            return "not checked: run too short to judge" + (f"; other rules need {needs}" if needs else "")
-        if SkipReason.UNDEFINED in self.reasons:  # recorded, but NaN after a blow-up, or logged too sparsely
-            return "not checked: nothing finite or dense enough to judge" + (f"; other rules need {needs}" if needs else "")
+        # Rules whose signals were recorded but could not judge (too short a run; NaN after a blow-up
+        # or logged too sparsely): that reason first, in this order, then what the others need.
+        for reason, why in ((SkipReason.TOO_SHORT, "run too short to judge"), (SkipReason.UNDEFINED, "nothing finite or dense enough to judge")):
+            if reason in self.reasons:
+                return f"not checked: {why}" + (f"; other rules need {needs}" if needs else "")
         if self.missing:
             return f"not checked: needs {needs}"
         if SkipReason.NOT_APPLICABLE in self.reasons:

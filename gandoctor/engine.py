@@ -85,9 +85,14 @@ Log = SignalLog | DerivedView
 
 def effective_window(rule: Rule, cond: Condition, span: int) -> int:
     """A condition's window in steps: its own, or ``window_run_frac`` of the run where the rule
-    sets one (a swing in a 300-step run and one in a 5000-step run differ in time scale)."""
-    frac = rule.params["window_run_frac"]
-    return cond.window if frac <= 0 else max(MIN_RUN_WINDOW, int(round(frac * span)))
+    sets one (a swing in a 300-step run and one in a 5000-step run differ in time scale), up to
+    ``window_run_max`` steps where the rule sets that (past it, a long run's faster swings would
+    be averaged away inside each value)."""
+    frac, cap = rule.params["window_run_frac"], rule.params["window_run_max"]
+    if frac <= 0:
+        return cond.window
+    scaled = frac * span if cap <= 0 else min(frac * span, cap)
+    return max(MIN_RUN_WINDOW, int(round(scaled)))
 
 
 #: The shortest window a run-scaled condition gets (its statistic needs a few points).

@@ -52,6 +52,7 @@ _PARAM_DEFAULTS = {
     "min_checks": 3.0,
     "min_run_steps": 250.0,
     "window_run_frac": 0.0,  # > 0: every condition's window is this share of the run instead
+    "window_run_max": 0.0,  # > 0: ... but at most this many steps (a long run's swings are not averaged away)
     "final_only": 0.0,  # 1: judged on the finished run (report(), analyze), not by live checks mid-run
 }
 #: Rule codes: letters then digits ("GD101" for the built-ins, "X001" or "ACME12" for a project's own).

@@ -401,6 +401,17 @@ def test_window_run_frac_scales_the_window_with_the_run(tmp_path):
     assert not evaluate(signal_log(400, x_a=x), scaled).findings
 
 
+def test_window_run_max_caps_the_run_scaled_window(tmp_path):
+    # x.a is 1 for the last 300 steps of 4000: half the run (2000 steps) has a median of 0 there,
+    # the same share capped at 200 steps sees only ones.
+    x = on_between(4000, (3700, 3999))
+    scaled = "window_run_frac = 0.5"
+    uncapped = ruleset(tmp_path / "a", rule_text("GD900", cond("x.a", stat="median", window=10), persist=100, params=scaled))
+    capped = ruleset(tmp_path / "b", rule_text("GD900", cond("x.a", stat="median", window=10), persist=100, params=scaled + "\nwindow_run_max = 200"))
+    assert not evaluate(signal_log(4000, x_a=x), uncapped).findings
+    assert only(evaluate(signal_log(4000, x_a=x), capped)).onset_step >= 3700
+
+
 def test_an_optional_condition_that_cannot_be_computed_leaves_the_decision_to_the_others(tmp_path):
     # x.b's slope needs 3 points and only ever has 2: with `optional` the rule fires on x.a alone
     a = on_between(300, (100, 299))

@@ -398,6 +398,18 @@ def _scaled(c: Condition) -> str:
     return f" (x the run's {c.scale})" if c.scale else ""
 
 
+def _timing(rule: Rule) -> str:
+    """Warm-up and persistence as the engine applies them: in steps, capped by shares of the run."""
+    p = rule.params
+    warm = f"after {rule.warmup_steps} warm-up steps (at most {p['warmup_frac']:.0%} of the run)" if rule.warmup_steps > 0 else "from the first check"
+    if rule.persist_steps <= 0:
+        return f"{warm}, on a single check"
+    return (
+        f"{warm}, holding at {p['persist_frac']:.0%} of the checks over {rule.persist_steps} steps (at most "
+        f"{p['persist_run_frac']:.0%} of the run), and at {p['end_frac']:.0%} of the checks from then to the last record"
+    )
+
+
 def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
     out.print(f"[bold]{rule.code} {rule.name}[/bold] → {rule.mode}")
     out.print(rule.summary, markup=False)
@@ -406,7 +418,11 @@ def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
     if rule.example:
         out.print("\n[bold]example[/bold]")
         out.print(rule.example, markup=False)
-    out.print(f"\n[bold]fires when[/bold] ({rule.match} of; after {rule.warmup_steps} warm-up steps, holding for {rule.persist_steps} steps)")
+    out.print(f"\n[bold]fires when[/bold] ({rule.match} of; {_timing(rule)})")
+    run_frac, run_max = rule.params["window_run_frac"], rule.params["window_run_max"]
+    if run_frac > 0:  # the listed windows give way to a share of the run
+        cap = f", at most {run_max:g} steps" if run_max > 0 else ""
+        out.print(f"  each window {run_frac:.0%} of the run{cap}, in place of the steps listed", markup=False)
     for c in rule.conditions:
         out.print(f"  {c.label()} {c.op} {c.threshold:g}{_scaled(c)}" + (" (optional)" if c.optional else ""), markup=False)
     for c in rule.corroborate:

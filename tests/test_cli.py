@@ -316,6 +316,17 @@ def test_explain_says_which_thresholds_are_in_the_run_s_loss_units(capsys):
     assert "min(loss.d, 200 steps) >= 0 corroborated" in out  # unscaled: 0 is 0 in any units
 
 
+def test_explain_states_the_timing_the_engine_applies(capsys):
+    # GD605's windows are a share of the run, capped: the 200 steps its conditions list are not what it reads
+    assert main(["explain", "GD605"]) == EXIT_HEALTHY
+    out = norm(capsys.readouterr().out)
+    assert "after 300 warm-up steps (at most 25% of the run)" in out
+    assert "holding at 70% of the checks over 400 steps (at most 25% of the run)" in out
+    assert "each window 25% of the run, at most 500 steps, in place of the steps listed" in out
+    assert main(["explain", "GD501"]) == EXIT_HEALTHY  # non-finite values: no warm-up, one check suffices
+    assert "from the first check, on a single check" in norm(capsys.readouterr().out)
+
+
 def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
     assert main(["explain", "GD301"]) == EXIT_HEALTHY
     out = norm(capsys.readouterr().out)

@@ -418,6 +418,9 @@ def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
     if rule.example:
         out.print("\n[bold]example[/bold]")
         out.print(rule.example, markup=False)
+    if rule.caveat:
+        out.print("\n[bold]caveat[/bold] (printed with every finding of this rule)")
+        out.print(rule.caveat, markup=False)
     out.print(f"\n[bold]fires when[/bold] ({rule.match} of; {_timing(rule)})")
     run_frac, run_max = rule.params["window_run_frac"], rule.params["window_run_max"]
     if run_frac > 0:  # the listed windows give way to a share of the run

@@ -263,6 +263,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         details=tuple(details),
         trace=_downsample(required[0][1], TRACE_POINTS),
         trace_steps=(int(grid[0]), int(grid[-1])),
+        caveat=rule.caveat,
     )
 
 
@@ -278,7 +279,8 @@ def _downsample(values: np.ndarray, points: int) -> tuple[float, ...]:
 
 
 def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
-    """One finding per mode: the most confident rule's evidence, the earliest onset."""
+    """One finding per mode: the most confident rule's evidence, the earliest onset; a rule's
+    caveat only where every rule that fired for the mode states one."""
     by_mode: dict[str, list[Finding]] = {}
     for f in findings:
         by_mode.setdefault(f.mode, []).append(f)
@@ -301,6 +303,8 @@ def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
                 also_fired=others,
                 trace=best.trace,
                 trace_steps=best.trace_steps,
+                # A rule whose evidence has no such limit fired too: the limit no longer stands.
+                caveat=best.caveat if all(f.caveat for f in group) else "",
             )
         )
     return tuple(sorted(merged, key=lambda f: (f.onset_step, -f.confidence, f.mode)))

@@ -80,6 +80,7 @@ class Finding:
     skipped_remedies: tuple[SkippedRemedy, ...] = ()
     trace: tuple[float, ...] = ()  # the first condition's statistic over the run, downsampled
     trace_steps: tuple[int, int] = (0, 0)  # first and last step the trace spans
+    caveat: str = ""  # the rule's stated limit: what this evidence cannot tell apart (empty: none)
 
 
 class SkipReason(str, Enum):

@@ -32,7 +32,7 @@ MATCHES: tuple[str, ...] = ("all", "any")
 
 _RULE_KEYS = {
     "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
-    "conditions", "corroborate", "remedies", "unless_signals", "inferred",
+    "conditions", "corroborate", "remedies", "unless_signals", "inferred", "caveat",
 }
 _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional", "scale"}
 #: Context values a threshold may be measured in (``scale = "..."``; 1 when the run does not say).
@@ -123,6 +123,9 @@ class Rule:
     # An inferred rule reads signals that go with the failure rather than the failure itself (a
     # dominant D implies a collapsed G): it can make a mode fail, but its silence clears nothing.
     inferred: bool = False
+    # What the evidence cannot rule out, stated beside every finding of the rule (a report reader
+    # sees the limit where the finding is, not only in `explain`).
+    caveat: str = ""
 
     @property
     def warmup_steps(self) -> int:
@@ -226,6 +229,8 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
 
     inferred = data.get("inferred", False)
     _expect(isinstance(inferred, bool), path, "inferred", "true or false", inferred)
+    caveat = data.get("caveat", "")
+    _expect(isinstance(caveat, str), path, "caveat", "a string", caveat)
     unless = data.get("unless_signals", [])
     _expect(isinstance(unless, list) and all(isinstance(u, str) for u in unless), path, "unless_signals", "a list of signal names", unless)
 
@@ -260,6 +265,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         source_file=str(path),
         unless_signals=tuple(unless),
         inferred=inferred,
+        caveat=" ".join(caveat.split()),
     )
 
 

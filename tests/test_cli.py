@@ -327,6 +327,14 @@ def test_explain_states_the_timing_the_engine_applies(capsys):
     assert "from the first check, on a single check" in norm(capsys.readouterr().out)
 
 
+def test_explain_shows_a_rule_s_caveat(capsys):
+    assert main(["explain", "GD305"]) == EXIT_HEALTHY
+    out = norm(capsys.readouterr().out)
+    assert "caveat (printed with every finding of this rule) Inferred from a winning D" in out
+    assert main(["explain", "GD301"]) == EXIT_HEALTHY  # measured on the samples: nothing to caveat
+    assert "caveat" not in norm(capsys.readouterr().out)
+
+
 def test_explain_gd301_shows_why_and_remedies_with_sources(capsys):
     assert main(["explain", "GD301"]) == EXIT_HEALTHY
     out = norm(capsys.readouterr().out)

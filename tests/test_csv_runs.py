@@ -62,3 +62,34 @@ def test_a_critic_s_scalar_log_says_in_one_line_why_modes_were_not_checked():
     # The sign of D(x) - D(G(z)) reads a critic's scores: G dominance and non-convergence are judged.
     assert status["generator_dominance"].state.value != "not_checked"
     assert status["non_convergence"].state.value != "not_checked"
+
+
+@pytest.mark.skipif(not (CORPUS / "c011-d_strong-grid-mlp").is_dir(), reason="fixtures/corpus is not in this checkout")
+def test_a_finding_that_rests_on_scalars_alone_states_its_caveat_in_every_report(tmp_path):
+    from gandoctor.reporters.html import render_html
+    from gandoctor.reporters.junit import render_junit
+    from gandoctor.reporters.markdown import render_markdown
+
+    # A recorded MLP run whose D won outright: its CSV shows D at the loss floor, no samples.
+    # GD305 infers collapse from that; the report says what the inference cannot rule out.
+    report = analyze(CORPUS / "c011-d_strong-grid-mlp" / "scalars.csv.gz")
+    collapse = next(f for f in report.findings if f.mode == "mode_collapse")
+    assert collapse.rule == "GD305" and "g_batchnorm" in collapse.caveat
+    assert f"caveat: {collapse.caveat[:40]}" in " ".join(report.render_text(width=400).split())
+    as_dict = next(f for f in report.to_dict()["findings"] if f["mode"] == "mode_collapse")
+    assert as_dict["caveat"] == collapse.caveat
+    assert "> **Caveat:** Inferred" in render_markdown(report)
+    assert "caveat: Inferred" in render_junit(report)
+    assert '<p class="caveat"><b>Caveat:</b> Inferred' in render_html(report)
+    # D's own dominance is measured on its outputs: no caveat there.
+    assert all(not f.caveat for f in report.findings if f.mode == "discriminator_dominance")
+    # Told that G has BatchNorm, the inference is not made.
+    told = analyze(CORPUS / "c011-d_strong-grid-mlp" / "scalars.csv.gz", uses=["g_batchnorm"])
+    assert "mode_collapse" not in told.modes
+
+
+@pytest.mark.skipif(not (CORPUS / "c087-weak_d-grid-mlp").is_dir(), reason="fixtures/corpus is not in this checkout")
+def test_g_dominance_read_from_scalars_says_a_converged_run_reads_the_same():
+    report = analyze(CORPUS / "c087-weak_d-grid-mlp" / "scalars.csv.gz")
+    finding = next(f for f in report.findings if f.mode == "generator_dominance")
+    assert finding.rule in ("GD203", "GD206") and "converged fully" in finding.caveat

@@ -350,6 +350,20 @@ def test_merge_by_mode_on_finding_records():
     assert merged[0].active is True and merged[0].last_step == 400 and merged[0].confidence == 0.9
 
 
+def test_a_caveat_stands_only_where_every_rule_that_fired_states_one():
+    with_caveat = Finding("mode_collapse", "GD1", "gd1", "s", 100, 500, True, 0.9, {}, (), caveat="inferred")
+    direct = _finding("GD2", "mode_collapse", 200, 0.5)
+    assert merge_by_mode([with_caveat])[0].caveat == "inferred"
+    # A direct measurement of the same mode fired too: the inference's limit no longer applies.
+    assert merge_by_mode([with_caveat, direct])[0].caveat == ""
+
+
+def test_a_finding_carries_its_rule_s_caveat(tmp_path):
+    text = rule_text("GD900", cond("x.a")).replace('why = "why"\n', 'why = "why"\ncaveat = "cannot tell converged from beaten"\n')
+    rules = ruleset(tmp_path, text)
+    assert only(evaluate(signal_log(x_a=np.ones(200)), rules)).caveat == "cannot tell converged from beaten"
+
+
 def test_merge_ties_on_confidence_prefer_earlier_onset():
     merged = merge_by_mode([_finding("GD1", "mode_collapse", 300, 0.8), _finding("GD2", "mode_collapse", 100, 0.8)])
     assert merged[0].rule == "GD2" and merged[0].also_fired == ("GD1",)

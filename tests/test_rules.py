@@ -145,6 +145,20 @@ def test_valid_rule_parses_with_defaults_and_params(tmp_path):
         ruleset.by_code("GD999")
 
 
+def test_a_rule_s_caveat_is_read_as_one_line(tmp_path):
+    a = _folder(tmp_path, "a")
+    (a / "GD900-case.toml").write_text(VALID_RULE.replace('why = "Because."', 'why = "Because."\ncaveat = """\nScalars alone cannot\ntell this apart.\n"""'), encoding="utf-8")
+    assert load_rules([a], include_builtin=False).by_code("GD900").caveat == "Scalars alone cannot tell this apart."
+    (a / "GD900-case.toml").write_text(VALID_RULE, encoding="utf-8")
+    assert load_rules([a], include_builtin=False).by_code("GD900").caveat == ""
+
+
+def test_every_inferred_builtin_rule_states_its_caveat():
+    # An inference can be wrong in ways the evidence cannot show; the report must say how.
+    rules = load_rules()
+    assert all(r.caveat for r in rules.rules if r.inferred)
+
+
 @pytest.mark.parametrize(
     "op,value,expected",
     [(">", 1.0, False), (">", 1.5, True), (">=", 1.0, True), ("<", 1.0, False), ("<", 0.5, True), ("<=", 1.0, True)],

@@ -101,6 +101,8 @@ def _finding(f: Finding) -> Iterator[Any]:
     yield Text.assemble((f.mode, "bold"), f" — {f.rule} {f.rule_name}", (f" (also: {', '.join(f.also_fired)})" if f.also_fired else ""))
     yield _hanging([("", Text(f"onset step {f.onset_step} · confidence {f.confidence:.2f} · {state}"))], indent=1)
     yield _hanging([("", Text(f.summary))], indent=1)
+    if f.caveat:
+        yield _hanging([("", Text(f"caveat: {f.caveat}", style="yellow"))], indent=1)
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold", padding=(0, 1))
     table.add_column("   evidence (✓ held, · did not)", overflow="fold")
     table.add_column("value", justify="right", no_wrap=True)

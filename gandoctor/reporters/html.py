@@ -306,6 +306,7 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu San
 h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 h3 { font-size: 16px; margin: 20px 0 6px; }
 .meta, .caption, .muted { color: var(--muted); font-size: 13px; }
+.caveat { background: #fff8e1; border-left: 3px solid #f9a825; padding: 4px 10px; font-size: 14px; }
 .verdict { display: inline-block; font-weight: 700; padding: 2px 10px; border-radius: 4px; color: #fff; }
 .verdict.unhealthy { background: var(--bad); } .verdict.healthy { background: var(--ok); }
 table { border-collapse: collapse; width: 100%; font-size: 14px; margin: 6px 0 10px; }
@@ -350,6 +351,7 @@ def _finding_html(f: Mapping[str, Any], trace: str, samples: str = "") -> str:
         f'<div class="finding" style="border-left-color:{color}" id="finding-{_esc(f["mode"])}">',
         f'<h3>{_esc(f["mode"])} <span class="muted">{_esc(f["rule"])} {_esc(f["rule_name"])}</span></h3>',
         f"<p>{_esc(f['summary'])}</p>",
+        *([f'<p class="caveat"><b>Caveat:</b> {_esc(f["caveat"])}</p>'] if f.get("caveat") else []),
         f'<p class="meta">onset step <b>{f["onset_step"]}</b> · confidence {f["confidence"]:.2f} · {state}{also}</p>',
         "<table><tr><th></th><th>evidence</th><th>value</th><th>rule</th><th>role</th></tr>",
     ]

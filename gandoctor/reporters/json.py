@@ -28,6 +28,7 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
         "active": f.active,
         "confidence": f.confidence,
         "also_fired": list(f.also_fired),
+        "caveat": f.caveat,
         "evidence": {k: _num(v) for k, v in f.evidence.items()},
         "conditions": [
             {

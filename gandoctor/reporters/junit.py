@@ -21,6 +21,8 @@ def _num(value: Any) -> str:
 
 def _failure_text(f: Mapping[str, Any]) -> str:
     lines = [f["summary"], f"onset step {f['onset_step']}, last held at step {f['last_step']}, confidence {f['confidence']:.2f}"]
+    if f.get("caveat"):
+        lines.append(f"caveat: {f['caveat']}")
     lines.append("evidence:")
     for c in f.get("conditions", []):
         mark = "held" if c["held"] else "not held"

@@ -27,6 +27,8 @@ def _finding_lines(f: Mapping[str, Any], max_remedies: int, heading: str = "###"
     out = [f"{heading} {f['mode']}: {f['rule']} {f['rule_name']}", "",
            (f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
             f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
+    if f.get("caveat"):
+        out += [f"> **Caveat:** {f['caveat']}", ""]
     out += ["| evidence | value | rule |", "|---|---|---|"]
     for c in f["conditions"]:
         mark = "✓" if c["held"] else "·"

@@ -25,6 +25,8 @@ from .errors import SignalError
 SIGNALS: Mapping[str, str] = {
     "loss.d": "discriminator / critic loss, as passed to Doctor.step",
     "loss.g": "generator loss, as passed to Doctor.step",
+    "loss.d_real": "D's loss on the real batch, where a log splits D's loss (its sum with loss.d_fake stands for loss.d when the log has no total)",
+    "loss.d_fake": "D's loss on the fake batch, where a log splits D's loss",
     "d_out.real": "mean raw D output on the real batch (logit, probability or critic score)",
     "d_out.fake": "mean raw D output on the fake batch",
     "d_prob.real": "mean D(x) as a probability (sigmoid of logits); absent for critics",
@@ -385,6 +387,22 @@ ALIASES: Mapping[str, str] = {
         ],
         "loss.g",
     ),
+    # D's loss in two parts (pix2pix's loss_D_real / loss_D_fake, the DCGAN tutorial's errD_real /
+    # errD_fake): a log without the total gets loss.d as their sum (readers' Collector).
+    **dict.fromkeys(
+        [
+            "d_loss_real", "loss_d_real", "errd_real", "err_d_real", "d_real_loss", "lossd_real", "loss/d_real",
+            "d_loss/real", "loss_real_d", "disc_loss_real", "loss/d/real",
+        ],
+        "loss.d_real",
+    ),
+    **dict.fromkeys(
+        [
+            "d_loss_fake", "loss_d_fake", "errd_fake", "err_d_fake", "d_fake_loss", "lossd_fake", "loss/d_fake",
+            "d_loss/fake", "loss_fake_d", "disc_loss_fake", "loss/d/fake",
+        ],
+        "loss.d_fake",
+    ),
     **dict.fromkeys(
         ["d_x", "dx", "d(x)", "d_real", "d_out_real", "d_prob_real", "d_prob.real", "d_real_prob", "d/real", "prob/real", "d(x)_mean"],
         "d_prob.real",
@@ -403,11 +421,19 @@ ALIASES: Mapping[str, str] = {
     **dict.fromkeys(["lr_d", "d_lr", "lr/d", "lr_disc", "disc_lr", "lr/discriminator", "lr_discriminator", "opt.lr_d"], "opt.lr_d"),
     **dict.fromkeys(["lr_g", "g_lr", "lr/g", "lr_gen", "gen_lr", "lr/generator", "lr_generator", "opt.lr_g"], "opt.lr_g"),
     **dict.fromkeys(
-        ["grad_norm_d", "d_grad_norm", "grad_norm.d", "gradnorm_d", "d_gradnorm", "grad_norm/d", "grad/d", "grads/d", "d/grad_norm", "gradient_norm/d"],
+        [
+            "grad_norm_d", "d_grad_norm", "grad_norm.d", "gradnorm_d", "d_gradnorm", "grad_norm/d", "grad/d", "grads/d", "d/grad_norm",
+            "gradient_norm/d", "gnorm_d", "d_gnorm", "gnorm/d", "grad_norm_disc", "disc_grad_norm", "grad_norm_discriminator",
+            "discriminator_grad_norm", "grad_norm/discriminator", "d_grad", "grad_d", "d_gradient_norm", "gradient_norm_d",
+        ],
         "grad_norm.d",
     ),
     **dict.fromkeys(
-        ["grad_norm_g", "g_grad_norm", "grad_norm.g", "gradnorm_g", "g_gradnorm", "grad_norm/g", "grad/g", "grads/g", "g/grad_norm", "gradient_norm/g"],
+        [
+            "grad_norm_g", "g_grad_norm", "grad_norm.g", "gradnorm_g", "g_gradnorm", "grad_norm/g", "grad/g", "grads/g", "g/grad_norm",
+            "gradient_norm/g", "gnorm_g", "g_gnorm", "gnorm/g", "grad_norm_gen", "gen_grad_norm", "grad_norm_generator",
+            "generator_grad_norm", "grad_norm/generator", "g_grad", "grad_g", "g_gradient_norm", "gradient_norm_g",
+        ],
         "grad_norm.g",
     ),
 }

@@ -93,3 +93,30 @@ def test_g_dominance_read_from_scalars_says_a_converged_run_reads_the_same():
     report = analyze(CORPUS / "c087-weak_d-grid-mlp" / "scalars.csv.gz")
     finding = next(f for f in report.findings if f.mode == "generator_dominance")
     assert finding.rule in ("GD203", "GD206") and "converged fully" in finding.caveat
+
+
+@pytest.mark.skipif(not (CORPUS / "c011-d_strong-grid-mlp").is_dir(), reason="fixtures/corpus is not in this checkout")
+def test_a_recorded_run_whose_d_loss_is_logged_in_two_parts_gets_the_same_diagnosis(tmp_path):
+    # The recorded CSV's D loss (BCE on the reals plus BCE on the fakes) written as two columns,
+    # as the DCGAN tutorial's errD_real / errD_fake: the same D dominance at the same onset.
+    import gzip
+
+    source = CORPUS / "c011-d_strong-grid-mlp" / "scalars.csv.gz"
+    with gzip.open(source, "rt", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    split = tmp_path / "split.csv"
+    with split.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "errD_real", "errD_fake", "errG"])
+        for row in rows:
+            d = float(row["loss_D"])
+            writer.writerow([row["step"], f"{0.4 * d:.6g}", f"{0.6 * d:.6g}", row["loss_G"]])
+    whole = tmp_path / "whole.csv"
+    with whole.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "errD", "errG"])
+        for row in rows:
+            writer.writerow([row["step"], row["loss_D"], row["loss_G"]])
+    from_parts, from_total = analyze(split), analyze(whole)
+    assert "discriminator_dominance" in from_total.modes
+    assert [(f.mode, f.onset_step) for f in from_parts.findings] == [(f.mode, f.onset_step) for f in from_total.findings]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,10 @@ def write(path: Path, text: str) -> Path:
         ("Loss/scores/fake", "d_out.fake"),
         ("losses_D", "loss.d"),  # {"losses": {"D": ...}} in a JSON record, flattened
         ("D_loss_total", "loss.d"),
+        ("errD_real", "loss.d_real"),  # D's loss in two parts (the DCGAN tutorial, pix2pix)
+        ("loss_D_fake", "loss.d_fake"),
+        ("gnorm_D", "grad_norm.d"),
+        ("generator_grad_norm", "grad_norm.g"),
         ("learning rate", "user.learning_rate"),
         ("FID@10k", "user.fid_10k"),
         ("???", None),
@@ -452,3 +458,21 @@ def test_probability_columns_outside_0_1_are_read_as_raw_outputs(tmp_path):
     pm1.write_text("step,loss_D,D_x,D_G_z\n" + "".join(f"{i},0.5,0.9,-0.8\n" for i in range(50)))
     both = read_run(pm1)
     assert {"d_out.real", "d_out.fake"} <= set(both.signals.names()) and "d_prob.real" not in both.signals
+
+
+def test_d_loss_logged_in_two_parts_is_read_as_their_sum(tmp_path):
+    # errD = errD_real + errD_fake, as the PyTorch DCGAN tutorial computes it, logged in parts only.
+    rows = "\n".join(f"{s},{0.3 + 0.01 * s},{0.4},{2.0}" for s in range(50))
+    path = tmp_path / "parts.csv"
+    path.write_text("step,errD_real,errD_fake,errG\n" + rows + "\n", encoding="utf-8")
+    data = read_run(path)
+    d = data.signals.get("loss.d")
+    assert np.allclose(d.values, [0.7 + 0.01 * s for s in range(50)])
+    assert data.mapped["loss.d"] == "errD_real + errD_fake"
+    # Where the log has the total too, the total is read and the parts are left as they are.
+    path.write_text("step,errD_real,errD_fake,errD,errG\n" + "\n".join(f"{s},0.3,0.4,9.0,2.0" for s in range(50)) + "\n", encoding="utf-8")
+    total = read_run(path)
+    assert np.allclose(total.signals.get("loss.d").values, 9.0) and total.mapped["loss.d"] == "errD"
+    # One part alone is no D loss.
+    path.write_text("step,errD_real,errG\n" + "\n".join(f"{s},0.3,2.0" for s in range(50)) + "\n", encoding="utf-8")
+    assert "loss.d" not in read_run(path).signals

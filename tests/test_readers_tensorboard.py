@@ -295,3 +295,18 @@ def test_a_damaged_record_among_many_is_found_by_either_crc_path(tmp_path, monke
     path, middle = _damaged(tmp_path, "crc")
     data = read_run(path)
     assert data.records == 299 and any(f"byte {middle}: record fails its CRC check" in w for w in data.warnings)
+
+
+def test_d_loss_in_two_tags_is_read_as_their_sum(tmp_path):
+    # add_scalar writes each tag as its own event: the parts of one step meet across records.
+    w = SummaryWriter(str(tmp_path / "run"))
+    for s in range(60):
+        w.add_scalar("Loss/D_real", 0.25, s)
+        w.add_scalar("Loss/D_fake", 0.5 + 0.01 * s, s)
+        w.add_scalar("Loss/G", 2.0, s)
+    w.close()
+    data = read_run(tmp_path / "run")
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == list(range(60))
+    assert np.allclose(d.values, [0.75 + 0.01 * s for s in range(60)], atol=1e-6)
+    assert data.mapped["loss.d"] == "Loss/D_real + Loss/D_fake"

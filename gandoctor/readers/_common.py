@@ -232,6 +232,9 @@ class Collector:
         self.problems = 0
         self.records = 0
         self.names = NameMapper(exclusive=exclusive_names)
+        self._summed_d_loss = False
+        self._total_d_loss = False  # the log has D's total loss: its parts are never summed
+        self._d_parts: dict[str, tuple[int, float]] = {}  # part -> (step, value) last seen
 
     def problem(self, message: str) -> None:
         self.problems += 1
@@ -240,8 +243,45 @@ class Collector:
 
     def record(self, step: int, values: Mapping[str, float]) -> None:
         if values:
+            values = self._d_loss_from_parts(step, values)
             self.signals.record(step, values)
             self.records += 1
+
+    def _d_loss_from_parts(self, step: int, values: Mapping[str, float]) -> Mapping[str, float]:
+        """D's loss logged in two parts only (on the reals, on the fakes): their sum is D's loss in
+        the form the rules know (BCE summed over both batches, 2 ln 2 at chance), however the script
+        scaled its own total. The parts may come in one row or, as TensorBoard writes them, in two
+        records of the same step."""
+        if "loss.d" in values:
+            self._total_d_loss = True
+        if self._total_d_loss:
+            return values
+        for part in ("loss.d_real", "loss.d_fake"):
+            if part in values:
+                self._d_parts[part] = (step, values[part])
+        real, fake = self._d_parts.get("loss.d_real"), self._d_parts.get("loss.d_fake")
+        if real is None or fake is None or real[0] != step or fake[0] != step:
+            return values
+        self._d_parts.clear()  # each step's sum once
+        self._summed_d_loss = True
+        return {**values, "loss.d": real[1] + fake[1]}
+
+    def _d_loss_from_part_series(self) -> None:
+        """The same sum for readers that append whole series (TensorBoard's tags), step by step
+        where both parts have a point; a point either part holds non-finite values in is NaN."""
+        if self._total_d_loss or "loss.d" in self.signals:
+            return
+        real, fake = self.signals.get("loss.d_real"), self.signals.get("loss.d_fake")
+        if real is None or fake is None:
+            return
+        steps, ir, jf = np.intersect1d(real.steps, fake.steps, return_indices=True)
+        if not steps.size:
+            return
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = real.values[ir] + fake.values[jf]
+        total[(real.nonfinite[ir] > 0) | (fake.nonfinite[jf] > 0)] = np.nan
+        self.signals.extend("loss.d", steps, total)
+        self._summed_d_loss = True
 
     def finish(self) -> tuple[SignalLog, list[str], dict[str, str]]:
         if self.problems > MAX_REPORTED:
@@ -249,9 +289,13 @@ class Collector:
         self.warnings.extend(f"{self.path}: {note}" for note in self.names.notes)
         if not self.records:
             raise LogFormatError(f"{self.path}: no usable records (expected rows with a step and numeric loss columns)")
+        self._d_loss_from_part_series()
         self.names.check(self.path, self.signals)
         self._unprobable()
-        return self.signals, self.warnings, dict(self.names.mapped)
+        mapped = dict(self.names.mapped)
+        if self._summed_d_loss and "loss.d" not in mapped:
+            mapped["loss.d"] = f"{mapped.get('loss.d_real', 'loss.d_real')} + {mapped.get('loss.d_fake', 'loss.d_fake')}"
+        return self.signals, self.warnings, mapped
 
     def _unprobable(self) -> None:
         """Columns the alias table reads as D's probabilities (``d_real``, ``D_x``) whose values lie

@@ -5,10 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gandoctor import LogFormatError, read_run

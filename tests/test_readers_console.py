@@ -276,3 +276,41 @@ def test_bare_d_and_g_give_way_to_a_map_and_stay_out_of_tables(tmp_path):
     table.write_text("step,D,G\n" + "".join(f"{s},0.5,1.0\n" for s in range(0, 50, 10)))
     with pytest.raises(LogFormatError):
         read_run(table)  # a CSV column named D is no loss: the console rule is for printed lines
+
+
+def _junyanz_log(path: Path, pairs: str) -> list:
+    """The tiny loop printed as pytorch-CycleGAN-and-pix2pix prints its losses
+    (``(epoch: e, iters: n, time: t, data: t) NAME: v ...``), its print_freq every batch."""
+    stream = io.StringIO()
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        # pix2pix's D_real and D_fake: D's loss on each batch; here the total split 40/60.
+        values = {"G_GAN": errG, "G_L1": 12.5, "D_real": 0.4 * errD, "D_fake": 0.6 * errD, "D_A": errD, "G_A": errG, "D_B": 0.1, "G_B": 0.2}
+        text = " ".join(f"{k}: {values[k]:.4f}" for k in pairs.split())
+        print(f"(epoch: {epoch + 1}, iters: {(i + 1) * 4}, time: 0.051, data: 0.002) {text} ", file=stream)
+
+    logged = _tiny_gan_loop(line)
+    path.write_text("================ Training Loss (Sat Dec  5 01:00:00 2026) ================\n" + stream.getvalue())
+    return logged
+
+
+def test_pix2pix_loss_log_reads_d_real_and_d_fake_as_d_s_loss_parts(tmp_path):
+    logged = _junyanz_log(tmp_path / "loss_log.txt", "G_GAN G_L1 D_real D_fake")
+    data = read_run(tmp_path / "loss_log.txt")
+    assert data.format == "console"
+    # D_real / D_fake are losses here, not D's outputs: no probability gap may be read from them.
+    assert "d_prob.real" not in data.signals and "d_prob.fake" not in data.signals
+    assert data.mapped["loss.g"] == "G_GAN" and data.mapped["loss.d"] == "D_real + D_fake"
+    d = data.signals.get("loss.d")
+    assert np.allclose(d.values, [float(f"{0.4 * e[2]:.4f}") + float(f"{0.6 * e[2]:.4f}") for e in logged])
+    assert d.steps.tolist() == sorted(set(d.steps.tolist())) and len(d.steps) == EPOCHS * BATCHES  # epoch x iters, increasing
+
+
+def test_cyclegan_loss_log_reads_one_pair_and_says_how_to_read_the_other(tmp_path):
+    logged = _junyanz_log(tmp_path / "loss_log.txt", "D_A G_A D_B G_B")
+    data = read_run(tmp_path / "loss_log.txt")
+    assert np.allclose(data.signals.get("loss.d").values, [float(f"{e[2]:.4f}") for e in logged])
+    assert any("two-domain log (CycleGAN)" in w and "--map loss.g=G_B --map loss.d=D_B" in w for w in data.warnings)
+    other = read_run(tmp_path / "loss_log.txt", options=ReadOptions(mapping={"loss.d": "D_B", "loss.g": "G_B"}))
+    assert other.signals.get("loss.d").values.tolist() == [0.1] * (EPOCHS * BATCHES)
+    assert not any("two-domain" in w for w in other.warnings)

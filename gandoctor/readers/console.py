@@ -9,6 +9,8 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 - the PyTorch DCGAN example: ``[e/E][b/B]\\tLoss_D: .. Loss_G: .. D(x): .. D(G(z)): a / b``
   (``a``, D(G(z)) before D's update, is ``d_prob.fake``; ``b`` is kept as ``user.d_g_z2``);
 - the PyTorch-GAN implementations: ``[Epoch e/E] [Batch b/B] [D loss: ..] [G loss: ..]``;
+- pytorch-CycleGAN-and-pix2pix's loss log, ``(epoch: e, iters: n, ...) G_GAN: .. D_real: ..``,
+  whose names are read in that script's sense (:data:`JUNYANZ_PIX2PIX`, :data:`JUNYANZ_CYCLEGAN`);
 - generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
   ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
   one of its names maps to a signal, so argument dumps and progress messages are not data.
@@ -56,7 +58,16 @@ SNIFF_BYTES = 1 << 16
 BARE_LOSSES = {"loss.d": "D", "loss.g": "G"}
 
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")
-_BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i")
+_BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i", "iters")
+
+#: pytorch-CycleGAN-and-pix2pix's loss log (``loss_log.txt`` and its console): ``(epoch: 3, iters:
+#: 400, time: 0.056, data: 0.002) G_GAN: 2.1 G_L1: 23.4 D_real: 0.31 D_fake: 0.52``. Its names
+#: mean something else than the alias table says: pix2pix's ``D_real``/``D_fake`` are D's loss on
+#: the reals and on the fakes (not D's outputs) and ``G_GAN`` is G's adversarial loss; CycleGAN
+#: prints two pairs, ``G_A``/``D_A`` (G_A's fakes of domain B, judged by D_A) and ``G_B``/``D_B``.
+JUNYANZ = re.compile(r"\(epoch:\s*\d+,\s*iters:\s*\d+[^)]*\)")
+JUNYANZ_PIX2PIX = {"loss.g": "G_GAN", "loss.d_real": "D_real", "loss.d_fake": "D_fake"}
+JUNYANZ_CYCLEGAN = {"loss.g": "G_A", "loss.d": "D_A"}
 
 
 def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
@@ -198,7 +209,7 @@ def _sniff(path: Path) -> bool:
     known = _known_names()
     for part in _head_parts(path):
         part = _unbar(part)[0]
-        if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part):
+        if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part) or JUNYANZ.search(part):
             return True
         pairs = _pairs(part)
         if any(alias_key(k) and known(k) for k, _ in pairs) or _bare_losses(pairs):
@@ -249,8 +260,31 @@ def _accepts(path: Path) -> bool:
     return _sniff(path)
 
 
+def _format_names(path: Path) -> tuple[dict[str, str], str]:
+    """Names a recognised script's log uses in its own sense (signal -> name), and a note for the
+    user where the reading is a choice; the user's --map wins over both."""
+    for part in _head_parts(path):
+        if not JUNYANZ.search(part):
+            continue
+        keys = {k for k, _ in _pairs(JUNYANZ.sub("", part))}
+        if {"G_GAN", "D_real", "D_fake"} <= keys:
+            return dict(JUNYANZ_PIX2PIX), ""
+        if {"G_A", "D_A"} <= keys:
+            note = (f"{path}: a two-domain log (CycleGAN): read the pair G_A / D_A (G_A's fakes judged by D_A); "
+                    "for the other, --map loss.g=G_B --map loss.d=D_B")
+            return dict(JUNYANZ_CYCLEGAN), note
+    return {}, ""
+
+
 def read(path: Path, capacity: int = 4096) -> RunData:
-    out = _read_lines_or_bars(path, capacity)
+    own, note = _format_names(path)
+    if own:
+        user = read_options.get().mapping
+        if any(signal in user for signal in own):
+            own, note = {}, ""  # the user named the losses: their reading, not the script's
+    out = _read_lines_or_bars(path, capacity, own=own)
+    if note:
+        out.warnings.append(note)
     if not any(loss in out.signals for loss in BARE_LOSSES) and _reads_bare_losses(path):
         # No loss under a known name (lines with only D(x) and D(G(z)) known, or none): the bare names are them.
         out = _read_lines_or_bars(path, capacity, bare=True)
@@ -264,17 +298,19 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
 
 
-def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False) -> Collector:
+def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False, own: dict[str, str] | None = None) -> Collector:
     # The lines a script prints are its log; a progress bar's postfix (tqdm.set_postfix, Lightning's
     # bar) usually repeats them, so it is read only from a log that holds nothing else.
-    out, bars = _read(path, capacity, bar_postfix=False, bare=bare)
+    out, bars = _read(path, capacity, bar_postfix=False, bare=bare, own=own)
     if not out.records and bars:
-        out, _ = _read(path, capacity, bar_postfix=True, bare=bare)
+        out, _ = _read(path, capacity, bar_postfix=True, bare=bare, own=own)
     return out
 
 
-def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False) -> tuple[Collector, int]:
+def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own: dict[str, str] | None = None) -> tuple[Collector, int]:
     out = Collector(path, capacity)
+    if own:
+        out.names = NameMapper({**read_options.get().mapping, **own})
     if bare:
         out.names = NameMapper({**read_options.get().mapping, **BARE_LOSSES})
         out.warnings.append(

@@ -475,3 +475,17 @@ def test_d_loss_logged_in_two_parts_is_read_as_their_sum(tmp_path):
     # One part alone is no D loss.
     path.write_text("step,errD_real,errG\n" + "\n".join(f"{s},0.3,2.0" for s in range(50)) + "\n", encoding="utf-8")
     assert "loss.d" not in read_run(path).signals
+
+
+def test_a_pix2pix_history_table_reads_d_real_and_d_fake_as_losses(tmp_path):
+    # pytorch-CycleGAN-and-pix2pix logged to W&B and exported: D_real / D_fake are D's loss parts
+    # there, not D's outputs (which the alias table would take them for).
+    path = tmp_path / "history.csv"
+    path.write_text("_step,G_GAN,G_L1,D_real,D_fake\n" + "".join(f"{s},2.0,20.0,0.3,0.4\n" for s in range(40)), encoding="utf-8")
+    data = read_run(path)
+    assert "d_prob.real" not in data.signals
+    assert data.mapped["loss.g"] == "G_GAN" and data.mapped["loss.d"] == "D_real + D_fake"
+    assert np.allclose(data.signals.get("loss.d").values, 0.7)
+    # The user's --map reads them otherwise.
+    mapped = read_run(path, options=ReadOptions(mapping={"d_prob.real": "D_real", "loss.g": "G_GAN"}))
+    assert "loss.d" not in mapped.signals and mapped.mapped["d_prob.real"] == "D_real"

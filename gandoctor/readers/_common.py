@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextvars
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -220,6 +220,33 @@ class StepClock:
     def row(self) -> int:
         self.last += 1
         return self.last
+
+
+#: Scripts whose log names mean something else than the alias table says, known by the names
+#: they log together (signal -> the script's name). pytorch-CycleGAN-and-pix2pix: pix2pix's
+#: ``D_real``/``D_fake`` are D's loss on each batch (the table reads ``D_real`` as D's output) and
+#: ``G_GAN`` is G's adversarial loss; CycleGAN logs two pairs, ``G_A``/``D_A`` and ``G_B``/``D_B``.
+SCRIPT_NAMES: tuple[tuple[frozenset[str], dict[str, str]], ...] = (
+    (frozenset({"G_GAN", "D_real", "D_fake"}), {"loss.g": "G_GAN", "loss.d_real": "D_real", "loss.d_fake": "D_fake"}),
+    (frozenset({"G_A", "D_A", "G_B", "D_B"}), {"loss.g": "G_A", "loss.d": "D_A"}),
+)
+
+
+def script_names(names: Iterable[str], where: Path) -> tuple[dict[str, str], str]:
+    """The reading of a recognised script's names (signal -> name) and a note where the reading is
+    a choice; nothing where the user named any of those signals with --map (theirs wins)."""
+    present = set(names)
+    for signature, mapping in SCRIPT_NAMES:
+        if not signature <= present:
+            continue
+        if any(signal in read_options.get().mapping for signal in mapping):
+            return {}, ""
+        note = ""
+        if "G_B" in signature:
+            note = (f"{where}: a two-domain log (CycleGAN): read the pair G_A / D_A (G_A's fakes judged by D_A); "
+                    "for the other, --map loss.g=G_B --map loss.d=D_B")
+        return dict(mapping), note
+    return {}, ""
 
 
 class Collector:

@@ -35,7 +35,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, NameMapper, StepClock, frozen, number, read_options
+from ._common import MAX_STEP, Collector, NameMapper, StepClock, frozen, number, read_options, script_names
 from ._lines import iter_lines, open_text
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
@@ -61,13 +61,9 @@ _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batche
 _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i", "iters")
 
 #: pytorch-CycleGAN-and-pix2pix's loss log (``loss_log.txt`` and its console): ``(epoch: 3, iters:
-#: 400, time: 0.056, data: 0.002) G_GAN: 2.1 G_L1: 23.4 D_real: 0.31 D_fake: 0.52``. Its names
-#: mean something else than the alias table says: pix2pix's ``D_real``/``D_fake`` are D's loss on
-#: the reals and on the fakes (not D's outputs) and ``G_GAN`` is G's adversarial loss; CycleGAN
-#: prints two pairs, ``G_A``/``D_A`` (G_A's fakes of domain B, judged by D_A) and ``G_B``/``D_B``.
+#: 400, time: 0.056, data: 0.002) G_GAN: 2.1 G_L1: 23.4 D_real: 0.31 D_fake: 0.52``; its names are
+#: read in that script's sense (``_common.SCRIPT_NAMES``).
 JUNYANZ = re.compile(r"\(epoch:\s*\d+,\s*iters:\s*\d+[^)]*\)")
-JUNYANZ_PIX2PIX = {"loss.g": "G_GAN", "loss.d_real": "D_real", "loss.d_fake": "D_fake"}
-JUNYANZ_CYCLEGAN = {"loss.g": "G_A", "loss.d": "D_A"}
 
 
 def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
@@ -260,28 +256,8 @@ def _accepts(path: Path) -> bool:
     return _sniff(path)
 
 
-def _format_names(path: Path) -> tuple[dict[str, str], str]:
-    """Names a recognised script's log uses in its own sense (signal -> name), and a note for the
-    user where the reading is a choice; the user's --map wins over both."""
-    for part in _head_parts(path):
-        if not JUNYANZ.search(part):
-            continue
-        keys = {k for k, _ in _pairs(JUNYANZ.sub("", part))}
-        if {"G_GAN", "D_real", "D_fake"} <= keys:
-            return dict(JUNYANZ_PIX2PIX), ""
-        if {"G_A", "D_A"} <= keys:
-            note = (f"{path}: a two-domain log (CycleGAN): read the pair G_A / D_A (G_A's fakes judged by D_A); "
-                    "for the other, --map loss.g=G_B --map loss.d=D_B")
-            return dict(JUNYANZ_CYCLEGAN), note
-    return {}, ""
-
-
 def read(path: Path, capacity: int = 4096) -> RunData:
-    own, note = _format_names(path)
-    if own:
-        user = read_options.get().mapping
-        if any(signal in user for signal in own):
-            own, note = {}, ""  # the user named the losses: their reading, not the script's
+    own, note = script_names({k for part in _head_parts(path) for k, _ in _pairs(_unbar(part)[0])}, path)
     out = _read_lines_or_bars(path, capacity, own=own)
     if note:
         out.warnings.append(note)

@@ -489,3 +489,11 @@ def test_a_pix2pix_history_table_reads_d_real_and_d_fake_as_losses(tmp_path):
     # The user's --map reads them otherwise.
     mapped = read_run(path, options=ReadOptions(mapping={"d_prob.real": "D_real", "loss.g": "G_GAN"}))
     assert "loss.d" not in mapped.signals and mapped.mapped["d_prob.real"] == "D_real"
+
+
+def test_biggan_metalog_counts_steps_in_itr_and_sums_d_s_loss_parts(tmp_path):
+    path = tmp_path / "BigGAN_log.jsonl"
+    path.write_text("".join(json.dumps({"itr": s, "G_loss": 1.0, "D_loss_real": 0.25, "D_loss_fake": 0.5}) + "\n" for s in range(0, 500, 50)), encoding="utf-8")
+    data = read_run(path)
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == list(range(0, 500, 50)) and np.allclose(d.values, 0.75)

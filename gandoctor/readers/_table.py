@@ -34,6 +34,7 @@ from ._lines import iter_lines, open_text
 #: (``{"Progress/kimg": {"mean": 4.0, ...}}``): kimg is their step, as in their TensorBoard logs.
 GLOBAL_STEP_KEYS = (
     "_step", "global_step", "globalstep", "total_step", "batches_done", "total_iters", "niter", "step", "steps",
+    "itr",  # BigGAN-PyTorch's metalog
     "progress/kimg_mean", "progress/kimg",
 )
 #: Columns that may count batches within an epoch (or over the run: the clock tells which).

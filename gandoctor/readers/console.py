@@ -57,7 +57,7 @@ SNIFF_BYTES = 1 << 16
 #: Loss names some scripts print bare, read as the losses only where a line holds both (see above).
 BARE_LOSSES = {"loss.d": "D", "loss.g": "G"}
 
-_STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step")
+_STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step", "itr")
 _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i", "iters")
 
 #: pytorch-CycleGAN-and-pix2pix's loss log (``loss_log.txt`` and its console): ``(epoch: 3, iters:

@@ -5,6 +5,7 @@
     python benchmarks/detection.py --leave-one-out family           # every family held out in turn
     python benchmarks/detection.py --leave-one-out dataset --spec benchmarks/calibration.toml
     python benchmarks/detection.py --columns loss_D,loss_G     # scalar logs cut to their losses
+    python benchmarks/detection.py --every 50                  # scalar logs written every 50 steps only
 
 For every run (a folder with ``oracle.json`` and ``gandoctor.jsonl.gz``; ``scalars.csv.gz`` for
 the scalar sources) three predictions are compared with the oracle's labels:
@@ -16,7 +17,9 @@ the scalar sources) three predictions are compared with the oracle's labels:
 
 ``--columns`` cuts every scalar log to the columns named (and its step) before both scalar
 sources read it: what gandoctor and the heuristics make of a poorer log, e.g. a console log of
-losses alone. The live source is unchanged.
+losses alone. ``--every N`` keeps only the rows at steps divisible by N, as a script that prints
+every N steps writes them (a NaN between two such steps is not in it). The live source is
+unchanged.
 
 Per mode: precision, recall, F1, healthy runs falsely alarmed, median onset delay (predicted
 onset minus the oracle's; negative = earlier). Macro-F1 is the mean F1 over the modes the
@@ -108,17 +111,19 @@ class Logs:
 class LogCache:
     """Reads each run's logs once per process (calibration diagnoses the same logs many times)."""
 
-    def __init__(self, columns: tuple[str, ...] | None = None) -> None:
+    def __init__(self, columns: tuple[str, ...] | None = None, every: int | None = None) -> None:
         self._logs: dict[Path, Logs] = {}
         #: scalar logs are cut to these columns (and the step) before they are read; None: all
         self.columns = columns
+        #: and to the rows at steps divisible by this; None: every row
+        self.every = every
         self._cut_dir: tempfile.TemporaryDirectory | None = None
 
     def get(self, case: Case) -> Logs:
         if case.folder not in self._logs:
             live = _read(case.folder) if any(case.folder.glob("gandoctor.jsonl*")) else None
             scalar_file = _scalar_file(case.folder)
-            if scalar_file and self.columns is not None:
+            if scalar_file and (self.columns is not None or self.every is not None):
                 scalar_file = self._cut(scalar_file, case.name)
             scalars = _read(scalar_file) if scalar_file else None
             rows = read_scalar_rows(scalar_file) if scalar_file else {}
@@ -128,7 +133,7 @@ class LogCache:
     def _cut(self, path: Path, name: str) -> Path:
         if self._cut_dir is None:
             self._cut_dir = tempfile.TemporaryDirectory(prefix="gandoctor-columns-")
-        return cut_scalar_log(path, self.columns or (), Path(self._cut_dir.name) / f"{name}.csv")
+        return cut_scalar_log(path, self.columns, Path(self._cut_dir.name) / f"{name}.csv", self.every)
 
     def warm(self, cases: Iterable[Case]) -> None:
         for c in cases:
@@ -147,17 +152,18 @@ def _open_text(path: Path) -> IO[str]:
     return gzip.open(path, "rt", newline="") if path.name.endswith(".gz") else open(path, newline="")
 
 
-def cut_scalar_log(path: Path, columns: Iterable[str], out: Path) -> Path:
-    """A copy of the scalar log at ``out`` with only its step and ``columns``, as a user's poorer
-    log would be (e.g. a console log of the two losses)."""
-    wanted = set(columns)
+def cut_scalar_log(path: Path, columns: Iterable[str] | None, out: Path, every: int | None = None) -> Path:
+    """A copy of the scalar log at ``out`` with only its step and ``columns`` (None: all), and with
+    ``every`` only the rows at steps divisible by it, as a user's poorer log would be (a console
+    log of the two losses; a script printing every 50 steps)."""
+    wanted = None if columns is None else set(columns)
     with _open_text(path) as fh:
         reader = csv.DictReader(fh)
-        keep = [f for f in reader.fieldnames or [] if f == "step" or f in wanted]
+        keep = [f for f in reader.fieldnames or [] if f == "step" or wanted is None or f in wanted]
         with out.open("w", newline="") as dst:
             writer = csv.writer(dst)
             writer.writerow(keep)
-            writer.writerows([row[k] for k in keep] for row in reader)
+            writer.writerows([row[k] for k in keep] for row in reader if every is None or int(float(row["step"])) % every == 0)
     return out
 
 
@@ -453,13 +459,13 @@ def evaluate_grouped(cases: list[Case], predictor: Predictor, key: str, values: 
 _WORKER: dict = {}
 
 
-def _worker_init(runs: str, spec_path: str, columns: tuple[str, ...] | None = None) -> None:
+def _worker_init(runs: str, spec_path: str, columns: tuple[str, ...] | None = None, every: int | None = None) -> None:
     # An exception raised here would make multiprocessing start a new worker forever (the pool
     # hangs, silent): it is kept and raised by the first task instead, and reaches the caller.
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import calibrate
-        predictor = Predictor(LogCache(columns), load_rules())
+        predictor = Predictor(LogCache(columns, every), load_rules())
         _WORKER.update(cases=load_cases(Path(runs)), predictor=predictor, rule_cache=calibrate.RuleCache(predictor),
                        spec=calibrate.load_spec(Path(spec_path)))
     except Exception as exc:
@@ -479,7 +485,7 @@ def _worker_task(task: tuple) -> tuple:
 
 
 def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys: list[tuple[str, list[str]]], jobs: int,
-              log: Callable[[str], None], columns: tuple[str, ...] | None = None,
+              log: Callable[[str], None], columns: tuple[str, ...] | None = None, every: int | None = None,
               ) -> tuple[dict | None, dict[str, tuple[dict, list[dict]]]]:
     """The plain predictions (in chunks) and every fold of every key, on ``jobs`` processes."""
     tasks: list[tuple] = [("fold", key, v) for key, values in keys for v in values]
@@ -505,12 +511,12 @@ def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys:
                 f"{info['seconds']:.0f}s")
 
     if jobs <= 1:
-        _worker_init(str(runs), str(spec_path), columns)
+        _worker_init(str(runs), str(spec_path), columns, every)
         for t in tasks:
             take(_worker_task(t))
     else:
         import multiprocessing as mp
-        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path), columns)) as pool:
+        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path), columns, every)) as pool:
             for res in pool.imap_unordered(_worker_task, tasks):
                 take(res)
     for key, values in keys:   # folds in group order, whatever order they finished in
@@ -533,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-run", action="store_true", help="also print the per-run table (plain evaluation)")
     parser.add_argument("--columns", metavar="COL[,COL]",
                         help="cut every scalar log to these columns (and its step) first, e.g. loss_D,loss_G for a log of losses alone")
+    parser.add_argument("--every", type=int, metavar="N",
+                        help="keep only the scalar rows at steps divisible by N, as a script printing every N steps writes them")
     args = parser.parse_args(argv)
+    if args.every is not None and args.every < 1:
+        parser.error(f"--every expects a positive number of steps, got {args.every}")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
     t0 = time.time()
@@ -565,7 +575,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if columns is not None:
         print(f"Scalar logs cut to the columns {', '.join(columns)} (and the step); the live source unchanged.\n")
-    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say, columns)
+    if args.every is not None:
+        print(f"Scalar logs cut to the rows at steps divisible by {args.every}; the live source unchanged.\n")
+    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say, columns, args.every)
 
     blocks: list[tuple[str, str | None, list[str], dict, list[dict]]] = []
     if plain_preds is not None:
@@ -575,7 +587,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"Leave-one-{key}-out: held-out predictions of {len(values)} folds pooled "
                  f"(thresholds fitted on the other {key} groups each time)")
         blocks.append((title, key, values, *grouped[key]))
-    out: dict = {"runs_dir": str(args.runs), "runs": len(cases), "columns": list(columns) if columns else None, "tables": []}
+    out: dict = {"runs_dir": str(args.runs), "runs": len(cases), "columns": list(columns) if columns else None,
+                 "every": args.every, "tables": []}
     for title, key, values, preds, folds in blocks:
         scored = [c for c in cases if c.name in preds["live"]]
         scores = {s: score(scored, preds[s]) for s in SOURCES}

@@ -23,6 +23,9 @@ BatchFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, 
 
 #: How many evenly spaced samples of a window `excess_variation` compares: few enough that the
 #: gaps between them are longer than D's step-to-step jitter, enough to see a swing come back.
+#: Fewest positive values ``log10_std`` reads a spread from (a log printed every 50 steps gave its
+#: windows 3 points: GD310 alarmed on 4 healthy corpus runs so cut, and on none at full density).
+SPREAD_MIN_POINTS = 4
 SWING_SAMPLES = 5
 
 #: Matrix cells gathered at a time (bounds memory when windows are long and many).
@@ -169,7 +172,7 @@ def batch_log10_std(steps, values, counts, nonfinite, starts, ends, level):  # t
     # log10 of zero or a negative value is not finite, so the finite filter drops it as the window form does
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log10(values)
-    return batch_std(steps, logs, counts, nonfinite, starts, ends, level)
+    return _per_row(finite_windows(steps, logs, starts, ends), SPREAD_MIN_POINTS, _row_std)
 
 
 def batch_min(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]

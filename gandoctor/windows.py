@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 
 from . import rolling
-from .rolling import SWING_SAMPLES, BatchFn
+from .rolling import SPREAD_MIN_POINTS, SWING_SAMPLES, BatchFn
 from .signals import SeriesView
 
 WindowFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, "float | None"], float]
@@ -45,10 +45,11 @@ def _std(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-de
 
 def _log10_std(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
     """Spread in decades: a norm that doubles and halves from step to step reads about 0.3,
-    whatever its scale (a critic's gradient norm and a sigmoid D's alike)."""
+    whatever its scale (a critic's gradient norm and a sigmoid D's alike). At least
+    ``SPREAD_MIN_POINTS`` values: the spread of a noisy norm over two or three points is noise."""
     v = _finite(values)
     v = v[v > 0]
-    return float(np.log10(v).std()) if v.size >= 2 else math.nan
+    return float(np.log10(v).std()) if v.size >= SPREAD_MIN_POINTS else math.nan
 
 
 def _min(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gandoctor import MODES
@@ -283,3 +284,14 @@ def test_a_1d_gaussian_gan_at_equilibrium_is_not_called_generator_dominated(tmp_
     assert median["d.auc"] < 0.65 and median["feat.precision_null"] >= 0.5  # the case GD205 reads
     assert median["feat.blur_apart"] < 0.62
     assert not [f for f in doctor.report().findings if f.mode == "generator_dominance"]
+
+
+def test_a_scalar_log_cut_to_every_nth_step_keeps_those_rows_and_its_columns(tmp_path):
+    # benchmarks/detection.py --every N: the log a script printing every N steps would have written.
+    run = next(r for r in RUNS if "c000" in r.name)
+    full = detection.read_scalar_rows(run / "scalars.csv.gz")
+    cut = detection.cut_scalar_log(run / "scalars.csv.gz", None, tmp_path / "every50.csv", every=50)
+    rows = detection.read_scalar_rows(cut)
+    assert set(rows) == set(full)
+    assert rows["step"].size and not np.any(rows["step"] % 50)
+    assert rows["step"].tolist() == [s for s in full["step"].tolist() if s % 50 == 0]

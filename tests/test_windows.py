@@ -403,3 +403,10 @@ def test_log10_std_reads_the_spread_in_decades_whatever_the_scale():
         assert at_end(v, "log10_std", 100) == pytest.approx(math.log10(4) / 2)
     assert at_end(view([2.0] * 6), "log10_std", 100) == 0.0
     assert math.isnan(at_end(view([2.0, 0.0, -3.0]), "log10_std", 100))
+
+
+def test_log10_std_needs_four_positive_values():
+    # The spread of a noisy norm over two or three points is noise itself: a log printed every
+    # 50 steps gave GD310 windows of 3 points and 4 healthy corpus runs a false collapse.
+    assert math.isnan(at_end(view([1.0, 4.0, 1.0]), "log10_std", 100))
+    assert at_end(view([1.0, 4.0, 1.0, 4.0]), "log10_std", 100) == pytest.approx(math.log10(4) / 2)

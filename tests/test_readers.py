@@ -489,6 +489,9 @@ def test_a_pix2pix_history_table_reads_d_real_and_d_fake_as_losses(tmp_path):
     # The user's --map reads them otherwise.
     mapped = read_run(path, options=ReadOptions(mapping={"d_prob.real": "D_real", "loss.g": "G_GAN"}))
     assert "loss.d" not in mapped.signals and mapped.mapped["d_prob.real"] == "D_real"
+    # Naming one of the script's columns for another signal is enough to read none in its sense.
+    own = read_run(path, options=ReadOptions(mapping={"d_prob.real": "D_real"}))
+    assert own.mapped["d_prob.real"] == "D_real" and "loss.d_real" not in own.signals
 
 
 def test_biggan_metalog_counts_steps_in_itr_and_sums_d_s_loss_parts(tmp_path):

@@ -234,12 +234,13 @@ SCRIPT_NAMES: tuple[tuple[frozenset[str], dict[str, str]], ...] = (
 
 def script_names(names: Iterable[str], where: Path) -> tuple[dict[str, str], str]:
     """The reading of a recognised script's names (signal -> name) and a note where the reading is
-    a choice; nothing where the user named any of those signals with --map (theirs wins)."""
+    a choice; nothing where the user's --map names any of those signals or names (theirs wins)."""
     present = set(names)
+    user = read_options.get().mapping
     for signature, mapping in SCRIPT_NAMES:
         if not signature <= present:
             continue
-        if any(signal in read_options.get().mapping for signal in mapping):
+        if any(signal in user for signal in mapping) or any(name in user.values() for name in mapping.values()):
             return {}, ""
         note = ""
         if "G_B" in signature:

@@ -10,7 +10,7 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
   (``a``, D(G(z)) before D's update, is ``d_prob.fake``; ``b`` is kept as ``user.d_g_z2``);
 - the PyTorch-GAN implementations: ``[Epoch e/E] [Batch b/B] [D loss: ..] [G loss: ..]``;
 - pytorch-CycleGAN-and-pix2pix's loss log, ``(epoch: e, iters: n, ...) G_GAN: .. D_real: ..``,
-  whose names are read in that script's sense (:data:`JUNYANZ_PIX2PIX`, :data:`JUNYANZ_CYCLEGAN`);
+  whose names are read in that script's sense (``_common.SCRIPT_NAMES``);
 - generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
   ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
   one of its names maps to a signal, so argument dumps and progress messages are not data.

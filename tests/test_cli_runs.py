@@ -94,3 +94,16 @@ def test_map_step_and_format_options(tmp_path, capsys):
 def test_bad_grid_tile_is_a_usage_error(tmp_path, capsys, value):
     assert main(["analyze", str(ok_csv(tmp_path / "a.csv")), "--grid-tile", value]) == EXIT_ERROR
     assert "--grid-tile" in capsys.readouterr().err
+
+
+CORPUS_C011 = Path(__file__).resolve().parent.parent / "fixtures" / "corpus" / "c011-d_strong-grid-mlp" / "scalars.csv.gz"
+
+
+@pytest.mark.skipif(not CORPUS_C011.exists(), reason="fixtures/corpus is not in this checkout")
+def test_gate_states_a_failing_finding_s_caveat(capsys):
+    # Collapse inferred from a recorded run's CSV (GD305): the gate line says what it rests on.
+    assert main(["gate", str(CORPUS_C011), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "mode_collapse (GD305" in out and "caveat: Inferred from a winning D" in out
+    dominance = out.split("discriminator_dominance (")[1].split(")")[0]
+    assert dominance.startswith("GD10") and "caveat" not in dominance  # measured on D's outputs: no caveat

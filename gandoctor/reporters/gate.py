@@ -51,7 +51,11 @@ def judge(
     )
     span = f"steps {report.first_step}..{report.last_step}"
     if failing or unchecked:
-        parts = [f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f})" for f in failing]
+        # A finding's caveat goes with it: the gate is where a build is failed on it.
+        parts = [
+            f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f}" + (f"; caveat: {f.caveat}" if f.caveat else "") + ")"
+            for f in failing
+        ]
         for m in unchecked:
             status = report.status_of(m)
             parts.append(f"{m} required but {status.describe() if status else 'not checked: no rule for it'}")

@@ -56,6 +56,9 @@ def test_page_holds_status_findings_remedies_and_plots(page, failing):
     assert page.count('class="badge clear"') == 4
     for f in report.findings:
         assert f"onset step <b>{f.onset_step}</b>" in page
+        # the status table says where each failing mode began and links to its finding
+        assert f'<a href="#finding-{f.mode}">from step {f.onset_step}</a> ({f.rule}, confidence {f.confidence:.2f}' in page
+        assert f'id="finding-{f.mode}"' in page
         for r in f.remedies:
             assert r.title.replace("'", "&#x27;") in page
             assert r.section.replace("'", "&#x27;").replace('"', "&quot;") in page

@@ -336,9 +336,15 @@ def _status_rows(statuses: Iterable[ModeStatus]) -> str:
     rows = []
     for s in statuses:
         color = MODE_COLORS.get(s.mode, _OTHER_COLOR)
+        detail = _esc(s.reason)
+        if s.status == "failing" and s.finding is not None:
+            # Where it began and on what, linked to the finding below (as the console's table says it).
+            f = s.finding
+            detail = (f'<a href="#finding-{_esc(f["mode"])}">from step {f["onset_step"]}</a> ({_esc(f["rule"])}, '
+                      f'confidence {f["confidence"]:.2f}{"; with a caveat" if f.get("caveat") else ""})')
         rows.append(
             f'<tr><td><span class="swatch" style="background:{color}"></span>{_esc(s.mode)}</td>'
-            f'<td><span class="badge {s.status}">{_STATUS_LABEL[s.status]}</span></td><td>{_esc(s.reason)}</td></tr>'
+            f'<td><span class="badge {s.status}">{_STATUS_LABEL[s.status]}</span></td><td>{detail}</td></tr>'
         )
     return '<table class="modes"><tr><th>mode</th><th>status</th><th>detail</th></tr>' + "".join(rows) + "</table>"
 

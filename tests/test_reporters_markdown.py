@@ -21,6 +21,7 @@ def test_failing_run():
     for f in report.findings:
         assert f"### {f.mode}: {f.rule} {f.rule_name}" in md
         assert f"Onset step **{f.onset_step}**" in md
+        assert f"| {f.mode} | ❌ failing | from step {f.onset_step} ({f.rule}, confidence {f.confidence:.2f}) |" in md
         assert f"1. **{f.remedies[0].title}**" in md
         assert "4. **" not in md.split(f"### {f.mode}")[1].split("###")[0]  # three remedies at most
 

@@ -54,7 +54,11 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
     out = [f"## gandoctor: {head}", "", f"`{_cell(data.get('source') or 'live run')}` · {span} · {data['rules_checked']} rules checked", ""]
     out += ["| mode | status | detail |", "|---|---|---|"]
     for s in mode_statuses(report, data):
-        out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(s.reason)} |")
+        detail = s.reason
+        if s.status == "failing" and s.finding is not None:
+            f = s.finding
+            detail = f"from step {f['onset_step']} ({f['rule']}, confidence {f['confidence']:.2f}{'; with a caveat' if f.get('caveat') else ''})"
+        out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(detail)} |")
     for f in data["findings"]:
         out += [""] + _finding_lines(f, max_remedies)
     cleared = [a for a in data.get("alerts", []) if not a["holds_at_end"]]

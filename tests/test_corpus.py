@@ -54,6 +54,18 @@ def test_long_runs_are_the_cheap_recipes_lengthened(capsys):
         assert r["dataset"] in ("ring", "grid", "random2d", "digits8") and r["d_steps"] < 3 and r["loss"] != "wgan-gp"
         assert {k: v for k, v in r.items() if k not in ("steps", "eval_every")} == {k: v for k, v in drawn[r["index"]].items() if k not in ("steps", "eval_every")}
 
+
+def test_long_conv_runs_are_the_conv_recipes_on_small_digits_lengthened(capsys):
+    assert corpus.main(["--n", "80", "--seed", "16", "--long", "3000", "--long-conv", "--list"]) == 0
+    long = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert long and {r["family"] for r in long} <= {"dcgan", "dcgan_bn", "sn_d", "resnet_d"} and "dcgan_bn" in {r["family"] for r in long}
+    for r in long:
+        assert r["dataset"] in ("digits8", "digits16") and r["d_steps"] < 3 and r["loss"] != "wgan-gp"
+        assert (r["steps"], r["eval_every"]) == (3000, 187)
+    with pytest.raises(SystemExit):
+        corpus.main(["--n", "10", "--long-conv", "--list"])  # without --long: refused
+
+
 def test_recipes_span_the_axes():
     rs = [corpus.draw_recipe(0, i) for i in range(300)]
     seen = lambda k: {r[k] for r in rs}  # noqa: E731

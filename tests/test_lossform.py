@@ -214,7 +214,7 @@ def test_once_the_form_cannot_be_learnt_no_accuracy_at_one_half_is_kept_for_it()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
-def test_a_d_that_takes_no_hooks_switches_only_this_probe_off():
+def test_a_d_that_takes_no_hooks_switches_only_this_probe_off(caplog):
     G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     D = torch.jit.script(nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)))
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5))
@@ -224,5 +224,8 @@ def test_a_d_that_takes_no_hooks_switches_only_this_probe_off():
         doctor.step(d_loss=(d_real - d_fake).mean(), real=real, fake=fake, d_real=d_real, d_fake=d_fake)
     assert list(doctor.disabled_probes) == ["loss_form"]
     assert "ScriptModule" in doctor.disabled_probes["loss_form"]
+    assert "d_loss_unit" in doctor.disabled_probes["loss_form"]  # what to declare instead
     assert len(doctor.signals.get("d.acc").values) == 10  # the other probes go on
     doctor.close()
+    said = [r for r in caplog.records if "loss_form" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is None  # a refusal, said once, no traceback: nothing is broken

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..context import D_LOSS_FORM_UNRECOGNISED
+from ..errors import ProbeRefused
 from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, d_output_tensor, doctor_forward_running
 
 # Sum-of-means form -> how its sum compares with the calibrated convention of that family.
@@ -175,6 +176,16 @@ class LossFormProbe(Probe):
         self.idle = 0
         self.failed: Exception | None = None
         self.handle: Any = None
+        if isinstance(host.discriminator, torch.jit.ScriptModule):
+            # Not an error in the user's code: TorchScript modules take no forward hooks. Said once,
+            # without a traceback, with the way to give what the probe would have learnt.
+            self.failed = ProbeRefused(
+                "D is a TorchScript ScriptModule (torch.jit.script), which takes no forward hooks: the form of D's loss "
+                "is not learnt from D's outputs; declare its unit if the loss is not BCE summed over the two "
+                "batches, e.g. Doctor(..., uses={'d_loss_unit': 0.5}) for BCE averaged over them"
+            )
+            self.form.closed = True
+            return
         try:
             self.handle = host.discriminator.register_forward_hook(CopySafeHook(self._capture))
         except Exception as exc:  # noqa: BLE001 - e.g. a TorchScript D: reported once at the first step, like any probe error

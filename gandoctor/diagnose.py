@@ -63,10 +63,11 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     """What a saved log says about the run that its header may not: a D loss below zero marks a
     Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers;
     D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`);
-    a learning-rate schedule, where a logged rate (``lr_D``, ``lr/G`` -> ``opt.lr_*``) moved."""
+    a learning-rate schedule, where a logged rate (``lr_D``, ``lr/G`` -> ``opt.lr_*``; or one rate
+    whose player the log does not say, ``lr`` or Lightning's ``lr-Adam``) moved."""
     flags: set[str] = set()
     values: dict[str, float | str] = {}
-    for name in RATE_SIGNALS:
+    for name in (*RATE_SIGNALS, *(n for n in signals.names() if _unassigned_rate(n))):
         rates = signals.get(name)
         finite = np.array([]) if rates is None else rates.values[np.isfinite(rates.values)]
         if finite.size and float(finite.max()) > float(finite.min()) * (1 + 1e-6):
@@ -87,6 +88,12 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
 
 #: Learning rates recorded over the run (a schedule moves them) and the context values they update.
 RATE_SIGNALS = {"opt.lr_d": "lr_d", "opt.lr_g": "lr_g"}
+
+
+def _unassigned_rate(name: str) -> bool:
+    """A logged learning rate that names neither player (``lr``, ``learning_rate``, Lightning's
+    ``lr-Adam`` / ``lr-Adam-1``): it can mark a schedule, but no remedy quotes it as D's or G's."""
+    return name in ("user.lr", "user.learning_rate") or name.startswith(("user.lr_", "user.learning_rate_"))
 
 
 def rates_at(signals: SignalLog, step: int | None) -> dict[str, float]:

@@ -422,3 +422,10 @@ def test_a_scalar_log_s_learning_rates_are_quoted_at_the_onset_and_mark_a_schedu
     constant = tmp_path / "constant.csv"
     constant.write_text("\n".join(["step,loss_D,loss_G,lr_D"] + [f"{s},0.01,5.0,0.001" for s in range(2000)]) + "\n")
     assert "lr_schedule" not in analyze(constant).context.flags
+    # One rate that names neither player (Lightning's LearningRateMonitor: lr-Adam) marks a schedule
+    # too, but is quoted as neither D's nor G's.
+    shared = tmp_path / "shared.csv"
+    shared.write_text("\n".join(["step,loss_D,loss_G,lr-Adam"] + [f"{s},0.01,5.0,{1e-3 if s < 1000 else 1e-5}" for s in range(2000)]) + "\n")
+    shared_report = analyze(shared)
+    assert "lr_schedule" in shared_report.context.flags
+    assert "lr_d" not in shared_report.context.values

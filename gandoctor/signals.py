@@ -393,6 +393,7 @@ ALIASES: Mapping[str, str] = {
         [
             "d_loss_real", "loss_d_real", "errd_real", "err_d_real", "d_real_loss", "lossd_real", "loss/d_real",
             "d_loss/real", "loss_real_d", "disc_loss_real", "loss/d/real",
+            "loss_disc_real", "disc_real_loss", "loss/disc_real",  # MMGeneration / MMagic
         ],
         "loss.d_real",
     ),
@@ -400,6 +401,7 @@ ALIASES: Mapping[str, str] = {
         [
             "d_loss_fake", "loss_d_fake", "errd_fake", "err_d_fake", "d_fake_loss", "lossd_fake", "loss/d_fake",
             "d_loss/fake", "loss_fake_d", "disc_loss_fake", "loss/d/fake",
+            "loss_disc_fake", "disc_fake_loss", "loss/disc_fake",
         ],
         "loss.d_fake",
     ),

@@ -48,6 +48,7 @@ def write(path: Path, text: str) -> Path:
         ("D_loss_total", "loss.d"),
         ("errD_real", "loss.d_real"),  # D's loss in two parts (the DCGAN tutorial, pix2pix)
         ("loss_D_fake", "loss.d_fake"),
+        ("loss_disc_real", "loss.d_real"),  # MMGeneration's log
         ("gnorm_D", "grad_norm.d"),
         ("generator_grad_norm", "grad_norm.g"),
         ("learning rate", "user.learning_rate"),

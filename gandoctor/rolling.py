@@ -23,10 +23,10 @@ BatchFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, 
 
 #: How many evenly spaced samples of a window `excess_variation` compares: few enough that the
 #: gaps between them are longer than D's step-to-step jitter, enough to see a swing come back.
+SWING_SAMPLES = 5
 #: Fewest positive values ``log10_std`` reads a spread from (a log printed every 50 steps gave its
 #: windows 3 points: GD310 alarmed on 4 healthy corpus runs so cut, and on none at full density).
 SPREAD_MIN_POINTS = 4
-SWING_SAMPLES = 5
 
 #: Matrix cells gathered at a time (bounds memory when windows are long and many).
 MAX_CELLS = 1 << 20

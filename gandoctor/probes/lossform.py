@@ -188,7 +188,7 @@ class LossFormProbe(Probe):
             return
         try:
             self.handle = host.discriminator.register_forward_hook(CopySafeHook(self._capture))
-        except Exception as exc:  # noqa: BLE001 - e.g. a TorchScript D: reported once at the first step, like any probe error
+        except Exception as exc:  # noqa: BLE001 - a D that takes no hooks otherwise: reported once at the first step, like any probe error
             self.failed = exc
             self.form.closed = True
 

@@ -264,6 +264,11 @@ class Collector:
         self._total_d_loss = False  # the log has D's total loss: its parts are never summed
         self._d_parts: dict[str, tuple[int, float]] = {}  # part -> (step, value) last seen
 
+    def read_names_as(self, names: Mapping[str, str]) -> None:
+        """Read the log's names through the user's --map first, then ``names`` (signal -> name: a
+        script's own sense of its names, a console's bare letters), then the alias table."""
+        self.names = NameMapper({**read_options.get().mapping, **names})
+
     def problem(self, message: str) -> None:
         self.problems += 1
         if self.problems <= MAX_REPORTED:

@@ -26,7 +26,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_for, alias_key
 from . import RunData
-from ._common import MAX_STEP, Collector, NameMapper, StepClock, frozen, number, read_options, script_names
+from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options, script_names
 from ._lines import iter_lines, open_text
 
 #: Columns that count steps over the whole run, most specific first. StyleGAN2-ADA's and
@@ -197,7 +197,7 @@ def read_table(
         skip = plan.skip()
         own, note = script_names(columns, path)
         if own:  # a script whose column names mean something else than the alias table says
-            out.names = NameMapper({**read_options.get().mapping, **own})
+            out.read_names_as(own)
             if note:
                 out.warnings.append(note)
         for lineno, row in rows:

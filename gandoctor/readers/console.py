@@ -35,7 +35,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, NameMapper, StepClock, frozen, number, read_options, script_names
+from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options, script_names
 from ._lines import iter_lines, open_text
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
@@ -286,9 +286,9 @@ def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False, own: dict
 def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own: dict[str, str] | None = None) -> tuple[Collector, int]:
     out = Collector(path, capacity)
     if own:
-        out.names = NameMapper({**read_options.get().mapping, **own})
+        out.read_names_as(own)
     if bare:
-        out.names = NameMapper({**read_options.get().mapping, **BARE_LOSSES})
+        out.read_names_as(BARE_LOSSES)
         out.warnings.append(
             f"{path}: read 'D' and 'G' as D's and G's losses (no other name in the log is one); "
             "if they are something else, name the losses with --map loss.d=NAME --map loss.g=NAME"

@@ -24,6 +24,13 @@ class ModeStatus:
     finding: Mapping[str, Any] | None  # the finding's to_dict() entry when failing
 
 
+def failing_detail(finding: Mapping[str, Any]) -> tuple[str, str]:
+    """A failing mode's detail in two parts, where it began and on what: ``("from step 101",
+    "(GD305, confidence 0.60; with a caveat)")`` (the HTML page links the first to the finding)."""
+    caveat = "; with a caveat" if finding.get("caveat") else ""
+    return f"from step {finding['onset_step']}", f"({finding['rule']}, confidence {finding['confidence']:.2f}{caveat})"
+
+
 def mode_statuses(report: Report, data: Mapping[str, Any] | None = None) -> tuple[ModeStatus, ...]:
     """One status per failure mode, in the report's order (``gandoctor.MODES`` first)."""
     data = data if data is not None else report.to_dict()

@@ -120,7 +120,7 @@ def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone(
     # GD606 reads latent.cell_churn (G's outputs for the same codes leaving the cells they held):
     # on the real corpus it must find non-converging runs the oracle labelled, and no healthy one.
     fired, labelled, healthy = _rule_on_corpus("GD606", _live, "non_convergence")
-    assert len(labelled) >= 10, len(labelled)  # 13 of the 19 runs it fires on, with the rule as shipped
+    assert len(labelled) >= 10, len(labelled)  # 14 of the 19 runs it fires on, with the rule as shipped
     assert len(labelled) >= len(fired) / 2, (len(labelled), len(fired))
     assert not healthy, healthy
 
@@ -166,6 +166,18 @@ def test_a_d_that_takes_over_late_in_a_short_run_is_called_dominant_at_the_end()
     beyond_gd101 = [r for r in labelled if "GD101" not in _rules_fired(_live(r))]
     assert len(labelled) >= 0.9 * len(fired), (len(labelled), len(fired))  # 59 of 62, as shipped
     assert len(beyond_gd101) >= 5, [r.name for r in beyond_gd101]  # 8
+    assert not healthy, healthy
+
+
+def test_a_d_at_chance_to_the_end_where_precision_cannot_vouch_is_called_generator_dominated():
+    # GD208: GD205's inferred G dominance on short windows, at every check from the onset to the
+    # last record. On the corpus most of its calls are G-dominated runs, some found by no other
+    # G-dominance rule (GD205's 300-step medians still averaged the strong D), and no healthy run.
+    fired, labelled, healthy = _rule_on_corpus("GD208", _live, "generator_dominance")
+    others = {"GD201", "GD202", "GD204", "GD205"}
+    beyond = [r for r in labelled if not others & _rules_fired(_live(r))]
+    assert len(labelled) >= 0.8 * len(fired), (len(labelled), len(fired))  # 13 of 15, as shipped
+    assert len(beyond) >= 2, [r.name for r in beyond]  # c109, c168
     assert not healthy, healthy
 
 

@@ -402,11 +402,13 @@ def _timing(rule: Rule) -> str:
     """Warm-up and persistence as the engine applies them: in steps, capped by shares of the run."""
     p = rule.params
     warm = f"after {rule.warmup_steps} warm-up steps (at most {p['warmup_frac']:.0%} of the run)" if rule.warmup_steps > 0 else "from the first check"
+    # The engine skips a shorter run as "too short to judge" (SkipReason.TOO_SHORT).
+    shortest = f"; runs of {int(p['min_run_steps'])} steps or more" + ("; on the finished run only" if p["final_only"] else "")
     if rule.persist_steps <= 0:
-        return f"{warm}, on a single check"
+        return f"{warm}, on a single check{shortest}"
     return (
         f"{warm}, holding at {p['persist_frac']:.0%} of the checks over {rule.persist_steps} steps (at most "
-        f"{p['persist_run_frac']:.0%} of the run), and at {p['end_frac']:.0%} of the checks from then to the last record"
+        f"{p['persist_run_frac']:.0%} of the run), and at {p['end_frac']:.0%} of the checks from then to the last record{shortest}"
     )
 
 

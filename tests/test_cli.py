@@ -327,6 +327,16 @@ def test_explain_states_the_timing_the_engine_applies(capsys):
     assert "from the first check, on a single check" in norm(capsys.readouterr().out)
 
 
+def test_explain_states_the_shortest_run_a_rule_judges(capsys):
+    rules = load_rules()
+    for code in ("GD202", "GD204"):
+        assert main(["explain", code]) == EXIT_HEALTHY
+        out = norm(capsys.readouterr().out)
+        assert f"runs of {int(rules.by_code(code).params['min_run_steps'])} steps or more" in out
+        # GD204 reads the state the run ended in: only the finished run is judged
+        assert ("on the finished run only" in out) == bool(rules.by_code(code).params["final_only"])
+
+
 def test_explain_shows_a_rule_s_caveat(capsys):
     assert main(["explain", "GD305"]) == EXIT_HEALTHY
     out = norm(capsys.readouterr().out)

@@ -72,6 +72,23 @@ def make_grid(first: int, last: int, min_window: int) -> np.ndarray:
     return grid
 
 
+#: Signals whose first interval stands for the log's (every logged step has them); others as a fallback.
+_STEP_SIGNALS = ("loss.d", "loss.g")
+
+
+def first_interval(log: Log) -> int:
+    """The steps the log's first record stands for: the gap to the record after it (a log printed
+    every 100 steps starts at step 100, after 100 steps of training; a long run's merged first
+    point stands for the steps merged into it). 0 where no series has two points."""
+    first = log.first_step
+    names = [n for n in _STEP_SIGNALS if n in log] or list(log.names())
+    for name in names:
+        view = log.get(name)
+        if view is not None and len(view) >= 2 and int(view.steps[0]) == first:
+            return int(view.steps[1] - view.steps[0])
+    return 0
+
+
 def timing(rule: Rule, span: int) -> Timing:
     p = rule.params
     return Timing(
@@ -200,19 +217,22 @@ def _judged_conditions(log: Log, rule: Rule, grid: np.ndarray, span: int, memo: 
     return required
 
 
-def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None) -> Finding | SkippedRule | None:
-    """The rule's finding on ``grid``, why it was skipped, or None; ``memo`` is shared by rules on one grid."""
-    span = int(grid[-1] - grid[0])
+def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None, origin: int | None = None) -> Finding | SkippedRule | None:
+    """The rule's finding on ``grid``, why it was skipped, or None; ``memo`` is shared by rules on
+    one grid. ``origin``: the step the run began at (``grid[0]`` where not given), from which its
+    span, warm-up and shortest judged run count."""
+    origin = int(grid[0]) if origin is None else origin
+    span = int(grid[-1] - origin)
     required = _judged_conditions(log, rule, grid, span, memo)
     if isinstance(required, SkippedRule):
         return required
     holds, ok = _combine(rule, required)
     t = timing(rule, span)
-    if not ok[grid >= grid[0] + t.warmup].any():
+    if not ok[grid >= origin + t.warmup].any():
         # Every check after the warm-up had an undefined statistic (windows mostly NaN, too few
         # points, values held): the rule judged nothing, so it is not counted as checked.
         return SkippedRule(rule.code, SkipReason.UNDEFINED, rule.mode, tuple(dict.fromkeys(c.signal for c, _ in required)))
-    i = find_onset(holds, ok, grid, grid[0] + t.warmup, t.persist, rule)
+    i = find_onset(holds, ok, grid, origin + t.warmup, t.persist, rule)
     if i is None:
         return None
     onset = _refine_onset(log, rule, required, int(grid[i]))
@@ -339,6 +359,10 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
         return EngineResult((), (), tuple(nothing), None, None, (), mode_status(rules, [], nothing, []))
     min_window = min((c.window for r in rules.rules for c in r.conditions), default=100)
     grid = make_grid(log.first_step, log.last_step, min_window)
+    # A record stands for the steps since the one before it, so the run's first record stands for
+    # the steps up to it: a log printed every 100 steps from step 100 to 300 is a 300-step run
+    # (steps 1-300), not one of 200 (a log of every step: nothing changes).
+    origin = min(log.first_step, max(0, log.first_step - first_interval(log) + 1))
     fired: list[Finding] = []
     skipped: list[SkippedRule] = []
     checked: list[str] = []
@@ -349,7 +373,7 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
             skipped.append(SkippedRule(rule.code, SkipReason.NOT_APPLICABLE, rule.mode, blocked))
             continue
         try:
-            outcome = evaluate_rule(log, in_run_units(rule, context.values), grid, memo)
+            outcome = evaluate_rule(log, in_run_units(rule, context.values), grid, memo, origin)
         except Exception as exc:
             if strict:
                 raise

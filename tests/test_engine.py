@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gandoctor import RunContext, load_rules
-from gandoctor.engine import MAX_GRID_POINTS, evaluate, evaluate_rule, make_grid, merge_by_mode
+from gandoctor.engine import MAX_GRID_POINTS, evaluate, evaluate_rule, first_interval, make_grid, merge_by_mode
 from gandoctor.findings import Finding, ModeState, SkippedRule, SkipReason
 from gandoctor.signals import SignalLog
 
@@ -177,6 +177,37 @@ def test_runs_shorter_than_the_rule_can_judge_are_skipped_as_too_short(tmp_path)
     assert result.findings == ()
     assert result.skipped[0].reason is SkipReason.TOO_SHORT
     assert result.mode_status[0].state is ModeState.NOT_CHECKED and "too short" in result.mode_status[0].describe()
+
+
+def sparse_log(steps: range, value: float = 1.0) -> SignalLog:
+    log = SignalLog()
+    for step in steps:
+        log.record(step, {"loss.d": value, "x.a": value})
+    return log
+
+
+def test_first_interval_is_the_gap_the_first_record_stands_for():
+    assert first_interval(sparse_log(range(100, 301, 100))) == 100  # printed every 100 steps from step 100
+    assert first_interval(sparse_log(range(1, 301))) == 1  # every step
+    assert first_interval(sparse_log(range(5, 6))) == 0  # a single record: nothing to read it from
+
+
+def test_a_log_printed_every_n_steps_counts_the_steps_its_first_record_stands_for(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), params="min_run_steps = 250"))
+    # steps 100, 200, 300 of a 300-step run (a script printing after every 100th step): judged,
+    # as the same run's log with a line at step 0 too; it was "too short" (200 steps) before
+    for steps in (range(100, 301, 100), range(0, 301, 100)):
+        assert only(evaluate(sparse_log(steps), rules)).rule == "GD900"
+    # a log of every step starts where it starts: 200 steps are still too short
+    assert evaluate(sparse_log(range(100, 301)), rules).skipped[0].reason is SkipReason.TOO_SHORT
+
+
+def test_the_first_record_s_interval_counts_in_the_warm_up(tmp_path):
+    scaled = "warmup_frac = 0.25\npersist_run_frac = 0.25"
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), warmup=300, persist=400, params=scaled))
+    # steps 20..400 every 20: a 400-step run from step 1, warm-up 100 steps (a quarter of 400, not
+    # of the 380 between the first and last records), so the first check after it is step 101
+    assert only(evaluate(sparse_log(range(20, 401, 20)), rules)).onset_step == 101
 
 
 def test_rule_superseded_when_a_richer_signal_is_recorded(tmp_path):

@@ -118,6 +118,27 @@ def test_pytorch_gan_format(tmp_path):
     assert np.allclose(data.signals.get("loss.g").values, [x[3] for x in logged], atol=1e-6)
 
 
+def test_the_head_of_a_log_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
+    from gandoctor.readers import console
+
+    heads = []
+    real_open = console.open_text
+
+    def counting_open(path, *args, **kwargs):
+        heads.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(console, "open_text", counting_open)
+    console._head_parts_of.cache_clear()
+    path = tmp_path / "out.log"
+    path.write_text("[Epoch 0/5] [Batch 3/100] [D loss: 0.693] [G loss: 0.71]\n")
+    assert read_run(path).signals.get("loss.d").values.tolist() == [0.693]
+    # detection and the script-name check share one read of the head; the body is read once more
+    assert len(heads) == 2
+    path.write_text("[Epoch 0/5] [Batch 3/100] [D loss: 0.5] [G loss: 0.9]\n[Epoch 0/5] [Batch 4/100] [D loss: 0.4] [G loss: 0.8]\n")
+    assert read_run(path).signals.get("loss.d").values.tolist() == [0.5, 0.4]  # a rewritten file is read anew
+
+
 def test_pytorch_gan_variants_with_extra_items(tmp_path):
     path = tmp_path / "out.log"
     path.write_text("[Epoch 0/5] [Batch 3/100] [D loss: 0.693, acc: 50%] [G loss: 0.71, adv: 0.70, pixel: 0.01]\n")

@@ -26,6 +26,7 @@ Lines that match nothing are skipped and counted.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -188,17 +189,28 @@ class _Parser:
         return True
 
 
-def _head_parts(path: Path) -> list[str]:
+def _head_parts(path: Path) -> tuple[str, ...]:
     """The ``\\r``-separated parts of the first lines of a text file, or none for a file that
-    cannot be read or holds a NUL byte (binary): what detection and its hints look at."""
+    cannot be read or holds a NUL byte (binary): what detection and its hints look at. Detection,
+    the script-name check, the bare-letter check and the hints all ask for them: the file's head
+    is read once per version of the file (its size and modification time)."""
     try:
-        with open_text(path) as fh:
+        stat = path.stat()
+    except OSError:
+        return ()
+    return _head_parts_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _head_parts_of(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    try:
+        with open_text(Path(path)) as fh:
             head = fh.read(SNIFF_BYTES)
     except Exception:  # noqa: BLE001 - detection never fails another reader
-        return []
+        return ()
     if "\x00" in head:
-        return []
-    return [part for line in head.splitlines()[:500] for part in line.split("\r")]
+        return ()
+    return tuple(part for line in head.splitlines()[:500] for part in line.split("\r"))
 
 
 def _sniff(path: Path) -> bool:

@@ -307,3 +307,19 @@ def test_a_scalar_log_cut_to_every_nth_step_keeps_those_rows_and_its_columns(tmp
     assert set(rows) == set(full)
     assert rows["step"].size and not np.any(rows["step"] % 50)
     assert rows["step"].tolist() == [s for s in full["step"].tolist() if s % 50 == 0]
+
+
+@pytest.mark.skipif(not RUNS, reason="recorded corpus not present")
+def test_a_short_run_printed_every_100_steps_is_judged_as_long_as_it_ran(tmp_path):
+    # A 300-step run whose D wins from the start (the oracle: D dominance from step 90), its scalar
+    # log as a script printing after every 100th step writes it: lines at 100, 200, 300. Those lines
+    # stand for steps 1-300, so the run is judged as a 300-step run, as the same log with a line at
+    # step 0 is; counted from its first line it read as 200 steps, too short for every rule.
+    run = next(r for r in RUNS if r.name.startswith("c144-d_strong"))
+    assert _oracle(run)["steps"] == 300 and "discriminator_dominance" in _oracle(run)["labels"]
+    cut = detection.cut_scalar_log(run / "scalars.csv.gz", None, tmp_path / "every100.csv", every=100)
+    assert detection.read_scalar_rows(cut)["step"].tolist() == [100, 200, 300]
+    report = analyze(cut)
+    status = {s.mode: s for s in report.mode_status}
+    assert status["discriminator_dominance"].state.value == "failing"
+    assert "discriminator_dominance" in _onsets(report)

@@ -41,6 +41,10 @@ logger = logging.getLogger("gandoctor")
 MAX_GRID_POINTS = 2000
 TRACE_POINTS = 48
 INFERRED_CONFIDENCE_CAP = 0.6
+#: A finding read from fewer records than this (of any signal a required condition reads, from
+#: its window before the onset to the end) is thin evidence: a short log printed every 100 steps
+#: has 3. Its confidence is capped as an inferred one's and it says how few it read.
+THIN_EVIDENCE_RECORDS = 5
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,12 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         confidence = 0.35 + 0.2 * length + 0.2 * held_frac + 0.25 * margin
     if rule.inferred:  # read from what usually goes with the failure, not the failure itself
         confidence = min(confidence, INFERRED_CONFIDENCE_CAP)
+    caveat = rule.caveat
+    thin = _fewest_records(log, rule, required, int(grid[i]), int(grid[-1]), span)
+    if thin is not None:
+        confidence = min(confidence, INFERRED_CONFIDENCE_CAP)
+        note = f"Read from {thin[1]} records of {thin[0]} only: thin evidence."
+        caveat = f"{caveat} {note}" if caveat else note
     return Finding(
         mode=rule.mode,
         rule=rule.code,
@@ -283,8 +293,27 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         details=tuple(details),
         trace=_downsample(required[0][1], TRACE_POINTS),
         trace_steps=(int(grid[0]), int(grid[-1])),
-        caveat=rule.caveat,
+        caveat=caveat,
     )
+
+
+def _fewest_records(log: Log, rule: Rule, required: list[tuple[Condition, np.ndarray]], onset: int, last: int, span: int) -> tuple[str, int] | None:
+    """The required signal with the fewest records behind the finding (from its window before
+    the onset to the last step), where that is under THIN_EVIDENCE_RECORDS; else None. Raw
+    samples count (a long run's merged point stands for many); a non-finite value is exact, so
+    conditions on them never make a finding thin."""
+    fewest: tuple[str, int] | None = None
+    for cond, _ in required:
+        view = log.get(cond.signal)
+        if cond.optional or view is None or windows.STATISTICS[cond.stat].reads_nonfinite:
+            continue
+        steps = view.steps
+        lo = onset - effective_window(rule, cond, span)
+        a, b = np.searchsorted(steps, lo, side="right"), np.searchsorted(steps, last, side="right")
+        n = int(view.counts[a:b].sum())
+        if n < THIN_EVIDENCE_RECORDS and (fewest is None or n < fewest[1]):
+            fewest = (cond.signal, n)
+    return fewest
 
 
 def _downsample(values: np.ndarray, points: int) -> tuple[float, ...]:

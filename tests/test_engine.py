@@ -210,6 +210,14 @@ def test_the_first_record_s_interval_counts_in_the_warm_up(tmp_path):
     assert only(evaluate(sparse_log(range(20, 401, 20)), rules)).onset_step == 101
 
 
+def test_a_finding_read_from_a_few_records_says_so_and_is_less_confident(tmp_path):
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a", stat="median", window=100), params="min_run_steps = 250"))
+    thin = only(evaluate(sparse_log(range(100, 301, 100)), rules))  # 3 lines of a 300-step run
+    assert thin.caveat == "Read from 3 records of x.a only: thin evidence." and thin.confidence <= 0.6
+    dense = only(evaluate(sparse_log(range(1, 301)), rules))
+    assert dense.caveat == "" and dense.confidence > 0.6
+
+
 def test_rule_superseded_when_a_richer_signal_is_recorded(tmp_path):
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), unless='"x.rich"'))
     assert only(evaluate(signal_log(x_a=np.ones(200)), rules)).rule == "GD900"

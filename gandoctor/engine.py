@@ -85,10 +85,9 @@ def first_interval(log: Log) -> int:
     every 100 steps starts at step 100, after 100 steps of training; a long run's merged first
     point stands for the steps merged into it). 0 where no series has two points."""
     first = log.first_step
-    names = [n for n in _STEP_SIGNALS if n in log] or list(log.names())
-    for name in names:
-        view = log.get(name)
-        if view is not None and len(view) >= 2 and int(view.steps[0]) == first:
+    views = [v for v in map(log.get, _STEP_SIGNALS) if v is not None] or list(log.views())
+    for view in views:
+        if len(view) >= 2 and int(view.steps[0]) == first:
             return int(view.steps[1] - view.steps[0])
     return 0
 

@@ -95,6 +95,14 @@ def test_render_unhealthy_key_lines(report, width):
     assert all(len(line) <= width for line in lines)
 
 
+def test_status_line_says_a_failing_mode_has_a_caveat(report):
+    # the console's status table says it as the HTML and markdown tables do (reporters._modes)
+    caveated = replace(report, findings=(replace(report.findings[0], caveat="Read from 3 records of loss.d only: thin evidence."),))
+    lines = _lines(caveated, 120)
+    assert lines[4].split() == "mode_collapse FAILING from step 1200 (GD301, confidence 0.87; with a caveat)".split()
+    assert "  caveat: Read from 3 records of loss.d only: thin evidence." in lines
+
+
 def test_wrapped_remedy_text_keeps_its_indent_at_80_columns(collapse):
     long = RankedRemedy("x", "Long remedy", "word " * 40, "[S] src", "1", 1.0, "")
     lines = _lines(Report((replace(collapse, remedies=(long,)),)), 80)

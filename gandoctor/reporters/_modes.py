@@ -24,11 +24,17 @@ class ModeStatus:
     finding: Mapping[str, Any] | None  # the finding's to_dict() entry when failing
 
 
-def failing_detail(finding: Mapping[str, Any]) -> tuple[str, str]:
+def failing_detail(onset_step: int | None, rule: str, confidence: float, caveat: str | None) -> tuple[str, str]:
     """A failing mode's detail in two parts, where it began and on what: ``("from step 101",
-    "(GD305, confidence 0.60; with a caveat)")`` (the HTML page links the first to the finding)."""
-    caveat = "; with a caveat" if finding.get("caveat") else ""
-    return f"from step {finding['onset_step']}", f"({finding['rule']}, confidence {finding['confidence']:.2f}{caveat})"
+    "(GD305, confidence 0.60; with a caveat)")``. Every reporter's status table says it so (the
+    HTML page links the first part to the finding)."""
+    with_caveat = "; with a caveat" if caveat else ""
+    return f"from step {onset_step}", f"({rule}, confidence {confidence:.2f}{with_caveat})"
+
+
+def failing_detail_of(finding: Mapping[str, Any]) -> tuple[str, str]:
+    """:func:`failing_detail` of a finding's ``to_dict()`` entry."""
+    return failing_detail(finding["onset_step"], finding["rule"], finding["confidence"], finding.get("caveat"))
 
 
 def mode_statuses(report: Report, data: Mapping[str, Any] | None = None) -> tuple[ModeStatus, ...]:

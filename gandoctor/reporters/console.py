@@ -18,6 +18,7 @@ from rich.text import Text
 from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..findings import Finding, ModeState
 from ..report import Report
+from ._modes import failing_detail
 
 _BARS = "▁▂▃▄▅▆▇█"
 MAX_REMEDIES = 3
@@ -88,7 +89,7 @@ def _status_table(report: Report) -> Table:
     for status in report.mode_status:
         if status.state is ModeState.FAILING and status.mode in findings:
             f = findings[status.mode]
-            text = f"FAILING from step {f.onset_step} ({f.rule}, confidence {f.confidence:.2f})"
+            text = "FAILING " + " ".join(failing_detail(f.onset_step, f.rule, f.confidence, f.caveat))
         else:
             text = status.describe()
         table.add_row(status.mode, Text(text, style=_STATE_STYLE[status.state]))

@@ -27,7 +27,7 @@ from ..readers.grids import SampleGrid
 from ..report import Report
 from ..rules import MODES
 from ..signals import SIGNALS, SignalLog
-from ._modes import ModeStatus, failing_detail, mode_statuses
+from ._modes import ModeStatus, failing_detail_of, mode_statuses
 from ._samples import Scale, data_uri, grid_png, nearest, shared_scale, strip
 
 #: One colour per failure mode (colour-blind-safe Okabe-Ito palette).
@@ -339,7 +339,7 @@ def _status_rows(statuses: Iterable[ModeStatus]) -> str:
         detail = _esc(s.reason)
         if s.status == "failing" and s.finding is not None:
             # Where it began and on what, linked to the finding below (as the console's table says it).
-            began, on = failing_detail(s.finding)
+            began, on = failing_detail_of(s.finding)
             detail = f'<a href="#finding-{_esc(s.mode)}">{_esc(began)}</a> {_esc(on)}'
         rows.append(
             f'<tr><td><span class="swatch" style="background:{color}"></span>{_esc(s.mode)}</td>'

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..findings import Finding
 from ..report import Report
-from ._modes import failing_detail, mode_statuses
+from ._modes import failing_detail_of, mode_statuses
 from .json import finding_to_dict
 
 _ICON = {"failing": "❌ failing", "clear": "✅ clear", "not_checked": "⚪ not checked"}
@@ -54,7 +54,7 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
     out = [f"## gandoctor: {head}", "", f"`{_cell(data.get('source') or 'live run')}` · {span} · {data['rules_checked']} rules checked", ""]
     out += ["| mode | status | detail |", "|---|---|---|"]
     for s in mode_statuses(report, data):
-        detail = " ".join(failing_detail(s.finding)) if s.status == "failing" and s.finding is not None else s.reason
+        detail = " ".join(failing_detail_of(s.finding)) if s.status == "failing" and s.finding is not None else s.reason
         out.append(f"| {s.mode} | {_ICON[s.status]} | {_cell(detail)} |")
     for f in data["findings"]:
         out += [""] + _finding_lines(f, max_remedies)

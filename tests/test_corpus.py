@@ -342,6 +342,13 @@ def test_detection_and_calibration_on_the_tiny_corpus(tiny_corpus, tmp_path):
     assert len(fit.notes) == 2 and "GD999" in fit.notes[0] and "no_such" in fit.notes[1]
     for code, params in fit.overrides.items():
         assert code == "GD101" and set(params) <= {"auc_high"} and params["auc_high"] in (0.9, 0.99)
+    # the fit starts from the spec, not from the shipped value (fitted on every run, held-out
+    # groups included): rules shipped with another value fit to the same one
+    shipped = gandoctor.load_rules()
+    moved = with_overrides(shipped, (), {"GD101": {"auc_high": 0.9 if _param(shipped, "GD101", "auc_high") != 0.9 else 0.99}}, "test")
+    refit = calibrate.fit(cases, detection.Predictor(detection.LogCache(), moved), spec)
+    assert (fit.overrides.get("GD101", {}).get("auc_high", _param(shipped, "GD101", "auc_high"))
+            == refit.overrides.get("GD101", {}).get("auc_high", _param(moved, "GD101", "auc_high")))
     text = calibrate.to_toml(fit, "test")
     table = tomllib.loads(text).get("tool", {}).get("gandoctor", {}).get("rules", {})
     with_overrides(gandoctor.load_rules(), (), table, "fitted")   # accepted by gandoctor
@@ -349,6 +356,10 @@ def test_detection_and_calibration_on_the_tiny_corpus(tiny_corpus, tmp_path):
     pooled, folds = detection.evaluate_grouped(cases, predictor, "dataset", ["digits16", "gmm_hd", "ring"], spec_file)
     assert set(pooled["live"]) == {c.name for c in cases} and len(folds) == 3
     assert [f["calibration_runs"] for f in folds] == [1, 2, 1]    # never the gmm_hd run
+
+
+def _param(rules, code, name):
+    return next(r for r in rules.rules if r.code == code).params[name]
 
 
 def test_spec_errors_name_the_key(tmp_path):

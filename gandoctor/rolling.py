@@ -187,6 +187,10 @@ def batch_abs_max(steps, values, counts, nonfinite, starts, ends, level):  # typ
     return _padded(finite_windows(steps, values, starts, ends), 0.0, lambda n, v: np.abs(v).max(axis=1))
 
 
+def batch_abs_median(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
+    return _medians(finite_windows(steps, np.abs(values), starts, ends))
+
+
 def batch_cv(steps, values, counts, nonfinite, starts, ends, level):  # type: ignore[no-untyped-def]
     return _per_row(finite_windows(steps, values, starts, ends), 2, _row_cv)
 

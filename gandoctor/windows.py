@@ -110,6 +110,11 @@ def _abs_max(steps, values, counts, nonfinite, level):  # type: ignore[no-untype
     return float(np.abs(v).max()) if v.size else math.nan
 
 
+def _abs_median(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
+    v = _finite(values)
+    return float(np.median(np.abs(v))) if v.size else math.nan
+
+
 def _frac_above(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-def]
     v = _finite(values)
     return float((v > level).mean()) if v.size else math.nan
@@ -250,6 +255,8 @@ for _stat in [
     Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True, batch_fn=rolling.batch_frac_above),
     Statistic("frac_below", "share of finite values below `level`", _frac_below, needs_level=True, batch_fn=rolling.batch_frac_below),
     Statistic("abs_max", "largest absolute finite value", _abs_max, batch_fn=rolling.batch_abs_max),
+    Statistic("abs_median", "median of the absolute finite values (a magnitude either sign reaches)", _abs_median,
+              batch_fn=rolling.batch_abs_median),
     Statistic(
         "excess_variation",
         f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",

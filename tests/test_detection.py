@@ -221,6 +221,17 @@ def test_a_log_of_losses_alone_with_d_above_chance_is_called_generator_dominated
     assert not any("GD207" in _rules_fired(_scalars(r)) for r in fired)  # D's outputs logged: superseded
 
 
+def test_a_loss_beyond_any_healthy_scale_is_exploding_where_no_gradient_norm_says_so(losses_only):
+    # GD506: a D whose weights blew up scores in the billions; in a log of losses alone (no
+    # gradient norms for GD503-GD505, no weights) the loss's magnitude is all there is to read.
+    fired = [r for r in RUNS if "GD506" in losses_only[r]]
+    assert len(fired) >= 4, [r.name for r in fired]  # 6 as shipped
+    assert all("exploding_gradients" in _oracle(r)["labels"] for r in fired), [r.name for r in fired]
+    # with D's outputs and gradient norms logged it fires on exploding runs only, too
+    full = [r for r in RUNS if "GD506" in _rules_fired(_scalars(r))]
+    assert full and all("exploding_gradients" in _oracle(r)["labels"] for r in full), [r.name for r in full]
+
+
 def test_swings_of_g_s_gradient_norm_find_collapse_in_scalar_logs_and_leave_healthy_runs_alone():
     # GD310: a batch on a few modes gets the same few directions from D at every sample, so G's
     # gradient norm swings; on the scalar logs (no sample features) it infers collapse.

@@ -150,6 +150,16 @@ def test_log10_of_exact_zero_is_finite_and_very_low():
     assert out[0] == -12.0
 
 
+def test_abs_median_reads_a_magnitude_of_either_sign():
+    # a blown-up critic scores -8e9 on fakes: the same magnitude as +8e9, not a small number
+    steps = np.arange(0, 100)
+    values = np.where(steps % 2 == 0, -8e9, 7e9)
+    values[5] = np.nan
+    out = stats.evaluate(view(values, steps=steps), "abs_median", 50, np.array([99], dtype=np.int64))
+    assert out[0] == pytest.approx(7.5e9)
+    assert stats.evaluate(view(-values, steps=steps), "median", 50, np.array([99], dtype=np.int64))[0] == pytest.approx(0.5e9)
+
+
 # -- registry ---------------------------------------------------------------------------
 def test_registry_rejects_duplicates():
     with pytest.raises(ValueError, match="already registered"):

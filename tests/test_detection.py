@@ -221,6 +221,17 @@ def test_a_log_of_losses_alone_with_d_above_chance_is_called_generator_dominated
     assert not any("GD207" in _rules_fired(_scalars(r)) for r in fired)  # D's outputs logged: superseded
 
 
+def test_a_generator_loss_held_at_zero_is_vanishing_in_a_log_of_losses_alone(losses_only):
+    # GD404: every loss whose gradient can vanish (minimax, non-saturating, least squares) reaches
+    # it at zero; a log of losses alone has nothing else to read vanishing gradients from.
+    fired = [r for r in RUNS if "GD404" in losses_only[r]]
+    labelled = [r for r in fired if "vanishing_gradients" in _oracle(r)["labels"]]
+    assert len(labelled) >= 8 and len(labelled) >= 0.8 * len(fired), ([r.name for r in labelled], [r.name for r in fired])  # 12 of 13
+    assert not [r.name for r in fired if not _oracle(r)["labels"]]
+    # G's gradient norm logged: GD401 and GD403 read it and GD404 stands down
+    assert not any("GD404" in _rules_fired(_scalars(r)) | _rules_fired(_live(r)) for r in fired)
+
+
 def test_a_loss_beyond_any_healthy_scale_is_exploding_where_no_gradient_norm_says_so(losses_only):
     # GD506: a D whose weights blew up scores in the billions; in a log of losses alone (no
     # gradient norms for GD503-GD505, no weights) the loss's magnitude is all there is to read.

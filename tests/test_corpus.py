@@ -345,10 +345,11 @@ def test_detection_and_calibration_on_the_tiny_corpus(tiny_corpus, tmp_path):
     # the fit starts from the spec, not from the shipped value (fitted on every run, held-out
     # groups included): rules shipped with another value fit to the same one
     shipped = gandoctor.load_rules()
-    moved = with_overrides(shipped, (), {"GD101": {"auc_high": 0.9 if _param(shipped, "GD101", "auc_high") != 0.9 else 0.99}}, "test")
+    shipped_auc = shipped.by_code("GD101").params["auc_high"]
+    moved = with_overrides(shipped, (), {"GD101": {"auc_high": 0.9 if shipped_auc != 0.9 else 0.99}}, "test")
     refit = calibrate.fit(cases, detection.Predictor(detection.LogCache(), moved), spec)
-    assert (fit.overrides.get("GD101", {}).get("auc_high", _param(shipped, "GD101", "auc_high"))
-            == refit.overrides.get("GD101", {}).get("auc_high", _param(moved, "GD101", "auc_high")))
+    assert (fit.overrides.get("GD101", {}).get("auc_high", shipped_auc)
+            == refit.overrides.get("GD101", {}).get("auc_high", moved.by_code("GD101").params["auc_high"]))
     text = calibrate.to_toml(fit, "test")
     table = tomllib.loads(text).get("tool", {}).get("gandoctor", {}).get("rules", {})
     with_overrides(gandoctor.load_rules(), (), table, "fitted")   # accepted by gandoctor
@@ -356,10 +357,6 @@ def test_detection_and_calibration_on_the_tiny_corpus(tiny_corpus, tmp_path):
     pooled, folds = detection.evaluate_grouped(cases, predictor, "dataset", ["digits16", "gmm_hd", "ring"], spec_file)
     assert set(pooled["live"]) == {c.name for c in cases} and len(folds) == 3
     assert [f["calibration_runs"] for f in folds] == [1, 2, 1]    # never the gmm_hd run
-
-
-def _param(rules, code, name):
-    return next(r for r in rules.rules if r.code == code).params[name]
 
 
 def test_spec_errors_name_the_key(tmp_path):

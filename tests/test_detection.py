@@ -243,7 +243,6 @@ def test_a_loss_beyond_any_healthy_scale_is_exploding_where_no_gradient_norm_say
     assert full and all("exploding_gradients" in _oracle(r)["labels"] for r in full), [r.name for r in full]
 
 
-
 def test_a_gradient_norm_burst_is_exploding_only_where_the_norms_really_passed_1e4():
     # GD507: a 10-step median above 1e4 for 20 steps, then anything. The corpus's unconstrained
     # critics and blow-ups are caught by GD501-GD505 already; what GD507 adds there must be a real

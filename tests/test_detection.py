@@ -248,14 +248,17 @@ def test_a_gradient_norm_burst_is_exploding_only_where_the_norms_really_passed_1
     # critics and blow-ups are caught by GD501-GD505 already; what GD507 adds there must be a real
     # burst (the oracle checks every ~30 steps and asks for two checks in a row above 1e4), never
     # a healthy run.
+    fired_either: set[Path] = set()
     for read in (_live, _scalars):
         fired, labelled, healthy = _rule_on_corpus("GD507", read, "exploding_gradients")
         assert not healthy, healthy
         assert len(fired) >= 5 and len(labelled) >= 0.8 * len(fired), [r.name for r in fired]  # 8 of 9, both ways, as shipped
-        for run in fired:
-            rows = detection.read_scalar_rows(run / "scalars.csv.gz")
-            norms = np.fmax(np.nan_to_num(rows["grad_norm_D"]), np.nan_to_num(rows["grad_norm_G"]))
-            assert (norms > 1e4).sum() >= 10 or not np.isfinite(rows["loss_D"]).all(), run.name
+        fired_either.update(fired)
+    for run in fired_either:  # each run's logged norms read once (11 to 227 steps above 1e4, as shipped)
+        rows = detection.read_scalar_rows(run / "scalars.csv.gz")
+        norms = np.fmax(np.nan_to_num(rows["grad_norm_D"]), np.nan_to_num(rows["grad_norm_G"]))
+        assert (norms > 1e4).sum() >= 10, run.name
+
 
 def test_swings_of_g_s_gradient_norm_find_collapse_in_scalar_logs_and_leave_healthy_runs_alone():
     # GD310: a batch on a few modes gets the same few directions from D at every sample, so G's

@@ -22,6 +22,8 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 
 Step = epoch x batches per epoch + batch (the ``/B`` total when printed), else the line order.
 Lines that match nothing are skipped and counted.
+Models printed before training (``print(netG)``) are read for what they are made of
+(:mod:`.modules`: BatchNorm in G, BatchNorm, dropout and spectral norm in D), not as records.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_key
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options, script_names
 from ._lines import iter_lines, open_text
+from .modules import ModelReprs
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
 DCGAN = re.compile(r"\[(\d+)/(\d+)\]\s*\[(\d+)/(\d+)\]\s*(.*)")
@@ -270,12 +272,12 @@ def _accepts(path: Path) -> bool:
 
 def read(path: Path, capacity: int = 4096) -> RunData:
     own, note = script_names({k for part in _head_parts(path) for k, _ in _pairs(_unbar(part)[0])}, path)
-    out = _read_lines_or_bars(path, capacity, own=own)
+    out, models = _read_lines_or_bars(path, capacity, own=own)
     if note:
         out.warnings.append(note)
     if not any(loss in out.signals for loss in BARE_LOSSES) and _reads_bare_losses(path):
         # No loss under a known name (lines with only D(x) and D(G(z)) known, or none): the bare names are them.
-        out = _read_lines_or_bars(path, capacity, bare=True)
+        out, models = _read_lines_or_bars(path, capacity, bare=True)
     if not out.records:
         raise LogFormatError(
             f"{path}: no training log lines found (expected lines like '[0/5][10/469] Loss_D: 1.2 Loss_G: 0.7', "
@@ -283,20 +285,24 @@ def read(path: Path, capacity: int = 4096) -> RunData:
             "progress bar's postfix 'Epoch 0:  45%|####| 422/938 [00:05<00:06, 80.1it/s, d_loss=0.31, g_loss=2.1]')"
         )
     signals, warnings, mapped = out.finish()
-    return RunData(signals, RunContext(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
+    # What the printed models say (`print(netG)`): BatchNorm in G, dropout or spectral norm in D.
+    return RunData(signals, models.context(), str(path), "console", out.records, tuple(warnings), frozen(mapped))
 
 
-def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False, own: dict[str, str] | None = None) -> Collector:
+def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False, own: dict[str, str] | None = None) -> tuple[Collector, ModelReprs]:
     # The lines a script prints are its log; a progress bar's postfix (tqdm.set_postfix, Lightning's
     # bar) usually repeats them, so it is read only from a log that holds nothing else.
-    out, bars = _read(path, capacity, bar_postfix=False, bare=bare, own=own)
+    out, bars, models = _read(path, capacity, bar_postfix=False, bare=bare, own=own)
     if not out.records and bars:
-        out, _ = _read(path, capacity, bar_postfix=True, bare=bare, own=own)
-    return out
+        out, _, models = _read(path, capacity, bar_postfix=True, bare=bare, own=own)
+    return out, models
 
 
-def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own: dict[str, str] | None = None) -> tuple[Collector, int]:
+def _read(
+    path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own: dict[str, str] | None = None
+) -> tuple[Collector, int, ModelReprs]:
     out = Collector(path, capacity)
+    models = ModelReprs()
     if own:
         out.read_names_as(own)
     if bare:
@@ -313,6 +319,8 @@ def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own:
         for lineno, text, _complete in iter_lines(fh, out.warnings, path):
             if not text.strip():
                 continue
+            if models.feed(lineno, text):  # a printed model's line: not a record, not unmatched
+                continue
             hit = False
             rest = False  # text besides progress bars
             for part in text.split("\r"):
@@ -327,7 +335,8 @@ def _read(path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own:
                 first_unmatched = first_unmatched or lineno
     if unmatched:
         out.warnings.append(f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})")
-    return out, bars
+    models.finish()
+    return out, bars, models
 
 
 register_reader(Reader("console", _accepts, read, "console output of a training script (DCGAN example, PyTorch-GAN, key: value lines)"))

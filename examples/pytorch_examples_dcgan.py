@@ -96,6 +96,7 @@ class Generator(nn.Module):
 
 netG = Generator().to(device)
 netG.apply(weights_init)
+print(netG)  # as the original does; `gandoctor analyze` of the console log reads G's BatchNorm from it
 
 
 class Discriminator(nn.Module):
@@ -125,6 +126,7 @@ class Discriminator(nn.Module):
 
 netD = Discriminator().to(device)
 netD.apply(weights_init)
+print(netD)
 
 criterion = nn.BCELoss()
 

@@ -70,7 +70,8 @@ def test_a_d_with_batchnorm_and_a_g_without():
     ("name", "role"),
     [("Generator", "g"), ("_netG", "g"), ("netG", "g"), ("ConvG", "g"), ("DCGAN_G", "g"), ("G", "g"),
      ("Discriminator", "d"), ("Critic", "d"), ("netD", "d"), ("ConvD", "d"), ("D", "d"),
-     ("Sequential", None), ("VGG", None), ("Decoder", None), ("DCGAN", None)],
+     ("DCGenerator", "g"), ("my_generator", "g"),
+     ("Sequential", None), ("VGG", None), ("ImageNetVGG", None), ("Decoder", None), ("DCGAN", None)],
 )
 def test_which_model_is_g_and_which_d_comes_from_its_name(name, role):
     assert role_of(name) == role

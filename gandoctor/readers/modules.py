@@ -27,8 +27,10 @@ Role = Literal["g", "d"]
 START = re.compile(r"^(?:(?P<label>[A-Za-z_][\w .\-]{0,40}?)\s*[:=]\s*)?(?P<cls>[A-Za-z_][\w.]*)\($")
 LAYER = re.compile(r"^\s+\([\w.\-]+\):\s+(?P<cls>[A-Za-z_][\w.]*)\(")
 END = re.compile(r"^\)\s*$")
-_G = re.compile(r"gen|^_?net_?g\b|^g$|^g_?net", re.IGNORECASE)
-_D = re.compile(r"disc|critic|^_?net_?d\b|^d$|^d_?net", re.IGNORECASE)
+# "Gen"/"Disc"/"Critic" anywhere (DCGenerator), lower case only where a word starts (my_generator):
+# ImageNet is not a generator.
+_G = re.compile(r"Gen|(?:^|[^a-zA-Z])gen|^_?net_?g\b|^[gG]$|^[gG]_?net")
+_D = re.compile(r"Disc|Critic|(?:^|[^a-zA-Z])(?:disc|critic)|^_?net_?[dD]\b|^[dD]$|^[dD]_?net")
 # A capital G or D closing a class name after a lower-case letter, digit or underscore: ConvG, DCGAN_D (not VGG).
 _G_SUFFIX = re.compile(r"[a-z0-9_]G$")
 _D_SUFFIX = re.compile(r"[a-z0-9_]D$")

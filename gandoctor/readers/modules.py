@@ -34,7 +34,6 @@ _D = re.compile(r"Disc|Critic|(?:^|[^a-zA-Z])(?:disc|critic)|^_?net_?[dD]\b|^[dD
 # A capital G or D closing a class name after a lower-case letter, digit or underscore: ConvG, DCGAN_D (not VGG).
 _G_SUFFIX = re.compile(r"[a-z0-9_]G$")
 _D_SUFFIX = re.compile(r"[a-z0-9_]D$")
-_NORMS = ("BatchNorm", "InstanceNorm", "LayerNorm", "GroupNorm", "LocalResponseNorm")
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,8 @@ class ModelReprs:
         flags: set[str] = set()
         values: dict[str, Any] = {}
         for role, model in self.models.items():
-            norms = sorted(c for c in model.layers if c.startswith(_NORMS) or ("Norm" in c and "Spectral" not in c))
+            # As context.norm_layers names them; spectral norm is a parametrization, not a norm layer.
+            norms = sorted(c for c in model.layers if "Norm" in c and "Spectral" not in c)
             values[f"{role}_norm"] = norms
             values[f"{role}_printed_at_line"] = model.line
             if any(c.startswith("BatchNorm") or c == "SyncBatchNorm" for c in model.layers):

@@ -326,9 +326,13 @@ def _downsample(values: np.ndarray, points: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
+def merge_by_mode(findings: list[Finding], exact_onset: frozenset[str] = frozenset()) -> tuple[Finding, ...]:
     """One finding per mode: the most confident rule's evidence, the earliest onset; a rule's
-    caveat only where every rule that fired for the mode states one."""
+    caveat only where every rule that fired for the mode states one.
+
+    A rule in ``exact_onset`` marks an event with an exact first step (the first non-finite
+    value): when it fired, the mode's onset is that step, and where another rule of the mode
+    began earlier (norms bursting before the NaN) that rule and step are the first sign."""
     by_mode: dict[str, list[Finding]] = {}
     for f in findings:
         by_mode.setdefault(f.mode, []).append(f)
@@ -336,13 +340,17 @@ def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
     for mode, group in by_mode.items():
         best = max(group, key=lambda f: (f.confidence, -f.onset_step))
         others = tuple(sorted(f.rule for f in group if f is not best))
+        earliest = min(group, key=lambda f: (f.onset_step, f.rule))
+        exact = [f for f in group if f.rule in exact_onset]
+        onset = min(f.onset_step for f in exact) if exact else earliest.onset_step
+        first_sign = earliest if earliest.onset_step < onset else None
         merged.append(
             Finding(
                 mode=mode,
                 rule=best.rule,
                 rule_name=best.rule_name,
                 summary=best.summary,
-                onset_step=min(f.onset_step for f in group),
+                onset_step=onset,
                 last_step=max(f.last_step for f in group),
                 active=any(f.active for f in group),
                 confidence=best.confidence,
@@ -353,6 +361,8 @@ def merge_by_mode(findings: list[Finding]) -> tuple[Finding, ...]:
                 trace_steps=best.trace_steps,
                 # A rule whose evidence has no such limit fired too: the limit no longer stands.
                 caveat=best.caveat if all(f.caveat for f in group) else "",
+                first_sign_step=None if first_sign is None else first_sign.onset_step,
+                first_sign_rule="" if first_sign is None else first_sign.rule,
             )
         )
     return tuple(sorted(merged, key=lambda f: (f.onset_step, -f.confidence, f.mode)))
@@ -417,4 +427,5 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
         if outcome is not None:
             fired.append(outcome)
     status = mode_status(rules, fired, skipped, checked)
-    return EngineResult(merge_by_mode(fired), tuple(fired), tuple(skipped), log.first_step, log.last_step, tuple(checked), status)
+    exact_onset = frozenset(r.code for r in rules.rules if r.params["exact_onset"])
+    return EngineResult(merge_by_mode(fired, exact_onset), tuple(fired), tuple(skipped), log.first_step, log.last_step, tuple(checked), status)

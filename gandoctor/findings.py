@@ -81,6 +81,10 @@ class Finding:
     trace: tuple[float, ...] = ()  # the first condition's statistic over the run, downsampled
     trace_steps: tuple[int, int] = (0, 0)  # first and last step the trace spans
     caveat: str = ""  # the rule's stated limit: what this evidence cannot tell apart (empty: none)
+    # Where the onset is an event's exact step (a rule with exact_onset, e.g. the first NaN) and
+    # another rule of the mode saw it coming earlier (a gradient burst): that rule and its onset.
+    first_sign_step: int | None = None
+    first_sign_rule: str = ""
 
 
 class SkipReason(str, Enum):

@@ -54,6 +54,9 @@ _PARAM_DEFAULTS = {
     "window_run_frac": 0.0,  # > 0: every condition's window is this share of the run instead
     "window_run_max": 0.0,  # > 0: ... but at most this many steps (a long run's swings are not averaged away)
     "final_only": 0.0,  # 1: judged on the finished run (report(), analyze), not by live checks mid-run
+    # 1: the rule marks an event with an exact first step (a non-finite value): when it fires, its
+    # onset is the mode's onset, and an earlier onset of the mode's other rules is the first sign.
+    "exact_onset": 0.0,
 }
 #: Rule codes: letters then digits ("GD101" for the built-ins, "X001" or "ACME12" for a project's own).
 _CODE = re.compile(r"^[A-Z]{1,8}[0-9]{1,6}$")

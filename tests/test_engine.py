@@ -403,6 +403,36 @@ def test_a_finding_carries_its_rule_s_caveat(tmp_path):
     assert only(evaluate(signal_log(x_a=np.ones(200)), rules)).caveat == "cannot tell converged from beaten"
 
 
+def test_an_exact_onset_rule_sets_the_mode_s_onset_and_an_earlier_rule_is_the_first_sign():
+    burst, nan = _finding("GD7", "exploding_gradients", 230, 0.9), _finding("GD1", "exploding_gradients", 260, 0.7)
+    (merged,) = merge_by_mode([burst, nan], frozenset({"GD1"}))
+    assert (merged.onset_step, merged.first_sign_step, merged.first_sign_rule) == (260, 230, "GD7")
+    assert merged.rule == "GD7" and merged.also_fired == ("GD1",)  # the evidence is still the most confident rule's
+    # Without an exact-onset rule the earliest onset is the onset and there is no separate first sign.
+    (plain,) = merge_by_mode([burst, nan])
+    assert (plain.onset_step, plain.first_sign_step, plain.first_sign_rule) == (230, None, "")
+    # An exact-onset rule that fired first: nothing came before it.
+    (first,) = merge_by_mode([_finding("GD7", "exploding_gradients", 300, 0.9), nan], frozenset({"GD1"}))
+    assert (first.onset_step, first.first_sign_step) == (260, None)
+
+
+def test_shipped_rules_call_a_burst_then_nan_exploding_at_the_first_nan_with_the_burst_as_first_sign():
+    """The issue's criterion: a log that ends in non-finite values is exploding at its first
+    non-finite step, even when the gradient norm burst (GD507) a few tens of steps before."""
+    n, burst_at, nan_at = 300, 200, 250
+    rng = np.random.default_rng(0)
+    log = SignalLog(capacity=4096)
+    for step in range(n):
+        grad = 1e5 if step >= burst_at else 1.0 + 0.1 * rng.random()
+        loss = float("nan") if step >= nan_at else 0.7 + 0.01 * rng.random()
+        log.record(step, {"loss.d": loss, "loss.g": loss, "grad_norm.d": float("nan") if step >= nan_at else grad, "grad_norm.g": grad})
+    result = evaluate(log, load_rules())
+    (exploding,) = [f for f in result.findings if f.mode == "exploding_gradients"]
+    assert exploding.onset_step == nan_at
+    assert exploding.first_sign_rule in {"GD505", "GD507"} and burst_at <= exploding.first_sign_step < nan_at  # type: ignore[operator]
+    assert "GD501" in (exploding.rule, *exploding.also_fired)
+
+
 def test_merge_ties_on_confidence_prefer_earlier_onset():
     merged = merge_by_mode([_finding("GD1", "mode_collapse", 300, 0.8), _finding("GD2", "mode_collapse", 100, 0.8)])
     assert merged[0].rule == "GD2" and merged[0].also_fired == ("GD1",)

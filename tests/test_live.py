@@ -7,6 +7,7 @@ import importlib
 import logging
 import math
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -257,6 +258,19 @@ def test_a_finding_that_clears_and_comes_back_is_reported_once(monkeypatch):
     assert len(sink.checks) == 4
     live = doctor._live
     assert live is not None and [(m.seen_at, m.onset_step, m.rules) for m in live.markers] == [(0, 5, ("GD301",)), (3, 5, ("GD302",))]
+
+
+def test_the_last_healthy_marker_stays_before_a_finding_s_first_sign(monkeypatch):
+    """A NaN at step 40 whose gradient norms burst from step 30: the rollback point is step 29."""
+    diagnose_module = importlib.import_module("gandoctor.diagnose")
+    blown = replace(_finding("GD501", 40), mode="exploding_gradients", first_sign_step=30, first_sign_rule="GD507")
+    checks = iter([Report(())] * 41 + [Report((blown,))] * 5)  # the checks of steps 0-40, then the NaN shows
+    monkeypatch.setattr(diagnose_module, "diagnose", lambda *a, **k: next(checks))
+    doctor = gandoctor.Doctor(*_models(), schedule=Schedule(flush_every=1), live_every=1)
+    for _ in range(45):
+        doctor.step(d_loss=torch.tensor(0.7), g_loss=torch.tensor(0.7))
+    live = doctor._live
+    assert live is not None and [(m.seen_at, m.onset_step, m.last_healthy_step) for m in live.markers] == [(41, 30, 29)]
 
 
 def _models() -> tuple[nn.Module, nn.Module]:

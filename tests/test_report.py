@@ -213,3 +213,15 @@ def test_sparkline_scales_to_values_and_threshold():
     assert sparkline((0.9, 1.0), include=0.0) == "▇█"
     assert sparkline((1.0, float("nan"), 1.0)) == "▅ ▅"
     assert sparkline(()) == ""
+
+
+def test_a_first_sign_before_the_onset_is_shown_and_kept_in_json():
+    f = Finding("exploding_gradients", "GD501", "non-finite-values", "NaN.", 260, 265, True, 0.9, {}, (), first_sign_step=230, first_sign_rule="GD507")
+    report = Report((f,))
+    assert "  onset step 260 · first sign at step 230 (GD507) · confidence 0.90 · still active at the last step" in _lines(report)
+    (d,) = json.loads(json.dumps(report.to_dict(), allow_nan=False))["findings"]
+    assert (d["onset_step"], d["first_sign_step"], d["first_sign_rule"]) == (260, 230, "GD507")
+    # Without one, the line and the JSON say nothing of it.
+    plain = Report((replace(f, first_sign_step=None, first_sign_rule=""),))
+    assert not any("first sign" in line for line in _lines(plain))
+    assert plain.to_dict()["findings"][0]["first_sign_step"] is None

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="the 'html' extra (matplotlib) is not installed: pip install 'gandoctor[html]'")
 
 import gandoctor
+from gandoctor.findings import Finding
 from gandoctor.report import Report
 from gandoctor.reporters.html import MODE_COLORS, render_html
 
@@ -233,3 +234,9 @@ def test_live_alerts_that_no_longer_hold_are_listed():
     page = render_html(report)
     assert "not holding at the last step" in page and "alerted at step 250, onset 200" in page
     assert "not holding" not in render_html(Report(findings=()))
+
+
+def test_a_first_sign_is_named_beside_the_onset():
+    f = Finding("exploding_gradients", "GD501", "non-finite-values", "NaN.", 260, 265, True, 0.9, {}, (), first_sign_step=230, first_sign_rule="GD507<")
+    page = render_html(Report((f,)))
+    assert "onset step <b>260</b> · first sign at step 230 (GD507&lt;)" in page

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import gandoctor
+from gandoctor.findings import Finding
+from gandoctor.report import Report
 from gandoctor.reporters.markdown import render_markdown
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
@@ -42,3 +44,8 @@ def test_pipes_in_text_do_not_break_the_table():
     for line in md.splitlines():
         if line.startswith("| mode_collapse"):
             assert line.count("|") - line.count("\\|") == 4
+
+
+def test_a_first_sign_is_named_beside_the_onset():
+    f = Finding("exploding_gradients", "GD501", "non-finite-values", "NaN.", 260, 265, True, 0.9, {}, (), first_sign_step=230, first_sign_rule="GD507")
+    assert "Onset step **260** (first sign at step 230, GD507), confidence 0.90" in render_markdown(Report((f,)))

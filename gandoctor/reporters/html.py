@@ -348,6 +348,13 @@ def _status_rows(statuses: Iterable[ModeStatus]) -> str:
     return '<table class="modes"><tr><th>mode</th><th>status</th><th>detail</th></tr>' + "".join(rows) + "</table>"
 
 
+def _first_sign(f: Mapping[str, Any]) -> str:
+    """' · first sign at step N (RULE)' where an earlier rule saw the mode coming (reports of older versions: none)."""
+    if f.get("first_sign_step") is None:
+        return ""
+    return f" · first sign at step {int(f['first_sign_step'])} ({_esc(str(f.get('first_sign_rule', '')))})"
+
+
 def _finding_html(f: Mapping[str, Any], trace: str, samples: str = "") -> str:
     color = MODE_COLORS.get(f["mode"], _OTHER_COLOR)
     state = "still active" if f["active"] else f"last held at step {f['last_step']}"
@@ -357,7 +364,7 @@ def _finding_html(f: Mapping[str, Any], trace: str, samples: str = "") -> str:
         f'<h3>{_esc(f["mode"])} <span class="muted">{_esc(f["rule"])} {_esc(f["rule_name"])}</span></h3>',
         f"<p>{_esc(f['summary'])}</p>",
         *([f'<p class="caveat"><b>Caveat:</b> {_esc(f["caveat"])}</p>'] if f.get("caveat") else []),
-        f'<p class="meta">onset step <b>{f["onset_step"]}</b> · confidence {f["confidence"]:.2f} · {state}{also}</p>',
+        f'<p class="meta">onset step <b>{f["onset_step"]}</b>{_first_sign(f)} · confidence {f["confidence"]:.2f} · {state}{also}</p>',
         "<table><tr><th></th><th>evidence</th><th>value</th><th>rule</th><th>role</th></tr>",
     ]
     for c in f["conditions"]:

@@ -24,6 +24,9 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
         "rule_name": f.rule_name,
         "summary": f.summary,
         "onset_step": f.onset_step,
+        # An earlier rule of the mode (a burst before the first NaN) and its onset; null: none.
+        "first_sign_step": f.first_sign_step,
+        "first_sign_rule": f.first_sign_rule,
         "last_step": f.last_step,
         "active": f.active,
         "confidence": f.confidence,

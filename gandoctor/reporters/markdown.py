@@ -25,7 +25,9 @@ def _num(value: Any) -> str:
 
 def _finding_lines(f: Mapping[str, Any], max_remedies: int, heading: str = "###") -> list[str]:
     out = [f"{heading} {f['mode']}: {f['rule']} {f['rule_name']}", "",
-           (f"{f['summary']} Onset step **{f['onset_step']}**, confidence {f['confidence']:.2f}"
+           (f"{f['summary']} Onset step **{f['onset_step']}**"
+            + (f" (first sign at step {f['first_sign_step']}, {f.get('first_sign_rule', '')})" if f.get("first_sign_step") is not None else "")
+            + f", confidence {f['confidence']:.2f}"
             f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
     if f.get("caveat"):
         out += [f"> **Caveat:** {f['caveat']}", ""]

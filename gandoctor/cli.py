@@ -432,6 +432,10 @@ def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
         out.print(f"  {c.label()} {c.op} {c.threshold:g}{_scaled(c)}" + (" (optional)" if c.optional else ""), markup=False)
     for c in rule.corroborate:
         out.print(f"  corroborated by {c.label()} {c.op} {c.threshold:g}{_scaled(c)}", markup=False)
+    if rule.skip_if:
+        out.print(f"  not judged for runs that use: {', '.join(rule.skip_if)}", markup=False)
+    if rule.params["exact_onset"]:
+        out.print("  its first step is the mode's onset; an earlier rule of the mode is reported as the first sign", markup=False)
     out.print("\n[bold]remedies[/bold] (in the rule's order; 'gandoctor analyze' ranks them for a run)")
     for ref in rule.remedies:
         r = rules.remedies[ref.id]

@@ -337,6 +337,16 @@ def test_explain_states_the_shortest_run_a_rule_judges(capsys):
         assert ("on the finished run only" in out) == bool(rules.by_code(code).params["final_only"])
 
 
+def test_explain_says_which_runs_a_rule_skips_and_whose_onset_is_exact(capsys):
+    assert main(["explain", "GD305"]) == EXIT_HEALTHY
+    assert "not judged for runs that use: critic, energy_d, g_batchnorm" in norm(capsys.readouterr().out)
+    assert main(["explain", "GD501"]) == EXIT_HEALTHY
+    out = norm(capsys.readouterr().out)
+    assert "its first step is the mode's onset" in out and "not judged for runs" not in out
+    assert main(["explain", "GD507"]) == EXIT_HEALTHY  # a burst: an ordinary onset
+    assert "mode's onset" not in norm(capsys.readouterr().out)
+
+
 def test_explain_shows_a_rule_s_caveat(capsys):
     assert main(["explain", "GD305"]) == EXIT_HEALTHY
     out = norm(capsys.readouterr().out)

@@ -120,9 +120,14 @@ def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone(
     # GD606 reads latent.cell_churn (G's outputs for the same codes leaving the cells they held):
     # on the real corpus it must find non-converging runs the oracle labelled, and no healthy one.
     fired, labelled, healthy = _rule_on_corpus("GD606", _live, "non_convergence")
-    assert len(labelled) >= 10, len(labelled)  # 14 of the 19 runs it fires on, with the rule as shipped
+    assert len(labelled) >= 10, len(labelled)  # 13 of the 16 runs it fires on, with the rule as shipped
     assert len(labelled) >= len(fired) / 2, (len(labelled), len(fired))
     assert not healthy, healthy
+    # On digit images the cells cut a continuum: outputs that cross their borders without
+    # travelling (latent.drift under drift_min) are not hops. Before that condition its calls on
+    # the corpus's digit runs were two false ones (c019, c298: MLPs labelled D dominance and collapse).
+    on_images = [r.name for r in fired if _oracle(r)["dataset"].startswith("digits") and "non_convergence" not in _oracle(r)["labels"]]
+    assert not on_images, on_images
 
 
 @pytest.mark.parametrize("source", ["live", "scalars"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gandoctor
+from gandoctor.findings import Finding
 from gandoctor.report import Report
 from gandoctor.reporters.junit import render_junit
 
@@ -78,3 +79,9 @@ def test_text_is_escaped():
 def test_a_report_with_nothing_checked_skips_every_mode():
     by_mode = cases(render_junit(Report(findings=())))
     assert all(case.find("skipped") is not None for case in by_mode.values())
+
+
+def test_a_failure_names_the_first_sign_beside_the_onset():
+    f = Finding("exploding_gradients", "GD501", "non-finite-values", "NaN.", 260, 265, True, 0.9, {}, (), first_sign_step=230, first_sign_rule="GD507")
+    xml = render_junit(Report((f,), first_step=0, last_step=265))
+    assert "onset step 260 (first sign at step 230, GD507), last held at step 265" in xml

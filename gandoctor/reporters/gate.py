@@ -53,7 +53,11 @@ def judge(
     if failing or unchecked:
         # A finding's caveat goes with it: the gate is where a build is failed on it.
         parts = [
-            f"{f.mode} ({f.rule}, onset step {f.onset_step}, confidence {f.confidence:.2f}" + (f"; caveat: {f.caveat}" if f.caveat else "") + ")"
+            f"{f.mode} ({f.rule}, onset step {f.onset_step}"
+            + (f", first sign at step {f.first_sign_step} ({f.first_sign_rule})" if f.first_sign_step is not None else "")
+            + f", confidence {f.confidence:.2f}"
+            + (f"; caveat: {f.caveat}" if f.caveat else "")
+            + ")"
             for f in failing
         ]
         for m in unchecked:

@@ -20,7 +20,8 @@ def _num(value: Any) -> str:
 
 
 def _failure_text(f: Mapping[str, Any]) -> str:
-    lines = [f["summary"], f"onset step {f['onset_step']}, last held at step {f['last_step']}, confidence {f['confidence']:.2f}"]
+    first_sign = f" (first sign at step {f['first_sign_step']}, {f.get('first_sign_rule', '')})" if f.get("first_sign_step") is not None else ""
+    lines = [f["summary"], f"onset step {f['onset_step']}{first_sign}, last held at step {f['last_step']}, confidence {f['confidence']:.2f}"]
     if f.get("caveat"):
         lines.append(f"caveat: {f['caveat']}")
     lines.append("evidence:")

@@ -86,6 +86,11 @@ class Finding:
     first_sign_step: int | None = None
     first_sign_rule: str = ""
 
+    @property
+    def first_seen_step(self) -> int:
+        """The earliest step a rule of this mode held: the first sign where there is one, else the onset."""
+        return self.onset_step if self.first_sign_step is None else self.first_sign_step
+
 
 class SkipReason(str, Enum):
     """Why a rule was not evaluated. A reporter words these; nothing parses prose."""

@@ -298,7 +298,7 @@ class LiveMonitor:
 
     def _mark(self, report: Report, new: Sequence[Finding], step: int) -> None:
         # The rollback point is before the first sign (a burst before the NaN), not the event.
-        onsets = [min(f.onset_step, f.first_sign_step if f.first_sign_step is not None else f.onset_step) for f in report.findings] + ([self._earliest_onset] if self._earliest_onset is not None else [])
+        onsets = [f.first_seen_step for f in report.findings] + ([self._earliest_onset] if self._earliest_onset is not None else [])
         self._earliest_onset = onset = min(onsets)
         marker = HealthyMarker(step, self._step_before(onset), onset, tuple(f.mode for f in new), tuple(f.rule for f in new))
         self.markers.append(marker)

@@ -32,6 +32,12 @@ def failing_detail(onset_step: int | None, rule: str, confidence: float, caveat:
     return f"from step {onset_step}", f"({rule}, confidence {confidence:.2f}{with_caveat})"
 
 
+def first_sign(step: int | None, rule: str) -> str:
+    """``"first sign at step 230 (GD507)"`` where an earlier rule saw the mode coming before its
+    onset (a burst before the first NaN); "" where none did (and in reports of older versions)."""
+    return "" if step is None else f"first sign at step {int(step)} ({rule})"
+
+
 def failing_detail_of(finding: Mapping[str, Any]) -> tuple[str, str]:
     """:func:`failing_detail` of a finding's ``to_dict()`` entry."""
     return failing_detail(finding["onset_step"], finding["rule"], finding["confidence"], finding.get("caveat"))

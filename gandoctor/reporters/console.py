@@ -18,7 +18,7 @@ from rich.text import Text
 from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..findings import Finding, ModeState
 from ..report import Report
-from ._modes import failing_detail
+from ._modes import failing_detail, first_sign
 
 _BARS = "▁▂▃▄▅▆▇█"
 MAX_REMEDIES = 3
@@ -100,8 +100,8 @@ def _finding(f: Finding) -> Iterator[Any]:
     state = "still active at the last step" if f.active else f"last held at step {f.last_step}"
     yield Text("")
     yield Text.assemble((f.mode, "bold"), f" — {f.rule} {f.rule_name}", (f" (also: {', '.join(f.also_fired)})" if f.also_fired else ""))
-    first_sign = f" · first sign at step {f.first_sign_step} ({f.first_sign_rule})" if f.first_sign_step is not None else ""
-    yield _hanging([("", Text(f"onset step {f.onset_step}{first_sign} · confidence {f.confidence:.2f} · {state}"))], indent=1)
+    sign = first_sign(f.first_sign_step, f.first_sign_rule)
+    yield _hanging([("", Text(f"onset step {f.onset_step}{' · ' + sign if sign else ''} · confidence {f.confidence:.2f} · {state}"))], indent=1)
     yield _hanging([("", Text(f.summary))], indent=1)
     if f.caveat:
         yield _hanging([("", Text(f"caveat: {f.caveat}", style="yellow"))], indent=1)

@@ -13,6 +13,7 @@ from typing import Iterable
 
 from ..findings import Finding, ModeState
 from ..report import Report
+from ._modes import first_sign
 
 
 class GateExit(IntEnum):
@@ -54,7 +55,7 @@ def judge(
         # A finding's caveat goes with it: the gate is where a build is failed on it.
         parts = [
             f"{f.mode} ({f.rule}, onset step {f.onset_step}"
-            + (f", first sign at step {f.first_sign_step} ({f.first_sign_rule})" if f.first_sign_step is not None else "")
+            + (f", {sign}" if (sign := first_sign(f.first_sign_step, f.first_sign_rule)) else "")
             + f", confidence {f.confidence:.2f}"
             + (f"; caveat: {f.caveat}" if f.caveat else "")
             + ")"

@@ -27,7 +27,7 @@ from ..readers.grids import SampleGrid
 from ..report import Report
 from ..rules import MODES
 from ..signals import SIGNALS, SignalLog
-from ._modes import ModeStatus, failing_detail_of, mode_statuses
+from ._modes import ModeStatus, failing_detail_of, first_sign, mode_statuses
 from ._samples import Scale, data_uri, grid_png, nearest, shared_scale, strip
 
 #: One colour per failure mode (colour-blind-safe Okabe-Ito palette).
@@ -350,9 +350,8 @@ def _status_rows(statuses: Iterable[ModeStatus]) -> str:
 
 def _first_sign(f: Mapping[str, Any]) -> str:
     """' · first sign at step N (RULE)' where an earlier rule saw the mode coming (reports of older versions: none)."""
-    if f.get("first_sign_step") is None:
-        return ""
-    return f" · first sign at step {int(f['first_sign_step'])} ({_esc(str(f.get('first_sign_rule', '')))})"
+    sign = first_sign(f.get("first_sign_step"), _esc(str(f.get("first_sign_rule", ""))))
+    return f" · {sign}" if sign else ""
 
 
 def _finding_html(f: Mapping[str, Any], trace: str, samples: str = "") -> str:

@@ -130,6 +130,19 @@ def test_fixed_code_cell_churn_finds_hopping_runs_and_leaves_healthy_ones_alone(
     assert not on_images, on_images
 
 
+def test_near_duplicates_call_collapse_only_with_little_diversity():
+    # GD303 asks for near-duplicate fakes and a small spread (feat.diversity_ratio under
+    # diversity_max). Without the second condition it also called collapse on c110 (a z of two
+    # on a high-dimensional mixture: its fakes lie on a thin manifold, spread as widely as the
+    # reals) and on c160 and c051 (DCGANs with BatchNorm on 8x8 digits), none collapsed.
+    fired, labelled, healthy = _rule_on_corpus("GD303", _live, "mode_collapse")
+    assert len(labelled) >= 40, len(labelled)  # 50 of the 50 runs it fires on, as shipped
+    assert len(fired) - len(labelled) <= 1, sorted(r.name for r in fired if r not in labelled)
+    assert not healthy, healthy
+    spread = {"c110-tiny_latent-gmm_hd-mlp", "c160-partial_collapse-digits8-dcgan_bn", "c051-partial_collapse-digits8-dcgan_bn"}
+    assert not spread & {r.name for r in fired}
+
+
 @pytest.mark.parametrize("source", ["live", "scalars"])
 def test_a_cycle_in_d_s_loss_finds_non_convergence_the_swing_rules_miss(source):
     # GD607 reads the regularity of D's loss (its autocorrelation a period on), not the size of

@@ -30,8 +30,8 @@ class Recipe:
 
 RECIPES = {
     "healthy": Recipe("healthy", lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), z_dim=8, hidden=128),
-    # A one-dimensional z cannot reach 8 separate modes without gaps: G repeats itself.
-    "collapse": Recipe("collapse", lr_g=2e-3, lr_d=2e-3, betas=(0.5, 0.9), z_dim=1, hidden=128),
+    # D twenty times faster than G: G flees to the one mode D rates best and stays there.
+    "collapse": Recipe("collapse", lr_g=1e-3, lr_d=2e-2, betas=(0.5, 0.999), z_dim=8, hidden=128),
     # G ten times faster than D with heavy momentum: D stops being able to tell, samples stay off the data.
     "unbalanced": Recipe("unbalanced", lr_g=3e-3, lr_d=2e-4, betas=(0.9, 0.999), z_dim=2, hidden=64),
 }

@@ -38,6 +38,13 @@ def first_sign(step: int | None, rule: str) -> str:
     return "" if step is None else f"first sign at step {int(step)} ({rule})"
 
 
+def first_sign_aside(finding: Mapping[str, Any]) -> str:
+    """The first sign of a finding's ``to_dict()`` entry as the Markdown and JUnit reports set it
+    after the onset: ``" (first sign at step 230, GD507)"``; "" where there is none."""
+    step = finding.get("first_sign_step")
+    return "" if step is None else f" (first sign at step {step}, {finding.get('first_sign_rule', '')})"
+
+
 def failing_detail_of(finding: Mapping[str, Any]) -> tuple[str, str]:
     """:func:`failing_detail` of a finding's ``to_dict()`` entry."""
     return failing_detail(finding["onset_step"], finding["rule"], finding["confidence"], finding.get("caveat"))

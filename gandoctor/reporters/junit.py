@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..report import Report
-from ._modes import mode_statuses
+from ._modes import first_sign_aside, mode_statuses
 
 
 def _num(value: Any) -> str:
@@ -20,8 +20,7 @@ def _num(value: Any) -> str:
 
 
 def _failure_text(f: Mapping[str, Any]) -> str:
-    first_sign = f" (first sign at step {f['first_sign_step']}, {f.get('first_sign_rule', '')})" if f.get("first_sign_step") is not None else ""
-    lines = [f["summary"], f"onset step {f['onset_step']}{first_sign}, last held at step {f['last_step']}, confidence {f['confidence']:.2f}"]
+    lines = [f["summary"], f"onset step {f['onset_step']}{first_sign_aside(f)}, last held at step {f['last_step']}, confidence {f['confidence']:.2f}"]
     if f.get("caveat"):
         lines.append(f"caveat: {f['caveat']}")
     lines.append("evidence:")

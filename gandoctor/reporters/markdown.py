@@ -8,7 +8,7 @@ from typing import Any
 
 from ..findings import Finding
 from ..report import Report
-from ._modes import failing_detail_of, mode_statuses
+from ._modes import failing_detail_of, first_sign_aside, mode_statuses
 from .json import finding_to_dict
 
 _ICON = {"failing": "❌ failing", "clear": "✅ clear", "not_checked": "⚪ not checked"}
@@ -26,7 +26,7 @@ def _num(value: Any) -> str:
 def _finding_lines(f: Mapping[str, Any], max_remedies: int, heading: str = "###") -> list[str]:
     out = [f"{heading} {f['mode']}: {f['rule']} {f['rule_name']}", "",
            (f"{f['summary']} Onset step **{f['onset_step']}**"
-            + (f" (first sign at step {f['first_sign_step']}, {f.get('first_sign_rule', '')})" if f.get("first_sign_step") is not None else "")
+            + first_sign_aside(f)
             + f", confidence {f['confidence']:.2f}"
             f" ({'still active' if f['active'] else 'last held at step ' + str(f['last_step'])})."), ""]
     if f.get("caveat"):

@@ -10,6 +10,7 @@ with the highest / lowest window median seen on the grid before ``t``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
@@ -181,16 +182,24 @@ def _cycle(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-
     if n < CYCLE_MIN_POINTS or np.count_nonzero(np.diff(v) == 0) > 0.5 * (n - 1):
         return math.nan
     width = max(5, min(CYCLE_TREND_POINTS, (n // 3) | 1))
-    # odd reflection at the ends keeps a straight line straight (edge padding bends it there)
-    padded = np.pad(v, width // 2, mode="reflect", reflect_type="odd")
-    x = v - np.convolve(padded, np.full(width, 1.0 / width), mode="valid")
+    half = width // 2
+    # Odd reflection at the ends keeps a straight line straight (edge padding bends it there);
+    # written out, it is what np.pad(mode="reflect", reflect_type="odd") gives, at a seventh of its cost.
+    padded = np.concatenate((2.0 * v[0] - v[half:0:-1], v, 2.0 * v[-1] - v[-2 : -half - 2 : -1]))
+    # The centred moving average from a running sum (O(n), not O(n * width)); taken about the
+    # first value so the sum's rounding stays at the scale of the swings, not of the level.
+    sums = np.concatenate(([0.0], np.cumsum(padded - v[0])))
+    x = v - (v[0] + (sums[width:] - sums[:-width]) / width)
     x -= x.mean()
     energy = float(np.dot(x, x))
     if not energy > 1e-12 * max(float(np.dot(v, v)), 1e-300):
         return 0.0  # nothing left once the drift is gone: no cycle
     lags = min(n // 3, CYCLE_MAX_LAG)
-    spectrum = np.fft.rfft(x, 2 * n)
-    acf = np.fft.irfft(np.abs(spectrum) ** 2)[1 : lags + 1] / energy
+    # The autocorrelation up to `lags` from one FFT of at least n + lags points (no wrap-around
+    # below that), a length with only the factors 2, 3 and 5, which FFTs take fastest.
+    length = _fft_length(n + lags)
+    spectrum = np.fft.rfft(x, length)
+    acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, length)[1 : lags + 1] / energy
     negative = np.flatnonzero(acf < 0)
     if negative.size == 0 or negative[0] >= lags - 1:
         return 0.0
@@ -198,6 +207,23 @@ def _cycle(steps, values, counts, nonfinite, level):  # type: ignore[no-untyped-
     peak = zero + int(np.argmax(acf[zero:]))
     strength = min(float(acf[peak]), -float(acf[zero : peak + 1].min()))
     return strength - math.sqrt(2.0 * math.log(max(lags - zero, 2)) / n)
+
+
+@functools.lru_cache(maxsize=512)
+def _fft_length(at_least: int) -> int:
+    """The smallest number >= ``at_least`` with no prime factor but 2, 3 and 5."""
+    best = 1 << max(0, (at_least - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            two = three
+            while two < at_least:
+                two *= 2
+            best = min(best, two)
+            three *= 3
+        five *= 5
+    return best
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,48 @@ def test_cycle_is_nan_for_few_points_or_a_staircase():
     assert math.isnan(at_end(view(np.full(100, 0.7)), "cycle", 100))
 
 
+def _cycle_by_the_book(values: np.ndarray) -> float:
+    """The cycle statistic written plainly (np.pad, a convolution, an FFT of twice the length):
+    the reference the fast form in windows must match."""
+    v = values.astype(np.float64)[-stats.CYCLE_MAX_POINTS :]
+    n = v.size
+    width = max(5, min(stats.CYCLE_TREND_POINTS, (n // 3) | 1))
+    padded = np.pad(v, width // 2, mode="reflect", reflect_type="odd")
+    x = v - np.convolve(padded, np.full(width, 1.0 / width), mode="valid")
+    x -= x.mean()
+    energy = float(np.dot(x, x))
+    lags = min(n // 3, stats.CYCLE_MAX_LAG)
+    acf = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * n)) ** 2)[1 : lags + 1] / energy
+    zero = int(np.flatnonzero(acf < 0)[0])
+    peak = zero + int(np.argmax(acf[zero:]))
+    strength = min(float(acf[peak]), -float(acf[zero : peak + 1].min()))
+    return strength - math.sqrt(2.0 * math.log(max(lags - zero, 2)) / n)
+
+
+@pytest.mark.parametrize("n", [48, 97, 135, 400, 1251, 5000])
+def test_cycle_equals_the_plain_computation_at_every_length(n: int):
+    # Odd and even lengths, the trend width at its floor and cap, the lag cap, the point cap:
+    # the FFT length (n + lags, rounded up to 2^a 3^b 5^c) and the running-sum moving average
+    # change only the last bits. A level far from zero keeps the running sum honest too.
+    rng = np.random.default_rng(n)
+    t = np.arange(n)
+    for level, period in ((0.0, 9), (1e4, 31), (-3.0, 60)):
+        x = level + 0.3 * np.sin(2 * np.pi * t / period) + 0.1 * rng.normal(size=n) + 0.002 * t
+        assert at_end(view(x), "cycle", n) == pytest.approx(_cycle_by_the_book(x), abs=1e-9)
+
+
+def test_fft_length_is_the_smallest_with_factors_2_3_and_5_only():
+    def smooth(m: int) -> bool:
+        for f in (2, 3, 5):
+            while m % f == 0:
+                m //= f
+        return m == 1
+
+    for n in range(1, 2100):
+        got = stats._fft_length(n)
+        assert got >= n and smooth(got) and not any(smooth(m) for m in range(n, got))
+
+
 def test_a_log_ratio_that_underflows_is_many_orders_below_not_an_error():
     # a subnormal window median over a large earlier peak: the quotient underflows to 0
     v = view([1e300] * 5 + [5e-324] * 5)

@@ -6,6 +6,7 @@ position effects hit all equally; the ratio of medians of per-block step times t
 reported. Variants:
 
 - ``default``: ``Doctor(G, D, opt_g, opt_d, log_dir)`` as in the README (overhead budget on);
+- ``d outputs passed``: the same, the loop passing D's outputs (``d_real=``, ``d_fake=``);
 - ``fixed intervals``: the same with ``Schedule(budget=None)``: every probe at its declared
   interval, whatever it costs;
 - ``before: default``: the default Doctor of another gandoctor checkout (``--before DIR``, the
@@ -89,7 +90,8 @@ def run_block(models, steps: int, batch: int, device: torch.device, doctor: Any,
     for _ in range(steps):
         real = torch.randn(batch, *shape, device=device)
         fake = G(torch.randn(batch, z_dim, device=device))
-        d_loss = bce(D(real), ones) + bce(D(fake.detach()), zeros)
+        d_real, d_fake = D(real), D(fake.detach())
+        d_loss = bce(d_real, ones) + bce(d_fake, zeros)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -98,11 +100,27 @@ def run_block(models, steps: int, batch: int, device: torch.device, doctor: Any,
         g_loss.backward()
         opt_g.step()
         if doctor is not None:
-            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, step=state["step"])
+            t0 = time.perf_counter()
+            passed = {"d_real": d_real, "d_fake": d_fake} if state.get("pass_d") else {}
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, step=state["step"], **passed)
+            state["own"] = state.get("own", 0.0) + time.perf_counter() - t0
         state["step"] += 1
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
+
+
+def count_hook_time(doctor: Any, state: dict) -> None:
+    """Add the time the doctor's optimizer hooks (gradient taps) report to ``state["own"]``: they
+    run inside optimizer.step, outside ``Doctor.step``, and hand their time to each step's visit."""
+    for probe in getattr(doctor, "probes", ()):
+        report = getattr(probe, "hook_seconds", None)
+        if callable(report):
+            def counted(report=report) -> float:
+                seconds = report()
+                state["own"] = state.get("own", 0.0) + seconds
+                return seconds
+            probe.hook_seconds = counted
 
 
 def build(factory, device: torch.device):
@@ -118,12 +136,14 @@ OFF = 10**9
 VARIANTS: dict[str, dict] = {
     "default": {},
     "no live diagnosis": {"live_every": 0},
+    "d outputs passed": {},  # the loop passes d_real=, d_fake= (the outputs of its own D update)
     "fixed intervals": {"schedule": gandoctor.Schedule(budget=None)},
     "no sample features": {"schedule": gandoctor.Schedule(feature_every=OFF, sample_stats_every=OFF)},
     "d_penultimate": {"features": "d_penultimate"},
     "pixels": {"features": "pixels"},
     "everything": {"schedule": gandoctor.Schedule(extended_sample_stats=True, ndb_every=1000, fidelity_every=500)},
     "before: default": {},
+    "before: d outputs passed": {},
 }
 BEFORE: ModuleType | None = None
 
@@ -157,20 +177,26 @@ def measure_once(
     built = order[rotate % len(order) :] + order[: rotate % len(order)]
     models = {v: build(factory, device) for v in built}
     times: dict[str, list[float]] = {v: [] for v in order}
-    states = {v: {"step": 0} for v in order}
+    states = {v: {"step": 0, "pass_d": v.endswith("d outputs passed")} for v in order}
     with tempfile.TemporaryDirectory() as tmp:
         doctors: dict[str, Any] = {}
         for v in variants:
             G, D, opt_g, opt_d, _, _ = models[v]
             doctors[v] = make_doctor(v, G, D, opt_g, opt_d, f"{tmp}/{len(doctors)}")
+            count_hook_time(doctors[v], states[v])
         run_block(models["bare"], max(5, steps // 4), batch, device, None, states["bare"])  # warm-up
         for v in variants:
             run_block(models[v], max(5, steps // 4, warmup), batch, device, doctors[v], states[v])
+        for v in order:  # the doctor's own time counts from the timed blocks on
+            states[v]["own"], states[v]["timed"] = 0.0, 0
         for block in range(blocks):
             # Rotate the order each block so no variant always runs right after another.
             shift = block % len(order)
             for v in order[shift:] + order[:shift]:
                 times[v].append(run_block(models[v], steps, batch, device, doctors.get(v), states[v]))
+                states[v]["timed"] += steps
+        for v in variants:
+            times[v + " own"] = [states[v]["own"] / max(states[v]["timed"], 1)]
         for doctor in doctors.values():
             doctor.close()
     return times, doctors
@@ -184,6 +210,7 @@ def measure(
     ratios: dict[str, list[float]] = {v: [] for v in variants}
     bare_ms: list[float] = []
     doctor_ms: dict[str, list[float]] = {v: [] for v in variants}
+    own_us: dict[str, list[float]] = {v: [] for v in variants}
     doctors: dict[str, Any] = {}
     for repeat in range(repeats):
         times, doctors = measure_once(factory, blocks, steps, batch, device, variants, warmup, rotate=repeat)
@@ -192,6 +219,7 @@ def measure(
         for v in variants:
             doctor_ms[v].append(statistics.median(times[v]) * 1e3)
             ratios[v].append(statistics.median(times[v]) / bare)
+            own_us[v].append(times[v + " own"][0] * 1e6)
     return [
         {
             "model": name,
@@ -199,6 +227,9 @@ def measure(
             "batch": batch,
             "bare_ms": round(statistics.median(bare_ms), 3),
             "doctor_ms": round(statistics.median(doctor_ms[v]), 3),
+            # Timed directly: Doctor.step and its optimizer hooks, per step (the ratio also holds
+            # the training's own slowdown beside the doctor's Python, which no timer sees).
+            "own_us": round(statistics.median(own_us[v]), 1),
             "ratio": round(statistics.median(ratios[v]), 4),
             "ratios": [round(r, 4) for r in ratios[v]],
             "blocks": blocks,
@@ -249,12 +280,12 @@ def main() -> None:
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
     print(f"machine: {machine}")
-    print(f"{'model':<20} {'doctor':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'ratio':>7}  repeats")
+    print(f"{'model':<20} {'doctor':<20} {'batch':>5} {'bare ms/step':>13} {'doctor ms/step':>15} {'own us/step':>12} {'ratio':>7}  repeats")
     for r in results:
         if "intervals" in r:
             continue
         spread = f"  {min(r['ratios']):.3f}-{max(r['ratios']):.3f} over {r['repeats']}" if r["repeats"] > 1 else ""
-        print(f"{r['model']:<20} {r['variant']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['ratio']:>7.3f}{spread}")
+        print(f"{r['model']:<20} {r['variant']:<20} {r['batch']:>5} {r['bare_ms']:>13.3f} {r['doctor_ms']:>15.3f} {r['own_us']:>12.1f} {r['ratio']:>7.3f}{spread}")
     for r in results:
         if "intervals" in r:
             print(f"intervals {r['model']} / {r['variant']}: " + ", ".join(f"{k} {v}" for k, v in r["intervals"].items() if v))

@@ -309,10 +309,15 @@ def scalar(value: Any) -> torch.Tensor | float | None:
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
-        if value.numel() == 0:
+        numel = value.numel()
+        if numel == 0:
             return None
-        # One element: kept as it is (the flush reshapes and converts all values in one go).
-        return value.detach().float().mean() if value.numel() > 1 else value.detach()
+        if numel == 1 and value.is_cpu:
+            # A CPU value is read at once: no device to wait for, and a read costs a quarter of
+            # the detach and the flush's later read it replaces (every step, for each loss).
+            return float(value.item())
+        # On an accelerator, kept there (the flush converts all values in one transfer).
+        return value.detach().float().mean() if numel > 1 else value.detach()
     return float(value)
 
 

@@ -10,7 +10,7 @@ A :class:`gandoctor.Doctor` holds a :class:`LiveMonitor` when asked for one of::
            live_every=500,                     # steps between live diagnoses
            live_panel=True)                    # a rich panel of each mode's status (a terminal)
 
-Live diagnosis is on by default (every ``DEFAULT_LIVE_EVERY`` steps, and never more than ~0.5% of
+Live diagnosis is on by default (every ``DEFAULT_LIVE_EVERY`` steps, and never more than ~0.25% of
 the wall time: a due check waits until ``LIVE_TIME_FACTOR`` times its last cost has passed);
 ``live_every=N`` sets the cadence exactly, ``live_every=0`` turns it off.
 
@@ -73,11 +73,13 @@ logger = logging.getLogger("gandoctor")
 #: Steps between live diagnoses when ``live_every`` is not given.
 DEFAULT_LIVE_EVERY = 500
 #: At the default cadence a due check waits until at least this many times its last duration has
-#: passed since it ended, so live diagnosis takes at most ~0.5% of the wall time on any loop (the
+#: passed since it ended, so live diagnosis takes at most ~0.25% of the wall time on any loop (the
 #: overhead budget's 5% is for the probes; at 20x, ~5%, a tiny MLP GAN paid 1.8% for live checks,
-#: at 50x ~2%, at 100x 1%: 17 us of its 1.5 ms step). At 200x a 25 ms check on that MLP comes
-#: every ~5 s of training; a model whose steps are slow still gets a check every ``live_every`` steps.
-LIVE_TIME_FACTOR = 200.0
+#: at 50x ~2%, at 100x 1%: 17 us of its 1.5 ms step; at 200x, 10 us of its 2.1 ms step, a tenth
+#: of the doctor's whole time there). At 400x a 25 ms check on that MLP comes every ~10 s of
+#: training; a model whose steps are slow still gets a check every ``live_every`` steps, and a
+#: non-finite value is checked at the flush that brings it, whatever the cadence.
+LIVE_TIME_FACTOR = 400.0
 #: The losses ``raise_on_nonfinite`` watches.
 LOSSES = ("loss.d", "loss.g")
 #: Signals whose first NaN/inf means the run has blown up (what GD501 reads), so a diagnosis runs

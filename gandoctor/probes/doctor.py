@@ -132,6 +132,19 @@ def _image_pair(value: Any) -> bool:
     )
 
 
+def _working_writer(doctor: Doctor) -> RunLogWriter | None:
+    """The run log's writer, unless it failed and was switched off (then nothing writes to it)."""
+    return None if "writer" in doctor._disabled else doctor._writer
+
+
+def _write_samples(doctor: Doctor, step: int, grid: Mapping[str, Any] | None) -> None:
+    # Under the writer's own guard: a full disk is the writer's failure, reported once as such,
+    # not the sample grid probe's (which would be switched off for it).
+    writer = doctor._writer
+    if writer is not None:
+        doctor._guard("writer", lambda: writer.write_samples(step, grid))
+
+
 def _warn(writer: RunLogWriter | None, step: int, message: str, exc_info: Any = None) -> None:
     """A warning to the logger and, with a writer, to the run log (never raising)."""
     logger.warning("gandoctor: %s", message, exc_info=exc_info)
@@ -364,7 +377,7 @@ class Doctor(_ClosedOnExit):
         self._notes: dict[str, str] = {}  # said once: probes on in the schedule that could not run, the batch shape
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
-        self._batches = _Batches(lambda message: _warn(self._writer, self._step, self._notes.setdefault("batches", message)))
+        self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)))
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
@@ -380,7 +393,7 @@ class Doctor(_ClosedOnExit):
         host = ProbeHost(
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
             lambda: self._context, self._note_context, self._defer, self._guard,
-            lambda step, grid: self._writer.write_samples(step, grid) if self._writer else None, functools.partial(self._defer, first=True),
+            functools.partial(_write_samples, self), functools.partial(self._defer, first=True),
         )
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
@@ -432,7 +445,7 @@ class Doctor(_ClosedOnExit):
     def _disable(self, probe: str, exc: BaseException) -> None:
         self._disabled[probe] = message = _failure_message(probe, exc)
         trace = None if isinstance(exc, ProbeRefused) else (type(exc), exc, exc.__traceback__)  # a refusal breaks nothing
-        _warn(self._writer if probe != "writer" else None, self._step, message, trace)
+        _warn(_working_writer(self), self._step, message, trace)
 
     @property
     def disabled_probes(self) -> Mapping[str, str]:
@@ -505,7 +518,7 @@ class Doctor(_ClosedOnExit):
         pending, self._pending = self._pending, []
         for step, values in self._reducer.reduce(_host_records(pending), final):  # across ranks under DDP
             self._record(step, values)
-        if self._writer is not None:
+        if self._writer is not None and final:  # else on the writer's own clock (2 s or 200 records), not every 25 steps
             self._guard("writer", self._writer.flush)
         self._replan()
 
@@ -524,7 +537,7 @@ class Doctor(_ClosedOnExit):
     def _replan(self) -> None:
         for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._notes.keys() | self._disabled.keys(), self._guard):
             self._notes[name] = reason
-            _warn(self._writer, self._step, reason)
+            _warn(_working_writer(self), self._step, reason)
         changed = self._budget.plan()
         if changed and self._writer is not None:
             now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)

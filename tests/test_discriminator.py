@@ -11,24 +11,25 @@ from gandoctor.probes import Schedule
 
 
 def test_d_accuracy_uses_the_threshold_of_the_output_kind():
+    # The passed outputs are read every d_probe_every steps; every step here.
     G, D = nn.Linear(2, 2), nn.Linear(2, 1)
     real = torch.tensor([2.0, 1.0, -1.0, 3.0])
     fake = torch.tensor([-2.0, 0.5, -3.0, -1.0])
     expected = {"logit": (3 / 4 + 3 / 4) / 2}
-    doctor = gandoctor.Doctor(G, D, d_output="logit", schedule=Schedule(flush_every=1), strict=True)
+    doctor = gandoctor.Doctor(G, D, d_output="logit", schedule=Schedule(flush_every=1, d_probe_every=1), strict=True)
     doctor.step(d_loss=0.5, d_real=real, d_fake=fake)
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(expected["logit"])
     # A critic's scores drift as a whole: the midpoint of the means (9.9375 here, not 0) is the threshold.
-    doctor = gandoctor.Doctor(G, D, d_output="critic", schedule=Schedule(flush_every=1), strict=True)
+    doctor = gandoctor.Doctor(G, D, d_output="critic", schedule=Schedule(flush_every=1, d_probe_every=1), strict=True)
     doctor.step(d_loss=-0.5, d_real=real + 10, d_fake=fake + 10)
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(0.75)
     doctor.step(d_loss=-0.5, d_real=real + 10, d_fake=real + 9)
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx((2 / 4 + 3 / 4) / 2)
-    doctor = gandoctor.Doctor(G, D, d_output="prob", schedule=Schedule(flush_every=1), strict=True)
+    doctor = gandoctor.Doctor(G, D, d_output="prob", schedule=Schedule(flush_every=1, d_probe_every=1), strict=True)
     doctor.step(d_loss=0.5, d_real=torch.tensor([0.9, 0.6, 0.4]), d_fake=torch.tensor([0.1, 0.7, 0.5]))
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx((2 / 3 + (1 + 0.5) / 3) / 2)
     # auto: outputs within [0, 1] are probabilities; once one leaves it, logits (threshold 0).
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1), strict=True)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1), strict=True)
     doctor.step(d_loss=0.5, d_real=torch.tensor([0.9, 0.6]), d_fake=torch.tensor([0.1, 0.7]))
     assert doctor.signals.get("d.acc").values[-1] == pytest.approx(0.75)
     doctor.step(d_loss=0.5, d_real=real, d_fake=fake)
@@ -65,3 +66,17 @@ def test_a_dict_with_no_score_the_doctor_knows_is_refused_with_the_way_out():
     doctor.step(d_loss=0.5, g_loss=0.5, real=torch.randn(8, 2), fake=torch.randn(8, 2))
     message = doctor.disabled_probes["d_probe"]
     assert "keys 'a', 'b'" in message and "d_forward=lambda D, x, y: D(x)['<key>']" in message
+
+
+def test_passed_outputs_are_read_every_d_probe_every_steps_as_the_doctors_own_forward_would_be():
+    # Their statistics are some forty tensor operations: every step, they were three times the
+    # rest of the doctor's time on a tiny model. Read at the D probe's interval, and budgeted alike.
+    torch.manual_seed(0)
+    G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
+    for _ in range(40):
+        doctor.step(d_loss=1.3, d_real=torch.randn(8) + 1, d_fake=torch.randn(8) - 1)
+    doctor.close()
+    assert list(doctor.signals.get("d.auc").steps) == [0, 10, 20, 30]  # steps 0-39
+    probe = next(p for p in doctor.probes if p.name == "d_outputs")
+    assert probe.schedule_field == "d_probe_every" and doctor.intervals["d_outputs"] == 10

@@ -132,7 +132,7 @@ def test_a_least_squares_d_towards_one_and_zero_is_thresholded_at_one_half():
     torch.manual_seed(1)
     G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
     _lsgan_steps(doctor, 40)
     doctor.close()
     assert doctor.context.values["d_loss_form"] == "ls01"
@@ -140,7 +140,7 @@ def test_a_least_squares_d_towards_one_and_zero_is_thresholded_at_one_half():
     assert "least_squares_loss" in doctor.context.flags
     # Every recorded accuracy is the one at 0.5, also those of steps before the form was known.
     torch.manual_seed(1)
-    check = gandoctor.Doctor(nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)), nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)), d_output="prob", schedule=Schedule(flush_every=5), strict=True)
+    check = gandoctor.Doctor(nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)), nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)), d_output="prob", schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
     _lsgan_steps(check, 40)
     check.close()
     assert doctor.signals.get("d.acc").values == pytest.approx(check.signals.get("d.acc").values)
@@ -217,7 +217,7 @@ def test_once_the_form_cannot_be_learnt_no_accuracy_at_one_half_is_kept_for_it()
 def test_a_d_that_takes_no_hooks_switches_only_this_probe_off(caplog):
     G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     D = torch.jit.script(nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1)))
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1))
     for _ in range(10):
         real, fake = torch.randn(64, 2), G(torch.randn(64, 4)).detach()
         d_real, d_fake = D(real), D(fake)

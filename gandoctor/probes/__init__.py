@@ -3,8 +3,8 @@
 What runs when (defaults in :class:`Schedule`; the overhead budget may stretch the scheduled ones):
 
 - every step: losses (kept on the device), the gradient norms captured by optimizer step
-  pre-hooks (:mod:`.gradients`), D's outputs if the loop passes them (:mod:`.discriminator`);
-- every ``d_probe_every`` steps, when the loop does not pass D's outputs: a no-grad D forward
+  pre-hooks (:mod:`.gradients`);
+- every ``d_probe_every`` steps: D's outputs if the loop passes them, else a no-grad D forward
   on a slice of the real and fake batch, leaving D untouched (:mod:`.discriminator`);
 - every ``weight_every`` steps: weight norms and D's largest singular value (:mod:`.weights`),
   and the optimizers' learning rates, a schedule noted in the context (:mod:`.optimizers`);

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import gandoctor
-from gandoctor.probes import Doctor
+from gandoctor.probes import Doctor, Schedule
 
 from . import _gan
 
@@ -35,7 +35,7 @@ def amp_loop(use_scaler: bool, blow_up: frozenset[int] = frozenset(), init_scale
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
     scaler = _scaler(use_scaler, init_scale)
     bce = nn.BCEWithLogitsLoss()
-    doctor = Doctor(G, D, opt_g, opt_d, d_output="logit", strict=True)
+    doctor = Doctor(G, D, opt_g, opt_d, d_output="logit", schedule=Schedule(d_probe_every=1), strict=True)
     scales: list[float] = []
     for step in range(STEPS):
         real = _gan.ring(64, data)

@@ -193,12 +193,21 @@ class DictGAN(ManualGAN):
         return {"errD": d_loss.detach(), "errG": g_loss.detach(), "fake": fake.detach(), "d_real": d_real.detach(), "d_fake": d_fake.detach()}
 
 
-def test_returned_dict_gives_losses_fakes_and_d_outputs(tmp_path):
-    callback = DoctorCallback(log_dir=tmp_path, d_output="logit")
+def test_returned_dict_gives_losses_fakes_and_d_outputs(tmp_path, monkeypatch):
+    passed = []
+    step = gandoctor.Doctor.step
+
+    def spy(self, *args, **kwargs):
+        passed.append(kwargs.get("d_real") is not None and kwargs.get("d_fake") is not None)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(gandoctor.Doctor, "step", spy)
+    # D's outputs read at every step here (d_probe_every=1), so each step's record holds them.
+    callback = DoctorCallback(log_dir=tmp_path, d_output="logit", schedule=gandoctor.Schedule(d_probe_every=1))
     fit(DictGAN(), callback, batches=12)
     assert callback.losses_seen == {"d_loss": 12, "g_loss": 12}
+    assert passed == [True] * 12  # D's outputs came from the dict on every step
     records = step_records(tmp_path)
-    # D's outputs came from the dict on every step, not from the doctor's own probe every 10 steps
     assert sum("d.auc" in r["s"] for r in records) == 12
 
 

@@ -131,7 +131,9 @@ class DOutputsProbe(Probe):
     per step on a GPU. The rules read windows of 60 steps and more and were calibrated on runs of
     both kinds. The corpus's 159 runs that pass their outputs, their logs read at this interval:
     9 diagnoses change, 3 hits lost (one each of D dominance, G dominance, non-convergence) and 2
-    false calls more (4 new, 2 gone), no healthy run alarmed more; a fresh draw's 59: one hit more."""
+    false calls more (4 new, 2 gone), no healthy run alarmed more; a fresh draw's 59: one hit more;
+    another's 58: two healthy conv GANs more alarmed (D's accuracy swinging between the medians of
+    a series ten times sparser: GD602, GD608)."""
 
     name = "d_outputs"
     schedule_field = "d_probe_every"

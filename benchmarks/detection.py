@@ -19,7 +19,9 @@ the scalar sources) three predictions are compared with the oracle's labels:
 sources read it: what gandoctor and the heuristics make of a poorer log, e.g. a console log of
 losses alone. ``--every N`` keeps only the rows at steps divisible by N, as a script that prints
 every N steps writes them (a NaN between two such steps is not in it). The live source is
-unchanged.
+unchanged. ``--d-every N`` cuts the live logs of the runs that passed D's outputs to D's signals
+at steps divisible by N: runs recorded while the Doctor read passed outputs at every step, read
+as it has read them since the twenty-seventh detection pass (N = 10, its D probe's interval).
 
 Per mode: precision, recall, F1, healthy runs falsely alarmed, median onset delay (predicted
 onset minus the oracle's; negative = earlier). Macro-F1 is the mean F1 over the modes the
@@ -56,6 +58,7 @@ import numpy as np
 
 import gandoctor
 from gandoctor import MODES, RuleSet, diagnose, infer_from_log, load_rules, read_run
+from gandoctor.signals import SignalLog
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = ROOT / "fixtures" / "corpus"
@@ -77,6 +80,7 @@ class Case:
     labels: Mapping[str, int | None]    # oracle: mode -> onset step
     steps: int
     first_nonfinite_step: int | None
+    passes_d_outputs: bool = False      # the loop passed D's outputs to the Doctor (d_real=, d_fake=)
 
     def group(self, key: str) -> str:
         if key not in ("family", "dataset"):
@@ -93,7 +97,8 @@ def load_cases(runs: Path) -> list[Case]:
             name=o["run"], folder=oracle_path.parent, family=o.get("family", o.get("config", {}).get("arch", "mlp")),
             dataset=o["dataset"], never_calibrate=bool(o.get("never_calibrate", False)),
             labels={m: (v or {}).get("onset_step") for m, v in o["labels"].items()},
-            steps=int(o["steps"]), first_nonfinite_step=o.get("first_nonfinite_step")))
+            steps=int(o["steps"]), first_nonfinite_step=o.get("first_nonfinite_step"),
+            passes_d_outputs=bool(o.get("doctor_given_d_outputs", False))))
     if not cases:
         raise SystemExit(f"{runs}: no run folders with an oracle.json")
     return cases
@@ -111,17 +116,21 @@ class Logs:
 class LogCache:
     """Reads each run's logs once per process (calibration diagnoses the same logs many times)."""
 
-    def __init__(self, columns: tuple[str, ...] | None = None, every: int | None = None) -> None:
+    def __init__(self, columns: tuple[str, ...] | None = None, every: int | None = None, d_every: int | None = None) -> None:
         self._logs: dict[Path, Logs] = {}
         #: scalar logs are cut to these columns (and the step) before they are read; None: all
         self.columns = columns
         #: and to the rows at steps divisible by this; None: every row
         self.every = every
+        #: live logs of runs that passed D's outputs: D's signals cut to the steps divisible by this
+        self.d_every = d_every
         self._cut_dir: tempfile.TemporaryDirectory | None = None
 
     def get(self, case: Case) -> Logs:
         if case.folder not in self._logs:
             live = _read(case.folder) if any(case.folder.glob("gandoctor.jsonl*")) else None
+            if live is not None and self.d_every is not None and case.passes_d_outputs:
+                live = dataclasses.replace(live, signals=_d_signals_every(live.signals, self.d_every))
             scalar_file = _scalar_file(case.folder)
             if scalar_file and (self.columns is not None or self.every is not None):
                 scalar_file = self._cut(scalar_file, case.name)
@@ -138,6 +147,21 @@ class LogCache:
     def warm(self, cases: Iterable[Case]) -> None:
         for c in cases:
             self.get(c)
+
+
+#: What the Doctor records from D's outputs (passed by the loop, or from its own D forward).
+D_OUTPUT_SIGNALS = ("d_out.real", "d_out.fake", "d_prob.real", "d_prob.fake", "d.auc", "d.acc")
+
+
+def _d_signals_every(log: SignalLog, every: int) -> SignalLog:
+    """The log with D's output signals kept at the steps divisible by ``every`` only: how a run
+    recorded with the loop's D outputs read at every step reads where the Doctor reads them every
+    ``every`` steps (its D forward's cadence)."""
+    out = SignalLog(capacity=log.capacity, max_series=log.max_series)
+    for view in log.views():
+        keep = view.steps % every == 0 if view.name in D_OUTPUT_SIGNALS else np.ones(view.steps.shape[0], dtype=bool)
+        out.extend(view.name, view.steps[keep], view.values[keep])
+    return out
 
 
 def _scalar_file(folder: Path) -> Path | None:
@@ -459,13 +483,14 @@ def evaluate_grouped(cases: list[Case], predictor: Predictor, key: str, values: 
 _WORKER: dict = {}
 
 
-def _worker_init(runs: str, spec_path: str, columns: tuple[str, ...] | None = None, every: int | None = None) -> None:
+def _worker_init(runs: str, spec_path: str, columns: tuple[str, ...] | None = None, every: int | None = None,
+                 d_every: int | None = None) -> None:
     # An exception raised here would make multiprocessing start a new worker forever (the pool
     # hangs, silent): it is kept and raised by the first task instead, and reaches the caller.
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import calibrate
-        predictor = Predictor(LogCache(columns, every), load_rules())
+        predictor = Predictor(LogCache(columns, every, d_every), load_rules())
         _WORKER.update(cases=load_cases(Path(runs)), predictor=predictor, rule_cache=calibrate.RuleCache(predictor),
                        spec=calibrate.load_spec(Path(spec_path)))
     except Exception as exc:
@@ -486,7 +511,7 @@ def _worker_task(task: tuple) -> tuple:
 
 def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys: list[tuple[str, list[str]]], jobs: int,
               log: Callable[[str], None], columns: tuple[str, ...] | None = None, every: int | None = None,
-              ) -> tuple[dict | None, dict[str, tuple[dict, list[dict]]]]:
+              d_every: int | None = None) -> tuple[dict | None, dict[str, tuple[dict, list[dict]]]]:
     """The plain predictions (in chunks) and every fold of every key, on ``jobs`` processes."""
     tasks: list[tuple] = [("fold", key, v) for key, values in keys for v in values]
     # the largest held-out groups have the smallest calibration sets: start the small groups' folds first
@@ -511,12 +536,12 @@ def run_tasks(runs: Path, spec_path: Path, cases: list[Case], plain: bool, keys:
                 f"{info['seconds']:.0f}s")
 
     if jobs <= 1:
-        _worker_init(str(runs), str(spec_path), columns, every)
+        _worker_init(str(runs), str(spec_path), columns, every, d_every)
         for t in tasks:
             take(_worker_task(t))
     else:
         import multiprocessing as mp
-        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path), columns, every)) as pool:
+        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(str(runs), str(spec_path), columns, every, d_every)) as pool:
             for res in pool.imap_unordered(_worker_task, tasks):
                 take(res)
     for key, values in keys:   # folds in group order, whatever order they finished in
@@ -541,9 +566,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="cut every scalar log to these columns (and its step) first, e.g. loss_D,loss_G for a log of losses alone")
     parser.add_argument("--every", type=int, metavar="N",
                         help="keep only the scalar rows at steps divisible by N, as a script printing every N steps writes them")
+    parser.add_argument("--d-every", type=int, metavar="N",
+                        help="in the live logs of runs that passed D's outputs, keep D's signals at steps divisible by N only "
+                             "(runs recorded when the Doctor read passed outputs at every step, read as it reads them now: N = 10)")
     args = parser.parse_args(argv)
     if args.every is not None and args.every < 1:
         parser.error(f"--every expects a positive number of steps, got {args.every}")
+    if args.d_every is not None and args.d_every < 1:
+        parser.error(f"--d-every expects a positive number of steps, got {args.d_every}")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
     t0 = time.time()
@@ -577,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Scalar logs cut to the columns {', '.join(columns)} (and the step); the live source unchanged.\n")
     if args.every is not None:
         print(f"Scalar logs cut to the rows at steps divisible by {args.every}; the live source unchanged.\n")
-    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say, columns, args.every)
+    if args.d_every is not None:
+        print(f"Live logs of the runs that passed D's outputs: D's signals at steps divisible by {args.d_every} only.\n")
+    plain_preds, grouped = run_tasks(runs, Path(args.spec), cases, plain, grouped_keys, args.jobs, say, columns, args.every, args.d_every)
 
     blocks: list[tuple[str, str | None, list[str], dict, list[dict]]] = []
     if plain_preds is not None:
@@ -588,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"(thresholds fitted on the other {key} groups each time)")
         blocks.append((title, key, values, *grouped[key]))
     out: dict = {"runs_dir": str(args.runs), "runs": len(cases), "columns": list(columns) if columns else None,
-                 "every": args.every, "tables": []}
+                 "every": args.every, "d_every": args.d_every, "tables": []}
     for title, key, values, preds, folds in blocks:
         scored = [c for c in cases if c.name in preds["live"]]
         scores = {s: score(scored, preds[s]) for s in SOURCES}

@@ -170,9 +170,9 @@ def make_doctor(variant: str, G, D, opt_g, opt_d, log_dir: str) -> Any:
 
 def measure_once(
     factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str], warmup: int, rotate: int
-) -> tuple[dict[str, list[float]], dict[str, Any]]:
+) -> tuple[dict[str, list[float]], dict[str, Any], dict[str, float]]:
     """Per-block step times of the bare copy and each variant; the copies are built in the order
-    ``["bare", *variants]`` rotated by ``rotate``."""
+    ``["bare", *variants]`` rotated by ``rotate``; and each variant's own time per timed step (seconds)."""
     order = ["bare", *variants]
     built = order[rotate % len(order) :] + order[: rotate % len(order)]
     models = {v: build(factory, device) for v in built}
@@ -195,11 +195,10 @@ def measure_once(
             for v in order[shift:] + order[:shift]:
                 times[v].append(run_block(models[v], steps, batch, device, doctors.get(v), states[v]))
                 states[v]["timed"] += steps
-        for v in variants:
-            times[v + " own"] = [states[v]["own"] / max(states[v]["timed"], 1)]
         for doctor in doctors.values():
             doctor.close()
-    return times, doctors
+    own = {v: states[v]["own"] / max(states[v]["timed"], 1) for v in variants}  # seconds per timed step
+    return times, doctors, own
 
 
 def measure(
@@ -213,13 +212,13 @@ def measure(
     own_us: dict[str, list[float]] = {v: [] for v in variants}
     doctors: dict[str, Any] = {}
     for repeat in range(repeats):
-        times, doctors = measure_once(factory, blocks, steps, batch, device, variants, warmup, rotate=repeat)
+        times, doctors, own = measure_once(factory, blocks, steps, batch, device, variants, warmup, rotate=repeat)
         bare = statistics.median(times["bare"])
         bare_ms.append(bare * 1e3)
         for v in variants:
             doctor_ms[v].append(statistics.median(times[v]) * 1e3)
             ratios[v].append(statistics.median(times[v]) / bare)
-            own_us[v].append(times[v + " own"][0] * 1e6)
+            own_us[v].append(own[v] * 1e6)
     return [
         {
             "model": name,

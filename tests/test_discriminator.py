@@ -80,3 +80,39 @@ def test_passed_outputs_are_read_every_d_probe_every_steps_as_the_doctors_own_fo
     assert list(doctor.signals.get("d.auc").steps) == [0, 10, 20, 30]  # steps 0-39
     probe = next(p for p in doctor.probes if p.name == "d_outputs")
     assert probe.schedule_field == "d_probe_every" and doctor.intervals["d_outputs"] == 10
+
+
+def _statistics(kind: str, real: torch.Tensor, fake: torch.Tensor, *, host_path: bool) -> tuple[dict[str, float], list[float]]:
+    """OutputKind's values and deferred numbers by one path, as host floats."""
+    from types import SimpleNamespace
+
+    from gandoctor.context import RunContext
+    from gandoctor.probes.discriminator import OutputKind
+
+    deferred: list[float] = []
+    host = SimpleNamespace(d_output=kind, context=RunContext, defer=lambda numbers, then: deferred.extend(float(n) for n in numbers))
+    output_kind = OutputKind(host)  # type: ignore[arg-type]
+    values = output_kind._host_values(real.numpy(), fake.numpy()) if host_path else output_kind._device_values(real, fake)
+    return {k: float(v) for k, v in values.items()}, deferred
+
+
+@pytest.mark.parametrize("kind", ["auto", "logit", "prob", "critic", "energy"])
+@pytest.mark.parametrize("case", ["separated", "ties", "in_unit_range", "non_finite", "large_logits"])
+def test_the_numpy_path_for_cpu_outputs_equals_the_device_path(kind, case):
+    gen = torch.Generator().manual_seed(len(kind) * 7 + len(case))
+    real, fake = torch.randn(128, generator=gen) + 1, torch.randn(96, generator=gen) - 1
+    if case == "ties":  # rounded: many equal scores across and within the two sets, some at the thresholds
+        real, fake = (real * 2).round() / 4, (fake * 2).round() / 4
+    elif case == "in_unit_range":
+        real, fake = torch.sigmoid(real), torch.sigmoid(fake)
+        real[:5], fake[:5] = 0.5, 0.5
+    elif case == "non_finite":
+        fake[3] = float("nan")
+    elif case == "large_logits":
+        real, fake = real * 100, fake * 100
+    host, host_deferred = _statistics(kind, real, fake, host_path=True)
+    device, device_deferred = _statistics(kind, real, fake, host_path=False)
+    assert host.keys() == device.keys()
+    for name in host:
+        assert host[name] == pytest.approx(device[name], rel=1e-6, abs=1e-7, nan_ok=True), name
+    assert host_deferred == pytest.approx(device_deferred, rel=1e-6, abs=1e-7, nan_ok=True)

@@ -225,8 +225,8 @@ class ProbeHost:
     """What the Doctor lends its probes: the models, shared state and a few services.
 
     ``note_context`` adds facts to the run context; ``defer(tensors, then)`` moves ``tensors``
-    to the host with the next flush (in its one transfer) and calls ``then(numbers, values)``
-    with that step's host values before they are recorded (``defer_first``: before every other
+    to the host with the next flush (in its one transfer; host floats pass as they are) and calls
+    ``then(numbers, values)`` with that step's host values before they are recorded (``defer_first``: before every other
     ``then`` of the flush); ``guard(name, fn)`` runs a sub-part
     under the Doctor's fault containment; ``write_samples(step, grid)`` writes a sample grid.
     """
@@ -242,12 +242,12 @@ class ProbeHost:
     bank: FeatureBank
     context: Callable[[], RunContext]
     note_context: Callable[[set[str], Mapping[str, Any]], None]
-    defer: Callable[[Sequence[torch.Tensor], Settle], None]
+    defer: Callable[[Sequence[torch.Tensor | float], Settle], None]
     guard: Callable[[str, Callable[[], Any]], Any]
     write_samples: Callable[[int, Mapping[str, Any] | None], None]
     # Like ``defer``, but settled before every other deferred value of the same flush: for what
     # other probes' settling reads (the loss form, learnt from tries that agree).
-    defer_first: Callable[[Sequence[torch.Tensor], Settle], None]
+    defer_first: Callable[[Sequence[torch.Tensor | float], Settle], None]
 
     def features_move_with_d(self) -> bool:
         """True when the sample features are D's own (``d_penultimate``): they change as D trains,

@@ -20,8 +20,10 @@ critic's scores (rank, midpoint threshold), so ``d.auc`` still means P(D ranks r
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import ProbeRefused
@@ -48,6 +50,31 @@ def balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.T
     return torch.where(finite, acc, torch.full_like(acc, float("nan")))
 
 
+def _all_finite(real: np.ndarray, fake: np.ndarray) -> bool:
+    return bool(np.isfinite(real).all() and np.isfinite(fake).all())
+
+
+def host_auc(real: np.ndarray, fake: np.ndarray) -> float:
+    """:func:`auc` of CPU outputs in NumPy: the pairs counted by ranks (sorted fakes, two binary
+    searches per real) instead of a 256 x 256 comparison, with the same ties counted half."""
+    real, fake = real[:256], fake[:256]
+    if not _all_finite(real, fake):
+        return math.nan
+    ranked = np.sort(fake)
+    below = np.searchsorted(ranked, real, side="left")
+    tied = np.searchsorted(ranked, real, side="right") - below
+    return float((below.sum() + 0.5 * tied.sum()) / (real.size * fake.size))
+
+
+def host_balanced_accuracy(real: np.ndarray, fake: np.ndarray, threshold: float) -> float:
+    """:func:`balanced_accuracy` of CPU outputs in NumPy."""
+    if not _all_finite(real, fake):
+        return math.nan
+    hit_real = (np.count_nonzero(real > threshold) + 0.5 * np.count_nonzero(real == threshold)) / real.size
+    hit_fake = (np.count_nonzero(fake < threshold) + 0.5 * np.count_nonzero(fake == threshold)) / fake.size
+    return float(0.5 * (hit_real + hit_fake))
+
+
 class OutputKind:
     """What is known of D's output kind, shared by the two D probes (host-side state)."""
 
@@ -61,6 +88,13 @@ class OutputKind:
         return self.loss_form.form in PROBABILITY_FORMS
 
     def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
+        """D's statistics from its per-sample outputs: in NumPy on the CPU, on the device elsewhere."""
+        if real.device.type == "cpu" and fake.device.type == "cpu":
+            return self._host_values(real.numpy(), fake.numpy())
+        return self._device_values(real, fake)
+
+    def _device_values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
+        """The statistics as tensors on D's device, read at the flush (no sync per step)."""
         kind = self.host.d_output
         if kind == "energy":  # lower is real (EBGAN, BEGAN, softmax GAN): negated, then read as a critic's scores
             real, fake, kind = -real, -fake, "critic"
@@ -109,6 +143,44 @@ class OutputKind:
         values["d.acc"] = balanced_accuracy(real, fake, threshold)
         return values
 
+    def _host_values(self, real: np.ndarray, fake: np.ndarray) -> Values:
+        """:meth:`_device_values` for CPU outputs: the same statistics in NumPy, read at once (nothing to
+        wait for). Forty small tensor operations took 0.4 ms on a tiny MLP GAN's CPU step, their
+        NumPy twins a quarter of it; equal to the device path to float32 rounding (tested)."""
+        kind = self.host.d_output
+        if kind == "energy":
+            real, fake, kind = -real, -fake, "critic"
+        mean_real, mean_fake = float(real.mean(dtype=np.float64)), float(fake.mean(dtype=np.float64))
+        values: dict[str, torch.Tensor | float] = {"d_out.real": mean_real, "d_out.fake": mean_fake, "d.auc": host_auc(real, fake)}
+        midpoint = 0.5 * (mean_real + mean_fake)
+        threshold = midpoint
+        if kind == "logit":
+            threshold = 0.0
+            values["d_prob.real"] = float(_sigmoid(real).mean(dtype=np.float64))
+            values["d_prob.fake"] = float(_sigmoid(fake).mean(dtype=np.float64))
+        elif kind == "prob":
+            threshold = 0.5
+            values["d_prob.real"], values["d_prob.fake"] = mean_real, mean_fake
+        elif kind != "critic":  # auto, as in _device_values()
+            values["d_prob.real"] = float(np.clip(real, 0, 1).mean(dtype=np.float64))
+            values["d_prob.fake"] = float(np.clip(fake, 0, 1).mean(dtype=np.float64))
+            lo, hi = float(np.minimum(real.min(), fake.min())), float(np.maximum(real.max(), fake.max()))  # NaN propagates, as on the device
+            deferred: list[torch.Tensor | float] = [lo, hi]
+            if "critic" in self.host.context().flags:
+                threshold = midpoint
+            elif self.probability_like():
+                threshold = 0.5
+            elif self.loss_form.form is not None:
+                threshold = 0.0
+            else:
+                threshold = 0.5 if (lo >= 0 and hi <= 1 and self.range_ok) else 0.0
+                if self.loss_form.deciding():
+                    deferred.append(host_balanced_accuracy(real, fake, 0.5))
+            has_half = len(deferred) == 3
+            self.host.defer(deferred, lambda numbers, step_values: self._settle(numbers, step_values, has_half))
+        values["d.acc"] = host_balanced_accuracy(real, fake, threshold)
+        return values
+
     def _settle(self, numbers: list[float], values: dict[str, float], has_half: bool) -> None:
         """At flush (auto only): the accuracy at 0.5 where the loss form says so; the output range."""
         lo, hi = numbers[0], numbers[1]
@@ -120,6 +192,12 @@ class OutputKind:
         if not self.range_ok and not self.probability_like():
             values.pop("d_prob.real", None)
             values.pop("d_prob.fake", None)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of the negative magnitude only: no overflow warning for large logits
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 class DOutputsProbe(Probe):

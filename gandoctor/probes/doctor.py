@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gandoctor")
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 _Self = TypeVar("_Self", bound="_ClosedOnExit")
-Deferred = tuple[Sequence[torch.Tensor], Settle, bool]  # tensors, then, settled before the others
+Deferred = tuple[Sequence[torch.Tensor | float], Settle, bool]  # tensors, then, settled before the others
 
 
 _CALLS_D = frozenset({"d_probe", "features"})  # probes that run D themselves (through d_forward)
@@ -427,7 +427,7 @@ class Doctor(_ClosedOnExit):
                 writer = self._writer
                 self._guard("writer", lambda: writer.write_context(new.to_dict()))
 
-    def _defer(self, tensors: Sequence[torch.Tensor], then: Settle, first: bool = False) -> None:
+    def _defer(self, tensors: Sequence[torch.Tensor | float], then: Settle, first: bool = False) -> None:
         self._pending[-1].deferred.append((tuple(tensors), then, first))
 
     # -- fault containment -----------------------------------------------------------------
@@ -598,7 +598,7 @@ def _final_values(probes: Sequence[Probe], disabled: Mapping[str, str], guard: C
 
 def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]:
     """Each pending step's values on the host, in one transfer, the deferred ones settled."""
-    tensors: list[torch.Tensor] = []
+    tensors: list[torch.Tensor | float] = []
     for entry in pending:
         tensors += [v for v in entry.values.values() if isinstance(v, torch.Tensor)]
         tensors += [t for tensors_, _, _ in entry.deferred for t in tensors_]
@@ -618,19 +618,20 @@ def _host_records(pending: list[_Pending]) -> list[tuple[int, dict[str, float]]]
     return records
 
 
-def _to_host(tensors: list[torch.Tensor]) -> list[float]:
-    """All values of a flush (scalars) to the host: CPU values read directly (nothing to wait
-    for), those on an accelerator in one copy per device (:func:`one_copy_to_host`). The old
+def _to_host(tensors: list[torch.Tensor | float]) -> list[float]:
+    """All values of a flush (scalars) to the host: host floats as they are, CPU values read
+    directly (nothing to wait for), those on an accelerator in one copy per device (:func:`one_copy_to_host`). The old
     path widened and copied each value on its own: 0.5 ms for 150 CPU values, now 0.08 ms."""
     numbers: list[float] = [0.0] * len(tensors)
     elsewhere: dict[torch.device, list[int]] = {}
     for j, t in enumerate(tensors):
-        if t.device.type == "cpu":
+        if not isinstance(t, torch.Tensor) or t.device.type == "cpu":
             numbers[j] = float(t)
         else:
             elsewhere.setdefault(t.device, []).append(j)
     for device, idx in elsewhere.items():
-        for j, v in zip(idx, one_copy_to_host([tensors[j] for j in idx], device), strict=True):
+        on_device = [t for j in idx if isinstance(t := tensors[j], torch.Tensor)]
+        for j, v in zip(idx, one_copy_to_host(on_device, device), strict=True):
             numbers[j] = v
     return numbers
 

@@ -217,16 +217,17 @@ def compare(
     # (``real_c``) calibrates what depends on the fakes' count.
     real_c = real_b[:n]
     # Each distance matrix once (the definitions below recompute them; same results).
-    d_rr = pairwise_distances(real_a, real_a)
-    d_ff = pairwise_distances(fake, fake)
-    d_rf = pairwise_distances(real_a, fake)
+    d_rr, d_ff, d_rf = pairwise_distances(real_a, real_a), pairwise_distances(fake, fake), pairwise_distances(real_a, fake)
     div_real = float(d_rr.sum() / (n_real * (n_real - 1))) if n_real > 1 else math.nan
     div = float(d_ff.sum() / (n * (n - 1))) / div_real if n > 1 and div_real > 0 else math.nan
     np.fill_diagonal(d_rr, np.inf)
     np.fill_diagonal(d_ff, np.inf)
     radii = _kth_smallest(d_rr, NEAREST_K)
     cov = float((d_rf.min(axis=1) < radii).mean())
-    cov_rr = float((pairwise_distances(real_a, real_c).min(axis=1) < radii).mean())
+    d_rc = pairwise_distances(real_a, real_c)
+    cov_rr = float((d_rc.min(axis=1) < radii).mean())
+    # The fakes inside a real k-NN ball: precision's test, and the bin churn's realistic rows.
+    fake_inside: np.ndarray = np.asarray((d_rf <= radii[:, None]).any(axis=0))
     dup = duplicate_rate(real_c, fake, d_ff)
     shift, turnover = _movement(previous_fake, fake, real_a, radii, cov_rr)
     dens = rec = vendi = math.nan
@@ -239,14 +240,14 @@ def compare(
     if bins is not None:
         occ, tv = occupancy(bins, real_a, real_b, fake)
         if previous_fake is not None and churn:
-            let_go = bin_churn(bins, previous_fake, fake, real_a, real_b, radii)
+            let_go = bin_churn(bins, previous_fake, fake, real_a, real_b, radii, inside=(fake_inside, np.asarray((d_rc <= radii[:, None]).any(axis=0))))
     precision_null, blur_apart = _blur_values(real_a, real_b, radii, blur)
     return SampleStats(
         precision_null=precision_null, blur_apart=blur_apart,
         diversity_ratio=div,
         coverage=cov,
         coverage_ratio=cov / cov_rr if cov_rr > 0 else math.nan,
-        precision=float((d_rf <= radii[:, None]).any(axis=0).mean()),
+        precision=float(fake_inside.mean()),
         dup_rate=dup,
         fake_shift=shift,
         turnover=turnover,
@@ -433,7 +434,13 @@ def _let_go(before: np.ndarray, after: np.ndarray, n: int) -> tuple[int, int]:
 
 
 def bin_churn(
-    bins: Bins, previous_fake: np.ndarray, fake: np.ndarray, real_a: np.ndarray, real_b: np.ndarray, radii: np.ndarray | None = None
+    bins: Bins,
+    previous_fake: np.ndarray,
+    fake: np.ndarray,
+    real_a: np.ndarray,
+    real_b: np.ndarray,
+    radii: np.ndarray | None = None,
+    inside: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> float:
     """How many of the modes G held at the previous measurement it has let go of, beyond chance.
 
@@ -443,7 +450,8 @@ def bin_churn(
     statistic is the share of the held cells let go of, minus the same share from one real set to
     another of the same size (the sampling floor). 0 = G keeps its modes (or gains more); 0.5 =
     half of them are gone, as when G hops from mode to mode. NaN when the previous fakes held no
-    cell (nothing good to lose). ``radii``: real_a's k-NN radii, if at hand (compare has them).
+    cell (nothing good to lose). ``radii``: real_a's k-NN radii, if at hand (compare has them);
+    ``inside``: which rows of ``fake`` and of ``real_b`` lie in those balls, if at hand (likewise).
     """
     n = min(previous_fake.shape[0], fake.shape[0], real_a.shape[0], real_b.shape[0])
     if n <= NEAREST_K:
@@ -451,12 +459,15 @@ def bin_churn(
     if radii is None:
         radii = kth_neighbour_radii(real_a)  # all of real_a: see compare()
 
-    def realistic(x: np.ndarray) -> np.ndarray:
-        return x[(pairwise_distances(x, real_a) <= radii[None, :]).any(axis=1)]
+    def realistic(x: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+        # Row by row, so a mask of more rows, cut to these, is the same test.
+        mask = (pairwise_distances(x, real_a) <= radii[None, :]).any(axis=1) if known is None else known[: x.shape[0]]
+        return x[mask]
 
-    held, lost = _let_go(bins.counts(realistic(previous_fake[:n])), bins.counts(realistic(fake[:n])), n)
+    fake_inside, real_b_inside = inside if inside is not None else (None, None)
+    held, lost = _let_go(bins.counts(realistic(previous_fake[:n], None)), bins.counts(realistic(fake[:n], fake_inside)), n)
     if not held:
         return math.nan
-    real_held, real_lost = _let_go(bins.counts(real_a[:n]), bins.counts(realistic(real_b[:n])), n)
+    real_held, real_lost = _let_go(bins.counts(real_a[:n]), bins.counts(realistic(real_b[:n], real_b_inside)), n)
     floor = real_lost / real_held if real_held else 0.0
     return lost / held - floor

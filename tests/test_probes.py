@@ -194,6 +194,22 @@ def test_gradient_norms_of_a_model_in_another_precision(dtype):
     assert doctor.signals.get("grad_norm.d").values[-1] == pytest.approx(4.0, rel=1e-3)  # four entries of 2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_host_norms_equal_a_float64_norm_of_each_gradient(dtype):
+    # NumPy for float32 and float16 (views, no copy), the fused torch norm for bfloat16; a sum of
+    # squares past float32's range taken again in float64, NaN kept.
+    from gandoctor.probes.gradients import host_norms
+
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(128, 64, generator=gen).to(dtype), torch.randn(64, 128, generator=gen).to(dtype).t(), torch.randn(1, generator=gen).to(dtype)]
+    expected = [float(torch.linalg.vector_norm(g.double())) for g in grads]
+    assert host_norms(grads) == pytest.approx(expected, rel=1e-5)
+    huge = torch.full((4,), 1e30 if dtype == torch.float32 else 6e4, dtype=dtype)
+    assert host_norms([huge]) == pytest.approx([float(torch.linalg.vector_norm(huge.double()))], rel=1e-5)
+    assert math.isnan(host_norms([torch.tensor([1.0, float("nan")], dtype=dtype)])[0])
+    assert host_norms([torch.tensor([3.0, 4.0], dtype=torch.float64)], double=True) == [5.0]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_device_norms_of_gradients_in_any_precision(dtype):
     # The accelerator path (XPU, HPU, ...: not CUDA, not the CPU's host path) summed in float32,

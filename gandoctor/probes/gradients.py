@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,20 +26,32 @@ def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(torch._foreach_norm(grads, 2, dtype=dtype))
 
 
-def host_norms(grads: list[torch.Tensor]) -> list[float]:
+def host_norms(grads: list[torch.Tensor], double: bool = False) -> list[float]:
     """Per-tensor 2-norms of CPU gradients as host floats (a CPU value needs no sync to read).
 
-    One fused float32 norm and a read of each; the sums, the global norm and the per-layer norms
-    then run in Python. Measured inside the demo's training loop, where the step has just evicted
-    the caches, each torch call costs 3-7x its cost in a tight loop: the tensor path's five calls
-    (norm, stack, an overflow check, the global norm, the running sum) took 92 us per D step,
-    this one about 40 (reading each norm beat one stack and ``tolist``: 44 vs 63 us). A float32
-    sum of squares overflows once a norm passes ~1.8e19: those norms alone are summed again in
-    float64 (float64 throughout costs 4-20x on the CPU).
+    Each float32 gradient's sum of squares in NumPy (``np.dot`` on a view: no copy, no torch
+    dispatch); other dtypes (half precision, whose NumPy sums stay in half) one fused float32 norm. Measured inside the demo's
+    training loop, where the step has just evicted the caches, each torch call costs 3-7x its
+    cost in a tight loop: the tensor path's five calls took 92 us per D step, the fused norm and
+    a read of each about 40, NumPy about 27 (cold caches, six tensors of an MLP). A float32 sum of
+    squares overflows once a norm passes ~1.8e19: those norms alone are taken again in float64
+    (float64 throughout costs 4-20x on the CPU). ``double``: a double-precision model, float64
+    norms throughout (no narrowing).
     """
-    if any(g.dtype == torch.float64 for g in grads):  # a double-precision model: float64 norms (no narrowing)
+    if double:
         return [torch.linalg.vector_norm(g, dtype=torch.float64).item() for g in grads]
-    values = [n.item() for n in torch._foreach_norm(grads, 2, dtype=torch.float32)]
+    values: list[float] = []
+    fused: list[int] = []
+    for g in grads:
+        if g.dtype == torch.float32:
+            x = g.numpy().reshape(-1)
+            values.append(math.sqrt(float(np.dot(x, x))))
+        else:
+            fused.append(len(values))
+            values.append(math.nan)
+    if fused:
+        for j, n in zip(fused, torch._foreach_norm([grads[j] for j in fused], 2, dtype=torch.float32), strict=True):
+            values[j] = n.item()
     for j, value in enumerate(values):
         if value == math.inf:
             values[j] = float(torch.linalg.vector_norm(grads[j], dtype=torch.float64))
@@ -68,6 +81,7 @@ class GradTap:
         self._params: list[torch.Tensor] | None = None  # the optimizer's parameters, listed once
         self._layer: dict[int, str] = {}  # id(parameter) -> its layer, worked out once
         self._groups = 0
+        self._double = False  # a double-precision model (its norms in float64)
         self.handle = optimizer.register_step_pre_hook(CopySafeHook(self._hook))
         self.failed: BaseException | None = None
 
@@ -85,13 +99,14 @@ class GradTap:
                 self._params = own or stepped
                 self._layer = {id(p): layer_of(self.names.get(id(p), "unnamed")) for p in self._params}
                 self._groups = len(optimizer.param_groups)
+                self._double = any(p.dtype == torch.float64 for p in self._params)
             params = [p for p in self._params if p.grad is not None and not p.grad.is_sparse]
             if not params:
                 return
             with torch.no_grad():
                 grads = [g for p in params if (g := p.grad) is not None]
                 if grads[0].device.type == "cpu":
-                    self._measure_on_host(params, host_norms(grads))
+                    self._measure_on_host(params, host_norms(grads, self._double))
                 else:
                     self._measure_on_device(params, tensor_norms(grads))
                 self.steps += 1
@@ -153,7 +168,11 @@ class GradientProbe(Probe):
 
     schedule_field = "grad_every"
     arms = True
-    max_stretch = 4  # exploding gradients are rare events: at least every 4th iteration
+    # At least every 8th iteration on long runs (the budget plans from step 5000): the two taps were
+    # most of the doctor's scheduled time on the tiny MLP at every 4th (24 of 40 us per 1.9 ms
+    # step), which held it over its budget; a burst the rules call (GD507: 20 steps over 1e4) still
+    # spans two or three measured iterations, and a non-finite value reaches the next loss.
+    max_stretch = 8
     signals: tuple[str, ...] = ("grad_norm.{role}", "grad_nonfinite.{role}", "opt_steps.{role}", "grad_norm.{role}.layer.*")
     cost = 0.06  # both hooks of one iteration of the demo's MLP GAN, one core
 

@@ -201,6 +201,12 @@ class LiveMonitor:
         monitor.adaptive = live_every is None
         return monitor
 
+    def time_share(self) -> float:
+        """The share of the training's time its checks may take: 1 / LIVE_TIME_FACTOR at the
+        default cadence (the overhead budget keeps it aside), 0 where no bound is known
+        (``live_every`` set: checks at a fixed interval, whatever they cost)."""
+        return 1.0 / LIVE_TIME_FACTOR if self.adaptive and self.every is not None else 0.0
+
     # -- called by the Doctor --------------------------------------------------------------------
     def observe(self, step: int, values: Mapping[str, float]) -> None:
         """One step's values as they reach the host (inside the flush): note the first non-finite ones."""

@@ -397,7 +397,7 @@ class Doctor(_ClosedOnExit):
         )
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
-        self._budget = Budget(self.schedule.budget, self.probes)
+        self._budget = Budget(self.schedule.budget, self.probes, reserved=self._live.time_share() if self._live else 0.0)
         self._visits = Visits(self.probes, self._budget)
         if log_dir is not None and _is_main_process():
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
@@ -520,7 +520,7 @@ class Doctor(_ClosedOnExit):
             self._record(step, values)
         if self._writer is not None and final:  # else on the writer's own clock (2 s or 200 records), not every 25 steps
             self._guard("writer", self._writer.flush)
-        self._replan()
+        self._replan(plan=not final)  # the run is over at the final flush: no new plan from its last few steps
 
     def _record(self, step: int, values: dict[str, float]) -> None:
         learnt = self._inference.observe(values, self._context)
@@ -534,11 +534,11 @@ class Doctor(_ClosedOnExit):
             writer = self._writer
             self._guard("writer", lambda: writer.write_step(step, rounded))
 
-    def _replan(self) -> None:
+    def _replan(self, plan: bool = True) -> None:
         for name, reason in _idle_reasons(self.probes, self._budget.every, self._step, self._notes.keys() | self._disabled.keys(), self._guard):
             self._notes[name] = reason
             _warn(_working_writer(self), self._step, reason)
-        changed = self._budget.plan()
+        changed = self._budget.plan() if plan else {}
         if changed and self._writer is not None:
             now = ", ".join(f"{p.name} every {self._budget.every(p)}" for p in self.probes if p.name in changed)
             self._guard("writer", lambda: self._writer.write_event(self._step, "info", self._budget.plan_message(now)) if self._writer else None)

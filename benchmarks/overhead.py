@@ -170,9 +170,10 @@ def make_doctor(variant: str, G, D, opt_g, opt_d, log_dir: str) -> Any:
 
 def measure_once(
     factory, blocks: int, steps: int, batch: int, device: torch.device, variants: list[str], warmup: int, rotate: int
-) -> tuple[dict[str, list[float]], dict[str, Any], dict[str, float]]:
+) -> tuple[dict[str, list[float]], dict[str, dict[str, int]], dict[str, float]]:
     """Per-block step times of the bare copy and each variant; the copies are built in the order
-    ``["bare", *variants]`` rotated by ``rotate``; and each variant's own time per timed step (seconds)."""
+    ``["bare", *variants]`` rotated by ``rotate``; each variant's probe intervals at the end of the
+    timed blocks; and each variant's own time per timed step (seconds)."""
     order = ["bare", *variants]
     built = order[rotate % len(order) :] + order[: rotate % len(order)]
     models = {v: build(factory, device) for v in built}
@@ -195,10 +196,12 @@ def measure_once(
             for v in order[shift:] + order[:shift]:
                 times[v].append(run_block(models[v], steps, batch, device, doctors.get(v), states[v]))
                 states[v]["timed"] += steps
+        # Read before close: the final flush plans again from a window that holds the last block's gap.
+        intervals = {v: dict(doctors[v].intervals) for v in variants if hasattr(doctors[v], "intervals")}
         for doctor in doctors.values():
             doctor.close()
     own = {v: states[v]["own"] / max(states[v]["timed"], 1) for v in variants}  # seconds per timed step
-    return times, doctors, own
+    return times, intervals, own
 
 
 def measure(
@@ -210,9 +213,9 @@ def measure(
     bare_ms: list[float] = []
     doctor_ms: dict[str, list[float]] = {v: [] for v in variants}
     own_us: dict[str, list[float]] = {v: [] for v in variants}
-    doctors: dict[str, Any] = {}
+    intervals: dict[str, dict[str, int]] = {}
     for repeat in range(repeats):
-        times, doctors, own = measure_once(factory, blocks, steps, batch, device, variants, warmup, rotate=repeat)
+        times, intervals, own = measure_once(factory, blocks, steps, batch, device, variants, warmup, rotate=repeat)
         bare = statistics.median(times["bare"])
         bare_ms.append(bare * 1e3)
         for v in variants:
@@ -237,9 +240,7 @@ def measure(
         }
         for v in variants
     ] + [
-        {"model": name, "variant": v, "intervals": doctors[v].intervals}
-        for v in variants
-        if hasattr(doctors[v], "intervals")
+        {"model": name, "variant": v, "intervals": intervals[v]} for v in variants if v in intervals
     ]
 
 

@@ -116,3 +116,11 @@ def test_the_numpy_path_for_cpu_outputs_equals_the_device_path(kind, case):
     for name in host:
         assert host[name] == pytest.approx(device[name], rel=1e-6, abs=1e-7, nan_ok=True), name
     assert host_deferred == pytest.approx(device_deferred, rel=1e-6, abs=1e-7, nan_ok=True)
+
+
+def test_an_empty_batch_of_passed_outputs_is_skipped_not_a_failure():
+    G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1), strict=True)
+    doctor.step(d_loss=0.5, d_real=torch.empty(0), d_fake=torch.empty(0))
+    doctor.step(d_loss=0.5, d_real=torch.tensor([2.0, 1.0]), d_fake=torch.tensor([-1.0, 0.5]))
+    assert doctor.signals.get("d.auc").steps.tolist() == [1]

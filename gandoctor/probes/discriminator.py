@@ -89,6 +89,8 @@ class OutputKind:
 
     def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
         """D's statistics from its per-sample outputs: in NumPy on the CPU, on the device elsewhere."""
+        if real.numel() == 0 or fake.numel() == 0:  # an empty batch: nothing to rank (not a failed probe)
+            return {}
         if real.device.type == "cpu" and fake.device.type == "cpu":
             return self._host_values(real.numpy(), fake.numpy())
         return self._device_values(real, fake)

@@ -208,6 +208,11 @@ def test_host_norms_equal_a_float64_norm_of_each_gradient(dtype):
     assert host_norms([huge]) == pytest.approx([float(torch.linalg.vector_norm(huge.double()))], rel=1e-5)
     assert math.isnan(host_norms([torch.tensor([1.0, float("nan")], dtype=dtype)])[0])
     assert host_norms([torch.tensor([3.0, 4.0], dtype=torch.float64)], double=True) == [5.0]
+    # backward(create_graph=True) leaves gradients that require grad themselves
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    (w**2).sum().backward(create_graph=True)
+    assert w.grad is not None and w.grad.requires_grad
+    assert host_norms([w.grad]) == pytest.approx([math.hypot(2.0, 4.0)])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])

@@ -44,7 +44,8 @@ def host_norms(grads: list[torch.Tensor], double: bool = False) -> list[float]:
     fused: list[int] = []
     for g in grads:
         if g.dtype == torch.float32:
-            x = g.numpy().reshape(-1)
+            # A gradient of backward(create_graph=True) requires grad itself: NumPy needs it detached.
+            x = (g.detach() if g.requires_grad else g).numpy().reshape(-1)
             values.append(math.sqrt(float(np.dot(x, x))))
         else:
             fused.append(len(values))

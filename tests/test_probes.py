@@ -207,7 +207,10 @@ def test_host_norms_equal_a_float64_norm_of_each_gradient(dtype):
     huge = torch.full((4,), 1e30 if dtype == torch.float32 else 6e4, dtype=dtype)
     assert host_norms([huge]) == pytest.approx([float(torch.linalg.vector_norm(huge.double()))], rel=1e-5)
     assert math.isnan(host_norms([torch.tensor([1.0, float("nan")], dtype=dtype)])[0])
-    assert host_norms([torch.tensor([3.0, 4.0], dtype=torch.float64)], double=True) == [5.0]
+    # A double-precision model's gradients in float64, never narrowed (a norm past float32's range stays exact).
+    assert host_norms([torch.tensor([3.0, 4.0], dtype=torch.float64), torch.tensor([3e200, 4e200], dtype=torch.float64)]) == pytest.approx([5.0, 5e200])
+    # A model turned to double after the tap listed its parameters: each gradient is read by its own dtype.
+    assert host_norms([torch.tensor([3.0, 4.0]), torch.tensor([6.0, 8.0], dtype=torch.float64)]) == [5.0, 10.0]
     # backward(create_graph=True) leaves gradients that require grad themselves
     w = torch.tensor([1.0, 2.0], requires_grad=True)
     (w**2).sum().backward(create_graph=True)

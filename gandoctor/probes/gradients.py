@@ -26,37 +26,47 @@ def tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(torch._foreach_norm(grads, 2, dtype=dtype))
 
 
-def host_norms(grads: list[torch.Tensor], double: bool = False) -> list[float]:
+def host_norms(grads: list[torch.Tensor]) -> list[float]:
     """Per-tensor 2-norms of CPU gradients as host floats (a CPU value needs no sync to read).
 
-    Each float32 gradient's sum of squares in NumPy (``np.dot`` on a view: no copy, no torch
-    dispatch); other dtypes (half precision, whose NumPy sums stay in half) one fused float32 norm. Measured inside the demo's
+    Each float32 or float64 gradient's sum of squares in NumPy (``np.dot`` on a view: no copy, no
+    torch dispatch, and no narrowing of a double-precision model's gradients); half precision,
+    whose NumPy sums stay in half, through one fused float32 norm. Measured inside the demo's
     training loop, where the step has just evicted the caches, each torch call costs 3-7x its
     cost in a tight loop: the tensor path's five calls took 92 us per D step, the fused norm and
     a read of each about 40, NumPy about 27 (cold caches, six tensors of an MLP). A float32 sum of
     squares overflows once a norm passes ~1.8e19: those norms alone are taken again in float64
-    (float64 throughout costs 4-20x on the CPU). ``double``: a double-precision model, float64
-    norms throughout (no narrowing).
+    (float64 throughout costs 4-20x on the CPU).
     """
-    if double:
-        return [torch.linalg.vector_norm(g, dtype=torch.float64).item() for g in grads]
     values: list[float] = []
     fused: list[int] = []
-    for g in grads:
-        if g.dtype == torch.float32:
-            # A gradient of backward(create_graph=True) requires grad itself: NumPy needs it detached.
-            x = (g.detach() if g.requires_grad else g).numpy().reshape(-1)
-            values.append(math.sqrt(float(np.dot(x, x))))
-        else:
-            fused.append(len(values))
-            values.append(math.nan)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below, not warned about in the loop
+        for g in grads:
+            if g.dtype == torch.float32 or g.dtype == torch.float64:
+                # A gradient of backward(create_graph=True) requires grad itself: NumPy needs it detached.
+                x = (g.detach() if g.requires_grad else g).numpy().reshape(-1)
+                norm = math.sqrt(float(np.dot(x, x)))
+                values.append(_scaled_norm(x) if norm == math.inf else norm)
+            else:
+                fused.append(len(values))
+                values.append(math.nan)
     if fused:
         for j, n in zip(fused, torch._foreach_norm([grads[j] for j in fused], 2, dtype=torch.float32), strict=True):
             values[j] = n.item()
-    for j, value in enumerate(values):
-        if value == math.inf:
-            values[j] = float(torch.linalg.vector_norm(grads[j], dtype=torch.float64))
+            if values[j] == math.inf:
+                values[j] = float(torch.linalg.vector_norm(grads[j], dtype=torch.float64))
     return values
+
+
+def _scaled_norm(x: np.ndarray) -> float:
+    """The 2-norm of a vector whose sum of squares overflowed: over its largest magnitude first,
+    in float64 (exact for a float32 norm past ~1.8e19 and a float64 one past ~1e154; inf where an
+    entry is)."""
+    top = float(np.max(np.abs(x)))
+    if not math.isfinite(top) or top == 0.0:
+        return top
+    scaled = x.astype(np.float64) / top
+    return top * math.sqrt(float(np.dot(scaled, scaled)))
 
 
 class GradTap:
@@ -82,7 +92,6 @@ class GradTap:
         self._params: list[torch.Tensor] | None = None  # the optimizer's parameters, listed once
         self._layer: dict[int, str] = {}  # id(parameter) -> its layer, worked out once
         self._groups = 0
-        self._double = False  # a double-precision model (its norms in float64)
         self.handle = optimizer.register_step_pre_hook(CopySafeHook(self._hook))
         self.failed: BaseException | None = None
 
@@ -100,14 +109,13 @@ class GradTap:
                 self._params = own or stepped
                 self._layer = {id(p): layer_of(self.names.get(id(p), "unnamed")) for p in self._params}
                 self._groups = len(optimizer.param_groups)
-                self._double = any(p.dtype == torch.float64 for p in self._params)
             params = [p for p in self._params if p.grad is not None and not p.grad.is_sparse]
             if not params:
                 return
             with torch.no_grad():
                 grads = [g for p in params if (g := p.grad) is not None]
                 if grads[0].device.type == "cpu":
-                    self._measure_on_host(params, host_norms(grads, self._double))
+                    self._measure_on_host(params, host_norms(grads))
                 else:
                     self._measure_on_device(params, tensor_norms(grads))
                 self.steps += 1

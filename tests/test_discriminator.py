@@ -82,16 +82,19 @@ def test_passed_outputs_are_read_every_d_probe_every_steps_as_the_doctors_own_fo
     assert probe.schedule_field == "d_probe_every" and doctor.intervals["d_outputs"] == 10
 
 
-def _statistics(kind: str, real: torch.Tensor, fake: torch.Tensor, *, host_path: bool) -> tuple[dict[str, float], list[float]]:
-    """OutputKind's values and deferred numbers by one path, as host floats."""
+def _statistics(kind: str, real: torch.Tensor, fake: torch.Tensor, *, host_path: bool, known: str = "nothing") -> tuple[dict[str, float], list[float]]:
+    """OutputKind's values and deferred numbers by one path, as host floats; ``known``: what the
+    run has taught of D (nothing, a critic flag, a loss form that estimates P(real), another form)."""
     from types import SimpleNamespace
 
     from gandoctor.context import RunContext
     from gandoctor.probes.discriminator import OutputKind
 
     deferred: list[float] = []
-    host = SimpleNamespace(d_output=kind, context=RunContext, defer=lambda numbers, then: deferred.extend(float(n) for n in numbers))
+    context = RunContext(frozenset({"critic"})) if known == "critic" else RunContext()
+    host = SimpleNamespace(d_output=kind, context=lambda: context, defer=lambda numbers, then: deferred.extend(float(n) for n in numbers))
     output_kind = OutputKind(host)  # type: ignore[arg-type]
+    output_kind.loss_form.form = {"probability_form": "bce_prob", "other_form": "hinge"}.get(known)
     values = output_kind._host_values(real.numpy(), fake.numpy()) if host_path else output_kind._device_values(real, fake)
     return {k: float(v) for k, v in values.items()}, deferred
 
@@ -110,12 +113,13 @@ def test_the_numpy_path_for_cpu_outputs_equals_the_device_path(kind, case):
         fake[3] = float("nan")
     elif case == "large_logits":
         real, fake = real * 100, fake * 100
-    host, host_deferred = _statistics(kind, real, fake, host_path=True)
-    device, device_deferred = _statistics(kind, real, fake, host_path=False)
-    assert host.keys() == device.keys()
-    for name in host:
-        assert host[name] == pytest.approx(device[name], rel=1e-6, abs=1e-7, nan_ok=True), name
-    assert host_deferred == pytest.approx(device_deferred, rel=1e-6, abs=1e-7, nan_ok=True)
+    for known in ("nothing", "critic", "probability_form", "other_form"):
+        host, host_deferred = _statistics(kind, real, fake, host_path=True, known=known)
+        device, device_deferred = _statistics(kind, real, fake, host_path=False, known=known)
+        assert host.keys() == device.keys()
+        for name in host:
+            assert host[name] == pytest.approx(device[name], rel=1e-6, abs=1e-7, nan_ok=True), (known, name)
+        assert host_deferred == pytest.approx(device_deferred, rel=1e-6, abs=1e-7, nan_ok=True), known
 
 
 def test_an_empty_batch_of_passed_outputs_is_skipped_not_a_failure():

@@ -21,7 +21,7 @@ critic's scores (rank, midpoint threshold), so ``d.auc`` still means P(D ranks r
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -87,6 +87,17 @@ class OutputKind:
         """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""
         return self.loss_form.form in PROBABILITY_FORMS
 
+    def _decided_threshold(self) -> float | Literal["midpoint"] | None:
+        """The accuracy threshold of an auto D where what is known decides it: the midpoint of the
+        means for a critic (a negative D loss, or a learnt Wasserstein form, flags one), 0.5 for a
+        loss form whose outputs estimate P(real), 0 for any other learnt form; None while nothing
+        is known (the outputs' range decides)."""
+        if "critic" in self.host.context().flags:
+            return "midpoint"
+        if self.probability_like():
+            return 0.5
+        return 0.0 if self.loss_form.form is not None else None
+
     def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
         """D's statistics from its per-sample outputs: in NumPy on the CPU, on the device elsewhere."""
         if real.numel() == 0 or fake.numel() == 0:  # an empty batch: nothing to rank (not a failed probe)
@@ -123,13 +134,9 @@ class OutputKind:
             values["d_prob.fake"] = fake.clamp(0, 1).mean()
             lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
             deferred = [lo, hi]
-            # A negative D loss, or a learnt Wasserstein form, flags a critic.
-            if "critic" in self.host.context().flags:
-                threshold = midpoint
-            elif self.probability_like():
-                threshold = 0.5
-            elif self.loss_form.form is not None:
-                threshold = 0.0
+            decided = self._decided_threshold()
+            if decided is not None:
+                threshold = midpoint if decided == "midpoint" else decided
             else:
                 # Probabilities while every output seen lies in [0, 1], logits otherwise;
                 # decided on the device so no value is read back here. While the loss form may
@@ -168,12 +175,9 @@ class OutputKind:
             values["d_prob.fake"] = float(np.clip(fake, 0, 1).mean(dtype=np.float64))
             lo, hi = float(np.minimum(real.min(), fake.min())), float(np.maximum(real.max(), fake.max()))  # NaN propagates, as on the device
             deferred: list[torch.Tensor | float] = [lo, hi]
-            if "critic" in self.host.context().flags:
-                threshold = midpoint
-            elif self.probability_like():
-                threshold = 0.5
-            elif self.loss_form.form is not None:
-                threshold = 0.0
+            decided = self._decided_threshold()
+            if decided is not None:
+                threshold = midpoint if decided == "midpoint" else decided
             else:
                 threshold = 0.5 if (lo >= 0 and hi <= 1 and self.range_ok) else 0.0
                 if self.loss_form.deciding():

@@ -58,6 +58,7 @@ import numpy as np
 
 import gandoctor
 from gandoctor import MODES, RuleSet, diagnose, infer_from_log, load_rules, read_run
+from gandoctor.probes.discriminator import DOutputsProbe
 from gandoctor.signals import SignalLog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +151,7 @@ class LogCache:
 
 
 #: What the Doctor records from D's outputs (passed by the loop, or from its own D forward).
-D_OUTPUT_SIGNALS = ("d_out.real", "d_out.fake", "d_prob.real", "d_prob.fake", "d.auc", "d.acc")
+D_OUTPUT_SIGNALS = DOutputsProbe.signals
 
 
 def _d_signals_every(log: SignalLog, every: int) -> SignalLog:

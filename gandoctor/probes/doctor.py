@@ -623,15 +623,14 @@ def _to_host(tensors: list[torch.Tensor | float]) -> list[float]:
     directly (nothing to wait for), those on an accelerator in one copy per device (:func:`one_copy_to_host`). The old
     path widened and copied each value on its own: 0.5 ms for 150 CPU values, now 0.08 ms."""
     numbers: list[float] = [0.0] * len(tensors)
-    elsewhere: dict[torch.device, list[int]] = {}
+    elsewhere: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
     for j, t in enumerate(tensors):
         if not isinstance(t, torch.Tensor) or t.device.type == "cpu":
             numbers[j] = float(t)
         else:
-            elsewhere.setdefault(t.device, []).append(j)
-    for device, idx in elsewhere.items():
-        on_device = [t for j in idx if isinstance(t := tensors[j], torch.Tensor)]
-        for j, v in zip(idx, one_copy_to_host(on_device, device), strict=True):
+            elsewhere.setdefault(t.device, []).append((j, t))
+    for device, held in elsewhere.items():
+        for (j, _), v in zip(held, one_copy_to_host([t for _, t in held], device), strict=True):
             numbers[j] = v
     return numbers
 

@@ -82,6 +82,10 @@ class Case:
     steps: int
     first_nonfinite_step: int | None
     passes_d_outputs: bool = False      # the loop passed D's outputs to the Doctor (d_real=, d_fake=)
+    # The oracle's share of realistic samples at its median check (None: the oracle did not say).
+    # A run the oracle calls healthy only because no failure persisted, while G never made a
+    # realistic sample, is scored apart from one whose G learned (see LEARNED_QUALITY).
+    median_quality: float | None = None
 
     def group(self, key: str) -> str:
         if key not in ("family", "dataset"):
@@ -99,10 +103,23 @@ def load_cases(runs: Path) -> list[Case]:
             dataset=o["dataset"], never_calibrate=bool(o.get("never_calibrate", False)),
             labels={m: (v or {}).get("onset_step") for m, v in o["labels"].items()},
             steps=int(o["steps"]), first_nonfinite_step=o.get("first_nonfinite_step"),
-            passes_d_outputs=bool(o.get("doctor_given_d_outputs", False))))
+            passes_d_outputs=bool(o.get("doctor_given_d_outputs", False)),
+            median_quality=_median_quality(o.get("timeline") or [])))
     if not cases:
         raise SystemExit(f"{runs}: no run folders with an oracle.json")
     return cases
+
+
+#: A healthy run whose G "learned": at least this share of its samples realistic (the oracle's
+#: quality) at the oracle's median check. Most short healthy runs of the corpus never get there:
+#: their G makes nothing realistic, and the oracle calls them healthy because no failure's
+#: condition held at enough checks in a row.
+LEARNED_QUALITY = 0.1
+
+
+def _median_quality(timeline: list[dict]) -> float | None:
+    q = [r["quality"] for r in timeline if isinstance(r.get("quality"), (int, float)) and math.isfinite(r["quality"])]
+    return float(statistics.median(q)) if q else None
 
 
 @dataclass
@@ -397,10 +414,13 @@ def score(cases: list[Case], preds: Mapping[str, Prediction], modes: Iterable[st
         }
     labelled = [v["f1"] for v in per_mode.values() if v["labelled"] > 0]
     alarmed = sum(1 for c in healthy if preds[c.name])
+    learned = [c for c in healthy if c.median_quality is not None and c.median_quality >= LEARNED_QUALITY]
     nonfinite = [c for c in cases if c.first_nonfinite_step is not None]
     at_first = sum(1 for c in nonfinite if preds[c.name].get("exploding_gradients") == c.first_nonfinite_step)
     return {"modes": per_mode, "macro_f1": float(np.mean(labelled)) if labelled else math.nan,
             "runs": len(cases), "healthy": len(healthy), "healthy_alarmed": alarmed,
+            "healthy_quality_known": sum(1 for c in healthy if c.median_quality is not None),
+            "healthy_learned": len(learned), "healthy_learned_alarmed": sum(1 for c in learned if preds[c.name]),
             "nonfinite_runs": len(nonfinite), "nonfinite_called_at_first_step": at_first}
 
 
@@ -425,8 +445,11 @@ def render(title: str, scores: Mapping[str, dict]) -> str:
     lines.append("| **macro-F1** | | " + " | ".join(cells) + " |")
     lines.append("")
     s0 = scores[src[0]]
+    learned_note = "" if not s0.get("healthy_quality_known") else (
+        f" (of the {s0['healthy_learned']} whose G learned, the oracle's median quality {LEARNED_QUALITY} or more: "
+        + ", ".join(f"{s} {scores[s]['healthy_learned_alarmed']}" for s in src) + ")")
     lines.append(f"{s0['runs']} runs. Healthy runs falsely alarmed: " + ", ".join(
-        f"{s} {scores[s]['healthy_alarmed']}/{scores[s]['healthy']}" for s in src) + ". Runs ending in or passing "
+        f"{s} {scores[s]['healthy_alarmed']}/{scores[s]['healthy']}" for s in src) + learned_note + ". Runs ending in or passing "
         "through non-finite values called exploding at the first non-finite step: " + ", ".join(
         f"{s} {scores[s]['nonfinite_called_at_first_step']}/{scores[s]['nonfinite_runs']}" for s in src) + ".")
     return "\n".join(lines)

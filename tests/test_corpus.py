@@ -241,8 +241,8 @@ def test_oracle_resample_judges_the_same_training_on_other_samples(tiny_corpus, 
 
 
 # ---------------------------------------------------------------- benchmark plumbing
-def _case(name, labels, steps=1000, nonfinite=None, family="mlp", dataset="ring", never=False):
-    return detection.Case(name, Path("."), family, dataset, never, labels, steps, nonfinite)
+def _case(name, labels, steps=1000, nonfinite=None, family="mlp", dataset="ring", never=False, quality=None):
+    return detection.Case(name, Path("."), family, dataset, never, labels, steps, nonfinite, median_quality=quality)
 
 
 def test_label_noise_scores_a_second_labelling_as_a_detector():
@@ -272,6 +272,24 @@ def test_score_counts():
     assert s["macro_f1"] == pytest.approx(0.75)                  # only the labelled modes count
     assert (s["healthy"], s["healthy_alarmed"]) == (2, 1)
     assert (s["nonfinite_runs"], s["nonfinite_called_at_first_step"]) == (1, 1)
+
+
+def test_healthy_alarms_are_also_counted_among_runs_whose_generator_learned():
+    cases = [_case("a", {}, quality=0.0), _case("b", {}, quality=0.4), _case("c", {}, quality=0.6), _case("d", {"mode_collapse": 5}, quality=0.9)]
+    preds = {"a": {"discriminator_dominance": 10}, "b": {"mode_collapse": 20}, "c": {}, "d": {}}
+    s = detection.score(cases, preds)
+    assert (s["healthy"], s["healthy_alarmed"]) == (3, 2)
+    assert (s["healthy_learned"], s["healthy_learned_alarmed"]) == (2, 1)   # "a" never learned; "d" is not healthy
+    text = detection.render("t", {"live": s})
+    assert "of the 2 whose G learned" in text and "live 1)" in text
+    # timelines without a quality (another oracle) leave the split out
+    bare = detection.score([_case("e", {})], {"e": {}})
+    assert bare["healthy_quality_known"] == 0 and "whose G learned" not in detection.render("t", {"live": bare})
+
+
+def test_median_quality_reads_the_oracle_timeline():
+    assert detection._median_quality([{"quality": 0.1}, {"quality": None}, {"quality": 0.5}, {"quality": 0.3}]) == 0.3
+    assert detection._median_quality([{"step": 0}]) is None
 
 
 def test_heuristics_on_synthetic_scalars():

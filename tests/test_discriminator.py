@@ -128,3 +128,91 @@ def test_an_empty_batch_of_passed_outputs_is_skipped_not_a_failure():
     doctor.step(d_loss=0.5, d_real=torch.empty(0), d_fake=torch.empty(0))
     doctor.step(d_loss=0.5, d_real=torch.tensor([2.0, 1.0]), d_fake=torch.tensor([-1.0, 0.5]))
     assert doctor.signals.get("d.auc").steps.tolist() == [1]
+
+
+class CountingD(nn.Module):
+    """A D with BatchNorm that counts its forwards and keeps the loop's outputs by call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 32), nn.BatchNorm1d(32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+
+def _loop(doctor_kwargs: dict | None, steps: int = 30, *, concatenated: bool = False):
+    """A plain BCE loop: D step on D(real), D(fake.detach()), then G step on D(fake). Returns G, D,
+    the doctor and the outputs of each iteration's D step (before D's update)."""
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), CountingD()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-3)
+    bce = nn.BCEWithLogitsLoss()
+    doctor = None if doctor_kwargs is None else gandoctor.Doctor(G, D, opt_g, opt_d, **doctor_kwargs)
+    held_out = []
+    for _ in range(steps):
+        real, fake = torch.randn(64, 2) + 2, G(torch.randn(64, 4))
+        if concatenated:  # one D call on both: no call on `real` or `fake` themselves
+            d_both = D(torch.cat([real, fake.detach()]))
+            d_real, d_fake = d_both[:64], d_both[64:]
+        else:
+            d_real, d_fake = D(real), D(fake.detach())
+        held_out.append((d_real.detach().clone(), d_fake.detach().clone()))
+        d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad(), d_loss.backward(), opt_d.step()
+        g_loss = bce(D(fake), torch.ones_like(d_fake))
+        opt_g.zero_grad(), g_loss.backward(), opt_g.step()
+        if doctor is not None:
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    if doctor is not None:
+        doctor.close()
+    return G, D, doctor, held_out
+
+
+def test_d_outputs_are_kept_from_the_loop_s_d_step_before_d_trains_on_them():
+    schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000)
+    _, bare_d, _, _ = _loop(None)
+    _, D, doctor, held_out = _loop({"schedule": schedule, "strict": True})
+    # Step 0 has nothing armed yet: the doctor's own D(real) and D(fake), after D's update. At
+    # steps 10 and 20 no forward of the doctor's: the loop's outputs were kept.
+    assert D.calls == bare_d.calls + 2
+    auc = doctor.signals.get("d.auc")
+    assert list(auc.steps) == [0, 10, 20]
+    for step, value in zip(auc.steps[1:], auc.values[1:], strict=True):
+        real, fake = held_out[step]
+        assert value == pytest.approx(float((real.reshape(-1, 1) > fake.reshape(1, -1)).float().mean()))
+        assert doctor.signals.get("d_out.real").values[list(auc.steps).index(step)] == pytest.approx(float(real.mean()), rel=1e-6)
+    assert not D._forward_hooks  # disarmed between measured iterations, gone at close
+
+
+def test_without_a_call_on_the_step_s_own_batches_the_doctor_runs_its_own_d_forward():
+    schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000)
+    _, bare_d, _, _ = _loop(None, concatenated=True)
+    _, D, doctor, _ = _loop({"schedule": schedule, "strict": True}, concatenated=True)
+    assert D.calls == bare_d.calls + 2 * 3  # its own D(real) and D(fake) at steps 0, 10, 20
+    assert list(doctor.signals.get("d.auc").steps) == [0, 10, 20]
+    # A d_forward= of the user's may compute anything from D's output: never kept from the loop.
+    _, bare_d, _, _ = _loop(None)
+    _, D, doctor, _ = _loop({"schedule": schedule, "strict": True, "d_forward": lambda d, x, y: d(x)})
+    assert D.calls == bare_d.calls + 2 * 3 and list(doctor.signals.get("d.auc").steps) == [0, 10, 20]
+
+
+def test_keeping_d_s_outputs_leaves_training_bit_identical_and_a_hook_error_outside_it(monkeypatch):
+    import gandoctor.probes.discriminator as discriminator
+
+    G0, D0, _, _ = _loop(None)
+
+    def broken() -> bool:
+        raise RuntimeError("boom")
+
+    schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000, d_probe_every=3)
+    G1, D1, doctor, _ = _loop({"schedule": schedule, "strict": True})
+    monkeypatch.setattr(discriminator, "doctor_forward_running", broken)
+    G2, D2, broken_doctor, _ = _loop({"schedule": schedule})  # the hook fails inside the loop's D forward
+    for a, b, c in zip([*G0.state_dict().values(), *D0.state_dict().values()], [*G1.state_dict().values(), *D1.state_dict().values()],
+                       [*G2.state_dict().values(), *D2.state_dict().values()], strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert "boom" in broken_doctor.disabled_probes["d_probe"] and not D2._forward_hooks
+    assert len(doctor.signals.get("d.auc")) == 10

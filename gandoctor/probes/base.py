@@ -248,6 +248,9 @@ class ProbeHost:
     # Like ``defer``, but settled before every other deferred value of the same flush: for what
     # other probes' settling reads (the loss form, learnt from tries that agree).
     defer_first: Callable[[Sequence[torch.Tensor | float], Settle], None]
+    # D is called as ``D(x)`` / ``D(x, labels)`` (no ``d_forward=`` given): its outputs in the
+    # loop's own forwards are the outputs the doctor's D forward would compute, and may be kept.
+    plain_d_forward: bool = False
 
     def features_move_with_d(self) -> bool:
         """True when the sample features are D's own (``d_penultimate``): they change as D trains,

@@ -223,6 +223,22 @@ def _unwrap_module(module: nn.Module) -> nn.Module:
     return module
 
 
+def _compiled(module: nn.Module) -> bool:
+    """``torch.compile(D)`` or ``D.compile()``, under any DDP / DataParallel wrapping: dynamo traces
+    D's forward hooks into its graphs and guards on them, so one armed an iteration in ten would
+    recompile D (measured: the cache limit of 8 graphs reached within 40 steps)."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    for _ in range(4):
+        if hasattr(module, "_orig_mod") or getattr(module, "_compiled_call_impl", None) is not None:
+            return True
+        inner = module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else None
+        if not isinstance(inner, nn.Module):
+            return False
+        module = inner
+    return False
+
+
 def _is_main_process() -> bool:
     dist = torch.distributed
     return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
@@ -381,6 +397,7 @@ class Doctor(_ClosedOnExit):
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
+        plain_d_forward = d_forward is None and not _compiled(discriminator)
         d_forward = d_forward or _default_d_forward(self.discriminator)
         extract = build_extractor(
             features, FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
@@ -393,7 +410,7 @@ class Doctor(_ClosedOnExit):
         host = ProbeHost(
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
             lambda: self._context, self._note_context, self._defer, self._guard,
-            functools.partial(_write_samples, self), functools.partial(self._defer, first=True),
+            functools.partial(_write_samples, self), functools.partial(self._defer, first=True), plain_d_forward,
         )
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)

@@ -124,6 +124,9 @@ def test_compiled_generator_and_discriminator_are_probed():
     grad = doctor.signals.get("grad_norm.g")
     assert grad is not None and len(grad) == STEPS and bool((grad.values > 0).all())
     assert any(name.startswith("grad_norm.d.layer.") for name in signals)
+    # No hook armed on the compiled D for D's outputs: dynamo guards on D's hooks, and arming one
+    # every few iterations recompiled D up to the cache limit.
+    assert next(p for p in doctor.probes if p.name == "d_probe").catch is None
 
 
 def test_compiled_modules_keep_their_layer_names():
@@ -141,3 +144,13 @@ def test_compiled_modules_keep_their_layer_names():
     names = set(doctor.report().signals)
     doctor.close()
     assert "grad_norm.d.layer.0" in names
+
+
+def test_a_compiled_d_is_recognised_however_it_was_compiled():
+    from gandoctor.probes.doctor import _compiled
+
+    plain, in_place = nn.Linear(2, 1), nn.Linear(2, 1)
+    in_place.compile(backend="aot_eager")
+    assert not _compiled(plain)
+    assert _compiled(_compile(nn.Linear(2, 1))) and _compiled(in_place)
+    assert _compiled(nn.DataParallel(in_place))

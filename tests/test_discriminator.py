@@ -143,12 +143,12 @@ class CountingD(nn.Module):
         return self.net(x)
 
 
-def _loop(doctor_kwargs: dict | None, steps: int = 30, *, concatenated: bool = False):
+def _loop(doctor_kwargs: dict | None, steps: int = 30, *, concatenated: bool = False, fresh_fake: bool = False, fused: bool = False):
     """A plain BCE loop: D step on D(real), D(fake.detach()), then G step on D(fake). Returns G, D,
     the doctor and the outputs of each iteration's D step (before D's update)."""
     torch.manual_seed(0)
     G, D = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), CountingD()
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-3)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-3, fused=fused)
     bce = nn.BCEWithLogitsLoss()
     doctor = None if doctor_kwargs is None else gandoctor.Doctor(G, D, opt_g, opt_d, **doctor_kwargs)
     held_out = []
@@ -162,6 +162,8 @@ def _loop(doctor_kwargs: dict | None, steps: int = 30, *, concatenated: bool = F
         held_out.append((d_real.detach().clone(), d_fake.detach().clone()))
         d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         opt_d.zero_grad(), d_loss.backward(), opt_d.step()
+        if fresh_fake:  # G's step on fakes of new codes: D sees them only after its update
+            fake = G(torch.randn(64, 4))
         g_loss = bce(D(fake), torch.ones_like(d_fake))
         opt_g.zero_grad(), g_loss.backward(), opt_g.step()
         if doctor is not None:
@@ -193,6 +195,13 @@ def test_without_a_call_on_the_step_s_own_batches_the_doctor_runs_its_own_d_forw
     _, D, doctor, _ = _loop({"schedule": schedule, "strict": True}, concatenated=True)
     assert D.calls == bare_d.calls + 2 * 3  # its own D(real) and D(fake) at steps 0, 10, 20
     assert list(doctor.signals.get("d.auc").steps) == [0, 10, 20]
+    # G's step on fresh fakes: D's outputs on `real` (before D's update) and on `fake` (after it)
+    # come from two different Ds, whose scores are not ranked against each other.
+    _, D, doctor, _ = _loop({"schedule": schedule, "strict": True}, fresh_fake=True)
+    assert D.calls == bare_d.calls + 30 + 2 * 3
+    # A fused optimizer leaves the parameters' version counters alone: its step count tells.
+    _, D, doctor, _ = _loop({"schedule": schedule, "strict": True}, fresh_fake=True, fused=True)
+    assert D.calls == bare_d.calls + 30 + 2 * 3
     # A d_forward= of the user's may compute anything from D's output: never kept from the loop.
     _, bare_d, _, _ = _loop(None)
     _, D, doctor, _ = _loop({"schedule": schedule, "strict": True, "d_forward": lambda d, x, y: d(x)})
@@ -216,3 +225,30 @@ def test_keeping_d_s_outputs_leaves_training_bit_identical_and_a_hook_error_outs
         assert torch.equal(a, b) and torch.equal(a, c)
     assert "boom" in broken_doctor.disabled_probes["d_probe"] and not D2._forward_hooks
     assert len(doctor.signals.get("d.auc")) == 10
+
+
+def test_several_d_steps_per_step_take_the_outputs_on_the_very_batches_passed():
+    # Five D steps per doctor step, each on a fresh real and fake batch freed at the next one: the
+    # allocator hands their addresses on, and a batch at the address of an earlier one must not
+    # pass for it (D's outputs on fakes were taken for those on reals).
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), CountingD()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-3)
+    bce = nn.BCEWithLogitsLoss()
+    schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000, d_probe_every=2)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=schedule, strict=True)
+    last_d_step = []
+    for _ in range(40):
+        for _ in range(5):
+            real, fake = torch.randn(128, 2) + 2, G(torch.randn(128, 4)).detach()
+            d_real, d_fake = D(real), D(fake)
+            d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+            opt_d.zero_grad(), d_loss.backward(), opt_d.step()
+        last_d_step.append((float(d_real.mean()), float(d_fake.mean())))
+        g_loss = bce(D(G(torch.randn(128, 4))), torch.ones_like(d_fake))
+        opt_g.zero_grad(), g_loss.backward(), opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    steps = doctor.signals.get("d_out.real").steps
+    for step, on_real, on_fake in zip(steps[1:], doctor.signals.get("d_out.real").values[1:], doctor.signals.get("d_out.fake").values[1:], strict=True):
+        assert (on_real, on_fake) == pytest.approx(last_d_step[step], rel=1e-5)

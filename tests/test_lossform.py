@@ -160,7 +160,7 @@ def test_the_form_is_learnt_from_the_loop_s_own_forwards_when_it_passes_only_the
     assert doctor.context.values.get("d_loss_unit") == 0.25
     # The hook is gone once the form is known (D's probe, measuring every step here, keeps its own).
     catch = next(p for p in doctor.probes if p.name == "d_probe").catch
-    assert probe.handle is None and list(D._forward_hooks) == [catch.handle.id]
+    assert probe.handle is None and list(D._forward_hooks) == [catch.handles[0].id]
     doctor.close()
     assert not D._forward_hooks
 

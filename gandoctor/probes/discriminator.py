@@ -266,37 +266,55 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
     return per_sample(out)
 
 
-#: The loop's D calls kept in one iteration: D(real), D(fake.detach()), D(fake) and a gradient
-#: penalty's D(interpolates) are four; more are a loop that calls D on many batches (not kept).
+#: The loop's latest D calls kept in one iteration: D(real), D(fake.detach()), D(fake) and a
+#: gradient penalty's D(interpolates) are four; a critic's several steps per G step make more.
 _CALLS_KEPT = 8
 
 
 class OutputCatch:
     """A forward hook on D, armed for one iteration: the outputs of D's calls in the loop, each
-    beside the identity of its input (storage address and shape), so the doctor's step can take
-    D's outputs on the very ``real`` and ``fake`` it is given. The first call on each is the one
-    taken: the D step's, before D's update (G's step calls D on ``fake`` again after it).
+    beside its input and D's state (its optimizer's steps so far, a parameter's version counter),
+    so the doctor's step can take D's outputs on the very ``real`` and ``fake`` it is given, from
+    one and the same D. The inputs are held (detached) until that step: their storage cannot be
+    freed and its address given to another batch, which then passed for ``real`` (a critic's five
+    steps per G step freed and reused the addresses of its batches: D's outputs on a fake taken
+    for those on the reals). The latest ``_CALLS_KEPT`` calls: most loops' are those on ``real``
+    and ``fake``, alive until the step anyway. The first such pair is taken: the D step's, before
+    D's update. A loop whose G step draws a fresh ``fake`` (D sees it only after its update, while
+    ``real`` was seen before) gives no pair, as D's scores before and after an update are not
+    ranked against each other; the doctor's own forward then stands in. (Matched by address alone
+    and across D's updates, draw 35's live macro-F1 fell from 0.865 to 0.841: D's accuracy swung,
+    11 non-convergence false calls more; as here, every call is as before.)
 
     The hook is on D only while armed (an iteration in ten by default), so other iterations run
-    D's forward as if the doctor were not there. Under ``torch.compile`` a hook added after
-    compiling is not run (dynamo does not guard on module hooks), and one traced into a graph
-    keeps nothing (``torch.compiler.is_compiling``): the doctor's own forward then stands in."""
+    D's forward as if the doctor were not there. A compiled D gets no hook (the Doctor does not
+    arm one: dynamo guards on D's hooks); one traced into a graph keeps nothing."""
 
-    def __init__(self, discriminator: torch.nn.Module) -> None:
+    def __init__(self, discriminator: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
         self.discriminator = discriminator
-        self.handle: Any = None
-        self.calls: list[tuple[int, tuple[int, ...], Any]] = []
+        self.optimizer = optimizer
+        self.handles: list[Any] = []
+        self.calls: list[tuple[torch.Tensor, tuple[int, int], Any]] = []
+        self.d_steps = 0  # D's optimizer steps while armed
+        # Fused optimizers leave the version counter alone, hence the optimizer's own count too.
+        self.parameter = next((p for p in discriminator.parameters() if p.requires_grad), None)
         self.seconds = 0.0
         self.failed: Exception | None = None
         self.usable = not isinstance(discriminator, torch.jit.ScriptModule)  # takes no forward hooks
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
-        if on and self.handle is None and self.usable and self.failed is None:
-            self.handle = self.discriminator.register_forward_hook(CopySafeHook(self._keep))
-        elif not on and self.handle is not None:
-            self.handle.remove()
-            self.handle = None
+        if on and not self.handles and self.usable and self.failed is None:
+            self.handles.append(self.discriminator.register_forward_hook(CopySafeHook(self._keep)))
+            if self.optimizer is not None:
+                self.handles.append(self.optimizer.register_step_post_hook(CopySafeHook(self._stepped)))
+        elif not on and self.handles:
+            for handle in self.handles:
+                handle.remove()
+            self.handles = []
+
+    def _stepped(self, *args: Any) -> None:
+        self.d_steps += 1
 
     def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         # Runs inside the loop's forward: an error is kept for the probe to raise under the
@@ -305,25 +323,33 @@ class OutputCatch:
             return
         start = time.perf_counter()
         try:
-            if doctor_forward_running() or len(self.calls) >= _CALLS_KEPT:
+            if doctor_forward_running():
                 return
             x = args[0] if args else None
             if isinstance(x, torch.Tensor):
                 out = d_output_tensor(output)
                 if isinstance(out, torch.Tensor):
-                    self.calls.append((x.data_ptr(), tuple(x.shape), out.detach()))
+                    state = (self.d_steps, -1 if self.parameter is None else self.parameter._version)
+                    if len(self.calls) >= _CALLS_KEPT:  # the latest ones: the step's batches come last
+                        del self.calls[0]
+                    self.calls.append((x.detach(), state, out.detach()))
         except Exception as exc:  # noqa: BLE001 - see above
             self.failed = exc
             self.arm(False)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def outputs_on(self, x: Any) -> Any:
-        """D's output in the loop's first call on ``x`` this iteration, or None."""
-        if not isinstance(x, torch.Tensor) or not self.calls:
+    def outputs_on(self, real: Any, fake: Any) -> tuple[Any, Any] | None:
+        """D's outputs in the loop's first calls on ``real`` and on ``fake`` by the same D, or None."""
+        if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)) or len(self.calls) < 2:
             return None
-        ptr, shape = x.data_ptr(), tuple(x.shape)
-        return next((out for p, s, out in self.calls if p == ptr and s == shape), None)
+        on_real, on_fake = self._calls_on(real), self._calls_on(fake)
+        return next(((r, f) for state, r in on_real for state_f, f in on_fake if state == state_f), None)
+
+    def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any]]:
+        # The kept inputs hold their storage: an input at x's address, shape and strides is x's data.
+        ptr, shape, stride = x.data_ptr(), x.shape, x.stride()
+        return [(state, out) for kept, state, out in self.calls if kept.data_ptr() == ptr and kept.shape == shape and kept.stride() == stride]
 
 
 class DForwardProbe(Probe):
@@ -338,11 +364,11 @@ class DForwardProbe(Probe):
     cost = 0.3
     arms = True
 
-    def __init__(self, host: ProbeHost, kind: OutputKind) -> None:
+    def __init__(self, host: ProbeHost, kind: OutputKind, d_optimizer: torch.optim.Optimizer | None = None) -> None:
         super().__init__(host)
         self.kind = kind
         # Only for D(x) / D(x, labels): a d_forward= may compute something else from D's output.
-        self.catch = OutputCatch(host.discriminator) if host.plain_d_forward else None
+        self.catch = OutputCatch(host.discriminator, d_optimizer) if host.plain_d_forward else None
         self.loop_passes = False  # the loop passed D's outputs at the last due step: nothing to keep
 
     def due(self, inputs: StepInputs, every: int) -> bool:
@@ -369,9 +395,9 @@ class DForwardProbe(Probe):
             if self.catch.failed is not None:
                 failed, self.catch.failed = self.catch.failed, None
                 raise failed
-            out_real, out_fake = self.catch.outputs_on(inputs.real), self.catch.outputs_on(inputs.fake)
-            if out_real is not None and out_fake is not None:
-                return self.kind.values(scores(out_real, inputs.real), scores(out_fake, inputs.fake))
+            caught = self.catch.outputs_on(inputs.real, inputs.fake)
+            if caught is not None:
+                return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake))
         n = self.host.schedule.d_probe_batch
         real, fake = inputs.real[:n].detach(), inputs.fake[:n].detach()
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)

@@ -312,7 +312,7 @@ def standard_probes(
     optimizers = {role: (opt, module) for role, opt, module in (("d", d_opt, host.discriminator), ("g", g_opt, host.generator)) if opt is not None}
     probes += [GradientProbe(host, role, opt, module) for role, (opt, module) in optimizers.items()]
     return probes + [
-        DOutputsProbe(host, kind), DForwardProbe(host, kind), WeightProbe(host), OptimizerProbe(host, optimizers), SpectrumProbe(host),
+        DOutputsProbe(host, kind), DForwardProbe(host, kind, d_opt), WeightProbe(host), OptimizerProbe(host, optimizers), SpectrumProbe(host),
         FeatureProbe(host), latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
     ]
 

@@ -131,7 +131,7 @@ def test_an_empty_batch_of_passed_outputs_is_skipped_not_a_failure():
 
 
 class CountingD(nn.Module):
-    """A D with BatchNorm that counts its forwards and keeps the loop's outputs by call."""
+    """A D with BatchNorm that counts its forwards (the loop's and the doctor's own)."""
 
     def __init__(self) -> None:
         super().__init__()

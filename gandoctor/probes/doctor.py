@@ -210,33 +210,31 @@ def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
     return opt
 
 
-def _unwrap_module(module: nn.Module) -> nn.Module:
-    """DDP / DataParallel wrap the model (probe forwards use the inner module, so no collective
-    runs); torch.compile's OptimizedModule keeps it as ``_orig_mod`` (layer names stay the user's)."""
+def _wrappers(module: nn.Module) -> list[nn.Module]:
+    """The module and what it wraps, outermost first: DDP / DataParallel's ``module``,
+    torch.compile's OptimizedModule's ``_orig_mod`` (at most four levels)."""
     from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+    chain = [module]
     for _ in range(4):
         inner = module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else getattr(module, "_orig_mod", None)
         if not isinstance(inner, nn.Module):
             break
-        module = inner
-    return module
+        chain.append(module := inner)
+    return chain
+
+
+def _unwrap_module(module: nn.Module) -> nn.Module:
+    """DDP / DataParallel wrap the model (probe forwards use the inner module, so no collective
+    runs); torch.compile's OptimizedModule keeps it as ``_orig_mod`` (layer names stay the user's)."""
+    return _wrappers(module)[-1]
 
 
 def _compiled(module: nn.Module) -> bool:
     """``torch.compile(D)`` or ``D.compile()``, under any DDP / DataParallel wrapping: dynamo traces
     D's forward hooks into its graphs and guards on them, so one armed an iteration in ten would
     recompile D (measured: the cache limit of 8 graphs reached within 40 steps)."""
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-
-    for _ in range(4):
-        if hasattr(module, "_orig_mod") or getattr(module, "_compiled_call_impl", None) is not None:
-            return True
-        inner = module.module if isinstance(module, (DataParallel, DistributedDataParallel)) else None
-        if not isinstance(inner, nn.Module):
-            return False
-        module = inner
-    return False
+    return any(hasattr(m, "_orig_mod") or getattr(m, "_compiled_call_impl", None) is not None for m in _wrappers(module))
 
 
 def _is_main_process() -> bool:

@@ -170,6 +170,18 @@ def _loss_form_hooked(D: nn.Module) -> bool:
     return any(type(getattr(getattr(h, "fn", None), "__self__", None)) is LossFormProbe for h in D._forward_hooks.values())
 
 
+def test_a_declared_unit_is_kept_and_d_gets_no_hook_for_the_form():
+    torch.manual_seed(1)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    # Declared wrongly on purpose: the user's word stands (a learnt 0.25 would replace it).
+    doctor = gandoctor.Doctor(G, D, uses={"d_loss_unit": 0.5}, schedule=Schedule(flush_every=5), strict=True)
+    assert not _loss_form_hooked(D)
+    _lsgan_steps(doctor, 20, pass_outputs=False)
+    doctor.close()
+    assert doctor.context.values["d_loss_unit"] == 0.5 and "d_loss_form" not in doctor.context.values
+
+
 def test_a_loss_no_form_explains_leaves_the_units_alone_and_the_hook_goes():
     torch.manual_seed(3)
     G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))

@@ -251,6 +251,10 @@ class ProbeHost:
     # D is called as ``D(x)`` / ``D(x, labels)`` (no ``d_forward=`` given): its outputs in the
     # loop's own forwards are the outputs the doctor's D forward would compute, and may be kept.
     plain_d_forward: bool = False
+    # Where a forward hook sees the loop's own D calls without entering a compiled graph (dynamo
+    # traces a compiled module's hooks and guards on them: arming one recompiles D); None where
+    # the module the loop calls is itself compiled in place (``D.compile()``). See Doctor.
+    d_hook_point: nn.Module | None = None
 
     def features_move_with_d(self) -> bool:
         """True when the sample features are D's own (``d_penultimate``): they change as D trains,

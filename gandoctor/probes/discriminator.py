@@ -287,8 +287,9 @@ class OutputCatch:
     11 non-convergence false calls more; as here, every call is as before.)
 
     The hook is on D only while armed (an iteration in ten by default), so other iterations run
-    D's forward as if the doctor were not there. A compiled D gets no hook (the Doctor does not
-    arm one: dynamo guards on D's hooks); one traced into a graph keeps nothing."""
+    D's forward as if the doctor were not there. It hangs on the module the loop calls where that
+    runs its hooks outside a compiled graph (``torch.compile(D)``'s OptimizedModule); a D compiled
+    in place gets none (dynamo guards on D's hooks: see ``_hook_point`` in the Doctor)."""
 
     def __init__(self, discriminator: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
         self.discriminator = discriminator
@@ -368,7 +369,8 @@ class DForwardProbe(Probe):
         super().__init__(host)
         self.kind = kind
         # Only for D(x) / D(x, labels): a d_forward= may compute something else from D's output.
-        self.catch = OutputCatch(host.discriminator, d_optimizer) if host.plain_d_forward else None
+        hooked = host.d_hook_point if host.plain_d_forward else None
+        self.catch = OutputCatch(hooked, d_optimizer) if hooked is not None else None
         self.loop_passes = False  # the loop passed D's outputs at the last due step: nothing to keep
 
     def due(self, inputs: StepInputs, every: int) -> bool:

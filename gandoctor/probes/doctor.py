@@ -67,7 +67,10 @@ def _default_d_forward(discriminator: nn.Module) -> DForward:
     takes_labels = takes_two_inputs(discriminator)
 
     def d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
-        return d(x) if labels is None or not takes_labels else d(x, labels)
+        # A D compiled in place runs eagerly here: the doctor's no-grad forward would be a graph
+        # of its own (grad mode is guarded), one more towards dynamo's cache limit.
+        call = d._call_impl if _compiled_in_place(d) else d
+        return call(x) if labels is None or not takes_labels else call(x, labels)
 
     return d_forward
 
@@ -230,11 +233,27 @@ def _unwrap_module(module: nn.Module) -> nn.Module:
     return _wrappers(module)[-1]
 
 
+def _compiled_in_place(module: nn.Module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None  # D.compile()
+
+
 def _compiled(module: nn.Module) -> bool:
-    """``torch.compile(D)`` or ``D.compile()``, under any DDP / DataParallel wrapping: dynamo traces
-    D's forward hooks into its graphs and guards on them, so one armed an iteration in ten would
-    recompile D (measured: the cache limit of 8 graphs reached within 40 steps)."""
-    return any(hasattr(m, "_orig_mod") or getattr(m, "_compiled_call_impl", None) is not None for m in _wrappers(module))
+    """``torch.compile(D)`` or ``D.compile()``, under any DDP / DataParallel wrapping."""
+    return any(hasattr(m, "_orig_mod") or _compiled_in_place(m) for m in _wrappers(module))
+
+
+def _hook_point(module: nn.Module) -> nn.Module | None:
+    """Where the probes hang their forward hooks to see the loop's own D calls. Dynamo traces a
+    compiled module's hooks into its graphs and guards on them, so a hook armed an iteration in
+    ten on a compiled D recompiled it (the cache limit of 8 graphs reached within 40 steps), and
+    the loss form's, armed for the first steps, added three graphs to two. Not compiled: D itself.
+    Under ``torch.compile(D)`` the module the loop calls (OptimizedModule, or a DDP wrapper around
+    it) runs its own hooks eagerly around the compiled forward: that one. A module the loop
+    calls that is compiled in place (``D.compile()``) traces its own hooks: none."""
+    chain = _wrappers(module)
+    if not _compiled(module):
+        return chain[-1]
+    return None if _compiled_in_place(chain[0]) else chain[0]
 
 
 def _is_main_process() -> bool:
@@ -395,7 +414,7 @@ class Doctor(_ClosedOnExit):
         _OPEN.add(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
-        plain_d_forward = d_forward is None and not _compiled(discriminator)
+        plain_d_forward, hook_point = d_forward is None, _hook_point(discriminator)
         d_forward = d_forward or _default_d_forward(self.discriminator)
         extract = build_extractor(
             features, FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
@@ -408,7 +427,7 @@ class Doctor(_ClosedOnExit):
         host = ProbeHost(
             self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
             lambda: self._context, self._note_context, self._defer, self._guard,
-            functools.partial(_write_samples, self), functools.partial(self._defer, first=True), plain_d_forward,
+            functools.partial(_write_samples, self), functools.partial(self._defer, first=True), plain_d_forward, hook_point,
         )
         self._latents = LatentProbe(host, latent_shape_candidates(self.generator, latent_dim), sample_latent, shape_given=latent_dim is not None)
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)

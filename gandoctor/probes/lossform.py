@@ -176,6 +176,11 @@ class LossFormProbe(Probe):
         self.idle = 0
         self.failed: Exception | None = None
         self.handle: Any = None
+        if "d_loss_unit" in host.context().values:
+            # Declared by the user (uses={"d_loss_unit": ...}): the rules read that, and D gets no
+            # hook (a D compiled in place would trace it into graphs of its own).
+            self.form.closed = True
+            return
         if isinstance(host.discriminator, torch.jit.ScriptModule):
             # Not an error in the user's code: TorchScript modules take no forward hooks. Said once,
             # without a traceback, with the way to give what the probe would have learnt.
@@ -187,7 +192,8 @@ class LossFormProbe(Probe):
             self.form.closed = True
             return
         try:
-            self.handle = host.discriminator.register_forward_hook(CopySafeHook(self._capture))
+            hooked = host.d_hook_point if host.d_hook_point is not None else host.discriminator
+            self.handle = hooked.register_forward_hook(CopySafeHook(self._capture))
         except Exception as exc:  # noqa: BLE001 - a D that takes no hooks otherwise: reported once at the first step, like any probe error
             self.failed = exc
             self.form.closed = True

@@ -124,9 +124,62 @@ def test_compiled_generator_and_discriminator_are_probed():
     grad = doctor.signals.get("grad_norm.g")
     assert grad is not None and len(grad) == STEPS and bool((grad.values > 0).all())
     assert any(name.startswith("grad_norm.d.layer.") for name in signals)
-    # No hook armed on the compiled D for D's outputs: dynamo guards on D's hooks, and arming one
-    # every few iterations recompiled D up to the cache limit.
-    assert next(p for p in doctor.probes if p.name == "d_probe").catch is None
+    # D's outputs are kept from the loop's own calls through a hook on the module the loop calls
+    # (the OptimizedModule runs its hooks outside the graph), not on the compiled inner D.
+    catch = next(p for p in doctor.probes if p.name == "d_probe").catch
+    assert catch is not None and catch.discriminator is D
+
+
+def _graphs_compiled(in_place: bool, doctor_on: bool, uses: dict[str, float] | None = None) -> int:
+    """Graphs dynamo compiles for D over a plain loop, with or without the doctor attached."""
+    graphs: list[object] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: object) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    data = torch.Generator().manual_seed(1)
+    G, plain_d = _gan.generator(), _gan.discriminator()
+    if in_place:
+        plain_d.compile(backend=backend)
+        D = plain_d
+    else:
+        D = torch.compile(plain_d, backend=backend)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(plain_d.parameters(), lr=1e-3)
+    bce = nn.BCEWithLogitsLoss()
+    schedule = gandoctor.Schedule(d_probe_every=5, feature_every=5, sample_stats_every=20)
+    doctor = Doctor(G, D, opt_g, opt_d, schedule=schedule, strict=True, uses=uses or {}) if doctor_on else None
+    for _ in range(STEPS):
+        real = _gan.ring(64, data)
+        fake = G(torch.randn(64, _gan.Z_DIM))
+        d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), torch.ones(64, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        if doctor is not None:
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    if doctor is not None:
+        assert doctor.signals.get("d.acc") is not None
+        doctor.close()
+    return len(graphs)
+
+
+def test_the_doctor_adds_no_graph_to_a_compiled_d():
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile needs torch 2.0+")
+    # torch.compile(D): the hooks hang on the OptimizedModule, outside the graph. Before, the loss
+    # form's hook on the inner D (its first steps) took D from 2 graphs to 5.
+    assert _graphs_compiled(in_place=False, doctor_on=True) == _graphs_compiled(in_place=False, doctor_on=False)
+    # D.compile() traces its own hooks: with D's loss unit declared, no hook is hung on it, and the
+    # doctor's own no-grad forward of D runs eagerly (it was a graph of its own: 7 graphs against 2).
+    bare = _graphs_compiled(in_place=True, doctor_on=False)
+    assert _graphs_compiled(in_place=True, doctor_on=True, uses={"d_loss_unit": 1.0}) == bare
 
 
 def test_compiled_modules_keep_their_layer_names():

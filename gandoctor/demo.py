@@ -16,6 +16,7 @@ from rich.console import Console
 from torch import nn
 
 from .probes import Doctor
+from .runlog import LOG_NAME
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,13 @@ def run_demo(scenario: str, steps: int, log_dir: str, console: Console) -> int:
         recipe = RECIPES[name]
         run_dir = Path(log_dir) / name
         console.print(f"[bold]Training a tiny GAN on a ring of 8 Gaussians — recipe '{name}' ({steps} steps, CPU)…[/bold]")
+        # The demo's own log, replaced each time: a run log appends (a resumed run keeps its
+        # history), so a second demo would leave `analyze` warning that an earlier run is ignored.
+        (run_dir / LOG_NAME).unlink(missing_ok=True)
         start = time.perf_counter()
         with train(recipe, steps, run_dir) as doctor:
             report = doctor.report()
-        console.print(f"[dim]trained in {time.perf_counter() - start:.1f}s; run log: {run_dir}/gandoctor.jsonl[/dim]")
+        console.print(f"[dim]trained in {time.perf_counter() - start:.1f}s; run log: {run_dir / LOG_NAME}[/dim]")
         console.print(report)
         console.print(f"[dim]Read it back: gandoctor analyze {run_dir}   ·   CI gate: gandoctor gate {run_dir}[/dim]\n")
     return 0

@@ -90,7 +90,7 @@ def test_render_unhealthy_key_lines(report, width):
     assert "   1. Minibatch discrimination — Add a minibatch layer." in lines
     assert "      source: [MC] src, section “Solutions”" in lines
     assert "   - not suggested: Add SN — already in use (d_spectral_norm)" in lines
-    assert "2 of 3 rules checked; skipped: signal(s) not recorded: d.auc" in lines
+    assert "2 of 3 rules checked; 1 needs signals not recorded (d.auc)" in lines
     assert lines[-1] == "warning: a warning"
     assert all(len(line) <= width for line in lines)
 
@@ -205,7 +205,7 @@ def test_skipped_rules_are_summarised_once_per_reason():
         rules_total=5,
     )
     text = " ".join(report.render_text(width=300).split())
-    assert "2 of 5 rules checked; skipped: not applicable: run uses critic; signal(s) not recorded: d.auc, feat.coverage_ratio" in text
+    assert "2 of 5 rules checked; 1 needs signals not recorded (d.auc, feat.coverage_ratio); 2 not applicable (run uses critic)" in text
 
 
 def test_sparkline_scales_to_values_and_threshold():
@@ -225,3 +225,20 @@ def test_a_first_sign_before_the_onset_is_shown_and_kept_in_json():
     plain = Report((replace(f, first_sign_step=None, first_sign_rule=""),))
     assert not any("first sign" in line for line in _lines(plain))
     assert plain.to_dict()["findings"][0]["first_sign_step"] is None
+
+
+def test_skipped_rules_are_summed_up_by_reason_with_a_count_each():
+    from gandoctor.findings import summarise_skipped
+
+    skipped = (
+        *(SkippedRule(f"GD{n}", SkipReason.SUPERSEDED, "mode_collapse", ("feat.coverage_ratio",)) for n in (310, 305, 203)),
+        SkippedRule("GD306", SkipReason.MISSING_SIGNALS, "mode_collapse", ("latent.eval_diversity_ratio",)),
+        SkippedRule("GD602", SkipReason.TOO_SHORT, "non_convergence", detail="it needs 300 steps", min_run_steps=300),
+        SkippedRule("GD601", SkipReason.TOO_SHORT, "non_convergence", detail="it needs 600 steps", min_run_steps=600),
+    )
+    assert summarise_skipped(skipped) == (
+        "1 needs signals not recorded (latent.eval_diversity_ratio); "
+        "3 superseded by rules that read the richer signals recorded here; 2 need a longer run (300-600 steps)"
+    )
+    assert summarise_skipped(skipped[:1]) == "1 superseded by a rule that reads the richer signals recorded here"
+    assert summarise_skipped(()) == ""

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..context import D_LOSS_FORM_UNRECOGNISED
-from ..findings import Finding, ModeState
+from ..findings import Finding, ModeState, summarise_skipped
 from ..report import Report
 from ._modes import failing_detail, first_sign
 
@@ -167,8 +167,7 @@ def _loss_units(report: Report) -> str:
 def _footer(report: Report) -> Iterator[Any]:
     if report.skipped_rules:
         yield Text("")
-        parts = sorted({s.describe() for s in report.skipped_rules})
-        yield Text(f"{report.rules_checked} of {report.rules_total} rules checked; skipped: {'; '.join(parts)}", style="dim")
+        yield Text(f"{report.rules_checked} of {report.rules_total} rules checked; {summarise_skipped(report.skipped_rules)}", style="dim")
     if report.mapped:
         yield Text("signals read from: " + ", ".join(f"{orig} → {sig}" for sig, orig in report.mapped), style="dim")
     units = _loss_units(report)

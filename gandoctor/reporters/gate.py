@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterable
 
-from ..findings import Finding, ModeState
+from ..findings import Finding, ModeState, summarise_skipped
 from ..report import Report
 from ._modes import first_sign
 
@@ -42,7 +42,7 @@ def judge(
     if report.first_step is None:
         return GateResult(GateExit.ERROR, f"gandoctor gate: ERROR — {where}: no usable record was read; nothing to judge")
     if report.mode_status and report.rules_checked == 0:
-        reasons = "; ".join(sorted({s.describe() for s in report.skipped_rules})) or "no rule applies"
+        reasons = summarise_skipped(report.skipped_rules) or "no rule applies"
         return GateResult(GateExit.ERROR, f"gandoctor gate: ERROR — {where}: no rule could be checked ({reasons})")
     failing = tuple(
         f for f in report.findings if f.mode in modes or f.rule.upper() in rules or any(c.upper() in rules for c in f.also_fired)

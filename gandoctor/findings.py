@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from .context import RunContext
 from .signals import SIGNAL_PREREQUISITES
@@ -125,33 +125,6 @@ class SkippedRule:
             SkipReason.UNDEFINED: f"nothing to judge: {names} non-finite, too sparse or held at one value in every window",
             SkipReason.ERROR: f"error while evaluating: {self.detail}",
         }[self.reason]
-
-
-def summarise_skipped(skipped: Sequence[SkippedRule]) -> str:
-    """The skipped rules in one line, grouped by reason with a count each, for people to read
-    (a report's footer, the gate's error): "10 superseded by richer rules" rather than ten
-    descriptions. Reasons in a fixed order, names sorted and each said once."""
-    parts = []
-    for reason in SkipReason:
-        group = [s for s in skipped if s.reason is reason]
-        if not group:
-            continue
-        names = ", ".join(sorted({m for s in group for m in s.missing}))
-        details = "; ".join(sorted({s.detail for s in group if s.detail}))
-        shortest = sorted({s.min_run_steps for s in group if s.min_run_steps})
-        needs = "" if not shortest else f"{shortest[0]}" + (f"-{shortest[-1]}" if len(shortest) > 1 else "")
-        n, one = len(group), len(group) == 1
-        need = "needs" if one else "need"
-        parts.append({
-            SkipReason.NO_DATA: "no signals recorded",
-            SkipReason.MISSING_SIGNALS: f"{n} {need} signals not recorded ({names})",
-            SkipReason.NOT_APPLICABLE: f"{n} not applicable (run uses {names})",
-            SkipReason.SUPERSEDED: f"{n} superseded by {'a rule that reads' if one else 'rules that read'} the richer signals recorded here",
-            SkipReason.TOO_SHORT: f"{n} {need} a longer run" + (f" ({needs} steps)" if shortest else ""),
-            SkipReason.UNDEFINED: f"{n} had nothing to judge ({names}: non-finite, too sparse or held at one value)",
-            SkipReason.ERROR: f"{n} failed ({details})",
-        }[reason])
-    return "; ".join(parts)
 
 
 #: Signal prefixes of the sample side (features of real and fake samples, G on fixed codes).

@@ -228,7 +228,7 @@ def test_a_first_sign_before_the_onset_is_shown_and_kept_in_json():
 
 
 def test_skipped_rules_are_summed_up_by_reason_with_a_count_each():
-    from gandoctor.findings import summarise_skipped
+    from gandoctor.reporters._modes import summarise_skipped
 
     skipped = (
         *(SkippedRule(f"GD{n}", SkipReason.SUPERSEDED, "mode_collapse", ("feat.coverage_ratio",)) for n in (310, 305, 203)),

@@ -1,5 +1,6 @@
 """Per-mode status shared by the HTML, JUnit and markdown reporters: the report's own
-``mode_status`` (computed once, by the engine), with each failing mode's finding attached.
+``mode_status`` (computed once, by the engine), with each failing mode's finding attached; and
+the skipped rules summed up in one line (console and gate).
 
 A report built by hand without a per-mode status shows its findings' modes as failing and says
 nothing about the others.
@@ -7,10 +8,11 @@ nothing about the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..findings import SkippedRule, SkipReason
 from ..report import Report
 
 Status = Literal["failing", "clear", "not_checked"]
@@ -60,3 +62,30 @@ def mode_statuses(report: Report, data: Mapping[str, Any] | None = None) -> tupl
             ModeStatus(mode, "failing", f"{f['rule']} {f['rule_name']} from step {f['onset_step']}", f) for mode, f in findings.items()
         )
     return tuple(ModeStatus(e["mode"], e["status"], e["reason"], findings.get(e["mode"])) for e in given)
+
+
+def summarise_skipped(skipped: Sequence[SkippedRule]) -> str:
+    """The skipped rules in one line, grouped by reason with a count each, for people to read
+    (a report's footer, the gate's error): "10 superseded by richer rules" rather than ten
+    descriptions. Reasons in a fixed order, names sorted and each said once."""
+    parts = []
+    for reason in SkipReason:
+        group = [s for s in skipped if s.reason is reason]
+        if not group:
+            continue
+        names = ", ".join(sorted({m for s in group for m in s.missing}))
+        details = "; ".join(sorted({s.detail for s in group if s.detail}))
+        shortest = sorted({s.min_run_steps for s in group if s.min_run_steps})
+        needs = "" if not shortest else f"{shortest[0]}" + (f"-{shortest[-1]}" if len(shortest) > 1 else "")
+        n, one = len(group), len(group) == 1
+        need = "needs" if one else "need"
+        parts.append({
+            SkipReason.NO_DATA: "no signals recorded",
+            SkipReason.MISSING_SIGNALS: f"{n} {need} signals not recorded ({names})",
+            SkipReason.NOT_APPLICABLE: f"{n} not applicable (run uses {names})",
+            SkipReason.SUPERSEDED: f"{n} superseded by {'a rule that reads' if one else 'rules that read'} the richer signals recorded here",
+            SkipReason.TOO_SHORT: f"{n} {need} a longer run" + (f" ({needs} steps)" if shortest else ""),
+            SkipReason.UNDEFINED: f"{n} had nothing to judge ({names}: non-finite, too sparse or held at one value)",
+            SkipReason.ERROR: f"{n} failed ({details})",
+        }[reason])
+    return "; ".join(parts)

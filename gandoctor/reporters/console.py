@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..context import D_LOSS_FORM_UNRECOGNISED
-from ..findings import Finding, ModeState, summarise_skipped
+from ..findings import Finding, ModeState
 from ..report import Report
-from ._modes import failing_detail, first_sign
+from ._modes import failing_detail, first_sign, summarise_skipped
 
 _BARS = "▁▂▃▄▅▆▇█"
 MAX_REMEDIES = 3

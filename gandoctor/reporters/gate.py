@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterable
 
-from ..findings import Finding, ModeState, summarise_skipped
+from ..findings import Finding, ModeState
 from ..report import Report
-from ._modes import first_sign
+from ._modes import first_sign, summarise_skipped
 
 
 class GateExit(IntEnum):

@@ -93,17 +93,11 @@ def _compile(module: nn.Module) -> nn.Module:
     return torch.compile(module, backend="aot_eager")
 
 
-def test_compiled_generator_and_discriminator_are_probed():
-    if not hasattr(torch, "compile"):
-        pytest.skip("torch.compile needs torch 2.0+")
-    torch.manual_seed(0)
+def _bce_loop(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, doctor: Doctor | None) -> None:
+    """STEPS iterations of a plain BCE loop on the ring: D's step on ``real`` and ``fake.detach()``,
+    G's on the same ``fake``; D's outputs are not passed (the doctor keeps or computes its own)."""
     data = torch.Generator().manual_seed(1)
-    G, D = _compile(_gan.generator()), _compile(_gan.discriminator())
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3)
     bce = nn.BCEWithLogitsLoss()
-    schedule = gandoctor.Schedule(d_probe_every=5, layer_every=10, weight_every=10, feature_every=5, sample_stats_every=20)
-    doctor = Doctor(G, D, opt_g, opt_d, d_output="logit", schedule=schedule, strict=True)
     for _ in range(STEPS):
         real = _gan.ring(64, data)
         fake = G(torch.randn(64, _gan.Z_DIM))
@@ -115,8 +109,20 @@ def test_compiled_generator_and_discriminator_are_probed():
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
-        # no d_real/d_fake: the doctor runs its own forward of the compiled D
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        if doctor is not None:
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+
+
+def test_compiled_generator_and_discriminator_are_probed():
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile needs torch 2.0+")
+    torch.manual_seed(0)
+    G, D = _compile(_gan.generator()), _compile(_gan.discriminator())
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3)
+    schedule = gandoctor.Schedule(d_probe_every=5, layer_every=10, weight_every=10, feature_every=5, sample_stats_every=20)
+    doctor = Doctor(G, D, opt_g, opt_d, d_output="logit", schedule=schedule, strict=True)
+    _bce_loop(G, D, opt_g, opt_d, doctor)
     report = doctor.report()
     doctor.close()
     signals = set(report.signals)
@@ -140,7 +146,6 @@ def _graphs_compiled(in_place: bool, doctor_on: bool, uses: dict[str, float] | N
 
     torch.manual_seed(0)
     torch._dynamo.reset()
-    data = torch.Generator().manual_seed(1)
     G, plain_d = _gan.generator(), _gan.discriminator()
     if in_place:
         plain_d.compile(backend=backend)
@@ -148,22 +153,9 @@ def _graphs_compiled(in_place: bool, doctor_on: bool, uses: dict[str, float] | N
     else:
         D = torch.compile(plain_d, backend=backend)
     opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(plain_d.parameters(), lr=1e-3)
-    bce = nn.BCEWithLogitsLoss()
     schedule = gandoctor.Schedule(d_probe_every=5, feature_every=5, sample_stats_every=20)
     doctor = Doctor(G, D, opt_g, opt_d, schedule=schedule, strict=True, uses=uses or {}) if doctor_on else None
-    for _ in range(STEPS):
-        real = _gan.ring(64, data)
-        fake = G(torch.randn(64, _gan.Z_DIM))
-        d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = bce(D(fake), torch.ones(64, 1))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        if doctor is not None:
-            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    _bce_loop(G, D, opt_g, opt_d, doctor)
     if doctor is not None:
         assert doctor.signals.get("d.acc") is not None
         doctor.close()

@@ -429,3 +429,9 @@ def test_a_scalar_log_s_learning_rates_are_quoted_at_the_onset_and_mark_a_schedu
     shared_report = analyze(shared)
     assert "lr_schedule" in shared_report.context.flags
     assert "lr_d" not in shared_report.context.values
+
+
+def test_a_collapse_read_from_d_s_win_offers_to_slow_d_down(builtin):
+    # GD305 infers collapse from D winning outright: the documents' first fix for that is D's rate.
+    ids = [ref.id for ref in builtin.by_code("GD305").remedies]
+    assert "lower_d_lr" in ids and "mode_collapse" in builtin.remedies["lower_d_lr"].addresses

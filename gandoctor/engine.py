@@ -216,8 +216,7 @@ def _judged_conditions(log: Log, rule: Rule, grid: np.ndarray, span: int, memo: 
     if not required:
         return SkippedRule(rule.code, SkipReason.MISSING_SIGNALS, rule.mode, tuple(sorted({c.signal for c in rule.conditions})))
     if span + 1 < rule.params["min_run_steps"]:
-        shortest = int(rule.params["min_run_steps"])
-        return SkippedRule(rule.code, SkipReason.TOO_SHORT, rule.mode, detail=f"it needs {shortest} steps", min_run_steps=shortest)
+        return SkippedRule(rule.code, SkipReason.TOO_SHORT, rule.mode, min_run_steps=int(rule.params["min_run_steps"]))
     return required
 
 

@@ -111,7 +111,7 @@ class SkippedRule:
     mode: str = ""
     # MISSING_SIGNALS: the signals; NOT_APPLICABLE: the flags; SUPERSEDED: the signals present; UNDEFINED: the signals read
     missing: tuple[str, ...] = ()
-    detail: str = ""  # TOO_SHORT: the shortest run it judges; ERROR: the exception
+    detail: str = ""  # ERROR: the exception
     min_run_steps: int = 0  # TOO_SHORT: the shortest run it judges, in steps
 
     def describe(self) -> str:
@@ -121,7 +121,7 @@ class SkippedRule:
             SkipReason.MISSING_SIGNALS: f"signal(s) not recorded: {names}",
             SkipReason.NOT_APPLICABLE: f"not applicable: run uses {names}",
             SkipReason.SUPERSEDED: f"superseded: {names} recorded, read by a richer rule",
-            SkipReason.TOO_SHORT: f"run too short to judge ({self.detail})",
+            SkipReason.TOO_SHORT: f"run too short to judge (it needs {self.min_run_steps} steps)",
             SkipReason.UNDEFINED: f"nothing to judge: {names} non-finite, too sparse or held at one value in every window",
             SkipReason.ERROR: f"error while evaluating: {self.detail}",
         }[self.reason]

@@ -233,8 +233,8 @@ def test_skipped_rules_are_summed_up_by_reason_with_a_count_each():
     skipped = (
         *(SkippedRule(f"GD{n}", SkipReason.SUPERSEDED, "mode_collapse", ("feat.coverage_ratio",)) for n in (310, 305, 203)),
         SkippedRule("GD306", SkipReason.MISSING_SIGNALS, "mode_collapse", ("latent.eval_diversity_ratio",)),
-        SkippedRule("GD602", SkipReason.TOO_SHORT, "non_convergence", detail="it needs 300 steps", min_run_steps=300),
-        SkippedRule("GD601", SkipReason.TOO_SHORT, "non_convergence", detail="it needs 600 steps", min_run_steps=600),
+        SkippedRule("GD602", SkipReason.TOO_SHORT, "non_convergence", min_run_steps=300),
+        SkippedRule("GD601", SkipReason.TOO_SHORT, "non_convergence", min_run_steps=600),
     )
     assert summarise_skipped(skipped) == (
         "1 needs signals not recorded (latent.eval_diversity_ratio); "

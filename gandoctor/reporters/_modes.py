@@ -68,24 +68,27 @@ def summarise_skipped(skipped: Sequence[SkippedRule]) -> str:
     """The skipped rules in one line, grouped by reason with a count each, for people to read
     (a report's footer, the gate's error): "10 superseded by richer rules" rather than ten
     descriptions. Reasons in a fixed order, names sorted and each said once."""
-    parts = []
-    for reason in SkipReason:
-        group = [s for s in skipped if s.reason is reason]
-        if not group:
-            continue
-        names = ", ".join(sorted({m for s in group for m in s.missing}))
-        details = "; ".join(sorted({s.detail for s in group if s.detail}))
+    groups = ([s for s in skipped if s.reason is reason] for reason in SkipReason)
+    return "; ".join(_skipped_phrase(group) for group in groups if group)
+
+
+def _skipped_phrase(group: Sequence[SkippedRule]) -> str:
+    """One reason's phrase for its skipped rules (all of one reason)."""
+    reason, n, one = group[0].reason, len(group), len(group) == 1
+    need = "needs" if one else "need"
+    names = ", ".join(sorted({m for s in group for m in s.missing}))
+    if reason is SkipReason.NO_DATA:
+        return "no signals recorded"
+    if reason is SkipReason.MISSING_SIGNALS:
+        return f"{n} {need} signals not recorded ({names})"
+    if reason is SkipReason.NOT_APPLICABLE:
+        return f"{n} not applicable (run uses {names})"
+    if reason is SkipReason.SUPERSEDED:
+        return f"{n} superseded by {'a rule that reads' if one else 'rules that read'} the richer signals recorded here"
+    if reason is SkipReason.TOO_SHORT:
         shortest = sorted({s.min_run_steps for s in group if s.min_run_steps})
-        needs = "" if not shortest else f"{shortest[0]}" + (f"-{shortest[-1]}" if len(shortest) > 1 else "")
-        n, one = len(group), len(group) == 1
-        need = "needs" if one else "need"
-        parts.append({
-            SkipReason.NO_DATA: "no signals recorded",
-            SkipReason.MISSING_SIGNALS: f"{n} {need} signals not recorded ({names})",
-            SkipReason.NOT_APPLICABLE: f"{n} not applicable (run uses {names})",
-            SkipReason.SUPERSEDED: f"{n} superseded by {'a rule that reads' if one else 'rules that read'} the richer signals recorded here",
-            SkipReason.TOO_SHORT: f"{n} {need} a longer run" + (f" ({needs} steps)" if shortest else ""),
-            SkipReason.UNDEFINED: f"{n} had nothing to judge ({names}: non-finite, too sparse or held at one value)",
-            SkipReason.ERROR: f"{n} failed ({details})",
-        }[reason])
-    return "; ".join(parts)
+        span = "" if not shortest else f" ({shortest[0]}" + (f"-{shortest[-1]}" if len(shortest) > 1 else "") + " steps)"
+        return f"{n} {need} a longer run{span}"
+    if reason is SkipReason.UNDEFINED:
+        return f"{n} had nothing to judge ({names}: non-finite, too sparse or held at one value)"
+    return f"{n} failed ({'; '.join(sorted({s.detail for s in group if s.detail}))})"

@@ -12,16 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
-import numpy as np
-
 from .config import Config, load_config
 from .diagnose import analyze
+from .endstate import tail_median
 from .findings import Finding
 from .readers import read_run
 from .remedies import MODES
 from .report import Report
 from .rules import RuleSet
-from .signals import SeriesView
 
 Status = Literal["failing", "ok", "not checked"]
 
@@ -43,7 +41,6 @@ KEY_SIGNALS: tuple[str, ...] = (
     "feat.occupancy_ratio",
     "latent.drift",
 )
-TAIL_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -115,16 +112,6 @@ class Comparison:
             "modes": [{"mode": m.mode, "before": m.before, "after": m.after} for m in self.modes],
             "signals": [{"name": s.name, "before": num(s.before), "after": num(s.after), "change": num(s.change)} for s in self.signals],
         }
-
-
-def tail_median(view: SeriesView | None, fraction: float = TAIL_FRACTION) -> float | None:
-    """Median of the finite values over the last ``fraction`` of the series' step range."""
-    if view is None or len(view) == 0:
-        return None
-    first, last = int(view.steps[0]), int(view.steps[-1])
-    start = last - fraction * (last - first)
-    values = view.values[(view.steps >= start) & np.isfinite(view.values)]
-    return float(np.median(values)) if values.size else None
 
 
 def mode_status(report: Report, rules: RuleSet) -> dict[str, Status]:

@@ -10,6 +10,7 @@ import numpy as np
 from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext
+from .endstate import summarise_samples
 from .lossunits import infer_d_loss_unit
 from .readers import ReadOptions, RunData, read_run
 from .report import Alert, Report
@@ -47,6 +48,7 @@ def diagnose(
         rules_checked_codes=result.checked,
         mapped=tuple(sorted(mapped.items())),
         alerts=tuple(alerts),
+        samples=summarise_samples(signals),
     )
 
 

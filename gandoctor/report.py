@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .context import RunContext
+from .endstate import SampleSummary
 from .findings import Finding, ModeState, ModeStatus, SkippedRule
 
 SCHEMA_VERSION = 2
@@ -41,6 +42,7 @@ class Report:
     rules_checked_codes: tuple[str, ...] = ()
     mapped: tuple[tuple[str, str], ...] = ()  # (signal, the name it had in the user's log)
     alerts: tuple[Alert, ...] = ()  # raised live during training, in order
+    samples: SampleSummary | None = None  # the sample statistics over the run's last fifth
 
     @property
     def cleared_alerts(self) -> tuple[Alert, ...]:

@@ -1,6 +1,6 @@
 """Per-mode status shared by the HTML, JUnit and markdown reporters: the report's own
 ``mode_status`` (computed once, by the engine), with each failing mode's finding attached; and
-the skipped rules summed up in one line (console and gate).
+the skipped rules summed up in one line (console and gate); the samples' end state in words.
 
 A report built by hand without a per-mode status shows its findings' modes as failing and says
 nothing about the others.
@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..endstate import SampleSummary
 from ..findings import SkippedRule, SkipReason
 from ..report import Report
 
@@ -45,6 +46,26 @@ def first_sign_aside(finding: Mapping[str, Any]) -> str:
     after the onset: ``" (first sign at step 230, GD507)"``; "" where there is none."""
     step = finding.get("first_sign_step")
     return "" if step is None else f" (first sign at step {step}, {finding.get('first_sign_rule', '')})"
+
+
+def samples_line(samples: SampleSummary) -> str:
+    """The samples' end state in one line: ``"samples over steps 2000..2499: precision 0.85 (the
+    share near a real sample), coverage 0.93 of a real set's, spread 0.98 of the reals'"``."""
+    parts = [f"precision {samples.precision:.2g} (the share near a real sample)" if samples.precision is not None else ""]
+    if samples.coverage_ratio is not None:
+        parts.append(f"coverage {samples.coverage_ratio:.2g} of a real set's")
+    if samples.diversity_ratio is not None:
+        parts.append(f"spread {samples.diversity_ratio:.2g} of the reals'")
+    return f"samples over steps {samples.first_step}..{samples.last_step}: " + ", ".join(p for p in parts if p)
+
+
+def far_from_data_note(samples: SampleSummary | None) -> str:
+    """What a healthy verdict must not hide: G's samples still far from the data at the end
+    (:attr:`SampleSummary.far_from_data`); "" where they are not, or were not measured."""
+    if samples is None or not samples.far_from_data or samples.precision is None:
+        return ""
+    return (f"but G's samples are still far from the data: {samples.precision:.0%} of them near a real sample over "
+            f"steps {samples.first_step}..{samples.last_step}; G has not learned the data (yet)")
 
 
 def failing_detail_of(finding: Mapping[str, Any]) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from rich.text import Text
 from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..findings import Finding, ModeState
 from ..report import Report
-from ._modes import failing_detail, first_sign, summarise_skipped
+from ._modes import failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
 
 _BARS = "▁▂▃▄▅▆▇█"
 MAX_REMEDIES = 3
@@ -64,6 +64,9 @@ def _header(report: Report) -> Panel:
         verdict = Text("NOT JUDGED — no failure mode could be checked (see below).", style="bold yellow")
     else:
         verdict = _healthy_banner(report)
+        note = far_from_data_note(report.samples)
+        if note:
+            verdict.append(f"\n{note[0].upper()}{note[1:]}.", style="bold yellow")
     return Panel(verdict, title=title, title_align="left", expand=False)
 
 
@@ -165,8 +168,12 @@ def _loss_units(report: Report) -> str:
 
 
 def _footer(report: Report) -> Iterator[Any]:
-    if report.skipped_rules:
+    if report.samples is not None:
         yield Text("")
+        yield Text(samples_line(report.samples), style="dim")
+    if report.skipped_rules:
+        if report.samples is None:
+            yield Text("")
         yield Text(f"{report.rules_checked} of {report.rules_total} rules checked; {summarise_skipped(report.skipped_rules)}", style="dim")
     if report.mapped:
         yield Text("signals read from: " + ", ".join(f"{orig} → {sig}" for sig, orig in report.mapped), style="dim")

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from ..findings import Finding, ModeState
 from ..report import Report
-from ._modes import first_sign, summarise_skipped
+from ._modes import far_from_data_note, first_sign, summarise_skipped
 
 
 class GateExit(IntEnum):
@@ -73,6 +73,9 @@ def judge(
     if not_checked:  # "healthy for all modes" next to five unchecked ones would overstate it
         clear = [s.mode for s in report.mode_status if s.mode in modes and s.state is ModeState.CLEAR] + sorted(rules)
         what = f"the gated modes it could check ({', '.join(clear)})" if clear else "nothing: no gated mode could be checked"
+    # Not a failure (no rule holds), but a pass must not read as "G learned the data".
+    far = far_from_data_note(report.samples)
     return GateResult(
-        GateExit.PASS, f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}"
+        GateExit.PASS,
+        f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}" + (f"; {far}" if far else ""),
     )

@@ -27,7 +27,7 @@ from ..readers.grids import SampleGrid
 from ..report import Report
 from ..rules import MODES
 from ..signals import SIGNALS, SignalLog
-from ._modes import ModeStatus, failing_detail_of, first_sign, mode_statuses
+from ._modes import ModeStatus, failing_detail_of, far_from_data_note, first_sign, mode_statuses, samples_line
 from ._samples import Scale, data_uri, grid_png, nearest, shared_scale, strip
 
 #: One colour per failure mode (colour-blind-safe Okabe-Ito palette).
@@ -467,8 +467,13 @@ def render_html(report: Report, signals: SignalLog | None = None, title: str | N
         (f'<p><span class="verdict {data["verdict"]}">{data["verdict"].upper()}</span> '
          f'<span class="meta">{_esc(span)} · {data["rules_checked"]} rules checked · '
          f'{len(findings)} finding{"s" if len(findings) != 1 else ""}</span></p>'),
-        "<h2>Failure modes</h2>", _status_rows(statuses),
     ]
+    note = far_from_data_note(report.samples) if data["verdict"] == "healthy" else ""
+    if note:
+        out.append(f'<p class="caveat">Healthy, {_esc(note)}.</p>')
+    if report.samples is not None:
+        out.append(f'<p class="meta">{_esc(samples_line(report.samples))}</p>')
+    out += ["<h2>Failure modes</h2>", _status_rows(statuses)]
     if findings:
         out.append("<h2>Findings</h2>")
         for f in findings:

@@ -91,6 +91,15 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "signals": list(report.signals),
         "mapped": {signal: original for signal, original in report.mapped},
         "warnings": list(report.warnings),
+        # The sample statistics over the run's last fifth; null where none were recorded.
+        "samples": None if (samples := report.samples) is None else {
+            "first_step": samples.first_step,
+            "last_step": samples.last_step,
+            "precision": _num(samples.precision),
+            "coverage_ratio": _num(samples.coverage_ratio),
+            "diversity_ratio": _num(samples.diversity_ratio),
+            "far_from_data": samples.far_from_data,
+        },
         "alerts": [
             {"mode": a.mode, "rule": a.rule, "seen_at": a.seen_at, "onset_step": a.onset_step, "holds_at_end": a not in cleared}
             for a in report.alerts

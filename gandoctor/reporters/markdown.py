@@ -8,7 +8,7 @@ from typing import Any
 
 from ..findings import Finding
 from ..report import Report
-from ._modes import failing_detail_of, first_sign_aside, mode_statuses
+from ._modes import failing_detail_of, far_from_data_note, first_sign_aside, mode_statuses, samples_line
 from .json import finding_to_dict
 
 _ICON = {"failing": "❌ failing", "clear": "✅ clear", "not_checked": "⚪ not checked"}
@@ -54,6 +54,11 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
     span = f"steps {steps.get('first')}–{steps.get('last')}" if steps.get("first") is not None else "no steps recorded"
     head = "healthy" if data["verdict"] == "healthy" else "unhealthy: " + ", ".join(f["mode"] for f in data["findings"])
     out = [f"## gandoctor: {head}", "", f"`{_cell(data.get('source') or 'live run')}` · {span} · {data['rules_checked']} rules checked", ""]
+    note = far_from_data_note(report.samples) if data["verdict"] == "healthy" else ""
+    if note:
+        out += [f"> **Healthy, {note}.**", ""]
+    if report.samples is not None:
+        out += [samples_line(report.samples)[0].upper() + samples_line(report.samples)[1:] + ".", ""]
     out += ["| mode | status | detail |", "|---|---|---|"]
     for s in mode_statuses(report, data):
         detail = " ".join(failing_detail_of(s.finding)) if s.status == "failing" and s.finding is not None else s.reason

@@ -1,0 +1,84 @@
+"""The samples' end state beside the verdict: a healthy verdict on a G that never reached the data
+says so (real corpus runs, labelled healthy by the corpus oracle, whose quality says which G
+learned)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gandoctor import analyze
+from gandoctor.endstate import FAR_PRECISION, summarise_samples
+from gandoctor.remedies import MODES
+from gandoctor.reporters.gate import GateExit, judge
+from gandoctor.reporters.markdown import render_markdown
+from gandoctor.signals import SignalLog
+
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+# Healthy by the oracle's labels; G never reached the data (the oracle's quality 0.00-0.04 over
+# the last checks) and G learned the ring (0.58-0.69).
+NEVER_LEARNED = CORPUS / "c002-healthy-random2d-sn_d"
+LEARNED = CORPUS / "c038-healthy-ring-mlp"
+
+
+def _oracle_quality_at_end(run: Path, first_step: int) -> float:
+    timeline = json.loads((run / "oracle.json").read_text())["timeline"]
+    return float(np.median([c["quality"] for c in timeline if c["step"] >= first_step]))
+
+
+def test_summary_reads_the_last_fifth_of_the_measured_steps() -> None:
+    log = SignalLog()
+    steps = np.arange(0, 1001, 50)
+    log.extend("feat.precision", steps, np.where(steps >= 800, 0.02, 0.9))
+    log.extend("feat.coverage_ratio", steps, np.where(steps >= 800, 0.05, 0.8))
+    summary = summarise_samples(log)
+    assert summary is not None
+    assert (summary.first_step, summary.last_step) == (800, 1000)
+    assert summary.precision == 0.02 and summary.coverage_ratio == 0.05
+    assert summary.diversity_ratio is None  # not recorded: not invented
+    assert summary.far_from_data
+
+
+def test_no_sample_statistics_no_summary() -> None:
+    log = SignalLog()
+    log.extend("loss.d", np.arange(10), np.ones(10))
+    assert summarise_samples(log) is None
+
+
+def test_a_healthy_verdict_on_a_g_that_never_reached_the_data_says_so() -> None:
+    report = analyze(NEVER_LEARNED)
+    assert report.verdict == "healthy" and report.samples is not None
+    assert report.samples.far_from_data and report.samples.precision is not None
+    assert report.samples.precision < FAR_PRECISION
+    assert _oracle_quality_at_end(NEVER_LEARNED, report.samples.first_step) < 0.1  # the oracle agrees
+    text = report.render_text(width=200)
+    assert "HEALTHY" in text and "still far from the data" in text
+    assert f"over steps {report.samples.first_step}..{report.samples.last_step}" in text
+    result = judge(report, MODES)
+    assert result.exit_code is GateExit.PASS and "still far from the data" in result.line  # a note, not a failure
+    assert "still far from the data" in render_markdown(report)
+    data = report.to_dict()
+    assert data["samples"]["far_from_data"] is True
+    assert data["samples"]["first_step"] == report.samples.first_step
+    json.dumps(data, allow_nan=False)
+
+
+def test_a_learned_g_gets_no_note() -> None:
+    report = analyze(LEARNED)
+    assert report.verdict == "healthy" and report.samples is not None
+    assert not report.samples.far_from_data
+    assert _oracle_quality_at_end(LEARNED, report.samples.first_step) > 0.5
+    text = report.render_text(width=200)
+    assert "still far from the data" not in text
+    assert "samples over steps" in text  # the end state is shown all the same
+    assert "still far from the data" not in judge(report, MODES).line
+    assert report.to_dict()["samples"]["far_from_data"] is False
+
+
+def test_a_log_without_sample_statistics_has_no_samples_entry() -> None:
+    report = analyze(CORPUS / "c002-healthy-random2d-sn_d" / "scalars.csv.gz")
+    assert report.samples is None
+    assert report.to_dict()["samples"] is None
+    assert "samples over steps" not in report.render_text(width=200)

@@ -411,7 +411,7 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
             skipped.append(SkippedRule(rule.code, SkipReason.NOT_APPLICABLE, rule.mode, blocked))
             continue
         try:
-            outcome = evaluate_rule(log, in_run_units(rule, context.values), grid, memo, origin)
+            outcome = evaluate_rule(log, in_run_units(rule, context.values, context.flags), grid, memo, origin)
         except Exception as exc:
             if strict:
                 raise

@@ -341,9 +341,17 @@ def _rebind(c: Condition, params: Mapping[str, float]) -> Condition:
     return replace(c, threshold=threshold, window=window)
 
 
-def in_run_units(rule: Rule, values: Mapping[str, Any]) -> Rule:
+#: Runs whose D loss has no unit a scaled threshold could be read in: a Wasserstein critic's
+#: estimate, an energy D's margin or reconstruction error.
+UNITLESS_D_LOSS = frozenset({"critic", "energy_d"})
+
+
+def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = frozenset()) -> Rule:
     """``rule`` with each scaled threshold multiplied by the run's context value (unchanged when
-    the run does not have it, or has no positive finite number there)."""
+    the run does not have it, or has no positive finite number there). Where D's loss has no unit
+    (``flags``: a critic, an energy D) a corroboration on a scaled threshold is dropped: BEGAN's
+    reconstruction error under BCE's floor corroborates nothing (the rules whose conditions read
+    it are skipped for those runs by their ``skip_if``)."""
 
     def scaled(c: Condition) -> Condition:
         factor = values.get(c.scale) if c.scale else None
@@ -353,7 +361,8 @@ def in_run_units(rule: Rule, values: Mapping[str, Any]) -> Rule:
 
     if not any(c.scale for c in rule.conditions + rule.corroborate):
         return rule
-    return replace(rule, conditions=tuple(map(scaled, rule.conditions)), corroborate=tuple(map(scaled, rule.corroborate)))
+    corroborate = tuple(c for c in rule.corroborate if not (c.scale and flags & UNITLESS_D_LOSS))
+    return replace(rule, conditions=tuple(map(scaled, rule.conditions)), corroborate=tuple(map(scaled, corroborate)))
 
 
 def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:

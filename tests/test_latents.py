@@ -376,12 +376,17 @@ def test_a_generator_with_three_inputs_runs_on_the_tuple_sample_latent_returns()
         doctor.step(d_loss=0.5, real=torch.randn(32, 2), fake=torch.randn(32, 2))
     doctor.close()
     assert "latent.drift" in doctor.signals and doctor.samples is not None
-    # Without it, the probe's failure says how to give G its inputs.
+    # Without it the probe stays idle, fake_labels= or not (it cannot feed the code), and says what
+    # works: once it tried every guessed width, each refused for the missing code, and told the
+    # user to pass latent_dim=, which cannot help.
     doctor = gandoctor.Doctor(InfoG(), nn.Linear(2, 1), schedule=schedule)
-    for _ in range(4):
+    for _ in range(30):
         doctor.step(d_loss=0.5, real=torch.randn(32, 2), fake=torch.randn(32, 2), fake_labels=torch.eye(3)[torch.zeros(32, dtype=torch.long)])
     doctor.close()
-    assert "sample_latent" in doctor.disabled_probes["latents"] and "tuple" in doctor.disabled_probes["latents"]
+    assert not doctor.disabled_probes and doctor.samples is None  # idle, not failed
+    (said,) = [w for w in doctor.report().warnings if "fixed-latent probe" in w]
+    assert "3 inputs (noise, labels, code)" in said and "sample_latent=lambda n, gen: (noise, labels, code)" in said
+    assert "fake_labels=" not in said
 
 
 def test_a_generator_that_reads_data_is_not_fed_noise():

@@ -464,7 +464,14 @@ def test_an_autoencoder_d_is_refused_with_the_way_to_read_it(caplog):
     assert "d_output='energy'" in doctor.disabled_probes["d_probe"]
     (said,) = [r for r in caplog.records if "d_output='energy'" in r.getMessage()]
     assert said.exc_info is None  # a documented refusal: the message, no traceback
+    # Its loss is a reconstruction error: the rules on D's loss stand down (a BEGAN's, under
+    # BCE's floor, was called D dominance by GD106), and the report asks for no loss unit.
+    assert "energy_d" in doctor.context.flags
     doctor.close()
+    report = doctor.report()
+    skipped = {s.rule for s in report.skipped_rules if "energy_d" in s.missing}
+    assert {"GD102", "GD106"} <= skipped
+    assert "d_loss_unit" not in report.render_text(width=200)
     # What the message says works: the reconstruction error, lower for reals.
     doctor = gandoctor.Doctor(
         nn.Linear(4, 8), D, d_output="energy", d_forward=lambda D, x, y: ((D(x) - x) ** 2).flatten(1).mean(1),

@@ -259,3 +259,18 @@ def test_scaled_thresholds_are_in_the_run_s_units():
     # A run that does not say, or says nonsense, keeps the calibrated thresholds.
     for values in ({}, {"d_loss_unit": "ls"}, {"d_loss_unit": 0.0}, {"d_loss_unit": math.inf}, {"d_loss_unit": True}):
         assert in_run_units(gd102, values) == gd102
+
+
+def test_a_d_loss_without_a_unit_corroborates_nothing():
+    """A critic's or an energy D's loss has no unit a scaled threshold could be read in: GD101's
+    corroboration "D's loss under 0.2 units" is dropped there (BEGAN's reconstruction error of
+    4.4 was shown as a failed corroboration; a critic's negative estimate held it trivially)."""
+    gd101 = load_rules().by_code("GD101")
+    scaled = [c for c in gd101.corroborate if c.scale]
+    assert scaled  # the case this test is about
+    for flags in (frozenset({"critic"}), frozenset({"energy_d"})):
+        unitless = in_run_units(gd101, {}, flags)
+        assert not any(c.scale for c in unitless.corroborate)
+        assert unitless.conditions == gd101.conditions
+        assert [c for c in unitless.corroborate if not c.scale] == [c for c in gd101.corroborate if not c.scale]
+    assert in_run_units(gd101, {}, frozenset({"g_batchnorm"})) == gd101

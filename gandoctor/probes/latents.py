@@ -88,6 +88,13 @@ def takes_one_input(module: torch.nn.Module) -> bool:
     return params is None or len([p for p in _positional(params) if p.default is p.empty]) <= 1
 
 
+def required_inputs(module: torch.nn.Module) -> list[str]:
+    """The names of the positional inputs ``module.forward`` requires (none where its signature
+    cannot be read)."""
+    params = _forward_parameters(module)
+    return [] if params is None else [p.name for p in _positional(params) if p.default is p.empty]
+
+
 def takes_two_inputs(module: torch.nn.Module) -> bool:
     """True when ``module(z, y)`` is a valid call (labels optional or required)."""
     params = _forward_parameters(module)
@@ -145,6 +152,8 @@ class LatentProbe(Probe):
         # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
         self.usable = bool(shapes) or sample_latent is not None or self.lazy
         self.conditional = not takes_one_input(host.generator)
+        # More inputs than a code and labels (InfoGAN's G(noise, labels, code)): only sample_latent can feed them.
+        self.inputs_needed = required_inputs(host.generator) if sample_latent is None else []
         self.eval_differs = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in host.generator.modules())
         self.labels: torch.Tensor | None = None
         self.codes: Codes | None = None
@@ -153,6 +162,8 @@ class LatentProbe(Probe):
         self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
+        if len(self.inputs_needed) > 2:
+            return False
         if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and self.sample_latent is None:
             return False
         if self.lazy and super().due(inputs, every) and not any(torch.nn.parameter.is_lazy(p) for p in self.host.generator.parameters()):
@@ -174,6 +185,13 @@ class LatentProbe(Probe):
                 "Linear or ConvTranspose taking z), so " + what + "; pass Doctor(sample_latent=lambda n, gen: inputs) "
                 "returning n of G's inputs (for an image-to-image G a fixed batch of input images; for a latent G its "
                 "codes, or Doctor(latent_dim=...))"
+            )
+        if len(self.inputs_needed) > 2:
+            return (
+                f"the fixed-latent probe has not run: G's forward takes {len(self.inputs_needed)} inputs "
+                f"({', '.join(self.inputs_needed)}), more than a latent code and labels, so " + what + "; pass "
+                f"Doctor(sample_latent=lambda n, gen: ({', '.join(self.inputs_needed)})) returning a tuple of n of each, "
+                "the same every call (G(*inputs)), or Schedule(latent_every=0) to switch this probe off"
             )
         if self.conditional and self.labels is None and self.sample_latent is None:
             return (

@@ -18,6 +18,7 @@ from rich.text import Text
 from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..findings import Finding, ModeState
 from ..report import Report
+from ..rules import UNITLESS_D_LOSS
 from ._modes import failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
 
 _BARS = "▁▂▃▄▅▆▇█"
@@ -153,6 +154,8 @@ _FORM_NAMES = {
 
 def _loss_units(report: Report) -> str:
     """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
+    if report.context.flags & UNITLESS_D_LOSS:  # no unit to declare: the rules on D's loss skip such a D
+        return ""
     if report.context.values.get("d_loss_form") == D_LOSS_FORM_UNRECOGNISED and "d_loss_unit" not in report.context.values:
         return (
             "D's loss matched none of the known forms (a penalty or auxiliary term, a D with two heads, a relativistic D?): "

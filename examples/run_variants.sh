@@ -20,11 +20,3 @@ for v in ${WGAN_VARIANTS-healthy nogp collapse}; do run wgan_gp "$v" "${WGAN_STE
 for v in ${CGAN_VARIANTS-healthy collapse ddom}; do run cgan "$v" "${CGAN_STEPS:-1500}"; done
 for v in ${PGDCGAN_VARIANTS-healthy ddom collapse explode lsgan}; do run pytorch_gan_dcgan "$v" "${PGDCGAN_STEPS:-800}"; done
 for v in ${PGWGAN_VARIANTS-healthy noclip collapse}; do run pytorch_gan_wgan "$v" "${PGWGAN_STEPS:-3000}"; done
-# Seven more PyTorch-GAN scripts (thirty-second detection pass), tried once each as a new user would.
-for v in ${ACGAN_VARIANTS-healthy ddom}; do run pytorch_gan_acgan "$v" "${ACGAN_STEPS:-800}"; done
-for v in ${INFOGAN_VARIANTS-healthy fl sl}; do run pytorch_gan_infogan "$v" "${INFOGAN_STEPS:-800}"; done
-for v in ${RELATIVISTIC_VARIANTS-healthy glr}; do run pytorch_gan_relativistic "$v" "${RELATIVISTIC_STEPS:-800}"; done
-for v in ${SOFTMAX_VARIANTS-healthy ddom naive}; do run pytorch_gan_softmax "$v" "${SOFTMAX_STEPS:-1500}"; done
-for v in ${WGANDIV_VARIANTS-healthy glr}; do run pytorch_gan_wgan_div "$v" "${WGANDIV_STEPS:-2500}"; done
-for v in ${DRAGAN_VARIANTS-healthy}; do run pytorch_gan_dragan "$v" "${DRAGAN_STEPS:-800}"; done
-for v in ${BEGAN_VARIANTS-healthy readme}; do run pytorch_gan_began "$v" "${BEGAN_STEPS:-600}"; done

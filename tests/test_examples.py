@@ -73,26 +73,3 @@ def test_the_conditional_example_gets_its_z_width_found_and_keeps_every_probe(tm
     assert run.signals.get("d.auc") is not None and run.signals.get("loss.g") is not None
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["doctor_warnings"]  # no probe switched itself off
-
-
-# The thirty-second pass's PyTorch-GAN scripts, each with what the doctor must make of it.
-MORE = ("pytorch_gan_acgan.py", "pytorch_gan_infogan.py", "pytorch_gan_relativistic.py", "pytorch_gan_softmax.py",
-        "pytorch_gan_wgan_div.py", "pytorch_gan_dragan.py", "pytorch_gan_began.py")
-
-
-@pytest.mark.parametrize("script", MORE)
-def test_more_public_scripts_run_with_the_doctor(tmp_path, script):
-    out = tmp_path / "run"
-    proc = start_example(script, "healthy", out)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-2000:]
-    run = gandoctor.read_run(out)
-    assert run.signals.get("loss.d") is not None and len(run.signals.get("loss.d").steps) > 0
-    summary = json.loads((out / "summary.json").read_text())
-    if script == "pytorch_gan_began.py":  # an autoencoder D, wrapped with the Quickstart's lines only
-        assert "d_output='energy'" in summary["disabled_probes"]  # refused, saying how to read it
-        assert "energy_d" in run.context.flags  # and its loss is not read as BCE's
-    elif script == "pytorch_gan_infogan.py":  # G(noise, labels, code): nothing switched off
-        assert summary["disabled_probes"] == "{}"
-    else:
-        assert summary["disabled_probes"] == "{}" and run.signals.get("d.auc") is not None

@@ -190,8 +190,8 @@ class LatentProbe(Probe):
             return (
                 f"the fixed-latent probe has not run: G's forward takes {len(self.inputs_needed)} inputs "
                 f"({', '.join(self.inputs_needed)}), more than a latent code and labels, so " + what + "; pass "
-                f"Doctor(sample_latent=lambda n, gen: ({', '.join(self.inputs_needed)})) returning a tuple of n of each, "
-                "the same every call (G(*inputs)), or Schedule(latent_every=0) to switch this probe off"
+                f"Doctor(sample_latent=lambda n, gen: ({', '.join(self.inputs_needed)})) returning a tuple of n of each "
+                "for G(*inputs), drawn once and kept, or Schedule(latent_every=0) to switch this probe off"
             )
         if self.conditional and self.labels is None and self.sample_latent is None:
             return (

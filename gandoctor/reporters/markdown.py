@@ -58,7 +58,8 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
     if note:
         out += [f"> **Healthy, {note}.**", ""]
     if report.samples is not None:
-        out += [samples_line(report.samples)[0].upper() + samples_line(report.samples)[1:] + ".", ""]
+        line = samples_line(report.samples)
+        out += [line[0].upper() + line[1:] + ".", ""]
     out += ["| mode | status | detail |", "|---|---|---|"]
     for s in mode_statuses(report, data):
         detail = " ".join(failing_detail_of(s.finding)) if s.status == "failing" and s.finding is not None else s.reason

@@ -24,13 +24,17 @@ TAIL_FRACTION = 0.2  # the run's last fifth: its end state, not one noisy check
 FAR_PRECISION = 0.1
 
 
+def _in_tail(view: SeriesView, fraction: float) -> np.ndarray:
+    """Which records lie in the last ``fraction`` of the series' step range."""
+    first, last = int(view.steps[0]), int(view.steps[-1])
+    return view.steps >= last - fraction * (last - first)
+
+
 def tail_median(view: SeriesView | None, fraction: float = TAIL_FRACTION) -> float | None:
     """Median of the finite values over the last ``fraction`` of the series' step range."""
     if view is None or len(view) == 0:
         return None
-    first, last = int(view.steps[0]), int(view.steps[-1])
-    start = last - fraction * (last - first)
-    values = view.values[(view.steps >= start) & np.isfinite(view.values)]
+    values = view.values[_in_tail(view, fraction) & np.isfinite(view.values)]
     return float(np.median(values)) if values.size else None
 
 
@@ -55,11 +59,9 @@ def summarise_samples(signals: SignalLog) -> SampleSummary | None:
     precision = signals.get("feat.precision")
     if precision is None or len(precision) == 0:
         return None
-    first, last = int(precision.steps[0]), int(precision.steps[-1])
-    in_tail = precision.steps[precision.steps >= last - TAIL_FRACTION * (last - first)]
     return SampleSummary(
-        first_step=int(in_tail[0]),
-        last_step=last,
+        first_step=int(precision.steps[_in_tail(precision, TAIL_FRACTION)][0]),
+        last_step=int(precision.steps[-1]),
         precision=tail_median(precision),
         coverage_ratio=tail_median(signals.get("feat.coverage_ratio")),
         diversity_ratio=tail_median(signals.get("feat.diversity_ratio")),

@@ -82,17 +82,16 @@ def _positional(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
     return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def takes_one_input(module: torch.nn.Module) -> bool:
-    """True when ``module(z)`` is a valid call (a conditional G also needs labels)."""
-    params = _forward_parameters(module)
-    return params is None or len([p for p in _positional(params) if p.default is p.empty]) <= 1
-
-
 def required_inputs(module: torch.nn.Module) -> list[str]:
     """The names of the positional inputs ``module.forward`` requires (none where its signature
     cannot be read)."""
     params = _forward_parameters(module)
     return [] if params is None else [p.name for p in _positional(params) if p.default is p.empty]
+
+
+def takes_one_input(module: torch.nn.Module) -> bool:
+    """True when ``module(z)`` is a valid call (a conditional G also needs labels)."""
+    return len(required_inputs(module)) <= 1
 
 
 def takes_two_inputs(module: torch.nn.Module) -> bool:

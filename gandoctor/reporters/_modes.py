@@ -51,12 +51,14 @@ def first_sign_aside(finding: Mapping[str, Any]) -> str:
 def samples_line(samples: SampleSummary) -> str:
     """The samples' end state in one line: ``"samples over steps 2000..2499: precision 0.85 (the
     share near a real sample), coverage 0.93 of a real set's, spread 0.98 of the reals'"``."""
-    parts = [f"precision {samples.precision:.2g} (the share near a real sample)" if samples.precision is not None else ""]
+    parts = []
+    if samples.precision is not None:
+        parts.append(f"precision {samples.precision:.2g} (the share near a real sample)")
     if samples.coverage_ratio is not None:
         parts.append(f"coverage {samples.coverage_ratio:.2g} of a real set's")
     if samples.diversity_ratio is not None:
         parts.append(f"spread {samples.diversity_ratio:.2g} of the reals'")
-    return f"samples over steps {samples.first_step}..{samples.last_step}: " + ", ".join(p for p in parts if p)
+    return f"samples over steps {samples.first_step}..{samples.last_step}: " + ", ".join(parts)
 
 
 def far_from_data_note(samples: SampleSummary | None) -> str:

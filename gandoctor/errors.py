@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class GanDoctorError(Exception):
     """Base class of every error gandoctor raises deliberately."""
@@ -22,7 +24,13 @@ class LogFormatError(GanDoctorError):
 class ProbeRefused(GanDoctorError, ValueError):
     """A probe cannot read the model as it is set up (an autoencoder D's reconstruction, a G that
     takes none of the guessed latent shapes). The message says what to pass; the probe is
-    switched off and the warning carries no traceback (nothing is broken)."""
+    switched off and the warning carries no traceback (nothing is broken). ``established``: what
+    the refusal found out about the run, as run-context flags (an autoencoder D is an energy D),
+    noted by the doctor so the rules can stand down where they would misread it."""
+
+    def __init__(self, message: str, established: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.established = frozenset(established)
 
 
 class SignalError(GanDoctorError):

@@ -250,23 +250,22 @@ class DOutputsProbe(Probe):
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.d_real is not None and inputs.d_fake is not None
         real = inputs.real if isinstance(inputs.real, torch.Tensor) else None
-        return self.kind.values(scores(inputs.d_real, real, self.host), scores(inputs.d_fake, real, self.host))
+        return self.kind.values(scores(inputs.d_real, real), scores(inputs.d_fake, real))
 
 
-def scores(out: Any, x: torch.Tensor | None, host: ProbeHost | None = None) -> torch.Tensor:
+def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
     """D's output as one score per sample; an output shaped like D's input is refused: an
     autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of realness.
-    ``host``: noted in its run context then as an energy D (``energy_d``): its loss is a
-    reconstruction error, whose level says nothing of D winning (a BEGAN's read against BCE's
-    floor was called D dominance), and the rules on D's loss and outputs stand down."""
+    The refusal establishes an energy D (``energy_d``): its loss is a reconstruction error, whose
+    level says nothing of D winning (a BEGAN's read against BCE's floor was called D dominance),
+    and the rules on D's loss and outputs stand down."""
     first = d_output_tensor(out)
     if x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1:
-        if host is not None:
-            host.note_context({"energy_d"}, {})
         raise ProbeRefused(
             f"D returns an output shaped like its input {tuple(x.shape)} (an autoencoder D, as in BEGAN or "
             "EBGAN): its mean is no score of realness; pass Doctor(d_forward=lambda D, x, y: ((D(x) - x) ** 2)"
-            ".flatten(1).mean(1), d_output='energy') to read its reconstruction error (lower for reals)"
+            ".flatten(1).mean(1), d_output='energy') to read its reconstruction error (lower for reals)",
+            established={"energy_d"},
         )
     return per_sample(out)
 
@@ -404,12 +403,12 @@ class DForwardProbe(Probe):
                 raise failed
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
             if caught is not None:
-                return self.kind.values(scores(caught[0], inputs.real, self.host), scores(caught[1], inputs.fake, self.host))
+                return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake))
         n = self.host.schedule.d_probe_batch
         real, fake = inputs.real[:n].detach(), inputs.fake[:n].detach()
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
         d = self.host.discriminator
         with untouched(d, real.device):
-            out_real = scores(self.host.d_forward(d, real, y_real), real, self.host)
-            out_fake = scores(self.host.d_forward(d, fake, y_fake), fake, self.host)
+            out_real = scores(self.host.d_forward(d, real, y_real), real)
+            out_fake = scores(self.host.d_forward(d, fake, y_fake), fake)
         return self.kind.values(out_real, out_fake)

@@ -396,8 +396,7 @@ class Doctor(_ClosedOnExit):
     ) -> None:
         _check_arguments(generator, discriminator, d_output, latent_dim)
         self.generator, self.discriminator = _unwrap_module(generator), _unwrap_module(discriminator)
-        g_opt = None if g_optimizer is None else _unwrap_optimizer(g_optimizer)
-        d_opt = None if d_optimizer is None else _unwrap_optimizer(d_optimizer)
+        g_opt, d_opt = (None if opt is None else _unwrap_optimizer(opt) for opt in (g_optimizer, d_optimizer))
         _check_optimizers(self.generator, self.discriminator, g_opt, d_opt)
         self.d_output, self.schedule, self.strict = d_output, schedule or Schedule(), strict
         from ..config import Config, load_config  # not the rules: they load in report()
@@ -478,8 +477,9 @@ class Doctor(_ClosedOnExit):
 
     def _disable(self, probe: str, exc: BaseException) -> None:
         self._disabled[probe] = message = _failure_message(probe, exc)
-        trace = None if isinstance(exc, ProbeRefused) else (type(exc), exc, exc.__traceback__)  # a refusal breaks nothing
-        _warn(_working_writer(self), self._step, message, trace)
+        if isinstance(exc, ProbeRefused):  # breaks nothing: no traceback; what it found out about the run is noted
+            self._note_context(set(exc.established))
+        _warn(_working_writer(self), self._step, message, None if isinstance(exc, ProbeRefused) else (type(exc), exc, exc.__traceback__))
 
     @property
     def disabled_probes(self) -> Mapping[str, str]:

@@ -9,6 +9,9 @@ its steps, G updated every fifth batch, RMSprop lr 5e-5. Hidden widths halved. V
 - ``healthy``: the original hyper-parameters.
 - ``noclip``: no weight clipping (nothing bounds the critic).
 - ``collapse``: G's lr 20x, a 2-dimensional latent and no BatchNorm in G.
+- ``original_sign``: the original hyper-parameters with the original WGAN code's signs (Arjovsky
+  et al.'s ``main.py``: D minimises mean D(x) - mean D(G(z)), G mean D(G(z))), so a good critic
+  scores reals lower. The doctor learns this from D's loss (context flag ``d_reversed``).
 
     python examples/pytorch_gan_wgan.py --steps 3000 --out runs/wgan --variant noclip
 """
@@ -25,7 +28,7 @@ from _digits import Oracle, digits_loader, parse_args, summarise
 
 import gandoctor
 
-VARIANTS = ("healthy", "noclip", "collapse")
+VARIANTS = ("healthy", "noclip", "collapse", "original_sign")
 opt = parse_args(VARIANTS, default_steps=3000)
 torch.manual_seed(opt.seed)
 np.random.seed(opt.seed)
@@ -107,6 +110,8 @@ for epoch in range(n_epochs):
         z = Tensor(np.random.normal(0, 1, (imgs.shape[0], latent_dim)))
         fake_imgs = generator(z).detach()
         loss_D = -torch.mean(discriminator(real_imgs)) + torch.mean(discriminator(fake_imgs))
+        if opt.variant == "original_sign":
+            loss_D = -loss_D
         loss_D.backward()
         optimizer_D.step()
         if clip_value is not None:
@@ -118,6 +123,8 @@ for epoch in range(n_epochs):
             optimizer_G.zero_grad()
             gen_imgs = generator(z)
             loss_G = -torch.mean(discriminator(gen_imgs))
+            if opt.variant == "original_sign":
+                loss_G = -loss_G
             loss_G.backward()
             optimizer_G.step()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -249,3 +250,96 @@ def test_a_d_that_takes_no_hooks_switches_only_this_probe_off(caplog):
     doctor.close()
     said = [r for r in caplog.records if "loss_form" in r.getMessage()]
     assert len(said) == 1 and said[0].exc_info is None  # a refusal, said once, no traceback: nothing is broken
+
+
+def _mirrored_pair(seed: int, sigmoid: bool) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """G twice and D twice, the second D the first with its last layer negated: it scores
+    every sample exactly the other way round (1 - p behind a sigmoid)."""
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1), *([nn.Sigmoid()] if sigmoid else []))
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    with torch.no_grad():
+        D2[2].weight.neg_()
+        D2[2].bias.neg_()
+    return G, D, G2, D2
+
+
+def _train(doctor: gandoctor.Doctor, form: str, swapped: bool, steps: int) -> None:
+    """A WGAN critic with clipped weights, or BCE on a sigmoid D, on a 2-D Gaussian. ``swapped``:
+    the loss with real and fake exchanged, as the original WGAN code minimises mean D(real) -
+    mean D(fake) (and G mean D(fake)), or as a loop labelling reals 0 and fakes 1 does."""
+    G, D = doctor.generator, doctor.discriminator
+    opt_g, opt_d = torch.optim.RMSprop(G.parameters(), 5e-3), torch.optim.RMSprop(D.parameters(), 5e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        real = torch.randn(64, 2, generator=gen) * 0.5 + 2
+        fake = G(torch.randn(64, 4, generator=gen))
+        d_real, d_fake = D(real), D(fake.detach())
+        if form == "wasserstein":
+            d_loss = d_real.mean() - d_fake.mean() if swapped else d_fake.mean() - d_real.mean()
+        else:
+            real_label, fake_label = (0.0, 1.0) if swapped else (1.0, 0.0)
+            d_loss = F.binary_cross_entropy(d_real, torch.full_like(d_real, real_label)) + F.binary_cross_entropy(d_fake, torch.full_like(d_fake, fake_label))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        if form == "wasserstein":
+            for p in D.parameters():
+                p.data.clamp_(-0.1, 0.1)
+        d_on_fake = D(fake)
+        g_loss = (d_on_fake.mean() if swapped else -d_on_fake.mean()) if form == "wasserstein" else F.binary_cross_entropy(d_on_fake, torch.full_like(d_on_fake, 0.0 if swapped else 1.0))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+
+
+@pytest.mark.parametrize("form", ["wasserstein", "bce_prob"])
+def test_a_d_trained_to_score_reals_lower_is_read_the_other_way_round(form):
+    """The original WGAN code trains its critic on mean D(real) - mean D(fake), so a good critic
+    scores reals lower; read as is, its ranking of 0.01 was called G dominance (GD205). The
+    loss, learnt with its sides swapped on the step's own batches, says so: the statistics read as
+    those of the mirror-image D trained the usual way."""
+    G, D, G2, D2 = _mirrored_pair(5, sigmoid=form == "bce_prob")
+    schedule = Schedule(flush_every=5, d_probe_every=1)
+    usual = gandoctor.Doctor(G, D, schedule=schedule, strict=True)
+    _train(usual, form, swapped=False, steps=30)
+    usual.close()
+    swapped = gandoctor.Doctor(G2, D2, schedule=schedule, strict=True)
+    _train(swapped, form, swapped=True, steps=30)
+    swapped.close()
+    assert "d_reversed" in swapped.context.flags and "d_reversed" not in usual.context.flags
+    assert swapped.context.values["d_loss_form"] == usual.context.values["d_loss_form"] == form
+    for name in ("d.auc", "d_out.real", "d_out.fake", *(["d_prob.real", "d_prob.fake"] if form == "bce_prob" else [])):
+        assert swapped.signals.get(name).values == pytest.approx(usual.signals.get(name).values, abs=1e-3), name
+    assert max(usual.signals.get("d.auc").values) > 0.9  # D separates at times: a ranking worth mirroring
+    # The accuracy, from the first flush on (before it the outputs' range picks the threshold).
+    assert swapped.signals.get("d.acc").values[5:] == pytest.approx(usual.signals.get("d.acc").values[5:], abs=1e-3)
+
+
+def test_sides_are_learnt_only_from_pairs_on_the_step_s_own_batches():
+    form = LossForm()
+    real, fake = LOGITS
+    swapped = real.mean() - fake.mean()  # f.mean() - r.mean() with the pair (fake, real)
+    for sides in ([0, 0], [0, 0]):  # the pair's batches not known: nothing said of the sides
+        attempt = form.tensors(swapped, [(real, fake), (fake, real)])
+        assert attempt is not None
+        flags, learnt = form.settle([float(t) for t in attempt[0]], sides)
+    assert learnt["d_loss_form"] == "wasserstein" and not form.reversed and flags == {"critic"}
+    form = LossForm()
+    for _ in range(2):
+        attempt = form.tensors(swapped, [(real, fake), (fake, real)])
+        assert attempt is not None
+        flags, learnt = form.settle([float(t) for t in attempt[0]], [+1, -1])
+    assert form.reversed and flags == {"critic", "d_reversed"}
+
+
+def test_the_report_says_d_s_outputs_are_read_mirrored():
+    G, D, _, _ = _mirrored_pair(5, sigmoid=False)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
+    _train(doctor, "wasserstein", swapped=True, steps=12)
+    doctor.close()
+    from gandoctor.reporters.console import render_text
+
+    assert "read mirrored" in render_text(doctor.report(), width=400)

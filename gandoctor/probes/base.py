@@ -332,6 +332,12 @@ def scalar(value: Any) -> torch.Tensor | float | None:
 D_OUTPUT_KEYS = ("logits", "logit", "score", "scores", "validity", "output", "out", "pred", "d_out")
 
 
+def same_data(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` and ``b`` view the same data: one storage address, shape and strides (a tensor and its
+    ``.detach()``). Held tensors keep their storage, so an address cannot have been reused."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
 def d_output_tensor(out: Any) -> Any:
     """D's score from what its forward returns: the first of a tuple (validity, class logits), a
     dict's score under a known key (:data:`D_OUTPUT_KEYS`) or its one tensor; anything else as is."""

@@ -41,6 +41,7 @@ from .base import (
     doctor_forward_running,
     label_slices,
     per_sample,
+    same_data,
     untouched,
 )
 from .lossform import PROBABILITY_FORMS, LossForm
@@ -118,8 +119,29 @@ class OutputKind:
         if real.numel() == 0 or fake.numel() == 0:  # an empty batch: nothing to rank (not a failed probe)
             return {}
         if real.device.type == "cpu" and fake.device.type == "cpu":
-            return self._host_values(real.numpy(), fake.numpy())
-        return self._device_values(real, fake)
+            values = self._host_values(real.numpy(), fake.numpy())
+        else:
+            values = self._device_values(real, fake)
+        if self.host.d_output != "energy" and (self.loss_form.reversed or self.loss_form.deciding()):
+            self.host.defer((), self._orient)  # after the flush has settled the loss form (and its sides)
+        return values
+
+    def _orient(self, numbers: list[float], values: dict[str, float]) -> None:
+        """At flush, where D's loss was learnt to train it to score reals lower than fakes (the
+        original WGAN code's mean D(real) - mean D(fake), BCE with the real label 0): its
+        statistics read the other way round, as ``d_output="energy"`` reads an energy D, so
+        ``d.auc`` is still the share of pairs D ranks as its loss wants, 1 for a D that separates
+        (read as is, a flipped WGAN critic's 0.01 was called G dominance). The ranking and the
+        accuracy are mirrored (ties count half: exactly 1 - x), probabilities become P(real)."""
+        if not self.loss_form.reversed:
+            return
+        for key in ("d.auc", "d.acc", "d_prob.real", "d_prob.fake"):
+            if key in values:
+                values[key] = 1.0 - values[key]
+        probability = self.probability_like()
+        for key in ("d_out.real", "d_out.fake"):
+            if key in values:
+                values[key] = 1.0 - values[key] if probability else -values[key]
 
     def _device_values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
         """The statistics as tensors on D's device, read at the flush (no sync per step)."""
@@ -353,8 +375,7 @@ class OutputCatch:
 
     def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any]]:
         # The kept inputs hold their storage: an input at x's address, shape and strides is x's data.
-        ptr, shape, stride = x.data_ptr(), x.shape, x.stride()
-        return [(state, out) for kept, state, out in self.calls if kept.data_ptr() == ptr and kept.shape == shape and kept.stride() == stride]
+        return [(state, out) for kept, state, out in self.calls if same_data(kept, x)]
 
 
 class DForwardProbe(Probe):

@@ -21,6 +21,7 @@ undecided after a few tries, and nothing changes: thresholds stay as calibrated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,7 +30,7 @@ from torch import nn
 
 from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..errors import ProbeRefused
-from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, d_output_tensor, doctor_forward_running
+from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, d_output_tensor, doctor_forward_running, same_data
 
 # Sum-of-means form -> how its sum compares with the calibrated convention of that family.
 _FORMS: tuple[tuple[str, float], ...] = (
@@ -88,18 +89,24 @@ def errors(loss: float, candidates: list[float]) -> list[float]:
     return out
 
 
-def match(loss: float, candidates: list[float]) -> tuple[str, float] | None:
-    """The one (form, unit) that explains ``loss`` to float rounding, ``candidates`` being
-    :func:`candidate_losses` of one or more (real, fake) pairs one after the other; None when
-    none or several do (a step where two forms coincide says nothing)."""
+def explained(loss: float, candidates: list[float]) -> dict[tuple[str, float], set[int]]:
+    """Each (form, unit) that explains ``loss`` to float rounding, with the pairs (their index
+    in ``candidates``, :func:`candidate_losses` of one or more (real, fake) pairs one after the
+    other) on which it does."""
     n = len(_FORMS)
-    found = {
-        CHOICES[i]
-        for start in range(0, len(candidates) - n + 1, n)
-        for i, e in enumerate(errors(loss, candidates[start : start + n]))
-        if e <= _RTOL
-    }
-    return found.pop() if len(found) == 1 else None
+    found: dict[tuple[str, float], set[int]] = {}
+    for pair, start in enumerate(range(0, len(candidates) - n + 1, n)):
+        for i, e in enumerate(errors(loss, candidates[start : start + n])):
+            if e <= _RTOL:
+                found.setdefault(CHOICES[i], set()).add(pair)
+    return found
+
+
+def match(loss: float, candidates: list[float]) -> tuple[str, float] | None:
+    """The one (form, unit) that explains ``loss`` (:func:`explained`); None when none or several
+    do (a step where two forms coincide says nothing)."""
+    found = explained(loss, candidates)
+    return next(iter(found)) if len(found) == 1 else None
 
 
 class LossForm:
@@ -113,6 +120,11 @@ class LossForm:
         self.closed = False  # the probe stopped trying (hook removed)
         self.matches: dict[tuple[str, float], int] = {}  # (form, unit) -> tries it explained
         self.misses = 0  # settled tries that no single form explained
+        # Tries whose explaining pair had D's output on the step's reals on the form's real side
+        # (+1) or on its fake side (-1): a loss of mean D(real) - mean D(fake), as the original
+        # WGAN code minimises, or BCE with the real label 0, trains D to score reals lower.
+        self.sides: dict[int, int] = {+1: 0, -1: 0}
+        self.reversed = False
 
     @property
     def open(self) -> bool:
@@ -139,25 +151,52 @@ class LossForm:
         self.tries += 1
         return list(torch.cat(head + [candidate_losses(r, f) for r, f in pairs]).unbind()), number
 
-    def settle(self, numbers: list[float]) -> tuple[set[str], dict[str, Any]]:
-        """Context flags and values learnt from one try's numbers (empty while undecided). A
-        least-squares or Wasserstein loss is also flagged as the technique in use, so remedies
-        do not suggest switching to it."""
+    def settle(self, numbers: list[float], sides: Sequence[int] = ()) -> tuple[set[str], dict[str, Any]]:
+        """Context flags and values learnt from one try's numbers (empty while undecided).
+        ``sides``: for each pair of the try, +1 where its first output is D's on the step's reals
+        (or its second on the step's fakes), -1 the other way round, 0 where neither is known. A
+        least-squares or Wasserstein loss is also flagged as the technique in use, so remedies do
+        not suggest switching to it; a D trained to score reals lower (every try that placed the
+        reals put them on the form's fake side) is flagged ``d_reversed``."""
         self.settled += 1
         if self.form is not None:
             return set(), {}
-        found = match(numbers[0], numbers[1:])
-        if found is None:
+        found = explained(numbers[0], numbers[1:])
+        if len(found) != 1:
             self.misses += 1
             return set(), {}
-        self.matches[found] = self.matches.get(found, 0) + 1
+        ((choice, pairs),) = found.items()
+        self.matches[choice] = self.matches.get(choice, 0) + 1
+        placed = {sides[i] for i in pairs if i < len(sides) and sides[i]}
+        if len(placed) == 1:
+            self.sides[placed.pop()] += 1
         # Taken once it explains _AGREE tries, at least as many as nothing explained, and no
         # try was explained by another form (then the loss is none of them: undecided).
-        if len(self.matches) > 1 or self.matches[found] < max(_AGREE, self.misses):
+        if len(self.matches) > 1 or self.matches[choice] < max(_AGREE, self.misses):
             return set(), {}
-        self.form, self.unit = found
+        self.form, self.unit = choice
+        self.reversed = self.sides[-1] >= _AGREE and self.sides[+1] == 0
         flags = {"least_squares_loss"} if self.form.startswith("ls") else {"critic"} if self.form == "wasserstein" else set()
-        return flags, {"d_loss_form": self.form, "d_loss_unit": self.unit}
+        return flags | ({"d_reversed"} if self.reversed else set()), {"d_loss_form": self.form, "d_loss_unit": self.unit}
+
+
+def _batch_of(x: torch.Tensor | None, inputs: StepInputs) -> str | None:
+    """Which of the step's batches D read: "real", "fake" (either as passed, or a detached view of
+    it: the same storage, shape and strides), or None."""
+    if x is None:
+        return None
+    for name, batch in (("real", inputs.real), ("fake", inputs.fake)):
+        if isinstance(batch, torch.Tensor) and same_data(x, batch):
+            return name
+    return None
+
+
+def _side(first: str | None, second: str | None) -> int:
+    """+1 where the pair (first, second) has the reals first or the fakes second, -1 where it
+    has them the other way round, 0 where that is not known or contradictory."""
+    standard = (first == "real" and second != "real") or (second == "fake" and first != "fake")
+    swapped = (first == "fake" and second != "fake") or (second == "real" and first != "real")
+    return 0 if standard == swapped else (+1 if standard else -1)
 
 
 class LossFormProbe(Probe):
@@ -172,7 +211,7 @@ class LossFormProbe(Probe):
     def __init__(self, host: ProbeHost, form: LossForm) -> None:
         super().__init__(host)
         self.form = form
-        self.captured: list[torch.Tensor] = []
+        self.captured: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # D's outputs and inputs
         self.idle = 0
         self.failed: Exception | None = None
         self.handle: Any = None
@@ -206,7 +245,10 @@ class LossFormProbe(Probe):
                 return
             out = d_output_tensor(output)
             if isinstance(out, torch.Tensor) and out.numel() > 0:
-                self.captured.append(out.detach())
+                # The input, held to the step (its storage cannot be reused meanwhile): which of the
+                # step's batches D read, to learn which side of the loss D's reals are on.
+                x = args[0].detach() if args and isinstance(args[0], torch.Tensor) else None
+                self.captured.append((out.detach(), x))
                 del self.captured[:-_KEEP]
         except Exception as exc:  # noqa: BLE001 - see above
             self.failed = exc
@@ -219,18 +261,22 @@ class LossFormProbe(Probe):
         if self.failed is not None:
             failed, self.failed = self.failed, None
             raise failed
-        outs = self.captured
-        pairs = [(a, b) for i, a in enumerate(outs) for j, b in enumerate(outs) if i != j]
+        kept = self.captured
+        pairs = [(a, b) for i, (a, _) in enumerate(kept) for j, (b, _) in enumerate(kept) if i != j]
+        batch = [_batch_of(x, inputs) for _, x in kept]
+        sides = [_side(batch[i], batch[j]) for i in range(len(kept)) for j in range(len(kept)) if i != j]
         attempt = self.form.tensors(inputs.d_loss, pairs)
         if attempt is not None:
             self.idle = 0
             tensors, number = attempt
-            self.host.defer_first(tensors, lambda numbers, values: self._settle(numbers if number is None else [number, *numbers]))
+            self.host.defer_first(tensors, lambda numbers, values: self._settle(numbers if number is None else [number, *numbers], sides))
         return {}
 
-    def _settle(self, numbers: list[float]) -> None:
-        flags, learnt = self.form.settle(numbers)
+    def _settle(self, numbers: list[float], sides: list[int]) -> None:
+        flags, learnt = self.form.settle(numbers, sides)
         if learnt:
+            if self.host.d_output == "energy":  # declared lower for reals already: read so as it is
+                flags.discard("d_reversed")
             self.host.note_context(flags, learnt)
         self._note_if_unrecognised()
 

@@ -183,6 +183,12 @@ def _footer(report: Report) -> Iterator[Any]:
     units = _loss_units(report)
     if units:
         yield Text(units, style="dim")
+    if "d_reversed" in report.context.flags:
+        yield Text(
+            "D is trained to score reals lower than fakes (its loss has real and fake the other way round from the usual form, "
+            "as the original WGAN code does): its outputs are read mirrored, so d.auc 1.0 is a D that separates",
+            style="dim",
+        )
     cleared = report.cleared_alerts
     if cleared:
         yield Text("")

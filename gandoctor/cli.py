@@ -423,6 +423,11 @@ def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
     if rule.caveat:
         out.print("\n[bold]caveat[/bold] (printed with every finding of this rule)")
         out.print(rule.caveat, markup=False)
+    for note in rule.notes:
+        c = note.condition
+        out.print("\n[bold]note[/bold]", end=" ")
+        out.print(f"(printed with a finding where {c.label()} {c.op} {c.threshold:g} held)", markup=False)
+        out.print(note.text, markup=False)
     out.print(f"\n[bold]fires when[/bold] ({rule.match} of; {_timing(rule)})")
     run_frac, run_max = rule.params["window_run_frac"], rule.params["window_run_max"]
     if run_frac > 0:  # the listed windows give way to a share of the run

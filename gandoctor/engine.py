@@ -273,12 +273,16 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         confidence = 0.35 + 0.2 * length + 0.2 * held_frac + 0.25 * margin
     if rule.inferred:  # read from what usually goes with the failure, not the failure itself
         confidence = min(confidence, INFERRED_CONFIDENCE_CAP)
-    caveat = rule.caveat
+    stated = [rule.caveat] if rule.caveat else []
+    for note in rule.notes:  # the caveats for what this run's evidence shows, where it shows it
+        values = _condition_values(log, note.condition, grid, effective_window(rule, note.condition, span), memo)
+        if values is not None and evidence(note.condition, values, "note").held:
+            stated.append(note.text)
     thin = _fewest_records(log, rule, required, int(grid[i]), int(grid[-1]), span)
     if thin is not None:
         confidence = min(confidence, INFERRED_CONFIDENCE_CAP)
-        note = f"Read from {thin[1]} records of {thin[0]} only: thin evidence."
-        caveat = f"{caveat} {note}" if caveat else note
+        stated.append(f"Read from {thin[1]} records of {thin[0]} only: thin evidence.")
+    caveat = " ".join(stated)
     return Finding(
         mode=rule.mode,
         rule=rule.code,

@@ -11,6 +11,8 @@ A case builds a signal log from piecewise-constant segments and evaluates that r
     steps = 304            # records at steps 0..steps-1
     context = []           # context flags, e.g. ["critic"]
     values = {}            # context values, e.g. {d_loss_unit = 0.25}
+    caveat_has = ""        # with expect = "fire": text the finding's caveat must hold
+    caveat_lacks = ""      # ... and text it must not (a [[notes]] caveat stated where it holds only)
     [case.signals]
     "loss.d" = [[0, 0.7], [300, "nan"]]                      # from step 0: 0.7; from 300: NaN
     "d.auc" = [[0, [0.3, 0.9]]]                              # a list alternates record by record
@@ -68,6 +70,8 @@ class RuleCase:
     context: tuple[str, ...] = ()
     source: str = ""
     values: Mapping[str, float] = field(default_factory=dict)
+    caveat_has: str = ""
+    caveat_lacks: str = ""
 
     def signal_log(self) -> SignalLog:
         log = SignalLog()
@@ -139,6 +143,9 @@ def load_cases(path: Path) -> list[RuleCase]:
         context = raw.get("context", [])
         if not isinstance(context, list) or not all(isinstance(c, str) for c in context):
             raise RuleError(f"{where}.context': expected a list of context flags, got {context!r}")
+        caveat_has, caveat_lacks = raw.get("caveat_has", ""), raw.get("caveat_lacks", "")
+        if not (isinstance(caveat_has, str) and isinstance(caveat_lacks, str)):
+            raise RuleError(f"{where}.caveat_has' / 'caveat_lacks': expected text, got {caveat_has!r}, {caveat_lacks!r}")
         values = raw.get("values", {})
         if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
             raise RuleError(f"{where}.values': expected a table of context values (numbers), got {values!r}")
@@ -154,6 +161,8 @@ def load_cases(path: Path) -> list[RuleCase]:
                 context=tuple(context),
                 source=str(path),
                 values={k: float(v) for k, v in values.items()},
+                caveat_has=caveat_has,
+                caveat_lacks=caveat_lacks,
             )
         )
     return cases
@@ -173,6 +182,10 @@ def run_case(case: RuleCase, rules: RuleSet) -> CaseResult:
         got, onset = "quiet", None
     if case.expect is Expect.FIRE:
         passed = onset is not None and case.onset is not None and abs(onset - case.onset) <= case.tolerance
+        if result.findings and (case.caveat_has or case.caveat_lacks):
+            caveat = result.findings[0].caveat or ""
+            got += f", caveat {caveat!r}"
+            passed = passed and case.caveat_has in caveat and not (case.caveat_lacks and case.caveat_lacks in caveat)
     elif case.expect is Expect.QUIET:
         passed = got == "quiet"
     elif case.expect is Expect.TOO_SHORT:

@@ -32,7 +32,7 @@ MATCHES: tuple[str, ...] = ("all", "any")
 
 _RULE_KEYS = {
     "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
-    "conditions", "corroborate", "remedies", "unless_signals", "inferred", "caveat",
+    "conditions", "corroborate", "remedies", "unless_signals", "inferred", "caveat", "notes",
 }
 _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional", "scale"}
 #: Context values a threshold may be measured in (``scale = "..."``; 1 when the run does not say).
@@ -108,6 +108,17 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A caveat stated beside a finding only where its condition held over the finding's first
+    window (``[[notes]]``: a condition's keys and ``text``): what a reader should know about this
+    run's evidence, e.g. that D ranking every fake above every real is more likely an energy D
+    than a D at chance."""
+
+    condition: Condition
+    text: str
+
+
+@dataclass(frozen=True)
 class Rule:
     code: str
     name: str
@@ -129,6 +140,7 @@ class Rule:
     # What the evidence cannot rule out, stated beside every finding of the rule (a report reader
     # sees the limit where the finding is, not only in `explain`).
     caveat: str = ""
+    notes: tuple[Note, ...] = ()
 
     @property
     def warmup_steps(self) -> int:
@@ -252,6 +264,9 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     corroborate = tuple(_parse_condition(c, path, f"corroborate[{i}]", params) for i, c in enumerate(corroborate_raw))
 
     remedies = parse_remedy_refs(data.get("remedies", []), path)
+    notes_raw = data.get("notes", [])
+    _expect(isinstance(notes_raw, list), path, "notes", "an array of tables ([[notes]]: a condition and its text)", notes_raw)
+    notes = tuple(_parse_note(n, path, f"notes[{i}]", params) for i, n in enumerate(notes_raw))
     return Rule(
         code=code,
         name=name,
@@ -269,7 +284,16 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         unless_signals=tuple(unless),
         inferred=inferred,
         caveat=" ".join(caveat.split()),
+        notes=notes,
     )
+
+
+def _parse_note(raw: Any, path: Path, key: str, params: Mapping[str, float]) -> Note:
+    _expect(isinstance(raw, dict), path, key, "a table (a condition's keys and text)", raw)
+    text = raw.get("text")
+    _expect(isinstance(text, str) and bool(text.strip()), path, f"{key}.text", "a non-empty string", text)
+    condition = _parse_condition({k: v for k, v in raw.items() if k != "text"}, path, key, params)
+    return Note(condition, " ".join(text.split()))
 
 
 def _read_toml(path: Path) -> Mapping[str, Any]:

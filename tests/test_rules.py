@@ -153,6 +153,17 @@ def test_a_rule_s_caveat_is_read_as_one_line(tmp_path):
     assert load_rules([a], include_builtin=False).by_code("GD900").caveat == ""
 
 
+def test_a_rule_s_notes_are_read_with_their_condition_and_a_bad_one_is_named(tmp_path):
+    a = _folder(tmp_path, "a")
+    note = '\n[[notes]]\nsignal = "x.a"\nstat = "median"\nop = "<"\nthreshold = 0.1\ntext = """\nSaid only\nwhere it holds."""\n'
+    (a / "GD900-case.toml").write_text(VALID_RULE + note, encoding="utf-8")
+    (read,) = load_rules([a], include_builtin=False).by_code("GD900").notes
+    assert (read.text, read.condition.signal, read.condition.op, read.condition.threshold) == ("Said only where it holds.", "x.a", "<", 0.1)
+    (a / "GD900-case.toml").write_text(VALID_RULE + note.replace("text = ", "words = "), encoding="utf-8")
+    with pytest.raises(RuleError, match=r"notes\[0\]\.text.*a non-empty string"):
+        load_rules([a], include_builtin=False)
+
+
 def test_every_inferred_builtin_rule_states_its_caveat():
     # An inference can be wrong in ways the evidence cannot show; the report must say how.
     rules = load_rules()

@@ -845,3 +845,26 @@ def test_a_constant_rate_is_no_schedule(tmp_path):
     train_on_points(G, D, opt_g, opt_d, doctor, 60)
     assert "lr_schedule" not in doctor.context.flags
     assert doctor.context.values["lr_d"] == 2e-4
+
+
+def test_a_d_that_averages_its_batch_inside_is_refused_not_ranked(caplog):
+    """The original WGAN code's netD returns output.mean(0): one number per batch. Ranked, it
+    reads 0 or 1 at every check, a weak D as one that separates perfectly."""
+
+    class BatchMeanD(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(8, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).mean(0).view(1)
+
+    torch.manual_seed(0)
+    doctor = gandoctor.Doctor(nn.Linear(4, 8), BatchMeanD(), schedule=Schedule(d_probe_every=1, flush_every=1))
+    real, fake = torch.randn(16, 8), torch.randn(16, 8) + 2
+    doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
+    assert "one number for a batch of 16" in doctor.disabled_probes["d_probe"]
+    assert doctor.signals.get("d.auc") is None  # nothing ranked
+    doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)  # the rest goes on
+    assert len(doctor.signals.get("loss.d").values) == 2
+    doctor.close()

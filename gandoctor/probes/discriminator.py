@@ -289,7 +289,15 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
             ".flatten(1).mean(1), d_output='energy') to read its reconstruction error (lower for reals)",
             established={"energy_d"},
         )
-    return per_sample(out)
+    scored = per_sample(out)
+    if x is not None and x.dim() >= 1 and x.shape[0] > 1 and scored.numel() == 1:
+        # Ranking one number per batch reads 0 or 1 at every check: a weak D would read as separating perfectly.
+        raise ProbeRefused(
+            f"D returns one number for a batch of {x.shape[0]} (its output averaged inside D, as the original WGAN "
+            "code's netD returns output.mean(0)): there is no score per sample to rank; let D return one per sample "
+            "(average outside it), or pass Doctor(d_forward=...) that returns one score per sample"
+        )
+    return scored
 
 
 #: The loop's latest D calls kept in one iteration: D(real), D(fake.detach()), D(fake) and a

@@ -265,10 +265,13 @@ def _mirrored_pair(seed: int, sigmoid: bool) -> tuple[nn.Module, nn.Module, nn.M
     return G, D, G2, D2
 
 
-def _train(doctor: gandoctor.Doctor, form: str, swapped: bool, steps: int) -> None:
+def _train(doctor: gandoctor.Doctor, form: str, swapped: bool, steps: int, passes: str = "loss") -> None:
     """A WGAN critic with clipped weights, or BCE on a sigmoid D, on a 2-D Gaussian. ``swapped``:
     the loss with real and fake exchanged, as the original WGAN code minimises mean D(real) -
-    mean D(fake) (and G mean D(fake)), or as a loop labelling reals 0 and fakes 1 does."""
+    mean D(fake) (and G mean D(fake)), or as a loop labelling reals 0 and fakes 1 does.
+    ``passes``: what the loop gives the doctor besides the batches: "loss" (the one D minimises),
+    "negated loss" (a Wasserstein loop that logs mean D(fake) - mean D(real) while it minimises the
+    opposite, as Zeleni9/pytorch-wgan's WGAN-CP does), "nothing", or "outputs" (the loss and D's outputs)."""
     G, D = doctor.generator, doctor.discriminator
     opt_g, opt_d = torch.optim.RMSprop(G.parameters(), 5e-3), torch.optim.RMSprop(D.parameters(), 5e-3)
     gen = torch.Generator().manual_seed(0)
@@ -292,25 +295,32 @@ def _train(doctor: gandoctor.Doctor, form: str, swapped: bool, steps: int) -> No
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        logged = {"loss": d_loss, "negated loss": -d_loss, "nothing": None, "outputs": d_loss}[passes]
+        outputs = {"d_real": d_real, "d_fake": d_fake} if passes == "outputs" else {}
+        doctor.step(d_loss=logged, g_loss=g_loss, real=real, fake=fake, **outputs)
 
 
-@pytest.mark.parametrize("form", ["wasserstein", "bce_prob"])
-def test_a_d_trained_to_score_reals_lower_is_read_the_other_way_round(form):
+@pytest.mark.parametrize(
+    ("form", "passes"),
+    [("wasserstein", "loss"), ("bce_prob", "loss"), ("wasserstein", "negated loss"), ("wasserstein", "nothing"), ("wasserstein", "outputs"), ("bce_prob", "outputs")],
+)
+def test_a_d_trained_to_score_reals_lower_is_read_the_other_way_round(form, passes):
     """The original WGAN code trains its critic on mean D(real) - mean D(fake), so a good critic
     scores reals lower; read as is, its ranking of 0.01 was called G dominance (GD205). The
-    loss, learnt with its sides swapped on the step's own batches, says so: the statistics read as
-    those of the mirror-image D trained the usual way."""
+    gradient D's loss sends to its scores on the step's reals says so (and, where the loop passes
+    D's outputs, the loss's form learnt with its sides swapped on the step's own batches): the
+    statistics read as those of the mirror-image D trained the usual way."""
     G, D, G2, D2 = _mirrored_pair(5, sigmoid=form == "bce_prob")
     schedule = Schedule(flush_every=5, d_probe_every=1)
     usual = gandoctor.Doctor(G, D, schedule=schedule, strict=True)
-    _train(usual, form, swapped=False, steps=30)
+    _train(usual, form, swapped=False, steps=30, passes=passes)
     usual.close()
     swapped = gandoctor.Doctor(G2, D2, schedule=schedule, strict=True)
-    _train(swapped, form, swapped=True, steps=30)
+    _train(swapped, form, swapped=True, steps=30, passes=passes)
     swapped.close()
     assert "d_reversed" in swapped.context.flags and "d_reversed" not in usual.context.flags
-    assert swapped.context.values["d_loss_form"] == usual.context.values["d_loss_form"] == form
+    if passes != "nothing":
+        assert swapped.context.values["d_loss_form"] == usual.context.values["d_loss_form"] == form
     for name in ("d.auc", "d_out.real", "d_out.fake", *(["d_prob.real", "d_prob.fake"] if form == "bce_prob" else [])):
         assert swapped.signals.get(name).values == pytest.approx(usual.signals.get(name).values, abs=1e-3), name
     assert max(usual.signals.get("d.auc").values) > 0.9  # D separates at times: a ranking worth mirroring
@@ -332,14 +342,47 @@ def test_sides_are_learnt_only_from_pairs_on_the_step_s_own_batches():
         attempt = form.tensors(swapped, [(real, fake), (fake, real)])
         assert attempt is not None
         flags, learnt = form.settle([float(t) for t in attempt[0]], [+1, -1])
-    assert form.reversed and flags == {"critic", "d_reversed"}
+    assert form.reversed and flags == {"critic"}  # the D-output probes weigh it with what D's gradient says
 
 
 def test_the_report_says_d_s_outputs_are_read_mirrored():
     G, D, _, _ = _mirrored_pair(5, sigmoid=False)
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5), strict=True)
-    _train(doctor, "wasserstein", swapped=True, steps=12)
+    _train(doctor, "wasserstein", swapped=True, steps=30)
     doctor.close()
     from gandoctor.reporters.console import render_text
 
     assert "read mirrored" in render_text(doctor.report(), width=400)
+
+
+def test_an_r1_penalty_s_gradient_of_d_s_scores_is_not_taken_for_the_loss_s():
+    """R1 (Mescheder et al.; StyleGAN2) takes autograd.grad of D's summed scores on the reals,
+    with create_graph=True: ones flow into those scores, the opposite sign of what the usual loss
+    sends. Read as D's training, they made a usual D look reversed."""
+    torch.manual_seed(3)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
+    for _ in range(30):
+        real = (torch.randn(64, 2) * 0.5 + 2).requires_grad_()
+        fake = G(torch.randn(64, 4))
+        d_real, d_fake = D(real), D(fake.detach())
+        (grad_real,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)  # first, as StyleGAN2's d_r1_loss
+        r1 = grad_real.pow(2).sum(1).mean()
+        d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean() + 5.0 * r1
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    kind = next(p for p in doctor.probes if p.name == "d_probe").kind
+    assert kind.reversed is False and kind.pushes["up"] >= 2 and kind.pushes["down"] == 0
+    assert "d_reversed" not in doctor.context.flags
+    assert max(doctor.signals.get("d.auc").values) > 0.9
+    # Known once: D's calls get no gradient hooks from then on.
+    assert next(p for p in doctor.probes if p.name == "d_probe").catch.watch_pushes is False

@@ -16,6 +16,11 @@ learnt (:mod:`.lossform`), it decides: least squares towards 1/0 and BCE on prob
 accuracy threshold at 0.5 and keep ``d_prob.*`` (their outputs estimate P(real), and may leave
 [0, 1] a little), every other form puts it at 0.
 
+A D trained to score reals lower than fakes (the original WGAN code's mean D(real) - mean
+D(fake); BCE with the real label 0) is found from the gradient its training loss sends to its
+scores on the step's reals, or from the sides of its learnt loss form, and read mirrored
+(:meth:`OutputKind._orient`).
+
 ``d_output="energy"`` is for a D whose output is lower for real samples (an energy or a
 reconstruction error: EBGAN, BEGAN, softmax GAN): its outputs are negated, then read as a
 critic's scores (rank, midpoint threshold), so ``d.auc`` still means P(D ranks real above fake).
@@ -23,8 +28,10 @@ critic's scores (rank, midpoint threshold), so ``d.auc`` still means P(D ranks r
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -98,6 +105,10 @@ class OutputKind:
         self.host = host
         self.range_ok = True  # every output seen so far lies in [0, 1]
         self.loss_form = loss_form or LossForm()  # learnt by the LossFormProbe
+        # Which way D's training pushes its score on the step's reals (see _decide): checks where
+        # its loss fell as the score rose (the usual way), where it rose, and checks with no push seen.
+        self.pushes = {"up": 0, "down": 0, "none": 0}
+        self.reversed: bool | None = None if host.d_output != "energy" else False  # an energy D is read negated already
 
     def probability_like(self) -> bool:
         """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""
@@ -114,26 +125,54 @@ class OutputKind:
             return 0.5
         return 0.0 if self.loss_form.form is not None else None
 
-    def values(self, real: torch.Tensor, fake: torch.Tensor) -> Values:
-        """D's statistics from its per-sample outputs: in NumPy on the CPU, on the device elsewhere."""
+    def values(self, real: torch.Tensor, fake: torch.Tensor, push: Sequence[torch.Tensor] | None = None) -> Values:
+        """D's statistics from its per-sample outputs: in NumPy on the CPU, on the device elsewhere.
+        ``push``: the gradients D's training loss sent to its scores on these reals (summed per
+        backward) where the loop's D calls are watched (empty where none was seen); None where
+        they are not (the loop passes D's outputs)."""
         if real.numel() == 0 or fake.numel() == 0:  # an empty batch: nothing to rank (not a failed probe)
             return {}
         if real.device.type == "cpu" and fake.device.type == "cpu":
             values = self._host_values(real.numpy(), fake.numpy())
         else:
             values = self._device_values(real, fake)
-        if self.host.d_output != "energy" and (self.loss_form.reversed or self.loss_form.deciding()):
-            self.host.defer((), self._orient)  # after the flush has settled the loss form (and its sides)
+        if self.reversed is not False:
+            if push:
+                self.host.defer_first(push, lambda numbers, step_values: self._note_push(sum(numbers)))
+            # After the flush's pushes and loss form; where no push can come, the loss form decides at once.
+            self.host.defer((), functools.partial(self._orient, 0 if push else 1 if push is not None else 2))
         return values
 
-    def _orient(self, numbers: list[float], values: dict[str, float]) -> None:
-        """At flush, where D's loss was learnt to train it to score reals lower than fakes (the
-        original WGAN code's mean D(real) - mean D(fake), BCE with the real label 0): its
-        statistics read the other way round, as ``d_output="energy"`` reads an energy D, so
-        ``d.auc`` is still the share of pairs D ranks as its loss wants, 1 for a D that separates
-        (read as is, a flipped WGAN critic's 0.01 was called G dominance). The ranking and the
-        accuracy are mirrored (ties count half: exactly 1 - x), probabilities become P(real)."""
-        if not self.loss_form.reversed:
+    def _note_push(self, total: float) -> None:
+        self.pushes["up" if total < 0 else "down" if total > 0 else "none"] += 1
+
+    def _decide(self) -> None:
+        """Which way D is trained: from the gradient its training loss sent to its scores on the
+        step's reals (negative: the loss falls as they rise, the usual way), where two checks saw
+        one; else, once two checks saw none (D's calls on the reals not seen) or at once where
+        none can be (the loop passes D's outputs), from the sides of the learnt loss form. The gradient is what D
+        trains on: a loop may log its loss negated (a WGAN that minimises mean D(real) - mean
+        D(fake) by ``backward(one)`` / ``backward(mone)`` and prints their difference the other
+        way round)."""
+        up, down = self.pushes["up"], self.pushes["down"]
+        if up + down >= 2:
+            self.reversed = down >= 0.8 * (up + down)
+        elif self.pushes["none"] >= 2 and self.loss_form.form is not None:
+            self.reversed = self.loss_form.reversed
+        if self.reversed:
+            self.host.note_context({"d_reversed"}, {})
+
+    def _orient(self, unpushed: int, numbers: list[float], values: dict[str, float]) -> None:
+        """At flush, where D is trained to score reals lower than fakes (the original WGAN code's
+        mean D(real) - mean D(fake), BCE with the real label 0): its statistics read the other way
+        round, as ``d_output="energy"`` reads an energy D, so ``d.auc`` is still the share of
+        pairs D ranks as its training wants, 1 for a D that separates (read as is, a flipped WGAN
+        critic's 0.01 was called G dominance). The ranking and the accuracy are mirrored (ties
+        count half: exactly 1 - x), probabilities become P(real). Until it is known, as read."""
+        if self.reversed is None:
+            self.pushes["none"] += unpushed
+            self._decide()
+        if not self.reversed:
             return
         for key in ("d.auc", "d.acc", "d_prob.real", "d_prob.fake"):
             if key in values:
@@ -305,6 +344,14 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
 _CALLS_KEPT = 8
 
 
+def _keep_push(pushed: list[torch.Tensor], grad: torch.Tensor) -> None:
+    """A tensor hook on D's output in the loop: the gradient its backward sends there, summed.
+    Not one that builds a graph (``create_graph=True``: a penalty's ``autograd.grad`` of D's
+    output, whose ones say nothing of the loss D is trained on)."""
+    if not torch.is_grad_enabled():
+        pushed.append(grad.detach().sum())
+
+
 class OutputCatch:
     """A forward hook on D, armed for one iteration: the outputs of D's calls in the loop, each
     beside its input and D's state (its optimizer's steps so far, a parameter's version counter),
@@ -329,13 +376,15 @@ class OutputCatch:
         self.discriminator = discriminator
         self.optimizer = optimizer
         self.handles: list[Any] = []
-        self.calls: list[tuple[torch.Tensor, tuple[int, int], Any]] = []
+        # Each call: D's input, D's state, its output, and the gradients the loop's backward sent to that output.
+        self.calls: list[tuple[torch.Tensor, tuple[int, int], Any, list[torch.Tensor]]] = []
         self.d_steps = 0  # D's optimizer steps while armed
         # Fused optimizers leave the version counter alone, hence the optimizer's own count too.
         self.parameter = next((p for p in discriminator.parameters() if p.requires_grad), None)
         self.seconds = 0.0
         self.failed: Exception | None = None
         self.usable = not isinstance(discriminator, torch.jit.ScriptModule)  # takes no forward hooks
+        self.watch_pushes = True  # until it is known which way D is trained
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
@@ -367,7 +416,10 @@ class OutputCatch:
                     state = (self.d_steps, -1 if self.parameter is None else self.parameter._version)
                     if len(self.calls) >= _CALLS_KEPT:  # the latest ones: the step's batches come last
                         del self.calls[0]
-                    self.calls.append((x.detach(), state, out.detach()))
+                    pushed: list[torch.Tensor] = []
+                    if out.requires_grad and self.watch_pushes:  # returns None: the gradient flows on unchanged
+                        out.register_hook(functools.partial(_keep_push, pushed))
+                    self.calls.append((x.detach(), state, out.detach(), pushed))
         except Exception as exc:  # noqa: BLE001 - see above
             self.failed = exc
             self.arm(False)
@@ -379,11 +431,17 @@ class OutputCatch:
         if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)) or len(self.calls) < 2:
             return None
         on_real, on_fake = self._calls_on(real), self._calls_on(fake)
-        return next(((r, f) for state, r in on_real for state_f, f in on_fake if state == state_f), None)
+        return next(((r, f) for state, r, _ in on_real for state_f, f, _ in on_fake if state == state_f), None)
 
-    def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any]]:
+    def push_on(self, real: Any) -> list[torch.Tensor]:
+        """The gradients the loop's backward sent to D's output in its first call on ``real`` that got any."""
+        if not isinstance(real, torch.Tensor):
+            return []
+        return next((pushed for _, _, pushed in self._calls_on(real) if pushed), [])
+
+    def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any, list[torch.Tensor]]]:
         # The kept inputs hold their storage: an input at x's address, shape and strides is x's data.
-        return [(state, out) for kept, state, out in self.calls if same_data(kept, x)]
+        return [(state, out, pushed) for kept, state, out, pushed in self.calls if same_data(kept, x)]
 
 
 class DForwardProbe(Probe):
@@ -412,6 +470,7 @@ class DForwardProbe(Probe):
 
     def after_step(self, step: int, every: int) -> None:
         if self.catch is not None:  # armed for the next iteration when it is a measured one
+            self.catch.watch_pushes = self.kind.reversed is None
             self.catch.arm(every > 0 and (step + 1) % every == 0 and not self.loop_passes)
 
     def hook_seconds(self) -> float:
@@ -426,13 +485,15 @@ class DForwardProbe(Probe):
 
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.real is not None and inputs.fake is not None
+        push: list[torch.Tensor] = []
         if self.catch is not None:
             if self.catch.failed is not None:
                 failed, self.catch.failed = self.catch.failed, None
                 raise failed
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
+            push = self.catch.push_on(inputs.real)
             if caught is not None:
-                return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake))
+                return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake), push)
         n = self.host.schedule.d_probe_batch
         real, fake = inputs.real[:n].detach(), inputs.fake[:n].detach()
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
@@ -440,4 +501,4 @@ class DForwardProbe(Probe):
         with untouched(d, real.device):
             out_real = scores(self.host.d_forward(d, real, y_real), real)
             out_fake = scores(self.host.d_forward(d, fake, y_fake), fake)
-        return self.kind.values(out_real, out_fake)
+        return self.kind.values(out_real, out_fake, push if self.catch is not None else None)

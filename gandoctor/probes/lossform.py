@@ -156,8 +156,9 @@ class LossForm:
         ``sides``: for each pair of the try, +1 where its first output is D's on the step's reals
         (or its second on the step's fakes), -1 the other way round, 0 where neither is known. A
         least-squares or Wasserstein loss is also flagged as the technique in use, so remedies do
-        not suggest switching to it; a D trained to score reals lower (every try that placed the
-        reals put them on the form's fake side) is flagged ``d_reversed``."""
+        not suggest switching to it. ``reversed``: every try that placed the reals put them on the
+        form's fake side (D trained to score reals lower, where the loss passed is the one D
+        minimises; the D-output probes weigh it, :class:`~.discriminator.OutputKind`)."""
         self.settled += 1
         if self.form is not None:
             return set(), {}
@@ -177,7 +178,7 @@ class LossForm:
         self.form, self.unit = choice
         self.reversed = self.sides[-1] >= _AGREE and self.sides[+1] == 0
         flags = {"least_squares_loss"} if self.form.startswith("ls") else {"critic"} if self.form == "wasserstein" else set()
-        return flags | ({"d_reversed"} if self.reversed else set()), {"d_loss_form": self.form, "d_loss_unit": self.unit}
+        return flags, {"d_loss_form": self.form, "d_loss_unit": self.unit}
 
 
 def _batch_of(x: torch.Tensor | None, inputs: StepInputs) -> str | None:
@@ -275,8 +276,6 @@ class LossFormProbe(Probe):
     def _settle(self, numbers: list[float], sides: list[int]) -> None:
         flags, learnt = self.form.settle(numbers, sides)
         if learnt:
-            if self.host.d_output == "energy":  # declared lower for reals already: read so as it is
-                flags.discard("d_reversed")
             self.host.note_context(flags, learnt)
         self._note_if_unrecognised()
 

@@ -11,7 +11,7 @@ its steps, G updated every fifth batch, RMSprop lr 5e-5. Hidden widths halved. V
 - ``collapse``: G's lr 20x, a 2-dimensional latent and no BatchNorm in G.
 - ``original_sign``: the original hyper-parameters with the original WGAN code's signs (Arjovsky
   et al.'s ``main.py``: D minimises mean D(x) - mean D(G(z)), G mean D(G(z))), so a good critic
-  scores reals lower. The doctor learns this from D's loss (context flag ``d_reversed``).
+  scores reals lower. The doctor reads this from D's training (context flag ``d_reversed``).
 
     python examples/pytorch_gan_wgan.py --steps 3000 --out runs/wgan --variant noclip
 """

@@ -155,6 +155,8 @@ class ModeStatus:
             return f"clear ({', '.join(self.rules_checked)} checked)"
         if SkipReason.NO_DATA in self.reasons:
             return "not checked: no records"
+        if SkipReason.ERROR in self.reasons and not self.rules_checked and not self.missing:
+            return "not checked: evaluating its rules failed (see the warnings)"
         if self.missing and all(m.startswith(SAMPLE_SIDE) for m in self.missing):
             # A log of scalars only: one line instead of every sample statistic and its prerequisite.
             needs = "sample features (feat.*, latent.*: the live Doctor records them from real= and fake=)"

@@ -11,7 +11,7 @@ from typing import Any
 
 from .context import RunContext
 from .endstate import SampleSummary
-from .findings import Finding, ModeState, ModeStatus, SkippedRule
+from .findings import MODES, Finding, ModeState, ModeStatus, SkippedRule, SkipReason
 
 SCHEMA_VERSION = 2
 
@@ -66,6 +66,13 @@ class Report:
         if self.mode_status and not any(s.state is ModeState.CLEAR for s in self.mode_status):
             return "unknown"
         return "healthy"
+
+    @classmethod
+    def failed(cls, context: RunContext, message: str) -> Report:
+        """The report of a diagnosis that could not run (a rule file that does not load, say):
+        every mode not checked, so the verdict is "unknown", never a HEALTHY that rests on nothing."""
+        unchecked = tuple(ModeStatus(mode, ModeState.NOT_CHECKED, reasons=(SkipReason.ERROR,)) for mode in MODES)
+        return cls(findings=(), context=context, warnings=(message,), mode_status=unchecked)
 
     @property
     def modes(self) -> tuple[str, ...]:

@@ -56,6 +56,22 @@ def test_rule_whose_signal_never_arrives_is_skipped_with_its_reason(tmp_path):
     assert report.rules_checked == report.rules_total - len(report.skipped_rules)
 
 
+def test_a_diagnosis_that_cannot_run_is_not_called_healthy(tmp_path, caplog):
+    """A rule file with a mistyped key makes report() fail: the report says so and every mode is
+    unchecked (verdict "unknown"); it was HEALTHY, on nothing, while `analyze` of the same run
+    (without that file) said exploding."""
+    (tmp_path / "GD900-typo.toml").write_text(CUSTOM_RULE.replace("threshold = 0.5", "treshold = 0.5"))
+    doctor = _same_training({"rules_dirs": [tmp_path]})
+    with caplog.at_level(logging.WARNING):
+        report = doctor.report()
+    assert report.verdict == "unknown" and not report.findings
+    assert any("diagnosis failed" in w and "treshold" in w for w in report.warnings)
+    assert {s.describe() for s in report.mode_status} == {"not checked: evaluating its rules failed (see the warnings)"}
+    text = report.render_text(width=200)
+    assert "HEALTHY" not in text and "diagnosis failed" in text
+    assert "report" in doctor.disabled_probes  # said once, and training was never touched (bit-identical above)
+
+
 def test_unwritable_log_dir_disables_the_writer_only(tmp_path, caplog):
     # A log_dir whose parent is a file cannot be created, for root too (like a read-only mount).
     blocker = tmp_path / "not-a-dir"

@@ -595,7 +595,7 @@ class Doctor(_ClosedOnExit):
             if self.strict:
                 raise
             self._disable("report", exc)
-            return Report(findings=(), context=self._context, warnings=(f"diagnosis failed: {exc}",))
+            return Report.failed(self._context, f"diagnosis failed: {exc}")
 
     def close(self) -> None:
         if self._closed:

@@ -47,6 +47,7 @@ _CITE_KEYS = {"source", "section"}
 _SOURCE_KEYS = {"title", "kind", "note", "authors", "year", "venue", "arxiv"}
 _CHECK_KEYS = {"flag", "without", "above", "below", "one_of", "contains", "say", "boost"}
 _COMPARE_KEYS = {"key", "than", "ratio_to", "factor"}
+_ROUNDING = 1e-9  # relative: a value at a bound to float rounding is at the bound
 _REMEDY_REF_KEYS = {"id", "weight"}
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _FIELD = re.compile(r"\{([a-z][a-z0-9_]*)(?:([*/])([0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?))?\}")
@@ -87,7 +88,8 @@ class Citation:
 
 @dataclass(frozen=True)
 class Bound:
-    """``values[key] > than`` or ``values[key] > factor * values[ratio_to]`` (``above``; ``below`` alike)."""
+    """``above``: ``values[key] > than``, or ``values[key] >= factor * values[ratio_to]`` (a ratio is
+    at least its factor, to float rounding); ``below``: ``< than``, or the ratio under its factor."""
 
     key: str
     than: float | None = None
@@ -133,9 +135,14 @@ class Check:
                     numbers[c.ratio_to] = other
                     numbers["ratio"] = value / other
                     limit = c.factor * other
+                    # A ratio is "at least" its factor, to float rounding: D's rate 1.5e-3 against G's
+                    # 1.5e-4 is 10x (read as just under it, it got the 2-10x advice: swap the rates).
+                    reached = value >= limit - _ROUNDING * abs(limit)
+                    holds = reached if sign > 0 else not reached
                 else:
                     limit = float(c.than)  # type: ignore[arg-type]
-                if not sign * (value - limit) > 0:
+                    holds = sign * (value - limit) > 0
+                if not holds:
                     return None
         for key, allowed in self.one_of:
             value = context.values.get(key)

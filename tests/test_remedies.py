@@ -163,6 +163,9 @@ def test_learning_rate_numbers_come_from_the_context(builtin):
     # far apart: swapping would stall the other network; the slow one is brought up instead
     f = ranked(builtin, "GD101", values={"lr_d": 2e-3, "lr_g": 1e-5})
     assert "D's lr 0.002 is 200x G's 1e-05, so slow that G cannot keep up at all: try both at 0.002" in f.remedies[0].reason
+    # exactly 10x, as floats make it (10 * 1.5e-4 is a hair over 1.5e-3): 10x, not the 2-10x swap
+    f = ranked(builtin, "GD101", values={"lr_d": 1.5e-3, "lr_g": 1.5e-4})
+    assert "D's lr 0.0015 is 10x G's 0.00015, so slow that G cannot keep up at all: try both at 0.0015" in f.remedies[0].reason
     # D already far slower than G: halving it again is no remedy
     f = ranked(builtin, "GD401", values={"lr_d": 1e-6, "lr_g": 1e-3})
     assert ("lower_d_lr", "D's lr 1e-06 is already far below G's 0.001") in {(s.id, s.reason) for s in f.skipped_remedies}

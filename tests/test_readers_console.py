@@ -335,3 +335,41 @@ def test_cyclegan_loss_log_reads_one_pair_and_says_how_to_read_the_other(tmp_pat
     other = read_run(tmp_path / "loss_log.txt", options=ReadOptions(mapping={"loss.d": "D_B", "loss.g": "G_B"}))
     assert other.signals.get("loss.d").values.tolist() == [0.1] * (EPOCHS * BATCHES)
     assert not any("two-domain" in w for w in other.warnings)
+
+
+def test_three_public_scripts_printing_formats_are_read(tmp_path):
+    """Formats a new user met in the thirty-third pass: Zeleni9/pytorch-wgan's DCGAN
+    (``Epoch: [ 1] [  10/  28]``, read as no position before: 1,500 iterations as 107 rows, "too
+    short"), its WGAN-CP's one-element tensors (``tensor([0.1091])``), and a tqdm bar drawn with
+    ``ncols=0`` (w86763777/pytorch-gan-collections: no ``|####|``, so the bar's text was read as
+    names and its steps in line order)."""
+    from tqdm import tqdm
+
+    zeleni, tensors, stream = [], [], io.StringIO()
+    bar = tqdm(total=EPOCHS * BATCHES, file=stream, mininterval=0, ncols=0, desc="Training")
+
+    def line(epoch, epochs, i, batches, errD, errG, *_):
+        zeleni.append("Epoch: [%2d] [%4d/%4d] D_loss: %.8f, G_loss: %.8f" % (epoch + 1, i + 1, batches, errD, errG))
+        tensors.append(f"Generator iteration: {epoch * batches + i}/{epochs * batches}, d_loss: {torch.tensor([errD])}, g_loss: {torch.tensor([errG])}")
+        bar.set_postfix(loss_d="%.4f" % errD)
+        bar.update(1)
+
+    logged = _tiny_gan_loop(line)
+    bar.close()
+    (tmp_path / "zeleni.log").write_text("DCGAN model initalization.\n" + "\n".join(zeleni) + "\n")
+    (tmp_path / "tensors.log").write_text("\n".join(tensors) + "\n")
+    (tmp_path / "bar.log").write_text(stream.getvalue())
+    assert "%|" not in stream.getvalue() and "loss_d=" in stream.getvalue()  # a bar without its drawing
+
+    d = read_run(tmp_path / "zeleni.log").signals.get("loss.d")
+    # Its epochs count from 1 and its batches from 1 (printed i + 1): one epoch and one batch on.
+    assert d.steps.tolist() == [(e + 1) * BATCHES + i + 1 for e, i, *_ in logged]
+    assert np.allclose(d.values, [x[2] for x in logged], atol=1e-7)
+    data = read_run(tmp_path / "tensors.log")
+    assert data.signals.get("loss.g").steps.tolist() == list(range(len(logged)))
+    assert np.allclose(data.signals.get("loss.d").values, [x[2] for x in logged], atol=1e-4)
+    d = read_run(tmp_path / "bar.log").signals.get("loss.d")
+    # One record per count, the last values drawn at it (each iteration's postfix is drawn at its
+    # count and again after the update, at the next one; the final count repeats the last).
+    assert d.steps.tolist() == list(range(len(logged) + 1))
+    assert np.allclose(d.values[:-1], [round(x[2], 4) for x in logged], atol=1e-9) and d.values[-1] == d.values[-2]

@@ -14,6 +14,8 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 - generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
   ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
   one of its names maps to a signal, so argument dumps and progress messages are not data.
+  ``Epoch: [ 1] [  10/  28]`` (Zeleni9/pytorch-wgan) is epoch 1, batch 10 of 28; a one-element
+  tensor printed, ``tensor([0.1091])``, is its number.
   A log whose lines name the losses bare, ``D: 0.69 G: 0.71`` (and no other name maps to a
   signal), is read with ``D`` and ``G`` as the two losses, and says so in a warning: a bare letter
   is too ambiguous for the alias table every reader shares (a CSV column ``D`` or ``G`` is not
@@ -48,12 +50,16 @@ BRACKET = re.compile(r"\[([^\[\]]*)\]")
 DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")")
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
 POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
-TQDM = re.compile(r"(?:\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
+#: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
+TQDM = re.compile(r"(?:\d+%(?:\|[^|]*\||\s)\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
 TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's description, as Lightning writes it
-#: ``print("D loss:", d_loss)`` prints the tensor: ``tensor(0.6931, grad_fn=<...>)`` (``device=...`` too).
-TENSOR = re.compile(r"tensor\(\s*(" + _NUM + r")\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
+#: ``print("D loss:", d_loss)`` prints the tensor: ``tensor(0.6931, grad_fn=<...>)`` (``device=...`` too), or
+#: ``tensor([0.6931])`` for a one-element tensor (Zeleni9/pytorch-wgan's WGAN-CP prints its losses so).
+TENSOR = re.compile(r"tensor\(\s*\[?\s*(" + _NUM + r")\s*\]?\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
 #: ``print("step", step, ...)``: a position word and its number with no ':' or '=' between.
 #: ``logging``'s ``step 100: d_loss=...`` too; not ``step 3/10`` (a position with its total) nor ``step 1.5``.
+#: ``Epoch: [ 1] [  10/  28]`` (Zeleni9/pytorch-wgan's DCGAN): the epoch, then the batch of the epoch's total.
+EPOCH_BRACKETS = re.compile(r"\bepoch\s*:?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.IGNORECASE)
 BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\.\d|\s*=)", re.IGNORECASE)
 SNIFF_BYTES = 1 << 16
 
@@ -123,11 +129,16 @@ def _bracket_pairs(rest: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, out: Collector, clock: StepClock) -> None:
+    def __init__(self, out: Collector, clock: StepClock, latest_per_step: bool = False) -> None:
         self.out = out
         self.clock = clock
         self.matched = 0
         self._last: tuple[int, dict[str, float]] | None = None
+        # A progress bar's postfix is drawn at the count before and after each update (set_postfix,
+        # then update): one count shows two iterations' values. Read from bars, a step keeps the
+        # last values drawn at it (a record is held until the count moves on).
+        self.latest_per_step = latest_per_step
+        self._held: tuple[int, dict[str, float]] | None = None
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
@@ -137,6 +148,7 @@ class _Parser:
         m = DCGAN.search(text)
         if m and (":" in m.group(5) or "=" in m.group(5)):
             return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5)), where, any_name=True)
+        text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
         pairs = _pairs(text)
         if not pairs:
             return False
@@ -186,9 +198,22 @@ class _Parser:
         if (step, values) == self._last:
             return True  # a progress bar redrawn as it was (on close, on a timer): one record
         self._last = (step, values)
+        if self.latest_per_step:
+            if self._held is not None and self._held[0] != step:
+                self._record(*self._held)
+            self._held = (step, values)
+            return True
+        self._record(step, values)
+        return True
+
+    def _record(self, step: int, values: dict[str, float]) -> None:
         self.out.record(step, values)
         self.matched += 1
-        return True
+
+    def finish(self) -> None:
+        if self._held is not None:
+            self._record(*self._held)
+            self._held = None
 
 
 def _head_parts(path: Path) -> tuple[str, ...]:
@@ -312,7 +337,7 @@ def _read(
             "if they are something else, name the losses with --map loss.d=NAME --map loss.g=NAME"
         )
     clock = StepClock(path, out.warnings)
-    parser = _Parser(out, clock)
+    parser = _Parser(out, clock, latest_per_step=bar_postfix)
     unmatched = bars = 0
     first_unmatched: int | None = None
     with open_text(path) as fh:
@@ -333,6 +358,7 @@ def _read(
             if rest and not hit:
                 unmatched += 1
                 first_unmatched = first_unmatched or lineno
+    parser.finish()
     if unmatched:
         out.warnings.append(f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})")
     models.finish()

@@ -384,5 +384,41 @@ def test_an_r1_penalty_s_gradient_of_d_s_scores_is_not_taken_for_the_loss_s():
     assert kind.reversed is False and kind.pushes["up"] >= 2 and kind.pushes["down"] == 0
     assert "d_reversed" not in doctor.context.flags
     assert max(doctor.signals.get("d.auc").values) > 0.9
-    # Known once: D's calls get no gradient hooks from then on.
-    assert next(p for p in doctor.probes if p.name == "d_probe").catch.watch_pushes is False
+    # The penalty itself is seen: remedies do not propose adding one. BCE is no critic.
+    assert "gradient_penalty" in doctor.context.flags and "critic" not in doctor.context.flags
+
+
+def test_a_wgan_gp_whose_total_loss_stays_positive_is_read_as_a_critic_with_a_penalty():
+    """A WGAN-GP's loss (mean D(fake) - mean D(real) + 10 x penalty) can stay positive: no
+    negative loss marked it a critic and no form explains it, so D's accuracy was read at 0 as a
+    logit's and the remedies proposed a gradient penalty and a Wasserstein loss, both in use. The
+    gradients its loss sends to D's scores on the reals, all the same (it is linear in them),
+    mark the critic; the penalty's create_graph backward through D marks the penalty."""
+    torch.manual_seed(4)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.9)), torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.9))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
+    losses = []
+    for _ in range(30):
+        real, fake = torch.randn(64, 2) * 0.5 + 2, G(torch.randn(64, 4))
+        alpha = torch.rand(64, 1)
+        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_()
+        (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
+        d_loss = D(fake.detach()).mean() - D(real).mean() + 10.0 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = -D(fake).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        losses.append(d_loss.item())
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert min(losses) > 0  # never negative: the loss gave no sign of a critic
+    assert doctor.context.values.get("d_loss_form") == "unrecognised"
+    assert {"critic", "gradient_penalty"} <= doctor.context.flags and "d_reversed" not in doctor.context.flags
+    from gandoctor.reporters.console import render_text
+
+    assert "d_loss_unit" not in render_text(doctor.report(), width=400)  # no unit to declare for a critic

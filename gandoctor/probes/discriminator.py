@@ -98,6 +98,10 @@ def host_balanced_accuracy(real: np.ndarray, fake: np.ndarray, threshold: float)
     return float(0.5 * (hit_real + hit_fake))
 
 
+#: Checks whose gradients on D's scores of the reals were all the same before D is taken for a critic.
+_LINEAR_CHECKS = 2
+
+
 class OutputKind:
     """What is known of D's output kind, shared by the two D probes (host-side state)."""
 
@@ -107,7 +111,7 @@ class OutputKind:
         self.loss_form = loss_form or LossForm()  # learnt by the LossFormProbe
         # Which way D's training pushes its score on the step's reals (see _decide): checks where
         # its loss fell as the score rose (the usual way), where it rose, and checks with no push seen.
-        self.pushes = {"up": 0, "down": 0, "none": 0}
+        self.pushes = {"up": 0, "down": 0, "none": 0, "linear": 0}
         self.reversed: bool | None = None if host.d_output != "energy" else False  # an energy D is read negated already
 
     def probability_like(self) -> bool:
@@ -136,15 +140,26 @@ class OutputKind:
             values = self._host_values(real.numpy(), fake.numpy())
         else:
             values = self._device_values(real, fake)
+        if push and (self.reversed is None or self.pushes["linear"] < _LINEAR_CHECKS):
+            self.host.defer_first(push, lambda numbers, step_values: self._note_push(numbers))
         if self.reversed is not False:
-            if push:
-                self.host.defer_first(push, lambda numbers, step_values: self._note_push(sum(numbers)))
             # After the flush's pushes and loss form; where no push can come, the loss form decides at once.
             self.host.defer((), functools.partial(self._orient, 0 if push else 1 if push is not None else 2))
         return values
 
-    def _note_push(self, total: float) -> None:
+    def _note_push(self, numbers: list[float]) -> None:
+        """One check's gradients on D's scores of the reals, (sum, spread, largest) per backward:
+        which way they push, and whether D's loss is linear in them. Two checks of a loss linear in
+        D's scores (every sample's gradient the same, as mean D(fake) - mean D(real) gives) mark a
+        Wasserstein critic, whatever its logged total (a WGAN-GP's stays positive: no negative
+        loss marked it, and D's accuracy was read at 0 as a logit's)."""
+        total = sum(numbers[0::3])
         self.pushes["up" if total < 0 else "down" if total > 0 else "none"] += 1
+        spread, largest = max(numbers[1::3]), max(numbers[2::3])
+        if largest > 0 and spread <= 1e-6 * largest:
+            self.pushes["linear"] += 1
+            if self.pushes["linear"] == _LINEAR_CHECKS and "critic" not in self.host.context().flags and self.host.d_output == "auto":
+                self.host.note_context({"critic"}, {})
 
     def _decide(self) -> None:
         """Which way D is trained: from the gradient its training loss sent to its scores on the
@@ -344,12 +359,17 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
 _CALLS_KEPT = 8
 
 
-def _keep_push(pushed: list[torch.Tensor], grad: torch.Tensor) -> None:
-    """A tensor hook on D's output in the loop: the gradient its backward sends there, summed.
-    Not one that builds a graph (``create_graph=True``: a penalty's ``autograd.grad`` of D's
-    output, whose ones say nothing of the loss D is trained on)."""
-    if not torch.is_grad_enabled():
-        pushed.append(grad.detach().sum())
+def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tensor) -> None:
+    """A tensor hook on D's output in the loop: the gradient its backward sends there, as its sum,
+    its spread over the samples (max - min: 0 where the loss is linear in D's scores, a Wasserstein
+    critic's) and its largest size. A backward that builds a graph (``create_graph=True``: a
+    penalty's ``autograd.grad`` of D's output, whose ones say nothing of the loss D is trained on)
+    is a gradient penalty on D: noted, not kept."""
+    if torch.is_grad_enabled():
+        catch.penalised = True
+        return
+    g = grad.detach().reshape(-1).float()
+    pushed += [g.sum(), g.max() - g.min(), g.abs().max()]
 
 
 class OutputCatch:
@@ -384,7 +404,7 @@ class OutputCatch:
         self.seconds = 0.0
         self.failed: Exception | None = None
         self.usable = not isinstance(discriminator, torch.jit.ScriptModule)  # takes no forward hooks
-        self.watch_pushes = True  # until it is known which way D is trained
+        self.penalised = False  # a backward with create_graph=True reached D's output: a gradient penalty
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
@@ -417,8 +437,8 @@ class OutputCatch:
                     if len(self.calls) >= _CALLS_KEPT:  # the latest ones: the step's batches come last
                         del self.calls[0]
                     pushed: list[torch.Tensor] = []
-                    if out.requires_grad and self.watch_pushes:  # returns None: the gradient flows on unchanged
-                        out.register_hook(functools.partial(_keep_push, pushed))
+                    if out.requires_grad:  # returns None: the gradient flows on unchanged
+                        out.register_hook(functools.partial(_keep_push, pushed, self))
                     self.calls.append((x.detach(), state, out.detach(), pushed))
         except Exception as exc:  # noqa: BLE001 - see above
             self.failed = exc
@@ -470,7 +490,6 @@ class DForwardProbe(Probe):
 
     def after_step(self, step: int, every: int) -> None:
         if self.catch is not None:  # armed for the next iteration when it is a measured one
-            self.catch.watch_pushes = self.kind.reversed is None
             self.catch.arm(every > 0 and (step + 1) % every == 0 and not self.loop_passes)
 
     def hook_seconds(self) -> float:
@@ -492,6 +511,8 @@ class DForwardProbe(Probe):
                 raise failed
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
             push = self.catch.push_on(inputs.real)
+            if self.catch.penalised and "gradient_penalty" not in self.host.context().flags:
+                self.host.note_context({"gradient_penalty"}, {})
             if caught is not None:
                 return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake), push)
         n = self.host.schedule.d_probe_batch

@@ -41,7 +41,7 @@ Verdict = Literal["propose", "fix", "skip", "inapplicable"]
 
 _REMEDY_KEYS = {
     "title", "action", "why", "addresses", "cites", "source", "section", "not_if", "only_if",
-    "prefer_if", "aliases", "weight", "weight_reason", "kind", "promote", "skip", "misconfigured",
+    "prefer_if", "aliases", "weight", "weight_reason", "kind", "promote", "skip", "misconfigured", "offer",
 }
 _CITE_KEYS = {"source", "section"}
 _SOURCE_KEYS = {"title", "kind", "note", "authors", "year", "venue", "arxiv"}
@@ -176,6 +176,9 @@ class Remedy:
     promote: tuple[Check, ...] = ()
     skip: tuple[Check, ...] = ()
     misconfigured: tuple[Check, ...] = ()
+    # Offered for a finding of any rule where one of these holds (a learning rate of 5, far outside
+    # any working range, is the first thing to change whatever failed), not only where a rule lists it.
+    offer: tuple[Check, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -372,6 +375,7 @@ def parse_remedies(data: Mapping[str, Any], path: Path | str, sources: Mapping[s
             promote=_checks(raw.get("promote"), path, key + ".promote", 1.5),
             skip=_checks(raw.get("skip"), path, key + ".skip", 1.0),
             misconfigured=_checks(raw.get("misconfigured"), path, key + ".misconfigured", MISCONFIGURED_BOOST),
+            offer=_checks(raw.get("offer"), path, key + ".offer", 1.0),
         )
     _check_aliases(remedies, path)
     return remedies
@@ -541,6 +545,10 @@ def rank(
                 base = ref.weight / (1.0 + POSITION_DECAY * position)
                 if ref.id not in bases or base > bases[ref.id][0]:
                     bases[ref.id] = (base, f"{code}'s {_ordinal(position + 1)} choice")
+        for rid, remedy in rules.remedies.items():
+            offered = next((said for check in remedy.offer if (said := check.evaluate(context)) is not None), None)
+            if offered is not None and (rid not in bases or bases[rid][0] < 1.0):
+                bases[rid] = (1.0, f"offered for any finding ({offered})")
         kept: list[RankedRemedy] = []
         skipped: list[SkippedRemedy] = []
         for rid, (base, origin) in bases.items():

@@ -441,3 +441,17 @@ def test_a_collapse_read_from_d_s_win_offers_to_slow_d_down(builtin):
     # GD305 infers collapse from D winning outright: the documents' first fix for that is D's rate.
     ids = [ref.id for ref in builtin.by_code("GD305").remedies]
     assert "lower_d_lr" in ids and "mode_collapse" in builtin.remedies["lower_d_lr"].addresses
+
+
+def test_a_learning_rate_far_outside_any_range_is_offered_first_for_any_finding(builtin):
+    """A DCGAN at lr 5 died (grads 0, losses clamped): its G-dominance finding's first remedy was
+    "Give D more capacity", though the rate is the cause of everything that failed."""
+    for code in ("GD202", "GD301", "GD101"):
+        f = ranked(builtin, code, values={"lr_d": 5.0, "lr_g": 5.0})
+        assert f.remedies[0].id == "lower_lr", code
+        assert "offered for any finding (D's lr 5)" in f.remedies[0].reason
+        assert "far outside any working range: start at 1e-4 to 2e-4" in f.remedies[0].reason
+        assert "try D 1 and G 1" not in f.remedies[0].reason  # not a fifth of a rate that is wrong by 10^4
+    # A usual rate: not offered where the rule does not list it.
+    f = ranked(builtin, "GD301", values={"lr_d": 2e-4, "lr_g": 2e-4})
+    assert all("offered for any finding" not in r.reason for r in f.remedies)

@@ -422,3 +422,33 @@ def test_a_wgan_gp_whose_total_loss_stays_positive_is_read_as_a_critic_with_a_pe
     from gandoctor.reporters.console import render_text
 
     assert "d_loss_unit" not in render_text(doctor.report(), width=400)  # no unit to declare for a critic
+
+
+def test_a_hinge_loss_inside_its_margin_is_not_taken_for_a_critic():
+    """While every score is inside the hinge's margin its gradient is the same for every sample,
+    as a critic's: a weak hinge D (the corpus's c094 of seed 39) was taken for one, its accuracy
+    read at the midpoint, and its swings called non-convergence. The learnt form decides."""
+    torch.manual_seed(6)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    with torch.no_grad():
+        D[2].weight.mul_(0.01)  # scores near 0: inside the margin throughout
+    opt_g, opt_d = torch.optim.RMSprop(G.parameters(), 1e-4), torch.optim.RMSprop(D.parameters(), 1e-5)
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
+    for _ in range(30):
+        real, fake = torch.randn(64, 2) * 0.5 + 2, G(torch.randn(64, 4))
+        d_real, d_fake = D(real), D(fake.detach())
+        assert d_real.abs().max() < 1 and d_fake.abs().max() < 1
+        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = -D(fake).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    kind = next(p for p in doctor.probes if p.name == "d_probe").kind
+    assert kind.pushes["linear"] >= 2  # linear as far as the gradients show
+    assert doctor.context.values["d_loss_form"] == "hinge" and "critic" not in doctor.context.flags

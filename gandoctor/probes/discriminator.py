@@ -112,6 +112,7 @@ class OutputKind:
         # Which way D's training pushes its score on the step's reals (see _decide): checks where
         # its loss fell as the score rose (the usual way), where it rose, and checks with no push seen.
         self.pushes = {"up": 0, "down": 0, "none": 0, "linear": 0}
+        self.linear: bool | None = None if host.d_output == "auto" else False  # D's loss linear in its scores (a critic)
         self.reversed: bool | None = None if host.d_output != "energy" else False  # an energy D is read negated already
 
     def probability_like(self) -> bool:
@@ -140,7 +141,7 @@ class OutputKind:
             values = self._host_values(real.numpy(), fake.numpy())
         else:
             values = self._device_values(real, fake)
-        if push and (self.reversed is None or self.pushes["linear"] < _LINEAR_CHECKS):
+        if push and (self.reversed is None or self.linear is None):
             self.host.defer_first(push, lambda numbers, step_values: self._note_push(numbers))
         if self.reversed is not False:
             # After the flush's pushes and loss form; where no push can come, the loss form decides at once.
@@ -150,15 +151,24 @@ class OutputKind:
     def _note_push(self, numbers: list[float]) -> None:
         """One check's gradients on D's scores of the reals, (sum, spread, largest) per backward:
         which way they push, and whether D's loss is linear in them. Two checks of a loss linear in
-        D's scores (every sample's gradient the same, as mean D(fake) - mean D(real) gives) mark a
-        Wasserstein critic, whatever its logged total (a WGAN-GP's stays positive: no negative
-        loss marked it, and D's accuracy was read at 0 as a logit's)."""
+        D's scores (every sample's gradient the same, as mean D(fake) - mean D(real) gives) and none
+        curved, where no known form explains the loss, mark a Wasserstein critic whatever its logged
+        total (a WGAN-GP's stays positive: no negative loss marked it, and D's accuracy was read at
+        0 as a logit's)."""
         total = sum(numbers[0::3])
         self.pushes["up" if total < 0 else "down" if total > 0 else "none"] += 1
         spread, largest = max(numbers[1::3]), max(numbers[2::3])
-        if largest > 0 and spread <= 1e-6 * largest:
-            self.pushes["linear"] += 1
-            if self.pushes["linear"] == _LINEAR_CHECKS and "critic" not in self.host.context().flags and self.host.d_output == "auto":
+        if self.linear is not None or not largest > 0:
+            return
+        if spread > 1e-6 * largest:
+            self.linear = False  # a loss curved in D's scores (BCE, least squares, hinge past its margin)
+            return
+        self.pushes["linear"] += 1
+        # A hinge loss is linear too while every score is inside its margin (a weak D's are): only
+        # a loss no known form explains (a Wasserstein loss plus a penalty) is taken for a critic.
+        if self.pushes["linear"] >= _LINEAR_CHECKS and not self.loss_form.deciding():
+            self.linear = self.loss_form.form is None or self.loss_form.form == "wasserstein"
+            if self.linear and "critic" not in self.host.context().flags:
                 self.host.note_context({"critic"}, {})
 
     def _decide(self) -> None:

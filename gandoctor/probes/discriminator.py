@@ -370,16 +370,19 @@ _CALLS_KEPT = 8
 
 
 def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tensor) -> None:
-    """A tensor hook on D's output in the loop: the gradient its backward sends there, as its sum,
-    its spread over the samples (max - min: 0 where the loss is linear in D's scores, a Wasserstein
-    critic's) and its largest size. A backward that builds a graph (``create_graph=True``: a
+    """A tensor hook on D's output in the loop: the gradient its backward sends there, kept (read
+    at the step as its sum, its spread over the samples, max - min: 0 where the loss is linear in
+    D's scores, a Wasserstein critic's, and its largest size). A backward that builds a graph (``create_graph=True``: a
     penalty's ``autograd.grad`` of D's output, whose ones say nothing of the loss D is trained on)
     is a gradient penalty on D: noted, not kept."""
     if torch.is_grad_enabled():
         catch.penalised = True
         return
-    g = grad.detach().reshape(-1).float()
-    pushed += [g.sum(), g.max() - g.min(), g.abs().max()]
+    pushed.append(grad.detach())  # reduced at the step, for the call on the reals only
+
+
+def _push_parts(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return g.sum(), g.max() - g.min(), g.abs().max()
 
 
 class OutputCatch:
@@ -464,10 +467,12 @@ class OutputCatch:
         return next(((r, f) for state, r, _ in on_real for state_f, f, _ in on_fake if state == state_f), None)
 
     def push_on(self, real: Any) -> list[torch.Tensor]:
-        """The gradients the loop's backward sent to D's output in its first call on ``real`` that got any."""
+        """The gradients the loop's backward sent to D's output in its first call on ``real`` that
+        got any, each as its sum, its spread over the samples and its largest size (:func:`_keep_push`)."""
         if not isinstance(real, torch.Tensor):
             return []
-        return next((pushed for _, _, pushed in self._calls_on(real) if pushed), [])
+        grads = next((pushed for _, _, pushed in self._calls_on(real) if pushed), [])
+        return [part for g in grads if g.numel() for part in _push_parts(g.reshape(-1).float())]
 
     def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any, list[torch.Tensor]]]:
         # The kept inputs hold their storage: an input at x's address, shape and strides is x's data.

@@ -355,31 +355,46 @@ def test_the_report_says_d_s_outputs_are_read_mirrored():
     assert "read mirrored" in render_text(doctor.report(), width=400)
 
 
+def _two_player_steps(seed: int, d_loss_of, g_loss_of, lr: tuple[float, float] = (1e-3, 1e-3), optimizer=torch.optim.Adam, real_needs_grad: bool = False, d_scale: float = 1.0, steps: int = 30):  # type: ignore[no-untyped-def]
+    """A 2-D GAN trained ``steps`` times with D's loss ``d_loss_of(D, real, fake)`` and G's
+    ``g_loss_of(D, fake)``, the doctor stepped after G as the Quickstart says. Returns the doctor
+    (closed) and the D losses."""
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    with torch.no_grad():
+        D[2].weight.mul_(d_scale)
+    opt_g, opt_d = optimizer(G.parameters(), lr[0]), optimizer(D.parameters(), lr[1])
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
+    losses = []
+    for _ in range(steps):
+        real = (torch.randn(64, 2) * 0.5 + 2).requires_grad_(real_needs_grad)
+        fake = G(torch.randn(64, 4))
+        d_loss = d_loss_of(D, real, fake)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = g_loss_of(D, fake)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        losses.append(d_loss.item())
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    return doctor, losses
+
+
 def test_an_r1_penalty_s_gradient_of_d_s_scores_is_not_taken_for_the_loss_s():
     """R1 (Mescheder et al.; StyleGAN2) takes autograd.grad of D's summed scores on the reals,
     with create_graph=True: ones flow into those scores, the opposite sign of what the usual loss
     sends. Read as D's training, they made a usual D look reversed."""
-    torch.manual_seed(3)
-    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
-    for _ in range(30):
-        real = (torch.randn(64, 2) * 0.5 + 2).requires_grad_()
-        fake = G(torch.randn(64, 4))
+
+    def d_loss_of(D, real, fake):  # type: ignore[no-untyped-def]
         d_real, d_fake = D(real), D(fake.detach())
         (grad_real,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)  # first, as StyleGAN2's d_r1_loss
-        r1 = grad_real.pow(2).sum(1).mean()
-        d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean() + 5.0 * r1
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-D(fake)).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
-    doctor.close()
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean() + 5.0 * grad_real.pow(2).sum(1).mean()
+
+    doctor, _ = _two_player_steps(3, d_loss_of, lambda D, fake: F.softplus(-D(fake)).mean(), real_needs_grad=True)
     kind = next(p for p in doctor.probes if p.name == "d_probe").kind
     assert kind.reversed is False and kind.pushes["up"] >= 2 and kind.pushes["down"] == 0
     assert "d_reversed" not in doctor.context.flags
@@ -394,28 +409,14 @@ def test_a_wgan_gp_whose_total_loss_stays_positive_is_read_as_a_critic_with_a_pe
     logit's and the remedies proposed a gradient penalty and a Wasserstein loss, both in use. The
     gradients its loss sends to D's scores on the reals, all the same (it is linear in them),
     mark the critic; the penalty's create_graph backward through D marks the penalty."""
-    torch.manual_seed(4)
-    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.9)), torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.9))
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
-    losses = []
-    for _ in range(30):
-        real, fake = torch.randn(64, 2) * 0.5 + 2, G(torch.randn(64, 4))
+
+    def d_loss_of(D, real, fake):  # type: ignore[no-untyped-def]
         alpha = torch.rand(64, 1)
         mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_()
         (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
-        d_loss = D(fake.detach()).mean() - D(real).mean() + 10.0 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = -D(fake).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        losses.append(d_loss.item())
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
-    doctor.close()
+        return D(fake.detach()).mean() - D(real).mean() + 10.0 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+    doctor, losses = _two_player_steps(4, d_loss_of, lambda D, fake: -D(fake).mean(), lr=(1e-4, 1e-4))
     assert min(losses) > 0  # never negative: the loss gave no sign of a critic
     assert doctor.context.values.get("d_loss_form") == "unrecognised"
     assert {"critic", "gradient_penalty"} <= doctor.context.flags and "d_reversed" not in doctor.context.flags
@@ -428,27 +429,13 @@ def test_a_hinge_loss_inside_its_margin_is_not_taken_for_a_critic():
     """While every score is inside the hinge's margin its gradient is the same for every sample,
     as a critic's: a weak hinge D (the corpus's c094 of seed 39) was taken for one, its accuracy
     read at the midpoint, and its swings called non-convergence. The learnt form decides."""
-    torch.manual_seed(6)
-    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
-    with torch.no_grad():
-        D[2].weight.mul_(0.01)  # scores near 0: inside the margin throughout
-    opt_g, opt_d = torch.optim.RMSprop(G.parameters(), 1e-4), torch.optim.RMSprop(D.parameters(), 1e-5)
-    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
-    for _ in range(30):
-        real, fake = torch.randn(64, 2) * 0.5 + 2, G(torch.randn(64, 4))
+
+    def d_loss_of(D, real, fake):  # type: ignore[no-untyped-def]
         d_real, d_fake = D(real), D(fake.detach())
-        assert d_real.abs().max() < 1 and d_fake.abs().max() < 1
-        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = -D(fake).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
-    doctor.close()
+        assert d_real.abs().max() < 1 and d_fake.abs().max() < 1  # inside the margin throughout
+        return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+    doctor, _ = _two_player_steps(6, d_loss_of, lambda D, fake: -D(fake).mean(), lr=(1e-4, 1e-5), optimizer=torch.optim.RMSprop, d_scale=0.01)
     kind = next(p for p in doctor.probes if p.name == "d_probe").kind
     assert kind.pushes["linear"] >= 2  # linear as far as the gradients show
     assert doctor.context.values["d_loss_form"] == "hinge" and "critic" not in doctor.context.flags

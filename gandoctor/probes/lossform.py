@@ -178,6 +178,8 @@ class LossForm:
         self.form, self.unit = choice
         self.reversed = self.sides[-1] >= _AGREE and self.sides[+1] == 0
         flags = {"least_squares_loss"} if self.form.startswith("ls") else {"critic"} if self.form == "wasserstein" else set()
+        if self.form == "hinge":  # at chance 2, not BCE's 1.39: the rules reading D's loss against chance stand down
+            flags.add("hinge_loss")
         return flags, {"d_loss_form": self.form, "d_loss_unit": self.unit}
 
 

@@ -310,3 +310,21 @@ def test_d_loss_in_two_tags_is_read_as_their_sum(tmp_path):
     assert d.steps.tolist() == list(range(60))
     assert np.allclose(d.values, [0.75 + 0.01 * s for s in range(60)], atol=1e-6)
     assert data.mapped["loss.d"] == "Loss/D_real + Loss/D_fake"
+
+
+def test_a_log_tagged_loss_alone_says_which_names_to_map(tmp_path):
+    """pytorch-gan-collections logs D's loss under the tag ``loss`` beside its sample grids: the
+    grids were read, the loss as ``user.loss``, and the report said NOT JUDGED with no word of
+    ``--map``. A warning names the log's own scalars."""
+    w = SummaryWriter(str(tmp_path / "tb"))
+    torch.manual_seed(0)
+    for s in range(50):
+        w.add_scalar("loss", 1.3 - 0.001 * s, s)
+        if s % 10 == 0:  # its sample grids: the log is read (and only said NOT JUDGED) for them
+            w.add_image("sample", make_grid(torch.rand(16, 1, 8, 8), nrow=4), s)
+    w.close()
+    data = read_run(tmp_path / "tb")
+    assert "loss.d" not in data.signals and "user.loss" in data.signals
+    assert any("the log's own scalars: loss" in w and "--map loss.d=NAME" in w for w in data.warnings)
+    mapped = read_run(tmp_path / "tb", options=ReadOptions(mapping={"loss.d": "loss"}))
+    assert "loss.d" in mapped.signals and not any("own scalars" in w for w in mapped.warnings)

@@ -8,7 +8,7 @@ the path. Readers never execute anything from the file.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -83,7 +83,23 @@ def read_run(
     finally:
         progress_callback.reset(token)
         read_options.reset(token_opts)
-    return data  # gandoctor's own log leaves ``mapped`` empty: nothing was renamed
+    return _say_if_no_loss(data)  # gandoctor's own log leaves ``mapped`` empty: nothing was renamed
+
+
+def _say_if_no_loss(data: RunData) -> RunData:
+    """A log read without either loss under a name gandoctor knows, but with scalars of its own
+    (a TensorBoard log tagged ``loss`` alone read as ``user.loss``): a warning names them and the
+    ``--map`` that would read one as a loss; without it the report only said NOT JUDGED."""
+    if data.format == "runlog" or "loss.d" in data.signals or "loss.g" in data.signals:
+        return data
+    own = [name.removeprefix("user.") for name in data.signals.names() if name.startswith("user.")]
+    if not own:
+        return data
+    said = (
+        f"{data.source}: no D or G loss under a name gandoctor knows; the log's own scalars: {', '.join(own[:8])}. "
+        f"If one is a loss, name it: --map loss.d=NAME --map loss.g=NAME (Python: ReadOptions(mapping=...))"
+    )
+    return replace(data, warnings=(*data.warnings, said))
 
 
 def _read_run(path: Path, capacity: int, format: str | None) -> RunData:

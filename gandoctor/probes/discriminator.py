@@ -132,9 +132,9 @@ class OutputKind:
 
     def values(self, real: torch.Tensor, fake: torch.Tensor, push: Sequence[torch.Tensor] | None = None) -> Values:
         """D's statistics from its per-sample outputs: in NumPy on the CPU, on the device elsewhere.
-        ``push``: the gradients D's training loss sent to its scores on these reals (summed per
-        backward) where the loop's D calls are watched (empty where none was seen); None where
-        they are not (the loop passes D's outputs)."""
+        ``push``: the gradients D's training loss sent to its scores on these reals (per backward:
+        their sum, spread and largest size) where the loop's D calls are watched (empty where none
+        was seen); None where they are not (the loop passes D's outputs)."""
         if real.numel() == 0 or fake.numel() == 0:  # an empty batch: nothing to rank (not a failed probe)
             return {}
         if real.device.type == "cpu" and fake.device.type == "cpu":
@@ -175,8 +175,8 @@ class OutputKind:
         """Which way D is trained: from the gradient its training loss sent to its scores on the
         step's reals (negative: the loss falls as they rise, the usual way), where two checks saw
         one; else, once two checks saw none (D's calls on the reals not seen) or at once where
-        none can be (the loop passes D's outputs), from the sides of the learnt loss form. The gradient is what D
-        trains on: a loop may log its loss negated (a WGAN that minimises mean D(real) - mean
+        none can be (the loop passes D's outputs), from the sides of the learnt loss form. The
+        gradient is what D trains on: a loop may log its loss negated (a WGAN that minimises mean D(real) - mean
         D(fake) by ``backward(one)`` / ``backward(mone)`` and prints their difference the other
         way round)."""
         up, down = self.pushes["up"], self.pushes["down"]
@@ -372,9 +372,9 @@ _CALLS_KEPT = 8
 def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tensor) -> None:
     """A tensor hook on D's output in the loop: the gradient its backward sends there, kept (read
     at the step as its sum, its spread over the samples, max - min: 0 where the loss is linear in
-    D's scores, a Wasserstein critic's, and its largest size). A backward that builds a graph (``create_graph=True``: a
-    penalty's ``autograd.grad`` of D's output, whose ones say nothing of the loss D is trained on)
-    is a gradient penalty on D: noted, not kept."""
+    D's scores, a Wasserstein critic's, and its largest size). A backward that builds a graph
+    (``create_graph=True``: a penalty's ``autograd.grad`` of D's output, whose ones say nothing of
+    the loss D is trained on) is a gradient penalty on D: noted, not kept."""
     if torch.is_grad_enabled():
         catch.penalised = True
         return

@@ -8,11 +8,12 @@ without copying the rule.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeGuard
+from typing import Any, Callable, Iterable, Mapping, TypeGuard
 
 import numpy as np
 
@@ -358,6 +359,17 @@ def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool =
     return RuleSet(tuple(sorted(rules, key=lambda r: r.code)), remedies, sources)
 
 
+def _each_condition(rule: Rule, change: Callable[[Condition], Condition], corroborate: tuple[Condition, ...] | None = None) -> Rule:
+    """``rule`` with ``change`` applied to every condition it reads: its conditions, its
+    corroborations (``corroborate`` in their place where given) and its notes' conditions."""
+    return replace(
+        rule,
+        conditions=tuple(map(change, rule.conditions)),
+        corroborate=tuple(map(change, rule.corroborate if corroborate is None else corroborate)),
+        notes=tuple(replace(note, condition=change(note.condition)) for note in rule.notes),
+    )
+
+
 def _rebind(c: Condition, params: Mapping[str, float]) -> Condition:
     """A condition with its window and threshold read again from (overridden) params."""
     window = int(params["window"]) if c.window_from_params else c.window
@@ -383,10 +395,10 @@ def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = 
             return c
         return replace(c, threshold=c.threshold * float(factor))
 
-    if not any(c.scale for c in rule.conditions + rule.corroborate):
+    if not any(c.scale for c in (*rule.conditions, *rule.corroborate, *(n.condition for n in rule.notes))):
         return rule
     corroborate = tuple(c for c in rule.corroborate if not (c.scale and flags & UNITLESS_D_LOSS))
-    return replace(rule, conditions=tuple(map(scaled, rule.conditions)), corroborate=tuple(map(scaled, corroborate)))
+    return _each_condition(rule, scaled, corroborate)
 
 
 def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:
@@ -412,11 +424,6 @@ def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, 
                     raise RuleError(f"{origin}: key 'rules.{rule.code}.{key}': expected a finite number, got {value!r}")
             new_params = dict(rule.params) | {k: float(v) for k, v in override.items()}
 
-            rule = replace(
-                rule,
-                params=new_params,
-                conditions=tuple(_rebind(c, new_params) for c in rule.conditions),
-                corroborate=tuple(_rebind(c, new_params) for c in rule.corroborate),
-            )
+            rule = _each_condition(replace(rule, params=new_params), functools.partial(_rebind, params=new_params))
         out.append(rule)
     return RuleSet(tuple(out), rules.remedies, rules.sources)

@@ -162,6 +162,11 @@ def test_a_rule_s_notes_are_read_with_their_condition_and_a_bad_one_is_named(tmp
     (a / "GD900-case.toml").write_text(VALID_RULE + note.replace("text = ", "words = "), encoding="utf-8")
     with pytest.raises(RuleError, match=r"notes\[0\]\.text.*a non-empty string"):
         load_rules([a], include_builtin=False)
+    # A note's condition follows the rule's overridden params and the run's units as its conditions do.
+    (a / "GD900-case.toml").write_text(VALID_RULE + note.replace("threshold = 0.1", 'threshold = "auc_high"\nscale = "d_loss_unit"'), encoding="utf-8")
+    out = with_overrides(load_rules([a], include_builtin=False), [], {"case": {"window": 10, "auc_high": 0.5}}, "test").by_code("GD900")
+    assert (out.notes[0].condition.window, out.notes[0].condition.threshold) == (10, 0.5)
+    assert in_run_units(out, {"d_loss_unit": 0.25}).notes[0].condition.threshold == 0.125
 
 
 def test_every_inferred_builtin_rule_states_its_caveat():

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from gandoctor import RunContext, infer_from_log
-from gandoctor.lossunits import infer_d_loss_unit
+from gandoctor.lossunits import infer_d_loss_unit, starts_at_hinge_chance
 from gandoctor.signals import SignalLog
 
 
@@ -62,3 +67,44 @@ def test_a_declared_or_recorded_unit_wins_over_the_inferred_one():
     assert infer_from_log(log, RunContext(frozenset(), {"d_loss_unit": 1.0})).values == {}
     # a Doctor's own log: the live form (or none) is what it recorded
     assert infer_from_log(log, RunContext(frozenset(), {"d_output": "auto"})).values == {}
+
+
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+
+
+def first_rows(run: Path, columns: tuple[str, ...], rows: int = 3) -> SignalLog:
+    """The first rows of a corpus run's scalar log, ``columns`` only (a log of losses)."""
+    names = {"loss_D": "loss.d", "loss_G": "loss.g"}
+    log = SignalLog()
+    with gzip.open(run / "scalars.csv.gz", "rt") as f:
+        for row, _ in zip(csv.DictReader(f), range(rows)):
+            log.record(int(row["step"]), {names[c]: float(row[c]) for c in columns})
+    return log
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="fixtures/corpus is not in this checkout")
+@pytest.mark.parametrize("columns", [("loss_D", "loss_G"), ("loss_D",)])
+def test_a_hinge_loss_is_told_by_the_first_losses_of_real_runs(columns):
+    # Every corpus run, its log cut to the losses: the hinge runs are the only ones that start at
+    # hinge's chance, and most of them do (the others' D had learned by the first record).
+    told: dict[bool, list[bool]] = {True: [], False: []}
+    for oracle in sorted(CORPUS.glob("c*/oracle.json")):
+        hinge = json.loads(oracle.read_text())["recipe"]["loss"] == "hinge"
+        told[hinge].append(starts_at_hinge_chance(first_rows(oracle.parent, columns)))
+    assert len(told[True]) >= 20 and len(told[False]) >= 100
+    assert not any(told[False])
+    assert sum(told[True]) >= 0.4 * len(told[True])
+
+
+def test_a_hinge_start_marks_the_log_unless_the_form_is_known():
+    log = SignalLog()
+    log.record(0, {"loss.d": 2.01, "loss.g": -0.03})
+    log.record(5, {"loss.d": 1.62, "loss.g": 0.4})
+    assert "hinge_loss" in infer_from_log(log, RunContext()).flags
+    assert "hinge_loss" not in infer_from_log(log, RunContext(frozenset(), {"d_output": "auto"})).flags
+    bce = SignalLog()
+    bce.record(0, {"loss.d": 2.01, "loss.g": 0.69})  # G's loss at BCE's chance: not a hinge start
+    assert not starts_at_hinge_chance(bce)
+    late = SignalLog()
+    late.record(100, {"loss.d": 2.01})  # D's loss alone, first printed after D has trained: says nothing
+    assert not starts_at_hinge_chance(late)

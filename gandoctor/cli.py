@@ -437,6 +437,8 @@ def _explain_rule(rule: Rule, rules: RuleSet, out: Console) -> None:
         out.print(f"  {c.label()} {c.op} {c.threshold:g}{_scaled(c)}" + (" (optional)" if c.optional else ""), markup=False)
     for c in rule.corroborate:
         out.print(f"  corroborated by {c.label()} {c.op} {c.threshold:g}{_scaled(c)}", markup=False)
+    if rule.only_if:
+        out.print(f"  judged only for runs that use: {', '.join(rule.only_if)}", markup=False)
     if rule.skip_if:
         out.print(f"  not judged for runs that use: {', '.join(rule.skip_if)}", markup=False)
     if rule.params["exact_onset"]:

@@ -410,6 +410,10 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
     checked: list[str] = []
     memo: Memo = {}
     for rule in rules.rules:
+        absent = tuple(flag for flag in rule.only_if if flag not in context.flags)
+        if absent:
+            skipped.append(SkippedRule(rule.code, SkipReason.FOR_OTHER_RUNS, rule.mode, absent))
+            continue
         blocked = tuple(flag for flag in rule.skip_if if flag in context.flags)
         if blocked:
             skipped.append(SkippedRule(rule.code, SkipReason.NOT_APPLICABLE, rule.mode, blocked))

@@ -98,6 +98,7 @@ class SkipReason(str, Enum):
     NO_DATA = "no_data"  # the log holds no records
     MISSING_SIGNALS = "missing_signals"  # a required signal was never recorded
     NOT_APPLICABLE = "not_applicable"  # the run uses a technique the rule does not apply to (skip_if)
+    FOR_OTHER_RUNS = "for_other_runs"  # the rule is for runs that use a technique this one does not (only_if)
     SUPERSEDED = "superseded"  # a richer rule of the same mode has the signals it needs (unless_signals)
     TOO_SHORT = "too_short"  # the run is shorter than the rule can judge
     UNDEFINED = "undefined"  # its signals were recorded, but no check had a value to judge (non-finite, too sparse, held)
@@ -109,7 +110,7 @@ class SkippedRule:
     rule: str
     reason: SkipReason
     mode: str = ""
-    # MISSING_SIGNALS: the signals; NOT_APPLICABLE: the flags; SUPERSEDED: the signals present; UNDEFINED: the signals read
+    # MISSING_SIGNALS: the signals; NOT_APPLICABLE: the flags; FOR_OTHER_RUNS: the flags the run lacks; SUPERSEDED: the signals present; UNDEFINED: the signals read
     missing: tuple[str, ...] = ()
     detail: str = ""  # ERROR: the exception
     min_run_steps: int = 0  # TOO_SHORT: the shortest run it judges, in steps
@@ -120,6 +121,7 @@ class SkippedRule:
             SkipReason.NO_DATA: "no signals recorded",
             SkipReason.MISSING_SIGNALS: f"signal(s) not recorded: {names}",
             SkipReason.NOT_APPLICABLE: f"not applicable: run uses {names}",
+            SkipReason.FOR_OTHER_RUNS: f"for other runs: those that use {names}",
             SkipReason.SUPERSEDED: f"superseded: {names} recorded, read by a richer rule",
             SkipReason.TOO_SHORT: f"run too short to judge (it needs {self.min_run_steps} steps)",
             SkipReason.UNDEFINED: f"nothing to judge: {names} non-finite, too sparse or held at one value in every window",
@@ -172,4 +174,6 @@ class ModeStatus:
         if SkipReason.NOT_APPLICABLE in self.reasons:
             flags = f" ({', '.join(self.not_applicable)})" if self.not_applicable else ""
             return f"not checked: rules not applicable to this run{flags}"
+        if SkipReason.FOR_OTHER_RUNS in self.reasons:
+            return "not checked: its rules are for other runs"
         return "not checked"

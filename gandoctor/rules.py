@@ -32,7 +32,7 @@ OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=")
 MATCHES: tuple[str, ...] = ("all", "any")
 
 _RULE_KEYS = {
-    "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "params",
+    "code", "name", "mode", "summary", "why", "example", "match", "skip_if", "only_if", "params",
     "conditions", "corroborate", "remedies", "unless_signals", "inferred", "caveat", "notes",
 }
 _CONDITION_KEYS = {"signal", "stat", "op", "threshold", "window", "level", "optional", "scale"}
@@ -138,6 +138,8 @@ class Rule:
     # An inferred rule reads signals that go with the failure rather than the failure itself (a
     # dominant D implies a collapsed G): it can make a mode fail, but its silence clears nothing.
     inferred: bool = False
+    # Judged only for runs that use all of these (a rule for one loss form's logs, say).
+    only_if: tuple[str, ...] = ()
     # What the evidence cannot rule out, stated beside every finding of the rule (a report reader
     # sees the limit where the finding is, not only in `explain`).
     caveat: str = ""
@@ -242,6 +244,8 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     _expect(match in MATCHES, path, "match", "'all' or 'any'", match)
     skip_if = data.get("skip_if", [])
     _expect(isinstance(skip_if, list) and all(isinstance(s, str) for s in skip_if), path, "skip_if", "a list of context flags", skip_if)
+    only_if = data.get("only_if", [])
+    _expect(isinstance(only_if, list) and all(isinstance(s, str) for s in only_if), path, "only_if", "a list of context flags", only_if)
 
     inferred = data.get("inferred", False)
     _expect(isinstance(inferred, bool), path, "inferred", "true or false", inferred)
@@ -280,6 +284,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
         corroborate=corroborate,
         remedies=remedies,
         skip_if=tuple(skip_if),
+        only_if=tuple(only_if),
         params=params,
         source_file=str(path),
         unless_signals=tuple(unless),

@@ -136,7 +136,7 @@ def unknown_uses(uses: Iterable[str], rules: RuleSet) -> tuple[str, ...]:
     """Names in ``uses`` that no remedy, probe or rule knows (likely typos), sorted."""
     known = set(alias_table(rules.remedies)) | OBSERVED_FLAGS | set(SCALES)
     for rule in rules.rules:
-        known.update(rule.skip_if)
+        known.update(rule.skip_if + rule.only_if)
     for remedy in rules.remedies.values():
         known.update(remedy.not_if + remedy.only_if + remedy.prefer_if)
         for check in remedy.promote + remedy.skip + remedy.misconfigured:

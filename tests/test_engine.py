@@ -345,6 +345,20 @@ def test_skip_if_context_flag(tmp_path):
     assert result.skipped[0].describe() == "not applicable: run uses critic"
 
 
+def test_only_if_judges_only_runs_that_use_every_flag(tmp_path):
+    text = rule_text("GD900", cond("x.a")).replace('skip_if = []', 'skip_if = []\nonly_if = ["hinge_loss"]')
+    rules = ruleset(tmp_path, text)
+    assert rules.rules[0].only_if == ("hinge_loss",)
+    log = signal_log(x_a=np.ones(200))
+    assert only(evaluate(log, rules, RunContext(frozenset({"hinge_loss", "ttur"})))).rule == "GD900"
+    result = evaluate(log, rules, RunContext(frozenset({"ttur"})))
+    assert result.findings == () and result.checked == ()
+    assert result.skipped == (SkippedRule("GD900", SkipReason.FOR_OTHER_RUNS, "mode_collapse", ("hinge_loss",)),)
+    assert result.skipped[0].describe() == "for other runs: those that use hinge_loss"
+    status = next(s for s in result.mode_status if s.mode == "mode_collapse")
+    assert status.describe() == "not checked: its rules are for other runs"
+
+
 # -- merging by mode ------------------------------------------------------------------------
 def test_merge_by_mode_keeps_earliest_onset_and_most_confident_rule(tmp_path):
     rules = ruleset(

@@ -106,6 +106,8 @@ def _skipped_phrase(group: Sequence[SkippedRule]) -> str:
         return f"{n} {need} signals not recorded ({names})"
     if reason is SkipReason.NOT_APPLICABLE:
         return f"{n} not applicable (run uses {names})"
+    if reason is SkipReason.FOR_OTHER_RUNS:
+        return f"{n} for other runs (those that use {names})"
     if reason is SkipReason.SUPERSEDED:
         return f"{n} superseded by {'a rule that reads' if one else 'rules that read'} the richer signals recorded here"
     if reason is SkipReason.TOO_SHORT:

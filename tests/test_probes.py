@@ -704,6 +704,22 @@ def test_sample_statistics_use_one_step_s_fakes_and_measure_once_more_when_train
     assert (view.values < 0.01).all()
 
 
+def test_a_report_before_close_measures_the_newest_features_once():
+    # The Quickstart prints doctor.report() before doctor.close(): the report must not stop at the
+    # last scheduled check (a 700-step run read "samples over steps 550..650"), and close() after
+    # it measures nothing twice.
+    G, D = make_models()
+    doctor = gandoctor.Doctor(G, D, features="pixels", schedule=Schedule(budget=None, latent_every=0), strict=True)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(140):
+        doctor.step(d_loss=torch.tensor(1.0), g_loss=torch.tensor(1.0), real=torch.randn(128, 2, generator=gen),
+                    fake=torch.randn(128, 2, generator=gen))
+    report = doctor.report()
+    assert report.samples is not None and report.samples.last_step == 139
+    doctor.close()
+    assert doctor.signals.get("feat.diversity_ratio").steps.tolist() == [50, 100, 139]
+
+
 def test_a_pair_of_image_batches_as_real_is_read_as_its_first_and_said_once(caplog):
     """CoGAN's two domains passed as one tuple: the probes read the first batch (as they do a
     loader's (images, labels)), and the doctor says so once, where the report shows it."""

@@ -584,6 +584,8 @@ class Doctor(_ClosedOnExit):
         from ..report import Report
 
         if not self._reducer.active:  # under DDP no collective here (report() may run on rank 0 alone)
+            if not self._closed:  # the newest features too, where no measurement has seen them (report() before close())
+                _measure_final(self)
             self._guard("flush", self._flush)
         try:
             rules = self.config.ruleset(self._rules_dirs)
@@ -601,12 +603,7 @@ class Doctor(_ClosedOnExit):
         if self._closed:
             return
         _OPEN.discard(self)
-        # The probes' last measurements (the sample statistics of the newest features), at the last step.
-        values = _final_values(self.probes, self._disabled, self._guard, self._step)
-        if values:
-            if not self._pending or self._pending[-1].step != self._step:
-                self._pending.append(_Pending(self._step))
-            self._pending[-1].values.update(values)
+        _measure_final(self)
         self._guard("flush", lambda: self._flush(final=True))
         if self._live is not None:  # a blow-up the loop stopped at, before a flush brought it: alerted now
             self._live.at_close(self._step)
@@ -617,6 +614,16 @@ class Doctor(_ClosedOnExit):
         if self._writer is not None:
             self._guard("writer", self._writer.close)
         self._closed = True
+
+
+def _measure_final(doctor: Doctor) -> None:
+    """The probes' last measurements (the sample statistics of the newest features, where no
+    measurement has seen them) at the current step, pending for the next flush."""
+    values = _final_values(doctor.probes, doctor._disabled, doctor._guard, doctor._step)
+    if values:
+        if not doctor._pending or doctor._pending[-1].step != doctor._step:
+            doctor._pending.append(_Pending(doctor._step))
+        doctor._pending[-1].values.update(values)
 
 
 def _final_values(probes: Sequence[Probe], disabled: Mapping[str, str], guard: Callable[[str, Callable[[], Any]], Any], step: int) -> dict[str, Any]:

@@ -158,6 +158,27 @@ def test_a_conditional_generator_without_labels_gets_no_latent_probe_and_says_wh
     assert "latent_dim" not in doctor.context.values  # G's first layer reads z and the labels: not z's width
 
 
+class NoiseAndDataG(nn.Module):
+    """caogang/wgan-gp's gan_toy.py: G(noise, real_data), the second input used only in a debug mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(2, 2)
+
+    def forward(self, noise: torch.Tensor, real_data: torch.Tensor) -> torch.Tensor:
+        return self.net(noise)
+
+
+def test_a_second_input_is_named_as_g_names_it_not_taken_for_labels():
+    doctor = gandoctor.Doctor(NoiseAndDataG(), nn.Linear(2, 1), schedule=Schedule(latent_every=5, flush_every=1))
+    for _ in range(30):
+        doctor.step(d_loss=0.5)
+    doctor.close()
+    (said,) = [w for w in doctor.report().warnings if "fixed-latent probe" in w]
+    assert "forward(noise, real_data)" in said and "if real_data is G's class labels" in said
+    assert "sample_latent=lambda n, gen: (noise, real_data)" in said
+
+
 def test_an_image_to_image_generator_is_told_how_to_give_its_fixed_inputs():
     G = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 1, 3, padding=1))
     D = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))

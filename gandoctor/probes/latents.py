@@ -193,10 +193,13 @@ class LatentProbe(Probe):
                 "for G(*inputs), drawn once and kept, or Schedule(latent_every=0) to switch this probe off"
             )
         if self.conditional and self.labels is None and self.sample_latent is None:
+            # Named as G's forward names them: a second input need not be labels (gan_toy.py's G(noise, real_data)).
+            z, y = self.inputs_needed if len(self.inputs_needed) == 2 else ("z", "y")
             return (
-                "the fixed-latent probe has not run: G takes labels (forward(z, y)) and no fake_labels= reached "
-                "doctor.step, so " + what + "; pass fake_labels= (the labels G's fakes were made with), or "
-                "Doctor(sample_latent=lambda n, gen: (z, labels))"
+                f"the fixed-latent probe has not run: G's forward takes a second input (forward({z}, {y})) and no "
+                "fake_labels= reached doctor.step, so " + what + f"; if {y} is G's class labels, pass fake_labels= (the "
+                f"labels G's fakes were made with); whatever it is, Doctor(sample_latent=lambda n, gen: ({z}, {y})) "
+                "returning n of each for G's inputs, drawn once and kept"
             )
         return None
 

@@ -375,6 +375,7 @@ ALIASES: Mapping[str, str] = {
             "d_total_loss", "loss_d_total", "errd_total", "lossd_total", "dis_loss", "loss_dis",
             "disc/loss", "loss/discriminator_loss", "loss/disc_loss", "loss/d/loss",  # the last: StyleGAN2-ADA / StyleGAN3
             "losses_d", "d_loss_total", "loss/d_total",  # {"losses": {"D": ...}} flattened; totals
+            "disc_cost", "d_cost", "critic_cost",  # improved_wgan_training's lib/plot.py names ("train disc cost")
         ],
         "loss.d",
     ),
@@ -383,7 +384,7 @@ ALIASES: Mapping[str, str] = {
             "loss_g", "g_loss", "lossg", "errg", "err_g", "gen_loss", "generator_loss", "loss_gen", "loss_generator",
             "loss/g", "g/loss", "loss.g", "loss/generator", "loss/gen", "losses/g", "generator/loss", "loss/loss_g",
             "loss/g_loss", "g_total_loss", "loss_g_total", "gen/loss", "loss/generator_loss", "loss/gen_loss", "loss/g/loss",
-            "losses_g", "g_loss_total", "loss/g_total",
+            "losses_g", "g_loss_total", "loss/g_total", "gen_cost", "g_cost",
         ],
         "loss.g",
     ),

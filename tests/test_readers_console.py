@@ -373,3 +373,64 @@ def test_three_public_scripts_printing_formats_are_read(tmp_path):
     # count and again after the update, at the next one; the final count repeats the last).
     assert d.steps.tolist() == list(range(len(logged) + 1))
     assert np.allclose(d.values[:-1], [round(x[2], 4) for x in logged], atol=1e-9) and d.values[-1] == d.values[-2]
+
+
+def _plot_flush_loop(dataset: str = "8gaussians", iters: int = 60, flush_every: int = 20) -> tuple[str, list[tuple[int, float, float]]]:
+    """caogang/wgan-gp's gan_toy.py, cut down: a WGAN-GP critic and G on 2-D data, the models
+    printed first, then improved_wgan_training's lib/plot.py flush every ``flush_every``
+    iterations (the mean of each plot's values since the last flush, names as plot file paths).
+    Returns the console text and [(iter, mean disc cost, mean gen cost)]."""
+    torch.manual_seed(0)
+    netG = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+    netD = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    optD = torch.optim.Adam(netD.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    optG = torch.optim.Adam(netG.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    out = io.StringIO()
+    print(netG, file=out)
+    print(netD, file=out)
+    plots: dict[str, list[float]] = {}
+    flushed = []
+    for it in range(iters):
+        real = torch.randn(64, 2)
+        fake = netG(torch.randn(64, 2))
+        alpha = torch.rand(64, 1)
+        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(netD(mixed).sum(), mixed, create_graph=True)
+        d_cost = netD(fake.detach()).mean() - netD(real).mean() + 0.1 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+        optD.zero_grad()
+        d_cost.backward()
+        optD.step()
+        g_cost = -netD(netG(torch.randn(64, 2))).mean()
+        optG.zero_grad()
+        g_cost.backward()
+        optG.step()
+        plots.setdefault(f"tmp/{dataset}/disc cost", []).append(d_cost.item())
+        plots.setdefault(f"tmp/{dataset}/gen cost", []).append(g_cost.item())
+        if it % flush_every == flush_every - 1:  # lib.plot.flush()
+            means = {name: float(np.mean(values)) for name, values in plots.items()}
+            print("iter {}\t{}".format(it, "\t".join(f"{name}\t{value}" for name, value in means.items())), file=out)
+            flushed.append((it, means[f"tmp/{dataset}/disc cost"], means[f"tmp/{dataset}/gen cost"]))
+            plots.clear()
+    return out.getvalue(), flushed
+
+
+def test_improved_wgan_training_plot_flushes_are_read_with_their_names_last_part(tmp_path):
+    text, flushed = _plot_flush_loop()
+    path = tmp_path / "gan_toy.log"
+    path.write_text(text)
+    data = read_run(path)
+    assert data.format == "console"
+    d, g = data.signals.get("loss.d"), data.signals.get("loss.g")
+    assert d.steps.tolist() == g.steps.tolist() == [it for it, _, _ in flushed]
+    assert np.allclose(d.values, [v for _, v, _ in flushed]) and np.allclose(g.values, [v for _, _, v in flushed])
+
+
+def test_a_printed_model_s_arguments_are_not_offered_as_names_to_map(tmp_path):
+    # A log gandoctor cannot read whose head prints the models: their Linear(in_features=..., ...)
+    # arguments are no values to name with --map; the log's own names are.
+    text, _ = _plot_flush_loop()
+    path = tmp_path / "train.log"
+    path.write_text("\n".join(line.replace("\t", " | ").replace("disc cost", "netD").replace("gen cost", "netG") for line in text.splitlines()))
+    with pytest.raises(LogFormatError) as err:
+        read_run(path)
+    assert "in_features" not in str(err.value) and "out_features" not in str(err.value)

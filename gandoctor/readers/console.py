@@ -11,6 +11,8 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 - the PyTorch-GAN implementations: ``[Epoch e/E] [Batch b/B] [D loss: ..] [G loss: ..]``;
 - pytorch-CycleGAN-and-pix2pix's loss log, ``(epoch: e, iters: n, ...) G_GAN: .. D_real: ..``,
   whose names are read in that script's sense (``_common.SCRIPT_NAMES``);
+- improved_wgan_training's ``lib/plot.py`` lines (caogang/wgan-gp's ``gan_toy.py``):
+  ``iter 99\tdisc cost\t-2.30\tgen cost\t1.12``, tab-separated, each name the last part of its path;
 - generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
   ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
   one of its names maps to a signal, so argument dumps and progress messages are not data.
@@ -72,6 +74,14 @@ _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i", "iters")
 #: pytorch-CycleGAN-and-pix2pix's loss log (``loss_log.txt`` and its console): ``(epoch: 3, iters:
 #: 400, time: 0.056, data: 0.002) G_GAN: 2.1 G_L1: 23.4 D_real: 0.31 D_fake: 0.52``; its names are
 #: read in that script's sense (``_common.SCRIPT_NAMES``).
+#: improved_wgan_training's ``lib/plot.py`` flush (igul222's code and its PyTorch ports, caogang/wgan-gp):
+#: ``iter 99\tdisc cost\t-2.30\tgen cost\t1.12``, tab-separated names and values, each name its plot's
+#: file path (``tmp/8gaussians/disc cost``), of which the last part names the value.
+PLOT_FLUSH = re.compile(r"^\s*iter\s+\d+\t")
+_NUMBER = re.compile(_NUM)
+#: A printed module's line (``(0): Linear(in_features=2, out_features=512, bias=True)``): its
+#: ``name=value`` arguments are no log's values.
+MODULE_LINE = re.compile(r"^\s*(?:\(\w+\):\s*)?[A-Z]\w*\(")
 JUNYANZ = re.compile(r"\(epoch:\s*\d+,\s*iters:\s*\d+[^)]*\)")
 
 
@@ -107,6 +117,9 @@ def _bar_values(m: re.Match[str]) -> str:
 def _pairs(text: str) -> list[tuple[str, str]]:
     text = TENSOR.sub(r"\1", text)
     out: list[tuple[str, str]] = [(m.group(1), m.group(2)) for m in BARE_POSITION.finditer(text)]
+    if PLOT_FLUSH.match(text):
+        fields = [field.strip() for field in text.split("\t")[1:]]
+        return out + [(name.rsplit("/", 1)[-1], value) for name, value in zip(fields[::2], fields[1::2]) if _NUMBER.fullmatch(value)]
     dgz = DGZ_PAIR.search(text)
     if dgz:
         out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]
@@ -273,6 +286,8 @@ def unmapped_names(path: Path, most: int = 8) -> list[str]:
     known = _known_names()
     found: dict[str, None] = {}
     for part in _head_parts(path):
+        if MODULE_LINE.match(part):
+            continue
         for key, _ in _pairs(_unbar(part)[0]):
             if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not known(key):
                 found.setdefault(key, None)

@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from gandoctor.diagnose import analyze
 from gandoctor.readers import read_run
@@ -120,3 +122,43 @@ def test_a_recorded_run_whose_d_loss_is_logged_in_two_parts_gets_the_same_diagno
     from_parts, from_total = analyze(split), analyze(whole)
     assert "discriminator_dominance" in from_total.modes
     assert [(f.mode, f.onset_step) for f in from_parts.findings] == [(f.mode, f.onset_step) for f in from_total.findings]
+
+
+def _bce_probability_gan_console(lr: float, steps: int = 300) -> str:
+    """yunjey/pytorch-tutorial's GAN loop, cut to 2-D data: D ends in a Sigmoid, nn.BCELoss on
+    its probabilities (whose log PyTorch clamps at -100), and the tutorial's console line."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
+    criterion = nn.BCELoss()
+    d_opt, g_opt = torch.optim.Adam(D.parameters(), lr=lr), torch.optim.Adam(G.parameters(), lr=lr)
+    lines = []
+    for i in range(steps):
+        real = torch.randn(64, 2) * 0.5 + 2
+        real_score = D(real)
+        fake = G(torch.randn(64, 8))
+        fake_score = D(fake)
+        d_loss = criterion(real_score, torch.ones(64, 1)) + criterion(fake_score, torch.zeros(64, 1))
+        d_opt.zero_grad()
+        g_opt.zero_grad()
+        d_loss.backward()
+        d_opt.step()
+        g_loss = criterion(D(G(torch.randn(64, 8))), torch.ones(64, 1))
+        d_opt.zero_grad()
+        g_opt.zero_grad()
+        g_loss.backward()
+        g_opt.step()
+        lines.append(f"Epoch [0/1], Step [{i + 1}/{steps}], d_loss: {d_loss.item():.4f}, g_loss: {g_loss.item():.4f}, "
+                     f"D(x): {real_score.mean().item():.2f}, D(G(z)): {fake_score.mean().item():.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_bce_d_saturated_at_the_clamp_is_vanishing_gradients_from_its_console_log(tmp_path):
+    # At lr 5 the sigmoid saturates within steps: D's loss sits at nn.BCELoss's clamp (100) with D(x)
+    # and D(G(z)) at 1.00, where no gradient flows back; at the tutorial's lr the same loop stays quiet.
+    saturated, healthy = tmp_path / "lr5.log", tmp_path / "lr2e-4.log"
+    saturated.write_text(_bce_probability_gan_console(5.0))
+    healthy.write_text(_bce_probability_gan_console(2e-4))
+    found = {f.mode: f for f in analyze(saturated).findings}
+    assert "GD405" in (found["vanishing_gradients"].rule, *found["vanishing_gradients"].also_fired)
+    assert not any("GD405" in (f.rule, *f.also_fired) for f in analyze(healthy).findings)

@@ -46,6 +46,20 @@ def _reflow(text: str) -> str:
 
 
 LOG_FORMATS = ("auto", "runlog", "tensorboard", "csv", "jsonl", "wandb", "console")
+#: What a user may take --format for (the report's format), and the option that gives it.
+_REPORT_FORMATS = {"json": "--json", "html": "--html FILE", "junit": "gate --junit FILE", "markdown": "gate --markdown FILE", "md": "gate --markdown FILE"}
+
+
+def _log_format(value: str) -> str:
+    """--format's value: a log format, or the way to the report format the user meant."""
+    if value in LOG_FORMATS:
+        return value
+    if value.lower() in _REPORT_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is a report format: --format names the format of the log read ({', '.join(LOG_FORMATS)}); "
+            f"for a {value} report pass {_REPORT_FORMATS[value.lower()]}"
+        )
+    raise argparse.ArgumentTypeError(f"invalid choice: '{value}' (choose from {', '.join(LOG_FORMATS)})")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -65,7 +79,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _read_options(p: argparse.ArgumentParser) -> None:
     """How foreign logs are read (issue 10): format, names, step column, grid tiles, progress."""
-    p.add_argument("--format", choices=LOG_FORMATS, default="auto", help="the log format (default: auto-detect)")
+    p.add_argument("--format", type=_log_format, default="auto", metavar="{" + ",".join(LOG_FORMATS) + "}",
+                   help="the format of the log read (default: auto-detect); the report's: --json, --html")
     p.add_argument("--map", action="append", default=[], metavar="SIGNAL=NAME", help="read SIGNAL from the log's NAME, e.g. loss.d=errD (repeatable)")
     p.add_argument("--step", metavar="COLUMN", help="the column/key holding the step, overriding detection")
     p.add_argument("--grid-tile", metavar="HxW", help="tile size of logged sample grids when it cannot be inferred, e.g. 64x64")
@@ -109,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--rules", action="append", default=[], metavar="DIR")
     p.add_argument("--uses", default="", metavar="NAME[=VALUE],...", help="techniques both runs use that the probes cannot see")
-    p.add_argument("--format", choices=LOG_FORMATS, default="auto")
+    p.add_argument("--format", type=_log_format, default="auto", metavar="{" + ",".join(LOG_FORMATS) + "}")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p = sub.add_parser("demo", help="train a tiny GAN on CPU with gandoctor attached and print its diagnosis")
     p.add_argument("--scenario", choices=["healthy", "collapse", "unbalanced", "all"], default="all")

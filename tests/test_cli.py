@@ -240,6 +240,14 @@ def test_usage_errors_exit_2(capsys):
     assert "gandoctor: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("value", "way"), [("json", "pass --json"), ("html", "pass --html FILE"), ("xml", "choose from auto, runlog")])
+def test_format_names_the_log_s_format_and_a_report_format_there_says_where_it_goes(value, way, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", "run.csv", "--format", value])
+    assert info.value.code == EXIT_ERROR
+    assert way in capsys.readouterr().err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])

@@ -244,6 +244,15 @@ def test_recorded_run_gets_its_own_numbers(builtin):
     assert any(r.id == "fewer_d_steps" and "D takes 5 steps per G step: try 1" in r.reason for r in dd.remedies)
 
 
+def test_an_unrolled_gan_s_look_ahead_steps_are_not_read_as_d_outrunning_g(builtin):
+    # D's optimizer counts an unrolled GAN's look-ahead steps: 11 per G step with 10 unrolled.
+    steps = {"d_steps_per_g": 11.0}
+    plain = {r.id: r.reason for r in ranked(builtin, "GD101", (), steps).remedies}
+    assert "D takes 11 steps per G step: try 1" in plain["fewer_d_steps"]
+    unrolled = {r.id: r.reason for r in ranked(builtin, "GD101", {"unrolled_gan"}, steps).remedies}
+    assert "steps per G step" not in unrolled.get("fewer_d_steps", "")
+
+
 # -- the catalogue as data ----------------------------------------------------------------------
 ISSUE_REMEDIES = [
     "wasserstein_loss", "gradient_penalty", "gp_weight", "weight_clipping", "spectral_norm", "dcgan_architecture",

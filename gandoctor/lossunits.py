@@ -25,7 +25,8 @@ A log's first record says what D's loss is at chance, where it was written befor
 D whose outputs are still near 0 has a hinge loss of 2 (1 + 1, as the sum of the real and fake
 means) where BCE has 2 ln 2 = 1.39, and a hinge G's loss (minus D's mean on the fakes) near 0
 where BCE's is near 0.69. A first D loss of 2.0 +/- 0.1 with G's within 0.25 of 0 is a hinge loss
-(on the corpus, 56 of 103 hinge runs and none of 418 of the other forms); without G's loss, at
+(on the corpus, 23 of 49 hinge runs, and none of the 251 others: their first D losses lie at
+0.03-1.79, or 6.5-9.9 for WGAN-GP's penalty, or below 0); without G's loss (31 of 49), at
 the first steps only (a BCE D, G-dominated later, may sit at 2.0 too), a D loss at chance 2
 (hinge, or least squares towards +/-1 summed): either way not BCE's chance.
 """

@@ -71,9 +71,6 @@ BARE_LOSSES = {"loss.d": "D", "loss.g": "G"}
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step", "itr")
 _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i", "iters")
 
-#: pytorch-CycleGAN-and-pix2pix's loss log (``loss_log.txt`` and its console): ``(epoch: 3, iters:
-#: 400, time: 0.056, data: 0.002) G_GAN: 2.1 G_L1: 23.4 D_real: 0.31 D_fake: 0.52``; its names are
-#: read in that script's sense (``_common.SCRIPT_NAMES``).
 #: improved_wgan_training's ``lib/plot.py`` flush (igul222's code and its PyTorch ports, caogang/wgan-gp):
 #: ``iter 99\tdisc cost\t-2.30\tgen cost\t1.12``, tab-separated names and values, each name its plot's
 #: file path (``tmp/8gaussians/disc cost``), of which the last part names the value.
@@ -82,6 +79,9 @@ _NUMBER = re.compile(_NUM)
 #: A printed module's line (``(0): Linear(in_features=2, out_features=512, bias=True)``): its
 #: ``name=value`` arguments are no log's values.
 MODULE_LINE = re.compile(r"^\s*(?:\(\w+\):\s*)?[A-Z]\w*\(")
+#: pytorch-CycleGAN-and-pix2pix's loss log (``loss_log.txt`` and its console): ``(epoch: 3, iters:
+#: 400, time: 0.056, data: 0.002) G_GAN: 2.1 G_L1: 23.4 D_real: 0.31 D_fake: 0.52``; its names are
+#: read in that script's sense (``_common.SCRIPT_NAMES``).
 JUNYANZ = re.compile(r"\(epoch:\s*\d+,\s*iters:\s*\d+[^)]*\)")
 
 

@@ -434,3 +434,33 @@ def test_a_printed_model_s_arguments_are_not_offered_as_names_to_map(tmp_path):
     with pytest.raises(LogFormatError) as err:
         read_run(path)
     assert "in_features" not in str(err.value) and "out_features" not in str(err.value)
+
+
+def test_names_and_numbers_printed_with_spaces_only_are_read_where_the_names_are_losses(tmp_path, capsys):
+    # christiancosgrove/pytorch-spectral-normalization-gan: print('disc loss', d, 'gen loss', g), a
+    # hinge loss on a critic-free D; the same loop's prose lines with numbers are not records.
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt_d, opt_g = torch.optim.Adam(D.parameters(), 2e-4), torch.optim.Adam(G.parameters(), 2e-4)
+    printed = []
+    print("took 0.52 seconds to load 1797 images")
+    for _ in range(20):
+        real, fake = torch.randn(32, 2), G(torch.randn(32, 4))
+        disc_loss = nn.ReLU()(1.0 - D(real)).mean() + nn.ReLU()(1.0 + D(fake.detach())).mean()
+        opt_d.zero_grad()
+        disc_loss.backward()
+        opt_d.step()
+        gen_loss = -D(G(torch.randn(32, 4))).mean()
+        opt_g.zero_grad()
+        gen_loss.backward()
+        opt_g.step()
+        print("disc loss", disc_loss.item(), "gen loss", gen_loss.item())
+        printed.append((disc_loss.item(), gen_loss.item()))
+    path = tmp_path / "train.log"
+    path.write_text(capsys.readouterr().out)
+    data = read_run(path)
+    assert data.format == "console"
+    assert data.signals.get("loss.d").values.tolist() == pytest.approx([d for d, _ in printed])
+    assert data.signals.get("loss.g").values.tolist() == pytest.approx([g for _, g in printed])
+    assert set(data.signals.names()) == {"loss.d", "loss.g"}  # "took 0.52 seconds", "load 1797": prose

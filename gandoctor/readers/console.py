@@ -13,6 +13,8 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
   whose names are read in that script's sense (``_common.SCRIPT_NAMES``);
 - improved_wgan_training's ``lib/plot.py`` lines (caogang/wgan-gp's ``gan_toy.py``):
   ``iter 99\tdisc cost\t-2.30\tgen cost\t1.12``, tab-separated, each name the last part of its path;
+- ``print("disc loss", d, "gen loss", g)``: names and numbers with spaces only between, where a
+  name maps to a signal and no ``key: value`` pair on the line does;
 - generic ``key: value`` / ``key=value`` pairs, with the position from ``epoch``/``step``/
   ``iter``/``batch`` keys (``Epoch [1/5], Step [100/600]`` too). A generic line counts only if
   one of its names maps to a signal, so argument dumps and progress messages are not data.
@@ -50,6 +52,9 @@ DCGAN = re.compile(r"\[(\d+)/(\d+)\]\s*\[(\d+)/(\d+)\]\s*(.*)")
 PYTORCH_GAN = re.compile(r"\[Epoch (\d+)/(\d+)\]\s*\[Batch (\d+)/(\d+)\]\s*(.*)")
 BRACKET = re.compile(r"\[([^\[\]]*)\]")
 DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")")
+#: ``print("disc loss", d_loss.item(), "gen loss", g_loss.item())`` (christiancosgrove's SN-GAN): a
+#: name and its number with only spaces between, read only for names that map to a signal (else prose).
+SPACED = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s+(" + _NUM + r")(?![\w.])")
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
 POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
 #: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
@@ -124,8 +129,11 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     if dgz:
         out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]
         text = text[: dgz.start()] + text[dgz.end():]
-    out += [(m.group(1).strip(), m.group(2)) for m in PAIR.finditer(text)]
-    return out
+    paired = [(m.group(1).strip(), m.group(2)) for m in PAIR.finditer(text)]
+    known = _known_names()
+    if not any(known(k) for k, _ in paired):
+        paired += [(m.group(1), m.group(2)) for m in SPACED.finditer(text) if known(m.group(1))]
+    return out + paired
 
 
 def _bracket_pairs(rest: str) -> list[tuple[str, str]]:
@@ -297,10 +305,16 @@ def unmapped_names(path: Path, most: int = 8) -> list[str]:
 def _known_names() -> Callable[[str], bool]:
     """Whether a name maps to a signal: through the alias table, or because the user mapped it
     (--map loss.d=D), or --map could not make a log readable."""
+    mapped = {alias_key(name) for name in read_options.get().mapping.values()}
+    return lambda key: _aliased(key) or alias_key(key) in mapped
+
+
+@functools.lru_cache(maxsize=4096)
+def _aliased(key: str) -> bool:
+    """Whether the alias table maps ``key`` (asked for every name of every line: a log repeats its names)."""
     from ..signals import alias_for
 
-    mapped = {alias_key(name) for name in read_options.get().mapping.values()}
-    return lambda key: alias_for(key) is not None or alias_key(key) in mapped
+    return alias_for(key) is not None
 
 
 def _accepts(path: Path) -> bool:

@@ -884,3 +884,54 @@ def test_a_d_that_averages_its_batch_inside_is_refused_not_ranked(caplog):
     doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)  # the rest goes on
     assert len(doctor.signals.get("loss.d").values) == 2
     doctor.close()
+
+
+class FrozenVectorSpectralNorm(nn.Module):
+    """Spectral norm as code older than torch.nn.utils.spectral_norm writes it (christiancosgrove's
+    SN-GAN): the power-iteration vectors are Parameters that do not train, replaced in every
+    forward (``u.data = ...``), and the weight is set as an attribute from them."""
+
+    def __init__(self, module: nn.Linear) -> None:
+        super().__init__()
+        self.module = module
+        w = module.weight
+        del module._parameters["weight"]
+        self.w_bar = nn.Parameter(w.data)
+        self.u = nn.Parameter(nn.functional.normalize(torch.randn(w.shape[0]), dim=0), requires_grad=False)
+        self.v = nn.Parameter(nn.functional.normalize(torch.randn(w.shape[1]), dim=0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.v.data = nn.functional.normalize(self.w_bar.data.t() @ self.u.data, dim=0)
+        self.u.data = nn.functional.normalize(self.w_bar.data @ self.v.data, dim=0)
+        sigma = self.u @ self.w_bar @ self.v
+        self.module.weight = self.w_bar / sigma
+        return self.module(x)
+
+
+def test_a_spectral_norm_whose_vectors_are_frozen_parameters_trains_bit_identically():
+    def run(with_doctor: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+        D = nn.Sequential(FrozenVectorSpectralNorm(nn.Linear(2, 16)), nn.LeakyReLU(0.2), FrozenVectorSpectralNorm(nn.Linear(16, 1)))
+        opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+        doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(d_probe_every=1, flush_every=4),
+                                  strict=True) if with_doctor else None
+        for _ in range(20):
+            real, fake = torch.randn(32, 2) + 1, G(torch.randn(32, 4))
+            d_loss = nn.functional.relu(1 - D(real)).mean() + nn.functional.relu(1 + D(fake.detach())).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = -D(G(torch.randn(32, 4))).mean()
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            if doctor is not None:
+                doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        if doctor is not None:
+            doctor.close()
+            assert "d.auc" in doctor.signals  # the doctor's own D forwards ran (the G step's fakes are not the D step's)
+        return state(G, D)
+
+    for a, b in zip(run(False), run(True), strict=True):
+        assert torch.equal(a, b)

@@ -167,11 +167,22 @@ def doctor_forward_running() -> bool:
     return _own_forwards[0] > 0
 
 
+#: Frozen parameters up to this size are copied before the doctor's own forwards (state a forward
+#: may write in place); larger ones (a frozen backbone) only have the tensor they hold kept.
+_FROZEN_COPY_NUMEL = 1 << 16
+
+
 @contextlib.contextmanager
 def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
     """Run a forward that leaves no trace: buffers restored, RNG streams forked, and no collective
-    (:func:`_local_sync_batch_norm`)."""
+    (:func:`_local_sync_batch_norm`). Parameters that do not train are state too: spectral-norm
+    code that predates ``torch.nn.utils.spectral_norm`` (christiancosgrove's SN-GAN) keeps its
+    power-iteration vectors as ``Parameter(requires_grad=False)`` and sets ``u.data = ...`` in
+    every forward; the doctor's forward advanced them and training diverged from the first step."""
     saved = [(b, b.detach().clone()) for b in module.buffers()]
+    frozen = [p for p in module.parameters() if not p.requires_grad]
+    held = [(p, p.data) for p in frozen]  # a forward that swaps in new data (p.data = ...) is undone by swapping back
+    copies = [(p, p.detach().clone()) for p in frozen if p.numel() <= _FROZEN_COPY_NUMEL]  # one that writes in place
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     _own_forwards[0] += 1
     try:
@@ -181,6 +192,12 @@ def untouched(module: nn.Module, device: torch.device) -> Iterator[None]:
         _own_forwards[0] -= 1
         for buffer, copy in saved:
             buffer.copy_(copy)
+        with torch.no_grad():
+            for parameter, data in held:
+                if parameter.data_ptr() != data.data_ptr() or parameter.shape != data.shape:
+                    parameter.data = data
+            for parameter, copy in copies:
+                parameter.copy_(copy)
 
 
 @contextlib.contextmanager

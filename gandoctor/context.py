@@ -145,9 +145,15 @@ def latent_shape_candidates(generator: nn.Module, latent_dim: int | None = None)
     return () if latent_dim is None else ((latent_dim,),)
 
 
+def spectral_norm_class(name: str) -> bool:
+    """A module class that applies spectral norm itself: a ``SpectralNorm(nn.Conv2d(...))`` wrapper
+    (christiancosgrove's SN-GAN and its many copies) or BigGAN-PyTorch's ``SNConv2d`` / ``SNLinear``."""
+    return "SpectralNorm" in name or (len(name) > 2 and name.startswith("SN") and name[2].isupper())
+
+
 def has_spectral_norm(module: nn.Module) -> bool:
     for m in module.modules():
-        if hasattr(m, "weight_orig"):
+        if hasattr(m, "weight_orig") or spectral_norm_class(type(m).__name__):
             return True
         params = getattr(m, "parametrizations", None)
         if params is not None:
@@ -166,7 +172,8 @@ def norm_layers(module: nn.Module) -> list[str]:
         type(m).__name__
         for path, m in module.named_modules()
         # Spectral norm is a parametrization of a weight (flag d_spectral_norm), not a layer.
-        if "parametrizations" not in path.split(".") and (isinstance(m, known) or "Norm" in type(m).__name__)
+        if "parametrizations" not in path.split(".") and not spectral_norm_class(type(m).__name__)
+        and (isinstance(m, known) or "Norm" in type(m).__name__)
     }
     return sorted(names)
 

@@ -42,6 +42,29 @@ def test_inspection_reads_optimizers_norm_layers_dropout_and_the_latent_size():
     assert v["d_params"] == sum(p.numel() for p in D.parameters())
 
 
+class SpectralNorm(nn.Module):
+    """The wrapper older SN-GAN code writes (christiancosgrove's: ``SpectralNorm(nn.Conv2d(...))``)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+class SNLinear(nn.Linear):
+    """BigGAN-PyTorch's layers.SNLinear: a layer class that applies spectral norm itself."""
+
+
+@pytest.mark.parametrize("layer", [SpectralNorm(nn.Linear(2, 8)), SNLinear(2, 8)], ids=["wrapper", "SNLinear"])
+def test_a_spectral_norm_of_the_user_s_own_is_seen_and_is_no_norm_layer(layer):
+    G, D = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(layer, nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    ctx = inspect_training(G, D, None, None)
+    assert "d_spectral_norm" in ctx.flags and ctx.values["d_norm"] == []
+    assert "d_spectral_norm" not in inspect_training(G, nn.Sequential(nn.Linear(2, 1), nn.Softsign()), None, None).flags
+
+
 def test_one_optimizer_over_both_networks_gives_each_the_settings_of_its_own_group():
     G, D = dcgan()
     opt = torch.optim.Adam([{"params": G.parameters(), "lr": 1e-4}, {"params": D.parameters(), "lr": 4e-4, "betas": (0.0, 0.9)}])

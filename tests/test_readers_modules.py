@@ -48,6 +48,18 @@ def _read(text: str) -> ModelReprs:
     return models
 
 
+def test_a_printed_d_with_a_spectral_norm_of_its_own_reads_as_spectrally_normalised():
+    from .test_context import SNLinear, SpectralNorm
+
+    class OwnD(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.main = nn.Sequential(SpectralNorm(nn.Linear(2, 8)), nn.LeakyReLU(0.2), SNLinear(8, 1))
+
+    context = _read(str(Generator()) + "\n" + str(OwnD()).replace("OwnD", "Discriminator") + "\n").context()
+    assert "d_spectral_norm" in context.flags and context.values["d_norm"] == []
+
+
 def test_reads_batchnorm_in_g_and_dropout_and_spectral_norm_in_d_from_torch_reprs():
     models = _read("Namespace(batchSize=64)\n" + str(Generator()) + "\n" + str(Discriminator()) + "\n")
     context = models.context()

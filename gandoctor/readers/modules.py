@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..context import RunContext
+from ..context import RunContext, spectral_norm_class
 
 Role = Literal["g", "d"]
 
@@ -108,7 +108,7 @@ class ModelReprs:
         values: dict[str, Any] = {}
         for role, model in self.models.items():
             # As context.norm_layers names them; spectral norm is a parametrization, not a norm layer.
-            norms = sorted(c for c in model.layers if "Norm" in c and "Spectral" not in c)
+            norms = sorted(c for c in model.layers if "Norm" in c and not spectral_norm_class(c))
             values[f"{role}_norm"] = norms
             values[f"{role}_printed_at_line"] = model.line
             if any(c.startswith("BatchNorm") or c == "SyncBatchNorm" for c in model.layers):
@@ -116,6 +116,6 @@ class ModelReprs:
             if role == "d":
                 if any(c.startswith(("Dropout", "AlphaDropout", "FeatureAlphaDropout")) for c in model.layers):
                     flags.add("d_dropout")
-                if any("SpectralNorm" in c for c in model.layers):  # torch.nn.utils.parametrizations.spectral_norm
+                if any(spectral_norm_class(c) for c in model.layers):  # parametrizations' SpectralNorm, a wrapper, SNConv2d
                     flags.add("d_spectral_norm")
         return RunContext(frozenset(flags), values)

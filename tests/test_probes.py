@@ -879,7 +879,7 @@ def test_a_d_that_averages_its_batch_inside_is_refused_not_ranked(caplog):
     doctor = gandoctor.Doctor(nn.Linear(4, 8), BatchMeanD(), schedule=Schedule(d_probe_every=1, flush_every=1))
     real, fake = torch.randn(16, 8), torch.randn(16, 8) + 2
     doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
-    assert "one number for a batch of 16" in doctor.disabled_probes["d_probe"]
+    assert "one number for the 16 samples it was given" in doctor.disabled_probes["d_probe"]
     assert doctor.signals.get("d.auc") is None  # nothing ranked
     doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)  # the rest goes on
     assert len(doctor.signals.get("loss.d").values) == 2

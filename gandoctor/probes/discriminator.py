@@ -357,7 +357,7 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
     if x is not None and x.dim() >= 1 and x.shape[0] > 1 and scored.numel() == 1:
         # Ranking one number per batch reads 0 or 1 at every check: a weak D would read as separating perfectly.
         raise ProbeRefused(
-            f"D returns one number for a batch of {x.shape[0]} (its output averaged inside D, as the original WGAN "
+            f"D returns one number for the {x.shape[0]} samples it was given (its output averaged inside D, as the original WGAN "
             "code's netD returns output.mean(0)): there is no score per sample to rank; let D return one per sample "
             "(average outside it), or pass Doctor(d_forward=...) that returns one score per sample"
         )

@@ -13,6 +13,7 @@ dataclass without it.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -266,9 +267,10 @@ class ContextInference:
 
     A negative D loss (``d_output="auto"`` only) means a Wasserstein critic: BCE, hinge and
     least-squares D losses are never negative. Two or more D optimizer steps per G step mean
-    ``multi_d_steps`` (with ``d_steps_per_g``): within one doctor step, or summed over the first
-    twenty doctor steps with counts (a loop that calls doctor.step on every batch, G training on
-    every n-th).
+    ``multi_d_steps`` (with ``d_steps_per_g``): the median of the ratios within one doctor step
+    (kept up to date: the original WGAN trains D 100 times per G step for its first 25 and every
+    500th, 5 times otherwise, and its first steps read 29), or summed over the first twenty doctor
+    steps with counts (a loop that calls doctor.step on every batch, G training on every n-th).
     """
 
     def __init__(self, d_output: str) -> None:
@@ -278,6 +280,7 @@ class ContextInference:
         # batch while G trains on every n-th one (PyTorch-GAN's wgan_gp.py) has G counts of 0 at most.
         self.total_d = self.total_g = 0.0
         self.counted = 0
+        self.ratios: Counter[float] = Counter()  # D steps per G step within a doctor step, and how often each
 
     def observe(self, values: Mapping[str, float], context: RunContext) -> RunContext | None:
         flags: set[str] = set()
@@ -289,11 +292,32 @@ class ContextInference:
         steps_d, steps_g = values.get("opt_steps.d"), values.get("opt_steps.g")
         if steps_d is not None and steps_g is not None and math.isfinite(steps_d) and math.isfinite(steps_g):
             self.total_d, self.total_g, self.counted = self.total_d + steps_d, self.total_g + steps_g, self.counted + 1
-        if "multi_d_steps" not in context.flags:
-            if steps_d and steps_g and steps_d >= 2 * steps_g:
+            if steps_d and steps_g:
+                self.ratios[round(steps_d / steps_g, 2)] += 1
+        seen = sum(self.ratios.values())
+        # Read at the first ratio and every twentieth after: a ratio that alternates (2, 3, 2, ...)
+        # does not rewrite the context at every step.
+        typical = _median_of_counts(self.ratios) if seen == 1 or (seen and seen % _RATIO_STEPS == 0) else None
+        if typical is not None and typical >= 2:
+            if "multi_d_steps" not in context.flags:
                 flags.add("multi_d_steps")
-                learnt["d_steps_per_g"] = steps_d / steps_g
-            elif self.counted >= _RATIO_STEPS and self.total_g and self.total_d >= 2 * self.total_g:
+            if context.values.get("d_steps_per_g") != typical:
+                learnt["d_steps_per_g"] = typical
+        elif "multi_d_steps" not in context.flags:
+            if self.counted >= _RATIO_STEPS and self.total_g and self.total_d >= 2 * self.total_g:
                 flags.add("multi_d_steps")
                 learnt["d_steps_per_g"] = round(self.total_d / self.total_g, 2)
-        return RunContext(frozenset(flags), learnt) if flags else None
+        return RunContext(frozenset(flags), learnt) if flags or learnt else None
+
+
+def _median_of_counts(counts: Mapping[float, int]) -> float | None:
+    """The median of values kept as value -> how often it was seen (None when none was)."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if 2 * seen >= total:
+            return value
+    return None

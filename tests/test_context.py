@@ -126,6 +126,20 @@ def test_the_run_log_keeps_list_values_and_the_users_values(tmp_path):
     assert data.context.values["features"] == "pooled" and data.context.values["latent_dim"] == 16
 
 
+def test_d_steps_per_g_step_follow_the_run_not_its_first_steps():
+    """The original WGAN trains D 100 times per G step for G's first 25 steps, 5 times after."""
+    from gandoctor.context import ContextInference
+
+    inference, context = ContextInference("critic"), RunContext()
+    for gen_iteration in range(200):
+        learnt = inference.observe({"opt_steps.d": 100.0 if gen_iteration < 25 else 5.0, "opt_steps.g": 1.0}, context)
+        if learnt is not None:
+            context = context.merged(learnt)
+        if gen_iteration == 0:
+            assert "multi_d_steps" in context.flags and context.values["d_steps_per_g"] == 100.0
+    assert context.values["d_steps_per_g"] == 5.0
+
+
 def test_d_steps_per_g_step_are_read_from_the_sums_when_doctor_step_runs_every_batch():
     """PyTorch-GAN's wgan_gp.py trains G on every fifth batch; a loop that calls doctor.step on
     every batch records G step counts of 0 or 1: the ratio comes from their sums."""

@@ -464,3 +464,17 @@ def test_names_and_numbers_printed_with_spaces_only_are_read_where_the_names_are
     assert data.signals.get("loss.d").values.tolist() == pytest.approx([d for d, _ in printed])
     assert data.signals.get("loss.g").values.tolist() == pytest.approx([g for _, g in printed])
     assert set(data.signals.names()) == {"loss.d", "loss.g"}  # "took 0.52 seconds", "load 1797": prose
+
+
+def test_a_log_without_positions_says_each_record_counts_as_one_step(tmp_path):
+    # znxlwm's pytorch_MNIST_GAN.py prints one line of averages per epoch, with no iteration:
+    # read in row order, 100 epochs are 100 steps, and the rules then call the run too short.
+    path = tmp_path / "train.log"
+    path.write_text("".join(f"[{e}/100]: loss_d: {1.2 - e / 500:.3f}, loss_g: {0.8 + e / 500:.3f}\n" for e in range(1, 101)))
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == list(range(100))
+    assert any("no line gives a step, iteration or batch position: each of its 100 records counts as one step" in w
+               for w in data.warnings)
+    placed = tmp_path / "placed.log"
+    placed.write_text("".join(f"step={s} d_loss={1.2:.3f} g_loss={0.8:.3f}\n" for s in range(0, 1000, 10)))
+    assert not any("no line gives" in w for w in read_run(placed).warnings)

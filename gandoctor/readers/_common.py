@@ -183,6 +183,8 @@ class StepClock:
         self._gap = 0  # smallest positive raw increment seen: the logging interval
         self._epoch: float | None = None
         self.backwards = 0
+        self.rows = 0  # steps given out in row order, for want of a position on the line
+        self.placed = 0  # steps given out from a position the log gave
 
     def _segment(self, raw: int) -> None:
         """Start a new segment whose first raw count ``raw`` follows the last step given out."""
@@ -204,6 +206,7 @@ class StepClock:
                 )
             self._segment(raw)
         self._note_raw(raw)
+        self.placed += 1
         self.last = raw + self.offset
         return self.last
 
@@ -218,6 +221,7 @@ class StepClock:
         return self.step(batch, where)
 
     def row(self) -> int:
+        self.rows += 1
         self.last += 1
         return self.last
 

@@ -6,11 +6,11 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 from gandoctor.diagnose import analyze
 from gandoctor.readers import read_run
+
+from .test_readers_console import _tiny_gan_loop
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 
@@ -125,31 +125,16 @@ def test_a_recorded_run_whose_d_loss_is_logged_in_two_parts_gets_the_same_diagno
 
 
 def _bce_probability_gan_console(lr: float, steps: int = 300) -> str:
-    """yunjey/pytorch-tutorial's GAN loop, cut to 2-D data: D ends in a Sigmoid, nn.BCELoss on
-    its probabilities (whose log PyTorch clamps at -100), and the tutorial's console line."""
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
-    D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
-    criterion = nn.BCELoss()
-    d_opt, g_opt = torch.optim.Adam(D.parameters(), lr=lr), torch.optim.Adam(G.parameters(), lr=lr)
+    """The DCGAN example's loop (D ends in a Sigmoid, nn.BCELoss on its probabilities, whose log
+    PyTorch clamps at -100) at learning rate ``lr`` for both players, printing
+    yunjey/pytorch-tutorial's GAN line."""
     lines = []
-    for i in range(steps):
-        real = torch.randn(64, 2) * 0.5 + 2
-        real_score = D(real)
-        fake = G(torch.randn(64, 8))
-        fake_score = D(fake)
-        d_loss = criterion(real_score, torch.ones(64, 1)) + criterion(fake_score, torch.zeros(64, 1))
-        d_opt.zero_grad()
-        g_opt.zero_grad()
-        d_loss.backward()
-        d_opt.step()
-        g_loss = criterion(D(G(torch.randn(64, 8))), torch.ones(64, 1))
-        d_opt.zero_grad()
-        g_opt.zero_grad()
-        g_loss.backward()
-        g_opt.step()
-        lines.append(f"Epoch [0/1], Step [{i + 1}/{steps}], d_loss: {d_loss.item():.4f}, g_loss: {g_loss.item():.4f}, "
-                     f"D(x): {real_score.mean().item():.2f}, D(G(z)): {fake_score.mean().item():.2f}")
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        lines.append(f"Epoch [{epoch}/{epochs}], Step [{i + 1}/{batches}], d_loss: {errD:.4f}, g_loss: {errG:.4f}, "
+                     f"D(x): {D_x:.2f}, D(G(z)): {D_G_z1:.2f}")
+
+    _tiny_gan_loop(line, epochs=1, batches=steps, lr_d=lr, lr_g=lr)
     return "\n".join(lines) + "\n"
 
 

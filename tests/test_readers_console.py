@@ -18,7 +18,7 @@ from gandoctor.readers import READERS, ReadOptions
 EPOCHS, BATCHES = 3, 12
 
 
-def _tiny_gan_loop(print_line, epochs=EPOCHS, batches=BATCHES, lr_d=2e-4, log_every=1):
+def _tiny_gan_loop(print_line, epochs=EPOCHS, batches=BATCHES, lr_d=2e-4, log_every=1, lr_g=2e-4):
     """The DCGAN example's training loop on 2-D data, small enough for a test. Returns what it
     logged: [(epoch, batch, errD, errG, D_x, D_G_z1, D_G_z2)]."""
     torch.manual_seed(0)
@@ -26,7 +26,7 @@ def _tiny_gan_loop(print_line, epochs=EPOCHS, batches=BATCHES, lr_d=2e-4, log_ev
     netD = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1), nn.Sigmoid())
     criterion = nn.BCELoss()
     optD = torch.optim.Adam(netD.parameters(), lr=lr_d, betas=(0.5, 0.999))
-    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=lr_g, betas=(0.5, 0.999))
     logged = []
     for epoch in range(epochs):
         for i in range(batches):

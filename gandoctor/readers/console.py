@@ -119,7 +119,9 @@ def _bar_values(m: re.Match[str]) -> str:
     return where + ", ".join(postfix)
 
 
-def _pairs(text: str) -> list[tuple[str, str]]:
+def _pairs(text: str, known: Callable[[str], bool] | None = None) -> list[tuple[str, str]]:
+    """The ``name: value`` pairs of a line (``known``: :func:`_known_names`, made once by a caller
+    reading many lines)."""
     text = TENSOR.sub(r"\1", text)
     out: list[tuple[str, str]] = [(m.group(1), m.group(2)) for m in BARE_POSITION.finditer(text)]
     if PLOT_FLUSH.match(text):
@@ -130,7 +132,7 @@ def _pairs(text: str) -> list[tuple[str, str]]:
         out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]
         text = text[: dgz.start()] + text[dgz.end():]
     paired = [(m.group(1).strip(), m.group(2)) for m in PAIR.finditer(text)]
-    known = _known_names()
+    known = known or _known_names()
     if not any(known(k) for k, _ in paired):
         paired += [(m.group(1), m.group(2)) for m in SPACED.finditer(text) if known(m.group(1))]
     return out + paired
@@ -160,6 +162,7 @@ class _Parser:
         # last values drawn at it (a record is held until the count moves on).
         self.latest_per_step = latest_per_step
         self._held: tuple[int, dict[str, float]] | None = None
+        self._known = _known_names()
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
@@ -168,9 +171,9 @@ class _Parser:
             return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _bracket_pairs(m.group(5)), where, any_name=True)
         m = DCGAN.search(text)
         if m and (":" in m.group(5) or "=" in m.group(5)):
-            return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5)), where, any_name=True)
+            return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5), self._known), where, any_name=True)
         text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
-        pairs = _pairs(text)
+        pairs = _pairs(text, self._known)
         if not pairs:
             return False
         positions = {alias_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
@@ -267,7 +270,7 @@ def _sniff(path: Path) -> bool:
         part = _unbar(part)[0]
         if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part) or JUNYANZ.search(part):
             return True
-        pairs = _pairs(part)
+        pairs = _pairs(part, known)
         if any(alias_key(k) and known(k) for k, _ in pairs) or _bare_losses(pairs):
             return True
     return False
@@ -296,7 +299,7 @@ def unmapped_names(path: Path, most: int = 8) -> list[str]:
     for part in _head_parts(path):
         if MODULE_LINE.match(part):
             continue
-        for key, _ in _pairs(_unbar(part)[0]):
+        for key, _ in _pairs(_unbar(part)[0], known):
             if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not known(key):
                 found.setdefault(key, None)
     return list(found)[:most]

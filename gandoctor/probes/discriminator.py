@@ -525,7 +525,8 @@ class DForwardProbe(Probe):
                 failed, self.catch.failed = self.catch.failed, None
                 raise failed
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
-            push = self.catch.push_on(inputs.real)
+            if self.kind.reversed is None or self.kind.linear is None:  # once both are known no push is read
+                push = self.catch.push_on(inputs.real)
             if self.catch.penalised and "gradient_penalty" not in self.host.context().flags:
                 self.host.note_context({"gradient_penalty"}, {})
             if caught is not None:

@@ -225,8 +225,9 @@ def _parse_condition(raw: Any, path: Path, key: str, params: Mapping[str, float]
     )
 
 
-def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
-    """Validate one rule's table; every error names ``path`` and the key."""
+def parse_rule(data: Mapping[str, Any], path: Path, shared_notes: Mapping[str, Mapping[str, Any]] | None = None) -> Rule:
+    """Validate one rule's table; every error names ``path`` and the key. A ``[[notes]]`` entry
+    may be ``use = "name"``: the note of that name in a rules folder's ``notes.toml``."""
     _unknown_keys(data, _RULE_KEYS, path, "")
     for key in ("code", "name", "mode", "summary", "why", "conditions"):
         _expect(key in data, path, key, "a value (required)", None)
@@ -271,7 +272,7 @@ def parse_rule(data: Mapping[str, Any], path: Path) -> Rule:
     remedies = parse_remedy_refs(data.get("remedies", []), path)
     notes_raw = data.get("notes", [])
     _expect(isinstance(notes_raw, list), path, "notes", "an array of tables ([[notes]]: a condition and its text)", notes_raw)
-    notes = tuple(_parse_note(n, path, f"notes[{i}]", params) for i, n in enumerate(notes_raw))
+    notes = tuple(_parse_note(_shared(n, shared_notes or {}, path, f"notes[{i}]"), path, f"notes[{i}]", params) for i, n in enumerate(notes_raw))
     return Rule(
         code=code,
         name=name,
@@ -302,6 +303,29 @@ def _parse_note(raw: Any, path: Path, key: str, params: Mapping[str, float]) -> 
     return Note(condition, " ".join(text.split()))
 
 
+def _shared(raw: Any, shared: Mapping[str, Mapping[str, Any]], path: Path, key: str) -> Any:
+    """A note written once for several rules (``use = "name"``), or ``raw`` itself."""
+    if not (isinstance(raw, dict) and "use" in raw):
+        return raw
+    name = raw["use"]
+    _expect(set(raw) == {"use"}, path, key, "only 'use' beside a shared note's name (its condition and text are in notes.toml)", sorted(raw))
+    _expect(isinstance(name, str) and name in shared, path, f"{key}.use", f"the name of a note in a rules folder's notes.toml (known: {', '.join(sorted(shared)) or 'none'})", name)
+    return shared[name]
+
+
+def _read_shared_notes(path: Path, known: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """``notes.toml``: named notes (``[name]``: a condition's keys and ``text``) that rules ``use``."""
+    data = _read_toml(path)
+    notes: dict[str, Mapping[str, Any]] = {}
+    for name, table in data.items():
+        _expect(isinstance(table, dict), path, name, "a table ([name]: a condition's keys and text)", table)
+        _parse_note(table, path, name, _PARAM_DEFAULTS)  # named errors here, not at the first rule using it
+        if name in known and known[name] != table:
+            raise RuleError(f"{path}: key '{name}': note already defined differently by an earlier rules folder")
+        notes[name] = table
+    return notes
+
+
 def _read_toml(path: Path) -> Mapping[str, Any]:
     return read_toml(path, RuleError)
 
@@ -326,13 +350,14 @@ def builtin_rules_dir() -> Path:
 
 
 def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool = True) -> RuleSet:
-    """Load ``GD*.toml`` rules and ``remedies.toml`` from the built-in and the given folders."""
+    """Load ``GD*.toml`` rules, ``remedies.toml`` and ``notes.toml`` from the built-in and the given folders."""
     folders: list[Path] = [builtin_rules_dir()] if include_builtin else []
     folders += [Path(d) for d in dirs or []]
     rules: list[Rule] = []
     remedies: dict[str, Remedy] = {}
     sources: dict[str, Source] = {}
     seen: dict[str, str] = {}
+    shared_notes: dict[str, Mapping[str, Any]] = {}
     for folder in folders:
         if not folder.is_dir():
             raise RuleError(f"{folder}: rules folder does not exist")
@@ -345,10 +370,12 @@ def load_rules(dirs: Iterable[Path | str] | None = None, include_builtin: bool =
                 if rid in remedies and remedies[rid] != remedy:
                     raise RuleError(f"{remedy_file}: key 'remedy.{rid}': remedy id already defined differently by an earlier rules folder")
                 remedies[rid] = remedy
+        if (folder / "notes.toml").exists():
+            shared_notes |= _read_shared_notes(folder / "notes.toml", shared_notes)
         for path in sorted(folder.glob("*.toml")):
-            if path.name == "remedies.toml":
+            if path.name in ("remedies.toml", "notes.toml"):
                 continue
-            rule = parse_rule(_read_toml(path), path)
+            rule = parse_rule(_read_toml(path), path, shared_notes)
             if rule.code in seen:
                 raise RuleError(f"{path}: key 'code': duplicate rule code {rule.code} (also in {seen[rule.code]})")
             if rule.name in seen:

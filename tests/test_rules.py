@@ -290,3 +290,28 @@ def test_a_d_loss_without_a_unit_corroborates_nothing():
         assert unitless.conditions == gd101.conditions
         assert [c for c in unitless.corroborate if not c.scale] == [c for c in gd101.corroborate if not c.scale]
     assert in_run_units(gd101, {}, frozenset({"g_batchnorm"})) == gd101
+
+
+def test_a_shared_note_is_written_once_in_notes_toml_and_a_bad_reference_is_named(tmp_path):
+    a = _folder(tmp_path, "a")
+    (a / "notes.toml").write_text('[tied]\nsignal = "x.a"\nstat = "median"\nop = ">="\nthreshold = 0.99\ntext = "Tied outputs."\n', encoding="utf-8")
+    (a / "GD900-case.toml").write_text(VALID_RULE + '\n[[notes]]\nuse = "tied"\n', encoding="utf-8")
+    (read,) = load_rules([a], include_builtin=False).by_code("GD900").notes
+    assert (read.text, read.condition.signal, read.condition.threshold) == ("Tied outputs.", "x.a", 0.99)
+    (a / "GD900-case.toml").write_text(VALID_RULE + '\n[[notes]]\nuse = "untied"\n', encoding="utf-8")
+    with pytest.raises(RuleError, match=r"GD900-case\.toml.*notes\[0\]\.use.*known: tied"):
+        load_rules([a], include_builtin=False)
+    (a / "GD900-case.toml").write_text(VALID_RULE + '\n[[notes]]\nuse = "tied"\ntext = "more"\n', encoding="utf-8")
+    with pytest.raises(RuleError, match=r"notes\[0\].*only 'use'"):
+        load_rules([a], include_builtin=False)
+    # A broken shared note is named in notes.toml itself, even before a rule uses it.
+    (a / "notes.toml").write_text('[tied]\nsignal = "x.a"\nstat = "median"\nop = ">="\nthreshold = 0.99\n', encoding="utf-8")
+    with pytest.raises(RuleError, match=r"notes\.toml.*tied\.text"):
+        load_rules([a], include_builtin=False)
+
+
+def test_the_builtin_rules_sharing_a_note_state_the_same_one():
+    rules = load_rules()
+    texts = {r.code: {n.text for n in r.notes} for r in rules.rules}
+    assert texts["GD202"] == texts["GD204"] == texts["GD205"] == texts["GD208"]
+    assert len(texts["GD202"]) == 2 and texts["GD201"] < texts["GD202"]

@@ -585,7 +585,7 @@ class Doctor(_ClosedOnExit):
 
         if not self._reducer.active:  # under DDP no collective here (report() may run on rank 0 alone)
             if not self._closed:  # the newest features too, where no measurement has seen them (report() before close())
-                _measure_final(self)
+                _pend(self._pending, self._step, _final_values(self.probes, self._disabled, self._guard, self._step))
             self._guard("flush", self._flush)
         try:
             rules = self.config.ruleset(self._rules_dirs)
@@ -603,7 +603,7 @@ class Doctor(_ClosedOnExit):
         if self._closed:
             return
         _OPEN.discard(self)
-        _measure_final(self)
+        _pend(self._pending, self._step, _final_values(self.probes, self._disabled, self._guard, self._step))
         self._guard("flush", lambda: self._flush(final=True))
         if self._live is not None:  # a blow-up the loop stopped at, before a flush brought it: alerted now
             self._live.at_close(self._step)
@@ -616,17 +616,17 @@ class Doctor(_ClosedOnExit):
         self._closed = True
 
 
-def _measure_final(doctor: Doctor) -> None:
-    """The probes' last measurements (the sample statistics of the newest features, where no
-    measurement has seen them) at the current step, pending for the next flush."""
-    values = _final_values(doctor.probes, doctor._disabled, doctor._guard, doctor._step)
+def _pend(pending: list[_Pending], step: int, values: Mapping[str, Any]) -> None:
+    """``values`` pending for the next flush at ``step`` (beside what that step already holds)."""
     if values:
-        if not doctor._pending or doctor._pending[-1].step != doctor._step:
-            doctor._pending.append(_Pending(doctor._step))
-        doctor._pending[-1].values.update(values)
+        if not pending or pending[-1].step != step:
+            pending.append(_Pending(step))
+        pending[-1].values.update(values)
 
 
 def _final_values(probes: Sequence[Probe], disabled: Mapping[str, str], guard: Callable[[str, Callable[[], Any]], Any], step: int) -> dict[str, Any]:
+    """The probes' last measurements (the sample statistics of the newest features, where no
+    measurement has seen them) at the current step."""
     values: dict[str, Any] = {}
     if step < 0:
         return values

@@ -466,6 +466,34 @@ def test_names_and_numbers_printed_with_spaces_only_are_read_where_the_names_are
     assert set(data.signals.names()) == {"loss.d", "loss.g"}  # "took 0.52 seconds", "load 1797": prose
 
 
+def test_a_known_name_printed_without_a_colon_is_read_beside_the_line_s_colon_pairs(tmp_path, capsys):
+    # martinarjovsky/WassersteinGAN's main.py prints '... Loss_D_real: %f Loss_D_fake %f': the last
+    # pair has no colon, and was lost beside the colon pairs of the same line.
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt_d, opt_g = torch.optim.RMSprop(D.parameters(), 5e-5), torch.optim.RMSprop(G.parameters(), 5e-5)
+    fakes = []
+    for g_step in range(1, 13):
+        err_real, err_fake = D(torch.randn(32, 2)).mean(), D(G(torch.randn(32, 4)).detach()).mean()
+        err_d = err_real - err_fake
+        opt_d.zero_grad()
+        err_d.backward()
+        opt_d.step()
+        err_g = D(G(torch.randn(32, 4))).mean()
+        opt_g.zero_grad()
+        err_g.backward()
+        opt_g.step()
+        print("[%d/%d][%d/%d][%d] Loss_D: %f Loss_G: %f Loss_D_real: %f Loss_D_fake %f"
+              % (0, 25, g_step * 5, 60, g_step, err_d.item(), err_g.item(), err_real.item(), err_fake.item()))
+        fakes.append(err_fake.item())
+    path = tmp_path / "train.log"
+    path.write_text(capsys.readouterr().out)
+    data = read_run(path)
+    assert set(data.signals.names()) >= {"loss.d", "loss.g", "loss.d_real", "loss.d_fake"}
+    assert data.signals.get("loss.d_fake").values.tolist() == pytest.approx(fakes, abs=1e-6)
+
+
 def test_a_log_without_positions_says_each_record_counts_as_one_step(tmp_path):
     # znxlwm's pytorch_MNIST_GAN.py prints one line of averages per epoch, with no iteration:
     # read in row order, 100 epochs are 100 steps, and the rules then call the run too short.

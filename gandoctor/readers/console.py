@@ -53,8 +53,11 @@ PYTORCH_GAN = re.compile(r"\[Epoch (\d+)/(\d+)\]\s*\[Batch (\d+)/(\d+)\]\s*(.*)"
 BRACKET = re.compile(r"\[([^\[\]]*)\]")
 DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")")
 #: ``print("disc loss", d_loss.item(), "gen loss", g_loss.item())`` (christiancosgrove's SN-GAN): a
-#: name and its number with only spaces between, read only for names that map to a signal (else prose).
+#: name and its number with only spaces between, read only for names that map to a signal (else prose),
+#: also beside ``name: value`` pairs on the same line.
 SPACED = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s+(" + _NUM + r")(?![\w.])")
+#: Whether a line (its pairs blanked) may hold a SPACED pair at all: a cheap search before the costly one.
+SPACED_HINT = re.compile(r"[\w.()/\-]\s+[-+]?(?:\d|\.\d|nan|inf)", re.IGNORECASE)
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
 POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
 #: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
@@ -131,11 +134,15 @@ def _pairs(text: str, known: Callable[[str], bool] | None = None) -> list[tuple[
     if dgz:
         out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]
         text = text[: dgz.start()] + text[dgz.end():]
-    paired = [(m.group(1).strip(), m.group(2)) for m in PAIR.finditer(text)]
+    matches = list(PAIR.finditer(text))
     known = known or _known_names()
-    if not any(known(k) for k, _ in paired):
-        paired += [(m.group(1), m.group(2)) for m in SPACED.finditer(text) if known(m.group(1))]
-    return out + paired
+    # A known name with its number and only spaces between, beside or instead of ``name: value``
+    # pairs (the original WGAN's ``Loss_D_real: -0.05 Loss_D_fake 0.02``), never inside a pair.
+    taken = [m.span() for m in matches]
+    rest = "".join(" " * (b - a) if i % 2 else text[a:b] for i, (a, b) in enumerate(zip([0, *sum(taken, ())], [*sum(taken, ()), len(text)])))
+    if SPACED_HINT.search(rest):  # SPACED backtracks over every word; most lines have no such pair left
+        matches += [m for m in SPACED.finditer(rest) if known(m.group(1))]
+    return out + [(m.group(1).strip(), m.group(2)) for m in sorted(matches, key=lambda m: m.start())]
 
 
 def _bracket_pairs(rest: str) -> list[tuple[str, str]]:

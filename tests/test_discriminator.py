@@ -177,12 +177,12 @@ def test_d_outputs_are_kept_from_the_loop_s_d_step_before_d_trains_on_them():
     schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000)
     _, bare_d, _, _ = _loop(None)
     _, D, doctor, held_out = _loop({"schedule": schedule, "strict": True})
-    # Step 0 has nothing armed yet: the doctor's own D(real) and D(fake), after D's update. At
-    # steps 10 and 20 no forward of the doctor's: the loop's outputs were kept.
-    assert D.calls == bare_d.calls + 2
+    # No forward of the doctor's at steps 0, 10 and 20: the loop's outputs were kept (armed from
+    # the start: a conditional D given G's form of labels failed the doctor's own forward at step 0).
+    assert D.calls == bare_d.calls
     auc = doctor.signals.get("d.auc")
     assert list(auc.steps) == [0, 10, 20]
-    for step, value in zip(auc.steps[1:], auc.values[1:], strict=True):
+    for step, value in zip(auc.steps, auc.values, strict=True):
         real, fake = held_out[step]
         assert value == pytest.approx(float((real.reshape(-1, 1) > fake.reshape(1, -1)).float().mean()))
         assert doctor.signals.get("d_out.real").values[list(auc.steps).index(step)] == pytest.approx(float(real.mean()), rel=1e-6)
@@ -252,3 +252,52 @@ def test_several_d_steps_per_step_take_the_outputs_on_the_very_batches_passed():
     steps = doctor.signals.get("d_out.real").steps
     for step, on_real, on_fake in zip(steps[1:], doctor.signals.get("d_out.real").values[1:], doctor.signals.get("d_out.fake").values[1:], strict=True):
         assert (on_real, on_fake) == pytest.approx(last_d_step[step], rel=1e-5)
+
+
+class MapsD(nn.Module):
+    """A conditional D that takes its labels as one-hot maps beside the image (znxlwm's cDCGAN)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1 + 10, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 1, 4, 1, 0))
+
+    def forward(self, x: torch.Tensor, y_maps: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, y_maps], 1)).reshape(-1)
+
+
+def _conditional_loop(doctor_kwargs: dict, steps: int = 12, fresh_fake: bool = False):
+    """G takes one-hot vectors, D one-hot maps; the loop passes D's maps as labels= and G's vectors
+    as fake_labels=, as the README's conditional-GAN line says."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(8 + 10, 64), nn.Tanh(), nn.Unflatten(1, (1, 8, 8)))
+    D = MapsD()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    bce = nn.BCEWithLogitsLoss()
+    eye = torch.eye(10)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, **doctor_kwargs)
+    for _ in range(steps):
+        real, y_real, y_fake = torch.rand(32, 1, 8, 8) * 2 - 1, torch.randint(0, 10, (32,)), torch.randint(0, 10, (32,))
+        maps_real, vec_fake = eye[y_real][:, :, None, None].expand(-1, -1, 8, 8), eye[y_fake]
+        maps_fake = vec_fake[:, :, None, None].expand(-1, -1, 8, 8)
+        fake = G(torch.cat([torch.randn(32, 8), vec_fake], 1))
+        d_loss = bce(D(real, maps_real), torch.ones(32)) + bce(D(fake.detach(), maps_fake), torch.zeros(32))
+        opt_d.zero_grad(), d_loss.backward(), opt_d.step()
+        if fresh_fake:
+            fake = G(torch.cat([torch.randn(32, 8), vec_fake], 1))
+        g_loss = bce(D(fake, maps_fake), torch.ones(32))
+        opt_g.zero_grad(), g_loss.backward(), opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, labels=maps_real, fake_labels=vec_fake)
+    doctor.close()
+    return doctor
+
+
+def test_a_conditional_d_taking_labels_in_another_form_than_g_is_read_from_the_loop_s_own_calls_from_step_0():
+    schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000)
+    doctor = _conditional_loop({"schedule": schedule})
+    assert "d_probe" not in doctor.disabled_probes
+    assert list(doctor.signals.get("d.auc").steps) == [0, 10]
+    # Where the loop's calls cannot be paired (G's step on fresh fakes), the doctor's own forward
+    # gives D G's form of labels; its refusal says what to pass instead.
+    doctor = _conditional_loop({"schedule": schedule}, fresh_fake=True)
+    refused = doctor.disabled_probes["d_probe"]
+    assert "labels=, fake_labels=" in refused and "d_forward=" in refused and "d_real=/d_fake=" in refused

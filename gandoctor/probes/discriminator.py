@@ -497,6 +497,8 @@ class DForwardProbe(Probe):
         # Only for D(x) / D(x, labels): a d_forward= may compute something else from D's output.
         hooked = host.d_hook_point if host.plain_d_forward else None
         self.catch = OutputCatch(hooked, d_optimizer) if hooked is not None else None
+        if self.catch is not None:  # the first step is a measured one: its D calls are kept too
+            self.catch.arm(True)
         self.loop_passes = False  # the loop passed D's outputs at the last due step: nothing to keep
 
     def due(self, inputs: StepInputs, every: int) -> bool:
@@ -536,6 +538,16 @@ class DForwardProbe(Probe):
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
         d = self.host.discriminator
         with untouched(d, real.device):
-            out_real = scores(self.host.d_forward(d, real, y_real), real)
-            out_fake = scores(self.host.d_forward(d, fake, y_fake), fake)
+            try:
+                out_real = scores(self.host.d_forward(d, real, y_real), real)
+                out_fake = scores(self.host.d_forward(d, fake, y_fake), fake)
+            except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+                if y_real is None and y_fake is None:
+                    raise
+                raise ProbeRefused(
+                    f"D's forward on the step's samples with the labels given (labels=, fake_labels=) failed: {exc}. "
+                    "The loop's own D calls on real= and fake= were not seen at this step, so the doctor ran D itself; "
+                    "where D takes its labels in another form than G (one-hot maps against vectors), pass "
+                    "Doctor(d_forward=lambda D, x, y: ...) that gives D its form, or d_real=/d_fake= to doctor.step"
+                ) from exc
         return self.kind.values(out_real, out_fake, push if self.catch is not None else None)

@@ -435,3 +435,31 @@ def test_a_generator_that_reads_data_is_not_fed_noise():
     for _ in range(4):
         doctor.step(d_loss=0.5, real=torch.randn(16, 1, 28, 28), fake=torch.randn(16, 1, 28, 28))
     assert doctor.samples is not None
+
+
+class MapsCondG(nn.Module):
+    """znxlwm's cDCGAN G: a (B, 8, 1, 1) code and one-hot label maps (B, 10, 1, 1), deconvolved together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deconv_z, self.deconv_y = nn.ConvTranspose2d(8, 4, 4), nn.ConvTranspose2d(10, 4, 4)
+        self.out = nn.ConvTranspose2d(8, 1, 4, 2, 1)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.out(torch.cat([self.deconv_z(z), self.deconv_y(y)], 1)))
+
+
+def test_labels_in_another_form_than_g_takes_are_named_in_the_latent_probe_s_refusal():
+    # The loop passes class indices as fake_labels= while G takes one-hot maps: G's refusal of the
+    # (8, 1, 1) codes it asks for is the one reported (not a flat retry's), with the labels named.
+    G, D = MapsCondG(), nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), latent_dim=8)
+    doctor.step(d_loss=0.5, real=torch.randn(4, 1, 8, 8), fake=torch.randn(4, 1, 8, 8), labels=torch.arange(4), fake_labels=torch.arange(4))
+    message = doctor.disabled_probes["latents"]
+    assert "fake_labels=" in message and "sample_latent=lambda n, gen: (z, labels)" in message
+    assert "(8, 1, 1)" in message and "input of size: [128]" in message  # the labels, refused
+    assert G(torch.randn(2, 8, 1, 1), torch.randn(2, 10, 1, 1)).shape == (2, 1, 8, 8)  # the form G takes
+    guessed = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=1, feature_every=1, flush_every=1))
+    guessed.step(d_loss=0.5, real=torch.randn(4, 1, 8, 8), fake=torch.randn(4, 1, 8, 8), labels=torch.arange(4), fake_labels=torch.arange(4))
+    message = guessed.disabled_probes["latents"]
+    assert "(8, 1, 1): Expected 3D (unbatched) or 4D" in message and "fake_labels=" in message

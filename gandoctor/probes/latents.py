@@ -70,6 +70,11 @@ def quantised_grid(x: torch.Tensor) -> dict[str, Any] | None:
     return {"shape": list(q.shape), "lo": lo, "hi": hi, "uint8": base64.b64encode(q.tobytes()).decode("ascii")}
 
 
+#: Said where G refused its fixed codes with the loop's labels beside them.
+_LABELS_FORM = ("each code went with the labels passed as fake_labels=, which G may take in another form (one-hot "
+                "against class indices): then pass Doctor(sample_latent=lambda n, gen: (z, labels)) in G's own form; ")
+
+
 def _forward_parameters(module: torch.nn.Module) -> list[inspect.Parameter] | None:
     """The parameters of ``module.forward``; None when its signature cannot be read."""
     try:
@@ -279,12 +284,18 @@ class LatentProbe(Probe):
             try:
                 try:
                     out = self._forward(codes)
-                except RuntimeError:
+                except RuntimeError as first:
                     if len(shape) == 1:
                         raise
-                    codes = codes.reshape(n, shape[0])
-                    out = self._forward(codes)
+                    try:
+                        codes = codes.reshape(n, shape[0])
+                        out = self._forward(codes)
+                    except (RuntimeError, TypeError):
+                        raise first from None  # the shape G's first layer asks for says more than a flat retry
             except (RuntimeError, TypeError) as exc:
+                if not self.shape_guessed and self.labels is not None:
+                    raise ProbeRefused(f"G refused its fixed codes of the shape given {tuple(shape)} with the labels passed as fake_labels= ({exc}); "
+                                       + _LABELS_FORM + "or pass Schedule(latent_every=0) to switch this probe off") from exc
                 if not self.shape_guessed:
                     raise
                 if len(failures) < 2:
@@ -297,7 +308,8 @@ class LatentProbe(Probe):
             raise ProbeRefused(
                 f"G refused {n} latent codes of the {tried} shape(s) guessed from its first layer "
                 f"({'; '.join(failures)}{'; ...' if tried > len(failures) else ''}); "
-                "pass Doctor(latent_dim=...) or Doctor(sample_latent=lambda n, gen: ...) returning z, or a tuple of all of G's "
+                + (_LABELS_FORM + "otherwise " if self.labels is not None else "")
+                + "pass Doctor(latent_dim=...) or Doctor(sample_latent=lambda n, gen: ...) returning z, or a tuple of all of G's "
                 "inputs for G(*inputs), or Schedule(latent_every=0) to switch this probe off"
             )
         self.codes = codes

@@ -450,6 +450,21 @@ ALIAS_PREFIXES: tuple[str, ...] = ("train/", "training/", "train_", "train.", "m
 ALIAS_SUFFIXES: tuple[str, ...] = ("_step", "_mean", "/train")
 
 
+#: A tag grouped under its network (LynnHo's DCGAN-LSGAN-WGAN-GP-DRAGAN: ``D/d_loss``, ``G/g_loss``):
+#: the rest is looked up, and taken where it names a signal of that network.
+ALIAS_GROUPS: Mapping[str, str] = {
+    **dict.fromkeys(("d/", "disc/", "discriminator/", "critic/", "netd/"), "d"),
+    **dict.fromkeys(("g/", "gen/", "generator/", "netg/"), "g"),
+}
+
+
+def _network(signal: str) -> str:
+    """Which network a signal is of: 'd', 'g' or '' (neither)."""
+    if signal.startswith(("loss.d", "d_prob.", "d_out.")) or signal.endswith(".d") or signal == "opt.lr_d":
+        return "d"
+    return "g" if signal.endswith(".g") or signal == "opt.lr_g" else ""
+
+
 def alias_key(name: str) -> str:
     """The normalised form a foreign name is looked up under in :data:`ALIASES`."""
     return name.strip().lower().replace(" ", "_").replace("-", "_")
@@ -470,4 +485,8 @@ def alias_for(name: str) -> str | None:
         for prefix in ALIAS_PREFIXES:
             if stem.startswith(prefix) and stem[len(prefix):] in ALIASES:
                 return ALIASES[stem[len(prefix):]]
+    for tag in [key] + [key[len(prefix):] for prefix in ALIAS_PREFIXES if key.startswith(prefix)]:
+        for group, network in ALIAS_GROUPS.items():
+            if tag.startswith(group) and (signal := alias_for(tag[len(group):])) is not None and _network(signal) == network:
+                return signal
     return None

@@ -51,6 +51,11 @@ def write(path: Path, text: str) -> Path:
         ("loss_disc_real", "loss.d_real"),  # MMGeneration's log
         ("gnorm_D", "grad_norm.d"),
         ("generator_grad_norm", "grad_norm.g"),
+        ("D/d_loss", "loss.d"),  # LynnHo's DCGAN-LSGAN-WGAN-GP-DRAGAN: tags grouped under their network
+        ("G/g_loss", "loss.g"),
+        ("train/D/d_loss", "loss.d"),
+        ("G/d_loss", "user.g_d_loss"),  # grouped under the other network: not taken
+        ("D/gp", "user.d_gp"),
         ("learning rate", "user.learning_rate"),
         ("FID@10k", "user.fid_10k"),
         ("???", None),

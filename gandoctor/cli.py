@@ -236,7 +236,8 @@ def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:
         worst = max(worst, one(report, path))
         _write_outputs(args, report, data, path, several=len(paths) > 1)
         json_runs.append({"path": str(path), "report": report.to_dict()})
-        rows.append((str(path), report.verdict, ", ".join(report.modes)))
+        far = report.verdict == "healthy" and report.samples is not None and report.samples.far_from_data
+        rows.append((str(path), report.verdict + (" (samples far from the data)" if far else ""), ", ".join(report.modes)))
     if as_json:
         print(json.dumps(json_runs[0]["report"] if len(paths) == 1 else {"runs": json_runs}, indent=2))
     elif len(paths) > 1:

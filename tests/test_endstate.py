@@ -82,3 +82,13 @@ def test_a_log_without_sample_statistics_has_no_samples_entry() -> None:
     assert report.samples is None
     assert report.to_dict()["samples"] is None
     assert "samples over steps" not in report.render_text(width=200)
+
+
+def test_the_table_over_several_runs_keeps_the_note_beside_healthy(capsys) -> None:
+    from gandoctor.cli import main
+
+    main(["analyze", str(NEVER_LEARNED), str(LEARNED)])
+    table = capsys.readouterr().out.split("verdict")[-1].splitlines()
+    (never,), (learned,) = ([line for line in table if run.name[:4] in line] for run in (NEVER_LEARNED, LEARNED))
+    assert "healthy (samples far from the data)" in never
+    assert "healthy" in learned and "far from" not in learned

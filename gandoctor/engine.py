@@ -220,6 +220,32 @@ def _judged_conditions(log: Log, rule: Rule, grid: np.ndarray, span: int, memo: 
     return required
 
 
+def _why_undefined(log: Log, rule: Rule, conditions: list[Condition], span: int) -> str:
+    """Why each condition whose statistic was undefined at every check left the rule nothing to
+    judge (whichever of them did): non-finite, held at one value,
+    zero, or fewer points in a window than its statistic needs (a log printing every 15 steps
+    holds 13 records in a 200-step window, where a cycle needs 48), else its statistic undefined."""
+    parts = []
+    for cond in conditions:
+        view = log.get(cond.signal)
+        values = np.asarray(view.values, dtype=float) if view is not None else np.empty(0)
+        finite = values[np.isfinite(values)]
+        window, needed = effective_window(rule, cond, span), windows.STATISTICS[cond.stat].min_points
+        gap = float(np.median(np.diff(view.steps))) if view is not None and len(view) > 1 else float(span + 1)
+        if finite.size < 0.5 * max(values.size, 1):
+            why = "mostly non-finite"
+        elif np.unique(finite).size <= 1:
+            why = "held at one value"
+        elif np.count_nonzero(finite == 0) >= 0.5 * finite.size:
+            why = "zero at most records"
+        elif window / max(gap, 1.0) < needed:
+            why = f"about {window / max(gap, 1.0):.0f} records in a {window}-step window, where {cond.stat} needs {needed}"
+        else:
+            why = f"{cond.stat} undefined in every window"
+        parts.append(f"{cond.signal}: {why}")
+    return "; ".join(dict.fromkeys(parts))
+
+
 def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = None, origin: int | None = None) -> Finding | SkippedRule | None:
     """The rule's finding on ``grid``, why it was skipped, or None; ``memo`` is shared by rules on
     one grid. ``origin``: the step the run began at (``grid[0]`` where not given), from which its
@@ -234,7 +260,8 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
     if not ok[grid >= origin + t.warmup].any():
         # Every check after the warm-up had an undefined statistic (windows mostly NaN, too few
         # points, values held): the rule judged nothing, so it is not counted as checked.
-        return SkippedRule(rule.code, SkipReason.UNDEFINED, rule.mode, tuple(dict.fromkeys(c.signal for c, _ in required)))
+        signals = tuple(dict.fromkeys(c.signal for c, _ in required))
+        return SkippedRule(rule.code, SkipReason.UNDEFINED, rule.mode, signals, detail=_why_undefined(log, rule, [c for c, v in required if not np.isfinite(v[grid >= origin + t.warmup]).any()], span))
     i = find_onset(holds, ok, grid, origin + t.warmup, t.persist, rule)
     if i is None:
         return None

@@ -124,7 +124,7 @@ class SkippedRule:
             SkipReason.FOR_OTHER_RUNS: f"for other runs: those that use {names}",
             SkipReason.SUPERSEDED: f"superseded: {names} recorded, read by a richer rule",
             SkipReason.TOO_SHORT: f"run too short to judge (it needs {self.min_run_steps} steps)",
-            SkipReason.UNDEFINED: f"nothing to judge: {names} non-finite, too sparse or held at one value in every window",
+            SkipReason.UNDEFINED: f"nothing to judge in any window: {self.detail or names + ' non-finite, too sparse or held at one value'}",
             SkipReason.ERROR: f"error while evaluating: {self.detail}",
         }[self.reason]
 

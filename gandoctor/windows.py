@@ -245,6 +245,9 @@ class Statistic:
     #: True for statistics about the non-finite samples themselves; every other statistic is NaN
     #: over a window where most raw samples were NaN/inf (see MAX_NONFINITE_SHARE).
     reads_nonfinite: bool = False
+    #: The fewest finite points in a window the statistic is defined on (fewer: NaN), said where a
+    #: log too sparse for a rule's windows left it nothing to judge.
+    min_points: int = 1
 
     def __post_init__(self) -> None:
         if (self.window_fn is None) == (self.reference is None):
@@ -268,14 +271,15 @@ def register_statistic(stat: Statistic) -> None:
 for _stat in [
     Statistic("mean", "mean of the finite values in the window", _mean, batch_fn=rolling.batch_mean),
     Statistic("median", "median of the finite values in the window", _median, batch_fn=rolling.batch_median),
-    Statistic("std", "standard deviation of the finite values", _std, batch_fn=rolling.batch_std),
-    Statistic("log10_std", "standard deviation of log10 of the positive finite values (spread in decades)", _log10_std, batch_fn=rolling.batch_log10_std),
+    Statistic("std", "standard deviation of the finite values", _std, batch_fn=rolling.batch_std, min_points=2),
+    Statistic("log10_std", "standard deviation of log10 of the positive finite values (spread in decades)", _log10_std, batch_fn=rolling.batch_log10_std,
+              min_points=SPREAD_MIN_POINTS),
     Statistic("min", "smallest finite value", _min, batch_fn=rolling.batch_min),
     Statistic("max", "largest finite value", _max, batch_fn=rolling.batch_max),
     Statistic("last", "most recent finite value", _last, batch_fn=rolling.batch_last),
-    Statistic("cv", "coefficient of variation: std / |mean|", _cv, batch_fn=rolling.batch_cv),
-    Statistic("slope", "least-squares slope per 1000 steps", _slope, batch_fn=rolling.batch_slope),
-    Statistic("rel_slope", "slope per 1000 steps divided by |median|", _rel_slope, batch_fn=rolling.batch_rel_slope),
+    Statistic("cv", "coefficient of variation: std / |mean|", _cv, batch_fn=rolling.batch_cv, min_points=2),
+    Statistic("slope", "least-squares slope per 1000 steps", _slope, batch_fn=rolling.batch_slope, min_points=3),
+    Statistic("rel_slope", "slope per 1000 steps divided by |median|", _rel_slope, batch_fn=rolling.batch_rel_slope, min_points=3),
     Statistic("nonfinite_frac", "share of raw samples that were NaN or inf", _nonfinite_frac, batch_fn=rolling.batch_nonfinite_frac, reads_nonfinite=True),
     Statistic("nonfinite_count", "number of raw samples that were NaN or inf", _nonfinite_count, batch_fn=rolling.batch_nonfinite_count, reads_nonfinite=True),
     Statistic("frac_above", "share of finite values above `level`", _frac_above, needs_level=True, batch_fn=rolling.batch_frac_above),
@@ -288,6 +292,7 @@ for _stat in [
         f"total variation minus net change of {SWING_SAMPLES} evenly spaced values, per gap (0 when monotone; swings)",
         _excess_variation,
         batch_fn=rolling.batch_excess_variation,
+        min_points=SWING_SAMPLES,
     ),
     Statistic(
         "mean_swing",
@@ -295,6 +300,7 @@ for _stat in [
         "(for 0/1 indicators: the swings of a share)",
         _mean_swing,
         batch_fn=rolling.batch_mean_swing,
+        min_points=SWING_SAMPLES,
     ),
     Statistic(
         "cycle",
@@ -302,6 +308,7 @@ for _stat in [
         "precedes, less what noise would reach (about 0 for noise and drift)",
         _cycle,
         cost="O(n log n)",
+        min_points=CYCLE_MIN_POINTS,
     ),
     Statistic("log10_vs_start", "log10 of |window median| / |median of the series' first window|", reference="start"),
     Statistic("log10_vs_peak", "log10 of window median / highest earlier window median", reference="peak"),

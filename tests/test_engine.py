@@ -537,3 +537,20 @@ def test_a_scaled_threshold_is_read_in_the_units_the_run_declares(tmp_path):
     assert evaluate(log, rules, RunContext(frozenset(), {"d_loss_unit": 0.25})).findings == ()
     finding = only(evaluate(signal_log(400, loss_d=np.full(400, 0.03)), rules, RunContext(frozenset(), {"d_loss_unit": 0.25})))
     assert finding.details[0].threshold == pytest.approx(0.05)
+
+
+def test_a_rule_with_nothing_to_judge_says_which_signal_and_why(tmp_path):
+    # A cycle read over a log printed every 15 steps: 14 records in a 200-step window where the
+    # statistic needs 48 (the DCGAN tutorial's console log); a series of NaN; a condition whose
+    # statistic was defined is not named.
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a", stat="cycle", window=200), cond("x.b", op="<", threshold=5, stat="mean")),
+                    rule_text("GD901", cond("x.c", stat="mean", window=200)))
+    log = SignalLog()
+    rng = np.random.default_rng(0)
+    for step in range(0, 1500, 15):
+        log.record(step, {"x.a": float(rng.normal()), "x.b": 1.0, "x.c": float("nan")})
+    skipped = {s.rule: s for s in evaluate(log, rules).skipped}
+    assert skipped["GD900"].reason is SkipReason.UNDEFINED
+    assert skipped["GD900"].detail == "x.a: about 13 records in a 200-step window, where cycle needs 48"
+    assert "where cycle needs 48" in skipped["GD900"].describe()
+    assert skipped["GD901"].detail == "x.c: mostly non-finite"

@@ -462,3 +462,15 @@ def test_log10_std_needs_four_positive_values():
     # 50 steps gave GD310 windows of 3 points and 4 healthy corpus runs a false collapse.
     assert math.isnan(at_end(view([1.0, 4.0, 1.0]), "log10_std", 100))
     assert at_end(view([1.0, 4.0, 1.0, 4.0]), "log10_std", 100) == pytest.approx(math.log10(4) / 2)
+
+
+@pytest.mark.parametrize("name", [n for n, s in stats.STATISTICS.items() if s.window_fn is not None and not s.reads_nonfinite and not s.needs_level])
+def test_a_statistic_s_declared_fewest_points_are_the_fewest_it_is_defined_on(name):
+    # What "too few records for the rule's windows" reports: one point fewer gives NaN.
+    stat, rng = stats.STATISTICS[name], np.random.default_rng(0)
+
+    def on(n: int) -> float:
+        return stat.window_fn(np.arange(n) * 10, rng.normal(size=n) + 5, np.ones(n), np.zeros(n), None)
+
+    assert np.isfinite(on(stat.min_points))
+    assert stat.min_points == 1 or np.isnan(on(stat.min_points - 1))

@@ -115,5 +115,6 @@ def _skipped_phrase(group: Sequence[SkippedRule]) -> str:
         span = "" if not shortest else f" ({shortest[0]}" + (f"-{shortest[-1]}" if len(shortest) > 1 else "") + " steps)"
         return f"{n} {need} a longer run{span}"
     if reason is SkipReason.UNDEFINED:
-        return f"{n} had nothing to judge ({names}: non-finite, too sparse or held at one value)"
+        details = "; ".join(sorted({s.detail for s in group if s.detail}))
+        return f"{n} had nothing to judge ({details or names + ': non-finite, too sparse or held at one value'})"
     return f"{n} failed ({'; '.join(sorted({s.detail for s in group if s.detail}))})"

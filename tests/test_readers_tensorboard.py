@@ -328,3 +328,25 @@ def test_a_log_tagged_loss_alone_says_which_names_to_map(tmp_path):
     assert any("the log's own scalars: loss" in w and "--map loss.d=NAME" in w for w in data.warnings)
     mapped = read_run(tmp_path / "tb", options=ReadOptions(mapping={"loss.d": "loss"}))
     assert "loss.d" in mapped.signals and not any("own scalars" in w for w in mapped.warnings)
+
+
+def test_d_and_g_logged_against_their_own_counters_are_said(tmp_path):
+    # LynnHo's DCGAN-LSGAN-WGAN-GP-DRAGAN with n_d=5: D/* at each of D's steps, G/* at each of G's.
+    w = SummaryWriter(str(tmp_path / "two"))
+    for s in range(1, 501):
+        w.add_scalar("D/d_loss", -1.0, s)
+        if s % 5 == 0:
+            w.add_scalar("G/g_loss", 0.5, s // 5)
+    w.close()
+    data = read_run(tmp_path / "two")
+    assert {"loss.d", "loss.g"} <= set(data.signals.names())
+    (said,) = [m for m in data.warnings if "own counter" in m]
+    assert "D/d_loss) runs to step 500" in said and "G/g_loss) to step 100" in said
+    # G logged every fifth step of one counter, as PyTorch-GAN's wgan_gp.py: nothing to say.
+    w = SummaryWriter(str(tmp_path / "one"))
+    for s in range(1, 501):
+        w.add_scalar("D/d_loss", -1.0, s)
+        if s % 5 == 0:
+            w.add_scalar("G/g_loss", 0.5, s)
+    w.close()
+    assert not [m for m in read_run(tmp_path / "one").warnings if "own counter" in m]

@@ -329,10 +329,28 @@ class Collector:
         self._d_loss_from_part_series()
         self.names.check(self.path, self.signals)
         self._unprobable()
+        self._two_counters()
         mapped = dict(self.names.mapped)
         if self._summed_d_loss and "loss.d" not in mapped:
             mapped["loss.d"] = f"{mapped.get('loss.d_real', 'loss.d_real')} + {mapped.get('loss.d_fake', 'loss.d_fake')}"
         return self.signals, self.warnings, mapped
+
+    def _two_counters(self) -> None:
+        """D's and G's losses ending at steps far apart: each logged against its own counter (LynnHo's
+        TensorBoard: ``D/*`` at each of 1,400 D steps, ``G/*`` at each of 280 G steps), which the
+        rules read as one, G's step 280 beside D's step 280. Said, since nothing else would show it."""
+        ends = {}
+        for name in ("loss.d", "loss.g"):
+            view = self.signals.get(name)
+            if view is not None and len(view) > 1:
+                ends[name] = int(view.steps[-1])
+        if len(ends) == 2 and min(ends.values()) > 0 and max(ends.values()) >= TWO_COUNTERS_RATIO * min(ends.values()):
+            d, g = ends["loss.d"], ends["loss.g"]
+            self.warnings.append(
+                f"{self.path}: D's loss ({self.names.mapped.get('loss.d', 'loss.d')}) runs to step {d} and G's "
+                f"({self.names.mapped.get('loss.g', 'loss.g')}) to step {g}: if each is logged against its own counter "
+                "(D's iterations and G's), they are read as one, step by step; log both against one counter"
+            )
 
     def _unprobable(self) -> None:
         """Columns the alias table reads as D's probabilities (``d_real``, ``D_x``) whose values lie
@@ -362,6 +380,10 @@ class Collector:
                 f"{self.path}: column {column!r} read as D's raw output ({raw}), not as a probability: "
                 f"{whose} mostly outside [0, 1] ({lo:.3g} to {hi:.3g})"
             )
+
+
+#: D's and G's losses ending this many times apart read as two step counters (``_two_counters``).
+TWO_COUNTERS_RATIO = 1.5
 
 
 def frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:

@@ -506,3 +506,18 @@ def test_a_log_without_positions_says_each_record_counts_as_one_step(tmp_path):
     placed = tmp_path / "placed.log"
     placed.write_text("".join(f"step={s} d_loss={1.2:.3f} g_loss={0.8:.3f}\n" for s in range(0, 1000, 10)))
     assert not any("no line gives" in w for w in read_run(placed).warnings)
+
+
+def test_a_console_of_progress_bars_without_values_points_to_where_the_values_are(tmp_path):
+    # LynnHo's train.py: tqdm bars with no postfix, the losses written to TensorBoard.
+    from tqdm import tqdm
+
+    stream = io.StringIO()
+    print("ConvGenerator(\n  (net): Sequential(\n    (0): ConvTranspose2d(128, 64, kernel_size=(4, 4), stride=(1, 1), bias=False)\n  )\n)", file=stream)
+    for _ in tqdm(range(3), desc="Epoch Loop", file=stream, mininterval=0):
+        for _ in tqdm(range(28), desc="Inner Epoch Loop", file=stream, mininterval=0, leave=False):
+            pass
+    path = tmp_path / "train.log"
+    path.write_text(stream.getvalue())
+    with pytest.raises(LogFormatError, match="progress bars that show no values.*TensorBoard event files or a CSV"):
+        read_run(path)

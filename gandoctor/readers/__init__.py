@@ -113,7 +113,7 @@ def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
         if reader.accepts(path):
             return reader.read(path, capacity)
     kinds = "; ".join(f"{r.name}: {r.doc}" for r in READERS.values())
-    from .console import unmapped_names
+    from .console import bars_without_values, unmapped_names
 
     names = unmapped_names(path) if path.is_file() else []
     hint = (
@@ -121,6 +121,9 @@ def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
         f"name the losses with --map loss.d=NAME --map loss.g=NAME (Python: read_run(..., options=ReadOptions(mapping=...)))"
         if names else ""
     )
+    if not names and path.is_file() and bars_without_values(path):
+        hint = ("; its lines are progress bars that show no values (no set_postfix): the script's losses are logged "
+                "elsewhere, such as TensorBoard event files or a CSV it writes; give gandoctor those")
     raise LogFormatError(f"{path}: not a log gandoctor can read (expected one of — {kinds}){hint}")
 
 

@@ -312,6 +312,14 @@ def unmapped_names(path: Path, most: int = 8) -> list[str]:
     return list(found)[:most]
 
 
+def bars_without_values(path: Path) -> bool:
+    """Whether the head of a text file holds progress bars and no value at all (tqdm without a
+    postfix: LynnHo's train.py, which logs its losses to TensorBoard): the values are elsewhere."""
+    parts = list(_head_parts(path))
+    bars = sum(_unbar(part)[1] for part in parts)
+    return bars > 0 and not any(_pairs(_unbar(part)[0]) for part in parts if not MODULE_LINE.match(part))
+
+
 def _known_names() -> Callable[[str], bool]:
     """Whether a name maps to a signal: through the alias table, or because the user mapped it
     (--map loss.d=D), or --map could not make a log readable."""

@@ -50,6 +50,16 @@ LOG_FORMATS = ("auto", "runlog", "tensorboard", "csv", "jsonl", "wandb", "consol
 _REPORT_FORMATS = {"json": "--json", "html": "--html FILE", "junit": "gate --junit FILE", "markdown": "gate --markdown FILE", "md": "gate --markdown FILE"}
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of iterations, 1 or more; got {value!r}")
+    return number
+
+
 def _log_format(value: str) -> str:
     """--format's value: a log format, or the way to the report format the user meant."""
     if value in LOG_FORMATS:
@@ -84,6 +94,8 @@ def _read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", action="append", default=[], metavar="SIGNAL=NAME", help="read SIGNAL from the log's NAME, e.g. loss.d=errD (repeatable)")
     p.add_argument("--step", metavar="COLUMN", help="the column/key holding the step, overriding detection")
     p.add_argument("--grid-tile", metavar="HxW", help="tile size of logged sample grids when it cannot be inferred, e.g. 64x64")
+    p.add_argument("--record-steps", type=_positive_int, default=1, metavar="N",
+                   help="for a log whose lines give no step or iteration (one line per epoch): the iterations each line stands for")
     p.add_argument("--quiet", action="store_true", help="no progress bar (and, for analyze --json, no reader warnings on stderr)")
 
 
@@ -140,7 +152,8 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .readers import ReadOptions, parse_mapping, parse_tile
 
     return ReadOptions(
-        mapping=parse_mapping(args.map), step=args.step, grid_tile=parse_tile(args.grid_tile) if args.grid_tile else None
+        mapping=parse_mapping(args.map), step=args.step, grid_tile=parse_tile(args.grid_tile) if args.grid_tile else None,
+        record_steps=args.record_steps,
     )
 
 

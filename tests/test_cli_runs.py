@@ -107,3 +107,16 @@ def test_gate_states_a_failing_finding_s_caveat(capsys):
     assert "mode_collapse (GD305" in out and "caveat: Inferred from a winning D" in out
     dominance = out.split("discriminator_dominance (")[1].split(")")[0]
     assert dominance.startswith("GD10") and "caveat" not in dominance  # measured on D's outputs: no caveat
+
+
+def test_a_log_of_one_line_per_epoch_is_judged_in_iterations_when_told_what_a_line_stands_for(capsys):
+    # A public conditional DCGAN at lr 5, printing one line of averages per epoch of 29 batches:
+    # 20 records read as 20 steps are too short for every rule that could see D's loss pinned at
+    # BCELoss's clamp; told that each stands for 29 iterations, they are judged as the 580 they were.
+    log = Path(__file__).resolve().parent.parent / "fixtures" / "public" / "znxlwm_cdcgan_lr5.console.log"
+    assert main(["gate", str(log)]) == EXIT_HEALTHY
+    assert "--record-steps" in capsys.readouterr().err
+    assert main(["gate", str(log), "--record-steps", "29", "--require", "vanishing_gradients"]) == EXIT_UNHEALTHY
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", str(log), "--record-steps", "0"])
+    assert info.value.code == EXIT_ERROR and "1 or more" in capsys.readouterr().err

@@ -503,9 +503,14 @@ def test_a_log_without_positions_says_each_record_counts_as_one_step(tmp_path):
     assert data.signals.get("loss.d").steps.tolist() == list(range(100))
     assert any("no line gives a step, iteration or batch position: each of its 100 records counts as one step" in w
                for w in data.warnings)
+    assert any("pass --record-steps N" in w for w in data.warnings)
     placed = tmp_path / "placed.log"
     placed.write_text("".join(f"step={s} d_loss={1.2:.3f} g_loss={0.8:.3f}\n" for s in range(0, 1000, 10)))
     assert not any("no line gives" in w for w in read_run(placed).warnings)
+    # Told what each line stands for (an epoch of 15 batches): each record is its epoch's last iteration.
+    told = read_run(path, options=ReadOptions(record_steps=15))
+    assert told.signals.get("loss.d").steps.tolist() == [15 * e - 1 for e in range(1, 101)]
+    assert not any("no line gives" in w for w in told.warnings)
 
 
 def test_a_console_of_progress_bars_without_values_points_to_where_the_values_are(tmp_path):

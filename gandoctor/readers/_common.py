@@ -51,6 +51,9 @@ class ReadOptions:
     step: str | None = None
     #: (height, width) of one tile of logged image grids (``--grid-tile HxW``)
     grid_tile: tuple[int, int] | None = None
+    #: the steps each record stands for where no line or row gives its position (``--record-steps N``:
+    #: a script printing one line of averages per epoch of N batches)
+    record_steps: int = 1
 
 
 read_options: contextvars.ContextVar[ReadOptions] = contextvars.ContextVar("gandoctor_read_options", default=ReadOptions())  # noqa: B039 (frozen)
@@ -221,8 +224,9 @@ class StepClock:
         return self.step(batch, where)
 
     def row(self) -> int:
+        """The next step in row order: each record the last of the ``record_steps`` it stands for."""
         self.rows += 1
-        self.last += 1
+        self.last += read_options.get().record_steps
         return self.last
 
 

@@ -406,12 +406,12 @@ def _read(
                 unmatched += 1
                 first_unmatched = first_unmatched or lineno
     parser.finish()
-    if clock.rows and not clock.placed:
+    if clock.rows and not clock.placed and read_options.get().record_steps == 1:
         out.warnings.append(
             f"{path}: no line gives a step, iteration or batch position: each of its {clock.rows} records counts as "
             "one step, so a line that stands for many iterations (an epoch's averages, a print every 100 batches) "
-            "makes the run look shorter to the rules than it was; print the iteration on each line (step=...) "
-            "to have it judged in iterations"
+            "makes the run look shorter to the rules than it was; pass --record-steps N (the iterations each line "
+            "stands for), or print the iteration on each line (step=...), to have it judged in iterations"
         )
     if unmatched:
         out.warnings.append(f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})")

@@ -56,8 +56,9 @@ def alerts_of(markers: Iterable[HealthyMarker]) -> tuple[Alert, ...]:
     """The live alerts a run log's "last healthy step" markers record, one per (mode, rule)."""
     out: dict[tuple[str, str], Alert] = {}
     for marker in markers:
-        for mode, rule in zip(marker.modes, marker.rules):
-            out.setdefault((mode, rule), Alert(mode, rule, marker.seen_at, marker.onset_step))
+        onsets = marker.onsets or (marker.onset_step,) * len(marker.modes)
+        for mode, rule, onset in zip(marker.modes, marker.rules, onsets):
+            out.setdefault((mode, rule), Alert(mode, rule, marker.seen_at, onset))
     return tuple(out.values())
 
 

@@ -308,7 +308,8 @@ class LiveMonitor:
         # The rollback point is before the first sign (a burst before the NaN), not the event.
         onsets = [f.first_seen_step for f in report.findings] + ([self._earliest_onset] if self._earliest_onset is not None else [])
         self._earliest_onset = onset = min(onsets)
-        marker = HealthyMarker(step, self._step_before(onset), onset, tuple(f.mode for f in new), tuple(f.rule for f in new))
+        marker = HealthyMarker(step, self._step_before(onset), onset, tuple(f.mode for f in new), tuple(f.rule for f in new),
+                               tuple(f.onset_step for f in new))
         self.markers.append(marker)
         writer = self._doctor._writer
         if writer is not None:

@@ -324,6 +324,23 @@ def test_a_marker_is_an_event_that_reads_back_typed(tmp_path):
     assert data.records == 50 and not data.warnings
 
 
+def test_each_alert_of_a_marker_keeps_its_own_onset_and_an_older_marker_the_run_s_earliest(tmp_path):
+    # diegoalejogm's vanilla GAN: GD601 seen from step 250 and GD304 from 375 both read "onset 125",
+    # the run's earliest, when the marker kept that one onset only.
+    from gandoctor.diagnose import alerts_of
+
+    writer = RunLogWriter(tmp_path, CONTEXT, 64)
+    for step in range(500):
+        writer.write_step(step, {"loss.d": 0.5})
+    writer.write_marker(HealthyMarker(499, 124, 125, ("non_convergence", "mode_collapse"), ("GD601", "GD304"), (250, 375)))
+    writer.close()
+    (marker,) = read_run(tmp_path).markers
+    assert [(a.rule, a.onset_step) for a in alerts_of([marker])] == [("GD601", 250), ("GD304", 375)]
+    older = HealthyMarker.from_record({"step": 499, "level": "marker", "marker": {
+        "kind": "last_healthy", "last_healthy_step": 124, "onset_step": 125, "modes": ["mode_collapse"], "rules": ["GD304"]}})
+    assert older is not None and [a.onset_step for a in alerts_of([older])] == [125]
+
+
 def test_logs_without_markers_read_as_before_and_bad_markers_warn(tmp_path):
     path = write_run(tmp_path / "old", n=20)
     assert read_run(path).markers == ()

@@ -12,10 +12,12 @@ outside the standard library. Lines:
   "lo": -1.0, "hi": 1.0, "uint8": "<base64>"}}``: G's outputs for fixed latent codes, quantised
   to uint8 between ``lo`` and ``hi`` (C order); an event, so readers that only want signals skip it.
 - ``{"type": "event", "step": 50, "level": "marker", "message": "last healthy step 36 ...", "marker": {"kind":
-  "last_healthy", "last_healthy_step": 36, "onset_step": 37, "modes": ["exploding_gradients"], "rules": ["GD501"]}}``:
+  "last_healthy", "last_healthy_step": 36, "onset_step": 37, "modes": ["exploding_gradients"], "rules": ["GD501"],
+  "onsets": [37]}}``:
   written by the live diagnosis (:mod:`gandoctor.live`) when a finding first appears; ``step`` is when it was
   seen, ``last_healthy_step`` the last recorded step before the earliest onset of the findings seen so far
-  (``null`` when the run was unhealthy from its first record), the checkpoint to roll back to. See
+  (``null`` when the run was unhealthy from its first record), the checkpoint to roll back to, and
+  ``onsets`` each new finding's own onset. See
   :class:`HealthyMarker`.
 
 Version 1 throughout: markers were added as events, which every reader of version 1 skips, so logs
@@ -45,6 +47,9 @@ class HealthyMarker:
     onset_step: int  # the earliest onset of the findings seen so far
     modes: tuple[str, ...] = ()  # the new findings' modes and rules
     rules: tuple[str, ...] = ()
+    #: each new finding's own onset (a log written before these were kept has none: its alerts
+    #: read the run's earliest onset)
+    onsets: tuple[int, ...] = ()
 
     KIND = "last_healthy"
 
@@ -58,7 +63,7 @@ class HealthyMarker:
             "type": "event", "step": self.seen_at, "level": "marker", "message": self.message(),
             "marker": {
                 "kind": self.KIND, "last_healthy_step": self.last_healthy_step, "onset_step": self.onset_step,
-                "modes": list(self.modes), "rules": list(self.rules),
+                "modes": list(self.modes), "rules": list(self.rules), "onsets": list(self.onsets),
             },
         }
 
@@ -74,7 +79,10 @@ class HealthyMarker:
             return None
         if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (modes, rules)):
             return None
-        return cls(seen, healthy, onset, tuple(modes), tuple(rules))
+        onsets = raw.get("onsets", [])
+        if not (isinstance(onsets, list) and len(onsets) == len(modes) and all(_int(x) is not None for x in onsets)):
+            onsets = []  # older logs (and damaged ones): the run's earliest onset stands for each
+        return cls(seen, healthy, onset, tuple(modes), tuple(rules), tuple(onsets))
 
 
 def _int(value: Any) -> int | None:

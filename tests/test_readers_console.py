@@ -526,3 +526,37 @@ def test_a_console_of_progress_bars_without_values_points_to_where_the_values_ar
     path.write_text(stream.getvalue())
     with pytest.raises(LogFormatError, match="progress bars that show no values.*TensorBoard event files or a CSV"):
         read_run(path)
+
+
+def test_a_record_printed_over_several_lines_under_its_position_line_is_one_step(tmp_path):
+    # diegoalejogm/gans' Logger.display_status: the position on a line of its own, then the losses,
+    # then D's outputs; each line used to be its own record in row order (two steps a batch) and
+    # 'Batch Num: [b/B]' was no position.
+    stream = io.StringIO()
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        print('Epoch: [{}/{}], Batch Num: [{}/{}]'.format(epoch, epochs, i, batches), file=stream)
+        print('Discriminator Loss: {:.4f}, Generator Loss: {:.4f}'.format(errD, errG), file=stream)
+        print('D(x): {:.4f}, D(G(z)): {:.4f}'.format(D_x, D_G_z1), file=stream)
+
+    logged = _tiny_gan_loop(line)
+    path = tmp_path / "train.log"
+    path.write_text(stream.getvalue())
+    data = read_run(path)
+    steps = [e * BATCHES + b for e, b, *_ in logged]
+    for signal, column in (("loss.d", 2), ("loss.g", 3), ("d_prob.real", 4)):
+        assert data.signals.get(signal).steps.tolist() == steps
+        assert data.signals.get(signal).values.tolist() == pytest.approx([row[column] for row in logged], abs=1e-4)
+    assert not data.warnings
+
+
+def test_a_name_printed_again_under_one_position_line_is_a_record_of_its_own(tmp_path):
+    # An 'Epoch 1' / 'Iteration 11' position, then values (EmilienDupont's WGAN-GP trainer); a name
+    # read twice under one position is not two values at one step.
+    lines = ["Epoch 1", "Iteration 1", "d_loss: 0.5", "g_loss: 0.7", "Iteration 11", "d_loss: 0.4", "g_loss: 0.8", "d_loss: 0.3"]
+    path = tmp_path / "train.log"
+    path.write_text("\n".join(lines) + "\n")
+    data = read_run(path)
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist()[:2] == [1, 11] and d.values.tolist() == pytest.approx([0.5, 0.4, 0.3]) and d.steps[2] > 11
+    assert data.signals.get("loss.g").steps.tolist() == [1, 11]

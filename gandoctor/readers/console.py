@@ -59,7 +59,8 @@ SPACED = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s+(" + _N
 #: Whether a line (its pairs blanked) may hold a SPACED pair at all: a cheap search before the costly one.
 SPACED_HINT = re.compile(r"[\w.()/\-]\s+[-+]?(?:\d|\.\d|nan|inf)", re.IGNORECASE)
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
-POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
+POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch(?:[ _]?(?:num|no|idx|index))?|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?",
+                      re.IGNORECASE)
 #: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
 TQDM = re.compile(r"(?:\d+%(?:\|[^|]*\||\s)\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
 TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's description, as Lightning writes it
@@ -170,6 +171,10 @@ class _Parser:
         self.latest_per_step = latest_per_step
         self._held: tuple[int, dict[str, float]] | None = None
         self._known = _known_names()
+        # The position of the last line that gave one and no value (epoch, batch, batches per
+        # epoch), and the names read under it since.
+        self._context: tuple[int | None, int | None, int | None] | None = None
+        self._context_names: set[str] = set()
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
@@ -181,9 +186,9 @@ class _Parser:
             return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5), self._known), where, any_name=True)
         text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
         pairs = _pairs(text, self._known)
-        if not pairs:
+        positions = {_position_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
+        if not pairs and not positions:
             return False
-        positions = {alias_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
         keyed = {alias_key(k): v for k, v in pairs}
         epoch = positions.get("epoch", (None, None))[0]
         if epoch is None and "epoch" in keyed:
@@ -205,9 +210,34 @@ class _Parser:
             batch = None  # an epoch summary line: in row order
         skip = {"epoch", *(_BATCH_KEYS if batch is not None else ()), *(_STEP_KEYS if batch is not None else ())}
         values = [(k, v) for k, v in pairs if alias_key(k) not in skip]
+        if not values and (epoch is not None or batch is not None):
+            return self._position_only(epoch, batch, per_epoch)
         if not any(not (self.out.names(k) or "user.").startswith("user.") for k, _ in values):
             return False
+        if epoch is None and batch is None and self._context is not None:
+            epoch, batch, per_epoch = self._context_for(values)
         return self._emit(epoch, batch, per_epoch, values, where, any_name=False)
+
+    def _position_only(self, epoch: int | None, batch: int | None, per_epoch: int | None) -> bool:
+        """A line that gives a position and no value (``Epoch: [0/167], Batch Num: [0/18]`` above
+        the values' lines, diegoalejogm's GAN logger; ``Epoch 1`` then ``Iteration 11``, EmilienDupont's
+        WGAN-GP): the lines after it without a position of their own are at that position."""
+        if batch is None:  # an epoch alone: batches counted from it on
+            self._context = (epoch, None, None)
+        else:
+            self._context = (epoch if epoch is not None else (self._context or (None,))[0], batch, per_epoch)
+        self._context_names = set()
+        return True
+
+    def _context_for(self, values: list[tuple[str, str]]) -> tuple[int | None, int | None, int | None]:
+        """The position a line without one is at: the last position-only line's, while the lines
+        under it name new values; a name seen again under it is a new record, in row order."""
+        assert self._context is not None
+        names = {name for k, _ in values if (name := self.out.names(k)) is not None}
+        if self._context[1] is None or names & self._context_names:
+            return self._context[0], None, None
+        self._context_names |= names
+        return self._context
 
     def _emit(self, epoch: int | None, batch: int | None, per_epoch: int | None, pairs: list[tuple[str, str]], where: str, any_name: bool) -> bool:
         values: dict[str, float] = {}
@@ -245,6 +275,12 @@ class _Parser:
         if self._held is not None:
             self._record(*self._held)
             self._held = None
+
+
+def _position_key(word: str) -> str:
+    """``Batch Num`` / ``batch_idx`` -> ``batch``; other position words as :func:`alias_key` gives them."""
+    key = alias_key(word)
+    return "batch" if key.startswith("batch") else key
 
 
 def _head_parts(path: Path) -> tuple[str, ...]:

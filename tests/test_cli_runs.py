@@ -120,3 +120,18 @@ def test_a_log_of_one_line_per_epoch_is_judged_in_iterations_when_told_what_a_li
     with pytest.raises(SystemExit) as info:
         main(["analyze", str(log), "--record-steps", "0"])
     assert info.value.code == EXIT_ERROR and "1 or more" in capsys.readouterr().err
+
+
+def test_g_s_loss_held_at_bce_s_clamp_is_vanishing_gradients_on_a_public_script_s_console_log():
+    # diegoalejogm/gans' vanilla GAN (nn.BCELoss), console logs over three lines a record: with D's
+    # rate x10 G's loss sat at the clamp (100.0000) and the live run found G's gradient gone; as
+    # published, it never reached the clamp.
+    from gandoctor import analyze
+
+    public = Path(__file__).resolve().parent.parent / "fixtures" / "public"
+    failing = analyze(public / "diegoalejogm_vgan_dlr10.console.log.gz")
+    vanishing = [f for f in failing.findings if f.mode == "vanishing_gradients"]
+    assert vanishing and "GD406" in (vanishing[0].rule, *vanishing[0].also_fired)
+    assert failing.last_step == 2998  # read in batches (positions on lines of their own), not in printed lines
+    published = analyze(public / "diegoalejogm_vgan_healthy.console.log.gz")
+    assert "vanishing_gradients" not in published.modes and published.last_step == 2998

@@ -301,3 +301,42 @@ def test_a_conditional_d_taking_labels_in_another_form_than_g_is_read_from_the_l
     doctor = _conditional_loop({"schedule": schedule}, fresh_fake=True)
     refused = doctor.disabled_probes["d_probe"]
     assert "labels=, fake_labels=" in refused and "d_forward=" in refused and "d_real=/d_fake=" in refused
+
+
+def _moments(x: torch.Tensor) -> torch.Tensor:
+    """devnag's preprocessing: D reads a batch's first four moments, not its samples."""
+    d = x.reshape(1, -1)
+    mean = d.mean()
+    diffs = d - mean
+    std = diffs.pow(2).mean().sqrt()
+    z = diffs / std
+    return torch.stack([mean, std, z.pow(3).mean(), z.pow(4).mean() - 3.0]).reshape(1, 4)
+
+
+def _moments_loop(doctor_kwargs: dict, steps: int = 12):
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 1))
+    D = nn.Sequential(nn.Linear(4, 16), nn.ELU(), nn.Linear(16, 1), nn.Sigmoid())
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), 1e-3), torch.optim.SGD(D.parameters(), 1e-3)
+    bce = nn.BCELoss()
+    schedule = Schedule(flush_every=5, budget=None, latent_every=0, feature_every=1000, sample_stats_every=1000)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=schedule, **doctor_kwargs)
+    for _ in range(steps):
+        real, fake = torch.randn(100, 1) * 1.25 + 4, G(torch.rand(100, 1))
+        d_loss = bce(D(_moments(real)), torch.ones(1, 1)) + bce(D(_moments(fake.detach())), torch.zeros(1, 1))
+        opt_d.zero_grad(), d_loss.backward(), opt_d.step()
+        g_loss = bce(D(_moments(fake)), torch.ones(1, 1))
+        opt_g.zero_grad(), g_loss.backward(), opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    return doctor
+
+
+def test_a_d_that_reads_preprocessed_batches_is_told_to_pass_d_forward_and_a_batch_scoring_one_why_it_is_not_read():
+    # devnag's 1-D GAN: D(preprocess(x)) on a batch's moments. The doctor's own D(x) fails on the
+    # raw samples: the refusal names d_forward=. Given one, D still scores whole batches: said so,
+    # without asking again for the d_forward that was given.
+    refused = _moments_loop({}).disabled_probes["d_probe"]
+    assert "mat1 and mat2" in refused and "d_forward=lambda D, x, y" in refused
+    given = _moments_loop({"d_forward": lambda D, x, y: D(_moments(x))}).disabled_probes["d_probe"]
+    assert "the d_forward given returns one number for the" in given and "pass Doctor(d_forward" not in given

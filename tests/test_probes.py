@@ -935,3 +935,21 @@ def test_a_spectral_norm_whose_vectors_are_frozen_parameters_trains_bit_identica
 
     for a, b in zip(run(False), run(True), strict=True):
         assert torch.equal(a, b)
+
+
+def test_real_and_fake_of_other_sample_sizes_are_said_once_not_failed_on(caplog):
+    """devnag's 1-D GAN keeps its real batch as one row of 500 values and G's as 500 rows of one: the
+    probes read the first dimension as the batch, so the sample statistics failed deep in NumPy and
+    were switched off; now the shapes are named once and those steps skipped."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 1))
+    D = nn.Sequential(nn.Linear(4, 16), nn.ELU(), nn.Linear(16, 1), nn.Sigmoid())  # D reads the batch's moments
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, feature_every=5, sample_stats_every=10, budget=None))
+    for step in range(40):
+        real = torch.randn(1, 500) * 1.25 + 4  # one row of 500 samples, as the script draws them
+        fake = G(torch.rand(500, 1))
+        doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake, step=step)
+    doctor.close()
+    assert doctor.disabled_probes == {}
+    said = [w for w in doctor.report().warnings if "real= holds 500 values a sample" in w]
+    assert len(said) == 1 and "(500, 1)" in said[0] and sum("real= holds 500" in r.getMessage() for r in caplog.records) == 1

@@ -339,7 +339,7 @@ class DOutputsProbe(Probe):
         return self.kind.values(scores(inputs.d_real, real), scores(inputs.d_fake, real))
 
 
-def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
+def scores(out: Any, x: torch.Tensor | None, custom_forward: bool = False) -> torch.Tensor:
     """D's output as one score per sample; an output shaped like D's input is refused: an
     autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of realness.
     The refusal establishes an energy D (``energy_d``): its loss is a reconstruction error, whose
@@ -356,6 +356,12 @@ def scores(out: Any, x: torch.Tensor | None) -> torch.Tensor:
     scored = per_sample(out)
     if x is not None and x.dim() >= 1 and x.shape[0] > 1 and scored.numel() == 1:
         # Ranking one number per batch reads 0 or 1 at every check: a weak D would read as separating perfectly.
+        if custom_forward:  # D scores whole batches by design (devnag's 1-D GAN: D reads a batch's moments)
+            raise ProbeRefused(
+                f"the d_forward given returns one number for the {x.shape[0]} samples it was given: a D that scores a whole "
+                "batch (from its moments, say) gives no score per sample to rank, so D's outputs are not read; the rules "
+                "judge D from its loss"
+            )
         raise ProbeRefused(
             f"D returns one number for the {x.shape[0]} samples it was given (its output averaged inside D, as the original WGAN "
             "code's netD returns output.mean(0)): there is no score per sample to rank; let D return one per sample "
@@ -538,12 +544,19 @@ class DForwardProbe(Probe):
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
         d = self.host.discriminator
         with untouched(d, real.device):
+            custom = not self.host.plain_d_forward
             try:
-                out_real = scores(self.host.d_forward(d, real, y_real), real)
-                out_fake = scores(self.host.d_forward(d, fake, y_fake), fake)
+                out_real = scores(self.host.d_forward(d, real, y_real), real, custom)
+                out_fake = scores(self.host.d_forward(d, fake, y_fake), fake, custom)
             except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-                if y_real is None and y_fake is None:
+                if custom or isinstance(exc, ProbeRefused):
                     raise
+                if y_real is None and y_fake is None:
+                    raise ProbeRefused(
+                        f"D's forward on the step's real= and fake= batches failed: {exc}. If D takes its input in another "
+                        "form than the batches passed (preprocessed, reshaped, with other inputs), pass "
+                        "Doctor(d_forward=lambda D, x, y: D(...)) that gives D x as the loop does"
+                    ) from exc
                 raise ProbeRefused(
                     f"D's forward on the step's samples with the labels given (labels=, fake_labels=) failed: {exc}. "
                     "The loop's own D calls on real= and fake= were not seen at this step, so the doctor ran D itself; "

@@ -87,6 +87,7 @@ class _Batches:
         self.warn = warn
         self.paired_said = False
         self.not_tensor_said = False
+        self.shapes_said = False
 
     def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
         if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)):  # plain tensors (the common case) pass as they are
@@ -103,6 +104,16 @@ class _Batches:
                 real = real.to(device=fake.device, dtype=fake.dtype)  # NumPy's float64 on the host, beside G's samples
         if not isinstance(real, torch.Tensor) or real.dim() == 0:
             return real, fake, False
+        if isinstance(fake, torch.Tensor) and fake.dim() >= 1 and real.shape[0] and fake.shape[0] and real[0].numel() != fake[0].numel():
+            if not self.shapes_said:  # devnag's 1-D GAN: real (1, 500), fake (500, 1)
+                self.shapes_said = True
+                self.warn(
+                    f"real= holds {real[0].numel()} values a sample (shape {tuple(real.shape)}) and fake= {fake[0].numel()} "
+                    f"(shape {tuple(fake.shape)}): the probes read the first dimension as the batch; pass both as "
+                    "(batch, ...) of one sample's size (500 scalars are (500, 1)), or the probes that read samples "
+                    "(D probe, features, sample statistics) skip the steps that pass them so"
+                )
+            return None, None, False
         self.largest = max(self.largest, int(real.shape[0]))
         return real, fake, 2 * int(real.shape[0]) < self.largest
 

@@ -161,7 +161,7 @@ class ModeStatus:
             return "not checked: evaluating its rules failed (see the warnings)"
         if self.missing and all(m.startswith(SAMPLE_SIDE) for m in self.missing):
             # A log of scalars only: one line instead of every sample statistic and its prerequisite.
-            needs = "sample features (feat.*, latent.*: the live Doctor records them from real= and fake=)"
+            needs = "sample features (feat.*, latent.*: the live Doctor records them from real= and fake=, where no warning says their probes were switched off)"
         else:
             needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
         # Rules whose signals were recorded but could not judge (too short a run; NaN after a blow-up

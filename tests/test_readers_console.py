@@ -436,13 +436,18 @@ def test_a_printed_model_s_arguments_are_not_offered_as_names_to_map(tmp_path):
     assert "in_features" not in str(err.value) and "out_features" not in str(err.value)
 
 
-def test_names_and_numbers_printed_with_spaces_only_are_read_where_the_names_are_losses(tmp_path, capsys):
-    # christiancosgrove/pytorch-spectral-normalization-gan: print('disc loss', d, 'gen loss', g), a
-    # hinge loss on a critic-free D; the same loop's prose lines with numbers are not records.
+def _mlp_gan(optimizer, lr: float):
+    """A seeded critic-free MLP D and G on 2-D data, each with its optimizer, for the loops below."""
     torch.manual_seed(0)
     D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
     G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    opt_d, opt_g = torch.optim.Adam(D.parameters(), 2e-4), torch.optim.Adam(G.parameters(), 2e-4)
+    return D, G, optimizer(D.parameters(), lr), optimizer(G.parameters(), lr)
+
+
+def test_names_and_numbers_printed_with_spaces_only_are_read_where_the_names_are_losses(tmp_path, capsys):
+    # christiancosgrove/pytorch-spectral-normalization-gan: print('disc loss', d, 'gen loss', g), a
+    # hinge loss on a critic-free D; the same loop's prose lines with numbers are not records.
+    D, G, opt_d, opt_g = _mlp_gan(torch.optim.Adam, 2e-4)
     printed = []
     print("took 0.52 seconds to load 1797 images")
     for _ in range(20):
@@ -469,10 +474,7 @@ def test_names_and_numbers_printed_with_spaces_only_are_read_where_the_names_are
 def test_a_known_name_printed_without_a_colon_is_read_beside_the_line_s_colon_pairs(tmp_path, capsys):
     # martinarjovsky/WassersteinGAN's main.py prints '... Loss_D_real: %f Loss_D_fake %f': the last
     # pair has no colon, and was lost beside the colon pairs of the same line.
-    torch.manual_seed(0)
-    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
-    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    opt_d, opt_g = torch.optim.RMSprop(D.parameters(), 5e-5), torch.optim.RMSprop(G.parameters(), 5e-5)
+    D, G, opt_d, opt_g = _mlp_gan(torch.optim.RMSprop, 5e-5)
     fakes = []
     for g_step in range(1, 13):
         err_real, err_fake = D(torch.randn(32, 2)).mean(), D(G(torch.randn(32, 4)).detach()).mean()

@@ -261,7 +261,8 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         # Every check after the warm-up had an undefined statistic (windows mostly NaN, too few
         # points, values held): the rule judged nothing, so it is not counted as checked.
         signals = tuple(dict.fromkeys(c.signal for c, _ in required))
-        return SkippedRule(rule.code, SkipReason.UNDEFINED, rule.mode, signals, detail=_why_undefined(log, rule, [c for c, v in required if not np.isfinite(v[grid >= origin + t.warmup]).any()], span))
+        undefined = [c for c, v in required if not np.isfinite(v[grid >= origin + t.warmup]).any()]
+        return SkippedRule(rule.code, SkipReason.UNDEFINED, rule.mode, signals, detail=_why_undefined(log, rule, undefined, span))
     i = find_onset(holds, ok, grid, origin + t.warmup, t.persist, rule)
     if i is None:
         return None

@@ -376,6 +376,7 @@ ALIASES: Mapping[str, str] = {
             "disc/loss", "loss/discriminator_loss", "loss/disc_loss", "loss/d/loss",  # the last: StyleGAN2-ADA / StyleGAN3
             "losses_d", "d_loss_total", "loss/d_total",  # {"losses": {"D": ...}} flattened; totals
             "disc_cost", "d_cost", "critic_cost",  # improved_wgan_training's lib/plot.py names ("train disc cost")
+            "d_error", "error_d",  # diegoalejogm/gans' Logger (TensorBoard '<model>/D_error')
         ],
         "loss.d",
     ),
@@ -384,7 +385,7 @@ ALIASES: Mapping[str, str] = {
             "loss_g", "g_loss", "lossg", "errg", "err_g", "gen_loss", "generator_loss", "loss_gen", "loss_generator",
             "loss/g", "g/loss", "loss.g", "loss/generator", "loss/gen", "losses/g", "generator/loss", "loss/loss_g",
             "loss/g_loss", "g_total_loss", "loss_g_total", "gen/loss", "loss/generator_loss", "loss/gen_loss", "loss/g/loss",
-            "losses_g", "g_loss_total", "loss/g_total", "gen_cost", "g_cost",
+            "losses_g", "g_loss_total", "loss/g_total", "gen_cost", "g_cost", "g_error", "error_g",
         ],
         "loss.g",
     ),
@@ -450,6 +451,8 @@ ALIAS_PREFIXES: tuple[str, ...] = ("train/", "training/", "train_", "train.", "m
 ALIAS_SUFFIXES: tuple[str, ...] = ("_step", "_mean", "/train")
 
 
+#: The first part of a tag that names a split other than training: never stripped.
+HELD_OUT_SPLITS: frozenset[str] = frozenset({"val", "valid", "validation", "test", "eval", "evaluation", "dev"})
 #: A tag grouped under its network (LynnHo's DCGAN-LSGAN-WGAN-GP-DRAGAN: ``D/d_loss``, ``G/g_loss``):
 #: the rest is looked up, and taken where it names a signal of that network.
 ALIAS_GROUPS: Mapping[str, str] = {
@@ -489,4 +492,9 @@ def alias_for(name: str) -> str | None:
         for group, network in ALIAS_GROUPS.items():
             if tag.startswith(group) and (signal := alias_for(tag[len(group):])) is not None and _network(signal) == network:
                 return signal
+    # A run's or model's name before the tag (diegoalejogm's '<model>_<data>/D_error'): the rest, where
+    # the table has it whole; never a held-out split's ('val/d_loss' is no training loss).
+    head, _, rest = key.partition("/")
+    if rest and head not in HELD_OUT_SPLITS and head + "/" not in ALIAS_GROUPS and rest in ALIASES:
+        return ALIASES[rest]
     return None

@@ -56,6 +56,9 @@ def write(path: Path, text: str) -> Path:
         ("train/D/d_loss", "loss.d"),
         ("G/d_loss", "user.g_d_loss"),  # grouped under the other network: not taken
         ("D/gp", "user.d_gp"),
+        ("VGAN_MNIST/D_error", "loss.d"),  # diegoalejogm's Logger: the model's name before the tag
+        ("VGAN_MNIST/G_error", "loss.g"),
+        ("val/d_loss", "user.val_d_loss"),  # a held-out split's loss is no training loss
         ("learning rate", "user.learning_rate"),
         ("FID@10k", "user.fid_10k"),
         ("???", None),

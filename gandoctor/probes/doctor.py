@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import math
 import os
 import time
 import weakref
@@ -104,11 +105,11 @@ class _Batches:
                 real = real.to(device=fake.device, dtype=fake.dtype)  # NumPy's float64 on the host, beside G's samples
         if not isinstance(real, torch.Tensor) or real.dim() == 0:
             return real, fake, False
-        if isinstance(fake, torch.Tensor) and fake.dim() >= 1 and real.shape[0] and fake.shape[0] and real[0].numel() != fake[0].numel():
+        if isinstance(fake, torch.Tensor) and fake.dim() >= 1 and math.prod(real.shape[1:]) != math.prod(fake.shape[1:]):
             if not self.shapes_said:  # devnag's 1-D GAN: real (1, 500), fake (500, 1)
                 self.shapes_said = True
                 self.warn(
-                    f"real= holds {real[0].numel()} values a sample (shape {tuple(real.shape)}) and fake= {fake[0].numel()} "
+                    f"real= holds {math.prod(real.shape[1:])} values a sample (shape {tuple(real.shape)}) and fake= {math.prod(fake.shape[1:])} "
                     f"(shape {tuple(fake.shape)}): the probes read the first dimension as the batch; pass both as "
                     "(batch, ...) of one sample's size (500 scalars are (500, 1)), or the probes that read samples "
                     "(D probe, features, sample statistics) skip the steps that pass them so"

@@ -77,11 +77,29 @@ class FeatureProbe(Probe):
     schedule_field = "feature_every"
     cost = 0.3  # pixels; d_penultimate costs a D forward on the feature batch
 
+    def __init__(self, host: ProbeHost) -> None:
+        super().__init__(host)
+        self.given: set[str] = set()  # which of real= and fake= have reached the doctor
+        self.measured = False
+
     def due(self, inputs: StepInputs, every: int) -> bool:
+        self.given |= {name for name, value in (("real", inputs.real), ("fake", inputs.fake)) if value is not None}
         return inputs.has_samples and super().due(inputs, every)
+
+    def idle_reason(self) -> str | None:
+        missing = [f"{name}=" for name in ("real", "fake") if name not in self.given]
+        if self.measured or not missing:
+            return None
+        return (
+            f"no {' or '.join(missing)} has reached the doctor: the sample features, D's held-out outputs and the sample "
+            "statistics (collapse, coverage, G's hops) have nothing to measure; pass the D step's batches to doctor.step "
+            "(under Lightning's DoctorCallback: return {'fake': fake} from training_step, keep it as self.fake, or pass "
+            "DoctorCallback(fake_fn=...))"
+        )
 
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.real is not None and inputs.fake is not None
+        self.measured = True
         n = self.host.schedule.feature_batch
         bank = self.host.bank
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)

@@ -44,3 +44,22 @@ def test_run_log_of_a_script_that_dies_at_its_first_nan_shows_the_nan(tmp_path, 
     assert loss is not None and int(loss.steps[-1]) == 437 and loss.nonfinite[-1] == 1
     assert main(["gate", str(run), "--fail-on", "exploding_gradients"]) == 1
     assert "exploding_gradients (GD501, onset step 437" in capsys.readouterr().out
+
+
+def test_a_script_that_stops_on_an_uncaught_exception_says_so_in_its_run_log(tmp_path, capsys):
+    # PyTorch-GAN's aae.py at lr 5 died in its second batch (BCELoss refused a NaN); its run log
+    # read 'HEALTHY' over steps 0..0 as if the run had finished there.
+    crash = SCRIPT.replace('raise SystemExit(sys.argv[2] if len(sys.argv) > 2 else "loss is NaN")', 'pass').replace(
+        "doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)",
+        "doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)\n    if step == 3:\n        raise RuntimeError('all elements of input should be between 0 and 1')")
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", crash, str(run)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "all elements of input" in proc.stderr
+    said = [w for w in read_run(run).warnings if "the script stopped on an uncaught RuntimeError" in w]
+    assert len(said) == 1 and "after step 3" in said[0]
+    main(["analyze", str(run)])
+    assert "stopped on an uncaught RuntimeError" in " ".join(capsys.readouterr().out.split())  # beside the verdict
+    # A script that ends normally without closing the doctor says nothing of the kind.
+    ended = SCRIPT.replace("range(1000)", "range(20)")
+    proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and not any("stopped on" in w for w in read_run(tmp_path / "ok").warnings)

@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 import os
+import sys
 import time
 import weakref
 from collections import abc
@@ -281,8 +282,14 @@ _OPEN: weakref.WeakSet[Doctor] = weakref.WeakSet()
 
 @atexit.register
 def _close_open_doctors() -> None:
+    # An uncaught exception ended the script (the interpreter keeps it as sys.last_value): said in
+    # each open doctor's log, whose last records are then where the run stopped, not where it finished.
+    stopped = getattr(sys, "last_value", None)
     for doctor in list(_OPEN):
         with contextlib.suppress(Exception):
+            if stopped is not None:
+                _warn(_working_writer(doctor), doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
+                      f"({stopped}) after step {doctor._step}: the run ends there, unfinished")
             doctor.close()
 
 

@@ -464,3 +464,12 @@ def test_a_learning_rate_far_outside_any_range_is_offered_first_for_any_finding(
     # A usual rate: not offered where the rule does not list it.
     f = ranked(builtin, "GD301", values={"lr_d": 2e-4, "lr_g": 2e-4})
     assert all("offered for any finding" not in r.reason for r in f.remedies)
+
+
+def test_several_d_steps_rank_fewer_d_steps_up_but_not_past_a_lower_d_rate(builtin):
+    # The cure benchmark: runs taking 5 D steps were cured by a lower D rate (2/2), not by one step (0/2).
+    for code in ("GD101", "GD104"):
+        remedies = ranked(builtin, code, (), {"d_steps_per_g": 5.0}).remedies
+        ids = [r.id for r in remedies]
+        assert ids[0] == "lower_d_lr" and "fewer_d_steps" in ids[:3]
+        assert "D takes 5 steps per G step: try 1" in next(r.reason for r in remedies if r.id == "fewer_d_steps")

@@ -72,10 +72,10 @@ SIGNALS: Mapping[str, str] = {
 
 #: Why a recorded run may lack a signal although its probe is on: said where a mode is "not checked".
 SIGNAL_PREREQUISITES: Mapping[str, str] = {
-    "feat.occupancy_ratio": "recorded once 512 real samples have reached the doctor (its k-means cells are fitted on them)",
-    "feat.bin_tv": "recorded once 512 real samples have reached the doctor (its k-means cells are fitted on them)",
-    "feat.bin_churn": "recorded once 512 real samples have reached the doctor (its k-means cells are fitted on them)",
-    "latent.cell_churn": "recorded once the k-means cells are fitted (512 real samples) and G has run on its fixed codes twice",
+    "feat.occupancy_ratio": "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted",
+    "feat.bin_tv": "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted",
+    "feat.bin_churn": "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted",
+    "latent.cell_churn": "recorded once the k-means cells are fitted (on 512 real samples kept by the feature checks) and G has run on its fixed codes twice",
     "latent.drift": "recorded from G's second run on its fixed codes (a latent code G takes, or Doctor(sample_latent=...))",
     "latent.eval_diversity_ratio": "recorded only for a G with BatchNorm",
     "d.acc": "from D's outputs on batches it has not trained on yet (real= and fake= or d_real=/d_fake=)",

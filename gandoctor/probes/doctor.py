@@ -170,6 +170,8 @@ def _warn(writer: RunLogWriter | None, step: int, message: str, exc_info: Any = 
 
 
 def _failure_message(probe: str, exc: BaseException) -> str:
+    if isinstance(exc, ProbeRefused):  # nothing broke: the probe cannot read this model as set up, and says what to pass
+        return f"probe '{probe}' is switched off: {exc}"
     message = f"probe '{probe}' failed and is switched off: {type(exc).__name__}: {exc}"
     if isinstance(exc, TypeError) and probe in _CALLS_D:
         message += " (if D is called with other inputs than (x) or (x, labels), pass d_forward= to Doctor)"

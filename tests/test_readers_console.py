@@ -562,3 +562,20 @@ def test_a_name_printed_again_under_one_position_line_is_a_record_of_its_own(tmp
     d = data.signals.get("loss.d")
     assert d.steps.tolist()[:2] == [1, 11] and d.values.tolist() == pytest.approx([0.5, 0.4, 0.3]) and d.steps[2] > 11
     assert data.signals.get("loss.g").steps.tolist() == [1, 11]
+
+
+def test_lightning_s_rich_bar_and_model_summary_are_no_values_and_its_counts_are_positions(tmp_path):
+    # Lightning 2's RichProgressBar: the summary's 'Trainable params: 190 K' and the bar's
+    # '9.05it/s v_num: 0.000' were offered as names for --map; the bar's 12/29 is the batch.
+    summary = "Trainable params: 190 K\nNon-trainable params: 0\nTotal params: 190 K\nTotal estimated model params size (MB): 0.761\n" \
+              "Modules in train mode: 43\nModules in eval mode: 0\nTotal FLOPs: 0\n"
+    bare = tmp_path / "bars.log"
+    bare.write_text(summary + "Epoch 29/29 ━━━━━━━━━━━━ 29/29 0:00:03 • 0:00:00 9.05it/s v_num: 0.000\n")
+    with pytest.raises(LogFormatError) as err:
+        read_run(bare)
+    assert "progress bars that show no values" in str(err.value) and "Trainable params" not in str(err.value)
+    logged = tmp_path / "logged.log"
+    logged.write_text(summary + "".join(f"Epoch 3/29 ━━━━━━ {b}/29 0:00:03 • 0:00:01 9.05it/s v_num: 0.000 d_loss: 0.5 g_loss: 1.2\n"
+                                        for b in (12, 13)))
+    data = read_run(logged)
+    assert set(data.signals.names()) == {"loss.d", "loss.g"} and data.signals.get("loss.d").steps.tolist() == [3 * 29 + 12, 3 * 29 + 13]

@@ -122,7 +122,8 @@ def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
         if names else ""
     )
     if not names and path.is_file() and bars_without_values(path):
-        hint = ("; its lines are progress bars that show no values (no set_postfix): the script's losses are logged "
+        hint = ("; its lines are progress bars that show no values (no tqdm set_postfix, no Lightning self.log(..., "
+                "prog_bar=True)): the script's losses are logged "
                 "elsewhere, such as TensorBoard event files or a CSV it writes; give gandoctor those")
     raise LogFormatError(f"{path}: not a log gandoctor can read (expected one of — {kinds}){hint}")
 

@@ -185,7 +185,8 @@ class _Parser:
         if m and (":" in m.group(5) or "=" in m.group(5)):
             return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5), self._known), where, any_name=True)
         text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
-        pairs = _pairs(text, self._known)
+        text = RICH_BAR.sub(lambda m: f" batch {m.group(1)}/{m.group(2)} ", text)
+        pairs = [(k, v) for k, v in _pairs(text, self._known) if not _not_a_value(k)]
         positions = {_position_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
         if not pairs and not positions:
             return False
@@ -334,6 +335,17 @@ def _reads_bare_losses(path: Path) -> bool:
     return any(_bare_losses(_pairs(_unbar(part)[0])) for part in _head_parts(path))
 
 
+#: Lightning's Rich progress bar (``Epoch 29/29 ━━━━ 29/29 0:00:03 • 0:00:00 9.05it/s v_num: 0.000``).
+RICH_BAR = re.compile(r"[━╸╺]+\s*(\d+)/(\d+)")
+
+
+def _not_a_value(key: str) -> bool:
+    """Names a console prints that no log's value is: a progress bar's rate and version, Lightning's
+    model summary (``Trainable params: 190 K``, ``Total FLOPs: 0``, ``Modules in train mode: 43``)."""
+    k = alias_key(key)
+    return "v_num" in k or "it/s" in k or "s/it" in k or k.endswith(("params", "flops", "_mode", "(mb)", "mb)"))
+
+
 def unmapped_names(path: Path, most: int = 8) -> list[str]:
     """The names of ``name: number`` pairs at the head of a text file that no alias maps (the
     step's names left out): what ``--map`` could name when no reader took the file."""
@@ -343,7 +355,7 @@ def unmapped_names(path: Path, most: int = 8) -> list[str]:
         if MODULE_LINE.match(part):
             continue
         for key, _ in _pairs(_unbar(part)[0], known):
-            if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not known(key):
+            if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not known(key) and not _not_a_value(key):
                 found.setdefault(key, None)
     return list(found)[:most]
 
@@ -352,8 +364,9 @@ def bars_without_values(path: Path) -> bool:
     """Whether the head of a text file holds progress bars and no value at all (tqdm without a
     postfix: LynnHo's train.py, which logs its losses to TensorBoard): the values are elsewhere."""
     parts = list(_head_parts(path))
-    bars = sum(_unbar(part)[1] for part in parts)
-    return bars > 0 and not any(_pairs(_unbar(part)[0]) for part in parts if not MODULE_LINE.match(part))
+    bars = sum(_unbar(part)[1] for part in parts) + sum(bool(RICH_BAR.search(part)) for part in parts)
+    values = (k for part in parts if not MODULE_LINE.match(part) for k, _ in _pairs(_unbar(part)[0]))
+    return bars > 0 and all(alias_key(k) in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") or _not_a_value(k) for k in values)
 
 
 def _known_names() -> Callable[[str], bool]:

@@ -63,3 +63,8 @@ def test_a_script_that_stops_on_an_uncaught_exception_says_so_in_its_run_log(tmp
     ended = SCRIPT.replace("range(1000)", "range(20)")
     proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and not any("stopped on" in w for w in read_run(tmp_path / "ok").warnings)
+    # Nor does one whose session had printed an exception before the doctor was made (a notebook's
+    # earlier cell leaves it as sys.last_value).
+    stale = ended.replace("torch.manual_seed(0)", "torch.manual_seed(0); sys.last_value = ValueError('an earlier cell')")
+    proc = subprocess.run([sys.executable, "-c", stale, str(tmp_path / "stale")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and not any("stopped on" in w for w in read_run(tmp_path / "stale").warnings)

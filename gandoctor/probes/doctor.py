@@ -280,6 +280,9 @@ def _is_main_process() -> bool:
 #: close(): at interpreter exit the values still buffered (up to flush_every steps, the NaN among
 #: them) are written anyway, so `gandoctor analyze` of the run log sees how the run ended.
 _OPEN: weakref.WeakSet[Doctor] = weakref.WeakSet()
+#: Each open doctor's ``sys.last_value`` when it was made: an exception an interactive session had
+#: already printed (a notebook's earlier cell) is not the one that stopped its training.
+_LAST_AT_START: weakref.WeakKeyDictionary[Doctor, int] = weakref.WeakKeyDictionary()
 
 
 @atexit.register
@@ -289,7 +292,7 @@ def _close_open_doctors() -> None:
     stopped = getattr(sys, "last_value", None)
     for doctor in list(_OPEN):
         with contextlib.suppress(Exception):
-            if stopped is not None:
+            if stopped is not None and _LAST_AT_START.get(doctor) != id(stopped):
                 _warn(_working_writer(doctor), doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
                       f"({stopped}) after step {doctor._step}: the run ends there, unfinished")
             doctor.close()
@@ -432,6 +435,7 @@ class Doctor(_ClosedOnExit):
         self._step, self._closed = -1, False
         self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)))
         _OPEN.add(self)
+        _LAST_AT_START[self] = id(getattr(sys, "last_value", None))
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
         plain_d_forward, hook_point = d_forward is None, _hook_point(discriminator)

@@ -24,6 +24,7 @@ from .diagnose import analyze_run
 from .errors import GanDoctorError
 from .findings import Finding
 from .remedies import Remedy, alias_table, load_mode_notes, remedies_for_mode
+from .reporters._modes import far_from_data_note
 from .reporters.gate import judge
 from .rules import MODES, Condition, Rule, RuleSet
 from .vocabulary import parse_uses, resolve, unknown_uses
@@ -249,7 +250,7 @@ def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:
         worst = max(worst, one(report, path))
         _write_outputs(args, report, data, path, several=len(paths) > 1)
         json_runs.append({"path": str(path), "report": report.to_dict()})
-        far = report.verdict == "healthy" and report.samples is not None and report.samples.far_from_data
+        far = report.verdict == "healthy" and bool(far_from_data_note(report.samples))
         rows.append((str(path), report.verdict + (" (samples far from the data)" if far else ""), ", ".join(report.modes)))
     if as_json:
         print(json.dumps(json_runs[0]["report"] if len(paths) == 1 else {"runs": json_runs}, indent=2))

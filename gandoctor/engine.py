@@ -232,14 +232,15 @@ def _why_undefined(log: Log, rule: Rule, conditions: list[Condition], span: int)
         finite = values[np.isfinite(values)]
         window, needed = effective_window(rule, cond, span), windows.STATISTICS[cond.stat].min_points
         gap = float(np.median(np.diff(view.steps))) if view is not None and len(view) > 1 else float(span + 1)
+        per_window = window / max(gap, 1.0)
         if finite.size < 0.5 * max(values.size, 1):
             why = "mostly non-finite"
         elif np.unique(finite).size <= 1:
             why = "held at one value"
         elif np.count_nonzero(finite == 0) >= 0.5 * finite.size:
             why = "zero at most records"
-        elif window / max(gap, 1.0) < needed:
-            why = f"about {window / max(gap, 1.0):.0f} records in a {window}-step window, where {cond.stat} needs {needed}"
+        elif per_window < needed:
+            why = f"about {per_window:.0f} records in a {window}-step window, where {cond.stat} needs {needed}"
         else:
             why = f"{cond.stat} undefined in every window"
         parts.append(f"{cond.signal}: {why}")

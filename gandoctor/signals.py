@@ -70,11 +70,17 @@ SIGNALS: Mapping[str, str] = {
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 
+#: The k-means cells' signals wait for their reservoir, which only the feature checks fill.
+_CELLS_FITTED = (
+    "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every "
+    "feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted"
+)
+
 #: Why a recorded run may lack a signal although its probe is on: said where a mode is "not checked".
 SIGNAL_PREREQUISITES: Mapping[str, str] = {
-    "feat.occupancy_ratio": "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted",
-    "feat.bin_tv": "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted",
-    "feat.bin_churn": "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted",
+    "feat.occupancy_ratio": _CELLS_FITTED,
+    "feat.bin_tv": _CELLS_FITTED,
+    "feat.bin_churn": _CELLS_FITTED,
     "latent.cell_churn": "recorded once the k-means cells are fitted (on 512 real samples kept by the feature checks) and G has run on its fixed codes twice",
     "latent.drift": "recorded from G's second run on its fixed codes (a latent code G takes, or Doctor(sample_latent=...))",
     "latent.eval_diversity_ratio": "recorded only for a G with BatchNorm",

@@ -278,11 +278,10 @@ def _is_main_process() -> bool:
 
 #: Doctors not yet closed. A script that crashes or stops right after its first NaN never calls
 #: close(): at interpreter exit the values still buffered (up to flush_every steps, the NaN among
-#: them) are written anyway, so `gandoctor analyze` of the run log sees how the run ended.
-_OPEN: weakref.WeakSet[Doctor] = weakref.WeakSet()
-#: Each open doctor's ``sys.last_value`` when it was made: an exception an interactive session had
+#: them) are written anyway, so `gandoctor analyze` of the run log sees how the run ended. Each is
+#: kept with ``id(sys.last_value)`` when it was made: an exception an interactive session had
 #: already printed (a notebook's earlier cell) is not the one that stopped its training.
-_LAST_AT_START: weakref.WeakKeyDictionary[Doctor, int] = weakref.WeakKeyDictionary()
+_OPEN: weakref.WeakKeyDictionary[Doctor, int] = weakref.WeakKeyDictionary()
 
 
 @atexit.register
@@ -292,7 +291,7 @@ def _close_open_doctors() -> None:
     stopped = getattr(sys, "last_value", None)
     for doctor in list(_OPEN):
         with contextlib.suppress(Exception):
-            if stopped is not None and _LAST_AT_START.get(doctor) != id(stopped):
+            if stopped is not None and _OPEN.get(doctor) != id(stopped):
                 _warn(_working_writer(doctor), doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
                       f"({stopped}) after step {doctor._step}: the run ends there, unfinished")
             doctor.close()
@@ -434,8 +433,7 @@ class Doctor(_ClosedOnExit):
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
         self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)))
-        _OPEN.add(self)
-        _LAST_AT_START[self] = id(getattr(sys, "last_value", None))
+        _OPEN[self] = id(getattr(sys, "last_value", None))
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
         plain_d_forward, hook_point = d_forward is None, _hook_point(discriminator)
@@ -627,7 +625,7 @@ class Doctor(_ClosedOnExit):
     def close(self) -> None:
         if self._closed:
             return
-        _OPEN.discard(self)
+        _OPEN.pop(self, None)
         _pend(self._pending, self._step, _final_values(self.probes, self._disabled, self._guard, self._step))
         self._guard("flush", lambda: self._flush(final=True))
         if self._live is not None:  # a blow-up the loop stopped at, before a flush brought it: alerted now

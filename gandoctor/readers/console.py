@@ -63,6 +63,8 @@ POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch(?:[ _]?(?:num|no|idx|
                       re.IGNORECASE)
 #: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
 TQDM = re.compile(r"(?:\d+%(?:\|[^|]*\||\s)\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
+#: Lightning's Rich progress bar (``Epoch 29/29 ━━━━ 29/29 0:00:03 • 0:00:00 9.05it/s v_num: 0.000``).
+RICH_BAR = re.compile(r"[━╸╺]+\s*(\d+)/(\d+)")
 TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's description, as Lightning writes it
 #: ``print("D loss:", d_loss)`` prints the tensor: ``tensor(0.6931, grad_fn=<...>)`` (``device=...`` too), or
 #: ``tensor([0.6931])`` for a one-element tensor (Zeleni9/pytorch-wgan's WGAN-CP prints its losses so).
@@ -79,6 +81,8 @@ BARE_LOSSES = {"loss.d": "D", "loss.g": "G"}
 
 _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "steps", "batches_done", "total_step", "itr")
 _BATCH_KEYS = ("batch", "iter", "iteration", "it", "step", "i", "iters")
+#: Names that give a position, not a value.
+_POSITION_WORDS = frozenset((*_STEP_KEYS, *_BATCH_KEYS, "epoch"))
 
 #: improved_wgan_training's ``lib/plot.py`` flush (igul222's code and its PyTorch ports, caogang/wgan-gp):
 #: ``iter 99\tdisc cost\t-2.30\tgen cost\t1.12``, tab-separated names and values, each name its plot's
@@ -139,8 +143,7 @@ def _pairs(text: str, known: Callable[[str], bool] | None = None) -> list[tuple[
     known = known or _known_names()
     # A known name with its number and only spaces between, beside or instead of ``name: value``
     # pairs (the original WGAN's ``Loss_D_real: -0.05 Loss_D_fake 0.02``), never inside a pair.
-    taken = [m.span() for m in matches]
-    rest = "".join(" " * (b - a) if i % 2 else text[a:b] for i, (a, b) in enumerate(zip([0, *sum(taken, ())], [*sum(taken, ()), len(text)])))
+    rest = PAIR.sub(lambda m: " " * len(m.group(0)), text)  # the pairs blanked, every other offset kept
     if SPACED_HINT.search(rest):  # SPACED backtracks over every word; most lines have no such pair left
         matches += [m for m in SPACED.finditer(rest) if known(m.group(1))]
     return out + [(m.group(1).strip(), m.group(2)) for m in sorted(matches, key=lambda m: m.start())]
@@ -335,10 +338,6 @@ def _reads_bare_losses(path: Path) -> bool:
     return any(_bare_losses(_pairs(_unbar(part)[0])) for part in _head_parts(path))
 
 
-#: Lightning's Rich progress bar (``Epoch 29/29 ━━━━ 29/29 0:00:03 • 0:00:00 9.05it/s v_num: 0.000``).
-RICH_BAR = re.compile(r"[━╸╺]+\s*(\d+)/(\d+)")
-
-
 def _not_a_value(key: str) -> bool:
     """Names a console prints that no log's value is: a progress bar's rate and version, Lightning's
     model summary (``Trainable params: 190 K``, ``Total FLOPs: 0``, ``Modules in train mode: 43``)."""
@@ -355,7 +354,7 @@ def unmapped_names(path: Path, most: int = 8) -> list[str]:
         if MODULE_LINE.match(part):
             continue
         for key, _ in _pairs(_unbar(part)[0], known):
-            if alias_key(key) not in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") and not known(key) and not _not_a_value(key):
+            if alias_key(key) not in _POSITION_WORDS and not known(key) and not _not_a_value(key):
                 found.setdefault(key, None)
     return list(found)[:most]
 
@@ -366,7 +365,7 @@ def bars_without_values(path: Path) -> bool:
     parts = list(_head_parts(path))
     bars = sum(_unbar(part)[1] for part in parts) + sum(bool(RICH_BAR.search(part)) for part in parts)
     values = (k for part in parts if not MODULE_LINE.match(part) for k, _ in _pairs(_unbar(part)[0]))
-    return bars > 0 and all(alias_key(k) in (*_STEP_KEYS, *_BATCH_KEYS, "epoch") or _not_a_value(k) for k in values)
+    return bars > 0 and all(alias_key(k) in _POSITION_WORDS or _not_a_value(k) for k in values)
 
 
 def _known_names() -> Callable[[str], bool]:

@@ -255,11 +255,29 @@ def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:
     if as_json:
         print(json.dumps(json_runs[0]["report"] if len(paths) == 1 else {"runs": json_runs}, indent=2))
     elif len(paths) > 1:
-        table = Table("run", "verdict", "modes", box=None, pad_edge=False)
-        for row in rows:
-            table.add_row(*(escape(c) for c in row))
+        table = Table(box=None, pad_edge=False)
+        # Long paths fold rather than lose their ends (the run's own name is the end); the
+        # verdict never wraps, so a narrow terminal still shows it whole on the run's line.
+        table.add_column("run", overflow="fold")
+        table.add_column("verdict", no_wrap=True)
+        table.add_column("modes")
+        for label, (_, verdict, modes) in zip(_run_labels([row[0] for row in rows]), rows):
+            table.add_row(escape(label), escape(verdict), escape(modes))
         out.print(table)
     return worst
+
+
+def _run_labels(paths: list[str]) -> list[str]:
+    """The runs' paths relative to the folder they share, so the table shows what tells them
+    apart; the full paths head each run's own report above the table."""
+    import os
+
+    try:
+        common = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    except ValueError:  # paths on different drives
+        return paths
+    labels = [os.path.relpath(os.path.abspath(p), common) for p in paths]
+    return labels if len(set(labels)) == len(labels) else paths
 
 
 def _parse_modes_and_rules(option: str, value: str, rules: RuleSet | None = None) -> tuple[set[str], set[str]]:

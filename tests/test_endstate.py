@@ -84,11 +84,15 @@ def test_a_log_without_sample_statistics_has_no_samples_entry() -> None:
     assert "samples over steps" not in report.render_text(width=200)
 
 
-def test_the_table_over_several_runs_keeps_the_note_beside_healthy(capsys) -> None:
+def test_the_table_over_several_runs_keeps_the_note_beside_healthy(capsys, monkeypatch) -> None:
     from gandoctor.cli import main
 
+    # CI's checkout sits under a longer path than a developer's; at 80 columns the full
+    # paths once squeezed the run names out of the table.
+    monkeypatch.setenv("COLUMNS", "80")
     main(["analyze", str(NEVER_LEARNED), str(LEARNED)])
     table = capsys.readouterr().out.split("verdict")[-1].splitlines()
     (never,), (learned,) = ([line for line in table if run.name[:4] in line] for run in (NEVER_LEARNED, LEARNED))
     assert "healthy (samples far from the data)" in never
     assert "healthy" in learned and "far from" not in learned
+    assert never.split()[0] == NEVER_LEARNED.name  # named relative to the folder the runs share

@@ -383,6 +383,7 @@ ALIASES: Mapping[str, str] = {
             "losses_d", "d_loss_total", "loss/d_total",  # {"losses": {"D": ...}} flattened; totals
             "disc_cost", "d_cost", "critic_cost",  # improved_wgan_training's lib/plot.py names ("train disc cost")
             "d_error", "error_d",  # diegoalejogm/gans' Logger (TensorBoard '<model>/D_error')
+            "d_err",
         ],
         "loss.d",
     ),
@@ -392,6 +393,7 @@ ALIASES: Mapping[str, str] = {
             "loss/g", "g/loss", "loss.g", "loss/generator", "loss/gen", "losses/g", "generator/loss", "loss/loss_g",
             "loss/g_loss", "g_total_loss", "loss_g_total", "gen/loss", "loss/generator_loss", "loss/gen_loss", "loss/g/loss",
             "losses_g", "g_loss_total", "loss/g_total", "gen_cost", "g_cost", "g_error", "error_g",
+            "g_err",  # devnag's 1-D GAN: 'G (0.69 err)'
         ],
         "loss.g",
     ),
@@ -402,6 +404,7 @@ ALIASES: Mapping[str, str] = {
             "d_loss_real", "loss_d_real", "errd_real", "err_d_real", "d_real_loss", "lossd_real", "loss/d_real",
             "d_loss/real", "loss_real_d", "disc_loss_real", "loss/d/real",
             "loss_disc_real", "disc_real_loss", "loss/disc_real",  # MMGeneration / MMagic
+            "d_real_err", "d_real_error",  # devnag's 1-D GAN: 'D (0.69 real_err, 0.70 fake_err)'
         ],
         "loss.d_real",
     ),
@@ -410,6 +413,7 @@ ALIASES: Mapping[str, str] = {
             "d_loss_fake", "loss_d_fake", "errd_fake", "err_d_fake", "d_fake_loss", "lossd_fake", "loss/d_fake",
             "d_loss/fake", "loss_fake_d", "disc_loss_fake", "loss/d/fake",
             "loss_disc_fake", "disc_fake_loss", "loss/disc_fake",
+            "d_fake_err", "d_fake_error",
         ],
         "loss.d_fake",
     ),

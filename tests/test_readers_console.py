@@ -579,3 +579,63 @@ def test_lightning_s_rich_bar_and_model_summary_are_no_values_and_its_counts_are
                                         for b in (12, 13)))
     data = read_run(logged)
     assert set(data.signals.names()) == {"loss.d", "loss.g"} and data.signals.get("loss.d").steps.tolist() == [3 * 29 + 12, 3 * 29 + 13]
+
+
+def _critic_steps_log(path: Path, critic_iters: int = 3) -> list:
+    """Zeleni9/pytorch-wgan's WGAN-GP console, verbatim: a line per critic step with D's mean
+    outputs as ``loss_fake`` / ``loss_real`` (printed tensors), then G's line with its counter."""
+    stream = io.StringIO()
+    total = EPOCHS * BATCHES
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        g_iter = epoch * batches + i
+        for d_iter in range(critic_iters):
+            loss_fake, loss_real = torch.tensor(D_G_z1 + d_iter), torch.tensor(D_x + d_iter)
+            print(f'  Discriminator iteration: {d_iter}/{critic_iters}, loss_fake: {loss_fake}, loss_real: {loss_real}', file=stream)
+        print(f'Generator iteration: {g_iter}/{total}, g_loss: {torch.tensor(errG)}', file=stream)
+
+    logged = _tiny_gan_loop(line)
+    path.write_text("WGAN_GradientPenalty init model.\n" + stream.getvalue())
+    return logged
+
+
+def test_d_s_inner_steps_join_the_g_step_whose_line_follows_and_unread_names_are_offered_to_map(tmp_path):
+    # D's counter ('Discriminator iteration: 2/3') used to be read as the step: it went back at every
+    # G step and the log was read in row order, with a warning; the critic lines' names, which no
+    # alias maps, were skipped with no word of --map.
+    path = tmp_path / "train.log"
+    logged = _critic_steps_log(path)
+    data = read_run(path)
+    assert data.signals.get("loss.g").steps.tolist() == list(range(len(logged)))
+    (skipped,) = [w for w in data.warnings if "skipped" in w]
+    assert f"{3 * len(logged)} of them print values named 'loss_fake', 'loss_real', which no alias maps" in skipped
+    assert "--map SIGNAL=NAME" in skipped and "iteration" not in skipped.split("named")[1]
+
+    mapped = read_run(path, options=ReadOptions(mapping={"d_out.real": "loss_real", "d_out.fake": "loss_fake"}))
+    real = mapped.signals.get("d_out.real")
+    assert real.steps.tolist() == list(range(len(logged)))
+    # The last critic step's value before each G step (printed as D_x + 2).
+    assert real.values.tolist() == pytest.approx([row[4] + 2 for row in logged], abs=1e-4)
+    assert not any("goes back" in w or "loss_real" in w for w in mapped.warnings)
+
+
+def test_values_printed_before_their_names_under_a_network_letter_are_read(tmp_path):
+    # devnag's 1-D GAN: 'Epoch 100: D (0.69 real_err, 0.70 fake_err) G (0.69 err); Real Dist ([...]), ...'
+    # could not be read at all. Its 'epoch' is an iteration, printed every print_interval.
+    stream = io.StringIO()
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        it = epoch * batches + i
+        if it % 4 == 0:
+            stats = [[float(D_x), float(D_G_z1)], [float(D_G_z2), 0.5]]
+            print("Epoch %s: D (%s real_err, %s fake_err) G (%s err); Real Dist (%s),  Fake Dist (%s) "
+                  % (it, errD / 2, errD / 2 + 0.01, errG, stats[0], stats[1]), file=stream)
+
+    logged = [row for row in _tiny_gan_loop(line) if (row[0] * BATCHES + row[1]) % 4 == 0]
+    path = tmp_path / "train.log"
+    path.write_text("Using data [Data and variances]\n" + stream.getvalue())
+    data = read_run(path, options=ReadOptions(record_steps=4))
+    assert data.signals.get("loss.g").values.tolist() == pytest.approx([row[3] for row in logged])
+    assert data.signals.get("loss.d").values.tolist() == pytest.approx([row[2] + 0.01 for row in logged])
+    assert data.signals.get("loss.d_real").values.tolist() == pytest.approx([row[2] / 2 for row in logged])
+    assert "user.Real Dist" not in data.signals.names()

@@ -25,6 +25,11 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
   is too ambiguous for the alias table every reader shares (a CSV column ``D`` or ``G`` is not
   read as a loss), but a line printing both as numbers is the common ``print(f"D: {d_loss:.3f}
   G: {g_loss:.3f}")``; ``--map`` reads them otherwise.
+- values printed before their names, grouped under a network's letter (devnag's 1-D GAN:
+  ``D (0.69 real_err, 0.70 fake_err) G (0.69 err)``).
+
+A line under D's own counter (``Discriminator iteration: 2/5``, one per critic step) is no
+position: its values join the record of the next line that gives the run's step (G's).
 
 Step = epoch x batches per epoch + batch (the ``/B`` total when printed), else the line order.
 Lines that match nothing are skipped and counted.
@@ -56,6 +61,10 @@ DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")"
 #: name and its number with only spaces between, read only for names that map to a signal (else prose),
 #: also beside ``name: value`` pairs on the same line.
 SPACED = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s+(" + _NUM + r")(?![\w.])")
+#: devnag's 1-D GAN prints each network's values number first, grouped under its letter:
+#: ``D (0.69 real_err, 0.70 fake_err) G (0.69 err)``, read as ``D_real_err``, ``D_fake_err``, ``G_err``.
+VALUE_FIRST = re.compile(r"\b([A-Za-z]\w*)\s*\(((?:\s*" + _NUM + r"\s+[A-Za-z_]\w*\s*,?)+)\)")
+_VALUE_NAME = re.compile(r"(" + _NUM + r")\s+([A-Za-z_]\w*)")
 #: Whether a line (its pairs blanked) may hold a SPACED pair at all: a cheap search before the costly one.
 SPACED_HINT = re.compile(r"[\w.()/\-]\s+[-+]?(?:\d|\.\d|nan|inf)", re.IGNORECASE)
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
@@ -73,6 +82,11 @@ TENSOR = re.compile(r"tensor\(\s*\[?\s*(" + _NUM + r")\s*\]?\s*(?:,[^()]*(?:\([^
 #: ``logging``'s ``step 100: d_loss=...`` too; not ``step 3/10`` (a position with its total) nor ``step 1.5``.
 #: ``Epoch: [ 1] [  10/  28]`` (Zeleni9/pytorch-wgan's DCGAN): the epoch, then the batch of the epoch's total.
 EPOCH_BRACKETS = re.compile(r"\bepoch\s*:?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.IGNORECASE)
+#: D's inner loop counter (``Discriminator iteration: 2/5``, ``critic iter 3/5``; Zeleni9's WGAN-GP prints
+#: one line per critic step before G's ``Generator iteration: 10/4000``): not the run's step.
+INNER_POSITION = re.compile(
+    r"\b(?:discriminator|disc|critic|d)[ _]?(?:iteration|iter|step)s?\s*[:=]?\s*\[?\s*\d+\s*/\s*\d+\s*\]?,?", re.IGNORECASE
+)
 BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\.\d|\s*=)", re.IGNORECASE)
 SNIFF_BYTES = 1 << 16
 
@@ -139,6 +153,10 @@ def _pairs(text: str, known: Callable[[str], bool] | None = None) -> list[tuple[
     if dgz:
         out += [("D(G(z))", dgz.group(1)), ("D_G_z2", dgz.group(2))]
         text = text[: dgz.start()] + text[dgz.end():]
+    if "(" in text:
+        for group in VALUE_FIRST.finditer(text):
+            out += [(f"{group.group(1)}_{name}", value) for value, name in _VALUE_NAME.findall(group.group(2))]
+        text = VALUE_FIRST.sub(" ", text)
     matches = list(PAIR.finditer(text))
     known = known or _known_names()
     # A known name with its number and only spaces between, beside or instead of ``name: value``
@@ -178,6 +196,12 @@ class _Parser:
         # epoch), and the names read under it since.
         self._context: tuple[int | None, int | None, int | None] | None = None
         self._context_names: set[str] = set()
+        # Lines skipped although they hold ``name: value`` pairs, none of a name that maps to a
+        # signal (Zeleni9's WGAN-GP: ``loss_fake: ..., loss_real: ...``): their names, and on how
+        # many lines, for the warning that offers --map.
+        self.unread_names: dict[str, int] = {}
+        # Values printed on D's inner steps, held for the next line that gives the run's step.
+        self._inner: list[tuple[str, str]] = []
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
@@ -188,6 +212,7 @@ class _Parser:
         if m and (":" in m.group(5) or "=" in m.group(5)):
             return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5), self._known), where, any_name=True)
         text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
+        text, inner = INNER_POSITION.subn(" ", text)
         text = RICH_BAR.sub(lambda m: f" batch {m.group(1)}/{m.group(2)} ", text)
         pairs = [(k, v) for k, v in _pairs(text, self._known) if not _not_a_value(k)]
         positions = {_position_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
@@ -217,7 +242,12 @@ class _Parser:
         if not values and (epoch is not None or batch is not None):
             return self._position_only(epoch, batch, per_epoch)
         if not any(not (self.out.names(k) or "user.").startswith("user.") for k, _ in values):
+            for key in dict.fromkeys(k for k, _ in values if alias_key(k).rsplit("_", 1)[-1] not in _POSITION_WORDS):
+                self.unread_names[key] = self.unread_names.get(key, 0) + 1
             return False
+        if epoch is None and batch is None and inner:
+            self._inner += values  # D's step of the G step whose line follows: its values join that record
+            return True
         if epoch is None and batch is None and self._context is not None:
             epoch, batch, per_epoch = self._context_for(values)
         return self._emit(epoch, batch, per_epoch, values, where, any_name=False)
@@ -244,6 +274,8 @@ class _Parser:
         return self._context
 
     def _emit(self, epoch: int | None, batch: int | None, per_epoch: int | None, pairs: list[tuple[str, str]], where: str, any_name: bool) -> bool:
+        if self._inner:  # the line's own values first, then D's last inner step's (the latest of each name)
+            pairs, self._inner = pairs + self._inner[::-1], []
         values: dict[str, float] = {}
         for key, raw in pairs:
             value = number(raw)
@@ -276,9 +308,26 @@ class _Parser:
         self.matched += 1
 
     def finish(self) -> None:
+        if self._inner:  # D's steps after G's last: a record in row order
+            self._emit(None, None, None, [], "the end", any_name=False)
         if self._held is not None:
             self._record(*self._held)
             self._held = None
+
+
+def _unread_names_hint(names: dict[str, int], records: int) -> str:
+    """What the skipped lines printed that could be read, where a log's other lines were: the
+    names seen on the most lines, and the --map that reads them (printed on at least a tenth as
+    many lines as the records read, so a stray line's names are not offered)."""
+    common = sorted((n for n, count in names.items() if count >= max(2, records // 10)), key=lambda n: -names[n])[:4]
+    if not records or not common:
+        return ""
+    shown = ", ".join(f"'{n}'" for n in common)
+    return (
+        f"; {max(names[n] for n in common):,} of them print values named {shown}, which no alias maps: "
+        "read them with --map SIGNAL=NAME (e.g. --map d_out.real=NAME for D's mean output on reals; "
+        "the README's Signals section lists the signals)"
+    )
 
 
 def _position_key(word: str) -> str:
@@ -462,7 +511,10 @@ def _read(
             "stands for), or print the iteration on each line (step=...), to have it judged in iterations"
         )
     if unmatched:
-        out.warnings.append(f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})")
+        out.warnings.append(
+            f"{path}: {unmatched} lines matched no known log format and were skipped (the first: line {first_unmatched})"
+            + _unread_names_hint(parser.unread_names, out.records)
+        )
     models.finish()
     return out, bars, models
 

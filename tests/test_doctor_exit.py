@@ -68,3 +68,21 @@ def test_a_script_that_stops_on_an_uncaught_exception_says_so_in_its_run_log(tmp
     stale = ended.replace("torch.manual_seed(0)", "torch.manual_seed(0); sys.last_value = ValueError('an earlier cell')")
     proc = subprocess.run([sys.executable, "-c", stale, str(tmp_path / "stale")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and not any("stopped on" in w for w in read_run(tmp_path / "stale").warnings)
+
+
+def test_a_killed_process_s_run_log_says_it_ends_without_the_doctor_closing_it(tmp_path):
+    # SIGKILL (out of memory, a job's time limit) leaves no exception and runs no atexit: the log
+    # read as a finished run. The header promises a closing line; a log without it says where it stood.
+    killed = SCRIPT.replace(
+        "doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)",
+        "doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)\n"
+        "    if step == 300:\n        import os, signal; doctor._writer.flush(); os.kill(os.getpid(), signal.SIGKILL)",
+    )
+    proc = subprocess.run([sys.executable, "-c", killed, str(tmp_path / "killed")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9
+    (said,) = [w for w in read_run(tmp_path / "killed").warnings if "without the doctor closing it" in w]
+    assert "ends at step" in said and "killed" in said
+    # A run that ends normally, with or without close() (the interpreter's exit closes it), says nothing.
+    ended = SCRIPT.replace("range(1000)", "range(20)")
+    proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and not any("closing it" in w for w in read_run(tmp_path / "ok").warnings)

@@ -35,11 +35,11 @@ def test_writer_header_then_steps_strict_json(tmp_path):
     path = write_run(tmp_path, n=3, capacity=64)
     lines = lines_of(path)
     header = json.loads(lines[0])
-    assert header == {"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": 64, "context": CONTEXT}
+    assert header == {"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": 64, "closes": True, "context": CONTEXT}
     for line in lines[1:]:
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert json.loads(lines[1]) == {"type": "step", "step": 0, "s": {"loss.d": 0.5, "loss.g": 1.0}}
-    assert len(lines) == 4
+    assert len(lines) == 5 and json.loads(lines[-1])["level"] == "closed"  # the promised closing line
 
 
 def test_writer_encodes_non_finite_as_strings(tmp_path):
@@ -86,11 +86,11 @@ def test_writer_buffers_until_flush_records(tmp_path):
     assert len(lines_of(path)) == 6
     w.write_step(5, {"loss.d": 1.0})
     w.close()
-    assert len(lines_of(path)) == 7
+    assert len(lines_of(path)) == 8  # the step and the closing line
     w.close()  # closing twice is harmless
     w.write_step(6, {"loss.d": 1.0})  # after close: buffered, never written, no error
     w.flush()
-    assert len(lines_of(path)) == 7
+    assert len(lines_of(path)) == 8
 
 
 def test_writer_context_and_event_records(tmp_path):
@@ -100,7 +100,7 @@ def test_writer_context_and_event_records(tmp_path):
     w.write_event(0, "warning", "something happened")
     w.close()
     kinds = [json.loads(line)["type"] for line in lines_of(tmp_path / LOG_NAME)]
-    assert kinds == ["header", "step", "context", "event"]
+    assert kinds == ["header", "step", "context", "event", "event"]  # the last: closed
     data = read_run(tmp_path)
     assert data.context.flags == frozenset({"a_flag", "critic"})
     assert data.context.values == {"n_critic": 5}
@@ -174,14 +174,15 @@ def test_reads_file_path_and_directory_alike(tmp_path):
 # -- damaged logs -------------------------------------------------------------------------
 def test_truncated_last_line_keeps_earlier_records_and_warns(tmp_path):
     path = write_run(tmp_path, n=10)
-    text = path.read_text(encoding="utf-8")
-    last = text.rstrip("\n").rsplit("\n", 1)[1]
-    path.write_text(text.rstrip("\n")[: -len(last) // 2], encoding="utf-8")  # half of the last JSON line
+    text = path.read_text(encoding="utf-8").rstrip("\n").rsplit("\n", 1)[0]  # a killed writer never closed
+    last = text.rsplit("\n", 1)[1]
+    path.write_text(text[: -len(last) // 2], encoding="utf-8")  # half of the last JSON line
     data = read_run(tmp_path)
     assert data.records == 9
     assert data.signals.get("loss.d").steps.tolist() == list(range(9))
-    (warning,) = data.warnings
+    warning, unclosed = data.warnings
     assert str(path) in warning and "line 11" in warning and "incomplete last record" in warning
+    assert "ends at step 8 without the doctor closing it" in unclosed
 
 
 def test_garbage_line_in_the_middle_is_skipped_with_a_warning(tmp_path):
@@ -316,7 +317,7 @@ def test_a_marker_is_an_event_that_reads_back_typed(tmp_path):
     writer.write_marker(MARKER)
     writer.write_marker(HealthyMarker(60, None, 0, ("mode_collapse",), ("GD301",)))  # unhealthy from the start
     writer.close()
-    record = json.loads(lines_of(tmp_path / LOG_NAME)[-2])
+    record = json.loads(lines_of(tmp_path / LOG_NAME)[-3])
     assert (record["type"], record["level"], record["step"]) == ("event", "marker", 49)
     assert "last healthy step 41" in record["message"]
     data = read_run(tmp_path)
@@ -349,7 +350,7 @@ def test_logs_without_markers_read_as_before_and_bad_markers_warn(tmp_path):
         fh.write(json.dumps({"type": "event", "step": 21, "level": "info", "message": "an ordinary event"}) + "\n")
     data = read_run(path)
     assert data.markers == () and data.records == 20
-    assert len(data.warnings) == 1 and "line 22: marker event needs" in data.warnings[0]
+    assert len(data.warnings) == 1 and "line 23: marker event needs" in data.warnings[0]
 
 
 def test_markers_of_an_older_run_in_the_same_folder_are_dropped_with_it(tmp_path):
@@ -390,3 +391,23 @@ def test_a_live_alert_that_no_longer_holds_at_the_last_step_is_reported_as_such(
     text = render_text(report, width=200)
     assert "Raised during training, not holding at the last step" in text and said in text
     assert said in render_markdown(report)
+
+
+def test_a_log_cut_short_says_where_its_newest_run_stood(tmp_path):
+    # The header promises a closing line; a killed writer leaves none. A run appended after a
+    # finished one is judged on its own: its promise, its last step.
+    _append_run(tmp_path, range(100), 1.0)
+    writer = RunLogWriter(tmp_path, CONTEXT, 64)
+    for step in range(30):
+        writer.write_step(step, {"loss.d": 2.0})
+    writer.flush()  # and then killed: no close()
+    (said,) = [w for w in read_run(tmp_path).warnings if "closing it" in w]
+    assert "ends at step 29 without the doctor closing it" in said
+    writer.close()
+    assert not any("closing it" in w for w in read_run(tmp_path).warnings)
+    # A log written before the promise (no "closes" in its header) says nothing of the kind.
+    old = tmp_path / "old" / LOG_NAME
+    old.parent.mkdir()
+    old.write_text(json.dumps({"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": 64, "context": {}}) + "\n"
+                   + json.dumps({"type": "step", "step": 0, "s": {"loss.d": 1.0}}) + "\n")
+    assert not any("closing it" in w for w in read_run(old).warnings)

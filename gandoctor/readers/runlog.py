@@ -68,6 +68,7 @@ class _Reading:
         self.markers: list[HealthyMarker] = []
         self.last_step = -1
         self.grids = GridKeeper()
+        self.promises_close = self.closed = False  # the header's "closes", and the "closed" event seen after it
         self.new_run_grids: list[SampleGrid] = []  # grids after a second header, before its first step
 
     def problem(self, lineno: int, message: str) -> None:
@@ -89,6 +90,7 @@ class _Reading:
             self.restart_pending = True  # a second header: a resumed or a new run
             self.new_run_grids = []
         self.saw_header = True
+        self.promises_close, self.closed = record.get("closes") is True, False  # a resumed run's header: its own promise
         cap = record.get("capacity")
         if self.signals is None:
             if isinstance(cap, int) and not isinstance(cap, bool) and 16 <= cap <= 1 << 20 and cap % 2 == 0:
@@ -120,6 +122,7 @@ class _Reading:
                 for grid in self.new_run_grids:  # the new run's first grid comes before its first step
                     self.grids.offer(grid)
                 self.markers.clear()  # they were about the older run
+                self.last_step = -1
         if self.signals is None:
             self.signals = SignalLog(capacity=self.capacity)
         self.signals.record(step, clean)
@@ -155,6 +158,8 @@ class _Reading:
         elif kind == "event":
             if record.get("level") == "samples" and "samples" in record:
                 self.samples(lineno, record)
+            elif record.get("level") == "closed":
+                self.closed = True
             elif record.get("level") == "marker":
                 self.marker(lineno, record)
             elif record.get("level") == "warning" and isinstance(record.get("message"), str):
@@ -193,6 +198,12 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         state.warnings.append(f"{log_path}: no header line; read the step records without the run's context")
     if not state.records:
         raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
+    if state.promises_close and not state.closed:
+        state.warnings.append(
+            f"{log_path}: the log ends at step {state.last_step} without the doctor closing it: the run is still going, "
+            "or its process was killed there (out of memory, a job's time limit, kill -9); its last records are where it stood, "
+            "not where it finished"
+        )
     signals = state.signals or SignalLog(capacity=state.capacity)
     return RunData(
         signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings),

@@ -20,6 +20,11 @@ outside the standard library. Lines:
   ``onsets`` each new finding's own onset. See
   :class:`HealthyMarker`.
 
+- ``{"type": "event", "step": null, "level": "closed", "message": "..."}``: the last line, written by
+  ``Doctor.close()`` (also at interpreter exit); a header with ``"closes": true`` promises it, so a
+  log that has the promise and not the line was cut short: its process is still running or was
+  killed (out of memory, a job's time limit).
+
 Version 1 throughout: markers were added as events, which every reader of version 1 skips, so logs
 with markers stay readable by older gandoctors and older logs simply have none.
 

@@ -34,7 +34,9 @@ class RunLogWriter:
         self._last_flush = time.monotonic()
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
-        self._append({"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": capacity, "context": dict(context)})
+        # "closes": this log ends with a "closed" event when the doctor closes it; a reader finding
+        # none knows the process is still running or was killed (older logs lack both: nothing said).
+        self._append({"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": capacity, "closes": True, "context": dict(context)})
         self.flush()
 
     def _append(self, record: Mapping[str, Any]) -> None:
@@ -90,6 +92,7 @@ class RunLogWriter:
     def close(self) -> None:
         if self._fh is None:
             return
+        self._append({"type": "event", "step": None, "level": "closed", "message": "the doctor closed its log"})
         self.flush()
         try:
             os.fsync(self._fh.fileno())

@@ -15,7 +15,7 @@ from .lossunits import infer_d_loss_unit, starts_at_hinge_chance
 from .readers import ReadOptions, RunData, read_run
 from .report import Alert, Report
 from .rules import RuleSet
-from .runlog.format import HealthyMarker
+from .runlog.format import HealthyMarker, RunEnd
 from .signals import SignalLog
 from .vocabulary import parse_uses, uses_context
 
@@ -29,6 +29,7 @@ def diagnose(
     strict: bool = False,
     mapped: Mapping[str, str] | None = None,
     alerts: Iterable[Alert] = (),
+    ending: RunEnd | None = None,
 ) -> Report:
     """Evaluate the rules on the signals, rank remedies for the run: the one path used live and by the CLI."""
     mapped = mapped or {}
@@ -49,6 +50,7 @@ def diagnose(
         mapped=tuple(sorted(mapped.items())),
         alerts=tuple(alerts),
         samples=summarise_samples(signals),
+        ending=ending,
     )
 
 
@@ -156,6 +158,7 @@ def analyze_run(
     context = data.context.merged(uses_context(declared, rules.remedies))
     context = context.merged(infer_from_log(data.signals, context))
     report = diagnose(
-        data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None), alerts=alerts_of(data.markers)
+        data.signals, rules, context, source=str(path), warnings=data.warnings, mapped=getattr(data, "mapped", None), alerts=alerts_of(data.markers),
+        ending=data.ending,
     )
     return report, data

@@ -12,6 +12,7 @@ from typing import Any
 from .context import RunContext
 from .endstate import SampleSummary
 from .findings import MODES, Finding, ModeState, ModeStatus, SkippedRule, SkipReason
+from .runlog.format import RunEnd
 
 SCHEMA_VERSION = 2
 
@@ -43,6 +44,9 @@ class Report:
     mapped: tuple[tuple[str, str], ...] = ()  # (signal, the name it had in the user's log)
     alerts: tuple[Alert, ...] = ()  # raised live during training, in order
     samples: SampleSummary | None = None  # the sample statistics over the run's last fifth
+    #: where the run log says the run did not finish (an uncaught exception, a killed process): the
+    #: verdict is on the records up to there
+    ending: RunEnd | None = None
 
     @property
     def cleared_alerts(self) -> tuple[Alert, ...]:

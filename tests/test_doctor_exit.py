@@ -10,6 +10,7 @@ import textwrap
 
 from gandoctor import read_run
 from gandoctor.cli import main
+from gandoctor.runlog import Ending
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,22 +56,24 @@ def test_a_script_that_stops_on_an_uncaught_exception_says_so_in_its_run_log(tmp
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-c", crash, str(run)], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "all elements of input" in proc.stderr
-    said = [w for w in read_run(run).warnings if "the script stopped on an uncaught RuntimeError" in w]
-    assert len(said) == 1 and "after step 3" in said[0]
+    ending = read_run(run).ending
+    assert ending is not None and ending.how is Ending.STOPPED and ending.step == 3
+    assert "the script stopped on an uncaught RuntimeError (all elements of input" in ending.message() and "after step 3" in ending.message()
     main(["analyze", str(run)])
-    assert "stopped on an uncaught RuntimeError" in " ".join(capsys.readouterr().out.split())  # beside the verdict
+    out = capsys.readouterr().out
+    assert "stopped on an uncaught RuntimeError" in " ".join(out.split("mode ")[0].split())  # in the verdict's panel
     # A script that ends normally without closing the doctor says nothing of the kind.
     ended = SCRIPT.replace("range(1000)", "range(20)")
     proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and not any("stopped on" in w for w in read_run(tmp_path / "ok").warnings)
+    assert proc.returncode == 0 and read_run(tmp_path / "ok").ending is None
     # Nor does one whose session had printed an exception before the doctor was made (a notebook's
     # earlier cell leaves it as sys.last_value).
     stale = ended.replace("torch.manual_seed(0)", "torch.manual_seed(0); sys.last_value = ValueError('an earlier cell')")
     proc = subprocess.run([sys.executable, "-c", stale, str(tmp_path / "stale")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and not any("stopped on" in w for w in read_run(tmp_path / "stale").warnings)
+    assert proc.returncode == 0 and read_run(tmp_path / "stale").ending is None
 
 
-def test_a_killed_process_s_run_log_says_it_ends_without_the_doctor_closing_it(tmp_path):
+def test_a_killed_process_s_run_log_says_it_ends_without_the_doctor_closing_it(tmp_path, capsys):
     # SIGKILL (out of memory, a job's time limit) leaves no exception and runs no atexit: the log
     # read as a finished run. The header promises a closing line; a log without it says where it stood.
     killed = SCRIPT.replace(
@@ -80,9 +83,11 @@ def test_a_killed_process_s_run_log_says_it_ends_without_the_doctor_closing_it(t
     )
     proc = subprocess.run([sys.executable, "-c", killed, str(tmp_path / "killed")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9
-    (said,) = [w for w in read_run(tmp_path / "killed").warnings if "without the doctor closing it" in w]
-    assert "ends at step" in said and "killed" in said
+    ending = read_run(tmp_path / "killed").ending
+    assert ending is not None and ending.how is Ending.CUT_SHORT and ending.step == 299
+    assert main(["gate", str(tmp_path / "killed"), "--fail-on", "exploding_gradients"]) == 0  # said, not failed on
+    assert "the log ends at step 299 without the doctor closing it" in capsys.readouterr().out
     # A run that ends normally, with or without close() (the interpreter's exit closes it), says nothing.
     ended = SCRIPT.replace("range(1000)", "range(20)")
     proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and not any("closing it" in w for w in read_run(tmp_path / "ok").warnings)
+    assert proc.returncode == 0 and read_run(tmp_path / "ok").ending is None

@@ -13,7 +13,7 @@ import pytest
 
 from gandoctor import LogFormatError, RunContext, read_run
 from gandoctor.readers import runlog as runlog_reader
-from gandoctor.runlog import LOG_NAME, SCHEMA, VERSION, HealthyMarker, RunLogWriter, encode_value, round_value
+from gandoctor.runlog import LOG_NAME, SCHEMA, VERSION, Ending, HealthyMarker, RunLogWriter, encode_value, round_value
 
 CONTEXT = {"flags": ["d_spectral_norm", "ttur"], "values": {"lr_d": 0.0002, "arch": "dcgan"}}
 
@@ -180,9 +180,9 @@ def test_truncated_last_line_keeps_earlier_records_and_warns(tmp_path):
     data = read_run(tmp_path)
     assert data.records == 9
     assert data.signals.get("loss.d").steps.tolist() == list(range(9))
-    warning, unclosed = data.warnings
+    (warning,) = data.warnings
     assert str(path) in warning and "line 11" in warning and "incomplete last record" in warning
-    assert "ends at step 8 without the doctor closing it" in unclosed
+    assert data.ending is not None and data.ending.step == 8
 
 
 def test_garbage_line_in_the_middle_is_skipped_with_a_warning(tmp_path):
@@ -401,13 +401,14 @@ def test_a_log_cut_short_says_where_its_newest_run_stood(tmp_path):
     for step in range(30):
         writer.write_step(step, {"loss.d": 2.0})
     writer.flush()  # and then killed: no close()
-    (said,) = [w for w in read_run(tmp_path).warnings if "closing it" in w]
-    assert "ends at step 29 without the doctor closing it" in said
+    ending = read_run(tmp_path).ending
+    assert ending is not None and ending.how is Ending.CUT_SHORT and ending.step == 29
+    assert "ends at step 29 without the doctor closing it" in ending.message()
     writer.close()
-    assert not any("closing it" in w for w in read_run(tmp_path).warnings)
+    assert read_run(tmp_path).ending is None
     # A log written before the promise (no "closes" in its header) says nothing of the kind.
     old = tmp_path / "old" / LOG_NAME
     old.parent.mkdir()
     old.write_text(json.dumps({"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": 64, "context": {}}) + "\n"
                    + json.dumps({"type": "step", "step": 0, "s": {"loss.d": 1.0}}) + "\n")
-    assert not any("closing it" in w for w in read_run(old).warnings)
+    assert read_run(old).ending is None

@@ -291,9 +291,9 @@ def _close_open_doctors() -> None:
     stopped = getattr(sys, "last_value", None)
     for doctor in list(_OPEN):
         with contextlib.suppress(Exception):
-            if stopped is not None and _OPEN.get(doctor) != id(stopped):
-                _warn(_working_writer(doctor), doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
-                      f"({stopped}) after step {doctor._step}: the run ends there, unfinished")
+            if stopped is not None and _OPEN.get(doctor) != id(stopped) and (writer := _working_writer(doctor)) is not None:
+                writer.write_stopped(doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
+                                     f"({stopped}) after step {doctor._step}: the run ends there, unfinished")
             doctor.close()
 
 

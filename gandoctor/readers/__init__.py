@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..runlog import HealthyMarker
+from ..runlog import HealthyMarker, RunEnd
 from ..signals import SignalLog
 from ._common import (
     READER_SIGNALS,
@@ -42,6 +42,9 @@ class RunData:
     samples: tuple[SampleGrid, ...] = ()
     #: "last healthy step" markers the live diagnosis wrote into gandoctor's own run log, in order
     markers: tuple[HealthyMarker, ...] = ()
+    #: where gandoctor's run log says the run did not finish (an uncaught exception, a killed
+    #: process); None where it finished or the log cannot say (other tools' logs)
+    ending: RunEnd | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..runlog import LOG_NAME, SCHEMA, VERSION, HealthyMarker
+from ..runlog import LOG_NAME, SCHEMA, VERSION, Ending, HealthyMarker, RunEnd
 from ..signals import SignalLog
 from . import Reader, RunData, SampleGrid, register_reader
 from ._lines import iter_lines, open_text
@@ -69,6 +69,7 @@ class _Reading:
         self.last_step = -1
         self.grids = GridKeeper()
         self.promises_close = self.closed = False  # the header's "closes", and the "closed" event seen after it
+        self.stopped: RunEnd | None = None
         self.new_run_grids: list[SampleGrid] = []  # grids after a second header, before its first step
 
     def problem(self, lineno: int, message: str) -> None:
@@ -90,7 +91,7 @@ class _Reading:
             self.restart_pending = True  # a second header: a resumed or a new run
             self.new_run_grids = []
         self.saw_header = True
-        self.promises_close, self.closed = record.get("closes") is True, False  # a resumed run's header: its own promise
+        self.promises_close, self.closed, self.stopped = record.get("closes") is True, False, None  # a resumed run's own
         cap = record.get("capacity")
         if self.signals is None:
             if isinstance(cap, int) and not isinstance(cap, bool) and 16 <= cap <= 1 << 20 and cap % 2 == 0:
@@ -160,6 +161,9 @@ class _Reading:
                 self.samples(lineno, record)
             elif record.get("level") == "closed":
                 self.closed = True
+            elif record.get("level") == "stopped" and isinstance(record.get("message"), str):
+                step = record.get("step")
+                self.stopped = RunEnd(Ending.STOPPED, step if isinstance(step, int) and not isinstance(step, bool) else None, record["message"])
             elif record.get("level") == "marker":
                 self.marker(lineno, record)
             elif record.get("level") == "warning" and isinstance(record.get("message"), str):
@@ -198,16 +202,11 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         state.warnings.append(f"{log_path}: no header line; read the step records without the run's context")
     if not state.records:
         raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
-    if state.promises_close and not state.closed:
-        state.warnings.append(
-            f"{log_path}: the log ends at step {state.last_step} without the doctor closing it: the run is still going, "
-            "or its process was killed there (out of memory, a job's time limit, kill -9); its last records are where it stood, "
-            "not where it finished"
-        )
+    ending = state.stopped or (RunEnd(Ending.CUT_SHORT, state.last_step) if state.promises_close and not state.closed else None)
     signals = state.signals or SignalLog(capacity=state.capacity)
     return RunData(
         signals, state.context, str(log_path), "runlog", state.records, tuple(state.warnings),
-        samples=state.grids.grids(), markers=tuple(state.markers),
+        samples=state.grids.grids(), markers=tuple(state.markers), ending=ending,
     )
 
 

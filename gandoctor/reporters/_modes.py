@@ -70,6 +70,12 @@ def far_from_data_note(samples: SampleSummary | None) -> str:
             f"steps {samples.first_step}..{samples.last_step}; G has not learned the data (yet)")
 
 
+def ending_note(report: Report) -> str:
+    """Where the run log says the run did not finish (an uncaught exception, a killed process),
+    said with the verdict: it is a verdict on the records up to there; "" otherwise."""
+    return report.ending.message() if report.ending is not None else ""
+
+
 def failing_detail_of(finding: Mapping[str, Any]) -> tuple[str, str]:
     """:func:`failing_detail` of a finding's ``to_dict()`` entry."""
     return failing_detail(finding["onset_step"], finding["rule"], finding["confidence"], finding.get("caveat"))

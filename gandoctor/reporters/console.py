@@ -19,7 +19,7 @@ from ..context import D_LOSS_FORM_UNRECOGNISED
 from ..findings import Finding, ModeState
 from ..report import Report
 from ..rules import UNITLESS_D_LOSS
-from ._modes import failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
+from ._modes import ending_note, failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
 
 _BARS = "▁▂▃▄▅▆▇█"
 MAX_REMEDIES = 3
@@ -68,6 +68,8 @@ def _header(report: Report) -> Panel:
         note = far_from_data_note(report.samples)
         if note:
             verdict.append(f"\n{note[0].upper()}{note[1:]}.", style="bold yellow")
+    if ended := ending_note(report):
+        verdict.append(f"\n{ended[0].upper()}{ended[1:]}.", style="bold yellow")
     return Panel(verdict, title=title, title_align="left", expand=False)
 
 

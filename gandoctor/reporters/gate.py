@@ -13,7 +13,7 @@ from typing import Iterable
 
 from ..findings import Finding, ModeState
 from ..report import Report
-from ._modes import far_from_data_note, first_sign, summarise_skipped
+from ._modes import ending_note, far_from_data_note, first_sign, summarise_skipped
 
 
 class GateExit(IntEnum):
@@ -64,7 +64,8 @@ def judge(
         for m in unchecked:
             status = report.status_of(m)
             parts.append(f"{m} required but {status.describe() if status else 'not checked: no rule for it'}")
-        return GateResult(GateExit.FAIL, f"gandoctor gate: FAIL — {where} ({span}): {'; '.join(parts)}", failing, unchecked)
+        ended = f"; {e}" if (e := ending_note(report)) else ""
+        return GateResult(GateExit.FAIL, f"gandoctor gate: FAIL — {where} ({span}): {'; '.join(parts)}{ended}", failing, unchecked)
     gated = sorted(modes | rules)
     others = [f.mode for f in report.findings]
     not_checked = [s.mode for s in report.mode_status if s.state is ModeState.NOT_CHECKED and s.mode in modes]
@@ -77,5 +78,6 @@ def judge(
     far = far_from_data_note(report.samples)
     return GateResult(
         GateExit.PASS,
-        f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}" + (f"; {far}" if far else ""),
+        f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}"
+        + (f"; {far}" if far else "") + (f"; {ended}" if (ended := ending_note(report)) else ""),
     )

@@ -27,7 +27,7 @@ from ..readers.grids import SampleGrid
 from ..report import Report
 from ..rules import MODES
 from ..signals import SIGNALS, SignalLog
-from ._modes import ModeStatus, failing_detail_of, far_from_data_note, first_sign, mode_statuses, samples_line
+from ._modes import ModeStatus, ending_note, failing_detail_of, far_from_data_note, first_sign, mode_statuses, samples_line
 from ._samples import Scale, data_uri, grid_png, nearest, shared_scale, strip
 
 #: One colour per failure mode (colour-blind-safe Okabe-Ito palette).
@@ -471,6 +471,8 @@ def render_html(report: Report, signals: SignalLog | None = None, title: str | N
     note = far_from_data_note(report.samples) if data["verdict"] == "healthy" else ""
     if note:
         out.append(f'<p class="caveat">Healthy, {_esc(note)}.</p>')
+    if ended := ending_note(report):
+        out.append(f'<p class="caveat">{_esc(ended[0].upper() + ended[1:])}.</p>')
     if report.samples is not None:
         out.append(f'<p class="meta">{_esc(samples_line(report.samples))}</p>')
     out += ["<h2>Failure modes</h2>", _status_rows(statuses)]

@@ -91,6 +91,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "signals": list(report.signals),
         "mapped": {signal: original for signal, original in report.mapped},
         "warnings": list(report.warnings),
+        # Where the run log says the run did not finish; null where it did, or the log cannot say.
+        "ending": None if (end := report.ending) is None else {"how": end.how.value, "step": end.step, "message": end.message()},
         # The sample statistics over the run's last fifth; null where none were recorded.
         "samples": None if (samples := report.samples) is None else {
             "first_step": samples.first_step,

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..findings import Finding
 from ..report import Report
-from ._modes import failing_detail_of, far_from_data_note, first_sign_aside, mode_statuses, samples_line
+from ._modes import ending_note, failing_detail_of, far_from_data_note, first_sign_aside, mode_statuses, samples_line
 from .json import finding_to_dict
 
 _ICON = {"failing": "❌ failing", "clear": "✅ clear", "not_checked": "⚪ not checked"}
@@ -57,6 +57,8 @@ def render_markdown(report: Report, max_remedies: int = 3) -> str:
     note = far_from_data_note(report.samples) if data["verdict"] == "healthy" else ""
     if note:
         out += [f"> **Healthy, {note}.**", ""]
+    if ended := ending_note(report):
+        out += [f"> **{ended[0].upper()}{ended[1:]}.**", ""]
     if report.samples is not None:
         line = samples_line(report.samples)
         out += [line[0].upper() + line[1:] + ".", ""]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .format import LOG_NAME, SCHEMA, VERSION, HealthyMarker, encode_value, round_value
+from .format import LOG_NAME, SCHEMA, VERSION, Ending, HealthyMarker, RunEnd, encode_value, round_value
 from .writer import RunLogWriter
 
-__all__ = ["LOG_NAME", "SCHEMA", "VERSION", "HealthyMarker", "RunLogWriter", "encode_value", "round_value"]
+__all__ = ["LOG_NAME", "SCHEMA", "VERSION", "Ending", "HealthyMarker", "RunEnd", "RunLogWriter", "encode_value", "round_value"]

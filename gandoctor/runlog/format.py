@@ -24,6 +24,9 @@ outside the standard library. Lines:
   ``Doctor.close()`` (also at interpreter exit); a header with ``"closes": true`` promises it, so a
   log that has the promise and not the line was cut short: its process is still running or was
   killed (out of memory, a job's time limit).
+- ``{"type": "event", "step": 3, "level": "stopped", "message": "the script stopped on an uncaught
+  RuntimeError (...) after step 3: ..."}``: written at interpreter exit where an uncaught exception
+  ended the script with the doctor open. Both read as a :class:`RunEnd`.
 
 Version 1 throughout: markers were added as events, which every reader of version 1 skips, so logs
 with markers stay readable by older gandoctors and older logs simply have none.
@@ -36,11 +39,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Mapping
 
 SCHEMA = "gandoctor.runlog"
 VERSION = 1
 LOG_NAME = "gandoctor.jsonl"
+
+
+class Ending(str, Enum):
+    """How a run log ends, where it says."""
+
+    STOPPED = "stopped"  # an uncaught exception ended the script (a "stopped" event)
+    CUT_SHORT = "cut_short"  # no closing line where the header promised one: still running, or killed
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """A run log that does not end where its run finished: how, and at which step."""
+
+    how: Ending
+    step: int | None  # the last step recorded
+    detail: str = ""  # for STOPPED, what the doctor wrote (the exception)
+
+    def message(self) -> str:
+        if self.how is Ending.STOPPED:
+            return self.detail or f"the script stopped on an uncaught exception after step {self.step}"
+        return (
+            f"the log ends at step {self.step} without the doctor closing it: the run is still going, or its process "
+            "was killed there (out of memory, a job's time limit, kill -9); its last records are where it stood, not where it finished"
+        )
 
 
 @dataclass(frozen=True)

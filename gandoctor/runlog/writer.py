@@ -70,6 +70,10 @@ class RunLogWriter:
     def write_event(self, step: int | None, level: str, message: str) -> None:
         self._append({"type": "event", "step": step, "level": level, "message": message})
 
+    def write_stopped(self, step: int, message: str) -> None:
+        """The script stopped on an uncaught exception (see :class:`.format.RunEnd`)."""
+        self._append({"type": "event", "step": int(step), "level": "stopped", "message": message})
+
     def write_marker(self, marker: HealthyMarker) -> None:
         """A "last healthy step" marker (an event record; see :class:`.format.HealthyMarker`); flushed at once."""
         self._append(marker.to_record())

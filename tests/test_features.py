@@ -175,3 +175,49 @@ def test_projection_discriminator_features_come_from_the_output_layer_not_the_em
     x, y = torch.randn(6, 2), torch.tensor([0, 1, 2, 0, 1, 2])
     feats = build_extractor("d_penultimate", _ctx(d))(x, y)
     assert torch.allclose(feats, d.body(x))
+
+
+def _flat_g_on_images(log_dir, fake_as_image: bool, steps: int = 400) -> tuple[dict, tuple[str, ...]]:
+    """An MLP GAN on the digits at 16x16: the loader's reals are (N, 1, 16, 16), G's samples flat
+    (N, 256), as an MLP G on MNIST makes them. Returns the sample signals' values and the warnings."""
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    x = F.interpolate(torch.tensor(load_digits().images, dtype=torch.float32)[:, None] / 8.0 - 1.0, size=(16, 16), mode="bilinear")
+    G = nn.Sequential(nn.Linear(8, 128), nn.ReLU(), nn.Linear(128, 256), nn.Tanh())
+    D = nn.Sequential(nn.Flatten(), nn.Linear(256, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=2e-3), torch.optim.Adam(D.parameters(), lr=2e-4)
+    bce = nn.BCEWithLogitsLoss()
+    gen = torch.Generator().manual_seed(0)
+    schedule = Schedule(budget=None, feature_every=10, sample_stats_every=20, latent_every=20, feature_batch=64)
+    with gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=log_dir, schedule=schedule) as doctor:
+        for _ in range(steps):
+            real = x[torch.randint(0, len(x), (64,), generator=gen)]
+            fake = G(torch.randn(64, 8))
+            d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = bce(D(fake), torch.ones(64, 1))
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake.view(64, 1, 16, 16) if fake_as_image else fake)
+        report = doctor.report()
+    names = ("feat.precision", "feat.coverage_ratio", "feat.diversity_ratio", "latent.drift")
+    return {n: doctor.signals.get(n).values.tolist() for n in names if doctor.signals.get(n) is not None}, report.warnings
+
+
+def test_flat_fakes_beside_image_reals_are_read_in_the_images_shape(tmp_path):
+    # lyeoni's MLP GAN passes G's flat (N, 784) beside the loader's (N, 1, 28, 28): the features pooled
+    # the images and projected the flat rows, so real digits passed flat read 0% near the data and a
+    # collapse to one class went unseen. Read in one shape, they measure what the same fakes passed as
+    # images do; so do G's flat outputs on its fixed codes (latent.drift).
+    flat, said = _flat_g_on_images(tmp_path / "flat", fake_as_image=False)
+    image, unsaid = _flat_g_on_images(tmp_path / "image", fake_as_image=True)
+    assert set(flat) == set(image) and {"feat.precision", "latent.drift"} <= set(flat)
+    for name in flat:
+        assert flat[name] == pytest.approx(image[name], rel=1e-5, abs=1e-6, nan_ok=True), name
+    assert any("fake= (64, 256): the sample features read both in the shape (1, 16, 16)" in w for w in said)
+    assert not any("sample features read both" in w for w in unsaid)

@@ -90,6 +90,8 @@ class _Batches:
         self.paired_said = False
         self.not_tensor_said = False
         self.shapes_said = False
+        self.reshaped_said = False
+        self.sample_shape: tuple[int, ...] | None = None
 
     def take(self, real: Any, fake: Any) -> tuple[Any, Any, bool]:
         if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)):  # plain tensors (the common case) pass as they are
@@ -116,8 +118,35 @@ class _Batches:
                     "(D probe, features, sample statistics) skip the steps that pass them so"
                 )
             return None, None, False
+        if self.sample_shape is None or (isinstance(fake, torch.Tensor) and fake.shape[1:] != real.shape[1:]):
+            self._settle_shape(real, fake)
         self.largest = max(self.largest, int(real.shape[0]))
         return real, fake, 2 * int(real.shape[0]) < self.largest
+
+    def _settle_shape(self, real: torch.Tensor, fake: Any) -> None:
+        """The shape the sample features read every sample in: the reals', or the fakes' where they
+        hold the same values in more dimensions. An MLP G's flat (N, 784) beside the loader's (N, 1,
+        28, 28) was compared as it came: the features pooled the images and projected the flat rows,
+        so real digits passed flat read as far from the data and a collapse went unseen."""
+        shape = tuple(real.shape[1:])
+        if isinstance(fake, torch.Tensor) and fake.shape[1:] != real.shape[1:]:
+            shape = max(shape, tuple(fake.shape[1:]), key=len)
+            if not self.reshaped_said:
+                self.reshaped_said = True
+                self.warn(f"real= is {tuple(real.shape)} and fake= {tuple(fake.shape)}: the sample features read both in the shape {shape}")
+        self.sample_shape = shape
+
+    def in_one_shape(self, extract: Callable[[torch.Tensor, Any], torch.Tensor]) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+        """``extract`` reading a sample of the settled size in the settled shape (a flat G's outputs
+        on its fixed codes too)."""
+
+        def extract_in_shape(x: torch.Tensor, labels: Any) -> torch.Tensor:
+            shape = self.sample_shape
+            if shape is not None and 1 <= x.dim() < len(shape) + 1 and math.prod(x.shape[1:]) == math.prod(shape):
+                x = x.reshape(x.shape[0], *shape)
+            return extract(x, labels)
+
+        return extract_in_shape
 
     def _samples(self, value: Any, name: str) -> torch.Tensor | None:
         """A batch as a tensor: a NumPy array's numbers (shared, not copied); anything
@@ -438,9 +467,9 @@ class Doctor(_ClosedOnExit):
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
         plain_d_forward, hook_point = d_forward is None, _hook_point(discriminator)
         d_forward = d_forward or _default_d_forward(self.discriminator)
-        extract = build_extractor(
+        extract = self._batches.in_one_shape(build_extractor(
             features, FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
-        )
+        ))
         known = {"features": features if isinstance(features, str) else type(features).__name__}
         self._context = inspect_training(self.generator, self.discriminator, g_opt, d_opt, d_output, uses).merged(
             RunContext(frozenset(self.config.uses), known | ({"latent_dim": latent_dim} if latent_dim else {}))

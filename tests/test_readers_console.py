@@ -639,3 +639,54 @@ def test_values_printed_before_their_names_under_a_network_letter_are_read(tmp_p
     assert data.signals.get("loss.d").values.tolist() == pytest.approx([row[2] + 0.01 for row in logged])
     assert data.signals.get("loss.d_real").values.tolist() == pytest.approx([row[2] / 2 for row in logged])
     assert "user.Real Dist" not in data.signals.names()
+
+
+IGNITE_BAR_FORMAT = "{desc}[{n_fmt}/{total_fmt}] {percentage:3.0f}%|{bar}{postfix} [{elapsed}<{remaining}]"  # ignite's ProgressBar
+
+
+def test_ignite_s_progress_bar_and_its_dcgan_s_iteration_lines_are_read_at_their_iterations(tmp_path):
+    # pytorch-ignite's ProgressBar ('Epoch [1/3]: [5/12]  42%|####, errD=1.3, ... [00:01<00:02]': its
+    # postfix after the drawing, its epochs from 1) read as an epoch summary: every redraw a step, 2,354
+    # steps for 800 iterations. Its DCGAN example prints '[4/100][16/28] | iteration: 100 | errD: ...',
+    # where the epoch from 1 put iteration 100 at step 128.
+    from tqdm import tqdm
+
+    bar_stream, lines = io.StringIO(), []
+    bars: dict[int, tqdm] = {}
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, D_G_z2):
+        if epoch not in bars:  # one bar per epoch, as ignite resets it, starting at 1
+            bars[epoch] = tqdm(total=batches, file=bar_stream, mininterval=0, initial=1, bar_format=IGNITE_BAR_FORMAT, ascii=True)
+        bar = bars[epoch]
+        bar.set_description(f"Epoch [{epoch + 1}/{epochs}]")  # ignite's order: description, postfix, update
+        bar.set_postfix({"errD": errD, "errG": errG})
+        bar.update(i + 1 - bar.n)
+        iteration = epoch * batches + i + 1
+        if iteration % 4 == 0:
+            lines.append(f"[{epoch + 1}/{epochs}][{i + 1}/{batches}] | iteration: {iteration} | errD: {errD:.5f} | errG: {errG:.5f}")
+
+    logged = _tiny_gan_loop(line)
+    (tmp_path / "bar.log").write_text(bar_stream.getvalue())
+    (tmp_path / "print.log").write_text("\n".join(lines) + "\n")
+    data = read_run(tmp_path / "bar.log")
+    d = data.signals.get("loss.d")
+    assert d.steps.tolist() == list(range(1, len(logged) + 1))  # one record per iteration, counted from 1
+    assert set(d.values.tolist()) <= {float(f"{row[2]:.3g}") for row in logged}  # tqdm prints 3 significant digits
+    assert not any("goes back" in w for w in data.warnings)
+    printed = read_run(tmp_path / "print.log").signals.get("loss.d")
+    assert printed.steps.tolist() == list(range(4, len(logged) + 1, 4))
+    assert printed.values.tolist() == pytest.approx([row[2] for n, row in enumerate(logged, 1) if n % 4 == 0], abs=1e-5)
+
+
+def test_step_names_the_step_of_console_lines_and_gandoctor_s_own_lines_are_no_records(tmp_path):
+    # The reader's warning said 'use --step to name the step column', which console logs ignored; a
+    # live alert printed onto a progress bar's line was read as a record at its 'step 499'.
+    lines = [f"epoch: {s // 10} it: {s * 3} d_loss: 0.{60 + s % 7} g_loss: 0.8" for s in range(40)]
+    lines[25] += "\rgandoctor: non_convergence (GD606 generator-hops-between-modes) from step 350, seen at step 499; top remedy: Lower"
+    path = tmp_path / "train.log"
+    path.write_text("\n".join(lines) + "\n")
+    default = read_run(path)
+    assert default.signals.get("loss.d").steps.tolist() == list(range(0, 120, 3))  # 'it' is the step
+    assert not any("goes back" in w for w in default.warnings)
+    by_epoch = read_run(path, options=ReadOptions(step="epoch"))
+    assert by_epoch.signals.get("loss.d").steps.tolist() == [s // 10 for s in range(40)]

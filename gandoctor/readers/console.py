@@ -72,6 +72,15 @@ POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch(?:[ _]?(?:num|no|idx|
                       re.IGNORECASE)
 #: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
 TQDM = re.compile(r"(?:\d+%(?:\|[^|]*\||\s)\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
+#: pytorch-ignite's ProgressBar: ``Epoch [2/100]: [15/28]  54%|█████▍    , errD=0.25, errG=1.7 [00:05<00:04]``
+#: (``Iteration: [15/28] ...`` for a single epoch)
+#: (its epochs count from 1, its count from 1 after the first iteration; the postfix sits after the
+#: drawing, before the times).
+IGNITE_BAR = re.compile(
+    r"(?:Epoch|Iteration)\s*(?:\[(?P<epoch>\d+)/\d+\])?:?\s*\[(?P<n>\d+)/(?P<total>\d+)\]\s*\d+%\|[^|,\[]*(?P<postfix>(?:,\s*[^,\[]+=[^,\[]+)*)\s*\[[^\]]*\]"
+)
+#: gandoctor's own lines (a live alert printed onto a progress bar's line): never a record.
+OWN_LINE = re.compile(r"(?:\b[A-Z]+:gandoctor:)?\bgandoctor: .*")
 #: Lightning's Rich progress bar (``Epoch 29/29 ━━━━ 29/29 0:00:03 • 0:00:00 9.05it/s v_num: 0.000``).
 RICH_BAR = re.compile(r"[━╸╺]+\s*(\d+)/(\d+)")
 TQDM_EPOCH = re.compile(r"\bEpoch\s+(\d+)\s*:?\s*$", re.IGNORECASE)  # the bar's description, as Lightning writes it
@@ -117,6 +126,15 @@ def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
     as text the generic format reads (``epoch=3 batch 422/938 d_loss=0.31, ...``); a bar without
     postfix pairs (or every bar, ``postfix=False``) leaves nothing. Returns the text and the
     number of bars."""
+    if "gandoctor: " in part:
+        part = OWN_LINE.sub("", part)
+    if "%|" in part and (ignite := IGNITE_BAR.search(part)):
+        values = ignite.group("postfix").strip(" ,")
+        # Ignite's epochs count from 1 and its count is of iterations done: epoch e, count n is
+        # iteration (e - 1) x total + n, counted from 1.
+        where = f" epoch={int(ignite.group('epoch') or 1) - 1} batch {ignite.group('n')}/{ignite.group('total')} "
+        text = where + values if postfix and values else ""
+        return part[: ignite.start()] + text + part[ignite.end():], 1
     bars = list(TQDM.finditer(part))
     if not bars:
         return part, 0
@@ -202,15 +220,20 @@ class _Parser:
         self.unread_names: dict[str, int] = {}
         # Values printed on D's inner steps, held for the next line that gives the run's step.
         self._inner: list[tuple[str, str]] = []
+        step_name = read_options.get().step  # --step NAME: the name whose value is the step
+        self._user_step = alias_key(step_name) if step_name else None
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
         m = PYTORCH_GAN.search(text)
         if m:
-            return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _bracket_pairs(m.group(5)), where, any_name=True)
+            return self._emit_at(int(m.group(1)), int(m.group(3)), int(m.group(4)), _bracket_pairs(m.group(5)), where, ())
         m = DCGAN.search(text)
         if m and (":" in m.group(5) or "=" in m.group(5)):
-            return self._emit(int(m.group(1)), int(m.group(3)), int(m.group(4)), _pairs(m.group(5), self._known), where, any_name=True)
+            # A global counter printed beside ``[e/E][b/B]`` (pytorch-ignite's DCGAN: ``| iteration: 100 |``,
+            # its epochs counted from 1) is the step.
+            pairs = _pairs(m.group(5), self._known)
+            return self._emit_at(int(m.group(1)), int(m.group(3)), int(m.group(4)), pairs, where, ("iteration", "global_step", "step"))
         text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
         text, inner = INNER_POSITION.subn(" ", text)
         text = RICH_BAR.sub(lambda m: f" batch {m.group(1)}/{m.group(2)} ", text)
@@ -245,12 +268,33 @@ class _Parser:
             for key in dict.fromkeys(k for k, _ in values if alias_key(k).rsplit("_", 1)[-1] not in _POSITION_WORDS):
                 self.unread_names[key] = self.unread_names.get(key, 0) + 1
             return False
+        if self._user_step is not None:
+            given, _ = self._given_step(pairs, ())  # looked up among every pair: --step epoch names a position word
+            if given is not None:
+                rest = [(k, v) for k, v in values if alias_key(k) != self._user_step]
+                return self._emit(None, given, None, rest, where, any_name=False)
         if epoch is None and batch is None and inner:
             self._inner += values  # D's step of the G step whose line follows: its values join that record
             return True
         if epoch is None and batch is None and self._context is not None:
             epoch, batch, per_epoch = self._context_for(values)
         return self._emit(epoch, batch, per_epoch, values, where, any_name=False)
+
+    def _given_step(self, pairs: list[tuple[str, str]], counters: tuple[str, ...]) -> tuple[int | None, list[tuple[str, str]]]:
+        """The step a line names itself, and its other pairs: the user's ``--step`` name first, then
+        ``counters`` (names of a global counter)."""
+        for wanted in (*((self._user_step,) if self._user_step else ()), *counters):
+            for i, (key, raw) in enumerate(pairs):
+                if alias_key(key) == wanted and (n := number(raw)) is not None and math.isfinite(n) and 0 <= n < MAX_STEP:
+                    return int(n), pairs[:i] + pairs[i + 1 :]
+        return None, pairs
+
+    def _emit_at(self, epoch: int, batch: int, per_epoch: int, pairs: list[tuple[str, str]], where: str, counters: tuple[str, ...]) -> bool:
+        """A line of a known format, at its ``[e/E][b/B]`` unless it names its step itself."""
+        given, rest = self._given_step(pairs, counters)
+        if given is not None:
+            return self._emit(None, given, None, rest, where, any_name=True)
+        return self._emit(epoch, batch, per_epoch, pairs, where, any_name=True)
 
     def _position_only(self, epoch: int | None, batch: int | None, per_epoch: int | None) -> bool:
         """A line that gives a position and no value (``Epoch: [0/167], Batch Num: [0/18]`` above
@@ -315,11 +359,16 @@ class _Parser:
             self._held = None
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*")
+
+
 def _unread_names_hint(names: dict[str, int], records: int) -> str:
     """What the skipped lines printed that could be read, where a log's other lines were: the
     names seen on the most lines, and the --map that reads them (printed on at least a tenth as
     many lines as the records read, so a stray line's names are not offered)."""
-    common = sorted((n for n, count in names.items() if count >= max(2, records // 10)), key=lambda n: -names[n])[:4]
+    common = sorted(
+        (n for n, count in names.items() if count >= max(5, records // 10) and _IDENTIFIER.fullmatch(n)), key=lambda n: -names[n]
+    )[:4]
     if not records or not common:
         return ""
     shown = ", ".join(f"'{n}'" for n in common)

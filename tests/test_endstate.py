@@ -41,6 +41,19 @@ def test_summary_reads_the_last_fifth_of_the_measured_steps() -> None:
     assert summary.far_from_data
 
 
+def test_a_g_a_little_nearer_that_covers_little_is_far_too_and_precise_few_mode_samples_are_not() -> None:
+    # pytorch-ignite's DCGAN at D's lr x10: precision 0.19, coverage 0.06, no digit-like sample.
+    def summary(precision: float, coverage: float):  # type: ignore[no-untyped-def]
+        log = SignalLog()
+        log.extend("feat.precision", np.arange(10), np.full(10, precision))
+        log.extend("feat.coverage_ratio", np.arange(10), np.full(10, coverage))
+        return summarise_samples(log)
+
+    assert summary(0.19, 0.06).far_from_data
+    assert not summary(0.19, 0.3).far_from_data
+    assert not summary(0.8, 0.03).far_from_data  # precise samples on few modes: collapse, not far
+
+
 def test_no_sample_statistics_no_summary() -> None:
     log = SignalLog()
     log.extend("loss.d", np.arange(10), np.ones(10))

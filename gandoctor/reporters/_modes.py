@@ -66,7 +66,8 @@ def far_from_data_note(samples: SampleSummary | None) -> str:
     (:attr:`SampleSummary.far_from_data`); "" where they are not, or were not measured."""
     if samples is None or not samples.far_from_data or samples.precision is None:
         return ""
-    return (f"but G's samples are still far from the data: {samples.precision:.0%} of them near a real sample over "
+    cover = f", covering {samples.coverage_ratio:.0%} of what a real set covers," if samples.coverage_ratio is not None else ""
+    return (f"but G's samples are still far from the data: {samples.precision:.0%} of them near a real sample{cover} over "
             f"steps {samples.first_step}..{samples.last_step}; G has not learned the data (yet)")
 
 

@@ -159,11 +159,14 @@ class ModeStatus:
             return "not checked: no records"
         if SkipReason.ERROR in self.reasons and not self.rules_checked and not self.missing:
             return "not checked: evaluating its rules failed (see the warnings)"
-        if self.missing and all(m.startswith(SAMPLE_SIDE) for m in self.missing):
-            # A log of scalars only: one line instead of every sample statistic and its prerequisite.
-            needs = "sample features (feat.*, latent.*: the live Doctor records them from real= and fake=, where no warning says their probes were switched off)"
-        else:
-            needs = " or ".join(f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing)
+        # The sample statistics in one phrase instead of each with its prerequisite (a log of scalars
+        # lists a dozen of them, with details of the live Doctor's schedule no log reader can act on).
+        scalars = [f"{m} ({SIGNAL_PREREQUISITES[m]})" if m in SIGNAL_PREREQUISITES else m for m in self.missing if not m.startswith(SAMPLE_SIDE)]
+        samples = [m for m in self.missing if m.startswith(SAMPLE_SIDE)]
+        needs = " or ".join(scalars + (
+            ["sample features (feat.*, latent.*: the live Doctor records them from real= and fake=, where no warning says their probes were switched off)"]
+            if samples else []
+        ))
         # Rules whose signals were recorded but could not judge (too short a run; NaN after a blow-up
         # or logged too sparsely): that reason first, in this order, then what the others need.
         for reason, why in ((SkipReason.TOO_SHORT, "run too short to judge"), (SkipReason.UNDEFINED, "nothing finite or dense enough to judge")):

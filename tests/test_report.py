@@ -242,3 +242,16 @@ def test_skipped_rules_are_summed_up_by_reason_with_a_count_each():
     )
     assert summarise_skipped(skipped[:1]) == "1 superseded by a rule that reads the richer signals recorded here"
     assert summarise_skipped(()) == ""
+
+
+def test_a_mode_needing_scalars_and_sample_statistics_names_the_statistics_in_one_phrase() -> None:
+    # A console log's mode_collapse status listed each sample statistic with the live Doctor's
+    # schedule ("recorded once the feature checks have kept 512 real samples ..."), a dozen lines
+    # no log reader can act on; the scalars it lacks are still named one by one.
+    from gandoctor.findings import ModeState, ModeStatus, SkipReason
+
+    status = ModeStatus("mode_collapse", ModeState.NOT_CHECKED, missing=("feat.coverage_ratio", "grad_norm.g", "latent.drift", "loss.d"),
+                        reasons=(SkipReason.MISSING_SIGNALS,))
+    text = status.describe()
+    assert text.startswith("not checked: needs grad_norm.g") and "loss.d" in text
+    assert text.count("sample features (feat.*, latent.*") == 1 and "coverage_ratio" not in text and "512" not in text

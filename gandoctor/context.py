@@ -257,6 +257,20 @@ def inspect_training(
 
 #: ``values["d_loss_form"]`` when the Doctor tried D's loss against every known form and none fitted.
 D_LOSS_FORM_UNRECOGNISED = "unrecognised"
+#: The flag of a run whose D loss fits no known form and whose unit was not declared: the rules that
+#: read D's loss against a unit's floor or chance (GD102, GD106, GD207) skip it, and corroborations
+#: on a scaled threshold are dropped. Read as BCE, a least-squares loss towards -1/0 at 0.16 (near
+#: its chance, 0.25) was called D dominance at confidence 0.76 beside the note that its form was unknown.
+D_LOSS_UNIT_UNKNOWN = "d_loss_unit_unknown"
+
+
+def with_loss_unit_status(context: RunContext) -> RunContext:
+    """``context`` with :data:`D_LOSS_UNIT_UNKNOWN` where D's loss fits no known form and no unit
+    was declared (a critic's or an energy D's loss has none to know: their flags say so)."""
+    values = context.values
+    if values.get("d_loss_form") != D_LOSS_FORM_UNRECOGNISED or "d_loss_unit" in values or context.flags & {"critic", "energy_d"}:
+        return context
+    return context.merged(RunContext(frozenset({D_LOSS_UNIT_UNKNOWN})))
 
 #: Doctor steps with optimizer counts before D's steps per G step are read from their sums.
 _RATIO_STEPS = 20

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import engine, remedies
 from .config import Config, load_config
-from .context import RunContext
+from .context import RunContext, with_loss_unit_status
 from .endstate import summarise_samples
 from .lossunits import infer_d_loss_unit, starts_at_hinge_chance
 from .readers import ReadOptions, RunData, read_run
@@ -33,6 +33,7 @@ def diagnose(
 ) -> Report:
     """Evaluate the rules on the signals, rank remedies for the run: the one path used live and by the CLI."""
     mapped = mapped or {}
+    context = with_loss_unit_status(context)
     result = engine.evaluate(signals, rules, context, strict=strict)
     findings = remedies.rank(result.findings, rules, context, lambda finding: rates_at(signals, finding.onset_step))
     return Report(

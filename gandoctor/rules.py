@@ -411,7 +411,7 @@ def _rebind(c: Condition, params: Mapping[str, float]) -> Condition:
 
 #: Runs whose D loss has no unit a scaled threshold could be read in: a Wasserstein critic's
 #: estimate, an energy D's margin or reconstruction error.
-UNITLESS_D_LOSS = frozenset({"critic", "energy_d"})
+UNITLESS_D_LOSS = frozenset({"critic", "energy_d", "d_loss_unit_unknown"})
 
 
 def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = frozenset()) -> Rule:

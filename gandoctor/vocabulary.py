@@ -21,7 +21,7 @@ Kind = Literal["mode", "rule", "remedy"]
 
 # Flags the probes set themselves that are not a remedy's name: accepted in `uses` without a warning.
 OBSERVED_FLAGS: frozenset[str] = frozenset(
-    {"d_batchnorm", "g_batchnorm", "d_dropout", "ttur", "lr_d_above_lr_g", "weight_decay_d", "weight_decay_g", "multi_d_steps", "critic", "energy_d", "d_reversed", "hinge_loss", "d_spectral_norm"}
+    {"d_batchnorm", "g_batchnorm", "d_dropout", "ttur", "lr_d_above_lr_g", "weight_decay_d", "weight_decay_g", "multi_d_steps", "critic", "energy_d", "d_reversed", "hinge_loss", "d_spectral_norm", "d_loss_unit_unknown"}
 )
 
 

@@ -440,3 +440,42 @@ def test_a_hinge_loss_inside_its_margin_is_not_taken_for_a_critic():
     assert kind.pushes["linear"] >= 2  # linear as far as the gradients show
     assert doctor.context.values["d_loss_form"] == "hinge" and "critic" not in doctor.context.flags
     assert "hinge_loss" in doctor.context.flags  # at chance 2, not 1.39: GD207 stands down
+
+
+def _least_squares_towards_minus_one_and_zero(uses: dict[str, float] | None = None, steps: int = 400) -> Any:
+    """ChristophReich1996/Mode_Collapse's least-squares loss (reals towards -1, fakes towards 0,
+    halved) on 8 Gaussians: no known form explains it, and its chance level (0.25) sits under BCE's
+    floor (0.2) scaled by nothing."""
+    torch.manual_seed(0)
+    angles = torch.arange(8) * (2 * torch.pi / 8)
+    centres = torch.stack([angles.cos(), angles.sin()], 1) * 2
+    G = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 2))
+    D = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    with gandoctor.Doctor(G, D, opt_g, opt_d, uses=uses or {}, schedule=Schedule(budget=None)) as doctor:
+        for _ in range(steps):
+            real = centres[torch.randint(0, 8, (128,))] + 0.05 * torch.randn(128, 2)
+            fake = G(torch.randn(128, 4))
+            d_loss = 0.5 * (((D(real) + 1) ** 2).mean() + (D(fake.detach()) ** 2).mean())
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = 0.5 * ((D(fake) + 1) ** 2).mean()
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        return doctor.report()
+
+
+def test_a_d_loss_of_no_known_form_is_not_read_against_bce_s_floor_until_its_unit_is_declared():
+    report = _least_squares_towards_minus_one_and_zero()
+    assert report.context.values.get("d_loss_form") == "unrecognised" and "d_loss_unit_unknown" in report.context.flags
+    unit_rules = {"GD102", "GD106", "GD207"}
+    skipped = {s.rule for s in report.skipped_rules if s.rule in unit_rules}
+    assert skipped == unit_rules and not unit_rules & set(report.rules_checked_codes)
+    assert "discriminator_dominance" not in report.modes
+    declared = _least_squares_towards_minus_one_and_zero(uses={"d_loss_unit": 0.25})
+    assert "d_loss_unit_unknown" not in declared.context.flags
+    assert {"GD102", "GD106"} <= set(declared.rules_checked_codes)
+    assert not any(s.rule in unit_rules and "d_loss_unit_unknown" in s.missing for s in declared.skipped_rules)

@@ -482,6 +482,33 @@ def test_an_autoencoder_d_is_refused_with_the_way_to_read_it(caplog):
     assert "d.auc" in doctor.signals
 
 
+def test_an_autoencoder_d_returning_its_reconstruction_and_code_is_told_the_d_forward_that_works():
+    # znxlwm's EBGAN: D returns (reconstruction, code); the advice's ((D(x) - x) ** 2) failed on the tuple.
+    class EBGAND(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encode, self.decode = nn.Linear(8, 4), nn.Linear(4, 8)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            code = self.encode(x)
+            return self.decode(code), code
+
+    torch.manual_seed(0)
+    D = EBGAND()
+    real, fake = torch.randn(16, 8), torch.randn(16, 8) + 2
+    doctor = gandoctor.Doctor(nn.Linear(4, 8), D, schedule=Schedule(d_probe_every=1, flush_every=1))
+    doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
+    message = doctor.disabled_probes["d_probe"]
+    doctor.close()
+    assert "d_forward=lambda D, x, y: ((D(x)[0] - x) ** 2).flatten(1).mean(1)" in message
+    advised = lambda D, x, y: ((D(x)[0] - x) ** 2).flatten(1).mean(1)  # noqa: E731 - the message's code, as pasted
+    doctor = gandoctor.Doctor(nn.Linear(4, 8), D, d_output="energy", d_forward=advised,
+                              schedule=Schedule(d_probe_every=1, flush_every=1), strict=True)
+    doctor.step(d_loss=1.0, g_loss=1.0, real=real, fake=fake)
+    doctor.close()
+    assert "d.auc" in doctor.signals
+
+
 def test_negative_d_loss_marks_a_critic():
     G, D = make_models()
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1), strict=True)

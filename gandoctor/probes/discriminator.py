@@ -347,9 +347,13 @@ def scores(out: Any, x: torch.Tensor | None, custom_forward: bool = False) -> to
     and the rules on D's loss and outputs stand down."""
     first = d_output_tensor(out)
     if x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1:
+        # EBGAN's D returns (reconstruction, code): the advice reads the first output, as the probe did.
+        recon = "D(x)" if first is out else "D(x)[0]" if isinstance(out, (tuple, list)) else next(
+            (f"D(x)[{k!r}]" for k, v in out.items() if v is first), "D(x)"
+        )
         raise ProbeRefused(
             f"D returns an output shaped like its input {tuple(x.shape)} (an autoencoder D, as in BEGAN or "
-            "EBGAN): its mean is no score of realness; pass Doctor(d_forward=lambda D, x, y: ((D(x) - x) ** 2)"
+            f"EBGAN): its mean is no score of realness; pass Doctor(d_forward=lambda D, x, y: (({recon} - x) ** 2)"
             ".flatten(1).mean(1), d_output='energy') to read its reconstruction error (lower for reals)",
             established={"energy_d"},
         )

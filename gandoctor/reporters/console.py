@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..context import D_LOSS_FORM_UNRECOGNISED
+from ..context import D_LOSS_FORM_UNRECOGNISED, D_LOSS_UNIT_UNKNOWN
 from ..findings import Finding, ModeState
 from ..report import Report
 from ..rules import UNITLESS_D_LOSS
@@ -156,13 +156,14 @@ _FORM_NAMES = {
 
 def _loss_units(report: Report) -> str:
     """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
-    if report.context.flags & UNITLESS_D_LOSS:  # no unit to declare: the rules on D's loss skip such a D
+    if report.context.flags & UNITLESS_D_LOSS - {D_LOSS_UNIT_UNKNOWN}:  # no unit to declare: the rules on D's loss skip such a D
         return ""
     if report.context.values.get("d_loss_form") == D_LOSS_FORM_UNRECOGNISED and "d_loss_unit" not in report.context.values:
         return (
-            "D's loss matched none of the known forms (a penalty or auxiliary term, a D with two heads, a relativistic D?): "
-            "its thresholds are read as calibrated (BCE); for another unit declare it, e.g. --uses d_loss_unit=0.25 "
-            "(least squares towards 1/0) or Doctor(uses={'d_loss_unit': 0.25})"
+            "D's loss matched none of the known forms (a penalty or an auxiliary classifier's term added, a D with two heads, "
+            "a relativistic D?): the rules that read it against a unit's floor or chance (GD102, GD106, GD207) are not checked, "
+            "and D dominance rests on D's outputs; where it is a known form in other units, declare its unit, e.g. "
+            "--uses d_loss_unit=0.25 (least squares towards 1/0) or Doctor(uses={'d_loss_unit': 0.25})"
         )
     unit = report.context.values.get("d_loss_unit")
     if not isinstance(unit, (int, float)) or isinstance(unit, bool) or unit == 1:

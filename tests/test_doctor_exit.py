@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 
-from gandoctor import read_run
+import pytest
+
+from gandoctor import LogFormatError, read_run
 from gandoctor.cli import main
 from gandoctor.runlog import Ending
 
@@ -62,6 +64,14 @@ def test_a_script_that_stops_on_an_uncaught_exception_says_so_in_its_run_log(tmp
     main(["analyze", str(run)])
     out = capsys.readouterr().out
     assert "stopped on an uncaught RuntimeError" in " ".join(out.split("mode ")[0].split())  # in the verdict's panel
+    # A script that stops before its first doctor.step (infoGAN's G refusing its inputs): its log
+    # holds no step, and the error reading it says why.
+    early = crash.replace("    real, fake = torch.randn(16, 2), G(torch.randn(16, 2))",
+                          "    raise ValueError('expected input of size 74')")
+    proc = subprocess.run([sys.executable, "-c", early, str(tmp_path / "early")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    with pytest.raises(LogFormatError, match=r"no step records: the script stopped on an uncaught ValueError \(expected input of size 74\) before its first step"):
+        read_run(tmp_path / "early")
     # A script that ends normally without closing the doctor says nothing of the kind.
     ended = SCRIPT.replace("range(1000)", "range(20)")
     proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)

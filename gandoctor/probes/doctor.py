@@ -321,8 +321,9 @@ def _close_open_doctors() -> None:
     for doctor in list(_OPEN):
         with contextlib.suppress(Exception):
             if stopped is not None and _OPEN.get(doctor) != id(stopped) and (writer := _working_writer(doctor)) is not None:
+                when = f"after step {doctor._step}" if doctor._step >= 0 else "before its first step"
                 writer.write_stopped(doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
-                                     f"({stopped}) after step {doctor._step}: the run ends there, unfinished")
+                                     f"({stopped}) {when}: the run ends there, unfinished")
             doctor.close()
 
 

@@ -201,7 +201,8 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     if not state.saw_header:
         state.warnings.append(f"{log_path}: no header line; read the step records without the run's context")
     if not state.records:
-        raise LogFormatError(f"{log_path}: no step records (the run may have stopped before its first step)")
+        said = f": {state.stopped.message()}" if state.stopped is not None else " (the run may have stopped before its first step)"
+        raise LogFormatError(f"{log_path}: no step records{said}")
     ending = state.stopped or (RunEnd(Ending.CUT_SHORT, state.last_step) if state.promises_close and not state.closed else None)
     signals = state.signals or SignalLog(capacity=state.capacity)
     return RunData(

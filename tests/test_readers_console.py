@@ -158,13 +158,14 @@ def test_generic_key_value_lines(tmp_path):
     )
     data = read_run(path)
     d = data.signals.get("loss.d")
-    # Epoch [1/5], Step [100/600] -> 1 x 600 + 100; then step 30 goes back: continued after 700
-    # by the logging interval seen (10), with a warning.
-    assert d.steps.tolist() == [10, 20, 700, 710]
+    # Epoch [1/5], Step [100/600] -> the first epoch (printed from 1, as yunjey's tutorial prints
+    # epoch + 1), batch 100; then step 30 goes back: continued after 100 by the logging interval
+    # seen (10), with a warning.
+    assert d.steps.tolist() == [10, 20, 100, 110]
     assert d.nonfinite.tolist() == [0, 0, 0, 1]
     assert dict(data.mapped) == {"loss.d": "loss_D", "loss.g": "loss_G", "d_prob.real": "D(x)", "d_prob.fake": "D(G(z))"}
     assert "user.lr" in data.signals.names()
-    assert any("line 5: the step goes back from 700 to 30" in w for w in data.warnings)
+    assert any("line 5: the step goes back from 100 to 30" in w for w in data.warnings)
     assert any("1 lines matched no known log format" in w and "line 1" in w for w in data.warnings)
 
 
@@ -362,8 +363,9 @@ def test_three_public_scripts_printing_formats_are_read(tmp_path):
     assert "%|" not in stream.getvalue() and "loss_d=" in stream.getvalue()  # a bar without its drawing
 
     d = read_run(tmp_path / "zeleni.log").signals.get("loss.d")
-    # Its epochs count from 1 and its batches from 1 (printed i + 1): one epoch and one batch on.
-    assert d.steps.tolist() == [(e + 1) * BATCHES + i + 1 for e, i, *_ in logged]
+    # Its epochs count from 1 (a log whose first epoch is 1 counts from there) and its batches from
+    # 1 (printed i + 1): one batch on.
+    assert d.steps.tolist() == [e * BATCHES + i + 1 for e, i, *_ in logged]
     assert np.allclose(d.values, [x[2] for x in logged], atol=1e-7)
     data = read_run(tmp_path / "tensors.log")
     assert data.signals.get("loss.g").steps.tolist() == list(range(len(logged)))

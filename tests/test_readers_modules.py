@@ -149,3 +149,18 @@ def test_a_printed_batchnorm_g_stands_gd305_down_on_a_real_corpus_run(tmp_path):
     assert not [f for f in printed.findings if f.mode == "mode_collapse"]
     # the mode the oracle labels stays found
     assert "discriminator_dominance" in {f.mode for f in printed.findings}
+
+
+class EBGANDiscriminator(nn.Module):  # znxlwm's EBGAN D: a conv encoder, a transposed-conv decoder
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1), nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(64 * 8 * 8, 32), nn.Linear(32, 64 * 8 * 8))
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(64, 1, 4, 2, 1))
+
+
+def test_a_printed_d_that_decodes_is_an_autoencoder_d_whose_loss_the_floor_rules_do_not_read():
+    # EBGAN's console log was called D-dominated (GD106): its D's reconstruction error read against
+    # BCE's floor, where the live run, which establishes energy_d from D's outputs, read collapse.
+    assert "energy_d" in _read(str(Generator()) + "\n" + str(EBGANDiscriminator()) + "\n").context().flags
+    assert "energy_d" not in _read(str(Generator()) + "\n" + str(Discriminator()) + "\n").context().flags  # G's are G's

@@ -185,6 +185,9 @@ class StepClock:
         self._raw_last: float | None = None
         self._gap = 0  # smallest positive raw increment seen: the logging interval
         self._epoch: float | None = None
+        # Epochs printed from 1 (``epoch + 1``: znxlwm's and Zeleni9's scripts): a log whose first epoch
+        # is 1 counts from there, so its first iterations are steps 0.., not one epoch late.
+        self._first_epoch: int | None = None
         self.backwards = 0
         self.rows = 0  # steps given out in row order, for want of a position on the line
         self.placed = 0  # steps given out from a position the log gave
@@ -214,6 +217,10 @@ class StepClock:
         return self.last
 
     def epoch_batch(self, epoch: int, batch: int, per_epoch: int | None, where: str) -> int:
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        if self._first_epoch == 1:
+            epoch -= 1
         if per_epoch is not None and per_epoch > 0 and epoch * per_epoch + batch < MAX_STEP:
             return self.step(epoch * per_epoch + batch, where)
         if self._epoch is not None and epoch != self._epoch and self._raw_last is not None and batch <= self._raw_last:

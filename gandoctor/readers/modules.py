@@ -4,7 +4,9 @@ pytorch/examples' DCGAN, the PyTorch DCGAN tutorial and many other scripts print
 before training. A module's repr names the class of every layer, so a console log can say what
 a live Doctor reads from the modules themselves (:func:`gandoctor.context.inspect_training`):
 BatchNorm in G (``g_batchnorm``, on which GD305 and GD601 stand down), BatchNorm, dropout and
-spectral norm in D (remedies the run already uses are not offered again). The text is only
+spectral norm in D (remedies the run already uses are not offered again), and a D that decodes
+(transposed convolutions, upsampling: an autoencoder D, ``energy_d``, whose loss is a
+reconstruction error the loss-floor rules do not read). The text is only
 matched line by line: nothing in it is imported or executed.
 
 A repr starts at the beginning of a line with the model's class, ``Generator(``, or a label
@@ -34,6 +36,10 @@ _D = re.compile(r"Disc|Critic|(?:^|[^a-zA-Z])(?:disc|critic)|^_?net_?[dD]\b|^[dD
 # A capital G or D closing a class name after a lower-case letter, digit or underscore: ConvG, DCGAN_D (not VGG).
 _G_SUFFIX = re.compile(r"[a-z0-9_]G$")
 _D_SUFFIX = re.compile(r"[a-z0-9_]D$")
+
+
+#: Layers that enlarge their input: in a D, a decoder's (an autoencoder D). No classifier D has them.
+DECODER_LAYERS = frozenset({"ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle"})
 
 
 @dataclass(frozen=True)
@@ -118,4 +124,8 @@ class ModelReprs:
                     flags.add("d_dropout")
                 if any(spectral_norm_class(c) for c in model.layers):  # parametrizations' SpectralNorm, a wrapper, SNConv2d
                     flags.add("d_spectral_norm")
+                if any(c in DECODER_LAYERS for c in model.layers):
+                    # A D that upsamples decodes: an autoencoder D (BEGAN, EBGAN), whose loss is a
+                    # reconstruction error, as a live Doctor establishes from D's outputs (energy_d).
+                    flags.add("energy_d")
         return RunContext(frozenset(flags), values)

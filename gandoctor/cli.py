@@ -260,7 +260,7 @@ def _run_many(args: argparse.Namespace, one, out: Console, err: Console) -> int:
         # verdict never wraps, so a narrow terminal still shows it whole on the run's line.
         table.add_column("run", overflow="fold")
         table.add_column("verdict", no_wrap=True)
-        table.add_column("modes")
+        table.add_column("modes", overflow="fold")
         for label, (_, verdict, modes) in zip(_run_labels([row[0] for row in rows]), rows):
             table.add_row(escape(label), escape(verdict), escape(modes))
         out.print(table)

@@ -412,3 +412,18 @@ def test_a_log_cut_short_says_where_its_newest_run_stood(tmp_path):
     old.write_text(json.dumps({"type": "header", "schema": SCHEMA, "version": VERSION, "capacity": 64, "context": {}}) + "\n"
                    + json.dumps({"type": "step", "step": 0, "s": {"loss.d": 1.0}}) + "\n")
     assert read_run(old).ending is None
+
+
+def test_a_run_log_in_a_folder_below_the_one_named_is_found(tmp_path):
+    # Doctor(log_dir="runs/exp1/gandoctor") beside a script's checkpoints and plots: `analyze runs/exp1`
+    # said "not a log gandoctor can read"; a folder of such runs stands for each of them.
+    from gandoctor.readers import expand_runs
+
+    write_run(tmp_path / "runs" / "exp1" / "gandoctor", n=30)
+    (tmp_path / "runs" / "exp1" / "plots").mkdir()
+    assert read_run(tmp_path / "runs" / "exp1").records == 30
+    write_run(tmp_path / "runs" / "exp2" / "gandoctor", n=20)
+    assert expand_runs([tmp_path / "runs"]) == [tmp_path / "runs" / "exp1" / "gandoctor", tmp_path / "runs" / "exp2" / "gandoctor"]
+    with pytest.raises(LogFormatError):  # two runs below it: one of them must be named (the CLI names each)
+        read_run(tmp_path / "runs")
+    assert expand_runs([tmp_path / "runs" / "exp1" / "gandoctor"]) == [tmp_path / "runs" / "exp1" / "gandoctor"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,38 @@ _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 MAX_REPORTED = 20
 
 
+def _log_in(folder: Path) -> Path | None:
+    for name in (LOG_NAME, LOG_NAME + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def find_run_logs(path: Path, depth: int = 3, max_dirs: int = 2_000) -> list[Path]:
+    """Folders at most ``depth`` levels under ``path`` that hold a run log (``Doctor(log_dir=
+    "runs/exp1/gandoctor")`` beside a script's checkpoints and plots: ``analyze runs/exp1`` reads it)."""
+    found: list[Path] = []
+    base = len(path.parts)
+    for seen, (root, dirs, _files) in enumerate(os.walk(path), start=1):
+        dirs.sort()
+        if seen > max_dirs:
+            break
+        folder = Path(root)
+        if _log_in(folder) is not None:
+            found.append(folder)
+            dirs[:] = []
+        elif len(folder.parts) - base >= depth:
+            dirs[:] = []
+    return found
+
+
 def _find_log(path: Path) -> Path | None:
     if path.is_dir():
-        for name in (LOG_NAME, LOG_NAME + ".gz"):
-            if (path / name).is_file():
-                return path / name
-        return None
+        own = _log_in(path)
+        if own is not None:
+            return own
+        below = find_run_logs(path)
+        return _log_in(below[0]) if len(below) == 1 else None  # several: expand_runs names each
     return path
 
 

@@ -220,8 +220,10 @@ class DoctorCallback(Callback):
     # -- end -----------------------------------------------------------------------------
     def _close(self) -> None:
         if self.doctor is not None:
-            self._final = self.doctor.report()
+            # close() first: on_fit_end runs on every rank, so under DDP the last measurements and
+            # flush (collectives) happen there; a report() before it lacks the run's last stretch.
             self.doctor.close()
+            self._final = self.doctor.report()
             self.doctor = None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -645,6 +645,8 @@ class Doctor(_ClosedOnExit):
             source = str(self._writer.path) if self._writer else ""
             signals = with_pending(self.signals, _host_records(self._pending)) if self._reducer.active else self.signals
             warnings, alerts = (*self._disabled.values(), *self._notes.values()), alerts_of(self._live.markers if self._live else ())
+            if self._reducer.active and not self._closed:
+                warnings = (*warnings, _PARTIAL_UNDER_DDP.format(step=self._step))
             return diagnose(signals, rules, self._context, source=source, warnings=warnings, strict=self.strict, alerts=alerts)
         except Exception as exc:
             if self.strict:
@@ -667,6 +669,14 @@ class Doctor(_ClosedOnExit):
         if self._writer is not None:
             self._guard("writer", self._writer.close)
         self._closed = True
+
+
+#: Said by report() before close() under DDP, where the last measurements wait for close() (they
+#: reduce across ranks, and report() may run on one rank alone).
+_PARTIAL_UNDER_DDP = (
+    "under DDP, report() before close() leaves out the sample measurements since the last check before step {step} "
+    "(they are reduced across the ranks at close()): call doctor.close() on every rank, then doctor.report(), for the run's end"
+)
 
 
 def _pend(pending: list[_Pending], step: int, values: Mapping[str, Any]) -> None:

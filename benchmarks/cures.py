@@ -50,6 +50,8 @@ Change = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 def _slow_down(c: dict[str, Any], fast: str, slow: str) -> dict[str, Any] | None:
     ratio = c[fast] / c[slow]
+    if ratio > 10 and c[fast] > 0.05:  # "... far above the rates GANs train at: bring <fast> down to <slow's>"
+        return {fast: c[slow]}
     if ratio > 10:  # "... cannot keep up at all: try both at <fast's>"
         return {slow: c[fast]}
     if ratio > 2:  # "fast's lr is Nx slow's: try fast <slow's> / slow <fast's>"

@@ -163,7 +163,11 @@ def test_learning_rate_numbers_come_from_the_context(builtin):
     assert r.score < top.score
     # far apart: swapping would stall the other network; the slow one is brought up instead
     f = ranked(builtin, "GD101", values={"lr_d": 2e-3, "lr_g": 1e-5})
-    assert "D's lr 0.002 is 200x G's 1e-05, so slow that G cannot keep up at all: try both at 0.002" in f.remedies[0].reason
+    assert "D's lr 0.002 is 200x G's 1e-05, G so slow it cannot keep up at all: try both at 0.002" in f.remedies[0].reason
+    # ... unless the fast one is far above any rate GANs train at (D's lr 5 beside G's 2e-4): it comes down
+    f = ranked(builtin, "GD101", values={"lr_d": 5.0, "lr_g": 2e-4})
+    assert "far above the rates GANs train at: bring D's down to 0.0002" in f.remedies[0].reason
+    assert "try both at 5" not in f.remedies[0].reason
     # 10x to float rounding, either side (a rate read back from the optimizer may be an ulp off):
     # 10x, not the 2-10x advice that swapped the rates nor none at all
     for lr_g in (2e-4, math.nextafter(2e-4, 1.0), math.nextafter(2e-4, 0.0)):

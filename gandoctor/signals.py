@@ -418,19 +418,20 @@ ALIASES: Mapping[str, str] = {
         "loss.d_fake",
     ),
     **dict.fromkeys(
-        ["d_x", "dx", "d(x)", "d_real", "d_out_real", "d_prob_real", "d_prob.real", "d_real_prob", "d/real", "prob/real", "d(x)_mean"],
+        ["d_x", "dx", "d(x)", "d_real", "d_prob_real", "d_prob.real", "d_real_prob", "d/real", "prob/real", "d(x)_mean"],
         "d_prob.real",
     ),
     **dict.fromkeys(
         [
-            "d_g_z", "dgz", "d(g(z))", "d_g_z1", "d_fake", "d_out_fake", "d_prob_fake", "d_prob.fake", "d_fake_prob",
+            "d_g_z", "dgz", "d(g(z))", "d_g_z1", "d_fake", "d_prob_fake", "d_prob.fake", "d_fake_prob",
             "d/fake", "prob/fake", "d(g(z))_1", "d(g(z))_before",
         ],
         "d_prob.fake",
     ),
-    # StyleGAN2-ADA / StyleGAN3 log D's mean logits as Loss/scores/real and Loss/scores/fake.
-    "loss/scores/real": "d_out.real",
-    "loss/scores/fake": "d_out.fake",
+    # StyleGAN2-ADA / StyleGAN3 log D's mean logits as Loss/scores/real and Loss/scores/fake; D's raw
+    # output is gandoctor's d_out (``d_out_real``, its own name, was once read as a probability).
+    **dict.fromkeys(["loss/scores/real", "d_out_real", "d_out/real"], "d_out.real"),
+    **dict.fromkeys(["loss/scores/fake", "d_out_fake", "d_out/fake"], "d_out.fake"),
     # Learning rates (a schedule's, logged per step): what a finding's remedies quote at its onset.
     **dict.fromkeys(["lr_d", "d_lr", "lr/d", "lr_disc", "disc_lr", "lr/discriminator", "lr_discriminator", "opt.lr_d"], "opt.lr_d"),
     **dict.fromkeys(["lr_g", "g_lr", "lr/g", "lr_gen", "gen_lr", "lr/generator", "lr_generator", "opt.lr_g"], "opt.lr_g"),

@@ -692,3 +692,37 @@ def test_step_names_the_step_of_console_lines_and_gandoctor_s_own_lines_are_no_r
     assert not any("goes back" in w for w in default.warnings)
     by_epoch = read_run(path, options=ReadOptions(step="epoch"))
     assert by_epoch.signals.get("loss.d").steps.tolist() == [s // 10 for s in range(40)]
+
+
+def test_g_s_counter_is_the_step_and_d_s_beside_it_or_over_the_run_is_no_inner_loop(tmp_path):
+    # heykeetae's SAGAN prints 'G_step [10/500], D_step[10/500], d_out_real: ...': D's counter was
+    # taken for an inner loop's, every line held for a G line that never came, and the log read as one
+    # record ('steps 0..0'); --step G_step was ignored too.
+    stream = io.StringIO()
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, *_):
+        step = epoch * batches + i + 1
+        print(f"Elapsed [0:00:0{step % 10}.96], G_step [{step}/{epochs * batches}], D_step[{step}/{epochs * batches}], "
+              f"d_loss: {errD:.4f},  g_loss: {errG:.4f}, d_out_real: {D_x:.4f}", file=stream)
+
+    logged = _tiny_gan_loop(line)
+    path = tmp_path / "sagan.log"
+    path.write_text(stream.getvalue())
+    steps = list(range(1, len(logged) + 1))
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == steps
+    assert data.signals.get("loss.d").values.tolist() == pytest.approx([row[2] for row in logged], abs=1e-4)
+    assert data.signals.get("d_out.real").values.tolist() == pytest.approx([row[4] for row in logged], abs=1e-4)  # D's raw output
+    assert read_run(path, options=ReadOptions(step="G_step")).signals.get("loss.g").steps.tolist() == steps
+    # D's counter alone, over the run's length, counts the run's steps.
+    (tmp_path / "d_only.log").write_text(stream.getvalue().replace("G_step", "Gen"))
+    assert read_run(tmp_path / "d_only.log").signals.get("loss.d").steps.tolist() == steps
+
+
+def test_d_s_inner_lines_with_no_g_line_between_are_not_merged_into_one_record(tmp_path):
+    # A D loop printed without G's line: each pass of the loop (its counter begins again) is a record.
+    lines = [f"Discriminator iteration: {k}/3, d_loss: {0.5 + g / 100 + k / 1000:.4f}" for g in range(20) for k in range(3)]
+    path = tmp_path / "train.log"
+    path.write_text("\n".join(lines) + "\n")
+    d = read_run(path).signals.get("loss.d")
+    assert len(d) == 20 and d.values.tolist() == pytest.approx([0.5 + g / 100 + 0.002 for g in range(20)])  # each pass's last

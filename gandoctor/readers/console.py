@@ -94,8 +94,13 @@ EPOCH_BRACKETS = re.compile(r"\bepoch\s*:?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*
 #: D's inner loop counter (``Discriminator iteration: 2/5``, ``critic iter 3/5``; Zeleni9's WGAN-GP prints
 #: one line per critic step before G's ``Generator iteration: 10/4000``): not the run's step.
 INNER_POSITION = re.compile(
-    r"\b(?:discriminator|disc|critic|d)[ _]?(?:iteration|iter|step)s?\s*[:=]?\s*\[?\s*\d+\s*/\s*\d+\s*\]?,?", re.IGNORECASE
+    r"\b(?:discriminator|disc|critic|d)[ _]?(?:iteration|iter|step)s?\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?,?", re.IGNORECASE
 )
+#: The most iterations a D loop inside one G step is taken to print (n_critic is 5 in WGAN-GP's and
+#: most scripts): a D counter with a larger total counts the run's steps (SAGAN's ``D_step[10/500]``).
+INNER_MAX = 10
+#: G's counter, the run's step (SAGAN: ``G_step [10/500], D_step[10/500], d_out_real: ...``).
+G_POSITION = re.compile(r"\b(?:generator|gen|g)[ _]?(?:iteration|iter|step)s?\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?", re.IGNORECASE)
 BARE_POSITION = re.compile(r"\b(step|global_step|iter|iteration|epoch|batch)\s+(\d+)\b(?!\s*/|\.\d|\s*=)", re.IGNORECASE)
 SNIFF_BYTES = 1 << 16
 
@@ -220,11 +225,18 @@ class _Parser:
         self.unread_names: dict[str, int] = {}
         # Values printed on D's inner steps, held for the next line that gives the run's step.
         self._inner: list[tuple[str, str]] = []
-        step_name = read_options.get().step  # --step NAME: the name whose value is the step
-        self._user_step = alias_key(step_name) if step_name else None
+        self._inner_at = -1  # D's inner counter on the last of those lines
+        # --step NAME: the number after NAME on a line is its step (``G_step [10/500]``, ``it: 30``, ``Epoch 19``).
+        step_name = read_options.get().step
+        self._user_step = re.compile(r"(?<![\w.])" + re.escape(step_name) + r"\s*[:=]?\s*\[?\s*(\d+)", re.IGNORECASE) if step_name else None
+        self._forced: int | None = None  # the line's step by --step
 
     def parse(self, text: str, where: str) -> bool:
         """Record the values of one line (or one \\r part); False if it matched no format."""
+        self._forced = None
+        if self._user_step is not None and (named := self._user_step.search(text)) is not None:
+            self._forced = int(named.group(1))
+            text = text[: named.start()] + " " + text[named.end() :]
         m = PYTORCH_GAN.search(text)
         if m:
             return self._emit_at(int(m.group(1)), int(m.group(3)), int(m.group(4)), _bracket_pairs(m.group(5)), where, ())
@@ -235,7 +247,16 @@ class _Parser:
             pairs = _pairs(m.group(5), self._known)
             return self._emit_at(int(m.group(1)), int(m.group(3)), int(m.group(4)), pairs, where, ("iteration", "global_step", "step"))
         text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
-        text, inner = INNER_POSITION.subn(" ", text)
+        text, g_counter = G_POSITION.subn(r" step \1/\2 ", text)
+        inner: int | None = None  # D's inner counter on the line, where it has one
+        for m in list(INNER_POSITION.finditer(text))[::-1]:  # D's own counter: an inner loop's, or the run's step
+            if g_counter:  # beside G's, which gives the step
+                said = " "
+            elif int(m.group(2)) <= INNER_MAX:
+                said, inner = " ", int(m.group(1))
+            else:
+                said = f" step {m.group(1)}/{m.group(2)} "
+            text = text[: m.start()] + said + text[m.end() :]
         text = RICH_BAR.sub(lambda m: f" batch {m.group(1)}/{m.group(2)} ", text)
         pairs = [(k, v) for k, v in _pairs(text, self._known) if not _not_a_value(k)]
         positions = {_position_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
@@ -268,22 +289,24 @@ class _Parser:
             for key in dict.fromkeys(k for k, _ in values if alias_key(k).rsplit("_", 1)[-1] not in _POSITION_WORDS):
                 self.unread_names[key] = self.unread_names.get(key, 0) + 1
             return False
-        if self._user_step is not None:
-            given, _ = self._given_step(pairs, ())  # looked up among every pair: --step epoch names a position word
-            if given is not None:
-                rest = [(k, v) for k, v in values if alias_key(k) != self._user_step]
-                return self._emit(None, given, None, rest, where, any_name=False)
-        if epoch is None and batch is None and inner:
+        if self._forced is not None:
+            return self._emit(None, self._forced, None, values, where, any_name=False)
+        if epoch is None and batch is None and inner is not None:
+            if self._inner and inner <= self._inner_at:  # D's loop began again with no G line between: no inner loop of one
+                self._emit(None, None, None, [], where, any_name=False)
             self._inner += values  # D's step of the G step whose line follows: its values join that record
+            self._inner_at = inner
             return True
         if epoch is None and batch is None and self._context is not None:
             epoch, batch, per_epoch = self._context_for(values)
         return self._emit(epoch, batch, per_epoch, values, where, any_name=False)
 
     def _given_step(self, pairs: list[tuple[str, str]], counters: tuple[str, ...]) -> tuple[int | None, list[tuple[str, str]]]:
-        """The step a line names itself, and its other pairs: the user's ``--step`` name first, then
-        ``counters`` (names of a global counter)."""
-        for wanted in (*((self._user_step,) if self._user_step else ()), *counters):
+        """The step a line names itself (``--step``'s, else one of ``counters``: names of a global
+        counter), and its other pairs."""
+        if self._forced is not None:
+            return self._forced, pairs
+        for wanted in counters:
             for i, (key, raw) in enumerate(pairs):
                 if alias_key(key) == wanted and (n := number(raw)) is not None and math.isfinite(n) and 0 <= n < MAX_STEP:
                     return int(n), pairs[:i] + pairs[i + 1 :]
@@ -352,6 +375,7 @@ class _Parser:
         self.matched += 1
 
     def finish(self) -> None:
+        self._forced = None
         if self._inner:  # D's steps after G's last: a record in row order
             self._emit(None, None, None, [], "the end", any_name=False)
         if self._held is not None:
@@ -367,7 +391,7 @@ def _unread_names_hint(names: dict[str, int], records: int) -> str:
     names seen on the most lines, and the --map that reads them (printed on at least a tenth as
     many lines as the records read, so a stray line's names are not offered)."""
     common = sorted(
-        (n for n, count in names.items() if count >= max(5, records // 10) and _IDENTIFIER.fullmatch(n)), key=lambda n: -names[n]
+        (n for n, count in names.items() if count >= max(10, records // 10) and _IDENTIFIER.fullmatch(n)), key=lambda n: -names[n]
     )[:4]
     if not records or not common:
         return ""

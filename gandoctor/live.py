@@ -112,6 +112,13 @@ def stop_modes(stop_on: Iterable[str]) -> frozenset[str]:
     return frozenset(MODES) if "any" in names else frozenset(names)
 
 
+def _main_rank() -> bool:
+    """Whether this process is rank 0 of a process group, or not in one."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
 def _callbacks(on_finding: FindingCallback | Sequence[FindingCallback]) -> list[FindingCallback]:
     found = [on_finding] if callable(on_finding) else list(on_finding)
     for cb in found:
@@ -291,10 +298,13 @@ class LiveMonitor:
         new = [f for f in report.findings if (f.mode, f.rule) not in self.reported]
         for finding in new:
             self.reported[(finding.mode, finding.rule)] = finding
-            logger.warning("%s", headline(finding, step))
         if new:
             self._mark(report, new, step)
-            self.should_stop = self.should_stop or any(f.mode in self.stop_on for f in new)
+            self.should_stop = self.should_stop or any(f.mode in self.stop_on for f in new)  # every rank stops
+        if not _main_rank():  # under DDP the ranks hold the same reduced values: rank 0 alone speaks, as it alone writes the log
+            return report
+        for finding in new:
+            logger.warning("%s", headline(finding, step))
         for finding in new:
             for name, callback in zip(self._callback_names, self.callbacks):
                 doctor._guard(name, partial(callback, finding))

@@ -335,3 +335,20 @@ def test_rules_about_the_state_a_run_ended_in_are_left_to_the_finished_run():
     codes = {r.code for r in live._rules.rules}
     assert "GD307" not in codes and "GD302" in codes
     doctor.close()
+
+
+def test_under_ddp_only_rank_0_alerts_and_every_rank_stops(monkeypatch, caplog):
+    # Two ranks hold the same reduced values: each logged the alert and called on_finding and the
+    # sinks, so a webhook posted twice. Rank 0 alone speaks now, as it alone writes the run log.
+    import gandoctor.live as live
+
+    monkeypatch.setattr(live, "_main_rank", lambda: False)  # this process as rank 1
+    found: list[Finding] = []
+    sink = Recorder()
+    kwargs = {"schedule": Schedule(flush_every=FLUSH), "on_finding": found.append, "alerts": [sink], "stop_on": ("exploding_gradients",)}
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        doctor, ran, _ = train(300, kwargs, blow_up_at=BLOW_UP_AT)
+    assert doctor.should_stop and ran == BLOW_UP_AT + FLUSH  # it stops with rank 0
+    assert not found and not sink.findings and not sink.checks
+    assert not [r for r in caplog.records if "exploding_gradients" in r.getMessage()]
+    doctor.close()

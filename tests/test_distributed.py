@@ -24,7 +24,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gandoctor import SignalLog, read_run
+from gandoctor import ProbeRefused, SignalLog, read_run
 from gandoctor.demo import RECIPES, mlp, ring_of_gaussians
 from gandoctor.diagnose import analyze
 from gandoctor.probes import Doctor, Schedule
@@ -229,6 +229,30 @@ def test_last_flush_of_an_interpreter_dying_of_an_exception_runs_no_collective(m
     monkeypatch.setattr(sys, "last_value", RuntimeError("the training failed"), raising=False)
     records = [(0, {"loss.d": 1.0})]
     assert reducer.reduce(records, final=True) == records and not reducer.active
+
+
+def test_a_doctor_made_on_one_rank_alone_says_to_make_one_on_every_rank(monkeypatch: pytest.MonkeyPatch):
+    # It waited for the others' Doctors until the store timed out, then reported "probe 'ranks' failed
+    # ...: DistStoreError: wait timeout ..." with a traceback.
+    def no_other_rank(**_: Any) -> None:
+        raise RuntimeError("wait timeout after 60000ms, keys: /default_pg/0//1//cpu//0/1")
+
+    for name, value in (("is_available", lambda: True), ("is_initialized", lambda: True), ("get_world_size", lambda: 2),
+                        ("get_rank", lambda: 0), ("new_group", no_other_rank)):
+        monkeypatch.setattr(dist, name, value)
+    failures: list[BaseException] = []
+
+    def guard(name: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - as the Doctor's fault containment does
+            failures.append(exc)
+            return None
+
+    reducer = RankReducer(TIMEOUT, guard, lambda name, exc: None)
+    assert not reducer.active
+    (refused,) = failures
+    assert isinstance(refused, ProbeRefused) and "make the Doctor on every rank" in str(refused)
 
 
 # -- two real ranks ---------------------------------------------------------------------------

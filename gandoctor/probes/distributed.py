@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..errors import ProbeRefused
 from ..runlog import round_value
 from ..signals import SignalLog
 
@@ -137,6 +138,18 @@ def _digest(layout: Layout) -> int:
     return int.from_bytes(hashlib.blake2b(repr(layout).encode(), digest_size=8).digest(), "big") >> 2
 
 
+def _side_group(timeout: float) -> Any:
+    """The gloo group the ranks' Doctors reduce over; every rank's Doctor joins it when made."""
+    try:
+        return torch.distributed.new_group(backend="gloo", timeout=timedelta(seconds=timeout))
+    except Exception as exc:  # a Doctor made on rank 0 alone waited for the others' until the store timed out
+        raise ProbeRefused(
+            f"the other ranks made no Doctor to combine records with ({type(exc).__name__}: {str(exc)[:120]}): make the Doctor "
+            "on every rank, at the same point (rank 0 alone writes the run log), or pass Schedule(rank_timeout=0) to "
+            "record this rank alone; from here on this rank records its own values"
+        ) from exc
+
+
 class RankReducer:
     """Reduces one flush's records across the ranks (module docstring); passes them through
     outside torch.distributed, with one rank, with ``timeout`` 0, or once switched off.
@@ -153,7 +166,7 @@ class RankReducer:
         if timeout > 0 and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
             # A collective every rank enters here; the timeout bounds every later one on this group.
-            self.group = guard(NAME, lambda: dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)))
+            self.group = guard(NAME, lambda: _side_group(timeout))
 
     @property
     def active(self) -> bool:

@@ -28,8 +28,9 @@ d_loss=0.31, g_loss=2.1]``, is a record at epoch 3, batch 422 of 938):
 - values printed before their names, grouped under a network's letter (devnag's 1-D GAN:
   ``D (0.69 real_err, 0.70 fake_err) G (0.69 err)``).
 
-A line under D's own counter (``Discriminator iteration: 2/5``, one per critic step) is no
-position: its values join the record of the next line that gives the run's step (G's).
+A line under D's own counter of at most 10 (``Discriminator iteration: 2/5``, one per critic step)
+is no position: its values join the record of the next line that gives the run's step (G's, which
+``G_step [10/500]`` gives too); a D counter over more steps counts the run's.
 
 Step = epoch x batches per epoch + batch (the ``/B`` total when printed), else the line order.
 Lines that match nothing are skipped and counted.

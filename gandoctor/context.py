@@ -262,13 +262,16 @@ D_LOSS_FORM_UNRECOGNISED = "unrecognised"
 #: on a scaled threshold are dropped. Read as BCE, a least-squares loss towards -1/0 at 0.16 (near
 #: its chance, 0.25) was called D dominance at confidence 0.76 beside the note that its form was unknown.
 D_LOSS_UNIT_UNKNOWN = "d_loss_unit_unknown"
+#: Runs whose D loss has no unit to know: a Wasserstein critic's estimate, an energy D's margin or
+#: reconstruction error.
+NO_LOSS_UNIT: frozenset[str] = frozenset({"critic", "energy_d"})
 
 
 def with_loss_unit_status(context: RunContext) -> RunContext:
     """``context`` with :data:`D_LOSS_UNIT_UNKNOWN` where D's loss fits no known form and no unit
     was declared (a critic's or an energy D's loss has none to know: their flags say so)."""
     values = context.values
-    if values.get("d_loss_form") != D_LOSS_FORM_UNRECOGNISED or "d_loss_unit" in values or context.flags & {"critic", "energy_d"}:
+    if values.get("d_loss_form") != D_LOSS_FORM_UNRECOGNISED or "d_loss_unit" in values or context.flags & NO_LOSS_UNIT:
         return context
     return context.merged(RunContext(frozenset({D_LOSS_UNIT_UNKNOWN})))
 

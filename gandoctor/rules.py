@@ -21,6 +21,7 @@ from ._toml import read_toml
 from ._validate import expect as _expect
 from ._validate import unknown_keys as _unknown_keys
 from ._validate import where as _where
+from .context import D_LOSS_UNIT_UNKNOWN, NO_LOSS_UNIT
 from .derived import DERIVED
 from .errors import RuleError
 from .findings import MODES
@@ -410,8 +411,9 @@ def _rebind(c: Condition, params: Mapping[str, float]) -> Condition:
 
 
 #: Runs whose D loss has no unit a scaled threshold could be read in: a Wasserstein critic's
-#: estimate, an energy D's margin or reconstruction error.
-UNITLESS_D_LOSS = frozenset({"critic", "energy_d", "d_loss_unit_unknown"})
+#: estimate, an energy D's margin or reconstruction error, and a loss of no known form whose unit
+#: was not declared.
+UNITLESS_D_LOSS = NO_LOSS_UNIT | {D_LOSS_UNIT_UNKNOWN}
 
 
 def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = frozenset()) -> Rule:

@@ -15,10 +15,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..context import D_LOSS_FORM_UNRECOGNISED, D_LOSS_UNIT_UNKNOWN
+from ..context import D_LOSS_FORM_UNRECOGNISED, NO_LOSS_UNIT
 from ..findings import Finding, ModeState
 from ..report import Report
-from ..rules import UNITLESS_D_LOSS
 from ._modes import ending_note, failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
 
 _BARS = "▁▂▃▄▅▆▇█"
@@ -156,7 +155,7 @@ _FORM_NAMES = {
 
 def _loss_units(report: Report) -> str:
     """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
-    if report.context.flags & UNITLESS_D_LOSS - {D_LOSS_UNIT_UNKNOWN}:  # no unit to declare: the rules on D's loss skip such a D
+    if report.context.flags & NO_LOSS_UNIT:  # no unit to declare: the rules on D's loss skip such a D
         return ""
     if report.context.values.get("d_loss_form") == D_LOSS_FORM_UNRECOGNISED and "d_loss_unit" not in report.context.values:
         return (

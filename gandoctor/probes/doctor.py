@@ -108,17 +108,20 @@ class _Batches:
                 real = real.to(device=fake.device, dtype=fake.dtype)  # NumPy's float64 on the host, beside G's samples
         if not isinstance(real, torch.Tensor) or real.dim() == 0:
             return real, fake, False
-        if isinstance(fake, torch.Tensor) and fake.dim() >= 1 and math.prod(real.shape[1:]) != math.prod(fake.shape[1:]):
-            if not self.shapes_said:  # devnag's 1-D GAN: real (1, 500), fake (500, 1)
-                self.shapes_said = True
-                self.warn(
-                    f"real= holds {math.prod(real.shape[1:])} values a sample (shape {tuple(real.shape)}) and fake= {math.prod(fake.shape[1:])} "
-                    f"(shape {tuple(fake.shape)}): the probes read the first dimension as the batch; pass both as "
-                    "(batch, ...) of one sample's size (500 scalars are (500, 1)), or the probes that read samples "
-                    "(D probe, features, sample statistics) skip the steps that pass them so"
-                )
-            return None, None, False
-        if self.sample_shape is None or (isinstance(fake, torch.Tensor) and fake.shape[1:] != real.shape[1:]):
+        # One shape comparison a step; sizes are compared only where the shapes differ.
+        if isinstance(fake, torch.Tensor) and fake.dim() >= 1 and fake.shape[1:] != real.shape[1:]:
+            if math.prod(real.shape[1:]) != math.prod(fake.shape[1:]):
+                if not self.shapes_said:  # devnag's 1-D GAN: real (1, 500), fake (500, 1)
+                    self.shapes_said = True
+                    self.warn(
+                        f"real= holds {math.prod(real.shape[1:])} values a sample (shape {tuple(real.shape)}) and fake= {math.prod(fake.shape[1:])} "
+                        f"(shape {tuple(fake.shape)}): the probes read the first dimension as the batch; pass both as "
+                        "(batch, ...) of one sample's size (500 scalars are (500, 1)), or the probes that read samples "
+                        "(D probe, features, sample statistics) skip the steps that pass them so"
+                    )
+                return None, None, False
+            self._settle_shape(real, fake)
+        elif self.sample_shape is None:
             self._settle_shape(real, fake)
         self.largest = max(self.largest, int(real.shape[0]))
         return real, fake, 2 * int(real.shape[0]) < self.largest
@@ -129,7 +132,7 @@ class _Batches:
         28, 28) was compared as it came: the features pooled the images and projected the flat rows,
         so real digits passed flat read as far from the data and a collapse went unseen."""
         shape = tuple(real.shape[1:])
-        if isinstance(fake, torch.Tensor) and fake.shape[1:] != real.shape[1:]:
+        if isinstance(fake, torch.Tensor) and fake.dim() >= 1 and fake.shape[1:] != real.shape[1:]:
             shape = max(shape, tuple(fake.shape[1:]), key=len)
             if not self.reshaped_said:
                 self.reshaped_said = True

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..runlog import LOG_NAME, SCHEMA, VERSION, Ending, HealthyMarker, RunEnd
+from ..runlog.format import CLOSED_LEVEL, LOG_NAME, SCHEMA, STOPPED_LEVEL, VERSION, Ending, HealthyMarker, RunEnd
 from ..signals import SignalLog
 from . import Reader, RunData, SampleGrid, register_reader
 from ._lines import iter_lines, open_text
@@ -186,9 +186,9 @@ class _Reading:
         elif kind == "event":
             if record.get("level") == "samples" and "samples" in record:
                 self.samples(lineno, record)
-            elif record.get("level") == "closed":
+            elif record.get("level") == CLOSED_LEVEL:
                 self.closed = True
-            elif record.get("level") == "stopped" and isinstance(record.get("message"), str):
+            elif record.get("level") == STOPPED_LEVEL and isinstance(record.get("message"), str):
                 step = record.get("step")
                 self.stopped = RunEnd(Ending.STOPPED, step if isinstance(step, int) and not isinstance(step, bool) else None, record["message"])
             elif record.get("level") == "marker":

@@ -47,10 +47,14 @@ VERSION = 1
 LOG_NAME = "gandoctor.jsonl"
 
 
+#: Levels of the events that end a log (see the module docstring).
+CLOSED_LEVEL, STOPPED_LEVEL = "closed", "stopped"
+
+
 class Ending(str, Enum):
     """How a run log ends, where it says."""
 
-    STOPPED = "stopped"  # an uncaught exception ended the script (a "stopped" event)
+    STOPPED = STOPPED_LEVEL  # an uncaught exception ended the script (a "stopped" event)
     CUT_SHORT = "cut_short"  # no closing line where the header promised one: still running, or killed
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from .format import LOG_NAME, SCHEMA, VERSION, HealthyMarker, encode_value
+from .format import CLOSED_LEVEL, LOG_NAME, SCHEMA, STOPPED_LEVEL, VERSION, HealthyMarker, encode_value
 
 
 class RunLogWriter:
@@ -72,7 +72,7 @@ class RunLogWriter:
 
     def write_stopped(self, step: int, message: str) -> None:
         """The script stopped on an uncaught exception (see :class:`.format.RunEnd`)."""
-        self._append({"type": "event", "step": int(step), "level": "stopped", "message": message})
+        self.write_event(int(step), STOPPED_LEVEL, message)
 
     def write_marker(self, marker: HealthyMarker) -> None:
         """A "last healthy step" marker (an event record; see :class:`.format.HealthyMarker`); flushed at once."""
@@ -96,7 +96,7 @@ class RunLogWriter:
     def close(self) -> None:
         if self._fh is None:
             return
-        self._append({"type": "event", "step": None, "level": "closed", "message": "the doctor closed its log"})
+        self.write_event(None, CLOSED_LEVEL, "the doctor closed its log")
         self.flush()
         try:
             os.fsync(self._fh.fileno())

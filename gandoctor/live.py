@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import NonFiniteLossError
 from .findings import MODES, Finding
+from .probes.distributed import is_main_process
 from .reporters.live_panel import LivePanel
 from .runlog import HealthyMarker
 
@@ -110,13 +111,6 @@ def stop_modes(stop_on: Iterable[str]) -> frozenset[str]:
         if name != "any" and name not in MODES:
             raise ValueError(f"stop_on: unknown failure mode {name!r}; expected 'any' or one of {', '.join(MODES)}")
     return frozenset(MODES) if "any" in names else frozenset(names)
-
-
-def _main_rank() -> bool:
-    """Whether this process is rank 0 of a process group, or not in one."""
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
 def _callbacks(on_finding: FindingCallback | Sequence[FindingCallback]) -> list[FindingCallback]:
@@ -301,7 +295,7 @@ class LiveMonitor:
         if new:
             self._mark(report, new, step)
             self.should_stop = self.should_stop or any(f.mode in self.stop_on for f in new)  # every rank stops
-        if not _main_rank():  # under DDP the ranks hold the same reduced values: rank 0 alone speaks, as it alone writes the log
+        if not is_main_process():  # under DDP the ranks hold the same reduced values: rank 0 alone speaks, as it alone writes the log
             return report
         for finding in new:
             logger.warning("%s", headline(finding, step))

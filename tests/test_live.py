@@ -342,7 +342,7 @@ def test_under_ddp_only_rank_0_alerts_and_every_rank_stops(monkeypatch, caplog):
     # sinks, so a webhook posted twice. Rank 0 alone speaks now, as it alone writes the run log.
     import gandoctor.live as live
 
-    monkeypatch.setattr(live, "_main_rank", lambda: False)  # this process as rank 1
+    monkeypatch.setattr(live, "is_main_process", lambda: False)  # this process as rank 1
     found: list[Finding] = []
     sink = Recorder()
     kwargs = {"schedule": Schedule(flush_every=FLUSH), "on_finding": found.append, "alerts": [sink], "stop_on": ("exploding_gradients",)}

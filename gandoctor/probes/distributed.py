@@ -138,6 +138,13 @@ def _digest(layout: Layout) -> int:
     return int.from_bytes(hashlib.blake2b(repr(layout).encode(), digest_size=8).digest(), "big") >> 2
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a process group, or in none: the one that writes the run
+    log and speaks for the ranks."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
 def _side_group(timeout: float) -> Any:
     """The gloo group the ranks' Doctors reduce over; every rank's Doctor joins it when made."""
     try:

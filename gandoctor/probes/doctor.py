@@ -38,7 +38,7 @@ from ..signals import SignalLog
 from .base import DForward, Probe, ProbeHost, Schedule, Settle, StepInputs, untouched, widest_float
 from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
-from .distributed import RankReducer, with_pending
+from .distributed import RankReducer, is_main_process, with_pending
 from .gradients import GradientProbe
 from .latents import LatentProbe, SampleLatent, takes_two_inputs
 from .losses import LossProbe
@@ -303,11 +303,6 @@ def _hook_point(module: nn.Module) -> nn.Module | None:
     return None if _compiled_in_place(chain[0]) else chain[0]
 
 
-def _is_main_process() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
-
-
 #: Doctors not yet closed. A script that crashes or stops right after its first NaN never calls
 #: close(): at interpreter exit the values still buffered (up to flush_every steps, the NaN among
 #: them) are written anyway, so `gandoctor analyze` of the run log sees how the run ended. Each is
@@ -488,7 +483,7 @@ class Doctor(_ClosedOnExit):
         self.probes = standard_probes(host, d_opt, g_opt, self._latents)
         self._budget = Budget(self.schedule.budget, self.probes, reserved=self._live.time_share() if self._live else 0.0)
         self._visits = Visits(self.probes, self._budget)
-        if log_dir is not None and _is_main_process():
+        if log_dir is not None and is_main_process():
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
         self._reducer = RankReducer(self.schedule.rank_timeout, self._guard, self._disable)  # every rank, here
         _say_if_watched_twice(self)

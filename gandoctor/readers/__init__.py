@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from ..context import RunContext
 from ..errors import LogFormatError
-from ..runlog import LOG_NAME, HealthyMarker, RunEnd
+from ..runlog import HealthyMarker, RunEnd
 from ..signals import SignalLog
 from ._common import (
     READER_SIGNALS,
@@ -134,14 +134,14 @@ def _read_run(path: Path, capacity: int, format: str | None) -> RunData:
 def expand_runs(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]:
     """The runs named by the paths: a parent directory of gandoctor run logs, or else of TensorBoard
     runs, stands for each run in it."""
-    from .runlog import find_run_logs
+    from .runlog import find_run_logs, log_in
     from .tensorboard import find_runs
 
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         runs: list[Path] = []
-        if path.is_dir() and not (path / LOG_NAME).is_file() and not (path / (LOG_NAME + ".gz")).is_file():
+        if path.is_dir() and log_in(path) is None:
             runs = find_run_logs(path) or find_runs(path)
         out.extend(runs if len(runs) > 1 else [path])
     return out

@@ -20,7 +20,8 @@ _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 MAX_REPORTED = 20
 
 
-def _log_in(folder: Path) -> Path | None:
+def log_in(folder: Path) -> Path | None:
+    """The run log in ``folder`` (plain or gzipped), or None."""
     for name in (LOG_NAME, LOG_NAME + ".gz"):
         if (folder / name).is_file():
             return folder / name
@@ -37,7 +38,7 @@ def find_run_logs(path: Path, depth: int = 3, max_dirs: int = 2_000) -> list[Pat
         if seen > max_dirs:
             break
         folder = Path(root)
-        if _log_in(folder) is not None:
+        if log_in(folder) is not None:
             found.append(folder)
             dirs[:] = []
         elif len(folder.parts) - base >= depth:
@@ -47,11 +48,11 @@ def find_run_logs(path: Path, depth: int = 3, max_dirs: int = 2_000) -> list[Pat
 
 def _find_log(path: Path) -> Path | None:
     if path.is_dir():
-        own = _log_in(path)
+        own = log_in(path)
         if own is not None:
             return own
         below = find_run_logs(path)
-        return _log_in(below[0]) if len(below) == 1 else None  # several: expand_runs names each
+        return log_in(below[0]) if len(below) == 1 else None  # several: expand_runs names each
     return path
 
 

@@ -403,6 +403,36 @@ def test_an_r1_penalty_s_gradient_of_d_s_scores_is_not_taken_for_the_loss_s():
     assert "gradient_penalty" in doctor.context.flags and "critic" not in doctor.context.flags
 
 
+def test_a_relativistic_g_step_on_fresh_reals_passed_as_real_does_not_make_d_read_reversed():
+    """ozanciga's RaLSGAN draws a fresh real batch for G's step, calls D on it in G's relativistic
+    loss and passes the loop's variables, reassigned by that step, to the doctor. The only
+    backward that reached D's scores on that ``real`` was G's, which pushes them down: a usual D
+    was read reversed. D's direction is read only from a call D's optimizer stepped after."""
+    torch.manual_seed(5)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5, d_probe_every=1), strict=True)
+    for _ in range(30):
+        real, fake = torch.randn(64, 2) * 0.5 + 2, G(torch.randn(64, 4))
+        d_real, d_fake = D(real), D(fake.detach())
+        d_loss = ((d_real - d_fake.mean() - 1) ** 2).mean() + ((d_fake - d_real.mean() + 1) ** 2).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        real, fake = torch.randn(64, 2) * 0.5 + 2, G(torch.randn(64, 4))  # G's step: both drawn again
+        d_real, d_fake = D(real), D(fake)
+        g_loss = ((d_real - d_fake.mean() + 1) ** 2).mean() + ((d_fake - d_real.mean() - 1) ** 2).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert "d_reversed" not in doctor.context.flags
+    kind = next(p for p in doctor.probes if p.name == "d_probe").kind
+    assert kind.pushes["down"] == 0  # G's push on those reals was not taken for D's
+
+
 def test_a_wgan_gp_whose_total_loss_stays_positive_is_read_as_a_critic_with_a_penalty():
     """A WGAN-GP's loss (mean D(fake) - mean D(real) + 10 x penalty) can stay positive: no
     negative loss marked it a critic and no form explains it, so D's accuracy was read at 0 as a

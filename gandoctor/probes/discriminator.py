@@ -422,6 +422,7 @@ class OutputCatch:
         # Each call: D's input, D's state, its output, and the gradients the loop's backward sent to that output.
         self.calls: list[tuple[torch.Tensor, tuple[int, int], Any, list[torch.Tensor]]] = []
         self.d_steps = 0  # D's optimizer steps while armed
+        self.d_steps_at_arm = 0  # where this iteration's count began
         # Fused optimizers leave the version counter alone, hence the optimizer's own count too.
         self.parameter = next((p for p in discriminator.parameters() if p.requires_grad), None)
         self.seconds = 0.0
@@ -431,6 +432,7 @@ class OutputCatch:
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
+        self.d_steps_at_arm = self.d_steps
         if on and not self.handles and self.usable and self.failed is None:
             self.handles.append(self.discriminator.register_forward_hook(CopySafeHook(self._keep)))
             if self.optimizer is not None:
@@ -478,10 +480,16 @@ class OutputCatch:
 
     def push_on(self, real: Any) -> list[torch.Tensor]:
         """The gradients the loop's backward sent to D's output in its first call on ``real`` that
-        got any, each as its sum, its spread over the samples and its largest size (:func:`_keep_push`)."""
+        got any, each as its sum, its spread over the samples and its largest size (:func:`_keep_push`).
+        Where D's optimizer stepped in this iteration, only a call it stepped after: one made
+        after D's last step was G's (a relativistic G loss calls D on fresh reals, and its
+        backward pushes their scores down; passed as ``real=``, that batch made a usual D read
+        reversed). Where it did not (no ``d_optimizer``, or its step comes after the doctor's),
+        any call."""
         if not isinstance(real, torch.Tensor):
             return []
-        grads = next((pushed for _, _, pushed in self._calls_on(real) if pushed), [])
+        stepped = self.d_steps > self.d_steps_at_arm
+        grads = next((pushed for (steps, _), _, pushed in self._calls_on(real) if pushed and (not stepped or steps < self.d_steps)), [])
         return [part for g in grads if g.numel() for part in _push_parts(g.reshape(-1).float())]
 
     def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any, list[torch.Tensor]]]:

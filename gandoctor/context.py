@@ -255,6 +255,9 @@ def inspect_training(
     return RunContext(frozenset(flags), values)
 
 
+#: ``values["world_size"]``: the ranks of a torch.distributed run whose values the run log holds
+#: reduced (averaged; norms their maximum). Absent where one process recorded them.
+WORLD_SIZE = "world_size"
 #: ``values["d_loss_form"]`` when the Doctor tried D's loss against every known form and none fitted.
 D_LOSS_FORM_UNRECOGNISED = "unrecognised"
 #: The flag of a run whose D loss fits no known form and whose unit was not declared: the rules that

@@ -277,6 +277,11 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rank_0_writes_the_means_and_maxima_of_what_the_ranks_recorded(two_ranks: Path):
     run = read_run(two_ranks / "own-rank0")
     assert not (two_ranks / "own-rank1").exists()  # rank 1 writes nothing
+    assert run.context.values["world_size"] == WORLD  # the log says over how many ranks
+    assert "world_size" not in read_run(two_ranks / "off-rank0").context.values  # not reduced: rank 0's own
+    from gandoctor.reporters.console import render_text
+
+    assert "recorded over 2 ranks" in render_text(analyze(two_ranks / "own-rank0"), width=400)
     local0, local1 = _local(two_ranks, "own", 0), _local(two_ranks, "own", 1)
     loss, grad = run.signals.get("loss.d"), run.signals.get("grad_norm.d")
     assert loss.steps.tolist() == list(range(60)) == grad.steps.tolist()

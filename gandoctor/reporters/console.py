@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..context import D_LOSS_FORM_UNRECOGNISED, NO_LOSS_UNIT
+from ..context import D_LOSS_FORM_UNRECOGNISED, NO_LOSS_UNIT, WORLD_SIZE
 from ..findings import Finding, ModeState
 from ..report import Report
 from ._modes import ending_note, failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
@@ -185,6 +185,12 @@ def _footer(report: Report) -> Iterator[Any]:
     units = _loss_units(report)
     if units:
         yield Text(units, style="dim")
+    ranks = report.context.values.get(WORLD_SIZE)
+    if isinstance(ranks, int) and ranks > 1:
+        yield Text(
+            f"recorded over {ranks} ranks (torch.distributed): losses and D's statistics are their mean, norms their largest",
+            style="dim",
+        )
     if "d_reversed" in report.context.flags:
         yield Text(
             "D is trained to score reals lower than fakes (its loss has real and fake the other way round from the usual form, "

@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..context import WORLD_SIZE
 from ..errors import ProbeRefused
 from ..runlog import round_value
 from ..signals import SignalLog
@@ -174,6 +175,10 @@ class RankReducer:
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
             # A collective every rank enters here; the timeout bounds every later one on this group.
             self.group = guard(NAME, lambda: _side_group(timeout))
+
+    def context_values(self) -> dict[str, int]:
+        """What the run's context says of the ranks: a log of reduced values, over how many."""
+        return {WORLD_SIZE: self.world} if self.active else {}
 
     @property
     def active(self) -> bool:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, 
 import torch
 from torch import nn
 
-from ..context import WORLD_SIZE, ContextInference, RunContext, inspect_training, latent_shape_candidates
+from ..context import ContextInference, RunContext, inspect_training, latent_shape_candidates
 from ..errors import ProbeRefused, RuleError
 from ..features import FeatureContext, build_extractor
 from ..runlog import RunLogWriter, round_value
@@ -486,8 +486,7 @@ class Doctor(_ClosedOnExit):
         if log_dir is not None and is_main_process():
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
         self._reducer = RankReducer(self.schedule.rank_timeout, self._guard, self._disable)  # every rank, here
-        if self._reducer.active:  # a log of reduced values says over how many ranks
-            self._note_context(set(), {WORLD_SIZE: self._reducer.world})
+        self._note_context(set(), self._reducer.context_values())
         _say_if_watched_twice(self)
 
     # -- context and services lent to the probes -----------------------------------------------

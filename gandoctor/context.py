@@ -258,6 +258,11 @@ def inspect_training(
 #: ``values["world_size"]``: the ranks of a torch.distributed run whose values the run log holds
 #: reduced (averaged; norms their maximum). Absent where one process recorded them.
 WORLD_SIZE = "world_size"
+#: ``values["d_loss_step_share"]``: the share of D's optimizer steps that follow a backward of a
+#: loss on D's outputs, where it is under 1: a loop that steps D's optimizer a second time on a
+#: gradient penalty alone (SAGAN's WGAN-GP) read as two D steps per G step, and was told to train
+#: G more often. D's steps per G step count those steps only.
+D_LOSS_STEP_SHARE = "d_loss_step_share"
 #: ``values["d_loss_form"]`` when the Doctor tried D's loss against every known form and none fitted.
 D_LOSS_FORM_UNRECOGNISED = "unrecognised"
 #: The flag of a run whose D loss fits no known form and whose unit was not declared: the rules that
@@ -315,18 +320,21 @@ class ContextInference:
             if steps_d and steps_g:
                 self.ratios[round(steps_d / steps_g, 2)] += 1
         seen = sum(self.ratios.values())
+        share = context.values.get(D_LOSS_STEP_SHARE, 1.0)
+        share = share if isinstance(share, (int, float)) and 0 < share <= 1 else 1.0
         # Read at the first ratio and every twentieth after: a ratio that alternates (2, 3, 2, ...)
         # does not rewrite the context at every step.
         typical = _median_of_counts(self.ratios) if seen == 1 or (seen and seen % _RATIO_STEPS == 0) else None
+        typical = None if typical is None else round(typical * share, 2)
         if typical is not None and typical >= 2:
             if "multi_d_steps" not in context.flags:
                 flags.add("multi_d_steps")
             if context.values.get("d_steps_per_g") != typical:
                 learnt["d_steps_per_g"] = typical
         elif "multi_d_steps" not in context.flags:
-            if self.counted >= _RATIO_STEPS and self.total_g and self.total_d >= 2 * self.total_g:
+            if self.counted >= _RATIO_STEPS and self.total_g and self.total_d * share >= 2 * self.total_g:
                 flags.add("multi_d_steps")
-                learnt["d_steps_per_g"] = round(self.total_d / self.total_g, 2)
+                learnt["d_steps_per_g"] = round(self.total_d * share / self.total_g, 2)
         return RunContext(frozenset(flags), learnt) if flags or learnt else None
 
 

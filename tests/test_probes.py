@@ -998,3 +998,41 @@ def test_a_run_that_never_passes_fake_is_told_once_what_the_sample_probes_lack(c
         both.step(d_loss=1.0, g_loss=1.0, real=torch.randn(64, 2), fake=torch.randn(64, 2), step=step)
     assert not any("has reached the doctor" in w for w in both.report().warnings)
     both.close()
+
+
+@pytest.mark.parametrize("d_steps", [1, 3])
+def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps: int):
+    """SAGAN's WGAN-GP steps D's optimizer on the adversarial loss, then again on the penalty
+    alone: read as two D steps per G step, the remedies said to train G more often. A D step
+    that no backward of a loss on D's outputs preceded is not counted; real extra D steps are."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5), strict=True)
+    for _ in range(30):
+        for _ in range(d_steps):
+            real, fake = torch.randn(32, 2) + 3, G(torch.randn(32, 4))
+            d_loss = D(fake.detach()).mean() - D(real).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            alpha = torch.rand(32, 1)
+            mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_()
+            (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
+            penalty = 10 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+            opt_d.zero_grad()
+            penalty.backward()
+            opt_d.step()
+        g_loss = -D(fake).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert set(doctor.signals.get("opt_steps.d").values.tolist()) == {2.0 * d_steps}  # what the optimizer did
+    assert doctor.context.values["d_loss_step_share"] == 0.5
+    if d_steps == 1:
+        assert "multi_d_steps" not in doctor.context.flags and "d_steps_per_g" not in doctor.context.values
+    else:
+        assert "multi_d_steps" in doctor.context.flags and doctor.context.values["d_steps_per_g"] == 3.0

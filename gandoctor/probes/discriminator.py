@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..context import D_LOSS_STEP_SHARE
 from ..errors import ProbeRefused
 from .base import (
     CopySafeHook,
@@ -388,6 +389,7 @@ def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tenso
     if torch.is_grad_enabled():
         catch.penalised = True
         return
+    catch.loss_since_step = True
     pushed.append(grad.detach())  # reduced at the step, for the call on the reals only
 
 
@@ -423,6 +425,10 @@ class OutputCatch:
         self.calls: list[tuple[torch.Tensor, tuple[int, int], Any, list[torch.Tensor]]] = []
         self.d_steps = 0  # D's optimizer steps while armed
         self.d_steps_at_arm = 0  # where this iteration's count began
+        # D's steps that followed a backward of a loss on its outputs (not of a penalty alone:
+        # SAGAN's WGAN-GP steps D's optimizer a second time on the penalty), and where they began.
+        self.loss_steps = self.loss_steps_at_arm = 0
+        self.loss_since_step = False
         # Fused optimizers leave the version counter alone, hence the optimizer's own count too.
         self.parameter = next((p for p in discriminator.parameters() if p.requires_grad), None)
         self.seconds = 0.0
@@ -432,7 +438,7 @@ class OutputCatch:
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
-        self.d_steps_at_arm = self.d_steps
+        self.d_steps_at_arm, self.loss_steps_at_arm = self.d_steps, self.loss_steps
         if on and not self.handles and self.usable and self.failed is None:
             self.handles.append(self.discriminator.register_forward_hook(CopySafeHook(self._keep)))
             if self.optimizer is not None:
@@ -444,6 +450,14 @@ class OutputCatch:
 
     def _stepped(self, *args: Any) -> None:
         self.d_steps += 1
+        self.loss_steps += self.loss_since_step
+        self.loss_since_step = False
+
+    def loss_step_share(self) -> float | None:
+        """The share of D's optimizer steps in this iteration that followed a backward of a loss
+        on D's outputs; None where none did (D's calls not seen, or no step)."""
+        steps, on_loss = self.d_steps - self.d_steps_at_arm, self.loss_steps - self.loss_steps_at_arm
+        return round(on_loss / steps, 2) if steps and on_loss else None
 
     def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         # Runs inside the loop's forward: an error is kept for the probe to raise under the
@@ -549,6 +563,9 @@ class DForwardProbe(Probe):
                 push = self.catch.push_on(inputs.real)
             if self.catch.penalised and "gradient_penalty" not in self.host.context().flags:
                 self.host.note_context({"gradient_penalty"}, {})
+            share = self.catch.loss_step_share()
+            if share is not None and share != self.host.context().values.get(D_LOSS_STEP_SHARE, 1.0):
+                self.host.note_context(set(), {D_LOSS_STEP_SHARE: share})
             if caught is not None:
                 return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake), push)
         n = self.host.schedule.d_probe_batch

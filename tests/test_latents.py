@@ -463,3 +463,40 @@ def test_labels_in_another_form_than_g_takes_are_named_in_the_latent_probe_s_ref
     guessed.step(d_loss=0.5, real=torch.randn(4, 1, 8, 8), fake=torch.randn(4, 1, 8, 8), labels=torch.arange(4), fake_labels=torch.arange(4))
     message = guessed.disabled_probes["latents"]
     assert "(8, 1, 1): Expected 3D (unbatched) or 4D" in message and "fake_labels=" in message
+
+
+@pytest.mark.parametrize(("draw", "low", "high"), [("rand", 0.0, 1.0), ("rand11", -1.0, 1.0), ("randn", None, None)])
+def test_the_fixed_codes_follow_the_law_of_the_loop_s_own_codes(draw: str, low: float | None, high: float | None):
+    """znxlwm's collection draws G's codes with torch.rand: run on standard normal codes, G was
+    fed negative inputs it never saw. The doctor's codes follow the law the loop's first call of
+    G shows (uniform on [0, 1) or [-1, 1), else normal), and training stays bit-identical."""
+    def run(with_doctor: bool) -> tuple[nn.Module, gandoctor.Doctor | None]:
+        torch.manual_seed(0)
+        G = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+        D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+        opt_g = torch.optim.SGD(G.parameters(), 0.01)
+        doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, flush_every=2), strict=True) if with_doctor else None
+        for _ in range(4):
+            z = {"rand": torch.rand(32, 8), "rand11": 2 * torch.rand(32, 8) - 1, "randn": torch.randn(32, 8)}[draw]
+            fake = G(z)
+            g_loss = -D(fake).mean()
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            real = torch.randn(32, 2)  # drawn with or without the doctor
+            if doctor is not None:
+                doctor.step(g_loss=g_loss, real=real, fake=fake)
+        return G, doctor
+
+    G, doctor = run(True)
+    assert doctor is not None
+    doctor.close()
+    codes = doctor._latents.codes
+    assert isinstance(codes, torch.Tensor) and codes.shape == (doctor.schedule.latent_batch, 8)
+    if low is None:
+        assert codes.min() < -1.5 and codes.max() > 1.5  # standard normal
+    else:
+        assert codes.min() >= low and codes.max() <= high and codes.min() < low + 0.05 and codes.max() > high - 0.05
+    assert not G[0]._forward_pre_hooks  # the hook that saw the loop's codes is gone
+    G_without, _ = run(False)
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G_without.state_dict().values(), strict=True))

@@ -1,7 +1,11 @@
 """G's outputs for a fixed batch of latent codes: how far they move between checks, and a grid.
 
 The codes are drawn once from the doctor's own seeded generator (shape from G's first Linear /
-ConvTranspose layer, ``Doctor(latent_dim=...)``, or ``Doctor(sample_latent=fn(n, generator))``).
+ConvTranspose layer, ``Doctor(latent_dim=...)``, or ``Doctor(sample_latent=fn(n, generator))``),
+from the law of the loop's own codes as its first call of G shows them: uniform on [0, 1) or
+[-1, 1) where they lie there (znxlwm's collection draws ``torch.rand``), else standard normal. A
+G trained on uniform codes and run on normal ones is run off its inputs' range, where its outputs
+say little of what it learnt.
 Every ``latent_every`` steps G runs on them under no_grad, in its current mode, with its buffers
 restored and the RNG streams forked, so training stays bit-identical.
 
@@ -45,7 +49,7 @@ import torch
 from ..context import latent_shape_candidates
 from ..errors import ProbeRefused
 from ..samplestats import Bins, held_threshold
-from .base import Probe, ProbeHost, StepInputs, Values, untouched
+from .base import CopySafeHook, Probe, ProbeHost, StepInputs, Values, doctor_forward_running, untouched
 
 GRID_SIZE = 16
 #: A grid at each of the first checks too: short runs (CI smoke runs, 300-1000 steps) would
@@ -164,6 +168,41 @@ class LatentProbe(Probe):
         self.output: torch.Tensor | None = None
         self.checks = 0
         self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
+        # The loop's first input to G, seen by a pre-hook removed once it has seen one (see _law).
+        self.loop_codes: torch.Tensor | None = None
+        self._watch = None if sample_latent is not None else host.generator.register_forward_pre_hook(CopySafeHook(self._see_codes))
+
+    def _see_codes(self, module: torch.nn.Module, args: Any) -> None:
+        if torch.compiler.is_compiling() or doctor_forward_running():
+            return
+        try:  # inside the loop's forward: nothing may raise into training (unseen, the codes are normal)
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2:
+                self.loop_codes = x.detach()[: self.host.schedule.latent_batch]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.remove()
+            self._watch = None
+
+    def _law(self, width: int) -> str:
+        """How the loop draws G's codes, where its first call of G took codes of this width:
+        ``uniform01``, ``uniform11`` or ``normal`` (also where nothing was seen). One host read,
+        at the first check."""
+        x = self.loop_codes
+        if x is None or x.shape[0] == 0 or x[0].numel() != width:
+            return "normal"
+        lo, hi = float(x.min()), float(x.max())
+        return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
+
+    def _draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+        law = self._law(math.prod(shape[1:]))
+        if law == "normal":
+            return torch.randn(shape, generator=rng)
+        u = torch.rand(shape, generator=rng)
+        return u if law == "uniform01" else 2 * u - 1
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         if len(self.inputs_needed) > 2:
@@ -280,7 +319,7 @@ class LatentProbe(Probe):
         tried = 0
         for shape in self._shapes_to_try():
             tried += 1
-            codes = torch.randn((n, *shape), generator=code_rng()).to(device=device, dtype=dtype)
+            codes = self._draw((n, *shape), code_rng()).to(device=device, dtype=dtype)
             try:
                 try:
                     out = self._forward(codes)

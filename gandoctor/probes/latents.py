@@ -142,6 +142,47 @@ def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return torch.where(spread_real > 0, spread_fake / spread_real.clamp_min(1e-30), torch.full_like(spread_real, float("nan")))
 
 
+class LoopCodes:
+    """How the loop draws G's codes, from its first call of G (a forward pre-hook, removed once it
+    has seen one): uniform on [0, 1) or [-1, 1) where they lie there, else standard normal (also
+    where nothing was seen). One host read, at the probe's first check."""
+
+    def __init__(self, generator: torch.nn.Module, keep: int) -> None:
+        self.keep = keep
+        self.seen: torch.Tensor | None = None
+        self._handle: Any = generator.register_forward_pre_hook(CopySafeHook(self._see))
+
+    def _see(self, module: torch.nn.Module, args: Any) -> None:
+        if torch.compiler.is_compiling() or doctor_forward_running():
+            return
+        try:  # inside the loop's forward: nothing may raise into training (unseen, the codes are normal)
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2:
+                self.seen = x.detach()[: self.keep]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def law(self, width: int) -> str:
+        """``uniform01``, ``uniform11`` or ``normal``, where the loop's codes were this wide."""
+        x = self.seen
+        if x is None or x.shape[0] == 0 or x[0].numel() != width:
+            return "normal"
+        lo, hi = float(x.min()), float(x.max())
+        return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
+
+    def draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+        law = self.law(math.prod(shape[1:]))
+        if law == "normal":
+            return torch.randn(shape, generator=rng)
+        u = torch.rand(shape, generator=rng)
+        return u if law == "uniform01" else 2 * u - 1
+
+
 class LatentProbe(Probe):
     name = "latents"
     schedule_field = "latent_every"
@@ -168,41 +209,8 @@ class LatentProbe(Probe):
         self.output: torch.Tensor | None = None
         self.checks = 0
         self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
-        # The loop's first input to G, seen by a pre-hook removed once it has seen one (see _law).
-        self.loop_codes: torch.Tensor | None = None
-        self._watch = None if sample_latent is not None else host.generator.register_forward_pre_hook(CopySafeHook(self._see_codes))
-
-    def _see_codes(self, module: torch.nn.Module, args: Any) -> None:
-        if torch.compiler.is_compiling() or doctor_forward_running():
-            return
-        try:  # inside the loop's forward: nothing may raise into training (unseen, the codes are normal)
-            x = args[0] if args else None
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2:
-                self.loop_codes = x.detach()[: self.host.schedule.latent_batch]
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._watch is not None:
-            self._watch.remove()
-            self._watch = None
-
-    def _law(self, width: int) -> str:
-        """How the loop draws G's codes, where its first call of G took codes of this width:
-        ``uniform01``, ``uniform11`` or ``normal`` (also where nothing was seen). One host read,
-        at the first check."""
-        x = self.loop_codes
-        if x is None or x.shape[0] == 0 or x[0].numel() != width:
-            return "normal"
-        lo, hi = float(x.min()), float(x.max())
-        return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
-
-    def _draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
-        law = self._law(math.prod(shape[1:]))
-        if law == "normal":
-            return torch.randn(shape, generator=rng)
-        u = torch.rand(shape, generator=rng)
-        return u if law == "uniform01" else 2 * u - 1
+        # The law of the loop's own codes, seen at its first call of G (none where sample_latent draws them).
+        self.loop_codes = None if sample_latent is not None else LoopCodes(host.generator, host.schedule.latent_batch)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         if len(self.inputs_needed) > 2:
@@ -319,7 +327,8 @@ class LatentProbe(Probe):
         tried = 0
         for shape in self._shapes_to_try():
             tried += 1
-            codes = self._draw((n, *shape), code_rng()).to(device=device, dtype=dtype)
+            codes = self.loop_codes.draw((n, *shape), code_rng()) if self.loop_codes else torch.randn((n, *shape), generator=code_rng())
+            codes = codes.to(device=device, dtype=dtype)
             try:
                 try:
                     out = self._forward(codes)
@@ -406,6 +415,10 @@ class LatentProbe(Probe):
         finite = torch.isfinite(before).all() & torch.isfinite(now).all()
         share = lost / n_held.clamp_min(1)
         return torch.where(finite & (n_held > 0), share, torch.full_like(share, float("nan")))
+
+    def close(self) -> None:
+        if self.loop_codes is not None:
+            self.loop_codes.close()
 
     @property
     def samples(self) -> torch.Tensor | None:

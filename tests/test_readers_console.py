@@ -726,3 +726,28 @@ def test_d_s_inner_lines_with_no_g_line_between_are_not_merged_into_one_record(t
     path.write_text("\n".join(lines) + "\n")
     d = read_run(path).signals.get("loss.d")
     assert len(d) == 20 and d.values.tolist() == pytest.approx([0.5 + g / 100 + 0.002 for g in range(20)])  # each pass's last
+
+
+def test_a_global_step_beside_the_epoch_is_the_step_with_or_without_step_named(tmp_path):
+    # torch_mimicry's Logger prints '[Epoch 2/20][Global Step: 40/600]' on a line of its own, then
+    # one '| name: value' line per metric: read as batch 40 of 600 in epoch 2, a 600-step run spanned
+    # 12,000 steps; with --step "Global Step" each value line became a record of its own.
+    stream = io.StringIO()
+    per_epoch = 6
+
+    def line(epoch, epochs, i, batches, errD, errG, D_x, D_G_z1, *_):
+        step = epoch * batches + i + 1
+        print(f"INFO: [Epoch {step // per_epoch + 1}/{epochs * batches // per_epoch}][Global Step: {step}/{epochs * batches}] ", file=stream)
+        for name, value in (("D(G(z))", D_G_z1), ("D(x)", D_x), ("errD", errD), ("errG", errG), ("lr_D", 2e-4)):
+            print(f"| {name}: {value:.4f}", file=stream)
+        print("| (0.1000 sec/idx)", file=stream)
+
+    logged = _tiny_gan_loop(line)
+    path = tmp_path / "mimicry.log"
+    path.write_text(stream.getvalue())
+    steps = list(range(1, len(logged) + 1))
+    for options in (None, ReadOptions(step="Global Step")):
+        data = read_run(path, options=options)
+        assert data.signals.get("loss.d").steps.tolist() == steps, options
+        assert data.signals.get("loss.d").values.tolist() == pytest.approx([row[2] for row in logged], abs=1e-4)
+        assert data.signals.get("d_prob.fake").values.tolist() == pytest.approx([row[5] for row in logged], abs=1e-4)

@@ -69,7 +69,7 @@ _VALUE_NAME = re.compile(r"(" + _NUM + r")\s+([A-Za-z_]\w*)")
 #: Whether a line (its pairs blanked) may hold a SPACED pair at all: a cheap search before the costly one.
 SPACED_HINT = re.compile(r"[\w.()/\-]\s+[-+]?(?:\d|\.\d|nan|inf)", re.IGNORECASE)
 PAIR = re.compile(r"([A-Za-z_][\w.()/\-]*(?: [A-Za-z_][\w.()/\-]*)?)\s*[:=]\s*(" + _NUM + r")(?![\w.])")
-POSITION = re.compile(r"\b(epoch|step|iter|iteration|batch(?:[ _]?(?:num|no|idx|index))?|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?",
+POSITION = re.compile(r"\b((?:global|total)[ _]?step|epoch|step|iter|iteration|batch(?:[ _]?(?:num|no|idx|index))?|it)\s*[:=]?\s*\[?\s*(\d+)\s*/\s*(\d+)\s*\]?",
                       re.IGNORECASE)
 #: A bar drawn (``45%|####| 422/938 [...]``) or not (``tqdm(ncols=0)``: ``45% 422/938 [...]``), or a count without a total.
 TQDM = re.compile(r"(?:\d+%(?:\|[^|]*\||\s)\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<inner>[^\]]*)\]|(?P<count>\d+)it\s*\[(?P<inner2>[^\]]*)\])")
@@ -261,10 +261,15 @@ class _Parser:
         text = RICH_BAR.sub(lambda m: f" batch {m.group(1)}/{m.group(2)} ", text)
         pairs = [(k, v) for k, v in _pairs(text, self._known) if not _not_a_value(k)]
         positions = {_position_key(p.group(1)): (int(p.group(2)), int(p.group(3))) for p in POSITION.finditer(text)}
-        if not pairs and not positions:
+        if not pairs and not positions and self._forced is None:
             return False
         keyed = {alias_key(k): v for k, v in pairs}
         epoch = positions.get("epoch", (None, None))[0]
+        # A global counter with the run's total beside the epoch (torch_mimicry's ``[Epoch 2/20][Global
+        # Step: 40/600]``) is the step, not a batch of the epoch: read so, 600 steps took 12,000.
+        global_step = positions.pop("global_step", None) or positions.pop("total_step", None)
+        if global_step is not None:
+            epoch, positions = None, {"step": (global_step[0], 0)}
         if epoch is None and "epoch" in keyed:
             e = number(keyed["epoch"])
             epoch = int(e) if e is not None and math.isfinite(e) and e >= 0 else None
@@ -284,6 +289,9 @@ class _Parser:
             batch = None  # an epoch summary line: in row order
         skip = {"epoch", *(_BATCH_KEYS if batch is not None else ()), *(_STEP_KEYS if batch is not None else ())}
         values = [(k, v) for k, v in pairs if alias_key(k) not in skip]
+        if not values and self._forced is not None:  # --step's number on a line of no values: the lines under it are at it
+            self._context, self._context_names = (None, self._forced, None), set()
+            return True
         if not values and (epoch is not None or batch is not None):
             return self._position_only(epoch, batch, per_epoch)
         if not any(not (self.out.names(k) or "user.").startswith("user.") for k, _ in values):

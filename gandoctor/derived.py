@@ -50,14 +50,17 @@ register_derived(
 
 
 def _real_ahead(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
-    # NaN where either side is missing, so a window's mean counts the steps both were logged.
-    return np.where(np.isfinite(real) & np.isfinite(fake), (real > fake).astype(np.float64), np.nan)
+    # NaN where either side is missing, so a window's mean counts the steps both were logged. A tie
+    # counts half, as in d.auc: torch_mimicry logs a critic's sigmoid to 4 places, 1.0000 on both
+    # sides for a critic that separates, and ties counted as D losing called it G-dominated (GD206).
+    ahead = np.where(real > fake, 1.0, np.where(real == fake, 0.5, 0.0))
+    return np.where(np.isfinite(real) & np.isfinite(fake), ahead, np.nan)
 
 
 register_derived(
     Derived(
         "d.real_ahead",
-        "1 where D's mean output on the real batch exceeds its mean on the fakes, else 0: over a window, the share of "
+        "1 where D's mean output on the real batch exceeds its mean on the fakes, 0.5 where they tie, else 0: over a window, the share of "
         "steps D ranked the reals' batch above the fakes' (near 1 D separates, about 0.5 D cannot tell, below 0.5 D is "
         "fooled); only the sign counts, so probabilities, logits and critic scores read alike",
         ("d_out.real", "d_out.fake"),

@@ -25,10 +25,11 @@ def test_gap_needs_probabilities():
 
 
 def test_real_ahead_reads_only_the_sign_in_any_units():
-    # Critic scores: D ahead at steps 0 and 2, fooled at 1, tied at 3 (a tie is not ahead).
+    # Critic scores: D ahead at steps 0 and 2, fooled at 1, tied at 3 (a tie counts half, as in
+    # d.auc: torch_mimicry's critic probabilities, logged to 4 places, tie at 1.0000 when D separates).
     view = DerivedView(_log(d_out__real=[5.0, -2.0, 0.1, 1.0], d_out__fake=[-5.0, 3.0, 0.0, 1.0]))
     ahead = view.get("d.real_ahead")
-    assert ahead is not None and ahead.values.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert ahead is not None and ahead.values.tolist() == [1.0, 0.0, 1.0, 0.5]
 
 
 def test_real_ahead_falls_back_to_probabilities_and_skips_missing_steps():

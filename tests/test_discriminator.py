@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import gandoctor
 from gandoctor.probes import Schedule
@@ -340,3 +341,30 @@ def test_a_d_that_reads_preprocessed_batches_is_told_to_pass_d_forward_and_a_bat
     assert "mat1 and mat2" in refused and "d_forward=lambda D, x, y" in refused
     given = _moments_loop({"d_forward": lambda D, x, y: D(_moments(x))}).disabled_probes["d_probe"]
     assert "the d_forward given returns one number for the" in given and "pass Doctor(d_forward" not in given
+
+
+@pytest.mark.parametrize("call", ["D(x)", "D.forward(x)"])
+def test_a_loop_that_calls_d_forward_directly_is_told_what_the_doctor_cannot_see(call: str):
+    """torch_mimicry's train_step calls self.forward(x): D's forward hooks never fire, so D's loss
+    form and its gradient penalty went unseen without a word. Said once, where D trained and no
+    call of it was seen; a loop calling D(x) hears nothing."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5, d_probe_every=5))
+    score = D if call == "D(x)" else D.forward
+    for _ in range(40):
+        real, fake = torch.randn(32, 2) + 3, G(torch.randn(32, 4))
+        d_loss = F.softplus(-score(real)).mean() + F.softplus(score(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-score(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    said = [w for w in doctor.report().warnings if "D.forward(x) directly" in w]
+    assert len(said) == (0 if call == "D(x)" else 1)

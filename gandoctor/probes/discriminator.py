@@ -532,6 +532,8 @@ class DForwardProbe(Probe):
         if self.catch is not None:  # the first step is a measured one: its D calls are kept too
             self.catch.arm(True)
         self.loop_passes = False  # the loop passed D's outputs at the last due step: nothing to keep
+        # Checked iterations where D's optimizer stepped: with none of the loop's D calls seen, and with some.
+        self.unseen_calls = self.seen_calls = 0
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         self.loop_passes = passed = inputs.d_real is not None and inputs.d_fake is not None
@@ -551,6 +553,17 @@ class DForwardProbe(Probe):
         if self.catch is not None:
             self.catch.arm(False)
 
+    def idle_reason(self) -> str | None:
+        """Said once: D trained while its forward hooks saw none of the loop's D calls."""
+        if self.unseen_calls < 2 or self.seen_calls:
+            return None
+        return (
+            f"D's optimizer stepped at {self.unseen_calls} checked iterations while D's forward hooks saw no call of D: the loop "
+            "calls D.forward(x) directly (torch_mimicry's train_step does), not D(x), so D's loss form and a gradient penalty "
+            "cannot be read from its calls, and D's outputs come from the doctor's own forward; call D(x), or declare what the "
+            "loop uses (Doctor(d_output=..., uses={'gradient_penalty'}))"
+        )
+
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.real is not None and inputs.fake is not None
         push: list[torch.Tensor] = []
@@ -558,6 +571,9 @@ class DForwardProbe(Probe):
             if self.catch.failed is not None:
                 failed, self.catch.failed = self.catch.failed, None
                 raise failed
+            if self.catch.d_steps > self.catch.d_steps_at_arm:
+                self.seen_calls += bool(self.catch.calls)
+                self.unseen_calls += not self.catch.calls
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
             if self.kind.reversed is None or self.kind.linear is None:  # once both are known no push is read
                 push = self.catch.push_on(inputs.real)

@@ -751,3 +751,15 @@ def test_a_global_step_beside_the_epoch_is_the_step_with_or_without_step_named(t
         assert data.signals.get("loss.d").steps.tolist() == steps, options
         assert data.signals.get("loss.d").values.tolist() == pytest.approx([row[2] for row in logged], abs=1e-4)
         assert data.signals.get("d_prob.fake").values.tolist() == pytest.approx([row[5] for row in logged], abs=1e-4)
+
+
+def test_a_closing_summary_that_repeats_the_last_epoch_s_values_is_no_record(tmp_path):
+    # d2l's train() prints 'epoch 3, loss_D 0.540, loss_G 1.027' per epoch, then 'loss_D 0.540,
+    # loss_G 1.027, 5641.0 examples/sec' once: read as one more record, 16 epochs were 17.
+    lines = [f"epoch {e}, loss_D 0.{400 + 7 * e}, loss_G 1.{100 + e:03d}" for e in range(1, 17)]
+    path = tmp_path / "d2l.log"
+    path.write_text("\n".join([*lines, "loss_D 0.512, loss_G 1.116, 5641.0 examples/sec"]) + "\n")
+    assert len(read_run(path).signals.get("loss.d")) == 16
+    # Lines with no position at all are records in row order, repeated values or not.
+    (tmp_path / "rows.log").write_text("loss_D 0.5, loss_G 1.0\n" * 5)
+    assert len(read_run(tmp_path / "rows.log").signals.get("loss.d")) == 5

@@ -210,6 +210,7 @@ class _Parser:
         self.clock = clock
         self.matched = 0
         self._last: tuple[int, dict[str, float]] | None = None
+        self._last_placed = False  # the last record's line gave its position
         # A progress bar's postfix is drawn at the count before and after each update (set_postfix,
         # then update): one count shows two iterations' values. Read from bars, a step keeps the
         # last values drawn at it (a record is held until the count moves on).
@@ -362,6 +363,9 @@ class _Parser:
             return False
         if (batch is not None and batch >= MAX_STEP) or (epoch is not None and epoch >= MAX_STEP):
             return False  # numbers that large are not a position in training
+        if batch is None and epoch is None and self._last is not None and self._last_placed and values == self._last[1]:
+            return True  # the run's closing summary repeats its last record (d2l's 'loss_D 0.540, ..., examples/sec')
+        self._last_placed = batch is not None or epoch is not None
         if batch is None:
             step = self.clock.row()
         elif epoch is None:

@@ -37,6 +37,14 @@ def learn(loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> tuple[s
         ("ls_pm1", lambda r, f: 0.5 * (((r - 1) ** 2).mean() + ((f + 1) ** 2).mean()), LOGITS, 1.0),
         ("hinge", lambda r, f: F.relu(1 - r).mean() + F.relu(1 + f).mean(), LOGITS, 1.0),
         ("wasserstein", lambda r, f: f.mean() - r.mean(), LOGITS, 1.0),
+        # d2l's GAN: BCEWithLogitsLoss(reduction='sum') over a batch of 64, (real + fake) / 2
+        ("bce_logits", lambda r, f: 0.5 * (F.binary_cross_entropy_with_logits(r, torch.ones_like(r), reduction="sum")
+                                           + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f), reduction="sum")), LOGITS, 32.0),
+        ("ls01", lambda r, f: F.mse_loss(r, torch.ones_like(r), reduction="sum") + F.mse_loss(f, torch.zeros_like(f), reduction="sum"), LOGITS, 32.0),
+        # Udacity's GAN notebooks: the reals' target 0.9 (one-sided label smoothing), learnt as BCE
+        ("bce_logits_smoothed", lambda r, f: F.binary_cross_entropy_with_logits(r, torch.full_like(r, 0.9))
+                                             + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f)), LOGITS, 1.0),
+        ("bce_prob_smoothed", lambda r, f: F.binary_cross_entropy(r, torch.full_like(r, 0.9)) + F.binary_cross_entropy(f, torch.zeros_like(f)), PROBS, 1.0),
     ],
 )
 def test_each_common_form_is_recognised_with_its_unit(name, loss, outputs, unit):
@@ -50,7 +58,7 @@ def test_a_loss_of_another_form_or_other_outputs_is_left_undecided():
     assert learn(bce + 0.37, real, fake) is None  # a gradient penalty added
     assert learn(bce, real + 0.1, fake) is None  # a loss of another forward
     assert learn(torch.tensor(float("nan")), real, fake) is None
-    assert len(candidate_losses(real, fake)) == len(FORMS)
+    assert len(candidate_losses(real, fake)) == len(FORMS) + 1  # and the samples per side
     assert len(errors(1.0, candidate_losses(real, fake).tolist())) == len(CHOICES)
 
 
@@ -60,7 +68,7 @@ def test_the_form_is_settled_once_and_tried_a_few_times_only():
     wrong = torch.tensor(123.0)
     for _ in range(10):
         attempt = form.tensors(wrong, [(real, fake), (fake, real)])
-        assert attempt is not None and len(attempt[0]) == 1 + 2 * len(FORMS) and attempt[1] is None
+        assert attempt is not None and len(attempt[0]) == 1 + 2 * (len(FORMS) + 1) and attempt[1] is None
         assert form.settle([float(t) for t in attempt[0]]) == (set(), {})
     assert form.tensors(wrong, [(real, fake)]) is None  # gave up: nothing more is computed
     form = LossForm()
@@ -68,7 +76,7 @@ def test_the_form_is_settled_once_and_tried_a_few_times_only():
     # The loop's forwards in their order: the pair (fake, real) explains nothing, (real, fake) does.
     # A loss passed as a number stays on the host: only the forms travel.
     attempt = form.tensors(float(ls), [(fake, real), (real, fake)])
-    assert attempt is not None and len(attempt[0]) == 2 * len(FORMS) and attempt[1] == pytest.approx(float(ls))
+    assert attempt is not None and len(attempt[0]) == 2 * (len(FORMS) + 1) and attempt[1] == pytest.approx(float(ls))
     numbers = [attempt[1]] + [float(t) for t in attempt[0]]
     assert form.settle(numbers) == (set(), {})  # one try is not enough: a second must agree
     attempt = form.tensors(float(ls), [(fake, real), (real, fake)])
@@ -509,3 +517,31 @@ def test_a_d_loss_of_no_known_form_is_not_read_against_bce_s_floor_until_its_uni
     assert "d_loss_unit_unknown" not in declared.context.flags
     assert {"GD102", "GD106"} <= set(declared.rules_checked_codes)
     assert not any(s.rule in unit_rules and "d_loss_unit_unknown" in s.missing for s in declared.skipped_rules)
+
+
+@pytest.mark.parametrize(("target", "declared"), [(0.9, None), (0.8, 0.8)])
+def test_a_d_trained_with_smoothed_real_labels_is_learnt_as_bce_that_smooths(target: float, declared: float | None):
+    """Udacity's notebooks train D towards 0.9 on the reals: no form explained the loss, so the
+    rules reading D's loss against BCE's chance (GD207) and floor were not checked. Another
+    target is learnt where it is declared (uses={"label_smoothing": 0.8})."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16))
+    D = nn.Sequential(nn.Linear(16, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    uses = {"label_smoothing": declared} if declared else {}
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, uses=uses, schedule=Schedule(flush_every=5), strict=True)
+    for _ in range(30):
+        real, fake = torch.randn(64, 16) + 1, G(torch.randn(64, 8))
+        d_real, d_fake = D(real), D(fake.detach())
+        d_loss = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, target)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(D(fake), torch.ones(64, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert doctor.context.values["d_loss_form"] == "bce_logits" and doctor.context.values["d_loss_unit"] == 1.0
+    assert "label_smoothing" in doctor.context.flags

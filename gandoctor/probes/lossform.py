@@ -13,7 +13,12 @@ equals (to float rounding) is noted in the context once. Then the hook is remove
   thresholds were calibrated in (BCE and hinge as the sum of the real and fake means, least
   squares towards +/-1 as half that sum). Least squares scales with the square of the gap
   between its targets, so 0/1 targets (gap 1, not 2) have a unit of 1/4 at the same half sum;
-  a mean of the two terms instead of their sum halves it.
+  a mean of the two terms instead of their sum halves it, and sums over the samples instead of
+  means (``reduction='sum'``, d2l's GAN) multiply it by the batch's size.
+
+BCE with the reals' target below 1 (one-sided label smoothing, Udacity's 0.9, or the target
+declared as ``uses={"label_smoothing": t}``) is BCE too: learnt as such, with the flag
+``label_smoothing``. Its unit is BCE's (chance is the same; its floor is above 0).
 
 A loss that no form explains (a gradient penalty or an auxiliary classifier's loss added) is left
 undecided after a few tries, and nothing changes: thresholds stay as calibrated.
@@ -40,13 +45,24 @@ _FORMS: tuple[tuple[str, float], ...] = (
     ("ls_pm1", 2.0),
     ("hinge", 1.0),
     ("wasserstein", 1.0),
+    ("bce_logits_smoothed", 1.0),
+    ("bce_prob_smoothed", 1.0),
 )
 FORMS: tuple[str, ...] = tuple(name for name, _ in _FORMS)
+#: The smoothed forms are learnt as the BCE they are, with the flag ``label_smoothing``.
+_SMOOTHED = {"bce_logits_smoothed": "bce_logits", "bce_prob_smoothed": "bce_prob"}
+#: The reals' target tried where none is declared: the usual one-sided smoothing.
+SMOOTHED_TARGET = 0.9
 #: Outputs that estimate P(real) (a threshold of 0.5 splits real from fake).
 PROBABILITY_FORMS = frozenset({"bce_prob", "ls01"})
 _SCALES = (1.0, 0.5)  # sum of the two means, or their mean
-#: Every (form, unit) a loss can be explained by, in the order :func:`errors` lists them.
-CHOICES: tuple[tuple[str, float], ...] = tuple((name, base * scale) for name, base in _FORMS for scale in _SCALES)
+#: Every (form, unit, summed) a loss can be explained by, in the order :func:`errors` lists them;
+#: ``summed``: sums over the samples, not means, the unit then times the batch's size.
+CHOICES: tuple[tuple[str, float, bool], ...] = tuple(
+    (name, base * scale, summed) for name, base in _FORMS for summed in (False, True) for scale in _SCALES
+)
+#: Numbers per pair in :func:`candidate_losses`: each form, then the samples per side.
+_PER_PAIR = len(_FORMS) + 1
 _RTOL = 1e-4  # the loss and the form on the same outputs: float rounding only
 _TRIES = 10  # steps with a loss and two outputs of the loop's D forwards
 _KEEP = 4  # the last outputs of an iteration (the D step's real and fake, a G step's, a penalty's)
@@ -57,13 +73,16 @@ _PATIENCE = 200  # steps without a single try before the hook is removed (the lo
 _AGREE = 2
 
 
-def candidate_losses(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Each form of :data:`FORMS` as the sum of its real and fake means, on the device."""
+def candidate_losses(real: torch.Tensor, fake: torch.Tensor, target: float = SMOOTHED_TARGET) -> torch.Tensor:
+    """Each form of :data:`FORMS` as the sum of its real and fake means (the smoothed forms with
+    the reals' ``target``), then the samples per side (NaN where the two differ), on the device."""
     r, f = real.detach().float().reshape(-1), fake.detach().float().reshape(-1)
     # torch's BCELoss clamps the log at -100; the same here so a saturated D matches.
-    log_r, log_1mf = torch.log(r).clamp_min(-100), torch.log1p(-f).clamp_min(-100)
+    log_r, log_1mr, log_1mf = torch.log(r).clamp_min(-100), torch.log1p(-r).clamp_min(-100), torch.log1p(-f).clamp_min(-100)
     in_unit = (r.min() >= 0) & (r.max() <= 1) & (f.min() >= 0) & (f.max() <= 1)
-    bce_prob = torch.where(in_unit, -(log_r.mean() + log_1mf.mean()), torch.full_like(r[0], float("nan")))
+    nan = torch.full_like(r[0], float("nan"))
+    bce_prob = torch.where(in_unit, -(log_r.mean() + log_1mf.mean()), nan)
+    smoothed_prob = torch.where(in_unit, -((target * log_r + (1 - target) * log_1mr).mean() + log_1mf.mean()), nan)
     return torch.stack(
         [
             F.softplus(-r).mean() + F.softplus(f).mean(),
@@ -72,20 +91,26 @@ def candidate_losses(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
             ((r - 1) ** 2).mean() + ((f + 1) ** 2).mean(),
             F.relu(1 - r).mean() + F.relu(1 + f).mean(),
             f.mean() - r.mean(),
+            (target * F.softplus(-r) + (1 - target) * F.softplus(r)).mean() + F.softplus(f).mean(),
+            smoothed_prob,
+            torch.full_like(r[0], float(r.numel()) if r.numel() == f.numel() else float("nan")),
         ]
     )
 
 
 def errors(loss: float, candidates: list[float]) -> list[float]:
-    """The relative error of each (form, unit) of :data:`CHOICES` as the explanation of ``loss``."""
+    """The relative error of each (form, unit, summed) of :data:`CHOICES` as the explanation of
+    ``loss``; ``candidates``: one pair's :func:`candidate_losses`."""
+    *values, n = candidates
     out: list[float] = []
-    for value in candidates:
-        for scale in _SCALES:
-            guess = scale * value
-            if not (loss == loss and guess == guess) or abs(value) < 1e-4:
-                out.append(float("inf"))
-            else:
-                out.append(abs(loss - guess) / max(abs(loss), abs(guess), 1e-6))
+    for value in values:
+        for factor in (1.0, n):
+            for scale in _SCALES:
+                guess = scale * factor * value
+                if not (loss == loss and guess == guess) or abs(value) < 1e-4:
+                    out.append(float("inf"))
+                else:
+                    out.append(abs(loss - guess) / max(abs(loss), abs(guess), 1e-6))
     return out
 
 
@@ -93,12 +118,13 @@ def explained(loss: float, candidates: list[float]) -> dict[tuple[str, float], s
     """Each (form, unit) that explains ``loss`` to float rounding, with the pairs (their index
     in ``candidates``, :func:`candidate_losses` of one or more (real, fake) pairs one after the
     other) on which it does."""
-    n = len(_FORMS)
     found: dict[tuple[str, float], set[int]] = {}
-    for pair, start in enumerate(range(0, len(candidates) - n + 1, n)):
-        for i, e in enumerate(errors(loss, candidates[start : start + n])):
+    for pair, start in enumerate(range(0, len(candidates) - _PER_PAIR + 1, _PER_PAIR)):
+        chunk = candidates[start : start + _PER_PAIR]
+        for i, e in enumerate(errors(loss, chunk)):
             if e <= _RTOL:
-                found.setdefault(CHOICES[i], set()).add(pair)
+                name, unit, summed = CHOICES[i]
+                found.setdefault((name, unit * chunk[-1] if summed else unit), set()).add(pair)
     return found
 
 
@@ -134,7 +160,9 @@ class LossForm:
         """The form may still be learnt: trying, or tries still on their way to the host."""
         return self.form is None and (not self.closed or self.settled < self.tries)
 
-    def tensors(self, loss: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], float | None] | None:
+    def tensors(
+        self, loss: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]], target: float = SMOOTHED_TARGET
+    ) -> tuple[list[torch.Tensor], float | None] | None:
         """What to move to the host for one try (scalars: the loss if it is a tensor, then each
         pair's forms) and the loss if the loop passed a number; None when settled, given up, or
         there is no loss or no pair. A number stays on the host: no copy to the device."""
@@ -149,7 +177,7 @@ class LossForm:
         else:
             number = float(loss)
         self.tries += 1
-        return list(torch.cat(head + [candidate_losses(r, f) for r, f in pairs]).unbind()), number
+        return list(torch.cat(head + [candidate_losses(r, f, target) for r, f in pairs]).unbind()), number
 
     def settle(self, numbers: list[float], sides: Sequence[int] = ()) -> tuple[set[str], dict[str, Any]]:
         """Context flags and values learnt from one try's numbers (empty while undecided).
@@ -175,9 +203,12 @@ class LossForm:
         # try was explained by another form (then the loss is none of them: undecided).
         if len(self.matches) > 1 or self.matches[choice] < max(_AGREE, self.misses):
             return set(), {}
-        self.form, self.unit = choice
+        form, self.unit = choice
+        self.form = _SMOOTHED.get(form, form)
         self.reversed = self.sides[-1] >= _AGREE and self.sides[+1] == 0
         flags = {"least_squares_loss"} if self.form.startswith("ls") else {"critic"} if self.form == "wasserstein" else set()
+        if form in _SMOOTHED:
+            flags.add("label_smoothing")
         if self.form == "hinge":  # at chance 2, not BCE's 1.39: the rules reading D's loss against chance stand down
             flags.add("hinge_loss")
         return flags, {"d_loss_form": self.form, "d_loss_unit": self.unit}
@@ -268,7 +299,9 @@ class LossFormProbe(Probe):
         pairs = [(a, b) for i, (a, _) in enumerate(kept) for j, (b, _) in enumerate(kept) if i != j]
         batch = [_batch_of(x, inputs) for _, x in kept]
         sides = [_side(batch[i], batch[j]) for i in range(len(kept)) for j in range(len(kept)) if i != j]
-        attempt = self.form.tensors(inputs.d_loss, pairs)
+        declared = self.host.context().values.get("label_smoothing")
+        target = float(declared) if isinstance(declared, (int, float)) and 0.5 < declared < 1 else SMOOTHED_TARGET
+        attempt = self.form.tensors(inputs.d_loss, pairs, target)
         if attempt is not None:
             self.idle = 0
             tensors, number = attempt

@@ -48,15 +48,20 @@ def _record_module():  # type: ignore[no-untyped-def]
 Change = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
+def _at_least(ratio: float, factor: float) -> bool:
+    # As the catalogue compares a ratio with its factor: "at least", to float rounding.
+    return ratio >= factor * (1 - 1e-9)
+
+
 def _slow_down(c: dict[str, Any], fast: str, slow: str) -> dict[str, Any] | None:
     ratio = c[fast] / c[slow]
-    if ratio > 10 and c[fast] > 0.05:  # "... far above the rates GANs train at: bring <fast> down to <slow's>"
+    if _at_least(ratio, 10) and c[fast] > 0.05:  # "... far above the rates GANs train at: bring <fast> down to <slow's>"
         return {fast: c[slow]}
-    if ratio > 10:  # "... cannot keep up at all: try both at <fast's>"
+    if _at_least(ratio, 10):  # "... cannot keep up at all: try both at <fast's>"
         return {slow: c[fast]}
-    if ratio > 2:  # "fast's lr is Nx slow's: try fast <slow's> / slow <fast's>"
+    if _at_least(ratio, 2):  # "fast's lr is Nx slow's: try fast <slow's> / slow <fast's>"
         return {fast: c[slow], slow: c[fast]}
-    if ratio < 0.1:  # skipped: "already far below"
+    if _at_least(1 / ratio, 10):  # skipped: "already far below" (the other's is at least 10x)
         return None
     return {fast: c[fast] / 2}
 

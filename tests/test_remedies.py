@@ -15,6 +15,7 @@ from gandoctor.remedies import (
     MODES,
     PREFER_BOOST,
     SHARED_BOOST,
+    assess,
     expand_context,
     parse_remedies,
     rank,
@@ -477,3 +478,14 @@ def test_several_d_steps_rank_fewer_d_steps_up_but_not_past_a_lower_d_rate(built
         ids = [r.id for r in remedies]
         assert ids[0] == "lower_d_lr" and "fewer_d_steps" in ids[:3]
         assert "D takes 5 steps per G step: try 1" in next(r.reason for r in remedies if r.id == "fewer_d_steps")
+
+
+@pytest.mark.parametrize("lr_g", [3e-4 * 10, 3e-3, 3.1e-3])
+def test_at_ten_times_one_ratio_reads_one_way_for_both_rates(lr_g: float):
+    # G's lr exactly 10x D's (3e-4 x 10): "lower G's lr" said "D cannot keep up at all" while the
+    # skip on "lower D's lr" held only strictly under 0.1x, so a D-dominance finding ranked
+    # lowering D's rate first with no caveat (aladdinpersson's simple GAN with G's lr x10).
+    remedies = load_rules().remedies
+    context = expand_context(RunContext(frozenset(), {"lr_d": 3e-4, "lr_g": lr_g}), remedies)
+    assert assess(remedies["lower_d_lr"], context).verdict == "skip"
+    assert "D cannot keep up at all" in assess(remedies["lower_g_lr"], context).reasons[0]

@@ -258,6 +258,12 @@ def inspect_training(
 #: ``values["world_size"]``: the ranks of a torch.distributed run whose values the run log holds
 #: reduced (averaged; norms their maximum). Absent where one process recorded them.
 WORLD_SIZE = "world_size"
+#: The flag of a run whose D statistics come from fewer than :data:`FEW_D_SAMPLES_BELOW` samples a
+#: side (``values["d_samples"]``): d.auc's spread from batch to batch is then sampling noise at the
+#: bars of the rules that read its swings (at chance its standard deviation is 0.149 with 8 a side,
+#: 0.051 with 64; d2l's GAN trains on batches of 8 and its healthy run was called cycling, GD601).
+FEW_D_SAMPLES = "few_d_samples"
+FEW_D_SAMPLES_BELOW = 32
 #: ``values["d_loss_step_share"]``: the share of D's optimizer steps that follow a backward of a
 #: loss on D's outputs, where it is under 1: a loop that steps D's optimizer a second time on a
 #: gradient penalty alone (SAGAN's WGAN-GP) read as two D steps per G step, and was told to train

@@ -368,3 +368,20 @@ def test_a_loop_that_calls_d_forward_directly_is_told_what_the_doctor_cannot_see
     doctor.close()
     said = [w for w in doctor.report().warnings if "D.forward(x) directly" in w]
     assert len(said) == (0 if call == "D(x)" else 1)
+
+
+@pytest.mark.parametrize("batch", [8, 64])
+def test_d_statistics_from_few_samples_a_side_are_flagged(batch: int):
+    """d2l's GAN trains on batches of 8: d.auc's spread at chance is then 0.149 from sampling
+    alone, at GD601's bar, and its healthy run was called cycling. Such a run is flagged
+    (few_d_samples, with d_samples), and GD601 does not judge it."""
+    torch.manual_seed(0)
+    G, D = nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=5, d_probe_every=5), strict=True)
+    for _ in range(10):
+        real = torch.randn(batch, 2)
+        doctor.step(d_loss=1.3, g_loss=0.7, real=real, fake=G(torch.randn(batch, 2)).detach())
+    doctor.close()
+    few = batch < 32
+    assert ("few_d_samples" in doctor.context.flags) == few
+    assert doctor.context.values.get("d_samples") == (batch if few else None)

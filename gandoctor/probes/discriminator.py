@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..context import D_LOSS_STEP_SHARE
+from ..context import D_LOSS_STEP_SHARE, FEW_D_SAMPLES, FEW_D_SAMPLES_BELOW
 from ..errors import ProbeRefused
 from .base import (
     CopySafeHook,
@@ -115,6 +115,7 @@ class OutputKind:
         self.pushes = {"up": 0, "down": 0, "none": 0, "linear": 0}
         self.linear: bool | None = None if host.d_output == "auto" else False  # D's loss linear in its scores (a critic)
         self.reversed: bool | None = None if host.d_output != "energy" else False  # an energy D is read negated already
+        self.sized = False  # the samples a side were looked at (at the first check: a full batch in nearly every loop)
 
     def probability_like(self) -> bool:
         """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""
@@ -138,6 +139,11 @@ class OutputKind:
         was seen); None where they are not (the loop passes D's outputs)."""
         if real.numel() == 0 or fake.numel() == 0:  # an empty batch: nothing to rank (not a failed probe)
             return {}
+        if not self.sized:
+            self.sized = True
+            n = min(real.shape[0], fake.shape[0])
+            if n < FEW_D_SAMPLES_BELOW:
+                self.host.note_context({FEW_D_SAMPLES}, {"d_samples": n})
         if real.device.type == "cpu" and fake.device.type == "cpu":
             values = self._host_values(real.numpy(), fake.numpy())
         else:

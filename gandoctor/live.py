@@ -238,11 +238,15 @@ class LiveMonitor:
             raise NonFiniteLossError(found[0], found[1], found[2], step)
 
     def at_close(self, step: int) -> None:
-        """At ``Doctor.close``, after the last flush: the check a blow-up calls for when the loop
-        stopped before a flush brought it to the host (a loop that breaks at its first NaN, as the
-        README asks, ends before the next flush). Only then: close() runs no other diagnosis."""
-        if self.every is not None and self._urgent:
-            self._run_check(step, self._doctor.signals.last_step or step)
+        """At ``Doctor.close``, after the last flush: a last check of the records no check has
+        read, so the callbacks and sinks hear of what the run ended with: a blow-up the loop
+        stopped at before a flush brought it to the host (a loop that breaks at its first NaN, as
+        the README asks, ends before the next flush), and any finding of a run shorter than the
+        check interval (a 300-step run was never checked: its alert sinks heard nothing while its
+        report held two findings) or of its last stretch."""
+        last = self._doctor.signals.last_step
+        if self.every is not None and (self._urgent or (last is not None and last > self._checked)):
+            self._run_check(step, last if last is not None else step)
 
     def _run_check(self, step: int, last: int) -> None:
         """One guarded diagnosis of the steps up to ``last``, timed for the adaptive cadence."""

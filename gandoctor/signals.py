@@ -32,6 +32,7 @@ SIGNALS: Mapping[str, str] = {
     "d_prob.real": "mean D(x) as a probability (sigmoid of logits); absent for critics",
     "d_prob.fake": "mean D(G(z)) as a probability; absent for critics",
     "d.auc": "P(D(real) > D(fake)) over the batch pairs: 1 = D separates perfectly, 0.5 = cannot tell, <0.5 = fooled",
+    "d.constant": "1 where D gave every real and fake sample of the batch the same output (a dead D: its d.auc of 0.5 is ties), else 0",
     "d.acc": "balanced accuracy of D's outputs (threshold 0 for logits, 0.5 for probabilities and least squares towards 1/0, midpoint of the real and fake means for critics)",
     "grad_norm.d": "global L2 norm of D's gradients at its optimizer step (mean over D steps since the last doctor step)",
     "grad_norm.g": "global L2 norm of G's gradients at its optimizer step",

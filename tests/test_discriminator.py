@@ -385,3 +385,32 @@ def test_d_statistics_from_few_samples_a_side_are_flagged(batch: int):
     few = batch < 32
     assert ("few_d_samples" in doctor.context.flags) == few
     assert doctor.context.values.get("d_samples") == (batch if few else None)
+
+
+def test_a_dead_d_is_not_read_as_fooled():
+    """torch_mimicry's DCGAN at lr 5 left D giving one output (-0.8333) for every sample: its
+    d.auc of 0.5 is ties, G's gradient 0. It was called G dominance (GD202: D blind, samples
+    poor), whose remedies train D more. d.constant marks such a D; the rules reading D at chance
+    do not hold on it."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        D[2].weight.zero_()  # every unit cut off: D(x) is its last bias, whatever x
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.SGD([D[2].bias], 1e-3)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=25), strict=True)
+    for _ in range(800):
+        real, fake = torch.randn(64, 2) * 0.3 + 5, G(torch.randn(64, 4))
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert set(doctor.signals.get("d.constant").values.tolist()) == {1.0}
+    assert set(doctor.signals.get("d.auc").values.tolist()) == {0.5}
+    assert "generator_dominance" not in {f.mode for f in doctor.report().findings}

@@ -74,6 +74,18 @@ def balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.T
     return torch.where(finite, acc, torch.full_like(acc, float("nan")))
 
 
+def constant(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """1 where D gave every real and fake sample the same output (to float rounding), else 0: a
+    dead D (all units off, or saturated to one value), whose d.auc of 0.5 is ties, not a D that
+    G has fooled; on the device."""
+    lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
+    return ((hi - lo) <= _TIED * torch.clamp(torch.maximum(hi.abs(), lo.abs()), min=1.0)).float()
+
+
+#: Outputs this close (relative, at least absolute for outputs under 1) are one value.
+_TIED = 1e-6
+
+
 def _all_finite(real: np.ndarray, fake: np.ndarray) -> bool:
     return bool(np.isfinite(real).all() and np.isfinite(fake).all())
 
@@ -219,7 +231,9 @@ class OutputKind:
         kind = self.host.d_output
         if kind == "energy":  # lower is real (EBGAN, BEGAN, softmax GAN): negated, then read as a critic's scores
             real, fake, kind = -real, -fake, "critic"
-        values: dict[str, torch.Tensor | float] = {"d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake)}
+        values: dict[str, torch.Tensor | float] = {
+            "d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake), "d.constant": constant(real, fake)
+        }
         midpoint = 0.5 * (real.mean() + fake.mean())
         threshold: torch.Tensor | float
         deferred: list[torch.Tensor] = []
@@ -269,6 +283,8 @@ class OutputKind:
             real, fake, kind = -real, -fake, "critic"
         mean_real, mean_fake = float(real.mean(dtype=np.float64)), float(fake.mean(dtype=np.float64))
         values: dict[str, torch.Tensor | float] = {"d_out.real": mean_real, "d_out.fake": mean_fake, "d.auc": host_auc(real, fake)}
+        lo_all, hi_all = float(np.minimum(real.min(), fake.min())), float(np.maximum(real.max(), fake.max()))
+        values["d.constant"] = float(hi_all - lo_all <= _TIED * max(abs(hi_all), abs(lo_all), 1.0))
         midpoint = 0.5 * (mean_real + mean_fake)
         threshold = midpoint
         if kind == "logit":
@@ -329,7 +345,7 @@ class DOutputsProbe(Probe):
 
     name = "d_outputs"
     schedule_field = "d_probe_every"
-    signals = ("d_out.real", "d_out.fake", "d_prob.real", "d_prob.fake", "d.auc", "d.acc")
+    signals = ("d_out.real", "d_out.fake", "d_prob.real", "d_prob.fake", "d.auc", "d.acc", "d.constant")
     cost = 0.3
 
     def __init__(self, host: ProbeHost, kind: OutputKind) -> None:

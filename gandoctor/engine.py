@@ -80,11 +80,12 @@ def make_grid(first: int, last: int, min_window: int) -> np.ndarray:
 _STEP_SIGNALS = ("loss.d", "loss.g")
 
 
-def first_interval(log: Log) -> int:
-    """The steps the log's first record stands for: the gap to the record after it (a log printed
-    every 100 steps starts at step 100, after 100 steps of training; a long run's merged first
-    point stands for the steps merged into it). 0 where no series has two points."""
-    first = log.first_step
+def first_interval(log: Log, first: int | None = None) -> int:
+    """The steps the log's first record (at ``first``, by default the log's) stands for: the gap
+    to the record after it (a log printed every 100 steps starts at step 100, after 100 steps of
+    training; a long run's merged first point stands for the steps merged into it). 0 where no
+    series has two points."""
+    first = log.first_step if first is None else first
     views = [v for v in map(log.get, _STEP_SIGNALS) if v is not None] or list(log.views())
     for view in views:
         if len(view) >= 2 and int(view.steps[0]) == first:
@@ -422,18 +423,30 @@ def mode_status(rules: RuleSet, fired: list[Finding], skipped: list[SkippedRule]
     return tuple(out)
 
 
+def run_steps(log: Log) -> tuple[int | None, int | None]:
+    """The run's first and last step: over the signals gandoctor knows, where the log has any. A
+    tool's scalars that map to none (``user.*``) may count other steps: torchgan's ``Gradients/*``
+    tags count twice as fast as its losses, and a 1,015-iteration run read as 2,030 steps, its
+    windows and warm-ups scaled to that."""
+    known = [v for v in (log.get(n) for n in log.names() if not n.startswith("user.")) if v is not None and len(v)]
+    if not known:
+        return log.first_step, log.last_step
+    return min(int(v.steps[0]) for v in known), max(int(v.steps[-1]) for v in known)
+
+
 def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:
     context = context or RunContext()
     log = DerivedView(log) if isinstance(log, SignalLog) else log
-    if log.first_step is None or log.last_step is None:
+    first, last = run_steps(log)
+    if first is None or last is None:
         nothing = [SkippedRule(r.code, SkipReason.NO_DATA, r.mode) for r in rules.rules]
         return EngineResult((), (), tuple(nothing), None, None, (), mode_status(rules, [], nothing, []))
     min_window = min((c.window for r in rules.rules for c in r.conditions), default=100)
-    grid = make_grid(log.first_step, log.last_step, min_window)
+    grid = make_grid(first, last, min_window)
     # A record stands for the steps since the one before it, so the run's first record stands for
     # the steps up to it: a log printed every 100 steps from step 100 to 300 is a 300-step run
     # (steps 1-300), not one of 200 (a log of every step: nothing changes).
-    origin = min(log.first_step, max(0, log.first_step - first_interval(log) + 1))
+    origin = min(first, max(0, first - first_interval(log, first) + 1))
     fired: list[Finding] = []
     skipped: list[SkippedRule] = []
     checked: list[str] = []
@@ -465,4 +478,4 @@ def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict
             fired.append(outcome)
     status = mode_status(rules, fired, skipped, checked)
     exact_onset = frozenset(r.code for r in rules.rules if r.params["exact_onset"])
-    return EngineResult(merge_by_mode(fired, exact_onset), tuple(fired), tuple(skipped), log.first_step, log.last_step, tuple(checked), status)
+    return EngineResult(merge_by_mode(fired, exact_onset), tuple(fired), tuple(skipped), first, last, tuple(checked), status)

@@ -554,3 +554,19 @@ def test_a_rule_with_nothing_to_judge_says_which_signal_and_why(tmp_path):
     assert skipped["GD900"].detail == "x.a: about 13 records in a 200-step window, where cycle needs 48"
     assert "where cycle needs 48" in skipped["GD900"].describe()
     assert skipped["GD901"].detail == "x.c: mostly non-finite"
+
+
+def test_scalars_no_signal_maps_to_do_not_set_the_run_s_length():
+    # torchgan's Gradients/* TensorBoard tags count twice as fast as its losses: read as user.*
+    # signals, they made a 1,000-step run 2,000 steps long, its windows and warm-ups scaled to that.
+    steps = np.arange(0, 1000, 10)
+    log = SignalLog()
+    log.extend("loss.d", steps, np.full(steps.size, 1.3))
+    log.extend("loss.g", steps, np.full(steps.size, 0.7))
+    alone = evaluate(log, load_rules())
+    log.extend("user.gradients_discriminator", np.arange(0, 2000, 20), np.ones(100))
+    both = evaluate(log, load_rules())
+    assert (both.first_step, both.last_step) == (alone.first_step, alone.last_step) == (0, 990)
+    only_user = SignalLog()
+    only_user.extend("user.x", steps, np.ones(steps.size))
+    assert (evaluate(only_user, load_rules()).first_step, evaluate(only_user, load_rules()).last_step) == (0, 990)

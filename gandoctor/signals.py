@@ -509,4 +509,15 @@ def alias_for(name: str) -> str | None:
     head, _, rest = key.partition("/")
     if rest and head not in HELD_OUT_SPLITS and head + "/" not in ALIAS_GROUPS and rest in ALIASES:
         return ALIASES[rest]
+    # A loss logged under its class's name (torchgan's 'Losses/MinimaxDiscriminatorLoss',
+    # 'Losses/WassersteinGeneratorLoss'); not a running mean of it, nor a held-out split's.
+    last = key.rsplit("/", 1)[-1]
+    if head not in HELD_OUT_SPLITS and "running" not in key:
+        for suffix, signal in LOSS_CLASS_SUFFIXES.items():
+            if last.endswith(suffix) and len(last) > len(suffix):
+                return signal
     return None
+
+
+#: The ends of a loss class's name (lower case) and the loss it is.
+LOSS_CLASS_SUFFIXES = {"discriminatorloss": "loss.d", "generatorloss": "loss.g"}

@@ -350,3 +350,24 @@ def test_d_and_g_logged_against_their_own_counters_are_said(tmp_path):
             w.add_scalar("G/g_loss", 0.5, s)
     w.close()
     assert not [m for m in read_run(tmp_path / "one").warnings if "own counter" in m]
+
+
+def test_losses_under_their_class_names_are_read_and_map_names_work_as_the_warning_shows_them(tmp_path):
+    # torchgan logs 'Losses/MinimaxDiscriminatorLoss': unread, the warning offered it as
+    # 'losses_minimaxdiscriminatorloss', and --map with that name matched nothing without a word.
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "tb")) as writer:
+        for step in range(1, 41):
+            writer.add_scalar("Losses/MinimaxDiscriminatorLoss", 1.2 - step / 100, step)
+            writer.add_scalar("Losses/MinimaxGeneratorLoss", 0.8 + step / 100, step)
+            writer.add_scalar("Running_Discriminator_Loss", 1.1, step)
+            writer.add_scalar("Train/adv", 0.5, step)
+    data = read_run(tmp_path / "tb")
+    assert data.mapped == {"loss.d": "Losses/MinimaxDiscriminatorLoss", "loss.g": "Losses/MinimaxGeneratorLoss"} | {
+        k: v for k, v in data.mapped.items() if k not in ("loss.d", "loss.g")}
+    assert "user.running_discriminator_loss" in data.signals  # a running mean is no step's loss
+    shown = read_run(tmp_path / "tb", options=ReadOptions(mapping={"user.adv": "train_adv"}))
+    assert "user.adv" in shown.signals  # the name as the warnings show it
+    typo = read_run(tmp_path / "tb", options=ReadOptions(mapping={"user.adv": "train_avd"}))
+    assert any("--map user.adv=train_avd matched no name" in w for w in typo.warnings)

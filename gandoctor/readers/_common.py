@@ -119,6 +119,10 @@ class NameMapper:
         overrides = dict(read_options.get().mapping if overrides is None else overrides)
         self._forced = {alias_key(name): signal for signal, name in overrides.items()}
         self._forced_exact = {name: signal for signal, name in overrides.items()}
+        # A name as the warnings show the log's unmapped scalars (user.*'s form: 'Losses/MinimaxDiscriminatorLoss'
+        # is offered as 'losses_minimaxdiscriminatorloss'): that form maps too.
+        self._forced_user = {_user_name(name): signal for signal, name in overrides.items()}
+        self._given = dict(read_options.get().mapping)  # the user's --map, said where it matched nothing
         self._claimed = set(overrides)
         self._forced_signals = frozenset(overrides)
         self.mapped: dict[str, str] = {}
@@ -136,7 +140,7 @@ class NameMapper:
 
     def _resolve(self, name: str) -> str | None:
         self.found.setdefault(name, None)
-        signal = self._forced_exact.get(name) or self._forced.get(alias_key(name))
+        signal = self._forced_exact.get(name) or self._forced.get(alias_key(name)) or self._forced_user.get(_user_name(name))
         if signal is None:
             signal = alias_for(name)
             if signal is not None and signal in self._claimed and (self.exclusive or signal in self._forced_signals) and self.mapped.get(signal) != name:
@@ -148,6 +152,13 @@ class NameMapper:
         self._claimed.add(signal)
         self.mapped.setdefault(signal, name)
         return signal
+
+    def unused(self) -> list[str]:
+        """Notes on the user's --map names that matched no name of the log."""
+        return [
+            f"--map {signal}={name} matched no name in the log (its names: {', '.join(repr(n) for n in list(self.found)[:12])})"
+            for signal, name in self._given.items() if signal not in self.mapped
+        ]
 
     def check(self, path: Path, signals: SignalLog) -> None:
         """Raise when nothing in the log maps to a signal gandoctor checks."""
@@ -334,7 +345,7 @@ class Collector:
     def finish(self) -> tuple[SignalLog, list[str], dict[str, str]]:
         if self.problems > MAX_REPORTED:
             self.warnings.append(f"{self.path}: {self.problems - MAX_REPORTED} more problems not listed")
-        self.warnings.extend(f"{self.path}: {note}" for note in self.names.notes)
+        self.warnings.extend(f"{self.path}: {note}" for note in (*self.names.notes, *self.names.unused()))
         if not self.records:
             raise LogFormatError(f"{self.path}: no usable records (expected rows with a step and numeric loss columns)")
         self._d_loss_from_part_series()

@@ -1000,11 +1000,12 @@ def test_a_run_that_never_passes_fake_is_told_once_what_the_sample_probes_lack(c
     both.close()
 
 
-@pytest.mark.parametrize("d_steps", [1, 3])
-def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps: int):
+@pytest.mark.parametrize(("d_steps", "zero_term"), [(1, False), (3, False), (1, True)])
+def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps: int, zero_term: bool):
     """SAGAN's WGAN-GP steps D's optimizer on the adversarial loss, then again on the penalty
     alone: read as two D steps per G step, the remedies said to train G more often. A D step
-    that no backward of a loss on D's outputs preceded is not counted; real extra D steps are."""
+    that no backward of a loss on D's outputs preceded is not counted; real extra D steps are.
+    StyleGAN2's lazy R1 adds 0 * D's output to the penalty (for DDP): a zero gradient is no loss."""
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
     D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
@@ -1019,8 +1020,9 @@ def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps
             opt_d.step()
             alpha = torch.rand(32, 1)
             mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_()
-            (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
-            penalty = 10 * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+            on_mixed = D(mixed)
+            (grad,) = torch.autograd.grad(on_mixed.sum(), mixed, create_graph=True)
+            penalty = 10 * ((grad.norm(2, dim=1) - 1) ** 2).mean() + (0 * on_mixed[0].sum() if zero_term else 0)
             opt_d.zero_grad()
             penalty.backward()
             opt_d.step()

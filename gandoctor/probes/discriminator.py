@@ -411,7 +411,7 @@ def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tenso
     if torch.is_grad_enabled():
         catch.penalised = True
         return
-    catch.loss_since_step = True
+    catch.since_step.append(grad.detach())  # did a loss reach D's outputs before its next step (read at the flush)
     pushed.append(grad.detach())  # reduced at the step, for the call on the reals only
 
 
@@ -447,10 +447,12 @@ class OutputCatch:
         self.calls: list[tuple[torch.Tensor, tuple[int, int], Any, list[torch.Tensor]]] = []
         self.d_steps = 0  # D's optimizer steps while armed
         self.d_steps_at_arm = 0  # where this iteration's count began
-        # D's steps that followed a backward of a loss on its outputs (not of a penalty alone:
-        # SAGAN's WGAN-GP steps D's optimizer a second time on the penalty), and where they began.
-        self.loss_steps = self.loss_steps_at_arm = 0
-        self.loss_since_step = False
+        # The gradients a loss's backward sent to D's outputs before each of D's steps in this
+        # iteration, and since the last one: a step none reached with a non-zero gradient trained
+        # D on a penalty alone (SAGAN's WGAN-GP steps D's optimizer again on the penalty;
+        # StyleGAN2's lazy R1 backpropagates it with 0 * D's output added).
+        self.step_pushes: list[list[torch.Tensor]] = []
+        self.since_step: list[torch.Tensor] = []
         # Fused optimizers leave the version counter alone, hence the optimizer's own count too.
         self.parameter = next((p for p in discriminator.parameters() if p.requires_grad), None)
         self.seconds = 0.0
@@ -460,7 +462,8 @@ class OutputCatch:
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
-        self.d_steps_at_arm, self.loss_steps_at_arm = self.d_steps, self.loss_steps
+        self.d_steps_at_arm = self.d_steps
+        self.step_pushes, self.since_step = [], []
         if on and not self.handles and self.usable and self.failed is None:
             self.handles.append(self.discriminator.register_forward_hook(CopySafeHook(self._keep)))
             if self.optimizer is not None:
@@ -472,14 +475,13 @@ class OutputCatch:
 
     def _stepped(self, *args: Any) -> None:
         self.d_steps += 1
-        self.loss_steps += self.loss_since_step
-        self.loss_since_step = False
+        self.step_pushes.append(self.since_step)
+        self.since_step = []
 
-    def loss_step_share(self) -> float | None:
-        """The share of D's optimizer steps in this iteration that followed a backward of a loss
-        on D's outputs; None where none did (D's calls not seen, or no step)."""
-        steps, on_loss = self.d_steps - self.d_steps_at_arm, self.loss_steps - self.loss_steps_at_arm
-        return round(on_loss / steps, 2) if steps and on_loss else None
+    def step_marks(self) -> list[torch.Tensor | float]:
+        """Per D step of this iteration, the largest gradient a loss's backward sent to D's
+        outputs before it (0.0 where none reached them); on the device, read at the flush."""
+        return [torch.stack([g.abs().amax() for g in grads]).amax() if grads else 0.0 for grads in self.step_pushes]
 
     def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         # Runs inside the loop's forward: an error is kept for the probe to raise under the
@@ -575,6 +577,13 @@ class DForwardProbe(Probe):
         if self.catch is not None:
             self.catch.arm(False)
 
+    def _note_loss_steps(self, marks: list[float]) -> None:
+        """The share of D's steps a loss reached its outputs before (not a penalty alone), where any did."""
+        on_loss = sum(1 for m in marks if m > 0)
+        share = round(on_loss / len(marks), 2) if on_loss else None
+        if share is not None and share != self.host.context().values.get(D_LOSS_STEP_SHARE, 1.0):
+            self.host.note_context(set(), {D_LOSS_STEP_SHARE: share})
+
     def idle_reason(self) -> str | None:
         """Said once: D trained while its forward hooks saw none of the loop's D calls."""
         if self.unseen_calls < 2 or self.seen_calls:
@@ -601,9 +610,9 @@ class DForwardProbe(Probe):
                 push = self.catch.push_on(inputs.real)
             if self.catch.penalised and "gradient_penalty" not in self.host.context().flags:
                 self.host.note_context({"gradient_penalty"}, {})
-            share = self.catch.loss_step_share()
-            if share is not None and share != self.host.context().values.get(D_LOSS_STEP_SHARE, 1.0):
-                self.host.note_context(set(), {D_LOSS_STEP_SHARE: share})
+            marks = self.catch.step_marks()
+            if marks:
+                self.host.defer(marks, lambda numbers, step_values: self._note_loss_steps(numbers))
             if caught is not None:
                 return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake), push)
         n = self.host.schedule.d_probe_batch

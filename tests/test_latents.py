@@ -500,3 +500,34 @@ def test_the_fixed_codes_follow_the_law_of_the_loop_s_own_codes(draw: str, low: 
     assert not G[0]._forward_pre_hooks  # the hook that saw the loop's codes is gone
     G_without, _ = run(False)
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G_without.state_dict().values(), strict=True))
+
+
+class _ListG(nn.Module):
+    """A G taking a list of style codes and returning (image, latents), as rosinality's StyleGAN2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(8, 2)
+
+    def forward(self, styles: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(styles[0]), styles[0]
+
+
+@pytest.mark.parametrize("form", ["list", "tuple of a list"])
+def test_a_generator_that_takes_a_list_of_codes_runs_on_what_sample_latent_returns(form: str):
+    # rosinality's StyleGAN2 calls G([z]): sample_latent returning [z] was splatted into G(z), and
+    # ([z],) failed inside the doctor ('list' object has no attribute 'to').
+    torch.manual_seed(0)
+    G, D = _ListG(), nn.Linear(2, 1)
+
+    def sample(n: int, gen: torch.Generator):  # type: ignore[no-untyped-def]
+        codes = [torch.randn(n, 8, generator=gen)]
+        return codes if form == "list" else (codes,)
+
+    doctor = gandoctor.Doctor(G, D, sample_latent=sample, schedule=Schedule(latent_every=2, flush_every=2), strict=True)
+    for _ in range(6):
+        fake, _ = G([torch.randn(32, 8)])
+        doctor.step(d_loss=1.3, real=torch.randn(32, 2), fake=fake.detach())
+    doctor.close()
+    assert len(doctor.signals.get("latent.drift")) >= 2
+    assert doctor.samples is not None and doctor.samples.shape == (16, 2)  # G's outputs for 16 codes, not for one code's row

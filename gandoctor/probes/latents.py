@@ -58,8 +58,28 @@ EARLY_GRIDS = 5
 GRID_MAX_SIDE = 32  # larger images are average-pooled down before they are written
 #: ``fn(n, generator)``: G's input for n samples, or a tuple of G's inputs (``G(*inputs)``: an
 #: InfoGAN's G takes noise, labels and a code).
-SampleLatent = Callable[[int, torch.Generator], "torch.Tensor | tuple[torch.Tensor, ...]"]
-Codes = torch.Tensor | tuple[torch.Tensor, ...]
+#: A list is one input of G (rosinality's StyleGAN2 takes ``G([z])``), a tuple G's several inputs.
+SampleLatent = Callable[[int, torch.Generator], "torch.Tensor | list[torch.Tensor] | tuple[Any, ...]"]
+Codes = torch.Tensor | list[torch.Tensor] | tuple[Any, ...]
+
+
+def _moved(codes: Any, device: torch.device) -> Any:
+    """``codes`` (a tensor, or lists and tuples of them) on ``device``."""
+    if isinstance(codes, torch.Tensor):
+        return codes.to(device)
+    if isinstance(codes, (list, tuple)):
+        return type(codes)(_moved(c, device) for c in codes)
+    return codes
+
+
+def _a_tensor(codes: Any) -> torch.Tensor | None:
+    """The first tensor in ``codes``, or None."""
+    if isinstance(codes, torch.Tensor):
+        return codes
+    for c in codes if isinstance(codes, (list, tuple)) else ():
+        if (found := _a_tensor(c)) is not None:
+            return found
+    return None
 
 
 def quantised_grid(x: torch.Tensor) -> dict[str, Any] | None:
@@ -268,7 +288,8 @@ class LatentProbe(Probe):
     def _forward(self, codes: Codes, eval_mode: bool = False) -> torch.Tensor:
         g = self.host.generator
         modes = [(m, m.training) for m in g.modules()] if eval_mode else []
-        with untouched(g, (codes[0] if isinstance(codes, tuple) else codes).device):
+        first = _a_tensor(codes)
+        with untouched(g, first.device if first is not None else torch.device("cpu")):
             try:
                 if eval_mode:
                     g.eval()
@@ -311,7 +332,7 @@ class LatentProbe(Probe):
         self._fix_labels(fake_labels, n, device)
         if self.sample_latent is not None:
             drawn = self.sample_latent(n, code_rng())
-            self.codes = tuple(t.to(device) for t in drawn) if isinstance(drawn, (tuple, list)) else drawn.to(device)
+            self.codes = _moved(drawn, device)
             return self._forward(self.codes)
         width = math.prod(self.shapes[0]) if self.shapes else 0
         real_width = int(real[0].numel()) if isinstance(real, torch.Tensor) and real.dim() >= 1 and real.shape[0] else None

@@ -763,3 +763,21 @@ def test_a_closing_summary_that_repeats_the_last_epoch_s_values_is_no_record(tmp
     # Lines with no position at all are records in row order, repeated values or not.
     (tmp_path / "rows.log").write_text("loss_D 0.5, loss_G 1.0\n" * 5)
     assert len(read_run(tmp_path / "rows.log").signals.get("loss.d")) == 5
+
+
+def test_values_in_a_progress_bar_s_description_are_at_its_count(tmp_path):
+    # rosinality's StyleGAN2 sets 'd: 1.3100; g: 0.7200; r1: ...' as its tqdm bar's description at
+    # every iteration: lower-case bare names were refused, and read in row order (every redraw a
+    # record) 500 iterations spanned 1,000 steps.
+    parts = ["  0%|          | 0/50 [00:00<?, ?it/s]"]
+    for i in range(50):
+        desc = f"d: {1 + i / 1000:.4f}; g: {2 + i / 1000:.4f}; r1: 0.0100; path: 0.0200"
+        parts.append(f"{desc}:  {2 * i}%|#         | {i}/50 [00:0{i % 10}<00:01, 40.00it/s]")
+        parts.append(f"{desc}:  {2 * i + 2}%|#         | {i + 1}/50 [00:0{i % 10}<00:01, 40.00it/s]")
+    path = tmp_path / "stylegan2.log"
+    path.write_text("\r".join(parts) + "\n")
+    data = read_run(path)
+    loss = data.signals.get("loss.d")
+    assert loss.steps.tolist() == list(range(51))  # the closing redraw at 50 repeats iteration 49's values
+    assert loss.values.tolist()[:50] == pytest.approx([1 + i / 1000 for i in range(50)])
+    assert data.signals.get("loss.g").values.tolist()[:50] == pytest.approx([2 + i / 1000 for i in range(50)])

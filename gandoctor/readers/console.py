@@ -144,25 +144,40 @@ def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
     bars = list(TQDM.finditer(part))
     if not bars:
         return part, 0
-    if not postfix:
-        return TQDM.sub("", part), len(bars)
     pieces, last = [], 0
+    if not postfix:  # the bars' postfixes left out, but a description's values are at the bar's count
+        for m in bars:
+            before = part[last : m.start()]
+            pieces += [before, _bar_position(m) if ":" in before or "=" in before else ""]
+            last = m.end()
+        return "".join(pieces) + part[last:], len(bars)
     for m in bars:
         before = part[last : m.start()]
         if last == 0:  # the description before the first bar: Lightning's "Epoch 3: "
             before = TQDM_EPOCH.sub(lambda e: f"epoch={e.group(1)} ", before)
-        pieces += [before, _bar_values(m)]
+        # Values in the description (rosinality's StyleGAN2: ``pbar.set_description('d: 1.31; g: 0.72; ...')``)
+        # are at the bar's count, as a postfix's are: read in row order, 50 iterations were 77 records.
+        pieces += [before, _bar_values(m, described=":" in before or "=" in before)]
         last = m.end()
     return "".join(pieces) + part[last:], len(bars)
 
 
-def _bar_values(m: re.Match[str]) -> str:
+def _bar_values(m: re.Match[str], described: bool = False) -> str:
     inner = m.group("inner") if m.group("inner") is not None else m.group("inner2")
     postfix = [seg.strip() for seg in inner.split(",")[2:] if "=" in seg]  # after "elapsed<left, rate"
-    if not postfix:
+    if not postfix and not described:
         return ""
-    where = f" batch {m.group('n')}/{m.group('total')} " if m.group("n") is not None else f" it={m.group('count')} "
-    return where + ", ".join(postfix)
+    return _bar_position(m) + ", ".join(postfix)
+
+
+def _described(part: str) -> bool:
+    """Whether a tqdm bar on ``part`` carries values in its description (``d: 1.31; g: 0.72: 2%|...``)."""
+    m = TQDM.search(part)
+    return m is not None and (":" in part[: m.start()] or "=" in part[: m.start()])
+
+
+def _bar_position(m: re.Match[str]) -> str:
+    return f" batch {m.group('n')}/{m.group('total')} " if m.group("n") is not None else f" it={m.group('count')} "
 
 
 def _pairs(text: str, known: Callable[[str], bool] | None = None) -> list[tuple[str, str]]:
@@ -459,9 +474,10 @@ def _sniff(path: Path) -> bool:
 
 
 def _bare_losses(pairs: list[tuple[str, str]]) -> bool:
-    """A line that prints both losses under bare names: ``D: 0.69 G: 0.71``."""
-    keys = {k for k, _ in pairs}
-    return all(name in keys for name in BARE_LOSSES.values())
+    """A line that prints both losses under bare names: ``D: 0.69 G: 0.71``, or in lower case
+    (rosinality's StyleGAN2: ``d: 1.31; g: 0.72; r1: 0.01; ...`` in its tqdm description)."""
+    keys = {k.lower() for k, _ in pairs}
+    return all(name.lower() in keys for name in BARE_LOSSES.values())
 
 
 def _reads_bare_losses(path: Path) -> bool:
@@ -581,6 +597,8 @@ def _read(
             for part in text.split("\r"):
                 cleaned, n = _unbar(part, bar_postfix)
                 bars += n
+                if n and not parser.latest_per_step and _described(part):
+                    parser.latest_per_step = True  # a bar redrawn with its values: the last drawn at each count
                 if cleaned.strip():
                     rest = True
                     if parser.parse(cleaned, f"line {lineno}"):

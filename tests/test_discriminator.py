@@ -343,19 +343,16 @@ def test_a_d_that_reads_preprocessed_batches_is_told_to_pass_d_forward_and_a_bat
     assert "the d_forward given returns one number for the" in given and "pass Doctor(d_forward" not in given
 
 
-@pytest.mark.parametrize("call", ["D(x)", "D.forward(x)"])
-def test_a_loop_that_calls_d_forward_directly_is_told_what_the_doctor_cannot_see(call: str):
-    """torch_mimicry's train_step calls self.forward(x): D's forward hooks never fire, so D's loss
-    form and its gradient penalty went unseen without a word. Said once, where D trained and no
-    call of it was seen; a loop calling D(x) hears nothing."""
+def _small_pair() -> tuple[nn.Sequential, nn.Sequential]:
     torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
-    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5, d_probe_every=5))
-    score = D if call == "D(x)" else D.forward
-    for _ in range(40):
-        real, fake = torch.randn(32, 2) + 3, G(torch.randn(32, 4))
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+
+
+def _nonsaturating_steps(doctor, G, score, opt_g, opt_d, steps: int, real_mean: float, real_std: float) -> None:  # type: ignore[no-untyped-def]
+    """The non-saturating GAN on 2-D data, D's scores by ``score`` (D, or D.forward), the doctor
+    stepped after G as the Quickstart says; the doctor is closed at the end."""
+    for _ in range(steps):
+        real, fake = torch.randn(64, 2) * real_std + real_mean, G(torch.randn(64, 4))
         d_loss = F.softplus(-score(real)).mean() + F.softplus(score(fake.detach())).mean()
         opt_d.zero_grad()
         d_loss.backward()
@@ -366,6 +363,17 @@ def test_a_loop_that_calls_d_forward_directly_is_told_what_the_doctor_cannot_see
         opt_g.step()
         doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
     doctor.close()
+
+
+@pytest.mark.parametrize("call", ["D(x)", "D.forward(x)"])
+def test_a_loop_that_calls_d_forward_directly_is_told_what_the_doctor_cannot_see(call: str):
+    """torch_mimicry's train_step calls self.forward(x): D's forward hooks never fire, so D's loss
+    form and its gradient penalty went unseen without a word. Said once, where D trained and no
+    call of it was seen; a loop calling D(x) hears nothing."""
+    G, D = _small_pair()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5, d_probe_every=5))
+    _nonsaturating_steps(doctor, G, D if call == "D(x)" else D.forward, opt_g, opt_d, steps=40, real_mean=3.0, real_std=1.0)
     said = [w for w in doctor.report().warnings if "D.forward(x) directly" in w]
     assert len(said) == (0 if call == "D(x)" else 1)
 
@@ -392,25 +400,12 @@ def test_a_dead_d_is_not_read_as_fooled():
     d.auc of 0.5 is ties, G's gradient 0. It was called G dominance (GD202: D blind, samples
     poor), whose remedies train D more. d.constant marks such a D; the rules reading D at chance
     do not hold on it."""
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    G, D = _small_pair()
     with torch.no_grad():
         D[2].weight.zero_()  # every unit cut off: D(x) is its last bias, whatever x
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.SGD([D[2].bias], 1e-3)
     doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=25), strict=True)
-    for _ in range(800):
-        real, fake = torch.randn(64, 2) * 0.3 + 5, G(torch.randn(64, 4))
-        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-D(fake)).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
-    doctor.close()
+    _nonsaturating_steps(doctor, G, D, opt_g, opt_d, steps=800, real_mean=5.0, real_std=0.3)
     assert set(doctor.signals.get("d.constant").values.tolist()) == {1.0}
     assert set(doctor.signals.get("d.auc").values.tolist()) == {0.5}
     assert "generator_dominance" not in {f.mode for f in doctor.report().findings}

@@ -29,14 +29,19 @@ FLUSH = 10
 
 
 def train(
-    steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None, seed: int = 0, break_on_stop: bool = True, break_on_nan: bool = False
+    steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None, seed: int = 0, break_on_stop: bool = True, break_on_nan: bool = False,
+    collapsed: bool = False,
 ):
     """SGD on a tiny GAN; from ``blow_up_at`` on the learning rate is 1e3 (a schedule bug), which
-    takes the losses to NaN within a few steps. Returns the doctor, the steps run and the losses."""
+    takes the losses to NaN within a few steps; ``collapsed``: every fake at G's last bias from the
+    first step, G too slow to leave it. Returns the doctor, the steps run and the losses."""
     torch.manual_seed(seed)
     G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
-    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)
+    if collapsed:
+        with torch.no_grad():
+            G[2].weight.zero_()
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=1e-5 if collapsed else 0.01), torch.optim.SGD(D.parameters(), lr=0.01)
     bce = nn.BCEWithLogitsLoss()
     doctor = None if doctor_kwargs is None else gandoctor.Doctor(G, D, opt_g, opt_d, **doctor_kwargs)
     losses: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -358,28 +363,10 @@ def test_a_run_shorter_than_the_check_interval_is_checked_at_close():
     """A 300-step run under live_every=500 was never checked: its callbacks and alert sinks heard
     nothing while its report held two findings (torch_mimicry at lr 5). close() checks the
     records no check has read."""
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    with torch.no_grad():
-        G[2].weight.zero_()  # every fake at G's bias: a complete collapse from the first step
-    D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
-    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=1e-5), torch.optim.SGD(D.parameters(), lr=0.01)
-    bce = nn.BCEWithLogitsLoss()
     found: list[Finding] = []
     sink = Recorder()
-    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, on_finding=found.append, alerts=[sink], live_every=500)
-    for _ in range(300):
-        real, fake = torch.randn(64, 2) * 0.5 + torch.tensor([1.0, -1.0]), G(torch.randn(64, 4))
-        d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = bce(D(fake), torch.ones(64, 1))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
-    assert not found and not sink.checks  # no check before close
+    doctor, ran, _ = train(300, {"on_finding": found.append, "alerts": [sink], "live_every": 500}, collapsed=True)
+    assert ran == 300 and not found and not sink.checks  # no check before close
     doctor.close()
     assert {f.mode for f in found} == {f.mode for f in doctor.report().findings} >= {"mode_collapse"}
     assert [step for _, step in sink.checks] == [299] and sink.findings

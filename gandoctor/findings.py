@@ -138,6 +138,11 @@ class ModeState(str, Enum):
     CLEAR = "clear"  # at least one rule of this mode was checked and none fired
     NOT_CHECKED = "not_checked"  # no rule of this mode could be checked (signals missing, run too short, ...)
 
+    def __str__(self) -> str:
+        # What the README and the JSON say ('failing'), not 'ModeState.FAILING': a user's callback
+        # printing str(status.state) got the latter (a torchgan wrapper's on_finding).
+        return self.value
+
 
 @dataclass(frozen=True)
 class ModeStatus:

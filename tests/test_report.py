@@ -255,3 +255,9 @@ def test_a_mode_needing_scalars_and_sample_statistics_names_the_statistics_in_on
     text = status.describe()
     assert text.startswith("not checked: needs grad_norm.g") and "loss.d" in text
     assert text.count("sample features (feat.*, latent.*") == 1 and "coverage_ratio" not in text and "512" not in text
+
+
+def test_a_mode_s_state_prints_as_the_readme_and_the_json_name_it():
+    # A user's callback printing str(status.state) got 'ModeState.FAILING' (a torchgan wrapper).
+    assert [str(s) for s in ModeState] == ["failing", "clear", "not_checked"]
+    assert f"{ModeState.CLEAR}" == "clear" and ModeState.CLEAR == "clear"

@@ -135,6 +135,10 @@ class DerivedView:
     def names(self) -> list[str]:
         return sorted(set(self._log.names()) | {n for n in DERIVED if n in self})
 
+    def span(self, keep: Callable[[str], bool]) -> tuple[int | None, int | None]:
+        """:meth:`SignalLog.span` of the log viewed (a derived series lies within its sources' steps)."""
+        return self._log.span(keep)
+
     def views(self) -> Iterator[SeriesView]:
         for name in self.names():
             view = self.get(name)

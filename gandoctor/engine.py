@@ -428,10 +428,8 @@ def run_steps(log: Log) -> tuple[int | None, int | None]:
     tool's scalars that map to none (``user.*``) may count other steps: torchgan's ``Gradients/*``
     tags count twice as fast as its losses, and a 1,015-iteration run read as 2,030 steps, its
     windows and warm-ups scaled to that."""
-    known = [v for v in (log.get(n) for n in log.names() if not n.startswith("user.")) if v is not None and len(v)]
-    if not known:
-        return log.first_step, log.last_step
-    return min(int(v.steps[0]) for v in known), max(int(v.steps[-1]) for v in known)
+    first, last = log.span(lambda name: not name.startswith("user."))
+    return (first, last) if first is not None else (log.first_step, log.last_step)
 
 
 def evaluate(log: Log, rules: RuleSet, context: RunContext | None = None, strict: bool = False) -> EngineResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -290,6 +290,12 @@ class Series:
     def __len__(self) -> int:
         return self._n + (1 if self._acc_count else 0)
 
+    def bounds(self) -> tuple[int, int] | None:
+        """The first and last step of :meth:`view`'s points, without building it (None: no point)."""
+        if not len(self):
+            return None
+        return (int(self._steps[0]) if self._n else self._acc_step), self._last_step()
+
 
 class SignalLog:
     """Named series of (step, value). Append-only, memory bounded by ``capacity`` per series."""
@@ -357,6 +363,13 @@ class SignalLog:
             view = self.get(name)
             if view is not None:
                 yield view
+
+    def span(self, keep: Callable[[str], bool]) -> tuple[int | None, int | None]:
+        """The first and last step over the series whose names ``keep`` accepts (None, None: none)."""
+        bounds = [b for name, series in self._series.items() if keep(name) and (b := series.bounds()) is not None]
+        if not bounds:
+            return None, None
+        return min(first for first, _ in bounds), max(last for _, last in bounds)
 
     @classmethod
     def from_records(cls, records: Iterable[tuple[int, Mapping[str, float]]], capacity: int = 4096) -> SignalLog:

@@ -222,3 +222,16 @@ def test_decimated_history_has_uniform_resolution():
     assert int(view.counts.sum()) == 200_000
     assert full.max() <= 2 * full.min()
     assert view.steps[0] < 200_000 / 32  # the first point still sits near the start
+
+
+def test_span_is_the_first_and_last_step_of_the_views_without_building_them():
+    log = SignalLog(capacity=16)
+    for step in range(0, 200, 3):  # merged as the buffer fills, a bucket still filling at the end
+        log.record(step, {"loss.d": 1.0, "user.extra": 2.0})
+    log.record(250, {"user.extra": 2.0})
+    views = {name: log.get(name) for name in log.names()}
+    assert all(view is not None and view.counts[0] > 1 for view in views.values())  # merged buckets
+    loss = views["loss.d"]
+    assert log.span(lambda name: name == "loss.d") == (int(loss.steps[0]), int(loss.steps[-1])) == (int(loss.steps[0]), 198)
+    assert log.span(lambda name: True) == (int(loss.steps[0]), 250)
+    assert log.span(lambda name: False) == (None, None)

@@ -74,12 +74,16 @@ def balanced_accuracy(real: torch.Tensor, fake: torch.Tensor, threshold: torch.T
     return torch.where(finite, acc, torch.full_like(acc, float("nan")))
 
 
-def constant(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """1 where D gave every real and fake sample the same output (to float rounding), else 0: a
-    dead D (all units off, or saturated to one value), whose d.auc of 0.5 is ties, not a D that
-    G has fooled; on the device."""
-    lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
+def constant(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """1 where D's outputs on the reals and fakes, lowest ``lo`` and highest ``hi``, are one value
+    (to float rounding), else 0: a dead D (all units off, or saturated to one value), whose d.auc
+    of 0.5 is ties, not a D that G has fooled; on the device."""
     return ((hi - lo) <= _TIED * torch.clamp(torch.maximum(hi.abs(), lo.abs()), min=1.0)).float()
+
+
+def _host_constant(lo: float, hi: float) -> float:
+    """:func:`constant` of CPU outputs."""
+    return float(hi - lo <= _TIED * max(abs(hi), abs(lo), 1.0))
 
 
 #: Outputs this close (relative, at least absolute for outputs under 1) are one value.
@@ -231,8 +235,10 @@ class OutputKind:
         kind = self.host.d_output
         if kind == "energy":  # lower is real (EBGAN, BEGAN, softmax GAN): negated, then read as a critic's scores
             real, fake, kind = -real, -fake, "critic"
+        # The outputs' range: whether D gave every sample one value, and (auto) whether they lie in [0, 1].
+        lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
         values: dict[str, torch.Tensor | float] = {
-            "d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake), "d.constant": constant(real, fake)
+            "d_out.real": real.mean(), "d_out.fake": fake.mean(), "d.auc": auc(real, fake), "d.constant": constant(lo, hi)
         }
         midpoint = 0.5 * (real.mean() + fake.mean())
         threshold: torch.Tensor | float
@@ -254,7 +260,6 @@ class OutputKind:
             # estimate P(real).
             values["d_prob.real"] = real.clamp(0, 1).mean()
             values["d_prob.fake"] = fake.clamp(0, 1).mean()
-            lo, hi = torch.minimum(real.min(), fake.min()), torch.maximum(real.max(), fake.max())
             deferred = [lo, hi]
             decided = self._decided_threshold()
             if decided is not None:
@@ -283,8 +288,9 @@ class OutputKind:
             real, fake, kind = -real, -fake, "critic"
         mean_real, mean_fake = float(real.mean(dtype=np.float64)), float(fake.mean(dtype=np.float64))
         values: dict[str, torch.Tensor | float] = {"d_out.real": mean_real, "d_out.fake": mean_fake, "d.auc": host_auc(real, fake)}
-        lo_all, hi_all = float(np.minimum(real.min(), fake.min())), float(np.maximum(real.max(), fake.max()))
-        values["d.constant"] = float(hi_all - lo_all <= _TIED * max(abs(hi_all), abs(lo_all), 1.0))
+        # The outputs' range (NaN propagates, as on the device): one value for every sample, and (auto) within [0, 1].
+        lo, hi = float(np.minimum(real.min(), fake.min())), float(np.maximum(real.max(), fake.max()))
+        values["d.constant"] = _host_constant(lo, hi)
         midpoint = 0.5 * (mean_real + mean_fake)
         threshold = midpoint
         if kind == "logit":
@@ -297,7 +303,6 @@ class OutputKind:
         elif kind != "critic":  # auto, as in _device_values()
             values["d_prob.real"] = float(np.clip(real, 0, 1).mean(dtype=np.float64))
             values["d_prob.fake"] = float(np.clip(fake, 0, 1).mean(dtype=np.float64))
-            lo, hi = float(np.minimum(real.min(), fake.min())), float(np.maximum(real.max(), fake.max()))  # NaN propagates, as on the device
             deferred: list[torch.Tensor | float] = [lo, hi]
             decided = self._decided_threshold()
             if decided is not None:

@@ -148,7 +148,7 @@ def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
     if not postfix:  # the bars' postfixes left out, but a description's values are at the bar's count
         for m in bars:
             before = part[last : m.start()]
-            pieces += [before, _bar_position(m) if ":" in before or "=" in before else ""]
+            pieces += [before, _bar_position(m) if _describes(before) else ""]
             last = m.end()
         return "".join(pieces) + part[last:], len(bars)
     for m in bars:
@@ -157,7 +157,7 @@ def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
             before = TQDM_EPOCH.sub(lambda e: f"epoch={e.group(1)} ", before)
         # Values in the description (rosinality's StyleGAN2: ``pbar.set_description('d: 1.31; g: 0.72; ...')``)
         # are at the bar's count, as a postfix's are: read in row order, 50 iterations were 77 records.
-        pieces += [before, _bar_values(m, described=":" in before or "=" in before)]
+        pieces += [before, _bar_values(m, described=_describes(before))]
         last = m.end()
     return "".join(pieces) + part[last:], len(bars)
 
@@ -173,7 +173,12 @@ def _bar_values(m: re.Match[str], described: bool = False) -> str:
 def _described(part: str) -> bool:
     """Whether a tqdm bar on ``part`` carries values in its description (``d: 1.31; g: 0.72: 2%|...``)."""
     m = TQDM.search(part)
-    return m is not None and (":" in part[: m.start()] or "=" in part[: m.start()])
+    return m is not None and _describes(part[: m.start()])
+
+
+def _describes(description: str) -> bool:
+    """Whether a bar's description holds values (a name and its number: ``d: 1.31`` or ``d=1.31``)."""
+    return ":" in description or "=" in description
 
 
 def _bar_position(m: re.Match[str]) -> str:

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..context import D_LOSS_FORM_UNRECOGNISED, NO_LOSS_UNIT, WORLD_SIZE
+from ..context import D_LOSS_UNIT_UNKNOWN, NO_LOSS_UNIT, WORLD_SIZE, with_loss_unit_status
 from ..findings import Finding, ModeState
 from ..report import Report
 from ._modes import ending_note, failing_detail, far_from_data_note, first_sign, samples_line, summarise_skipped
@@ -157,7 +157,7 @@ def _loss_units(report: Report) -> str:
     """Why D's loss thresholds read as they do in this report, when they are not as calibrated."""
     if report.context.flags & NO_LOSS_UNIT:  # no unit to declare: the rules on D's loss skip such a D
         return ""
-    if report.context.values.get("d_loss_form") == D_LOSS_FORM_UNRECOGNISED and "d_loss_unit" not in report.context.values:
+    if D_LOSS_UNIT_UNKNOWN in with_loss_unit_status(report.context).flags:  # the rules' own test, not spelled again
         return (
             "D's loss matched none of the known forms (a penalty or an auxiliary classifier's term added, a D with two heads, "
             "a relativistic D?): the rules that read it against a unit's floor or chance (GD102, GD106, GD207) are not checked, "

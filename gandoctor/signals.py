@@ -71,10 +71,10 @@ SIGNALS: Mapping[str, str] = {
     "feat.turnover": "1 - coverage of the previous fake set by the new one, relative to real-vs-real coverage: 0 stayed put, 1 moved away entirely",
 }
 
-#: The k-means cells' signals wait for their reservoir, which only the feature checks fill.
+#: The k-means cells' signals wait for their reservoir of reals, taken at every step until full.
 _CELLS_FITTED = (
-    "recorded once the feature checks have kept 512 real samples (up to Schedule.feature_batch at each, every "
-    "feature_every steps: with a batch of 8 about 1,600 steps), on which its k-means cells are fitted"
+    "recorded once 512 real samples are kept (up to Schedule.feature_batch of each step's real batch: with a batch "
+    "of 8, 64 steps), on which its k-means cells are fitted, and from the next sample-statistics check on"
 )
 
 #: Why a recorded run may lack a signal although its probe is on: said where a mode is "not checked".

@@ -101,3 +101,33 @@ def test_a_killed_process_s_run_log_says_it_ends_without_the_doctor_closing_it(t
     ended = SCRIPT.replace("range(1000)", "range(20)")
     proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and read_run(tmp_path / "ok").ending is None
+
+
+def test_a_dropped_doctor_is_closed_at_the_next_safe_point_not_inside_the_garbage_collector(tmp_path):
+    # close() from __del__ ran the last sample statistics, a flush and the live check wherever an
+    # allocation set off the collector: inside np.errstate (a segfault) and the AST builder
+    # ("AST constructor recursion depth mismatch") in this test suite.
+    import gc
+
+    import torch
+    from torch import nn
+
+    import gandoctor
+    from gandoctor.probes.doctor import _DROPPED, close_dropped
+
+    def dropped_doctor() -> None:
+        G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+        doctor = gandoctor.Doctor(G, D, log_dir=tmp_path / "dropped")
+        doctor.self_ref = doctor  # a cycle: only the collector frees it
+        for _ in range(30):
+            doctor.step(d_loss=torch.rand(()), g_loss=torch.rand(()))
+
+    gc.collect()
+    close_dropped()  # other tests' doctors
+    dropped_doctor()
+    gc.collect()
+    assert len(_DROPPED) == 1 and not _DROPPED[0]._closed  # not closed by the collector
+    with gandoctor.Doctor(nn.Linear(2, 2), nn.Linear(2, 1)):  # the next doctor made closes it
+        assert not _DROPPED
+    loss = read_run(tmp_path / "dropped").signals.get("loss.d")
+    assert loss is not None and int(loss.steps[-1]) == 29  # the 5 steps after the last flush are there

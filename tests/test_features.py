@@ -147,6 +147,31 @@ def test_auto_keeps_small_samples_as_pixels_and_uses_d_for_images():
     assert torch.allclose(feats, build_extractor("d_penultimate", _ctx(conv))(images, None))
 
 
+def test_auto_on_images_tells_the_run_its_features_move_with_d(tmp_path):
+    # The doctor's shape-settling wrapper hid what `auto` chose: the run kept "auto", and the
+    # k-means cells of D's moving features were fitted once on a reservoir of old ones.
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(8, 784), nn.Tanh(), nn.Unflatten(1, (1, 28, 28)))
+    D = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, features="auto", strict=True)
+    for _ in range(30):
+        real, fake = torch.rand(16, 1, 28, 28) * 2 - 1, G(torch.randn(16, 8))
+        d_loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = nn.functional.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    host = next(p for p in doctor.probes if p.name == "features").host
+    assert doctor.context.values["features"] == "d_penultimate" and host.features_move_with_d()
+    assert not host.bank.reservoir  # no reals kept for cells fitted once
+
+
 def test_auto_falls_back_to_pixels_when_d_has_no_layer_to_read():
     parameterless = nn.Sequential(nn.Flatten(), nn.Identity())
     auto = build_extractor("auto", _ctx(parameterless))

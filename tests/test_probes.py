@@ -301,7 +301,7 @@ def test_a_failing_probe_is_reported_once_and_switched_off(caplog):
     G0, D0, _ = train(30, None)
     with caplog.at_level(logging.WARNING, logger="gandoctor"):
         G1, D1, doctor = train(30, {"features": broken_features, "schedule": Schedule(feature_every=1)})
-    assert len(calls) == 1
+    assert len(calls) == 2  # the feature probe's try and the bin reservoir's (which leaves the saying to it); no more
     assert "features" in doctor.disabled_probes
     assert sum("feature extractor exploded" in r.getMessage() for r in caplog.records) == 1
     for a, b in zip(state(G0, D0), state(G1, D1), strict=True):
@@ -666,6 +666,16 @@ def test_bins_are_fitted_once_on_fixed_features_and_refitted_on_d_features():
     # Refitted on the current reals at each measurement: present at step 5, before a reservoir could fill.
     occupancy = doctor.signals.get("feat.occupancy_ratio")
     assert occupancy.steps[0] == 5 and bank(doctor).bins.centroids.shape[1] == 32
+
+
+def test_bins_wait_for_no_feature_check_to_gather_their_reals():
+    # At the default schedule the feature checks (every 25 steps) alone gathered 512 reals of 64 at
+    # step 175; the reservoir now takes the real batch at every step until it is full (step 7).
+    _, _, doctor = train(60, {"strict": True})
+    doctor.close()
+    occupancy = doctor.signals.get("feat.occupancy_ratio")
+    assert occupancy.steps.tolist()[0] == 50 and bank(doctor).bins is not None
+    assert not bank(doctor).reservoir  # emptied once the bins are fitted
 
 
 def test_the_recording_side_imports_no_diagnosis_at_module_level():

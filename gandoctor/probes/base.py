@@ -276,7 +276,8 @@ class ProbeHost:
     def features_move_with_d(self) -> bool:
         """True when the sample features are D's own (``d_penultimate``): they change as D trains,
         so k-means cells and features kept from an earlier check describe another space."""
-        return self.context().values.get("features") == "d_penultimate"
+        chosen = getattr(self.extract, "chosen", None)  # what `auto` picked, as soon as it has (before the run context hears it)
+        return (chosen or self.context().values.get("features")) == "d_penultimate"
 
 
 class Probe:

@@ -44,7 +44,7 @@ from .latents import LatentProbe, SampleLatent, takes_two_inputs
 from .losses import LossProbe
 from .lossform import LossForm, LossFormProbe
 from .optimizers import OptimizerProbe
-from .samples import FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
+from .samples import BinReservoirProbe, FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
 from .spectrum import SpectrumProbe
 from .visits import Visits
 from .weights import WeightProbe
@@ -142,14 +142,7 @@ class _Batches:
     def in_one_shape(self, extract: Callable[[torch.Tensor, Any], torch.Tensor]) -> Callable[[torch.Tensor, Any], torch.Tensor]:
         """``extract`` reading a sample of the settled size in the settled shape (a flat G's outputs
         on its fixed codes too)."""
-
-        def extract_in_shape(x: torch.Tensor, labels: Any) -> torch.Tensor:
-            shape = self.sample_shape
-            if shape is not None and 1 <= x.dim() < len(shape) + 1 and math.prod(x.shape[1:]) == math.prod(shape):
-                x = x.reshape(x.shape[0], *shape)
-            return extract(x, labels)
-
-        return extract_in_shape
+        return _InShape(self, extract)
 
     def _samples(self, value: Any, name: str) -> torch.Tensor | None:
         """A batch as a tensor: a NumPy array's numbers (shared, not copied); anything
@@ -315,6 +308,7 @@ _OPEN: weakref.WeakKeyDictionary[Doctor, int] = weakref.WeakKeyDictionary()
 def _close_open_doctors() -> None:
     # An uncaught exception ended the script (the interpreter keeps it as sys.last_value): said in
     # each open doctor's log, whose last records are then where the run stopped, not where it finished.
+    close_dropped()
     stopped = getattr(sys, "last_value", None)
     for doctor in list(_OPEN):
         with contextlib.suppress(Exception):
@@ -359,6 +353,26 @@ def _idle_reasons(
     return found
 
 
+class _InShape:
+    """An extractor reading each batch in the shape :class:`_Batches` settled; what ``auto`` chose
+    shows through as ``chosen`` (a bare closure hid it: ``features="auto"`` on images never told
+    the run that its features move with D, and their k-means cells were fitted once)."""
+
+    def __init__(self, batches: _Batches, extract: Callable[[torch.Tensor, Any], torch.Tensor]) -> None:
+        self.batches = batches
+        self.extract = extract
+
+    @property
+    def chosen(self) -> str | None:
+        return getattr(self.extract, "chosen", None)
+
+    def __call__(self, x: torch.Tensor, labels: Any) -> torch.Tensor:
+        shape = self.batches.sample_shape
+        if shape is not None and 1 <= x.dim() < len(shape) + 1 and math.prod(x.shape[1:]) == math.prod(shape):
+            x = x.reshape(x.shape[0], *shape)
+        return self.extract(x, labels)
+
+
 def _check_arguments(generator: Any, discriminator: Any, d_output: str, latent_dim: Any) -> None:
     for role, module in (("generator", generator), ("discriminator", discriminator)):
         if not isinstance(module, nn.Module):
@@ -381,7 +395,7 @@ def standard_probes(
     probes += [GradientProbe(host, role, opt, module) for role, (opt, module) in optimizers.items()]
     return probes + [
         DOutputsProbe(host, kind), DForwardProbe(host, kind, d_opt), WeightProbe(host), OptimizerProbe(host, optimizers), SpectrumProbe(host),
-        FeatureProbe(host), latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
+        FeatureProbe(host), BinReservoirProbe(host), latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
     ]
 
 
@@ -406,9 +420,29 @@ class _ClosedOnExit:
         self.close()
 
     def __del__(self) -> None:
+        # Never close() here: the garbage collector runs finalisers wherever an allocation
+        # triggers it, inside NumPy's errstate or the AST builder too, and close() runs the last
+        # sample statistics, a flush and the live check, all NumPy and torch. A test session
+        # that dropped unclosed doctors segfaulted in np.errstate and failed on "AST constructor
+        # recursion depth mismatch". Kept alive instead, and closed at the next safe point.
+        if not getattr(self, "_closed", True):
+            _DROPPED.append(self)
+
+
+#: Doctors dropped without close() (collected as garbage): closed at the next safe point, when
+#: another Doctor is made or steps, or at the interpreter's exit, never inside the collector.
+_DROPPED: list[_ClosedOnExit] = []
+
+
+def close_dropped() -> None:
+    while _DROPPED:
         with contextlib.suppress(Exception):
-            if not self._closed:
-                self.close()
+            _DROPPED.pop().close()
+
+
+def _register_open(doctor: Doctor) -> None:
+    close_dropped()
+    _OPEN[doctor] = id(getattr(sys, "last_value", None))
 
 
 @dataclass
@@ -461,14 +495,13 @@ class Doctor(_ClosedOnExit):
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
         self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)))
-        _OPEN[self] = id(getattr(sys, "last_value", None))
+        _register_open(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
         plain_d_forward, hook_point = d_forward is None, _hook_point(discriminator)
         d_forward = d_forward or _default_d_forward(self.discriminator)
-        extract = self._batches.in_one_shape(build_extractor(
-            features, FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
-        ))
+        feature_context = FeatureContext(self.discriminator, d_forward, untouched, self.schedule.feature_dim, rng, feature_layer)
+        extract = self._batches.in_one_shape(build_extractor(features, feature_context))
         known = {"features": features if isinstance(features, str) else type(features).__name__}
         self._context = inspect_training(self.generator, self.discriminator, g_opt, d_opt, d_output, uses).merged(
             RunContext(frozenset(self.config.uses), known | ({"latent_dim": latent_dim} if latent_dim else {}))
@@ -560,6 +593,7 @@ class Doctor(_ClosedOnExit):
         """Record one training iteration. Call once per iteration, after the G update."""
         if self._closed:
             return
+        close_dropped()
         start = time.perf_counter()
         scheduled = hooks = 0.0
         try:

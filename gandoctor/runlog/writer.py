@@ -83,9 +83,17 @@ class RunLogWriter:
         if grid is not None:
             self._append({"type": "event", "step": int(step), "level": "samples", "message": "G's outputs for fixed latent codes", "samples": dict(grid)})
 
+    def _reopened(self) -> None:
+        """A doctor dropped without close() is closed later (see ``Doctor.__del__``); the garbage
+        collector may have closed its file meanwhile (flushed: appending carries on)."""
+        if self._fh is not None and self._fh.closed:
+            self._fh = self.path.open("a", encoding="utf-8")
+
     def flush(self) -> None:
         if self._fh is None:
             return
+        self._reopened()
+        assert self._fh is not None
         if self._pending:
             # One write call per batch of complete lines: a kill leaves at most one partial line.
             self._fh.write("\n".join(self._pending) + "\n")

@@ -53,7 +53,9 @@ def samples_line(samples: SampleSummary) -> str:
     share near a real sample), coverage 0.93 of a real set's, spread 0.98 of the reals'"``."""
     parts = []
     if samples.precision is not None:
-        parts.append(f"precision {samples.precision:.2g} (the share near a real sample)")
+        null = "" if samples.precision_null is None else f"; a blur of the data reads {samples.precision_null:.2g}"
+        vouch = "" if samples.precision_vouches else ": precision cannot tell these samples from a blur"
+        parts.append(f"precision {samples.precision:.2g} (the share near a real sample{null}{vouch})")
     if samples.coverage_ratio is not None:
         parts.append(f"coverage {samples.coverage_ratio:.2g} of a real set's")
     if samples.diversity_ratio is not None:

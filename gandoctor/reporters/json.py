@@ -98,6 +98,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "first_step": samples.first_step,
             "last_step": samples.last_step,
             "precision": _num(samples.precision),
+            "precision_null": _num(samples.precision_null),  # a blurred copy of the data's precision
             "coverage_ratio": _num(samples.coverage_ratio),
             "diversity_ratio": _num(samples.diversity_ratio),
             "far_from_data": samples.far_from_data,

@@ -94,6 +94,31 @@ def test_add_scalars_subfolders_belong_to_the_run(tmp_path):
     assert data.signals.get("loss.g").values.tolist() == [1.5] * 20
 
 
+def test_a_folder_of_one_writer_per_metric_is_one_run_named_by_its_folders(tmp_path):
+    # torch_mimicry's Logger: a SummaryWriter per metric at data/<metric>/, the scalar under its
+    # group's tag ('loss' for errD and errG); it read as 7 one-metric runs, none mappable.
+    groups = {"errD": "loss", "errG": "loss", "D(x)": "prob", "D(G(z))": "prob", "lr_D": "lr", "lr_G": "lr"}
+    for metric, group in groups.items():
+        with SummaryWriter(str(tmp_path / "log" / "data" / metric)) as w:
+            for s in range(0, 200, 10):
+                w.add_scalar(group, {"errD": 1.2, "errG": 0.8}.get(metric, 0.5), s)
+    with SummaryWriter(str(tmp_path / "log" / "data" / "img")) as w:
+        w.add_image("fake_vis", torch.rand(3, 16, 16), 0)
+    assert expand_runs([tmp_path / "log"]) == [tmp_path / "log"]
+    data = read_run(tmp_path / "log")
+    assert dict(data.mapped) == {
+        "loss.d": "errD", "loss.g": "errG", "d_prob.real": "D(x)", "d_prob.fake": "D(G(z))", "opt.lr_d": "lr_D", "opt.lr_g": "lr_G",
+        "img.diversity": "img/fake_vis",
+    }
+    assert data.signals.get("loss.d").values.tolist() == pytest.approx([1.2] * 20)
+    # Separate experiments that log one scalar each under the same tag stay separate runs.
+    for name in ("exp1", "exp2"):
+        with SummaryWriter(str(tmp_path / "runs" / name)) as w:
+            for s in range(5):
+                w.add_scalar("loss", 1.0, s)
+    assert expand_runs([tmp_path / "runs"]) == [tmp_path / "runs" / "exp1", tmp_path / "runs" / "exp2"]
+
+
 def test_unmapped_tags_are_user_signals_and_map_option_wins(tmp_path):
     run = write_scalars(tmp_path / "run", **{"critic/W_distance": 0.3})
     data = read_run(run)

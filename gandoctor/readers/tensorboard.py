@@ -22,6 +22,7 @@ against tbparse / TensorBoard's loaders (README, "read speed").
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ import numpy as np
 from ..context import RunContext
 from ..errors import LogFormatError
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, frozen, read_options
+from ._common import MAX_STEP, Collector, NameMapper, frozen, read_options
 from ._lines import progress_callback
 from .grids import GridKeeper, from_png
 from .images import GridStats, ImageError, decode_png, features, infer_layout, tiles
@@ -481,7 +482,8 @@ def _event_files(folder: Path) -> list[Path]:
 
 def find_runs(path: Path, max_dirs: int = 10_000) -> list[Path]:
     """Directories under ``path`` that are TensorBoard runs: they hold event files and their
-    parent does not (a subdirectory of a run is that run's ``add_scalars`` part)."""
+    parent does not (a subdirectory of a run is that run's ``add_scalars`` part); or a folder of
+    one writer per metric (:func:`_metric_folders`), which is one run."""
     runs: list[Path] = []
     for seen, (root, dirs, files) in enumerate(os.walk(path), start=1):
         dirs.sort()
@@ -490,7 +492,58 @@ def find_runs(path: Path, max_dirs: int = 10_000) -> list[Path]:
         if any(EVENT_MARK in f for f in files):
             runs.append(Path(root))
             dirs[:] = []  # its subdirectories belong to it
-    return runs
+    parents: dict[Path, list[Path]] = {}
+    for run in runs:
+        parents.setdefault(run.parent, []).append(run)
+    merged = {parent for parent, children in parents.items() if len(children) > 1 and _metric_folders(children)}
+    out: list[Path] = []
+    for run in runs:
+        if run.parent not in merged:
+            out.append(run)
+        elif run.parent not in out:
+            out.append(run.parent)
+    return out
+
+
+_HEAD_BYTES = 1 << 16  # enough of an event file for the tags of its first records
+
+
+def _head_scalar_tags(file: Path) -> set[str]:
+    """The scalar tags among the records in the first ``_HEAD_BYTES`` of an event file."""
+    try:
+        with file.open("rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+    except OSError:
+        return set()
+    tags: set[str] = set()
+    for _offset, payload in iter_records(io.BytesIO(head), file, [], full=False):
+        try:
+            tags.update(tag for kind, tag, _ in decode_event(payload)[1] if kind == SCALAR)
+        except (DecodeError, IndexError, struct.error, UnicodeError):
+            continue
+    return tags
+
+
+def _metric_folders(children: list[Path]) -> bool:
+    """Sibling runs that are one run's metrics, a writer each (torch_mimicry's ``data/errD/``,
+    ``data/D(x)/``...: each writes one scalar under a group tag, ``loss`` or ``prob``, that
+    several share): each holds one scalar tag or none (images), some tag is shared, and some folder
+    is named as a metric the alias table knows. Runs of separate experiments hold several tags
+    each, or are named as no metric."""
+    if any(child.name == "" for child in children):
+        return False
+    tags = [set().union(*map(_head_scalar_tags, _event_files(child))) for child in children]
+    scalar = [t for t in tags if t]
+    if len(scalar) < 2 or any(len(t) > 1 for t in scalar):
+        return False
+    named = [next(iter(t)) for t in scalar]
+    mapper = NameMapper()
+    return len(set(named)) < len(named) and any(not (mapper(child.name) or "user.").startswith("user.") for child in children)
+
+
+def _is_metric_folder_run(run: Path) -> bool:
+    """A run found as a folder of per-metric writers (it holds no event file itself)."""
+    return not _event_files(run)
 
 
 def run_files(run: Path) -> list[tuple[Path, str]]:
@@ -578,6 +631,11 @@ class _RunReader:
         self.undecodable = 0
         self.dropped = 0
         self.first_drop: tuple[int, int] | None = None
+        # A folder of one writer per metric: each subfolder's name is its scalar's name (its tag a group's).
+        self.metric_folders = False
+
+    def _name(self, prefix: str, tag: str) -> str:
+        return prefix if self.metric_folders and prefix else _tag_name(prefix, tag)
 
     def read_file(self, file: Path, prefix: str, progress: Callable[[int], None]) -> None:
         # A later file must go strictly past the steps already read (a resumed run re-logs its
@@ -618,7 +676,7 @@ class _RunReader:
             for _first, raw_tag, idx in sorted(groups, key=lambda g: g[0]):
                 signal = tags.get(raw_tag, "")
                 if signal == "":
-                    signal = tags[raw_tag] = self.out.names(_tag_name(prefix, raw_tag.decode("utf-8", "replace")))
+                    signal = tags[raw_tag] = self.out.names(self._name(prefix, raw_tag.decode("utf-8", "replace")))
                 if signal is not None:
                     self._extend(signal, steps[idx], values[idx])
         if not ok.all():
@@ -651,7 +709,7 @@ class _RunReader:
             return
         record: dict[str, float] = {}
         for kind, tag, value in values:
-            name = _tag_name(prefix, tag)
+            name = self._name(prefix, tag) if kind == SCALAR else _tag_name(prefix, tag)
             if kind == SCALAR:
                 signal = out.names(name)
                 if signal is None:
@@ -699,6 +757,7 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     else:
         files = [(path, "")]
     reader = _RunReader(path, capacity)
+    reader.metric_folders = path.is_dir() and _is_metric_folder_run(runs[0])
     report = progress_callback.get()
     total = sum(_size(p) for p, _ in files)
     done = 0

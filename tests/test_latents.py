@@ -531,3 +531,21 @@ def test_a_generator_that_takes_a_list_of_codes_runs_on_what_sample_latent_retur
     doctor.close()
     assert len(doctor.signals.get("latent.drift")) >= 2
     assert doctor.samples is not None and doctor.samples.shape == (16, 2)  # G's outputs for 16 codes, not for one code's row
+
+
+def test_a_constant_first_call_of_g_is_no_draw_of_the_loop_s_codes():
+    """Lightning's model summary runs G once on example_input_array (zeros in its GAN template)
+    after the callback has attached: read as uniform on [0, 1), a normal-code G was fed codes it
+    never saw and a diverse G read as collapsed in eval mode (GD306)."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=2, flush_every=2), strict=True)
+    with torch.no_grad():
+        G(torch.zeros(2, 8))  # the summary's example input
+    for _ in range(4):
+        fake = G(torch.randn(32, 8))
+        doctor.step(g_loss=-D(fake).mean(), real=torch.randn(32, 2), fake=fake)
+    doctor.close()
+    codes = doctor._latents.codes
+    assert isinstance(codes, torch.Tensor) and codes.min() < -1.5 and codes.max() > 1.5  # standard normal

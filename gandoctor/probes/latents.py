@@ -163,13 +163,19 @@ def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 class LoopCodes:
-    """How the loop draws G's codes, from its first call of G (a forward pre-hook, removed once it
-    has seen one): uniform on [0, 1) or [-1, 1) where they lie there, else standard normal (also
-    where nothing was seen). One host read, at the probe's first check."""
+    """How the loop draws G's codes, from its first calls of G (a forward pre-hook, removed once it
+    has seen ``CALLS``): uniform on [0, 1) or [-1, 1) where they lie there, else standard normal
+    (also where nothing was seen). A batch of one value throughout is no draw: Lightning's model
+    summary runs G once on ``example_input_array``, zeros in its GAN template, which read as
+    uniform on [0, 1) and fed a normal-code G codes it never saw (GD306 on a diverse G). Host
+    reads at the probe's first check only."""
+
+    CALLS = 4
 
     def __init__(self, generator: torch.nn.Module, keep: int) -> None:
         self.keep = keep
-        self.seen: torch.Tensor | None = None
+        self.seen: list[torch.Tensor] = []
+        self.calls = 0
         self._handle: Any = generator.register_forward_pre_hook(CopySafeHook(self._see))
 
     def _see(self, module: torch.nn.Module, args: Any) -> None:
@@ -178,9 +184,11 @@ class LoopCodes:
         try:  # inside the loop's forward: nothing may raise into training (unseen, the codes are normal)
             x = args[0] if args else None
             if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2:
-                self.seen = x.detach()[: self.keep]
+                self.seen.append(x.detach()[: self.keep])
         finally:
-            self.close()
+            self.calls += 1
+            if self.calls >= self.CALLS:
+                self.close()
 
     def close(self) -> None:
         if self._handle is not None:
@@ -189,11 +197,14 @@ class LoopCodes:
 
     def law(self, width: int) -> str:
         """``uniform01``, ``uniform11`` or ``normal``, where the loop's codes were this wide."""
-        x = self.seen
-        if x is None or x.shape[0] == 0 or x[0].numel() != width:
-            return "normal"
-        lo, hi = float(x.min()), float(x.max())
-        return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
+        for x in self.seen:
+            if x.shape[0] == 0 or x[0].numel() != width:
+                continue
+            lo, hi = float(x.min()), float(x.max())
+            if lo == hi:
+                continue  # one value throughout: a summary's example input, not a draw
+            return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
+        return "normal"
 
     def draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
         law = self.law(math.prod(shape[1:]))

@@ -11,6 +11,7 @@ from torch import nn
 pytest.importorskip("accelerate", reason="the 'accelerate' extra is not installed (pip install 'gandoctor[accelerate]')")
 
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 
 from gandoctor.integrations import IntegrationError
 from gandoctor.integrations.accelerate import attach
@@ -38,13 +39,13 @@ def train(tmp_path, steps: int = 30, accumulate: int = 1, mixed_precision: str =
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
     loader = torch.utils.data.DataLoader(_gan.dataset(32 * steps), batch_size=32)
     G, D, opt_g, opt_d, loader = accelerator.prepare(G, D, opt_g, opt_d, loader)
+    original = type(accelerator).__dict__["is_main_process"]
     if not main:  # what a non-main rank sees; the process state is a singleton, so patch the property
         type(accelerator).is_main_process = property(lambda self: False)
     try:
         doctor = attach(accelerator, G, D, opt_g, opt_d, log_dir=tmp_path, d_output="logit")
     finally:
-        if not main:
-            del type(accelerator).is_main_process
+        type(accelerator).is_main_process = original  # `del` took Accelerate's own property with it
     bce = nn.BCEWithLogitsLoss()
     d_steps = 0
     for (real,) in loader:
@@ -111,3 +112,50 @@ def test_plain_doctor_takes_prepared_optimizers():
     opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
     G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
     Doctor(G, D, opt_g, opt_d).close()
+
+
+def test_models_accelerate_compiles_are_hooked_outside_their_graphs(tmp_path):
+    # Accelerator(dynamo_backend=...) compiles G and D in prepare(); attach() hooked the inner
+    # modules, which dynamo traced: 8 graphs against 3 on this loop, the recompile limit.
+    graphs: list[object] = []
+
+    def count(gm: torch.fx.GraphModule, example_inputs: object) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    def run(with_doctor: bool) -> int:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        torch._dynamo.reset()
+        graphs.clear()
+        torch.manual_seed(0)
+        accelerator = Accelerator(cpu=True)
+        G, D = _gan.generator(), _gan.discriminator()
+        opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3)
+        G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
+        G, D = torch.compile(G, backend=count), torch.compile(D, backend=count)  # what prepare() does under dynamo_backend
+        doctor = attach(accelerator, G, D, opt_g, opt_d, log_dir=tmp_path / str(with_doctor)) if with_doctor else None
+        if doctor is not None:
+            assert doctor.discriminator is D._orig_mod  # its own forwards on the inner D
+        bce = nn.BCEWithLogitsLoss()
+        for _ in range(40):
+            real = torch.randn(32, 2)
+            fake = G(torch.randn(32, _gan.Z_DIM))
+            d_real, d_fake = D(real), D(fake.detach())
+            d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+            opt_d.zero_grad()
+            accelerator.backward(d_loss)
+            opt_d.step()
+            out = D(fake)
+            g_loss = bce(out, torch.ones_like(out))
+            opt_g.zero_grad()
+            accelerator.backward(g_loss)
+            opt_g.step()
+            if doctor is not None:
+                doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        if doctor is not None:
+            assert doctor.signals.get("d.acc") is not None and not doctor.disabled_probes
+            doctor.close()
+        return len(graphs)
+
+    assert run(with_doctor=True) == run(with_doctor=False)

@@ -44,7 +44,7 @@ def diagnose(
         first_step=result.first_step,
         last_step=result.last_step,
         signals=tuple(signals.names()),
-        warnings=tuple(warnings),
+        warnings=(*warnings, *declared_output_contradicted(context)),
         rules_total=len(rules.rules),
         mode_status=result.mode_status,
         rules_checked_codes=result.checked,
@@ -53,6 +53,20 @@ def diagnose(
         samples=summarise_samples(signals),
         ending=ending,
     )
+
+
+def declared_output_contradicted(context: RunContext) -> tuple[str, ...]:
+    """A declared ``d_output`` that the learnt loss form contradicts. Pasted from a snippet onto a
+    D that ends in a sigmoid, ``d_output="logit"`` took D's accuracy at 0 on outputs that never go
+    below it: every sample read as real, d.acc 0.5 at every check (0.96 under ``auto``), with no word."""
+    declared, form = context.values.get("d_output"), context.values.get("d_loss_form")
+    if declared == "logit" and form in ("bce_prob", "ls01"):
+        return (f"d_output='logit' was declared, but D's loss reads its outputs as probabilities ({form}): D's accuracy is "
+                "taken at 0, which they never go below; leave d_output out (auto reads the kind from the loss) or pass d_output='prob'",)
+    if declared == "prob" and form == "bce_logits":
+        return ("d_output='prob' was declared, but D's loss applies a sigmoid to its outputs (bce_logits): they are logits, "
+                "and D's accuracy is taken at 0.5 of them; leave d_output out (auto reads the kind from the loss) or pass d_output='logit'",)
+    return ()
 
 
 def alerts_of(markers: Iterable[HealthyMarker]) -> tuple[Alert, ...]:

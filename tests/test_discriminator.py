@@ -409,3 +409,34 @@ def test_a_dead_d_is_not_read_as_fooled():
     assert set(doctor.signals.get("d.constant").values.tolist()) == {1.0}
     assert set(doctor.signals.get("d.auc").values.tolist()) == {0.5}
     assert "generator_dominance" not in {f.mode for f in doctor.report().findings}
+
+
+@pytest.mark.parametrize("declared", ["logit", "auto"])
+def test_a_declared_kind_the_learnt_loss_form_contradicts_is_said(declared: str):
+    # nocotan's Lightning GAN (D ends in a Sigmoid, F.binary_cross_entropy) under the README's
+    # old snippet, d_output="logit": D's accuracy sat at 0.5 at every check, with no word.
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, d_output=declared, schedule=Schedule(flush_every=10))
+    bce = nn.functional.binary_cross_entropy
+    for _ in range(60):
+        real, fake = torch.randn(64, 2) * 0.2 + 1, G(torch.randn(64, 4))
+        d_real, d_fake = D(real), D(fake.detach())
+        d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), torch.ones_like(d_real))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    report = doctor.report()
+    assert report.context.values["d_loss_form"] == "bce_prob"
+    said = [w for w in report.warnings if "d_output='logit' was declared" in w]
+    assert len(said) == (declared == "logit")
+    if said:
+        assert "pass d_output='prob'" in said[0] and set(doctor.signals.get("d.acc").values.tolist()) == {0.5}

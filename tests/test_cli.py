@@ -97,7 +97,7 @@ def unhealthy(tmp_path) -> str:
 
 @pytest.fixture()
 def nan_run(tmp_path) -> str:
-    loss = np.full(400, 0.7)
+    loss = 0.7 + 0.05 * np.sin(np.arange(400.0))  # losses that move with their batches (frozen ones are GD407's)
     loss[150:] = math.nan
     return str(write_log(tmp_path / "nan", {"loss.d": loss, "loss.g": loss}))
 
@@ -129,7 +129,7 @@ def test_gate_judges_the_end_state_and_notes_a_live_alert_that_cleared(tmp_path,
 
     writer = RunLogWriter(tmp_path, {"flags": [], "values": {}}, 64)
     for step in range(400):
-        writer.write_step(step, {"loss.d": 1.3, "loss.g": 0.7})
+        writer.write_step(step, {"loss.d": 1.3 + 0.05 * math.sin(step), "loss.g": 0.7 + 0.05 * math.cos(step)})
     writer.write_marker(HealthyMarker(49, 29, 30, ("discriminator_dominance",), ("GD102",)))
     writer.close()
     assert main(["gate", str(tmp_path)]) == EXIT_HEALTHY

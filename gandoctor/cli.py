@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-checked", default="", metavar="MODE[,MODE...]",
         help="fail (exit 1) when one of these modes could not be checked (signals missing, run too short)",
     )
+    p.add_argument(
+        "--require-near-data", action="store_true",
+        help="fail (exit 1) when G's samples end far from the data (under a tenth near a real sample): a G that learned nothing fails no rule",
+    )
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per mode (failure, pass, or skipped when not checked)")
     p.add_argument("--markdown", metavar="FILE", help="also write a markdown summary (e.g. for $GITHUB_STEP_SUMMARY)")
     p = sub.add_parser("rules", help="list the rules, or check a folder of rules and run their cases")
@@ -322,7 +326,7 @@ def _gate(args: argparse.Namespace, out: Console, err: Console) -> int:
                 f"gandoctor: note: {a.mode} ({a.rule}) was raised during training at step {a.seen_at} and does not hold at the last step",
                 markup=False, highlight=False, soft_wrap=True,
             )
-        result = judge(report, modes, codes, sorted(required))
+        result = judge(report, modes, codes, sorted(required), require_near_data=args.require_near_data)
         print(result.line)
         return int(result.exit_code)
 
@@ -593,7 +597,7 @@ def _compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     result = compare_runs(args.before, args.after, config=config, rules_dirs=args.rules, uses=_parse_uses(args, config), format=args.format)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
-        return EXIT_UNHEALTHY if result.new_failures else EXIT_HEALTHY
+        return EXIT_UNHEALTHY if result.new_failures or result.samples_left_the_data else EXIT_HEALTHY
     out.print(f"[bold]before[/bold] {escape(result.before.source)} ({result.before.verdict}, steps {result.before.first_step}..{result.before.last_step})")
     out.print(f"[bold]after[/bold]  {escape(result.after.source)} ({result.after.verdict}, steps {result.after.first_step}..{result.after.last_step})")
     table = Table("mode", "before", "after", box=None, pad_edge=False, header_style="bold")
@@ -620,8 +624,12 @@ def _compare(args: argparse.Namespace, out: Console, err: Console) -> int:
             change = "" if s.change is None else f"{s.change:+.0%}"
             sig.add_row(s.name, _fmt_value(s.before), _fmt_value(s.after), change)
         out.print(sig)
+    far = f"; G's samples end far from the data after, not before ({far_from_data_note(result.after.samples).removeprefix('but ')})"
     if result.new_failures:
-        out.print(f"gandoctor compare: NEW FAILURE — {', '.join(result.new_failures)}", markup=False)
+        out.print(f"gandoctor compare: NEW FAILURE — {', '.join(result.new_failures)}{far if result.samples_left_the_data else ''}", markup=False)
+        return EXIT_UNHEALTHY
+    if result.samples_left_the_data:
+        out.print(f"gandoctor compare: WORSE{far}", markup=False)
         return EXIT_UNHEALTHY
     fixed = f"; gone: {', '.join(c.mode for c in result.gone)}" if result.gone else ""
     out.print(f"gandoctor compare: no new failure{fixed}", markup=False)

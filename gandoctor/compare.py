@@ -90,6 +90,13 @@ class Comparison:
         """Modes failing after that were not failing before."""
         return tuple(m.mode for m in self.modes if m.after == "failing" and m.before != "failing")
 
+    @property
+    def samples_left_the_data(self) -> bool:
+        """G's samples end far from the data after and did not before: worse, whatever the rules
+        say (a D at lr x10 whose G never reached the data read as "gone: discriminator_dominance")."""
+        before, after = self.before.samples, self.after.samples
+        return after is not None and after.far_from_data and not (before is not None and before.far_from_data)
+
     def to_dict(self) -> dict[str, Any]:
         def finding(f: Finding | None) -> dict[str, Any] | None:
             if f is None:
@@ -105,6 +112,7 @@ class Comparison:
             "before": {"source": self.before.source, "verdict": self.before.verdict, "steps": [self.before.first_step, self.before.last_step]},
             "after": {"source": self.after.source, "verdict": self.after.verdict, "steps": [self.after.first_step, self.after.last_step]},
             "new_failures": list(self.new_failures),
+            "samples_left_the_data": self.samples_left_the_data,
             **{
                 group: [{"mode": c.mode, "before": finding(c.before), "after": finding(c.after)} for c in changes]
                 for group, changes in (("gone", self.gone), ("new", self.new), ("unchanged", self.unchanged))

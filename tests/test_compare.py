@@ -88,3 +88,21 @@ def test_mode_without_signals_is_not_checked(tmp_path):
     status = {m.mode: m.before for m in result.modes}
     assert status["mode_collapse"] == "not checked"  # no sample statistics in a loss-only CSV
     assert result.new_failures == () and result.gone == ()
+
+
+def test_samples_that_end_far_from_the_data_after_are_worse_whatever_the_rules_say(capsys):
+    # Two healthy corpus runs by their labels: G learned the ring (oracle quality 0.58-0.69) and
+    # G never reached the data (0.00-0.04). A change from the first to the second read "no new failure", exit 0.
+    corpus = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+    learned, never = corpus / "c038-healthy-ring-mlp", corpus / "c002-healthy-random2d-sn_d"
+    result = compare_runs(learned, never)
+    assert result.samples_left_the_data and not result.new_failures
+    assert main(["compare", str(learned), str(never)]) == EXIT_UNHEALTHY
+    assert "WORSE; G's samples end far from the data after, not before" in " ".join(capsys.readouterr().out.split())
+    assert not compare_runs(never, learned).samples_left_the_data
+    assert main(["compare", str(never), str(learned), "--json"]) == EXIT_HEALTHY
+    assert json.loads(capsys.readouterr().out)["samples_left_the_data"] is False
+    assert main(["gate", str(never)]) == EXIT_HEALTHY  # a G that learned nothing fails no rule ...
+    assert main(["gate", str(never), "--require-near-data"]) == EXIT_UNHEALTHY  # ... unless asked
+    assert "samples near the data required, G's samples are still far from the data" in " ".join(capsys.readouterr().out.split())
+    assert main(["gate", str(learned), "--require-near-data"]) == EXIT_HEALTHY

@@ -36,6 +36,7 @@ def judge(
     fail_on_rules: Iterable[str] = (),
     require_checked: Iterable[str] = (),
     label: str = "",
+    require_near_data: bool = False,
 ) -> GateResult:
     modes, rules = set(fail_on_modes), {r.upper() for r in fail_on_rules}
     where = label or report.source or "run"
@@ -51,7 +52,8 @@ def judge(
         m for m in require_checked if (s := report.status_of(m)) is None or s.state is ModeState.NOT_CHECKED
     )
     span = f"steps {report.first_step}..{report.last_step}"
-    if failing or unchecked:
+    far = far_from_data_note(report.samples)
+    if failing or unchecked or (require_near_data and far):
         # A finding's caveat goes with it: the gate is where a build is failed on it.
         parts = [
             f"{f.mode} ({f.rule}, onset step {f.onset_step}"
@@ -64,6 +66,8 @@ def judge(
         for m in unchecked:
             status = report.status_of(m)
             parts.append(f"{m} required but {status.describe() if status else 'not checked: no rule for it'}")
+        if require_near_data and far:
+            parts.append(f"samples near the data required, {far.removeprefix('but ')}")
         ended = f"; {e}" if (e := ending_note(report)) else ""
         return GateResult(GateExit.FAIL, f"gandoctor gate: FAIL — {where} ({span}): {'; '.join(parts)}{ended}", failing, unchecked)
     gated = sorted(modes | rules)
@@ -74,8 +78,7 @@ def judge(
     if not_checked:  # "healthy for all modes" next to five unchecked ones would overstate it
         clear = [s.mode for s in report.mode_status if s.mode in modes and s.state is ModeState.CLEAR] + sorted(rules)
         what = f"the gated modes it could check ({', '.join(clear)})" if clear else "nothing: no gated mode could be checked"
-    # Not a failure (no rule holds), but a pass must not read as "G learned the data".
-    far = far_from_data_note(report.samples)
+    # Not a failure (no rule holds) unless required, but a pass must not read as "G learned the data".
     return GateResult(
         GateExit.PASS,
         f"gandoctor gate: PASS — {where} ({span}, {report.rules_checked} rules checked): healthy for {what}{tail}"

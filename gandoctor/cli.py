@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail (exit 1) when one of these modes could not be checked (signals missing, run too short)",
     )
     p.add_argument(
-        "--require-near-data", action="store_true",
+        "--samples-near-data", action="store_true",
         help="fail (exit 1) when G's samples end far from the data (under a tenth near a real sample): a G that learned nothing fails no rule",
     )
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per mode (failure, pass, or skipped when not checked)")
@@ -326,7 +326,7 @@ def _gate(args: argparse.Namespace, out: Console, err: Console) -> int:
                 f"gandoctor: note: {a.mode} ({a.rule}) was raised during training at step {a.seen_at} and does not hold at the last step",
                 markup=False, highlight=False, soft_wrap=True,
             )
-        result = judge(report, modes, codes, sorted(required), require_near_data=args.require_near_data)
+        result = judge(report, modes, codes, sorted(required), require_near_data=args.samples_near_data)
         print(result.line)
         return int(result.exit_code)
 

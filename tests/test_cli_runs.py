@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gandoctor.cli import EXIT_ERROR, EXIT_HEALTHY, EXIT_UNHEALTHY, main
@@ -13,13 +14,16 @@ from gandoctor.cli import EXIT_ERROR, EXIT_HEALTHY, EXIT_UNHEALTHY, main
 
 def nan_csv(path: Path) -> Path:
     # GD501 catches a loss series that turns NaN: an unhealthy run without rule tuning in play.
-    rows = [f"{s},{'nan' if s >= 150 else 0.7},{'nan' if s >= 150 else 1.2}" for s in range(300)]
+    # The losses move with their batches before the NaN (frozen ones are GD407's vanishing gradients).
+    noise = np.random.default_rng(1).normal(0, 0.02, (300, 2))
+    rows = [f"{s},{'nan' if s >= 150 else 0.7 + noise[s, 0]},{'nan' if s >= 150 else 1.2 + noise[s, 1]}" for s in range(300)]
     path.write_text("step,errD,errG\n" + "\n".join(rows) + "\n")
     return path
 
 
 def ok_csv(path: Path) -> Path:
-    path.write_text("step,errD,errG\n" + "".join(f"{s},0.69,0.70\n" for s in range(300)))
+    noise = np.random.default_rng(0).normal(0, 0.02, (300, 2))  # losses that move with their batches (frozen ones are GD407's)
+    path.write_text("step,errD,errG\n" + "".join(f"{s},{0.69 + a:.4f},{0.70 + b:.4f}\n" for s, (a, b) in enumerate(noise)))
     return path
 
 
@@ -50,11 +54,12 @@ def test_analyze_json_over_several_runs(tmp_path, capsys):
 
 def test_parent_folder_of_tensorboard_runs_is_each_run(tmp_path, capsys):
     SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
+    noise = np.random.default_rng(2).normal(0, 0.02, (300, 2))  # losses that move (frozen ones are GD407's)
     for name, nan_from in (("good", 10**9), ("bad", 150)):
         w = SummaryWriter(str(tmp_path / "runs" / name))
         for s in range(300):
-            w.add_scalar("loss/D", float("nan") if s >= nan_from else 0.7, s)
-            w.add_scalar("loss/G", float("nan") if s >= nan_from else 1.2, s)
+            w.add_scalar("loss/D", float("nan") if s >= nan_from else 0.7 + noise[s, 0], s)
+            w.add_scalar("loss/G", float("nan") if s >= nan_from else 1.2 + noise[s, 1], s)
         w.close()
     assert main(["gate", str(tmp_path / "runs")]) == EXIT_UNHEALTHY
     out = capsys.readouterr().out

@@ -103,6 +103,6 @@ def test_samples_that_end_far_from_the_data_after_are_worse_whatever_the_rules_s
     assert main(["compare", str(never), str(learned), "--json"]) == EXIT_HEALTHY
     assert json.loads(capsys.readouterr().out)["samples_left_the_data"] is False
     assert main(["gate", str(never)]) == EXIT_HEALTHY  # a G that learned nothing fails no rule ...
-    assert main(["gate", str(never), "--require-near-data"]) == EXIT_UNHEALTHY  # ... unless asked
+    assert main(["gate", str(never), "--samples-near-data"]) == EXIT_UNHEALTHY  # ... unless asked
     assert "samples near the data required, G's samples are still far from the data" in " ".join(capsys.readouterr().out.split())
-    assert main(["gate", str(learned), "--require-near-data"]) == EXIT_HEALTHY
+    assert main(["gate", str(learned), "--samples-near-data"]) == EXIT_HEALTHY

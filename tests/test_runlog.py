@@ -378,7 +378,7 @@ def test_a_live_alert_that_no_longer_holds_at_the_last_step_is_reported_as_such(
 
     writer = RunLogWriter(tmp_path, CONTEXT, 64)
     for step in range(400):
-        writer.write_step(step, {"loss.d": 1.3, "loss.g": 0.7})
+        writer.write_step(step, {"loss.d": 1.3 + 0.05 * math.sin(step), "loss.g": 0.7 + 0.05 * math.cos(step)})
     writer.write_marker(HealthyMarker(49, 29, 30, ("discriminator_dominance",), ("GD102",)))
     writer.close()
     report = analyze(tmp_path)

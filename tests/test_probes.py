@@ -1048,3 +1048,31 @@ def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps
         assert "multi_d_steps" not in doctor.context.flags and "d_steps_per_g" not in doctor.context.values
     else:
         assert "multi_d_steps" in doctor.context.flags and doctor.context.values["d_steps_per_g"] == 3.0
+
+
+def test_a_hinge_d_beyond_its_margin_still_counts_its_steps():
+    """SNGAN's hinge D at D's lr x10 wins by a wide margin: relu(1 - D(x)) and relu(1 + D(G(z)))
+    send exactly 0 to D's outputs at most of its 5 steps per G step, which read as steps on a
+    penalty alone (4 D steps per G step, 3 in this loop). Only a step after a penalty's backward
+    can be one."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    D = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 1))
+    opt_g = torch.optim.Adam(G.parameters(), 1e-5, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), 1e-2, betas=(0.0, 0.9))
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, strict=True)
+    for _ in range(300):
+        g_loss = -D(G(torch.randn(64, 4))).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        for _ in range(5):
+            real, fake = torch.randn(64, 2) * 0.1 + 3.0, G(torch.randn(64, 4))
+            d_loss = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake.detach())).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert float(d_loss) == 0.0  # D beyond its margin on every sample
+    assert doctor.context.values["d_loss_form"] == "hinge" and doctor.context.values["d_steps_per_g"] == 5.0

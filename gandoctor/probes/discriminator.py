@@ -414,7 +414,7 @@ def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tenso
     (``create_graph=True``: a penalty's ``autograd.grad`` of D's output, whose ones say nothing of
     the loss D is trained on) is a gradient penalty on D: noted, not kept."""
     if torch.is_grad_enabled():
-        catch.penalised = True
+        catch.penalised = catch.penalty_since_step = True
         return
     catch.since_step.append(grad.detach())  # did a loss reach D's outputs before its next step (read at the flush)
     pushed.append(grad.detach())  # reduced at the step, for the call on the reals only
@@ -456,8 +456,12 @@ class OutputCatch:
         # iteration, and since the last one: a step none reached with a non-zero gradient trained
         # D on a penalty alone (SAGAN's WGAN-GP steps D's optimizer again on the penalty;
         # StyleGAN2's lazy R1 backpropagates it with 0 * D's output added).
-        self.step_pushes: list[list[torch.Tensor]] = []
+        self.step_pushes: list[list[torch.Tensor] | None] = []  # None: no penalty before that step
         self.since_step: list[torch.Tensor] = []
+        # A penalty's backward reached D's outputs since D's last step. A step without one trained
+        # on a loss whatever gradient it sent: a hinge D beyond its margin sends exactly 0 (SNGAN
+        # at D's lr x10 read 4 D steps per G step for 5).
+        self.penalty_since_step = False
         # Fused optimizers leave the version counter alone, hence the optimizer's own count too.
         self.parameter = next((p for p in discriminator.parameters() if p.requires_grad), None)
         self.seconds = 0.0
@@ -468,7 +472,7 @@ class OutputCatch:
     def arm(self, on: bool) -> None:
         self.calls.clear()
         self.d_steps_at_arm = self.d_steps
-        self.step_pushes, self.since_step = [], []
+        self.step_pushes, self.since_step, self.penalty_since_step = [], [], False
         if on and not self.handles and self.usable and self.failed is None:
             self.handles.append(self.discriminator.register_forward_hook(CopySafeHook(self._keep)))
             if self.optimizer is not None:
@@ -480,13 +484,16 @@ class OutputCatch:
 
     def _stepped(self, *args: Any) -> None:
         self.d_steps += 1
-        self.step_pushes.append(self.since_step)
-        self.since_step = []
+        self.step_pushes.append(self.since_step if self.penalty_since_step else None)
+        self.since_step, self.penalty_since_step = [], False
 
     def step_marks(self) -> list[torch.Tensor | float]:
-        """Per D step of this iteration, the largest gradient a loss's backward sent to D's
-        outputs before it (0.0 where none reached them); on the device, read at the flush."""
-        return [torch.stack([g.abs().amax() for g in grads]).amax() if grads else 0.0 for grads in self.step_pushes]
+        """Per D step of this iteration where a penalty reached D's outputs before it, the largest
+        gradient a loss's backward sent there (0.0 where none did: a penalty-only step); 1.0 where
+        no penalty did (a loss step, whatever its gradient); on the device, read at the flush."""
+        return [
+            1.0 if grads is None else torch.stack([g.abs().amax() for g in grads]).amax() if grads else 0.0 for grads in self.step_pushes
+        ]
 
     def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         # Runs inside the loop's forward: an error is kept for the probe to raise under the

@@ -337,11 +337,19 @@ class ContextInference:
                 flags.add("multi_d_steps")
             if context.values.get("d_steps_per_g") != typical:
                 learnt["d_steps_per_g"] = typical
-        elif "multi_d_steps" not in context.flags:
-            if self.counted >= _RATIO_STEPS and self.total_g and self.total_d * share >= 2 * self.total_g:
+        elif self.counted in _SUM_CHECKS and self.total_g and self.total_d * share >= 2 * self.total_g:
+            # Summed again at longer spans: a cycle of one G batch and five D batches holds 4 G
+            # steps and 16 D steps in the first twenty (read 4.0 for 5); at a hundred, 4.9.
+            if "multi_d_steps" not in context.flags:
                 flags.add("multi_d_steps")
-                learnt["d_steps_per_g"] = round(self.total_d * share / self.total_g, 2)
+            ratio = round(self.total_d * share / self.total_g, 1)
+            if context.values.get("d_steps_per_g") != ratio:
+                learnt["d_steps_per_g"] = ratio
         return RunContext(frozenset(flags), learnt) if flags or learnt else None
+
+
+#: Doctor steps at which the optimizer counts summed so far are read (a loop whose doctor steps hold either D's or G's steps).
+_SUM_CHECKS = frozenset({_RATIO_STEPS, 5 * _RATIO_STEPS, 25 * _RATIO_STEPS})
 
 
 def _median_of_counts(counts: Mapping[float, int]) -> float | None:

@@ -152,3 +152,18 @@ def test_d_steps_per_g_step_are_read_from_the_sums_when_doctor_step_runs_every_b
     assert learnt is not None and "multi_d_steps" in learnt.flags and learnt.values["d_steps_per_g"] == 5.0
     balanced = ContextInference("logit")
     assert all(balanced.observe({"opt_steps.d": 1.0, "opt_steps.g": 1.0}, context) is None for _ in range(40))
+
+
+def test_d_steps_per_g_step_summed_over_whole_cycles_of_one_g_batch_and_five_d_batches():
+    """Lightning 1.x optimizer frequencies (G on one batch, D on the next five): the first twenty
+    doctor steps hold 4 G steps and 16 D steps, read 4.0 for 5 and never read again."""
+    from gandoctor.context import ContextInference
+
+    inference, context = ContextInference("critic"), RunContext()
+    for step in range(600):
+        learnt = inference.observe({"opt_steps.d": 0.0 if step % 6 == 0 else 1.0, "opt_steps.g": 1.0 if step % 6 == 0 else 0.0}, context)
+        if learnt is not None:
+            context = context.merged(learnt)
+        if step == 19:
+            assert context.values["d_steps_per_g"] == 4.0
+    assert "multi_d_steps" in context.flags and context.values["d_steps_per_g"] == 5.0

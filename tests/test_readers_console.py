@@ -781,3 +781,14 @@ def test_values_in_a_progress_bar_s_description_are_at_its_count(tmp_path):
     assert loss.steps.tolist() == list(range(51))  # the closing redraw at 50 repeats iteration 49's values
     assert loss.values.tolist()[:50] == pytest.approx([1 + i / 1000 for i in range(50)])
     assert data.signals.get("loss.g").values.tolist()[:50] == pytest.approx([2 + i / 1000 for i in range(50)])
+
+
+def test_a_bare_epoch_before_the_batch_of_its_total_places_the_line(tmp_path):
+    # The Packt book's conditional GAN prints 'Epoch {} [{}/{}] loss_D: ... loss_G: ... time: ...'
+    # every fifth batch of 15: read as one step a line, 1500 iterations were 200 steps.
+    path = tmp_path / "log.txt"
+    lines = [f"Epoch {e} [{b}/15] loss_D: {0.5 + 0.01 * e:.4f} loss_G: {1.0 + 0.01 * b:.4f} time: 0.57" for e in range(20) for b in (5, 10)]
+    path.write_text("\n".join(lines) + "\n")
+    data = read_run(path)
+    assert data.signals.get("loss.d").steps.tolist() == [e * 15 + b for e in range(20) for b in (5, 10)]
+    assert not any("no line gives a step" in w for w in data.warnings)

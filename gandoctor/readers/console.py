@@ -91,7 +91,8 @@ TENSOR = re.compile(r"tensor\(\s*\[?\s*(" + _NUM + r")\s*\]?\s*(?:,[^()]*(?:\([^
 #: ``print("step", step, ...)``: a position word and its number with no ':' or '=' between.
 #: ``logging``'s ``step 100: d_loss=...`` too; not ``step 3/10`` (a position with its total) nor ``step 1.5``.
 #: ``Epoch: [ 1] [  10/  28]`` (Zeleni9/pytorch-wgan's DCGAN): the epoch, then the batch of the epoch's total.
-EPOCH_BRACKETS = re.compile(r"\bepoch\s*:?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.IGNORECASE)
+#: ``Epoch 0 [5/15] loss_D: ...`` (the Packt book's conditional GAN): a bare epoch, then the batch of the epoch's total.
+EPOCH_BRACKETS = re.compile(r"\bepoch\s*:?\s*(?:\[\s*(\d+)\s*\]|(\d+))\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.IGNORECASE)
 #: D's inner loop counter (``Discriminator iteration: 2/5``, ``critic iter 3/5``; Zeleni9's WGAN-GP prints
 #: one line per critic step before G's ``Generator iteration: 10/4000``): not the run's step.
 INNER_POSITION = re.compile(
@@ -268,7 +269,7 @@ class _Parser:
             # its epochs counted from 1) is the step.
             pairs = _pairs(m.group(5), self._known)
             return self._emit_at(int(m.group(1)), int(m.group(3)), int(m.group(4)), pairs, where, ("iteration", "global_step", "step"))
-        text = EPOCH_BRACKETS.sub(r"epoch=\1 batch \2/\3 ", text)
+        text = EPOCH_BRACKETS.sub(lambda e: f"epoch={e.group(1) or e.group(2)} batch {e.group(3)}/{e.group(4)} ", text)
         text, g_counter = G_POSITION.subn(r" step \1/\2 ", text)
         inner: int | None = None  # D's inner counter on the line, where it has one
         for m in list(INNER_POSITION.finditer(text))[::-1]:  # D's own counter: an inner loop's, or the run's step

@@ -264,6 +264,10 @@ WORLD_SIZE = "world_size"
 #: 0.051 with 64; d2l's GAN trains on batches of 8 and its healthy run was called cycling, GD601).
 FEW_D_SAMPLES = "few_d_samples"
 FEW_D_SAMPLES_BELOW = 32
+#: The flag of a run whose samples reached the doctor with labels (``labels=`` or ``fake_labels=``):
+#: a conditional G's fakes spread across its labels as widely as the data while repeating one
+#: image per label (the Packt book's cGAN with a 2-d z: 92% repeats, diversity 0.84 of the reals').
+CONDITIONAL = "conditional"
 #: ``values["d_loss_step_share"]``: the share of D's optimizer steps that follow a backward of a
 #: loss on D's outputs, where it is under 1: a loop that steps D's optimizer a second time on a
 #: gradient penalty alone (SAGAN's WGAN-GP) read as two D steps per G step, and was told to train

@@ -1076,3 +1076,13 @@ def test_a_hinge_d_beyond_its_margin_still_counts_its_steps():
     doctor.close()
     assert float(d_loss) == 0.0  # D beyond its margin on every sample
     assert doctor.context.values["d_loss_form"] == "hinge" and doctor.context.values["d_steps_per_g"] == 5.0
+
+
+def test_samples_passed_with_labels_flag_the_run_conditional():
+    G = nn.Sequential(nn.Linear(4, 2))
+    D = nn.Sequential(nn.Linear(2, 1))
+    for labels, flagged in ((torch.arange(8) % 2, True), (None, False)):
+        doctor = gandoctor.Doctor(G, D, schedule=Schedule(feature_every=1))
+        doctor.step(d_loss=0.5, real=torch.randn(8, 2), fake=torch.randn(8, 2), labels=labels)
+        doctor.close()
+        assert ("conditional" in doctor.context.flags) is flagged

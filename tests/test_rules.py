@@ -315,3 +315,16 @@ def test_the_builtin_rules_sharing_a_note_state_the_same_one():
     texts = {r.code: {n.text for n in r.notes} for r in rules.rules}
     assert texts["GD202"] == texts["GD204"] == texts["GD205"] == texts["GD208"]
     assert len(texts["GD202"]) == 2 and texts["GD201"] < texts["GD202"]
+
+
+def test_a_conditional_g_that_draws_one_image_per_label_is_collapse_and_a_healthy_one_is_not():
+    # The Packt book's cGAN with a 2-d z and G's rate x10: 92% of its fakes repeat another while
+    # across their labels they spread as widely as the data (GD303 asks for both, and stayed quiet).
+    from gandoctor import analyze
+
+    public = Path(__file__).resolve().parent.parent / "fixtures" / "public"
+    collapsed = analyze(public / "packt_cgan_z2_glr10", uses={"conditional"})
+    assert [(f.mode, f.rule) for f in collapsed.findings] == [("mode_collapse", "GD311")]
+    assert analyze(public / "packt_cgan_z2_glr10").findings == ()  # without labels: GD303's to judge, and quiet
+    assert analyze(public / "packt_cgan_healthy", uses={"conditional"}).verdict == "healthy"
+

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import samplestats
+from ..context import CONDITIONAL
 from .base import Probe, ProbeHost, StepInputs, Values, label_slices
 
 _BLAS: Any = None
@@ -109,6 +110,8 @@ class FeatureProbe(Probe):
         chosen = getattr(self.host.extract, "chosen", None)
         if chosen is not None and self.host.context().values.get("features") != chosen:
             self.host.note_context(set(), {"features": chosen})  # what `auto` picked
+        if (inputs.labels is not None or inputs.fake_labels is not None) and CONDITIONAL not in self.host.context().flags:
+            self.host.note_context({CONDITIONAL}, {})
         bank.add_to_pool(bank.real[-1])
         # Keep 4 batches of reals (two independent real sets) and the 2 newest batches of fakes.
         del bank.real[:-4]

@@ -792,3 +792,14 @@ def test_a_bare_epoch_before_the_batch_of_its_total_places_the_line(tmp_path):
     data = read_run(path)
     assert data.signals.get("loss.d").steps.tolist() == [e * 15 + b for e in range(20) for b in (5, 10)]
     assert not any("no line gives a step" in w for w in data.warnings)
+
+
+def test_lightning_s_tqdm_bar_reset_at_an_epoch_s_end_is_no_record():
+    # A real Lightning 2.6 log (TQDMProgressBar, tee'd): at each epoch's end the bar is redrawn at
+    # 0/29 with the last batch's postfix, which read as the step going back: the rest of the log
+    # was read in row order, 300 batches as 600 steps.
+    log = Path(__file__).resolve().parent.parent / "fixtures" / "public" / "nocotan_gan_lightning_tqdm.console.log.gz"
+    data = read_run(log)
+    d = data.signals.get("loss.d")
+    assert (int(d.steps[0]), int(d.steps[-1])) == (1, 300)
+    assert not any("goes back" in w for w in data.warnings)

@@ -154,16 +154,23 @@ def _unbar(part: str, postfix: bool = True) -> tuple[str, int]:
         return "".join(pieces) + part[last:], len(bars)
     for m in bars:
         before = part[last : m.start()]
+        lightning = 0
         if last == 0:  # the description before the first bar: Lightning's "Epoch 3: "
-            before = TQDM_EPOCH.sub(lambda e: f"epoch={e.group(1)} ", before)
+            before, lightning = TQDM_EPOCH.subn(lambda e: f"epoch={e.group(1)} ", before)
         # Values in the description (rosinality's StyleGAN2: ``pbar.set_description('d: 1.31; g: 0.72; ...')``)
         # are at the bar's count, as a postfix's are: read in row order, 50 iterations were 77 records.
-        pieces += [before, _bar_values(m, described=_describes(before))]
+        pieces += [before, _bar_values(m, described=_describes(before), lightning=bool(lightning))]
         last = m.end()
     return "".join(pieces) + part[last:], len(bars)
 
 
-def _bar_values(m: re.Match[str], described: bool = False) -> str:
+def _bar_values(m: re.Match[str], described: bool = False, lightning: bool = False) -> str:
+    if lightning and m.group("n") == "0":
+        # Lightning sets its bar's postfix after each batch, and resets the bar at an epoch's end
+        # with the last batch's postfix still on it ("Epoch 0:   0%| 0/29 [..., d_loss=...]"):
+        # read, the step went back and the rest of the log was read in row order (300 batches as
+        # 600 steps). Elsewhere a postfix set before the update is drawn at the count it belongs to.
+        return ""
     inner = m.group("inner") if m.group("inner") is not None else m.group("inner2")
     postfix = [seg.strip() for seg in inner.split(",")[2:] if "=" in seg]  # after "elapsed<left, rate"
     if not postfix and not described:

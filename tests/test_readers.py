@@ -440,7 +440,8 @@ def test_alias_table_lives_in_signals_and_points_at_documented_signals():
     assert set(ALIASES.values()) <= set(SIGNALS)
     for name, signal in [("loss/D", "loss.d"), ("Loss_D", "loss.d"), ("errD", "loss.d"), ("lossD", "loss.d"), ("d_loss", "loss.d"),
                          ("D(x)", "d_prob.real"), ("D_x", "d_prob.real"), ("d_real", "d_prob.real"), ("D(G(z))", "d_prob.fake"),
-                         ("grad_norm/D", "grad_norm.d"), ("train/loss_G", "loss.g"), ("run-3 - train/errG", "loss.g")]:
+                         ("grad_norm/D", "grad_norm.d"), ("train/loss_G", "loss.g"), ("run-3 - train/errG", "loss.g"),
+                         ("loss/gen", "loss.g"), ("loss/dis", "loss.d"), ("dis/loss", "loss.d")]:  # 'loss/dis' was a user signal beside 'loss/gen'
         assert alias_for(name) == signal, name
     assert alias_for("lr") is None
 

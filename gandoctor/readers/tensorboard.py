@@ -530,8 +530,6 @@ def _metric_folders(children: list[Path]) -> bool:
     several share): each holds one scalar tag or none (images), some tag is shared, and some folder
     is named as a metric the alias table knows. Runs of separate experiments hold several tags
     each, or are named as no metric."""
-    if any(child.name == "" for child in children):
-        return False
     tags = [set().union(*map(_head_scalar_tags, _event_files(child))) for child in children]
     scalar = [t for t in tags if t]
     if len(scalar) < 2 or any(len(t) > 1 for t in scalar):

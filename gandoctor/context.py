@@ -341,9 +341,13 @@ class ContextInference:
                 flags.add("multi_d_steps")
             if context.values.get("d_steps_per_g") != typical:
                 learnt["d_steps_per_g"] = typical
-        elif self.counted in _SUM_CHECKS and self.total_g and self.total_d * share >= 2 * self.total_g:
+        elif self.counted in _SUM_CHECKS and self.total_g and self.total_d * share >= 2 * self.total_g and (
+            not self.ratios or "multi_d_steps" not in context.flags
+        ):
             # Summed again at longer spans: a cycle of one G batch and five D batches holds 4 G
-            # steps and 16 D steps in the first twenty (read 4.0 for 5); at a hundred, 4.9.
+            # steps and 16 D steps in the first twenty (read 4.0 for 5); at a hundred, 4.9. Where
+            # ratios within doctor steps gave the count, the sums (the original WGAN's first 100
+            # D steps per G step among them) do not overwrite it.
             if "multi_d_steps" not in context.flags:
                 flags.add("multi_d_steps")
             ratio = round(self.total_d * share / self.total_g, 1)

@@ -346,8 +346,7 @@ class ContextInference:
         ):
             # Summed again at longer spans: a cycle of one G batch and five D batches holds 4 G
             # steps and 16 D steps in the first twenty (read 4.0 for 5); at a hundred, 4.9. Where
-            # ratios within doctor steps gave the count, the sums (the original WGAN's first 100
-            # D steps per G step among them) do not overwrite it.
+            # ratios within doctor steps gave the count, the sums do not overwrite it.
             if "multi_d_steps" not in context.flags:
                 flags.add("multi_d_steps")
             ratio = round(self.total_d * share / self.total_g, 1)

@@ -415,24 +415,9 @@ def test_a_dead_d_is_not_read_as_fooled():
 def test_a_declared_kind_the_learnt_loss_form_contradicts_is_said(declared: str):
     # nocotan's Lightning GAN (D ends in a Sigmoid, F.binary_cross_entropy) under the README's
     # old snippet, d_output="logit": D's accuracy sat at 0.5 at every check, with no word.
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
-    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, d_output=declared, schedule=Schedule(flush_every=10))
-    bce = nn.functional.binary_cross_entropy
-    for _ in range(60):
-        real, fake = torch.randn(64, 2) * 0.2 + 1, G(torch.randn(64, 4))
-        d_real, d_fake = D(real), D(fake.detach())
-        d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = bce(D(fake), torch.ones_like(d_real))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    from .test_probes import train
+
+    _, _, doctor = train(60, {"d_output": declared, "schedule": Schedule(flush_every=10)}, sigmoid_d=True)
     doctor.close()
     report = doctor.report()
     assert report.context.values["d_loss_form"] == "bce_prob"

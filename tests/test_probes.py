@@ -37,11 +37,17 @@ class CondD(nn.Module):
         return self.net(torch.cat([x, self.emb(y)], dim=1))
 
 
-def train(steps: int, doctor_kwargs: dict | None, seed: int = 0, d_steps: int = 1, pass_outputs: bool = False, sn: bool = False):
+def train(
+    steps: int, doctor_kwargs: dict | None, seed: int = 0, d_steps: int = 1, pass_outputs: bool = False, sn: bool = False,
+    sigmoid_d: bool = False,
+):
+    """``sigmoid_d``: D ends in a sigmoid, and the losses are nn.BCELoss on its probabilities."""
     G, D = make_models(seed, sn=sn)
+    if sigmoid_d:
+        D.append(nn.Sigmoid())
     opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
-    bce = nn.BCEWithLogitsLoss()
+    bce = nn.BCELoss() if sigmoid_d else nn.BCEWithLogitsLoss()
     doctor = None
     if doctor_kwargs is not None:
         doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, **doctor_kwargs)

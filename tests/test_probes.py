@@ -576,6 +576,16 @@ def test_wrapped_optimizers_and_modules_are_unwrapped():
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         gandoctor.Doctor(G, D, d_optimizer=object())  # type: ignore[arg-type]
 
+    class OptimWrapper:  # fastai's wrapper of a torch optimizer holds it as .opt
+        def __init__(self, opt):
+            self.opt = opt
+
+    assert gandoctor.Doctor(G, D, d_optimizer=OptimWrapper(opt_d)).probes  # accepted
+    # fastai's own optimizer class is also named Optimizer: "expected an Optimizer, got Optimizer" read as nonsense.
+    fastai_own = type("Optimizer", (), {"__module__": "fastai.optimizer"})
+    with pytest.raises(TypeError, match=r"got fastai\.optimizer\.Optimizer: fastai's own optimizers are not torch's"):
+        gandoctor.Doctor(G, D, d_optimizer=fastai_own())  # type: ignore[arg-type]
+
 
 def test_d_spectrum_matches_the_singular_values_of_its_matrices():
     _, D, doctor = train(5, {"schedule": Schedule(flush_every=1, spectrum_every=2), "strict": True})
@@ -1092,3 +1102,16 @@ def test_samples_passed_with_labels_flag_the_run_conditional():
         doctor.step(d_loss=0.5, real=torch.randn(8, 2), fake=torch.randn(8, 2), labels=labels)
         doctor.close()
         assert ("conditional" in doctor.context.flags) is flagged
+
+
+def test_one_optimizer_given_for_both_networks_is_said(tmp_path):
+    # fastai's Learner steps G and D with one optimizer (freezing the other by phase): passed as
+    # both, its steps were read as both networks' and WGAN's five critic steps per G step were lost, silently.
+    G, D = make_models()
+    shared = torch.optim.Adam([*G.parameters(), *D.parameters()], lr=1e-3)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=shared, d_optimizer=shared, log_dir=tmp_path)
+    doctor.close()
+    assert any("the same optimizer was given as g_optimizer and d_optimizer" in w for w in doctor.report().warnings)
+    apart = gandoctor.Doctor(G, D, g_optimizer=torch.optim.Adam(G.parameters()), d_optimizer=torch.optim.Adam(D.parameters()))
+    apart.close()
+    assert not any("same optimizer" in w for w in apart.report().warnings)

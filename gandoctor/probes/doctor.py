@@ -240,16 +240,23 @@ def _check_optimizers(g: nn.Module, d: nn.Module, g_opt: torch.optim.Optimizer |
 
 def _unwrap_optimizer(opt: Any) -> torch.optim.Optimizer:
     """Lightning's LightningOptimizer and Accelerate's AcceleratedOptimizer wrap the real one (the
-    latter subclasses Optimizer itself, so the unwrapping goes on while an inner optimizer exists)."""
+    latter subclasses Optimizer itself, so the unwrapping goes on while an inner optimizer exists);
+    fastai's OptimWrapper holds it as ``.opt``."""
     seen = 0
-    while isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer) or (
-        not isinstance(opt, torch.optim.Optimizer) and hasattr(opt, "optimizer")
-    ):
-        if seen >= 4:
+    while seen < 4 and not isinstance(opt, torch.optim.Optimizer) or isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
+        inner = getattr(opt, "optimizer", None)
+        if inner is None and isinstance(getattr(opt, "opt", None), torch.optim.Optimizer):
+            inner = opt.opt
+        if inner is None or seen >= 4:
             break
-        opt, seen = opt.optimizer, seen + 1
+        opt, seen = inner, seen + 1
     if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(f"expected a torch.optim.Optimizer (or a wrapper with .optimizer), got {type(opt).__name__}")
+        kind = f"{type(opt).__module__}.{type(opt).__qualname__}"
+        raise TypeError(
+            f"expected a torch.optim.Optimizer (or a wrapper holding one as .optimizer or .opt), got {kind}"
+            + (": fastai's own optimizers are not torch's; build the Learner with opt_func=partial(OptimWrapper, "
+               "opt=torch.optim.Adam) and pass learn.opt, or leave the optimizer out (no gradient norms)" if kind.startswith("fastai.") else "")
+        )
     return opt
 
 
@@ -317,6 +324,18 @@ def _close_open_doctors() -> None:
                 writer.write_stopped(doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
                                      f"({stopped}) {when}: the run ends there, unfinished")
             doctor.close()
+
+
+def _say_at_start(doctor: Doctor, one_optimizer: bool) -> None:
+    """What the doctor can say of the run as it starts, once, where the report shows it."""
+    if one_optimizer:
+        # fastai's Learner trains G and D with one optimizer, freezing the other network by phase.
+        message = doctor._notes["one_optimizer"] = (
+            "the same optimizer was given as g_optimizer and d_optimizer: its steps, rates and betas are read as both "
+            "networks', so D's steps per G step and the learning-rate ratio cannot be read; pass each network's own optimizer"
+        )
+        _warn(doctor._writer, doctor._step, message)
+    _say_if_watched_twice(doctor)
 
 
 def _say_if_watched_twice(doctor: Doctor) -> None:
@@ -520,7 +539,7 @@ class Doctor(_ClosedOnExit):
             self._writer = self._guard("writer", lambda: RunLogWriter(log_dir, self._context.to_dict(), capacity))
         self._reducer = RankReducer(self.schedule.rank_timeout, self._guard, self._disable)  # every rank, here
         self._note_context(set(), self._reducer.context_values())
-        _say_if_watched_twice(self)
+        _say_at_start(self, g_opt is not None and g_opt is d_opt)
 
     # -- context and services lent to the probes -----------------------------------------------
     @property

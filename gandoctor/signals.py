@@ -391,7 +391,7 @@ ALIASES: Mapping[str, str] = {
         [
             "loss_d", "d_loss", "lossd", "errd", "err_d", "disc_loss", "discriminator_loss", "loss_disc",
             "loss_discriminator", "loss/d", "d/loss", "loss.d", "critic_loss", "loss_critic", "loss/discriminator",
-            "loss/disc", "loss/dis", "dis/loss", "loss/critic", "losses/d", "discriminator/loss", "critic/loss", "loss/loss_d", "loss/d_loss",
+            "loss/disc", "loss/dis", "dis/loss", "loss/critic", "crit_loss", "loss_crit", "losses/d", "discriminator/loss", "critic/loss", "loss/loss_d", "loss/d_loss",
             "d_total_loss", "loss_d_total", "errd_total", "lossd_total", "dis_loss", "loss_dis",
             "disc/loss", "loss/discriminator_loss", "loss/disc_loss", "loss/d/loss",  # the last: StyleGAN2-ADA / StyleGAN3
             "losses_d", "d_loss_total", "loss/d_total",  # {"losses": {"D": ...}} flattened; totals

@@ -441,7 +441,8 @@ def test_alias_table_lives_in_signals_and_points_at_documented_signals():
     for name, signal in [("loss/D", "loss.d"), ("Loss_D", "loss.d"), ("errD", "loss.d"), ("lossD", "loss.d"), ("d_loss", "loss.d"),
                          ("D(x)", "d_prob.real"), ("D_x", "d_prob.real"), ("d_real", "d_prob.real"), ("D(G(z))", "d_prob.fake"),
                          ("grad_norm/D", "grad_norm.d"), ("train/loss_G", "loss.g"), ("run-3 - train/errG", "loss.g"),
-                         ("loss/gen", "loss.g"), ("loss/dis", "loss.d"), ("dis/loss", "loss.d")]:  # 'loss/dis' was a user signal beside 'loss/gen'
+                         ("loss/gen", "loss.g"), ("loss/dis", "loss.d"), ("dis/loss", "loss.d"),
+                         ("crit_loss", "loss.d"), ("gen_loss", "loss.g")]:  # fastai's GANLearner's LossMetrics  # 'loss/dis' was a user signal beside 'loss/gen'
         assert alias_for(name) == signal, name
     assert alias_for("lr") is None
 

@@ -1115,3 +1115,40 @@ def test_one_optimizer_given_for_both_networks_is_said(tmp_path):
     apart = gandoctor.Doctor(G, D, g_optimizer=torch.optim.Adam(G.parameters()), d_optimizer=torch.optim.Adam(D.parameters()))
     apart.close()
     assert not any("same optimizer" in w for w in apart.report().warnings)
+
+
+class Distribution(torch.Tensor):
+    """BigGAN-PyTorch's utils.Distribution, cut down: a tensor subclass whose .to() reads an
+    attribute that its slices and clones lack."""
+
+    def to(self, *args, **kwargs):  # type: ignore[override]
+        return Distribution(super().to(*args, **kwargs)).with_kind(self.kind)
+
+    def with_kind(self, kind: str) -> Distribution:
+        self.kind = kind
+        return self
+
+
+def test_tensor_subclasses_given_to_the_doctor_are_read_as_plain_tensors():
+    # BigGAN draws z and y as a Distribution: its labels passed as fake_labels= switched the
+    # fixed-latent probe off, and a loss made from z the loss form's ('no attribute dist_type').
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    z_ = Distribution(torch.randn(64, 4)).with_kind("normal")
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=Schedule(latent_every=5, flush_every=5), strict=True)
+    for _ in range(12):
+        z_.normal_()
+        real, fake = torch.randn(32, 2), G(z_[:32].clone())
+        assert type(fake) is Distribution and not hasattr(fake, "kind")  # what the loop has in hand
+        d_loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = nn.functional.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, labels=z_[:32, 0].clone())
+    doctor.close()
+    assert not doctor.disabled_probes and doctor.signals.get("loss.d") is not None

@@ -392,6 +392,21 @@ class _InShape:
         return self.extract(x, labels)
 
 
+def _plain(value: Any) -> Any:
+    """A tensor subclass as a plain tensor (the same data): BigGAN-PyTorch draws z and y as a
+    ``Distribution`` whose ``.to()`` reads attributes its slices and clones lack, and its labels
+    passed as fake_labels= switched the fixed-latent probe off, a loss made from z the loss form's."""
+    if value is None or type(value) is torch.Tensor or not isinstance(value, torch.Tensor) or isinstance(value, nn.Parameter):
+        return value
+    return value.as_subclass(torch.Tensor)
+
+
+def _step_inputs(step: int, batches: _Batches, given: tuple[Any, ...], extra: Mapping[str, Any]) -> StepInputs:
+    """One step's inputs, as plain tensors: (d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels)."""
+    d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels = map(_plain, given)
+    return StepInputs(step, d_loss, g_loss, *batches.take(real, fake), d_real, d_fake, labels, fake_labels, extra)
+
+
 def _check_arguments(generator: Any, discriminator: Any, d_output: str, latent_dim: Any) -> None:
     for role, module in (("generator", generator), ("discriminator", discriminator)):
         if not isinstance(module, nn.Module):
@@ -618,7 +633,7 @@ class Doctor(_ClosedOnExit):
         try:
             with torch.no_grad():
                 self._step = int(step) if step is not None else self._step + 1
-                inputs = StepInputs(self._step, d_loss, g_loss, *self._batches.take(real, fake), d_real, d_fake, labels, fake_labels, extra)
+                inputs = _step_inputs(self._step, self._batches, (d_loss, g_loss, real, fake, d_real, d_fake, labels, fake_labels), extra)
                 self._pending.append(_Pending(self._step))
                 now, disabled, every_of = self._step, self._disabled, self._budget.every
                 for probe in self._visits.at(now):  # on most steps only the every-step probes

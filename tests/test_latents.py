@@ -369,7 +369,7 @@ def test_a_wrongly_guessed_latent_size_switches_the_probe_off_once_with_the_fix_
     for _ in range(3):
         doctor.step(d_loss=0.5, real=real, fake=real)
     message = doctor.disabled_probes["latents"]
-    assert "guessed from its first layer" in message and "(16,)" in message and "latent_dim=" in message
+    assert "shape(s) tried (its first layer" in message and "(16,)" in message and "latent_dim=" in message
     fixed = gandoctor.Doctor(G, nn.Linear(2, 1), schedule=Schedule(latent_every=1, feature_every=1, flush_every=1), latent_dim=64, strict=True)
     fixed.step(d_loss=0.5, real=real, fake=real)
     assert fixed.samples is not None and fixed.samples.shape == (16, 2)  # the first 16 outputs, for the grid
@@ -549,3 +549,42 @@ def test_a_constant_first_call_of_g_is_no_draw_of_the_loop_s_codes():
     doctor.close()
     codes = doctor._latents.codes
     assert isinstance(codes, torch.Tensor) and codes.min() < -1.5 and codes.max() > 1.5  # standard normal
+
+
+class HierarchicalG(nn.Module):
+    """BigGAN's G, cut down: z (32 wide) split in four, the first layer reading 8 of it and the
+    later ones each another chunk beside the labels' embedding, which the loop passes (G(z, G.shared(y)))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared, self.linear = nn.Embedding(10, 8), nn.Linear(8, 32)
+        self.blocks = nn.ModuleList([nn.Linear(32 + 16, 32) for _ in range(3)])
+        self.out = nn.Linear(32, 16)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(z, 8, 1)
+        h = self.linear(chunks[0])
+        for block, chunk in zip(self.blocks, chunks[1:], strict=True):
+            h = torch.relu(block(torch.cat([h, y, chunk], 1)))
+        return torch.tanh(self.out(h))
+
+
+def test_the_loop_s_own_code_shape_is_tried_and_any_error_of_g_s_is_a_refusal():
+    """The width guessed from BigGAN's first layer (8) made G raise IndexError, which escaped the
+    shape search: the probe was switched off with 'list index out of range' and no way in. The
+    loop's own codes (32 wide) are tried first now, and any error is a refusal ending in the hint."""
+    torch.manual_seed(0)
+    G, D = HierarchicalG(), nn.Sequential(nn.Linear(16, 1))
+    embed = lambda n, gen: (torch.randn(n, 32, generator=gen), G.shared(torch.arange(n) % 10).detach())  # noqa: E731
+    for sample_latent in (None, embed):
+        doctor = gandoctor.Doctor(G, D, schedule=Schedule(latent_every=5, flush_every=5), sample_latent=sample_latent)
+        for _ in range(12):
+            y = torch.randint(0, 10, (32,))
+            fake = G(torch.randn(32, 32), G.shared(y))
+            doctor.step(d_loss=0.5, real=torch.randn(32, 16), fake=fake, fake_labels=y)
+        doctor.close()
+        if sample_latent is None:  # class indices as fake_labels=, where G takes their embedding: refused, with the way in
+            message = doctor.disabled_probes["latents"]
+            assert "G refused 128 latent codes" in message and "(32,)" in message and "sample_latent=" in message
+        else:
+            assert "latents" not in doctor.disabled_probes and doctor.signals.get("latent.drift") is not None

@@ -206,6 +206,13 @@ class LoopCodes:
             return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
         return "normal"
 
+    def shape(self) -> tuple[int, ...] | None:
+        """The shape of one of the loop's codes (its first varying batch's), or None."""
+        for x in self.seen:
+            if x.shape[0] and float(x.min()) != float(x.max()):
+                return tuple(x.shape[1:])
+        return None
+
     def draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
         law = self.law(math.prod(shape[1:]))
         if law == "normal":
@@ -313,14 +320,20 @@ class LatentProbe(Probe):
                     module.training = training
         return (out[0] if isinstance(out, (tuple, list)) else out).detach()
 
-    def _shapes_to_try(self) -> Iterator[tuple[int, ...]]:
-        """The code shapes to try: the given one; else the guesses from G's first layer, and for a
+    def _shapes_to_try(self, real_width: int | None = None) -> Iterator[tuple[int, ...]]:
+        """The code shapes to try: the given one; else the shape of the loop's own codes (not where
+        they hold as many values as a data sample), then the guesses from G's first layer, and for a
         conditional G every narrower z after them. A G that concatenates z with its labels in any
         form (an embedding, one-hot vectors) accepts exactly one z width: the first layer's input
-        less the labels' part. Each refused width fails at that layer, before any compute."""
+        less the labels' part. Each refused width fails at that layer, before any compute. BigGAN's
+        G splits a 32-wide z into four and reads 8 in its first layer: the guess from that layer
+        failed, the loop's own codes did not."""
         if not self.shape_guessed:
             yield from self.shapes[:1]
             return
+        seen = self.loop_codes.shape() if self.loop_codes is not None else None
+        if seen is not None and seen not in self.shapes and math.prod(seen) != real_width and not reads_data(math.prod(seen), real_width):
+            yield seen
         yield from self.shapes
         if self.conditional:
             width, *tail = self.shapes[0]
@@ -357,22 +370,23 @@ class LatentProbe(Probe):
             )
         failures: list[str] = []
         tried = 0
-        for shape in self._shapes_to_try():
+        for shape in self._shapes_to_try(real_width):
             tried += 1
             codes = self.loop_codes.draw((n, *shape), code_rng()) if self.loop_codes else torch.randn((n, *shape), generator=code_rng())
             codes = codes.to(device=device, dtype=dtype)
             try:
                 try:
                     out = self._forward(codes)
-                except RuntimeError as first:
+                except Exception as first:
                     if len(shape) == 1:
                         raise
                     try:
                         codes = codes.reshape(n, shape[0])
                         out = self._forward(codes)
-                    except (RuntimeError, TypeError):
+                    except Exception:
                         raise first from None  # the shape G's first layer asks for says more than a flat retry
-            except (RuntimeError, TypeError) as exc:
+            # Any error of G's on a guessed shape is a refusal of it (BigGAN's G raised IndexError).
+            except Exception as exc:
                 if not self.shape_guessed and self.labels is not None:
                     raise ProbeRefused(f"G refused its fixed codes of the shape given {tuple(shape)} with the labels passed as fake_labels= ({exc}); "
                                        + _LABELS_FORM + "or pass Schedule(latent_every=0) to switch this probe off") from exc
@@ -386,7 +400,7 @@ class LatentProbe(Probe):
             break
         else:
             raise ProbeRefused(
-                f"G refused {n} latent codes of the {tried} shape(s) guessed from its first layer "
+                f"G refused {n} latent codes of the {tried} shape(s) tried (its first layer's, and the loop's own codes' where they differ) "
                 f"({'; '.join(failures)}{'; ...' if tried > len(failures) else ''}); "
                 + (_LABELS_FORM + "otherwise " if self.labels is not None else "")
                 + "pass Doctor(latent_dim=...) or Doctor(sample_latent=lambda n, gen: ...) returning z, or a tuple of all of G's "

@@ -10,7 +10,7 @@ import gandoctor
 from gandoctor.features import FEATURE_EXTRACTORS, FeatureContext, build_extractor, output_layer, register_feature_extractor
 from gandoctor.probes import Schedule
 
-from .test_probes import CondD, make_models, state, train
+from .test_probes import CondD, make_models, non_saturating_step, state, train
 
 
 def _ctx(d: nn.Module, layer: str | None = None, dim: int = 64) -> FeatureContext:
@@ -157,14 +157,7 @@ def test_auto_on_images_tells_the_run_its_features_move_with_d(tmp_path):
     doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, features="auto", strict=True)
     for _ in range(30):
         real, fake = torch.rand(16, 1, 28, 28) * 2 - 1, G(torch.randn(16, 8))
-        d_loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake.detach())).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = nn.functional.softplus(-D(fake)).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
+        d_loss, g_loss = non_saturating_step(G, D, opt_g, opt_d, real, fake)
         doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
     doctor.close()
     host = next(p for p in doctor.probes if p.name == "features").host

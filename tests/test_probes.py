@@ -1129,6 +1129,19 @@ class Distribution(torch.Tensor):
         return self
 
 
+def non_saturating_step(G, D, opt_g, opt_d, real, fake):  # type: ignore[no-untyped-def]
+    """One D update and one G update of the non-saturating loss (softplus on logits); the losses."""
+    d_loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake.detach())).mean()
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    g_loss = nn.functional.softplus(-D(fake)).mean()
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    return d_loss, g_loss
+
+
 def test_tensor_subclasses_given_to_the_doctor_are_read_as_plain_tensors():
     # BigGAN draws z and y as a Distribution: its labels passed as fake_labels= switched the
     # fixed-latent probe off, and a loss made from z the loss form's ('no attribute dist_type').
@@ -1141,14 +1154,7 @@ def test_tensor_subclasses_given_to_the_doctor_are_read_as_plain_tensors():
         z_.normal_()
         real, fake = torch.randn(32, 2), G(z_[:32].clone())
         assert type(fake) is Distribution and not hasattr(fake, "kind")  # what the loop has in hand
-        d_loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake.detach())).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = nn.functional.softplus(-D(fake)).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
+        d_loss, g_loss = non_saturating_step(G, D, opt_g, opt_d, real, fake)
         doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, labels=z_[:32, 0].clone())
     doctor.close()
     assert not doctor.disabled_probes and doctor.signals.get("loss.d") is not None

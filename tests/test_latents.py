@@ -588,3 +588,17 @@ def test_the_loop_s_own_code_shape_is_tried_and_any_error_of_g_s_is_a_refusal():
             assert "G refused 128 latent codes" in message and "(32,)" in message and "sample_latent=" in message
         else:
             assert "latents" not in doctor.disabled_probes and doctor.signals.get("latent.drift") is not None
+
+
+def test_the_loop_s_codes_are_summarised_not_kept():
+    """The pre-hook that reads the loop's code law kept the batches it saw (their storage too):
+    an image-to-image G's input batches would stay alive for the run."""
+    from gandoctor.probes.latents import LoopCodes
+
+    G = nn.Sequential(nn.Linear(8, 2))
+    codes = LoopCodes(G)
+    for _ in range(LoopCodes.CALLS):
+        G(torch.rand(64, 8))
+    assert not G._forward_pre_hooks and len(codes.seen) == LoopCodes.CALLS
+    assert all(lo.numel() == hi.numel() == 1 for _, lo, hi in codes.seen)
+    assert codes.law(8) == "uniform01" and codes.shape() == (8,)

@@ -172,9 +172,11 @@ class LoopCodes:
 
     CALLS = 4
 
-    def __init__(self, generator: torch.nn.Module, keep: int) -> None:
-        self.keep = keep
-        self.seen: list[torch.Tensor] = []
+    def __init__(self, generator: torch.nn.Module) -> None:
+        # Per call seen: the shape of one code and the batch's least and largest value (on its
+        # device, read at the first check); not the batch, whose storage (an image-to-image G's
+        # inputs) would stay alive for the run.
+        self.seen: list[tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = []
         self.calls = 0
         self._handle: Any = generator.register_forward_pre_hook(CopySafeHook(self._see))
 
@@ -183,8 +185,8 @@ class LoopCodes:
             return
         try:  # inside the loop's forward: nothing may raise into training (unseen, the codes are normal)
             x = args[0] if args else None
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2:
-                self.seen.append(x.detach()[: self.keep])
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2 and x.shape[0]:
+                self.seen.append((tuple(x.shape[1:]), *torch.aminmax(x.detach())))
         finally:
             self.calls += 1
             if self.calls >= self.CALLS:
@@ -197,10 +199,10 @@ class LoopCodes:
 
     def law(self, width: int) -> str:
         """``uniform01``, ``uniform11`` or ``normal``, where the loop's codes were this wide."""
-        for x in self.seen:
-            if x.shape[0] == 0 or x[0].numel() != width:
+        for shape, least, largest in self.seen:
+            if math.prod(shape) != width:
                 continue
-            lo, hi = float(x.min()), float(x.max())
+            lo, hi = float(least), float(largest)
             if lo == hi:
                 continue  # one value throughout: a summary's example input, not a draw
             return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
@@ -208,9 +210,9 @@ class LoopCodes:
 
     def shape(self) -> tuple[int, ...] | None:
         """The shape of one of the loop's codes (its first varying batch's), or None."""
-        for x in self.seen:
-            if x.shape[0] and float(x.min()) != float(x.max()):
-                return tuple(x.shape[1:])
+        for shape, least, largest in self.seen:
+            if float(least) != float(largest):
+                return shape
         return None
 
     def draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
@@ -248,7 +250,7 @@ class LatentProbe(Probe):
         self.checks = 0
         self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
         # The law of the loop's own codes, seen at its first call of G (none where sample_latent draws them).
-        self.loop_codes = None if sample_latent is not None else LoopCodes(host.generator, host.schedule.latent_batch)
+        self.loop_codes = None if sample_latent is not None else LoopCodes(host.generator)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         if len(self.inputs_needed) > 2:

@@ -464,7 +464,7 @@ class _ClosedOnExit:
 
 
 #: Doctors dropped without close() (collected as garbage): closed at the next safe point, when
-#: another Doctor is made or steps, or at the interpreter's exit, never inside the collector.
+#: another Doctor is made or flushes, or at the interpreter's exit, never inside the collector.
 _DROPPED: list[_ClosedOnExit] = []
 
 
@@ -627,7 +627,6 @@ class Doctor(_ClosedOnExit):
         """Record one training iteration. Call once per iteration, after the G update."""
         if self._closed:
             return
-        close_dropped()
         start = time.perf_counter()
         scheduled = hooks = 0.0
         try:
@@ -669,6 +668,7 @@ class Doctor(_ClosedOnExit):
 
     # -- transfer and logging ------------------------------------------------------------
     def _flush(self, final: bool = False) -> None:
+        close_dropped()  # a safe point, every flush_every steps, not every step
         pending, self._pending = self._pending, []
         for step, values in self._reducer.reduce(_host_records(pending), final):  # across ranks under DDP
             self._record(step, values)

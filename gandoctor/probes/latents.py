@@ -197,23 +197,24 @@ class LoopCodes:
             self._handle.remove()
             self._handle = None
 
+    def _draws(self) -> Iterator[tuple[tuple[int, ...], float, float]]:
+        """The batches seen that are draws (a code's shape, least and largest value, read here):
+        one value throughout is a summary's example input, not a draw."""
+        for shape, least, largest in self.seen:
+            lo, hi = float(least), float(largest)
+            if lo != hi:
+                yield shape, lo, hi
+
     def law(self, width: int) -> str:
         """``uniform01``, ``uniform11`` or ``normal``, where the loop's codes were this wide."""
-        for shape, least, largest in self.seen:
-            if math.prod(shape) != width:
-                continue
-            lo, hi = float(least), float(largest)
-            if lo == hi:
-                continue  # one value throughout: a summary's example input, not a draw
-            return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
+        for shape, lo, hi in self._draws():
+            if math.prod(shape) == width:
+                return "uniform01" if 0 <= lo and hi <= 1 else "uniform11" if -1 <= lo and hi <= 1 else "normal"
         return "normal"
 
     def shape(self) -> tuple[int, ...] | None:
-        """The shape of one of the loop's codes (its first varying batch's), or None."""
-        for shape, least, largest in self.seen:
-            if float(least) != float(largest):
-                return shape
-        return None
+        """The shape of one of the loop's codes (its first draw's), or None."""
+        return next((shape for shape, _, _ in self._draws()), None)
 
     def draw(self, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
         law = self.law(math.prod(shape[1:]))

@@ -142,8 +142,10 @@ class BinReservoirProbe(Probe):
 
     def measure(self, inputs: StepInputs) -> Values:
         bank = self.host.bank
-        if bank.bins is not None or bank.reservoir_full() or self.host.features_move_with_d():
-            self.done = bank.bins is not None or self.host.features_move_with_d()
+        if bank.bins is not None or self.host.features_move_with_d():
+            self.done = True
+            return {}
+        if bank.reservoir_full():  # the sample statistics fit the bins at their next check
             return {}
         assert inputs.real is not None
         if bank.newest_fake_step == inputs.step and bank.real:  # the feature check of this step has extracted them

@@ -352,8 +352,19 @@ class ContextInference:
             ratio = round(self.total_d * share / self.total_g, 1)
             if context.values.get("d_steps_per_g") != ratio:
                 learnt["d_steps_per_g"] = ratio
+        if self.counted in _SUM_CHECKS and self.total_g:
+            # A loop that calls doctor.step on every D batch makes several doctor steps per G
+            # step: the rules' windows, calibrated on one doctor step per G step, are read in G
+            # iterations (crcrpar's SNGAN, n_dis=5: GD101 fired after 54 G iterations attached one
+            # way, "too short to judge" at 200 the other).
+            per_g = round(self.counted / self.total_g, 1)
+            if per_g >= 1.5 and context.values.get(STEPS_PER_G_STEP) != per_g:
+                learnt[STEPS_PER_G_STEP] = per_g
         return RunContext(frozenset(flags), learnt) if flags or learnt else None
 
+
+#: Doctor steps per G optimizer step, where a loop calls doctor.step more often than G steps.
+STEPS_PER_G_STEP = "doctor_steps_per_g"
 
 #: Doctor steps at which the optimizer counts summed so far are read (a loop whose doctor steps hold either D's or G's steps).
 _SUM_CHECKS = frozenset({_RATIO_STEPS, 5 * _RATIO_STEPS, 25 * _RATIO_STEPS})

@@ -21,7 +21,7 @@ from ._toml import read_toml
 from ._validate import expect as _expect
 from ._validate import unknown_keys as _unknown_keys
 from ._validate import where as _where
-from .context import D_LOSS_UNIT_UNKNOWN, NO_LOSS_UNIT
+from .context import D_LOSS_UNIT_UNKNOWN, NO_LOSS_UNIT, STEPS_PER_G_STEP
 from .derived import DERIVED
 from .errors import RuleError
 from .findings import MODES
@@ -417,11 +417,15 @@ UNITLESS_D_LOSS = NO_LOSS_UNIT | {D_LOSS_UNIT_UNKNOWN}
 
 
 def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = frozenset()) -> Rule:
-    """``rule`` with each scaled threshold multiplied by the run's context value (unchanged when
-    the run does not have it, or has no positive finite number there). Where D's loss has no unit
-    (``flags``: a critic, an energy D) a corroboration on a scaled threshold is dropped: BEGAN's
-    reconstruction error under BCE's floor corroborates nothing (the rules whose conditions read
-    it are skipped for those runs by their ``skip_if``)."""
+    """``rule`` in the run's units: its steps in G iterations where the loop makes several doctor
+    steps per G step, and each scaled threshold multiplied by the run's context value (unchanged
+    when the run does not have it, or has no positive finite number there). Where D's loss has no
+    unit (``flags``: a critic, an energy D) a corroboration on a scaled threshold is dropped:
+    BEGAN's reconstruction error under BCE's floor corroborates nothing (the rules whose
+    conditions read it are skipped for those runs by their ``skip_if``)."""
+    per_g = values.get(STEPS_PER_G_STEP)
+    if _number(per_g) and 1 < per_g < math.inf:
+        rule = in_g_iterations(rule, float(per_g))
 
     def scaled(c: Condition) -> Condition:
         factor = values.get(c.scale) if c.scale else None
@@ -433,6 +437,17 @@ def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = 
         return rule
     corroborate = tuple(c for c in rule.corroborate if not (c.scale and flags & UNITLESS_D_LOSS))
     return _each_condition(rule, scaled, corroborate)
+
+
+#: Rule parameters counted in steps (a zero ``window_run_max`` stays off).
+STEP_PARAMS = ("warmup_steps", "persist_steps", "window", "min_run_steps", "window_run_max")
+
+
+def in_g_iterations(rule: Rule, steps_per_g: float) -> Rule:
+    """``rule`` with its steps counted in G iterations of a loop that makes ``steps_per_g``
+    doctor steps per G step: warm-up, persistence, windows and the shortest run it judges."""
+    params = dict(rule.params) | {key: rule.params[key] * steps_per_g for key in STEP_PARAMS if key in rule.params}
+    return _each_condition(replace(rule, params=params), lambda c: replace(c, window=max(1, int(round(c.window * steps_per_g)))))
 
 
 def with_overrides(rules: RuleSet, disable: Iterable[str], params: Mapping[str, Mapping[str, float]], origin: str) -> RuleSet:

@@ -167,3 +167,66 @@ def test_d_steps_per_g_step_summed_over_whole_cycles_of_one_g_batch_and_five_d_b
         if step == 19:
             assert context.values["d_steps_per_g"] == 4.0
     assert "multi_d_steps" in context.flags and context.values["d_steps_per_g"] == 5.0
+
+
+def test_doctor_steps_per_g_step_are_read_where_the_loop_steps_the_doctor_on_every_d_batch():
+    from gandoctor.context import STEPS_PER_G_STEP, ContextInference
+
+    inference, context = ContextInference("critic"), RunContext()
+    for step in range(500):
+        learnt = inference.observe({"opt_steps.d": 1.0, "opt_steps.g": 1.0 if step % 5 == 4 else 0.0}, context)
+        if learnt is not None:
+            context = context.merged(learnt)
+    assert context.values[STEPS_PER_G_STEP] == 5.0
+    once_per_g, plain = ContextInference("critic"), RunContext()
+    for _ in range(500):
+        learnt = once_per_g.observe({"opt_steps.d": 5.0, "opt_steps.g": 1.0}, plain)
+        plain = plain.merged(learnt) if learnt is not None else plain
+    assert STEPS_PER_G_STEP not in plain.values and plain.values["d_steps_per_g"] == 5.0
+
+
+def _critic_run(tmp_path, per_d_batch: bool, g_iterations: int = 60, n_critic: int = 5) -> gandoctor.Report:
+    """A WGAN-style MLP on a ring, five critic steps per G step, the doctor stepped once per G step
+    or on every D batch (both ways the README allows)."""
+    from tests.integrations._gan import discriminator, generator, ring
+
+    torch.manual_seed(0)
+    G, D = generator(), discriminator()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9)), torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.9))
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, log_dir=tmp_path / ("batch" if per_d_batch else "g"), live_every=0)
+    for _ in range(g_iterations):
+        for k in range(n_critic):
+            real, fake = ring(64), G(torch.randn(64, 4)).detach()
+            d_loss = D(fake).mean() - D(real).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            if per_d_batch and k < n_critic - 1:
+                doctor.step(d_loss=d_loss, g_loss=None, real=real, fake=fake)
+        fake = G(torch.randn(64, 4))
+        g_loss = -D(fake).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake.detach())
+    report = doctor.report()
+    doctor.close()
+    return report
+
+
+def test_rules_count_g_iterations_whichever_way_the_doctor_is_stepped(tmp_path):
+    """crcrpar's SNGAN (n_dis=5), 200 G iterations: stepped once per G step, "too short to judge"
+    for five modes; stepped on every D batch (1,000 doctor steps), judged after 54 G iterations."""
+    from gandoctor.context import STEPS_PER_G_STEP
+    from gandoctor.findings import SkipReason
+
+    per_g, per_batch = _critic_run(tmp_path, per_d_batch=False), _critic_run(tmp_path, per_d_batch=True)
+    assert per_batch.context.values[STEPS_PER_G_STEP] == 5.0 and STEPS_PER_G_STEP not in per_g.context.values
+    assert gandoctor.analyze(tmp_path / "batch").context.values[STEPS_PER_G_STEP] == 5.0  # the run log keeps it
+
+    def too_short(report: gandoctor.Report) -> set[str]:
+        return {s.rule for s in report.skipped_rules if s.reason is SkipReason.TOO_SHORT}
+
+    # (The probes' cadences count doctor steps: a rule may lack a signal in the 60-step log only.)
+    assert len(too_short(per_g)) >= 10 and not too_short(per_g) & set(per_batch.rules_checked_codes)
+    assert too_short(per_batch) >= too_short(per_g) - {s.rule for s in per_batch.skipped_rules if s.reason is SkipReason.MISSING_SIGNALS}

@@ -328,3 +328,13 @@ def test_a_conditional_g_that_draws_one_image_per_label_is_collapse_and_a_health
     assert analyze(public / "packt_cgan_z2_glr10").findings == ()  # without labels: GD303's to judge, and quiet
     assert analyze(public / "packt_cgan_healthy", uses={"conditional"}).verdict == "healthy"
 
+
+
+def test_a_rule_counts_g_iterations_where_the_doctor_steps_several_times_per_g_step():
+
+    rule = load_rules().by_code("GD601")
+    scaled = in_run_units(rule, {"doctor_steps_per_g": 5.0})
+    for key in ("warmup_steps", "persist_steps", "window", "min_run_steps"):
+        assert scaled.params[key] == 5 * rule.params[key]
+    assert [c.window for c in scaled.conditions] == [5 * c.window for c in rule.conditions]
+    assert in_run_units(rule, {"doctor_steps_per_g": 1.0}) == rule and in_run_units(rule, {}) == rule

@@ -44,7 +44,7 @@ def diagnose(
         first_step=result.first_step,
         last_step=result.last_step,
         signals=tuple(signals.names()),
-        warnings=(*warnings, *declared_output_contradicted(context)),
+        warnings=(*warnings, *declared_output_contradicted(context), *negative_rates(signals)),
         rules_total=len(rules.rules),
         mode_status=result.mode_status,
         rules_checked_codes=result.checked,
@@ -67,6 +67,22 @@ def declared_output_contradicted(context: RunContext) -> tuple[str, ...]:
         return ("d_output='prob' was declared, but D's loss applies a sigmoid to its outputs (bce_logits): they are logits, "
                 "and D's accuracy is taken at 0.5 of them; leave d_output out (auto reads the kind from the loss) or pass d_output='logit'",)
     return ()
+
+
+def negative_rates(signals: SignalLog) -> tuple[str, ...]:
+    """A learning rate that went below zero (a decay schedule overshooting its end): the optimizer
+    then climbs the loss it should descend, which no rule reads as such."""
+    out = []
+    for name, key in RATE_SIGNALS.items():
+        view = signals.get(name)
+        if view is None:
+            continue
+        below = np.flatnonzero(np.isfinite(view.values) & (view.values < 0))
+        if below.size:
+            player = "D" if key == "lr_d" else "G"
+            out.append(f"{player}'s learning rate is negative from step {int(view.steps[below[0]])} ({float(view.values[below[0]]):.3g}): "
+                       "the optimizer climbs the loss there; check the schedule's end (a linear decay past its last step)")
+    return tuple(out)
 
 
 def alerts_of(markers: Iterable[HealthyMarker]) -> tuple[Alert, ...]:

@@ -907,6 +907,21 @@ def test_a_learning_rate_schedule_is_noted_with_the_rate_in_use(tmp_path, schedu
     assert doctor.disabled_probes == {}
 
 
+def test_a_decay_schedule_overshooting_below_zero_is_said_with_its_first_step(tmp_path):
+    """A linear decay written for 60 iterations run for 120 (LambdaLR ``1 - it / 60``) takes D's
+    rate below zero: D then climbs its loss; the report says so, live and from the run log."""
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 2)), nn.Sequential(nn.Linear(2, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.SGD(D.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt_d, lambda it: 1 - it / 60)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, schedule=Schedule(weight_every=10, flush_every=10))
+    train_on_points(G, D, opt_g, opt_d, doctor, 120, after_d_step=sched.step)
+    said = [w for w in doctor.report().warnings if "learning rate is negative" in w]
+    assert len(said) == 1 and said[0].startswith("D's learning rate is negative from step 60 (-0.000167)")
+    doctor.close()
+    assert [w for w in gandoctor.analyze(tmp_path).warnings if "learning rate is negative" in w] == said
+
+
 def test_a_constant_rate_is_no_schedule(tmp_path):
     G, D = nn.Sequential(nn.Linear(4, 2)), nn.Sequential(nn.Linear(2, 1))
     opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-4)

@@ -153,5 +153,6 @@ from . import runlog as _runlog  # noqa: E402, F401
 from . import tensorboard as _tensorboard  # noqa: E402, F401
 from . import wandb as _wandb  # noqa: E402, F401  (before csv/jsonl: it claims only W&B exports)
 from . import tabular as _tabular  # noqa: E402, F401
+from . import metricfiles as _metricfiles  # noqa: E402, F401  (folders of one file per metric: BigGAN-PyTorch)
 from . import console as _console  # noqa: E402, F401  (last: it sniffs any text file)
 # isort: on

@@ -46,7 +46,7 @@ def _reflow(text: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
-LOG_FORMATS = ("auto", "runlog", "tensorboard", "csv", "jsonl", "wandb", "console")
+LOG_FORMATS = ("auto", "runlog", "tensorboard", "wandb", "csv", "jsonl", "metricfiles", "console")
 #: What a user may take --format for (the report's format), and the option that gives it.
 _REPORT_FORMATS = {"json": "--json", "html": "--html FILE", "junit": "gate --junit FILE", "markdown": "gate --markdown FILE", "md": "gate --markdown FILE"}
 

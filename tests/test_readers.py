@@ -266,6 +266,9 @@ def test_forced_format(tmp_path):
 def test_registry_order_and_duplicates():
     # W&B before csv/jsonl: it claims only exports with a _step column; console last: it sniffs.
     assert list(READERS) == ["runlog", "tensorboard", "wandb", "csv", "jsonl", "metricfiles", "console"]
+    from gandoctor.cli import LOG_FORMATS
+
+    assert list(LOG_FORMATS) == ["auto", *READERS]  # --format offers each
     with pytest.raises(ValueError, match="already registered"):
         register_reader(Reader("csv", lambda p: False, lambda p, c: None, "dup"))  # type: ignore[arg-type,return-value]
 

@@ -11,7 +11,7 @@ from . import engine, remedies
 from .config import Config, load_config
 from .context import RunContext, with_loss_unit_status
 from .endstate import summarise_samples
-from .lossunits import infer_d_loss_unit, starts_at_hinge_chance
+from .lossunits import g_loss_takes_both_signs, infer_d_loss_unit, starts_at_hinge_chance
 from .readers import ReadOptions, RunData, read_run
 from .report import Alert, Report
 from .rules import RuleSet
@@ -99,7 +99,8 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     """What a saved log says about the run that its header may not: a D loss below zero marks a
     Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers;
     D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`);
-    a hinge loss, where the log's first losses are what one reads at chance; a learning-rate
+    a hinge loss, where the log's first losses are what one reads at chance or G's loss takes both
+    signs over a D loss never negative; a learning-rate
     schedule, where a logged rate (``lr_D``, ``lr/G`` -> ``opt.lr_*``; or one rate
     whose player the log does not say, ``lr`` or Lightning's ``lr-Adam``) moved."""
     flags: set[str] = set()
@@ -120,7 +121,7 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
         if unit is not None:  # the bounds establish one form only: least squares towards 1/0
             values["d_loss_unit"] = unit
             values["d_loss_form"] = "ls01"
-        elif "hinge_loss" not in known.flags and starts_at_hinge_chance(signals):
+        elif "hinge_loss" not in known.flags and (starts_at_hinge_chance(signals) or g_loss_takes_both_signs(signals)):
             flags.add("hinge_loss")
     return RunContext(frozenset(flags), values)
 

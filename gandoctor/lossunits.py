@@ -78,6 +78,23 @@ def starts_at_hinge_chance(log: SignalLog) -> bool:
     return abs(g[1]) <= _HINGE_START_G
 
 
+def g_loss_takes_both_signs(log: SignalLog) -> bool:
+    """Whether G's loss is clearly negative at some records and clearly positive at others while
+    D's is never negative: a G loss linear in D's scores (``-D(G(z))``) with a D loss bounded
+    below, a hinge loss. Non-saturating BCE and least squares keep G's loss positive, minimax
+    BCE negative; a Wasserstein critic's D loss goes negative (marked a critic first). On the
+    corpus's scalar logs: 36 of 49 hinge runs, one of 17 WGAN-GP runs, none of the 234 others."""
+    g, d = log.get("loss.g"), log.get("loss.d")
+    if g is None or d is None:
+        return False
+    gv, dv = g.values[np.isfinite(g.values)], d.values[np.isfinite(d.values)]
+    return bool(dv.size and dv.min() >= -1e-6 and (gv < -_SIGN_MARGIN).any() and (gv > _SIGN_MARGIN).any())
+
+
+#: How far from 0 a G loss must be to count as of a sign (a loss printed to 3 places reads 0.000).
+_SIGN_MARGIN = 1e-3
+
+
 def _first(log: SignalLog, name: str) -> tuple[int, float] | None:
     """The first recorded (step, value) of ``name``, None where it was never recorded or not finite."""
     view = log.get(name)

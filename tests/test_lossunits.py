@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gandoctor import RunContext, infer_from_log
-from gandoctor.lossunits import infer_d_loss_unit, starts_at_hinge_chance
+from gandoctor import RunContext, analyze, infer_from_log
+from gandoctor.lossunits import g_loss_takes_both_signs, infer_d_loss_unit, starts_at_hinge_chance
 from gandoctor.signals import SignalLog
 
 
@@ -94,6 +94,33 @@ def test_a_hinge_loss_is_told_by_the_first_losses_of_real_runs(columns):
     assert len(told[True]) >= 20 and len(told[False]) >= 100
     assert not any(told[False])
     assert sum(told[True]) >= 0.4 * len(told[True])
+
+
+def all_rows(run: Path) -> SignalLog:
+    """A corpus run's scalar log cut to its two losses."""
+    log = SignalLog(capacity=1 << 14)
+    with gzip.open(run / "scalars.csv.gz", "rt") as f:
+        for row in csv.DictReader(f):
+            log.record(int(row["step"]), {"loss.d": float(row["loss_D"]), "loss.g": float(row["loss_G"])})
+    return log
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="fixtures/corpus is not in this checkout")
+def test_a_g_loss_of_both_signs_over_a_d_loss_never_negative_is_a_hinge_loss_on_real_runs():
+    # G's loss -D(G(z)) takes both signs; NS BCE and least squares keep it positive, minimax BCE
+    # negative; a WGAN critic's D loss goes negative. Of the corpus: hinge runs, and one WGAN-GP
+    # whose penalty kept D's loss positive (its D loss has no BCE unit either).
+    told: dict[str, list[bool]] = {}
+    for oracle in sorted(CORPUS.glob("c*/oracle.json")):
+        loss = json.loads(oracle.read_text())["recipe"]["loss"]
+        told.setdefault(loss, []).append(g_loss_takes_both_signs(all_rows(oracle.parent)))
+    assert len(told["hinge"]) >= 20 and sum(told["hinge"]) >= 0.5 * len(told["hinge"])
+    assert sum(told["wgan-gp"]) <= 1 and not any(v for loss, flags in told.items() if loss not in ("hinge", "wgan-gp") for v in flags)
+
+
+def test_biggan_s_hinge_logs_are_read_as_hinge_though_d_had_learnt_by_the_first_record():
+    report = analyze(Path(__file__).resolve().parent.parent / "fixtures" / "public" / "biggan_pytorch_lr5")
+    assert "hinge_loss" in report.context.flags and "GD207" not in report.rules_checked_codes
 
 
 def test_a_hinge_start_marks_the_log_unless_the_form_is_known():

@@ -38,6 +38,14 @@ def test_biggan_at_learning_rate_5_reads_as_the_dead_d_the_oracle_saw():
     assert "vanishing_gradients" in {f.mode for f in report.findings}
 
 
+def test_biggan_at_d_s_rate_x10_reads_as_the_dead_d_not_as_g_dominance():
+    # D's rate x10: D died (the oracle: G frozen on one blob from iteration 50); its hinge loss
+    # printed 2.000e+00 from iteration 132 on. Read as D at chance, G dominance was called too.
+    report = analyze(BIGGAN.parent / "biggan_pytorch_dlr10")
+    assert "hinge_loss" in report.context.flags
+    assert {f.mode for f in report.findings} == {"vanishing_gradients"}
+
+
 def test_a_truncated_line_and_a_resumed_file_keep_what_is_complete(tmp_path):
     run = tmp_path / "bg"
     shutil.copytree(BIGGAN, run)

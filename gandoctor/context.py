@@ -264,6 +264,12 @@ WORLD_SIZE = "world_size"
 #: 0.051 with 64; d2l's GAN trains on batches of 8 and its healthy run was called cycling, GD601).
 FEW_D_SAMPLES = "few_d_samples"
 FEW_D_SAMPLES_BELOW = 32
+#: The flag of a run whose D outputs came from the doctor's own forward (``d_forward=``, or the
+#: loop's D calls unseen) on fewer than :data:`FEW_D_SAMPLES_BELOW` samples a side: that forward
+#: runs after D's step on those very samples, so D's accuracy there is its training accuracy
+#: (pix2pix at its batch of 1: one Adam step flips D's call on the pair; a healthy run read 0.98
+#: and "separates perfectly" against 0.75 from the loop's own outputs of the same training).
+D_OUTPUTS_TRAINED_ON = "d_outputs_trained_on"
 #: The flag of a run whose samples reached the doctor with labels (``labels=`` or ``fake_labels=``):
 #: a conditional G's fakes spread across its labels as widely as the data while repeating one
 #: image per label (the Packt book's cGAN with a 2-d z: 92% repeats, diversity 0.84 of the reals').

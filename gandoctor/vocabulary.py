@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping
 
-from .context import CONDITIONAL, D_LOSS_UNIT_UNKNOWN, FEW_D_SAMPLES
+from .context import CONDITIONAL, D_LOSS_UNIT_UNKNOWN, D_OUTPUTS_TRAINED_ON, FEW_D_SAMPLES
 from .errors import GanDoctorError
 from .findings import RunContext
 from .remedies import MODES, Remedy, alias_table
@@ -22,7 +22,7 @@ Kind = Literal["mode", "rule", "remedy"]
 
 # Flags the probes set themselves that are not a remedy's name: accepted in `uses` without a warning.
 OBSERVED_FLAGS: frozenset[str] = frozenset(
-    {"d_batchnorm", "g_batchnorm", "d_dropout", "ttur", "lr_d_above_lr_g", "weight_decay_d", "weight_decay_g", "multi_d_steps", "critic", "energy_d", "d_reversed", "hinge_loss", "d_spectral_norm", D_LOSS_UNIT_UNKNOWN, FEW_D_SAMPLES, CONDITIONAL}
+    {"d_batchnorm", "g_batchnorm", "d_dropout", "ttur", "lr_d_above_lr_g", "weight_decay_d", "weight_decay_g", "multi_d_steps", "critic", "energy_d", "d_reversed", "hinge_loss", "d_spectral_norm", D_LOSS_UNIT_UNKNOWN, FEW_D_SAMPLES, D_OUTPUTS_TRAINED_ON, CONDITIONAL}
 )
 
 

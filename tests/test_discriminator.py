@@ -425,3 +425,46 @@ def test_a_declared_kind_the_learnt_loss_form_contradicts_is_said(declared: str)
     assert len(said) == (declared == "logit")
     if said:
         assert "pass d_output='prob'" in said[0] and set(doctor.signals.get("d.acc").values.tolist()) == {0.5}
+
+
+def _pix2pix_batch_of_one(tmp_path, own_forward: bool, steps: int = 1000) -> gandoctor.Report:
+    """pix2pix's shape at its default batch of 1: a PatchGAN D with BatchNorm scores the pair
+    cat(a, b); the doctor reads D by ``d_forward=`` (after D's step) or is given the loop's own
+    outputs (before it). The same training both ways."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1), nn.Tanh())
+    D = nn.Sequential(nn.Conv2d(2, 16, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.LeakyReLU(0.2), nn.Conv2d(32, 1, 4, 1, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999)), torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    base = torch.randn(64, 1, 16, 16).tanh()
+    fixed_a = base[:16] + 0.3 * torch.randn(16, 1, 16, 16)
+    extra = {"d_forward": lambda D, x, y: D(torch.cat((y, x), 1))} if own_forward else {}
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path / str(own_forward), sample_latent=lambda n, gen: fixed_a[:n], **extra)
+    bce = nn.BCEWithLogitsLoss()
+    for _ in range(steps):
+        b = base[torch.randint(0, 64, (1,))]
+        a = b + 0.3 * torch.randn_like(b)
+        fake_b = G(a)
+        pred_fake, pred_real = D(torch.cat((a, fake_b.detach()), 1)), D(torch.cat((a, b), 1))
+        d_loss = 0.5 * (bce(pred_fake, torch.zeros_like(pred_fake)) + bce(pred_real, torch.ones_like(pred_real)))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        pred_g = D(torch.cat((a, fake_b), 1))
+        g_loss = bce(pred_g, torch.ones_like(pred_g)) + 100 * (fake_b - b).abs().mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        outputs = {} if own_forward else {"d_real": pred_real.detach(), "d_fake": pred_fake.detach()}
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=b, fake=fake_b, labels=a, **outputs)
+    report = doctor.report()
+    doctor.close()
+    return report
+
+
+def test_d_s_outputs_read_after_its_step_on_a_pair_are_not_read_as_a_d_that_separates(tmp_path):
+    # d_forward's outputs at batch 1: d.acc 0.98, "separates perfectly to the end" (GD107) on a
+    # run whose loop-side outputs read 0.75 and healthy (pix2pix, its digit oracle: 97% realistic).
+    own, passed = _pix2pix_batch_of_one(tmp_path, own_forward=True), _pix2pix_batch_of_one(tmp_path, own_forward=False)
+    assert "d_outputs_trained_on" in own.context.flags and "d_outputs_trained_on" not in passed.context.flags
+    assert "discriminator_dominance" not in {f.mode for f in own.findings} | {f.mode for f in passed.findings}
+    assert {"GD101", "GD104", "GD107"} <= {s.rule for s in own.skipped_rules}

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..context import D_LOSS_STEP_SHARE, FEW_D_SAMPLES, FEW_D_SAMPLES_BELOW
+from ..context import D_LOSS_STEP_SHARE, D_OUTPUTS_TRAINED_ON, FEW_D_SAMPLES, FEW_D_SAMPLES_BELOW
 from ..errors import ProbeRefused
 from .base import (
     CopySafeHook,
@@ -651,4 +651,6 @@ class DForwardProbe(Probe):
                     "where D takes its labels in another form than G (one-hot maps against vectors), pass "
                     "Doctor(d_forward=lambda D, x, y: ...) that gives D its form, or d_real=/d_fake= to doctor.step"
                 ) from exc
+        if min(real.shape[0], fake.shape[0]) < FEW_D_SAMPLES_BELOW and D_OUTPUTS_TRAINED_ON not in self.host.context().flags:
+            self.host.note_context({D_OUTPUTS_TRAINED_ON}, {})
         return self.kind.values(out_real, out_fake, push if self.catch is not None else None)

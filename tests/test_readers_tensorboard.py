@@ -94,6 +94,27 @@ def test_add_scalars_subfolders_belong_to_the_run(tmp_path):
     assert data.signals.get("loss.g").values.tolist() == [1.5] * 20
 
 
+@pytest.mark.parametrize("group, keys", [("losses/g-and-d", ("d", "g")), ("losses", ("discriminator", "generator")), ("loss", ("critic", "gen"))])
+def test_add_scalars_keys_naming_a_player_under_a_loss_group_are_its_loss(tmp_path, group, keys):
+    # gordicaleksa/pytorch-GANs: add_scalars('losses/g-and-d', {'g': ..., 'd': ...}) read as two
+    # unmapped scalars, "NOT JUDGED" on every run of its three scripts.
+    with SummaryWriter(str(tmp_path / "run")) as w:
+        for s in range(20):
+            w.add_scalars(group, {keys[0]: 0.5, keys[1]: 1.5}, s)
+    data = read_run(tmp_path / "run")
+    assert data.signals.get("loss.d").values.tolist() == [0.5] * 20 and data.signals.get("loss.g").values.tolist() == [1.5] * 20
+    assert data.mapped["loss.d"] == f"{group.replace('/', '_')}_{keys[0]}"
+
+
+def test_gordicaleksa_s_own_tensorboard_log_is_read_and_judged():
+    # Its vanilla GAN at lr 5 (the two add_scalars folders of a real run; the digit oracle: one
+    # class from iteration 70, G frozen): G's BCE loss at its clamp, D's loss 2-8.
+    from gandoctor import analyze
+
+    report = analyze(Path(__file__).resolve().parent.parent / "fixtures" / "public" / "gordic_vanilla_lr5_tb")
+    assert {f.mode for f in report.findings} == {"vanishing_gradients"}  # not G dominance beside G's loss at the clamp
+
+
 def test_a_folder_of_one_writer_per_metric_is_one_run_named_by_its_folders(tmp_path):
     # torch_mimicry's Logger: a SummaryWriter per metric at data/<metric>/, the scalar under its
     # group's tag ('loss' for errD and errG); it read as 7 one-metric runs, none mappable.

@@ -293,7 +293,7 @@ class Collector:
     def read_names_as(self, names: Mapping[str, str]) -> None:
         """Read the log's names through the user's --map first, then ``names`` (signal -> name: a
         script's own sense of its names, a console's bare letters), then the alias table."""
-        self.names = NameMapper({**read_options.get().mapping, **names})
+        self.names = NameMapper({**read_options.get().mapping, **names}, exclusive=self.names.exclusive)
 
     def problem(self, message: str) -> None:
         self.problems += 1

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..context import RunContext
 from ..errors import LogFormatError
+from ..signals import alias_for
 from . import Reader, RunData, register_reader
 from ._common import MAX_STEP, Collector, NameMapper, frozen, read_options
 from ._lines import progress_callback
@@ -528,7 +529,7 @@ def _metric_folders(children: list[Path]) -> bool:
     """Sibling runs that are one run's metrics, a writer each (torch_mimicry's ``data/errD/``,
     ``data/D(x)/``...: each writes one scalar under a group tag, ``loss`` or ``prob``, that
     several share): each holds one scalar tag or none (images), some tag is shared, and some folder
-    is named as a metric the alias table knows. Runs of separate experiments hold several tags
+    is named as a metric the alias table knows or as a player's part of a loss group. Runs of separate experiments hold several tags
     each, or are named as no metric."""
     tags = [set().union(*map(_head_scalar_tags, _event_files(child))) for child in children]
     scalar = [t for t in tags if t]
@@ -536,7 +537,8 @@ def _metric_folders(children: list[Path]) -> bool:
         return False
     named = [next(iter(t)) for t in scalar]
     mapper = NameMapper()
-    return len(set(named)) < len(named) and any(not (mapper(child.name) or "user.").startswith("user.") for child in children)
+    known = any(not (mapper(child.name) or "user.").startswith("user.") for child in children)
+    return len(set(named)) < len(named) and (known or bool(loss_parts({child.name for child in children})))
 
 
 def _is_metric_folder_run(run: Path) -> bool:
@@ -560,6 +562,25 @@ def _accepts(path: Path) -> bool:
     if path.is_file():
         return EVENT_MARK in path.name
     return path.is_dir() and bool(find_runs(path, max_dirs=200))
+
+
+#: The key of an add_scalars group of losses that names D's or G's (``add_scalars('losses/g-and-d',
+#: {'g': ..., 'd': ...})`` writes folders ``losses_g-and-d_g/`` and ``losses_g-and-d_d/``).
+_PLAYER_KEYS = {"d": "loss.d", "disc": "loss.d", "dis": "loss.d", "discriminator": "loss.d", "critic": "loss.d",
+                "g": "loss.g", "gen": "loss.g", "generator": "loss.g"}
+
+
+def loss_parts(prefixes: set[str]) -> dict[str, str]:
+    """signal -> folder of the add_scalars parts whose group is a loss and whose key names a player
+    only (gordicaleksa/pytorch-GANs' ``losses/g-and-d`` with keys ``g`` and ``d``), where the alias
+    table maps neither the folder's name nor another part to that signal."""
+    found: dict[str, list[str]] = {}
+    for prefix in prefixes:
+        group, _, key = prefix.rpartition("_")
+        if "loss" in group.lower() and key.lower() in _PLAYER_KEYS and alias_for(prefix) is None:
+            found.setdefault(_PLAYER_KEYS[key.lower()], []).append(prefix)
+    taken = {alias_for(prefix) for prefix in prefixes}
+    return {signal: names[0] for signal, names in found.items() if len(names) == 1 and signal not in taken}
 
 
 def _tag_name(prefix: str, tag: str) -> str:
@@ -756,6 +777,9 @@ def read(path: Path, capacity: int = 4096) -> RunData:
         files = [(path, "")]
     reader = _RunReader(path, capacity)
     reader.metric_folders = path.is_dir() and _is_metric_folder_run(runs[0])
+    named = loss_parts({prefix for _, prefix in files if prefix})
+    if named:
+        reader.out.read_names_as(named)
     report = progress_callback.get()
     total = sum(_size(p) for p, _ in files)
     done = 0

@@ -164,7 +164,8 @@ class LiveMonitor:
         self.markers: list[HealthyMarker] = []
         self.checks = 0
         self.last_report: Report | None = None
-        self._rules: RuleSet | None = None
+        self._rules: RuleSet | None = None  # every rule but those about the state a run ended in
+        self._all_rules: RuleSet | None = None
         self._seen: int | None = None  # the last step a flush brought
         self._checked = -1  # the last step diagnosed
         self._urgent = False
@@ -243,17 +244,20 @@ class LiveMonitor:
         stopped at before a flush brought it to the host (a loop that breaks at its first NaN, as
         the README asks, ends before the next flush), and any finding of a run shorter than the
         check interval (a 300-step run was never checked: its alert sinks heard nothing while its
-        report held two findings) or of its last stretch."""
+        report held two findings) or of its last stretch. The rules about the state the run ended
+        in (``final_only``: GD307's collapse at the end, GD104's separation) are judged there too:
+        the run has ended, and the findings they make in the report reach the callbacks and sinks."""
         last = self._doctor.signals.last_step
-        if self.every is not None and (self._urgent or (last is not None and last > self._checked)):
-            self._run_check(step, last if last is not None else step)
+        if self.every is not None and last is not None:
+            # A last step already checked is not shown to the sinks' on_check twice.
+            self._run_check(step, last, final=True, show_check=self._urgent or last > self._checked)
 
-    def _run_check(self, step: int, last: int) -> None:
+    def _run_check(self, step: int, last: int, final: bool = False, show_check: bool = True) -> None:
         """One guarded diagnosis of the steps up to ``last``, timed for the adaptive cadence."""
         self._urgent = False
         self._checked = last
         start = time.perf_counter()
-        self._doctor._guard("live", lambda: self.check(step))
+        self._doctor._guard("live", lambda: self.check(step, final, show_check))
         self._last_end = time.perf_counter()
         self._last_cost = self._last_end - start
         self._steps_since_check = 0
@@ -277,19 +281,21 @@ class LiveMonitor:
                 self._doctor._guard(name, close)
 
     # -- the diagnosis ---------------------------------------------------------------------------
-    def check(self, step: int) -> Report:
-        """Diagnose what was recorded so far and act on what is new (see the module's docstring)."""
+    def check(self, step: int, final: bool = False, show_check: bool = True) -> Report:
+        """Diagnose what was recorded so far and act on what is new (see the module's docstring);
+        ``final``: the run has ended, and every rule is judged; ``show_check``: the sinks' on_check
+        hears of it (new findings reach them either way)."""
         from .diagnose import diagnose  # the diagnosis side, only once a check is due
 
         doctor = self._doctor
-        if self._rules is None:
-            rules = doctor.config.ruleset(doctor._rules_dirs)
+        if self._all_rules is None or self._rules is None:
+            self._all_rules = doctor.config.ruleset(doctor._rules_dirs)
             # A rule about the state a run ended in (GD307) says nothing mid-run: a young G is
             # still spreading out there, which is what GD302's rising-diversity exemption is for.
-            self._rules = replace(rules, rules=tuple(r for r in rules.rules if not r.params["final_only"]))
+            self._rules = replace(self._all_rules, rules=tuple(r for r in self._all_rules.rules if not r.params["final_only"]))
         source = str(doctor._writer.path) if doctor._writer is not None else ""
         report = diagnose(
-            doctor.signals, self._rules, doctor.context, source=source, warnings=tuple(doctor.disabled_probes.values()), strict=doctor.strict
+            doctor.signals, self._all_rules if final else self._rules, doctor.context, source=source, warnings=tuple(doctor.disabled_probes.values()), strict=doctor.strict
         )
         self.checks += 1
         self.last_report = report
@@ -308,7 +314,7 @@ class LiveMonitor:
                 doctor._guard(name, partial(callback, finding))
             for name, sink in zip(self._sink_names, self.sinks):
                 doctor._guard(name, partial(sink.on_finding, finding, step))
-        for name, sink in zip(self._sink_names, self.sinks):
+        for name, sink in zip(self._sink_names, self.sinks if show_check else ()):
             doctor._guard(name, partial(sink.on_check, report, step))
         return report
 

@@ -3,6 +3,7 @@ opt-in actions (stop, raise), the last-healthy-step marker, sinks, and containme
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import math
@@ -27,6 +28,16 @@ from .test_probes import train as train_bn
 BLOW_UP_AT = 40  # the step whose update uses the huge learning rate
 FLUSH = 10
 
+
+
+@pytest.fixture(autouse=True)
+def _no_doctor_left_open():
+    """A doctor an earlier test left open is closed at the next one's construction, with a last
+    check: before a test that scripts the diagnosis, not inside it."""
+    from gandoctor.probes.doctor import close_dropped
+
+    gc.collect()
+    close_dropped()
 
 def train(
     steps: int, doctor_kwargs: dict | None, blow_up_at: int | None = None, seed: int = 0, break_on_stop: bool = True, break_on_nan: bool = False,
@@ -340,6 +351,20 @@ def test_rules_about_the_state_a_run_ended_in_are_left_to_the_finished_run():
     codes = {r.code for r in live._rules.rules}
     assert "GD307" not in codes and "GD302" in codes
     doctor.close()
+
+
+def test_a_finding_about_the_state_the_run_ended_in_reaches_the_sinks_at_close(tmp_path):
+    """GD307/GD308 (collapsed to the end) are judged at close, where the run has ended: their
+    findings were in the report, never at on_finding, the sinks or the run log's markers."""
+    from gandoctor import load_rules
+
+    final_only = {r.code for r in load_rules().rules if r.params["final_only"]}
+    sink = Recorder()
+    doctor, _, _ = train(400, {"log_dir": tmp_path, "schedule": Schedule(flush_every=FLUSH), "live_every": 100, "alerts": [sink]}, collapsed=True)
+    doctor.close()
+    ended = {f.rule for f in doctor.report().findings} & final_only
+    assert ended and ended <= {f.rule for f, _ in sink.findings}
+    assert ended <= {rule for marker in read_run(tmp_path).markers for rule in marker.rules}
 
 
 def test_under_ddp_only_rank_0_alerts_and_every_rank_stops(monkeypatch, caplog):

@@ -1173,3 +1173,48 @@ def test_tensor_subclasses_given_to_the_doctor_are_read_as_plain_tensors():
         doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake, labels=z_[:32, 0].clone())
     doctor.close()
     assert not doctor.disabled_probes and doctor.signals.get("loss.d") is not None
+
+
+def test_a_progressive_gan_s_new_scale_restarts_the_sample_statistics_and_switches_nothing_off(tmp_path, caplog):
+    """pytorch_GAN_zoo's PGAN grows G's samples from 4x4 to 8x8 (and on): the features of the two
+    sizes were compared, sample_stats and latents failed and were switched off for the rest of the
+    run, and the report kept the first scale's reading as the run's end."""
+    import torch.nn.functional as F
+
+    class Growing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.size = nn.Linear(8, 64), 4
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            x = torch.tanh(self.fc(z)).view(-1, 1, 8, 8)
+            return F.adaptive_avg_pool2d(x, self.size)
+
+    torch.manual_seed(0)
+    G, D = Growing(), nn.Sequential(nn.Flatten(), nn.LazyLinear(1))
+    D(torch.zeros(1, 1, 8, 8))
+    D = nn.Sequential(nn.Upsample(size=8), D)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        for step in range(300):
+            G.size = 4 if step < 150 else 8
+            real, fake = torch.rand(64, 1, G.size, G.size) * 2 - 1, G(torch.randn(64, 8))
+            d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = F.softplus(-D(fake)).mean()
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert doctor.disabled_probes == {}
+    assert [r.getMessage() for r in caplog.records if "changed size" in r.getMessage()] == [
+        "gandoctor: G's samples changed size at step 150, 1x4x4 -> 1x8x8 (a progressive GAN's new scale?): the sample statistics start again from here"
+    ]
+    for name in ("feat.diversity_ratio", "latent.drift"):
+        assert doctor.signals.get(name).steps.max() > 200  # measured at the new size too
+    report = doctor.report()
+    assert report.samples is not None and report.samples.last_step > 200

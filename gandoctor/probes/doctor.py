@@ -84,9 +84,10 @@ class _Batches:
     epoch's short last one (e.g. 5 of 1797 digits in batches of 64: under half the largest
     seen), whose handful of samples is noise."""
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str], None], on_resize: Callable[[tuple[int, ...], tuple[int, ...]], None] = lambda old, new: None) -> None:
         self.largest = 0
         self.warn = warn
+        self.on_resize = on_resize  # the samples changed size (a progressive GAN grew): the sample statistics restart
         self.paired_said = False
         self.not_tensor_said = False
         self.shapes_said = False
@@ -123,6 +124,11 @@ class _Batches:
             self._settle_shape(real, fake)
         elif self.sample_shape is None:
             self._settle_shape(real, fake)
+        elif real.shape[1:] != self.sample_shape and math.prod(real.shape[1:]) != math.prod(self.sample_shape):
+            # Real and fake of one new size: PGAN's 4x4 -> 8x8. Features of the two sizes do not compare.
+            old = self.sample_shape
+            self._settle_shape(real, fake)
+            self.on_resize(old, tuple(real.shape[1:]))
         self.largest = max(self.largest, int(real.shape[0]))
         return real, fake, 2 * int(real.shape[0]) < self.largest
 
@@ -184,6 +190,16 @@ def _write_samples(doctor: Doctor, step: int, grid: Mapping[str, Any] | None) ->
     writer = doctor._writer
     if writer is not None:
         doctor._guard("writer", lambda: writer.write_samples(step, grid))
+
+
+def _resized(doctor: Doctor, bank: FeatureBank, old: tuple[int, ...], new: tuple[int, ...]) -> None:
+    """The samples changed size (a progressive GAN's new scale): the features of the two sizes do
+    not compare, so the sample statistics start again from the new size, said once per size. Fed
+    to the features of the old size, they failed and switched off for the rest of the run (PGAN:
+    75% of it), while the report kept its early reading as the run's end."""
+    bank.restart()
+    said = f"G's samples changed size at step {doctor._step}, {'x'.join(map(str, old))} -> {'x'.join(map(str, new))} (a progressive GAN's new scale?): the sample statistics start again from here"
+    _warn(_working_writer(doctor), doctor._step, doctor._notes.setdefault(f"resized {new}", said))
 
 
 def _warn(writer: RunLogWriter | None, step: int, message: str, exc_info: Any = None) -> None:
@@ -528,7 +544,9 @@ class Doctor(_ClosedOnExit):
         self._notes: dict[str, str] = {}  # said once: probes on in the schedule that could not run, the batch shape
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
-        self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)))
+        bank = FeatureBank()
+        self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)),
+                                 functools.partial(_resized, self, bank))
         _register_open(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG
@@ -542,7 +560,7 @@ class Doctor(_ClosedOnExit):
         )
         self._inference = ContextInference(d_output)
         host = ProbeHost(
-            self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, FeatureBank(),
+            self.generator, self.discriminator, d_forward, d_output, self.schedule, extract, rng, seed, bank,
             lambda: self._context, self._note_context, self._defer, self._guard,
             functools.partial(_write_samples, self), functools.partial(self._defer, first=True), plain_d_forward, hook_point,
         )

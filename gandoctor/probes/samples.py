@@ -59,6 +59,13 @@ class FeatureBank:
     pool: list[torch.Tensor] = field(default_factory=list)  # the newest reals, up to BLUR_POOL (the blur statistics)
     bins: samplestats.Bins | None = None
     prepared: Prepared | None = None
+    generation: int = 0  # restarts so far: a probe that keeps state of its own starts again at a new one
+
+    def restart(self) -> None:
+        """Forget every feature: the samples changed size, and features of two sizes do not compare."""
+        self.real, self.fake, self.reservoir, self.pool = [], [], [], []
+        self.newest_fake_step, self.bins, self.prepared = None, None, None
+        self.generation += 1
 
     def reservoir_full(self) -> bool:
         return sum(len(f) for f in self.reservoir) >= samplestats.BIN_RESERVOIR
@@ -136,8 +143,11 @@ class BinReservoirProbe(Probe):
     def __init__(self, host: ProbeHost) -> None:
         super().__init__(host)
         self.done = False
+        self.generation = 0
 
     def due(self, inputs: StepInputs, every: int) -> bool:
+        if self.generation != self.host.bank.generation:  # the bank restarted: its bins are to fit again
+            self.generation, self.done = self.host.bank.generation, False
         return not self.done and inputs.real is not None and not inputs.partial
 
     def measure(self, inputs: StepInputs) -> Values:
@@ -208,6 +218,7 @@ class SampleStatsProbe(Probe):
         self._measured_step: int | None = None  # the newest fake batch already measured
         self._checks = 0
         self._blur: _BlurMemo | None = None
+        self._generation = 0
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         return inputs.step > 0 and super().due(inputs, every)
@@ -223,6 +234,8 @@ class SampleStatsProbe(Probe):
 
     def measure(self, inputs: StepInputs) -> Values:
         bank = self.host.bank
+        if self._generation != bank.generation:  # the samples changed size: nothing of the old size compares
+            self._generation, self._prev_fake, self._blur = bank.generation, None, None
         if len(bank.real) < 2 or not bank.fake:
             return {}
         real = torch.cat(bank.real).cpu().numpy().astype(np.float64)

@@ -192,6 +192,13 @@ def _write_samples(doctor: Doctor, step: int, grid: Mapping[str, Any] | None) ->
         doctor._guard("writer", lambda: writer.write_samples(step, grid))
 
 
+def _batches_of(doctor: Doctor) -> tuple[_Batches, FeatureBank]:
+    """How ``doctor`` takes each step's samples, and the feature bank a change of their size restarts."""
+    bank = FeatureBank()
+    warn = lambda message: _warn(_working_writer(doctor), doctor._step, doctor._notes.setdefault("batches", message))  # noqa: E731
+    return _Batches(warn, functools.partial(_resized, doctor, bank)), bank
+
+
 def _resized(doctor: Doctor, bank: FeatureBank, old: tuple[int, ...], new: tuple[int, ...]) -> None:
     """The samples changed size (a progressive GAN's new scale): the features of the two sizes do
     not compare, so the sample statistics start again from the new size, said once per size. Fed
@@ -544,9 +551,7 @@ class Doctor(_ClosedOnExit):
         self._notes: dict[str, str] = {}  # said once: probes on in the schedule that could not run, the batch shape
         self._pending: list[_Pending] = []
         self._step, self._closed = -1, False
-        bank = FeatureBank()
-        self._batches = _Batches(lambda message: _warn(_working_writer(self), self._step, self._notes.setdefault("batches", message)),
-                                 functools.partial(_resized, self, bank))
+        self._batches, bank = _batches_of(self)
         _register_open(self)
         self._writer: RunLogWriter | None = None
         rng = torch.Generator().manual_seed(seed)  # projections and power iteration: never the global RNG

@@ -414,9 +414,8 @@ class LatentProbe(Probe):
 
     def measure(self, inputs: StepInputs) -> Values:
         out = self._first_output(inputs.fake_labels, inputs.real) if self.codes is None else self._forward(self.codes)
-        previous, self.output = self.output, out
-        if previous is not None and previous.shape != out.shape:  # G grew a scale: the two sizes do not compare
-            previous = None
+        # A progressive G's new scale: outputs of the two sizes do not compare.
+        previous, self.output = (self.output if self.output is not None and self.output.shape == out.shape else None), out
         self.checks += 1
         every = self.host.schedule.sample_grid_every
         if every and (self.checks <= EARLY_GRIDS or (self.checks - 1) % every == 0):

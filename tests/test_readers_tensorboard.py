@@ -115,6 +115,15 @@ def test_gordicaleksa_s_own_tensorboard_log_is_read_and_judged():
     assert {f.mode for f in report.findings} == {"vanishing_gradients"}  # not G dominance beside G's loss at the clamp
 
 
+def test_a_short_run_whose_critic_loss_blew_up_from_its_first_record_reads_exploding():
+    # jalola/improved-wgan-pytorch at lr 5, its own TensorBoard log (120 iterations): the critic's
+    # loss 5e26 from the first record; read "exploding gradients: clear" (GD506 needed 150 steps).
+    from gandoctor import analyze
+
+    report = analyze(Path(__file__).resolve().parent.parent / "fixtures" / "public" / "jalola_wgangp_lr5_tb")
+    assert report.last_step < 150 and "exploding_gradients" in {f.mode for f in report.findings}
+
+
 def test_a_folder_of_one_writer_per_metric_is_one_run_named_by_its_folders(tmp_path):
     # torch_mimicry's Logger: a SummaryWriter per metric at data/<metric>/, the scalar under its
     # group's tag ('loss' for errD and errG); it read as 7 one-metric runs, none mappable.

@@ -803,3 +803,12 @@ def test_lightning_s_tqdm_bar_reset_at_an_epoch_s_end_is_no_record():
     d = data.signals.get("loss.d")
     assert (int(d.steps[0]), int(d.steps[-1])) == (1, 300)
     assert not any("goes back" in w for w in data.warnings)
+
+
+def test_a_console_whose_first_values_come_after_its_head_is_still_a_console():
+    # jalola/improved-wgan-pytorch prints counters and timings at every critic step and its losses
+    # only at each flush (its lib/plot lines): the first is line 601 here (4,600 at its default
+    # saving_step), past the head detection read, and the log was "not a log gandoctor can read".
+    log = Path(__file__).resolve().parent.parent / "fixtures" / "public" / "jalola_wgangp_healthy.console.log.gz"
+    data = read_run(log)
+    assert data.format == "console" and data.signals.get("loss.d").steps.tolist()[:2] == [25, 50]

@@ -476,13 +476,35 @@ def _head_parts_of(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
 
 def _sniff(path: Path) -> bool:
     known = _known_names()
-    for part in _head_parts(path):
-        part = _unbar(part)[0]
-        if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part) or JUNYANZ.search(part):
-            return True
-        pairs = _pairs(part, known)
-        if any(alias_key(k) and known(k) for k, _ in pairs) or _bare_losses(pairs):
-            return True
+    return any(_a_log_line(part, known) for part in _head_parts(path)) or _a_log_line_further(path, known)
+
+
+def _a_log_line(part: str, known: Callable[[str], bool]) -> bool:
+    part = _unbar(part)[0]
+    if PYTORCH_GAN.search(part) or (DCGAN.search(part) and "Loss" in part) or JUNYANZ.search(part):
+        return True
+    pairs = _pairs(part, known)
+    return any(alias_key(k) and known(k) for k, _ in pairs) or _bare_losses(pairs)
+
+
+#: How far past the head detection reads for a first line of values: jalola/improved-wgan-pytorch
+#: prints counters and timings on every critic step and its losses only at each `saving_step`
+#: (200 iterations: line ~4,600), so its console was "not a log gandoctor can read".
+SNIFF_FAR_BYTES = 16 << 20
+
+
+def _a_log_line_further(path: Path, known: Callable[[str], bool]) -> bool:
+    try:
+        with open_text(path) as fh:
+            read = 0
+            for line in fh:
+                read += len(line)
+                if read > SNIFF_FAR_BYTES or "\x00" in line:
+                    return False
+                if any(_a_log_line(part, known) for part in line.rstrip("\r\n").split("\r")):
+                    return True
+    except Exception:  # noqa: BLE001 - detection never fails another reader
+        return False
     return False
 
 

@@ -358,6 +358,11 @@ class ContextInference:
             ratio = round(self.total_d * share / self.total_g, 1)
             if context.values.get("d_steps_per_g") != ratio:
                 learnt["d_steps_per_g"] = ratio
+        elif typical is not None and "multi_d_steps" not in context.flags and self.total_d * share < 2 * self.total_g:
+            # One D step per G step, known (not merely unseen): "train G more often" is then done
+            # already, and a critic at one step is the weak one WGAN's five steps are for.
+            if context.values.get("d_steps_per_g") != typical:
+                learnt["d_steps_per_g"] = typical
         if self.counted in _SUM_CHECKS and self.total_g:
             # A loop that calls doctor.step on every D batch makes several doctor steps per G
             # step: the rules' windows, calibrated on one doctor step per G step, are read in G

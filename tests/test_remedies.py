@@ -489,3 +489,16 @@ def test_at_ten_times_one_ratio_reads_one_way_for_both_rates(lr_g: float):
     context = expand_context(RunContext(frozenset(), {"lr_d": 3e-4, "lr_g": lr_g}), remedies)
     assert assess(remedies["lower_d_lr"], context).verdict == "skip"
     assert "D cannot keep up at all" in assess(remedies["lower_g_lr"], context).reasons[0]
+
+
+def test_train_g_more_often_is_not_offered_where_d_already_takes_one_step_or_is_a_critic():
+    # gordicaleksa's DCGAN (one D step) and jalola's WGAN-GP (a critic) were offered "one D step per G step".
+
+    rules = load_rules()
+    remedy = rules.remedies["fewer_d_steps"]
+    one = RunContext(frozenset(), {"d_steps_per_g": 1.0})
+    assert any(check.evaluate(one) for check in remedy.skip)
+    critic = RunContext(frozenset({"critic", "multi_d_steps"}), {"d_steps_per_g": 5.0})
+    assert any(check.evaluate(critic) for check in remedy.skip)
+    five = RunContext(frozenset({"multi_d_steps"}), {"d_steps_per_g": 5.0})
+    assert not any(check.evaluate(five) for check in remedy.skip)

@@ -602,3 +602,38 @@ def test_the_loop_s_codes_are_summarised_not_kept():
     assert not G._forward_pre_hooks and len(codes.seen) == LoopCodes.CALLS
     assert all(lo.numel() == hi.numel() == 1 for _, lo, hi in codes.seen)
     assert codes.law(8) == "uniform01" and codes.shape() == (8,)
+
+
+def test_a_latent_g_whose_first_registered_layer_is_a_convolution_gets_its_codes_from_its_calls(tmp_path):
+    """pytorch_GAN_zoo's PGAN GNet registers its toRGB convolutions before the Linear that reads z:
+    the first layer read as a convolution over images, and the probe never ran. Its calls give
+    z's shape (32,); an image-to-image G's calls (images) still give none."""
+    import torch.nn.functional as F
+
+    class PganLike(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.to_rgb = nn.ModuleList()
+            self.format_layer = nn.Linear(32, 16 * 4 * 4)
+            self.to_rgb.append(nn.Conv2d(16, 1, 1))
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.to_rgb[0](F.leaky_relu(self.format_layer(z)).view(-1, 16, 4, 4)))
+
+    torch.manual_seed(0)
+    G, D = PganLike(), nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path)
+    for _ in range(120):
+        real, fake = torch.rand(64, 1, 4, 4) * 2 - 1, G(torch.randn(64, 32))
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert "latent.drift" in doctor.signals and not [w for w in doctor.report().warnings if "fixed-latent probe has not run" in w]

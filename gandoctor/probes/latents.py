@@ -154,6 +154,17 @@ def reads_data(width: int, real_width: int | None) -> bool:
         width >= DATA_INPUT_MIN_WIDTH and width >= DATA_INPUT_RATIO * real_width)
 
 
+def loop_latent_shape(loop_codes: LoopCodes | None, real: torch.Tensor | None) -> tuple[int, ...] | None:
+    """The shape of the codes the loop gave G, where they are latent codes: a vector or a (C, 1, 1)
+    code, not an image or data (pytorch_GAN_zoo's PGAN registers its toRGB convolutions before the
+    Linear that reads z, and its first layer read as a convolution over images)."""
+    shape = loop_codes.shape() if loop_codes is not None else None
+    if shape is None or any(size != 1 for size in shape[1:]):
+        return None
+    real_width = math.prod(real.shape[1:]) if isinstance(real, torch.Tensor) and real.dim() >= 1 else None
+    return None if reads_data(math.prod(shape), real_width) else shape
+
+
 def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean pairwise distance of ``fake`` over that of ``real`` (on the device; NaN when the reals
     do not spread), as :func:`gandoctor.samplestats.compare` defines the diversity ratio."""
@@ -254,14 +265,15 @@ class LatentProbe(Probe):
         self.loop_codes = None if sample_latent is not None else LoopCodes(host.generator)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        if len(self.inputs_needed) > 2:
-            return False
-        if self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and self.sample_latent is None:
+        waiting_for_labels = self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor)
+        if len(self.inputs_needed) > 2 or (waiting_for_labels and self.sample_latent is None):
             return False
         if self.lazy and super().due(inputs, every) and not any(torch.nn.parameter.is_lazy(p) for p in self.host.generator.parameters()):
             self.lazy = False
             self.shapes = latent_shape_candidates(self.host.generator)
             self.shape_guessed = self.usable = bool(self.shapes)
+        if not self.usable and (code := loop_latent_shape(self.loop_codes, inputs.real)) is not None:
+            self.shapes, self.shape_guessed, self.usable = (code,), True, True  # G's first layer hid it; its calls did not
         return self.usable and not self.lazy and super().due(inputs, every)
 
     def idle_reason(self) -> str | None:

@@ -250,8 +250,7 @@ class LatentProbe(Probe):
         self.sample_latent = sample_latent
         # A G of lazy modules (nn.LazyLinear) shows its first layer's width after its first forward.
         self.lazy = not shapes and not shape_given and sample_latent is None and any(torch.nn.parameter.is_lazy(p) for p in host.generator.parameters())
-        # Off when no code shape is known; a conditional G waits for labels (fake_labels=).
-        self.usable = bool(shapes) or sample_latent is not None or self.lazy
+        self.usable = bool(shapes) or sample_latent is not None or self.lazy  # off while no code shape is known
         self.conditional = not takes_one_input(host.generator)
         # More inputs than a code and labels (InfoGAN's G(noise, labels, code)): only sample_latent can feed them.
         self.inputs_needed = required_inputs(host.generator) if sample_latent is None else []

@@ -118,6 +118,7 @@ class Note:
 
     condition: Condition
     text: str
+    unless: tuple[str, ...] = ()  # context flags under which the note is not said (its advice is taken already)
 
 
 @dataclass(frozen=True)
@@ -300,8 +301,10 @@ def _parse_note(raw: Any, path: Path, key: str, params: Mapping[str, float]) -> 
     _expect(isinstance(raw, dict), path, key, "a table (a condition's keys and text)", raw)
     text = raw.get("text")
     _expect(isinstance(text, str) and bool(text.strip()), path, f"{key}.text", "a non-empty string", text)
-    condition = _parse_condition({k: v for k, v in raw.items() if k != "text"}, path, key, params)
-    return Note(condition, " ".join(text.split()))
+    unless = raw.get("unless", [])
+    _expect(isinstance(unless, list) and all(isinstance(f, str) for f in unless), path, f"{key}.unless", "a list of context flags", unless)
+    condition = _parse_condition({k: v for k, v in raw.items() if k not in ("text", "unless")}, path, key, params)
+    return Note(condition, " ".join(text.split()), tuple(unless))
 
 
 def _shared(raw: Any, shared: Mapping[str, Mapping[str, Any]], path: Path, key: str) -> Any:
@@ -426,6 +429,8 @@ def in_run_units(rule: Rule, values: Mapping[str, Any], flags: frozenset[str] = 
     per_g = values.get(STEPS_PER_G_STEP)
     if _number(per_g) and 1 < per_g < math.inf:
         rule = in_g_iterations(rule, float(per_g))
+    if any(set(note.unless) & flags for note in rule.notes):
+        rule = replace(rule, notes=tuple(note for note in rule.notes if not set(note.unless) & flags))
 
     def scaled(c: Condition) -> Condition:
         factor = values.get(c.scale) if c.scale else None

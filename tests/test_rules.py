@@ -338,3 +338,18 @@ def test_a_rule_counts_g_iterations_where_the_doctor_steps_several_times_per_g_s
         assert scaled.params[key] == 5 * rule.params[key]
     assert [c.window for c in scaled.conditions] == [5 * c.window for c in rule.conditions]
     assert in_run_units(rule, {"doctor_steps_per_g": 1.0}) == rule and in_run_units(rule, {}) == rule
+
+
+
+def test_a_note_whose_advice_the_run_has_taken_is_not_said():
+    # lightweight-gan's D is trained with reals low and read mirrored (d_reversed): its G-dominated
+    # run (G's rate x10) was told to pass d_output="energy", which would flip D a second time.
+    from gandoctor import analyze
+
+    rule = load_rules().by_code("GD204")
+    (note,) = [n for n in rule.notes if "energy" in n.text]
+    assert {"d_reversed", "energy_d"} <= set(note.unless)
+    assert note not in in_run_units(rule, {}, frozenset({"d_reversed"})).notes and note in in_run_units(rule, {}, frozenset()).notes
+    report = analyze(Path(__file__).resolve().parent.parent / "fixtures" / "public" / "lightweight_gan_glr10")
+    assert "d_reversed" in report.context.flags and [f.rule for f in report.findings] == ["GD204"]
+    assert not any("d_output=\"energy\"" in (f.caveat or "") for f in report.findings)

@@ -72,6 +72,12 @@ def test_a_script_that_stops_on_an_uncaught_exception_says_so_in_its_run_log(tmp
     assert proc.returncode != 0
     with pytest.raises(LogFormatError, match=r"no step records: the script stopped on an uncaught ValueError \(expected input of size 74\) before its first step"):
         read_run(tmp_path / "early")
+    # A message of hundreds of lines (lightweight-gan's load_state_dict error: 340) is its first line, cut.
+    long = crash.replace("raise RuntimeError('all elements of input should be between 0 and 1')",
+                         "raise RuntimeError('Error(s) in loading state_dict: ' + 'x' * 300 + '\\n' + 'Missing key\\n' * 340)")
+    subprocess.run([sys.executable, "-c", long, str(tmp_path / "long")], capture_output=True, text=True, timeout=300)
+    said = read_run(tmp_path / "long").ending.message()
+    assert "Error(s) in loading state_dict: xxx" in said and "Missing key" not in said and len(said) < 400
     # A script that ends normally without closing the doctor says nothing of the kind.
     ended = SCRIPT.replace("range(1000)", "range(20)")
     proc = subprocess.run([sys.executable, "-c", ended, str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)

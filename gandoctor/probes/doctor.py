@@ -345,8 +345,17 @@ def _close_open_doctors() -> None:
             if stopped is not None and _OPEN.get(doctor) != id(stopped) and (writer := _working_writer(doctor)) is not None:
                 when = f"after step {doctor._step}" if doctor._step >= 0 else "before its first step"
                 writer.write_stopped(doctor._step, f"the script stopped on an uncaught {type(stopped).__name__} "
-                                     f"({stopped}) {when}: the run ends there, unfinished")
+                                     f"({_first_line(stopped)}) {when}: the run ends there, unfinished")
             doctor.close()
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message as a verdict's line can hold it: its first line, cut at ``limit``
+    characters (a load_state_dict error's 340 lines filled lightweight-gan's report and a 22 KB gate line)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    cut = len(first) > limit or len(lines) > 1
+    return (first[:limit].rstrip() + " ...") if cut else first
 
 
 def _say_at_start(doctor: Doctor, one_optimizer: bool) -> None:

@@ -295,7 +295,8 @@ def with_loss_unit_status(context: RunContext) -> RunContext:
     """``context`` with :data:`D_LOSS_UNIT_UNKNOWN` where D's loss fits no known form and no unit
     was declared (a critic's or an energy D's loss has none to know: their flags say so)."""
     values = context.values
-    if values.get("d_loss_form") != D_LOSS_FORM_UNRECOGNISED or "d_loss_unit" in values or context.flags & NO_LOSS_UNIT:
+    # A hinge loss, declared where its form could not be learnt (micro-batches accumulated), has its own: 2.0 at chance.
+    if values.get("d_loss_form") != D_LOSS_FORM_UNRECOGNISED or "d_loss_unit" in values or context.flags & (NO_LOSS_UNIT | {"hinge_loss"}):
         return context
     return context.merged(RunContext(frozenset({D_LOSS_UNIT_UNKNOWN})))
 

@@ -191,7 +191,9 @@ class OutputKind:
         # a loss no known form explains (a Wasserstein loss plus a penalty) is taken for a critic.
         if self.pushes["linear"] >= _LINEAR_CHECKS and not self.loss_form.deciding():
             self.linear = self.loss_form.form is None or self.loss_form.form == "wasserstein"
-            if self.linear and "critic" not in self.host.context().flags:
+            # A declared hinge loss is linear inside its margin too (its form unlearnt where the loop
+            # accumulates micro-batches: lightweight-gan's default 4), not a critic's.
+            if self.linear and not self.host.context().flags & {"critic", "hinge_loss"}:
                 self.host.note_context({"critic"}, {})
 
     def _decide(self) -> None:

@@ -1218,3 +1218,32 @@ def test_a_progressive_gan_s_new_scale_restarts_the_sample_statistics_and_switch
         assert doctor.signals.get(name).steps.max() > 200  # measured at the new size too
     report = doctor.report()
     assert report.samples is not None and report.samples.last_step > 200
+
+
+@pytest.mark.parametrize("replaced", [True, False])
+def test_optimizers_replaced_mid_run_are_said_once_each(tmp_path, replaced):
+    """pytorch_GAN_zoo's PGAN makes new Adam optimizers at every scale: the hooks stayed on the old
+    ones, gradient norms and step counts ended without a word while the report read them as checked."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2)), nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path)
+    for step in range(400):
+        if replaced and step == 100:
+            opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+        real, fake = torch.randn(64, 2) + 1, G(torch.randn(64, 4))
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        if step % 5 == 4:  # G on every fifth batch: its gaps are no replacement
+            g_loss = F.softplus(-D(fake)).mean()
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss if step % 5 == 4 else None, real=real, fake=fake)
+    doctor.close()
+    said = [w for w in doctor.report().warnings if "optimizer given to the Doctor has not stepped" in w]
+    assert [w[:1] for w in said] == (["D", "G"] if replaced else [])

@@ -172,6 +172,10 @@ class GradTap:
         self.handle.remove()
 
 
+#: Doctor steps without a step of an optimizer that had stepped before it is said to be replaced (or ten times its longest gap).
+SILENT_STEPS = 200
+
+
 class GradientProbe(Probe):
     """One per optimizer given (``grads.d``, ``grads.g``); a failed hook switches off only its own."""
 
@@ -191,16 +195,39 @@ class GradientProbe(Probe):
         self.name = f"grads.{role}"  # one instance per role
         self.signals = tuple(s.format(role=role) for s in GradientProbe.signals)
         self.tap = GradTap(optimizer, {id(p): name for name, p in module.named_parameters()})
+        # The optimizer's last measured step with a count, the longest gap between two, the latest measured step.
+        self.stepped_at: int | None = None
+        self.longest_gap = 0
+        self.measured_at = 0
 
     def measure(self, inputs: StepInputs) -> Values:
         if self.tap.failed is not None:
             failed, self.tap.failed = self.tap.failed, None
             raise failed
         taken, layers = self.tap.take()
+        self.measured_at = inputs.step
+        if taken["opt_steps"]:
+            if self.stepped_at is not None:
+                self.longest_gap = max(self.longest_gap, inputs.step - self.stepped_at)
+            self.stepped_at = inputs.step
         values: dict[str, torch.Tensor | float] = {f"{key}.{self.role}": value for key, value in taken.items()}
         for layer, norm in layers.items():
             values[f"grad_norm.{self.role}.layer.{layer}"] = norm
         return values
+
+    def idle_reason(self) -> str | None:
+        """Said once: the optimizer given stepped, then stopped for far longer than any gap before
+        while doctor.step goes on: replaced by a new one (pytorch_GAN_zoo's PGAN makes new optimizers
+        at each scale; lightweight-gan rebuilds G, D and theirs after a NaN), whose steps no hook sees."""
+        if self.stepped_at is None or self.measured_at - self.stepped_at < max(SILENT_STEPS, 10 * self.longest_gap):
+            return None
+        player = "D" if self.role == "d" else "G"
+        return (
+            f"{player}'s optimizer given to the Doctor has not stepped since step {self.stepped_at} while doctor.step goes on "
+            f"(step {self.measured_at}): was it replaced by a new one, or {player} rebuilt? Its gradient norms and step counts "
+            "end there and the rules that read them judge the run before it; load new states into the optimizer given "
+            "(optimizer.load_state_dict) rather than making another, or give the rebuilt models and optimizers a Doctor of their own"
+        )
 
     def after_step(self, step: int, every: int) -> None:
         # The hooks run during the next iteration's optimizer steps, before its doctor step.

@@ -126,3 +126,19 @@ def test_precision_no_higher_than_a_blurs_is_said_beside_the_number() -> None:
     assert learned is not None and learned.precision_vouches
     assert "cannot tell" not in samples_line(learned)
     assert _oracle_quality_at_end(LEARNED, learned.first_step) > 0.5
+
+
+def test_an_unhealthy_verdict_says_too_where_g_s_samples_end_far_from_the_data(capsys) -> None:
+    # jalola's WGAN-GP without its penalty: 98-100% of samples one digit, collapse "clear" (the
+    # collapse rules ask for samples near the data), and the far-from-the-data note was shown
+    # beside HEALTHY verdicts only. A corpus run found G-dominated whose G never reached the data:
+    from gandoctor.cli import main
+    from gandoctor.reporters.html import render_html
+
+    run = CORPUS / "c000-weak_d-grid-mlp"
+    report = analyze(run)
+    assert report.findings and report.samples is not None and report.samples.far_from_data
+    main(["analyze", str(run)])
+    banner = " ".join(capsys.readouterr().out.split("mode ")[0].split())
+    assert "UNHEALTHY" in banner and "G's samples are still far from the data" in banner
+    assert "G&#x27;s samples are still far from the data" in render_html(report) or "G's samples are still far from the data" in render_html(report)

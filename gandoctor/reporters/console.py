@@ -60,6 +60,9 @@ def _header(report: Report) -> Panel:
     title = Text.assemble(("gandoctor", "bold"), f" · {report.source or 'live run'} · {span}")
     if report.findings:
         verdict = Text(f"UNHEALTHY — {', '.join(f.mode for f in report.findings)}", style="bold red")
+        # Beside a finding too: a mode read "clear" (collapse) says little of samples far from the data.
+        if note := far_from_data_note(report.samples).removeprefix("but "):
+            verdict.append(f"\n{note[0].upper()}{note[1:]}.", style="bold yellow")
     elif report.verdict == "unknown":
         verdict = Text("NOT JUDGED — no failure mode could be checked (see below).", style="bold yellow")
     else:

@@ -468,9 +468,10 @@ def render_html(report: Report, signals: SignalLog | None = None, title: str | N
          f'<span class="meta">{_esc(span)} · {data["rules_checked"]} rules checked · '
          f'{len(findings)} finding{"s" if len(findings) != 1 else ""}</span></p>'),
     ]
-    note = far_from_data_note(report.samples) if data["verdict"] == "healthy" else ""
+    note = far_from_data_note(report.samples)
     if note:
-        out.append(f'<p class="caveat">Healthy, {_esc(note)}.</p>')
+        said = f"Healthy, {note}" if data["verdict"] == "healthy" else note.removeprefix("but ").capitalize()
+        out.append(f'<p class="caveat">{_esc(said)}.</p>')
     if ended := ending_note(report):
         out.append(f'<p class="caveat">{_esc(ended[0].upper() + ended[1:])}.</p>')
     if report.samples is not None:

@@ -812,3 +812,24 @@ def test_a_console_whose_first_values_come_after_its_head_is_still_a_console():
     log = Path(__file__).resolve().parent.parent / "fixtures" / "public" / "jalola_wgangp_healthy.console.log.gz"
     data = read_run(log)
     assert data.format == "console" and data.signals.get("loss.d").steps.tolist()[:2] == [25, 50]
+
+
+def test_pix2pix_s_iters_count_images_divided_by_the_batch_size_of_its_options_file(tmp_path):
+    # pytorch-CycleGAN-and-pix2pix's checkpoint folder holds loss_log.txt and train_opt.txt; its
+    # `iters` grows by batch_size (600 iterations at 16 read as steps 160..9600). A real loss log
+    # of 600 iterations at batch 16, beside the options file as upstream's print_options writes it.
+    import gzip
+
+    log = tmp_path / "loss_log.txt"
+    log.write_bytes(gzip.decompress((Path(__file__).resolve().parent.parent / "fixtures" / "public" / "pix2pix_healthy_loss_log.txt.gz").read_bytes()))
+    assert int(read_run(log).signals.get("loss.g").steps[-1]) == 9600  # without the options: images
+    (tmp_path / "train_opt.txt").write_text(
+        "----------------- Options ---------------\n"
+        + "{:>25}: {:<30}{}\n".format("batch_size", "16", "\t[default: 1]")
+        + "{:>25}: {:<30}{}\n".format("beta1", "0.5", "")
+        + "----------------- End -------------------\n"
+    )
+    data = read_run(log)
+    steps = data.signals.get("loss.g").steps
+    assert int(steps[0]) == 10 and int(steps[-1]) == 600
+    assert any("divided by the batch_size 16 of train_opt.txt" in w for w in data.warnings)

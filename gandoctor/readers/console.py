@@ -256,6 +256,7 @@ class _Parser:
         # Values printed on D's inner steps, held for the next line that gives the run's step.
         self._inner: list[tuple[str, str]] = []
         self._inner_at = -1  # D's inner counter on the last of those lines
+        self.images_per_batch = 1  # what a position counts per iteration (pix2pix's `iters`: images)
         # --step NAME: the number after NAME on a line is its step (``G_step [10/500]``, ``it: 30``, ``Epoch 19``).
         step_name = read_options.get().step
         self._user_step = re.compile(r"(?<![\w.])" + re.escape(step_name) + r"\s*[:=]?\s*\[?\s*(\d+)", re.IGNORECASE) if step_name else None
@@ -379,6 +380,8 @@ class _Parser:
         return self._context
 
     def _emit(self, epoch: int | None, batch: int | None, per_epoch: int | None, pairs: list[tuple[str, str]], where: str, any_name: bool) -> bool:
+        if batch is not None and self.images_per_batch > 1:
+            batch //= self.images_per_batch  # pix2pix's iters count images
         if self._inner:  # the line's own values first, then D's last inner step's (the latest of each name)
             pairs, self._inner = pairs + self._inner[::-1], []
         values: dict[str, float] = {}
@@ -604,6 +607,27 @@ def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False, own: dict
     return out, models
 
 
+_BATCH_SIZE_OPTION = re.compile(r"^\s*batch_size:\s*(\d+)\b", re.MULTILINE)
+
+
+def _junyanz_batch_size(path: Path, warnings: list[str]) -> int:
+    """pytorch-CycleGAN-and-pix2pix counts ``iters`` in images (``epoch_iter += opt.batch_size``):
+    where its ``train_opt.txt`` lies beside the loss log (its checkpoint folder holds both), the
+    positions are divided by its ``batch_size`` (600 iterations at batch 16 read as steps 160..9600,
+    and windows saw 16 times fewer records). 1 elsewhere."""
+    options = path.with_name("train_opt.txt")
+    if not any(JUNYANZ.search(part) for part in _head_parts(path)) or not options.is_file():
+        return 1
+    try:
+        found = _BATCH_SIZE_OPTION.search(options.read_text(encoding="utf-8", errors="replace")[:65536])
+    except OSError:
+        return 1
+    size = int(found.group(1)) if found else 1
+    if size > 1:
+        warnings.append(f"{path}: iters count images: divided by the batch_size {size} of {options.name} beside it")
+    return max(size, 1)
+
+
 def _read(
     path: Path, capacity: int, bar_postfix: bool, bare: bool = False, own: dict[str, str] | None = None
 ) -> tuple[Collector, int, ModelReprs]:
@@ -619,6 +643,7 @@ def _read(
         )
     clock = StepClock(path, out.warnings)
     parser = _Parser(out, clock, latest_per_step=bar_postfix)
+    parser.images_per_batch = _junyanz_batch_size(path, out.warnings)
     unmatched = bars = 0
     first_unmatched: int | None = None
     with open_text(path) as fh:

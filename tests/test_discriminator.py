@@ -499,3 +499,33 @@ def test_a_declared_hinge_loss_accumulated_over_micro_batches_is_not_taken_for_a
         doctor.step(d_loss=total / 2, g_loss=g_loss, real=real, fake=fake)
     doctor.close()
     assert "hinge_loss" in doctor.context.flags and not doctor.context.flags & {"critic", "d_loss_unit_unknown"}
+
+
+def test_a_per_pixel_classifier_d_on_one_channel_images_is_no_autoencoder(tmp_path):
+    """pix2pix's ``--netD pixel`` (1x1 convolutions) returns a logit map shaped like a grey image:
+    refused as an autoencoder D, the run marked energy_d and 19 rules stood down, though its BCE
+    loss was learnt. A BEGAN-style reconstruction (no classifier's loss) is still refused."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1), nn.Tanh())
+    D = nn.Sequential(nn.Conv2d(1, 16, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.LeakyReLU(0.2), nn.Conv2d(32, 1, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 2e-4), torch.optim.Adam(D.parameters(), 2e-4)
+    fixed_a = torch.randn(128, 1, 16, 16)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, sample_latent=lambda n, gen: fixed_a[:n])
+    bce = nn.BCEWithLogitsLoss()
+    for _ in range(150):
+        a, b = torch.randn(32, 1, 16, 16), torch.randn(32, 1, 16, 16).tanh()
+        fake_b = G(a)
+        pred_real, pred_fake = D(b), D(fake_b.detach())
+        d_loss = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        pred_g = D(fake_b)
+        g_loss = bce(pred_g, torch.ones_like(pred_g))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=b, fake=fake_b)
+    doctor.close()
+    assert doctor.disabled_probes == {} and "energy_d" not in doctor.context.flags
+    assert doctor.context.values["d_loss_form"] == "bce_logits" and "d.auc" in doctor.signals

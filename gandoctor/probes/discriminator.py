@@ -133,6 +133,14 @@ class OutputKind:
         self.reversed: bool | None = None if host.d_output != "energy" else False  # an energy D is read negated already
         self.sized = False  # the samples a side were looked at (at the first check: a full batch in nearly every loop)
 
+    def classifier(self) -> bool | None:
+        """Whether D's output is a score map of a classifier (a learnt or declared loss form: BCE,
+        least squares, hinge, Wasserstein), not an autoencoder's reconstruction; None while the
+        form may still be learnt."""
+        if self.loss_form.form is not None or self.host.d_output in ("logit", "prob", "critic"):
+            return True
+        return None if self.loss_form.deciding() else False
+
     def probability_like(self) -> bool:
         """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""
         return self.loss_form.form in PROBABILITY_FORMS
@@ -366,17 +374,31 @@ class DOutputsProbe(Probe):
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.d_real is not None and inputs.d_fake is not None
         real = inputs.real if isinstance(inputs.real, torch.Tensor) else None
-        return self.kind.values(scores(inputs.d_real, real), scores(inputs.d_fake, real))
+        try:
+            form = self.kind.classifier()
+            return self.kind.values(scores(inputs.d_real, real, classifier=form), scores(inputs.d_fake, real, classifier=form))
+        except UndecidedOutput:
+            return {}
 
 
-def scores(out: Any, x: torch.Tensor | None, custom_forward: bool = False) -> torch.Tensor:
-    """D's output as one score per sample; an output shaped like D's input is refused: an
-    autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of realness.
-    The refusal establishes an energy D (``energy_d``): its loss is a reconstruction error, whose
-    level says nothing of D winning (a BEGAN's read against BCE's floor was called D dominance),
-    and the rules on D's loss and outputs stand down."""
+class UndecidedOutput(Exception):
+    """D's output is shaped like its input while its loss form is still being learnt: a per-pixel
+    classifier's logit map (pix2pix's ``--netD pixel`` on one-channel images) or an autoencoder's
+    reconstruction; the check is skipped until the form says which."""
+
+
+def scores(out: Any, x: torch.Tensor | None, custom_forward: bool = False, classifier: bool | None = False) -> torch.Tensor:
+    """D's output as one score per sample; an output shaped like D's input is refused, unless a
+    loss form of a classifier was learnt for it (``classifier``; None: not yet known, the check
+    skipped): an autoencoder D (BEGAN, EBGAN) returns a reconstruction, whose mean says nothing of
+    realness. The refusal establishes an energy D (``energy_d``): its loss is a reconstruction
+    error, whose level says nothing of D winning (a BEGAN's read against BCE's floor was called D
+    dominance), and the rules on D's loss and outputs stand down."""
     first = d_output_tensor(out)
-    if x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1:
+    shaped_like_input = x is not None and isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape == x.shape and first[0].numel() > 1
+    if shaped_like_input and classifier is None:
+        raise UndecidedOutput()
+    if shaped_like_input and not classifier and x is not None:
         # EBGAN's D returns (reconstruction, code): the advice reads the first output, as the probe did.
         recon = "D(x)" if first is out else "D(x)[0]" if isinstance(out, (tuple, list)) else next(
             (f"D(x)[{k!r}]" for k, v in out.items() if v is first), "D(x)"
@@ -628,7 +650,11 @@ class DForwardProbe(Probe):
             if marks:
                 self.host.defer(marks, lambda numbers, step_values: self._note_loss_steps(numbers))
             if caught is not None:
-                return self.kind.values(scores(caught[0], inputs.real), scores(caught[1], inputs.fake), push)
+                try:
+                    form = self.kind.classifier()
+                    return self.kind.values(scores(caught[0], inputs.real, classifier=form), scores(caught[1], inputs.fake, classifier=form), push)
+                except UndecidedOutput:
+                    return {}
         n = self.host.schedule.d_probe_batch
         real, fake = inputs.real[:n].detach(), inputs.fake[:n].detach()
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
@@ -636,8 +662,11 @@ class DForwardProbe(Probe):
         with untouched(d, real.device):
             custom = not self.host.plain_d_forward
             try:
-                out_real = scores(self.host.d_forward(d, real, y_real), real, custom)
-                out_fake = scores(self.host.d_forward(d, fake, y_fake), fake, custom)
+                form = self.kind.classifier()
+                out_real = scores(self.host.d_forward(d, real, y_real), real, custom, form)
+                out_fake = scores(self.host.d_forward(d, fake, y_fake), fake, custom, form)
+            except UndecidedOutput:
+                return {}
             except (RuntimeError, TypeError, ValueError, IndexError) as exc:
                 if custom or isinstance(exc, ProbeRefused):
                     raise

@@ -136,10 +136,10 @@ class OutputKind:
     def classifier(self) -> bool | None:
         """Whether D's output is a score map of a classifier (a learnt or declared loss form: BCE,
         least squares, hinge, Wasserstein), not an autoencoder's reconstruction; None while the
-        form may still be learnt."""
+        form is being learnt (tried on the loop's own D calls, not settled yet)."""
         if self.loss_form.form is not None or self.host.d_output in ("logit", "prob", "critic"):
             return True
-        return None if self.loss_form.deciding() else False
+        return None if self.loss_form.tries and self.loss_form.deciding() else False
 
     def probability_like(self) -> bool:
         """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""

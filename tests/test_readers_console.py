@@ -833,3 +833,21 @@ def test_pix2pix_s_iters_count_images_divided_by_the_batch_size_of_its_options_f
     steps = data.signals.get("loss.g").steps
     assert int(steps[0]) == 10 and int(steps[-1]) == 600
     assert any("divided by the batch_size 16 of train_opt.txt" in w for w in data.warnings)
+
+
+def test_pytorch_gan_zoo_s_scale_and_iteration_are_the_step():
+    # `[scale : iter] loss G : .. loss D : ..`, the iteration from 0 again at each PGAN scale:
+    # 2,800 DCGAN iterations were read as 112 steps in row order.
+    public = Path(__file__).resolve().parent.parent / "fixtures" / "public"
+    dcgan = read_run(public / "gan_zoo_dcgan_lr5.console.log.gz").signals.get("loss.g").steps
+    assert (int(dcgan[0]), int(dcgan[-1]), len(dcgan)) == (25, 2800, 112)
+    pgan = read_run(public / "gan_zoo_pgan_healthy.console.log.gz").signals.get("loss.d").steps
+    assert len(pgan) == 48 and int(pgan[-1]) == 1200 and (np.diff(pgan) > 0).all()  # three scales, one run
+
+
+def test_a_bce_log_whose_g_loss_says_d_rejects_every_fake_is_not_g_dominance():
+    # pytorch_GAN_zoo's DCGAN at lr 5: D's loss 28-99 (it scores the reals 0 too), G's 80-100.
+    from gandoctor import analyze
+
+    report = analyze(Path(__file__).resolve().parent.parent / "fixtures" / "public" / "gan_zoo_dcgan_lr5.console.log.gz")
+    assert "generator_dominance" not in {f.mode for f in report.findings}

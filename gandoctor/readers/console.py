@@ -56,6 +56,9 @@ from .modules import ModelReprs
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf|-Inf)"
 DCGAN = re.compile(r"\[(\d+)/(\d+)\]\s*\[(\d+)/(\d+)\]\s*(.*)")
 PYTORCH_GAN = re.compile(r"\[Epoch (\d+)/(\d+)\]\s*\[Batch (\d+)/(\d+)\]\s*(.*)")
+#: pytorch_GAN_zoo's trainers: ``[scale : iter] loss G : 0.708 loss D : 1.385``, the iteration
+#: counted from 0 again at each of PGAN's scales (read as an epoch's batches: the run's step goes on).
+GAN_ZOO = re.compile(r"^\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*(.*)")
 BRACKET = re.compile(r"\[([^\[\]]*)\]")
 DGZ_PAIR = re.compile(r"D\(G\(z\)\)\s*:\s*(" + _NUM + r")\s*/\s*(" + _NUM + r")")
 #: ``print("disc loss", d_loss.item(), "gen loss", g_loss.item())`` (christiancosgrove's SN-GAN): a
@@ -271,6 +274,9 @@ class _Parser:
         m = PYTORCH_GAN.search(text)
         if m:
             return self._emit_at(int(m.group(1)), int(m.group(3)), int(m.group(4)), _bracket_pairs(m.group(5)), where, ())
+        m = GAN_ZOO.match(text)
+        if m and (":" in m.group(3) or "=" in m.group(3)):
+            return self._emit(int(m.group(1)), int(m.group(2)), None, _pairs(m.group(3), self._known), where, any_name=True)
         m = DCGAN.search(text)
         if m and (":" in m.group(5) or "=" in m.group(5)):
             # A global counter printed beside ``[e/E][b/B]`` (pytorch-ignite's DCGAN: ``| iteration: 100 |``,

@@ -248,12 +248,18 @@ def test_a_log_of_losses_alone_ending_with_d_at_the_floor_is_called_dominant(los
 
 
 def test_a_log_of_losses_alone_with_d_above_chance_is_called_generator_dominated(losses_only):
-    # GD207: D's loss well above chance, read only where the log holds nothing else about D.
+    # GD207: D's loss well above chance, read only where the log holds nothing else about D; a
+    # hinge loss, read from G's loss of both signs since the thirty-ninth pass, is GD209's to read
+    # against its own chance (GD207 fired on 24 logs, 20 G-dominated; now on 11, all of them; with
+    # GD209, 19 of 23).
     fired = [r for r in RUNS if "GD207" in losses_only[r]]
-    labelled = [r for r in fired if "generator_dominance" in _oracle(r)["labels"]]
-    healthy = [r.name for r in fired if not _oracle(r)["labels"]]
-    assert len(labelled) >= 0.75 * len(fired) and len(labelled) >= 15, (len(labelled), len(fired))  # 20 of 24, as shipped
-    assert len(healthy) <= 1, healthy  # 1 (c117, which GD203 and GD206 flag too)
+    either = [r for r in RUNS if {"GD207", "GD209"} & losses_only[r]]
+    for rules in (fired, either):
+        labelled = [r for r in rules if "generator_dominance" in _oracle(r)["labels"]]
+        healthy = [r.name for r in rules if not _oracle(r)["labels"]]
+        assert len(labelled) >= 0.75 * len(rules) and len(labelled) >= 10, (len(labelled), len(rules))
+        assert len(healthy) <= 1, healthy  # at most c117, which GD203 and GD206 flag too
+    assert len([r for r in either if "generator_dominance" in _oracle(r)["labels"]]) >= 15, (len(either), [r.name for r in either])
     assert not any("GD207" in _rules_fired(_scalars(r)) for r in fired)  # D's outputs logged: superseded
 
 

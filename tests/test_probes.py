@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -1196,19 +1197,12 @@ def test_a_progressive_gan_s_new_scale_restarts_the_sample_statistics_and_switch
     D = nn.Sequential(nn.Upsample(size=8), D)
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
     doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path)
+    def reals(step: int) -> torch.Tensor:
+        G.size = 4 if step < 150 else 8
+        return torch.rand(64, 1, G.size, G.size) * 2 - 1
+
     with caplog.at_level(logging.WARNING, logger="gandoctor"):
-        for step in range(300):
-            G.size = 4 if step < 150 else 8
-            real, fake = torch.rand(64, 1, G.size, G.size) * 2 - 1, G(torch.randn(64, 8))
-            d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-            g_loss = F.softplus(-D(fake)).mean()
-            opt_g.zero_grad()
-            g_loss.backward()
-            opt_g.step()
-            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+        softplus_gan_steps(G, D, opt_g, opt_d, doctor, 300, reals, z_dim=8)
     doctor.close()
     assert doctor.disabled_probes == {}
     assert [r.getMessage() for r in caplog.records if "changed size" in r.getMessage()] == [
@@ -1247,3 +1241,23 @@ def test_optimizers_replaced_mid_run_are_said_once_each(tmp_path, replaced):
     doctor.close()
     said = [w for w in doctor.report().warnings if "optimizer given to the Doctor has not stepped" in w]
     assert [w[:1] for w in said] == (["D", "G"] if replaced else [])
+
+
+def softplus_gan_steps(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, doctor: gandoctor.Doctor,
+                       steps: int, reals: Callable[[int], torch.Tensor], z_dim: int) -> None:
+    """The non-saturating loop (softplus of D's logits) for ``steps`` iterations, ``reals(step)``
+    giving each step's real batch, the doctor stepped once per iteration."""
+    import torch.nn.functional as F
+
+    for step in range(steps):
+        real = reals(step)
+        fake = G(torch.randn(real.shape[0], z_dim))
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)

@@ -627,3 +627,18 @@ def test_a_latent_g_whose_first_registered_layer_is_a_convolution_gets_its_codes
     softplus_gan_steps(G, D, opt_g, opt_d, doctor, 120, lambda step: torch.rand(64, 1, 4, 4) * 2 - 1, z_dim=32)
     doctor.close()
     assert "latent.drift" in doctor.signals and not [w for w in doctor.report().warnings if "fixed-latent probe has not run" in w]
+
+
+def test_the_loop_s_inputs_give_a_code_shape_only_where_they_are_codes():
+    from gandoctor.probes.latents import LoopCodes, loop_latent_shape
+
+    for given, real, expected in (
+        (torch.randn(8, 32), torch.randn(8, 1, 4, 4), (32,)),
+        (torch.randn(8, 100, 1, 1), torch.randn(8, 3, 16, 16), (100, 1, 1)),  # DCGAN's (C, 1, 1) code
+        (torch.randn(8, 1, 32, 32), torch.randn(8, 1, 32, 32), None),  # pix2pix: G reads images
+        (torch.randn(8, 784), torch.randn(8, 1, 28, 28), None),  # a flat image-to-image G
+    ):
+        G = nn.Sequential(nn.Flatten(), nn.LazyLinear(2))
+        codes = LoopCodes(G)
+        G(given)
+        assert loop_latent_shape(codes, real) == expected

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import gandoctor
 from gandoctor.probes import Schedule
@@ -351,17 +350,9 @@ def _small_pair() -> tuple[nn.Sequential, nn.Sequential]:
 def _nonsaturating_steps(doctor, G, score, opt_g, opt_d, steps: int, real_mean: float, real_std: float) -> None:  # type: ignore[no-untyped-def]
     """The non-saturating GAN on 2-D data, D's scores by ``score`` (D, or D.forward), the doctor
     stepped after G as the Quickstart says; the doctor is closed at the end."""
-    for _ in range(steps):
-        real, fake = torch.randn(64, 2) * real_std + real_mean, G(torch.randn(64, 4))
-        d_loss = F.softplus(-score(real)).mean() + F.softplus(score(fake.detach())).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-score(fake)).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    from .test_probes import softplus_gan_steps
+
+    softplus_gan_steps(G, score, opt_g, opt_d, doctor, steps, lambda step: torch.randn(64, 2) * real_std + real_mean, z_dim=4)
     doctor.close()
 
 

@@ -1243,10 +1243,11 @@ def test_optimizers_replaced_mid_run_are_said_once_each(tmp_path, replaced):
     assert [w[:1] for w in said] == (["D", "G"] if replaced else [])
 
 
-def softplus_gan_steps(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, doctor: gandoctor.Doctor,
-                       steps: int, reals: Callable[[int], torch.Tensor], z_dim: int) -> None:
-    """The non-saturating loop (softplus of D's logits) for ``steps`` iterations, ``reals(step)``
-    giving each step's real batch, the doctor stepped once per iteration."""
+def softplus_gan_steps(G: nn.Module, D: Callable[[torch.Tensor], torch.Tensor], opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                       doctor: gandoctor.Doctor, steps: int, reals: Callable[[int], torch.Tensor], z_dim: int) -> None:
+    """The non-saturating loop (softplus of D's logits: D, or what scores for it, D.forward) for
+    ``steps`` iterations, ``reals(step)`` giving each step's real batch, the doctor stepped once
+    per iteration, after G, as the Quickstart says."""
     import torch.nn.functional as F
 
     for step in range(steps):

@@ -66,6 +66,11 @@ _PER_PAIR = len(_FORMS) + 1
 _RTOL = 1e-4  # the loss and the form on the same outputs: float rounding only
 _TRIES = 10  # steps with a loss and two outputs of the loop's D forwards
 _KEEP = 4  # the last outputs of an iteration (the D step's real and fake, a G step's, a penalty's)
+# An iteration's first outputs kept besides, for a D step over accumulated micro-batches: its loss
+# is the mean over them, the form on the micro-batches' outputs put together (lightweight-gan's
+# default accumulates 4: D(fake), D(real) for each, then G's; its hinge D was read as a critic).
+_KEEP_FIRST = 8
+_GROUPS = (2, 3, 4)
 _PATIENCE = 200  # steps without a single try before the hook is removed (the loop passes no loss)
 # Tries that must agree before a form is taken: one try's 12 ordered pairs x 12 choices can meet
 # a loss of another form by chance where D's outputs are all near 0 (a relativistic loss near
@@ -225,6 +230,25 @@ def _batch_of(x: torch.Tensor | None, inputs: StepInputs) -> str | None:
     return None
 
 
+def accumulated_pairs(calls: list[tuple[torch.Tensor, torch.Tensor | None]], inputs: StepInputs) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[int]]:
+    """An iteration's first 2k outputs taken as k micro-batches of one D step, each a pair of
+    calls (its two sides alternating): the outputs of each side put together, both ways round,
+    for k in :data:`_GROUPS`. Sides as the last micro-batch's (the step's batches are its)."""
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    sides: list[int] = []
+    for k in _GROUPS:
+        if len(calls) < 2 * k:
+            break
+        first, second = [out for out, _ in calls[: 2 * k : 2]], [out for out, _ in calls[1 : 2 * k : 2]]
+        if len({o.numel() for o in first + second}) != 1 or len({o.device for o in first + second}) != 1:
+            continue  # micro-batches of one size each side, or not micro-batches at all
+        a, b = torch.cat([o.reshape(-1) for o in first]), torch.cat([o.reshape(-1) for o in second])
+        last = _side(_batch_of(calls[2 * k - 2][1], inputs), _batch_of(calls[2 * k - 1][1], inputs))
+        pairs += [(a, b), (b, a)]
+        sides += [last, -last]
+    return pairs, sides
+
+
 def _side(first: str | None, second: str | None) -> int:
     """+1 where the pair (first, second) has the reals first or the fakes second, -1 where it
     has them the other way round, 0 where that is not known or contradictory."""
@@ -283,7 +307,8 @@ class LossFormProbe(Probe):
                 # step's batches D read, to learn which side of the loss D's reals are on.
                 x = args[0].detach() if args and isinstance(args[0], torch.Tensor) else None
                 self.captured.append((out.detach(), x))
-                del self.captured[:-_KEEP]
+                if len(self.captured) > _KEEP_FIRST + _KEEP:
+                    del self.captured[_KEEP_FIRST]  # the first ones (micro-batches) and the last ones
         except Exception as exc:  # noqa: BLE001 - see above
             self.failed = exc
             self.close()
@@ -295,10 +320,12 @@ class LossFormProbe(Probe):
         if self.failed is not None:
             failed, self.failed = self.failed, None
             raise failed
-        kept = self.captured
+        kept = self.captured[-_KEEP:]
         pairs = [(a, b) for i, (a, _) in enumerate(kept) for j, (b, _) in enumerate(kept) if i != j]
         batch = [_batch_of(x, inputs) for _, x in kept]
         sides = [_side(batch[i], batch[j]) for i in range(len(kept)) for j in range(len(kept)) if i != j]
+        grouped, grouped_sides = accumulated_pairs(self.captured[:_KEEP_FIRST], inputs)
+        pairs, sides = pairs + grouped, sides + grouped_sides
         declared = self.host.context().values.get("label_smoothing")
         target = float(declared) if isinstance(declared, (int, float)) and 0.5 < declared < 1 else SMOOTHED_TARGET
         attempt = self.form.tensors(inputs.d_loss, pairs, target)

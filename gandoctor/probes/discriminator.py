@@ -141,6 +141,16 @@ class OutputKind:
             return True
         return None if self.loss_form.tries and self.loss_form.deciding() else False
 
+    def scored(self, outputs: tuple[Any, Any], inputs: tuple[torch.Tensor | None, torch.Tensor | None], custom_forward: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """D's outputs on the reals and on the fakes as one score per sample each (:func:`scores`,
+        read as a classifier's where its loss form says so); None while an output shaped like D's
+        input waits for the loss form to say what it is."""
+        form = self.classifier()
+        try:
+            return scores(outputs[0], inputs[0], custom_forward, form), scores(outputs[1], inputs[1], custom_forward, form)
+        except UndecidedOutput:
+            return None
+
     def probability_like(self) -> bool:
         """The learnt loss form says the outputs estimate P(real) (threshold 0.5)."""
         return self.loss_form.form in PROBABILITY_FORMS
@@ -374,11 +384,8 @@ class DOutputsProbe(Probe):
     def measure(self, inputs: StepInputs) -> Values:
         assert inputs.d_real is not None and inputs.d_fake is not None
         real = inputs.real if isinstance(inputs.real, torch.Tensor) else None
-        try:
-            form = self.kind.classifier()
-            return self.kind.values(scores(inputs.d_real, real, classifier=form), scores(inputs.d_fake, real, classifier=form))
-        except UndecidedOutput:
-            return {}
+        pair = self.kind.scored((inputs.d_real, inputs.d_fake), (real, real))
+        return {} if pair is None else self.kind.values(*pair)
 
 
 class UndecidedOutput(Exception):
@@ -650,11 +657,8 @@ class DForwardProbe(Probe):
             if marks:
                 self.host.defer(marks, lambda numbers, step_values: self._note_loss_steps(numbers))
             if caught is not None:
-                try:
-                    form = self.kind.classifier()
-                    return self.kind.values(scores(caught[0], inputs.real, classifier=form), scores(caught[1], inputs.fake, classifier=form), push)
-                except UndecidedOutput:
-                    return {}
+                pair = self.kind.scored(caught, (inputs.real, inputs.fake))
+                return {} if pair is None else self.kind.values(*pair, push)
         n = self.host.schedule.d_probe_batch
         real, fake = inputs.real[:n].detach(), inputs.fake[:n].detach()
         y_real, y_fake = label_slices(inputs.labels, inputs.fake_labels, n)
@@ -662,11 +666,7 @@ class DForwardProbe(Probe):
         with untouched(d, real.device):
             custom = not self.host.plain_d_forward
             try:
-                form = self.kind.classifier()
-                out_real = scores(self.host.d_forward(d, real, y_real), real, custom, form)
-                out_fake = scores(self.host.d_forward(d, fake, y_fake), fake, custom, form)
-            except UndecidedOutput:
-                return {}
+                pair = self.kind.scored((self.host.d_forward(d, real, y_real), self.host.d_forward(d, fake, y_fake)), (real, fake), custom)
             except (RuntimeError, TypeError, ValueError, IndexError) as exc:
                 if custom or isinstance(exc, ProbeRefused):
                     raise
@@ -682,6 +682,8 @@ class DForwardProbe(Probe):
                     "where D takes its labels in another form than G (one-hot maps against vectors), pass "
                     "Doctor(d_forward=lambda D, x, y: ...) that gives D its form, or d_real=/d_fake= to doctor.step"
                 ) from exc
+        if pair is None:
+            return {}
         if min(real.shape[0], fake.shape[0]) < FEW_D_SAMPLES_BELOW and D_OUTPUTS_TRAINED_ON not in self.host.context().flags:
             self.host.note_context({D_OUTPUTS_TRAINED_ON}, {})
-        return self.kind.values(out_real, out_fake, push if self.catch is not None else None)
+        return self.kind.values(*pair, push if self.catch is not None else None)

@@ -465,30 +465,9 @@ def test_a_declared_hinge_loss_accumulated_over_micro_batches_is_not_taken_for_a
     """lightweight-gan accumulates 4 micro-batches per D step: the logged loss is their mean, so
     its form is not learnt from one batch's outputs, and the hinge D (linear inside its margin)
     was marked a Wasserstein critic even where the user declared the hinge loss."""
-    import torch.nn.functional as F
+    from .test_lossform import accumulated_hinge_run
 
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))
-    D = nn.Sequential(nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.9)), torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.9))
-    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, uses={"hinge_loss"})
-    for _ in range(100):
-        opt_d.zero_grad()
-        total = 0.0
-        for _ in range(2):
-            real = torch.randn(32, 2) * 0.2 + 1
-            with torch.no_grad():
-                fake = G(torch.randn(32, 8))
-            d_loss = (F.relu(1 - D(real)) + F.relu(1 + D(fake))).mean()
-            (d_loss / 2).backward()
-            total += d_loss.item()
-        opt_d.step()
-        opt_g.zero_grad()
-        g_loss = -D(G(torch.randn(32, 8))).mean()
-        g_loss.backward()
-        opt_g.step()
-        doctor.step(d_loss=total / 2, g_loss=g_loss, real=real, fake=fake)
-    doctor.close()
+    doctor = accumulated_hinge_run(tmp_path, 2, steps=100, fake_first=False, uses={"hinge_loss"})
     assert "hinge_loss" in doctor.context.flags and not doctor.context.flags & {"critic", "d_loss_unit_unknown"}
 
 

@@ -548,24 +548,26 @@ def test_a_d_trained_with_smoothed_real_labels_is_learnt_as_bce_that_smooths(tar
 
 
 
-@pytest.mark.parametrize("accumulate", [2, 4])
-def test_a_hinge_loss_over_accumulated_micro_batches_is_learnt(tmp_path, accumulate):
-    """lightweight-gan accumulates 4 micro-batches per D step (D(fake), D(real) for each) and logs
-    the mean of their hinge losses: no single batch's outputs explain it, and the hinge D (linear
-    inside its margin) was read as a Wasserstein critic, 12 rules off."""
+def accumulated_hinge_run(log_dir: Any, accumulate: int, steps: int, fake_first: bool, uses: Any = ()) -> gandoctor.Doctor:
+    """A hinge GAN on 2-D points whose D step accumulates ``accumulate`` micro-batches (D called on
+    each side of each, the fakes first where ``fake_first``, as lightweight-gan does), logging the
+    mean of their losses; the Doctor given the last micro-batch's samples, closed at the end."""
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))
     D = nn.Sequential(nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.9)), torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.9))
-    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path)
-    for _ in range(60):
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=log_dir, uses=uses)
+    for _ in range(steps):
         opt_d.zero_grad()
         total = 0.0
         for _ in range(accumulate):
             real = torch.randn(32, 2) * 0.2 + 1
             with torch.no_grad():
                 fake = G(torch.randn(32, 8))
-            d_loss = (F.relu(1 + D(fake)) + F.relu(1 - D(real))).mean()
+            if fake_first:
+                d_loss = (F.relu(1 + D(fake)) + F.relu(1 - D(real))).mean()
+            else:
+                d_loss = (F.relu(1 - D(real)) + F.relu(1 + D(fake))).mean()
             (d_loss / accumulate).backward()
             total += d_loss.item()
         opt_d.step()
@@ -575,4 +577,13 @@ def test_a_hinge_loss_over_accumulated_micro_batches_is_learnt(tmp_path, accumul
         opt_g.step()
         doctor.step(d_loss=total / accumulate, g_loss=g_loss, real=real, fake=fake)
     doctor.close()
+    return doctor
+
+
+@pytest.mark.parametrize("accumulate", [2, 4])
+def test_a_hinge_loss_over_accumulated_micro_batches_is_learnt(tmp_path, accumulate):
+    """lightweight-gan accumulates 4 micro-batches per D step (D(fake), D(real) for each) and logs
+    the mean of their hinge losses: no single batch's outputs explain it, and the hinge D (linear
+    inside its margin) was read as a Wasserstein critic, 12 rules off."""
+    doctor = accumulated_hinge_run(tmp_path, accumulate, steps=60, fake_first=True)
     assert doctor.context.values["d_loss_form"] == "hinge" and "critic" not in doctor.context.flags

@@ -265,6 +265,18 @@ def test_later_gap_keeps_onset_and_reports_last_step(tmp_path):
     assert (f.onset_step, f.last_step, f.active) == (20, 280, False)
 
 
+def test_a_finding_whose_signal_stopped_is_not_still_active(tmp_path):
+    """A probe switched off (or a signal logged only early) leaves the rule no check at the run's
+    end: what held at its last record is not the state the run ended in (a PGAN's G-dominance
+    finding read "still active at the last step" from a signal that stopped 600 steps before)."""
+    rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50))
+    log = SignalLog(capacity=4096)
+    for step in range(300):
+        log.record(step, {"x.a": 1.0, "x.b": 0.0} if step < 200 else {"x.b": 0.0})
+    f = only(evaluate(log, rules))
+    assert f.onset_step == 0 and f.last_step < 205 and f.active is False
+
+
 def test_evidence_details_and_confidence_range(tmp_path):
     corr = '[[corroborate]]\nsignal = "x.c"\nstat = "last"\nop = "<"\nthreshold = 0.0\nwindow = 1\n'
     rules = ruleset(tmp_path, rule_text("GD900", cond("x.a"), persist=50, corroborate=corr))

@@ -320,9 +320,7 @@ def evaluate_rule(log: Log, rule: Rule, grid: np.ndarray, memo: Memo | None = No
         summary=rule.summary,
         onset_step=onset,
         last_step=int(grid[last_true]),
-        # Judged at the run's last check: a signal that stopped (its probe switched off) leaves no
-        # reading of the state the run ended in, only of where it last held.
-        active=bool(ok[-1] and holds[-1]),
+        active=bool(ok[-1] and holds[-1]),  # at the run's last check: a stopped signal says where it last held, no more
         confidence=round(min(1.0, max(0.0, confidence)), 3),
         evidence={f"{d.stat}({d.signal})": d.value for d in details if math.isfinite(d.value)},
         details=tuple(details),

@@ -1042,6 +1042,36 @@ def test_a_run_that_never_passes_fake_is_told_once_what_the_sample_probes_lack(c
     both.close()
 
 
+@pytest.mark.parametrize(("weight", "added"), [(10.0, True), (0.0, True), (0.0, False)])
+def test_a_gradient_penalty_weighed_zero_is_no_gradient_penalty(weight: float, added: bool):
+    """jalola's WGAN-GP at lambda 0 computes the penalty and adds 0 times it: read from the
+    penalty's backward alone, the run was said to use one, and "add a gradient penalty" was skipped
+    as already in use on the very run that lacked it. A penalty computed and never added is none either."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5), strict=True)
+    for _ in range(30):
+        real, fake = torch.randn(32, 2) + 3, G(torch.randn(32, 4))
+        alpha = torch.rand(32, 1)
+        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_()
+        (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
+        penalty = weight * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+        d_loss = D(fake.detach()).mean() - D(real).mean() + (penalty if added else 0)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = -D(fake).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert ("gradient_penalty" in doctor.context.flags) is (weight > 0)
+    assert "critic" in doctor.context.flags
+
+
 @pytest.mark.parametrize(("d_steps", "zero_term"), [(1, False), (3, False), (1, True)])
 def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps: int, zero_term: bool):
     """SAGAN's WGAN-GP steps D's optimizer on the adversarial loss, then again on the penalty

@@ -451,6 +451,16 @@ def _keep_push(pushed: list[torch.Tensor], catch: OutputCatch, grad: torch.Tenso
     pushed.append(grad.detach())  # reduced at the step, for the call on the reals only
 
 
+def _keep_input_grad(catch: OutputCatch, grad: torch.Tensor) -> None:
+    """A tensor hook on D's input in the loop: a penalty's ``autograd.grad(D(x), x, create_graph=True)``
+    hands it the gradient the penalty is made of (it requires grad then); a hook on that gradient
+    sees what the loss's backward sends into it, 0 where the penalty's weight is 0 (a penalty
+    computed and multiplied by ``lambda_gp = 0`` is no penalty)."""
+    if grad.requires_grad:
+        catch.penalty_inputs_seen = True
+        grad.register_hook(lambda into: catch.penalty_weights.append(into.detach().abs().amax()))
+
+
 def _push_parts(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return g.sum(), g.max() - g.min(), g.abs().max()
 
@@ -499,9 +509,17 @@ class OutputCatch:
         self.failed: Exception | None = None
         self.usable = not isinstance(discriminator, torch.jit.ScriptModule)  # takes no forward hooks
         self.penalised = False  # a backward with create_graph=True reached D's output: a gradient penalty
+        # Whether a penalty's gradient with respect to D's input was seen, and the largest gradient a
+        # loss sent into it since the last read (on the device): a weight of 0 sends exactly 0.
+        self.penalty_inputs_seen = False
+        self.penalty_weights: list[torch.Tensor] = []
+        self.input_handles: list[Any] = []  # removed at the next arm: a batch the loop reuses would gather hooks
 
     def arm(self, on: bool) -> None:
         self.calls.clear()
+        for handle in self.input_handles:
+            handle.remove()
+        self.input_handles = []
         self.d_steps_at_arm = self.d_steps
         self.step_pushes, self.since_step, self.penalty_since_step = [], [], False
         if on and not self.handles and self.usable and self.failed is None:
@@ -545,6 +563,8 @@ class OutputCatch:
                     pushed: list[torch.Tensor] = []
                     if out.requires_grad:  # returns None: the gradient flows on unchanged
                         out.register_hook(functools.partial(_keep_push, pushed, self))
+                    if x.requires_grad:  # a penalty's interpolates or R1's reals (also G's fakes in its step)
+                        self.input_handles.append(x.register_hook(functools.partial(_keep_input_grad, self)))
                     self.calls.append((x.detach(), state, out.detach(), pushed))
         except Exception as exc:  # noqa: BLE001 - see above
             self.failed = exc
@@ -620,6 +640,21 @@ class DForwardProbe(Probe):
         if self.catch is not None:
             self.catch.arm(False)
 
+    def _note_penalty(self, catch: OutputCatch) -> None:
+        """A gradient penalty is noted where its gradient reached a loss with a weight above 0 (read
+        at the flush); where the penalty's gradient was not seen at D's input, from its backward alone."""
+        weights, catch.penalty_weights = catch.penalty_weights, []
+        if not catch.penalised or "gradient_penalty" in self.host.context().flags:
+            return
+        if not catch.penalty_inputs_seen:
+            self.host.note_context({"gradient_penalty"}, {})
+        elif weights:
+            self.host.defer([torch.stack(weights).amax()], lambda numbers, step_values: self._weighed_penalty(numbers[0]))
+
+    def _weighed_penalty(self, weight: float) -> None:
+        if weight > 0 and "gradient_penalty" not in self.host.context().flags:
+            self.host.note_context({"gradient_penalty"}, {})
+
     def _note_loss_steps(self, marks: list[float]) -> None:
         """The share of D's steps a loss reached its outputs before (not a penalty alone), where any did."""
         on_loss = sum(1 for m in marks if m > 0)
@@ -651,8 +686,7 @@ class DForwardProbe(Probe):
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
             if self.kind.reversed is None or self.kind.linear is None:  # once both are known no push is read
                 push = self.catch.push_on(inputs.real)
-            if self.catch.penalised and "gradient_penalty" not in self.host.context().flags:
-                self.host.note_context({"gradient_penalty"}, {})
+            self._note_penalty(self.catch)
             marks = self.catch.step_marks()
             if marks:
                 self.host.defer(marks, lambda numbers, step_values: self._note_loss_steps(numbers))

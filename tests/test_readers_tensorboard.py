@@ -106,6 +106,27 @@ def test_add_scalars_keys_naming_a_player_under_a_loss_group_are_its_loss(tmp_pa
     assert data.mapped["loss.d"] == f"{group.replace('/', '_')}_{keys[0]}"
 
 
+def test_scalars_named_for_the_players_alone_are_their_losses_with_a_warning(tmp_path):
+    # crcrpar/pytorch.sngan_projection: add_scalar('dis', ...) and add_scalar('gen', ...) beside
+    # 'fid' read NOT JUDGED, 0 rules checked, until --map named them.
+    with SummaryWriter(str(tmp_path / "run")) as w:
+        for s in range(20):
+            w.add_scalar("dis", 0.5, s)
+            w.add_scalar("gen", 1.5, s)
+            w.add_scalar("fid", -1000.0, s)
+    data = read_run(tmp_path / "run")
+    assert data.signals.get("loss.d").values.tolist() == [0.5] * 20 and data.signals.get("loss.g").values.tolist() == [1.5] * 20
+    assert (data.mapped["loss.d"], data.mapped["loss.g"]) == ("dis", "gen")
+    assert any("read 'dis' as D's loss and 'gen' as G's" in w for w in data.warnings)
+    # Two names for one player, or a --map naming a loss: nothing is guessed.
+    with SummaryWriter(str(tmp_path / "two")) as w:
+        for s in range(20):
+            for tag in ("d", "dis", "g"):
+                w.add_scalar(tag, 0.5, s)
+    with pytest.raises(LogFormatError, match="no name in this log maps"):
+        read_run(tmp_path / "two")
+
+
 def test_gordicaleksa_s_own_tensorboard_log_is_read_and_judged():
     # Its vanilla GAN at lr 5 (the two add_scalars folders of a real run; the digit oracle: one
     # class from iteration 70, G frozen): G's BCE loss at its clamp, D's loss 2-8.

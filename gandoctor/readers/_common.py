@@ -99,6 +99,14 @@ def number(raw: Any) -> float | None:
     return None
 
 
+#: Scalars named for a player alone, read as that player's loss where a log has no loss under a
+#: name the alias table knows (their user.* form).
+BARE_PLAYER_NAMES: Mapping[str, frozenset[str]] = {
+    "loss.d": frozenset({"d", "dis", "disc", "discriminator", "critic", "netd"}),
+    "loss.g": frozenset({"g", "gen", "generator", "netg"}),
+}
+
+
 def _user_name(name: str) -> str | None:
     safe = re.sub(r"[^a-z0-9_]+", "_", alias_key(name)).strip("_")
     return f"user.{safe}" if safe else None
@@ -152,6 +160,10 @@ class NameMapper:
         self._claimed.add(signal)
         self.mapped.setdefault(signal, name)
         return signal
+
+    def given_losses(self) -> bool:
+        """Whether the user's --map names a loss (then no other name is taken for one)."""
+        return bool({"loss.d", "loss.g", "loss.d_real", "loss.d_fake"} & set(self._given))
 
     def unused(self) -> list[str]:
         """Notes on the user's --map names that matched no name of the log."""
@@ -279,8 +291,11 @@ def script_names(names: Iterable[str], where: Path) -> tuple[dict[str, str], str
 class Collector:
     """Signals, warnings and counts for one file being read."""
 
-    def __init__(self, path: Path, capacity: int, exclusive_names: bool = False) -> None:
+    def __init__(self, path: Path, capacity: int, exclusive_names: bool = False, bare_player_losses: bool = False) -> None:
         self.path = path
+        # TensorBoard tags named for a player alone are its loss (a table's D column may be D(x);
+        # console lines have their own rule for bare D and G).
+        self.bare_player_losses = bare_player_losses
         self.signals = SignalLog(capacity=capacity)
         self.warnings: list[str] = []
         self.problems = 0
@@ -349,6 +364,7 @@ class Collector:
         if not self.records:
             raise LogFormatError(f"{self.path}: no usable records (expected rows with a step and numeric loss columns)")
         self._d_loss_from_part_series()
+        self._losses_from_bare_player_names()
         self.names.check(self.path, self.signals)
         self._unprobable()
         self._two_counters()
@@ -356,6 +372,28 @@ class Collector:
         if self._summed_d_loss and "loss.d" not in mapped:
             mapped["loss.d"] = f"{mapped.get('loss.d_real', 'loss.d_real')} + {mapped.get('loss.d_fake', 'loss.d_fake')}"
         return self.signals, self.warnings, mapped
+
+    def _losses_from_bare_player_names(self) -> None:
+        """A TensorBoard log with neither loss under a name gandoctor knows, whose scalars include one
+        tag named for D alone and one for G alone (sngan_projection's ``dis`` and ``gen``): those
+        are the players' losses, said in a warning."""
+        if not self.bare_player_losses or "loss.d" in self.signals or "loss.g" in self.signals or self.names.given_losses():
+            return
+        pair = {}
+        for player, names in BARE_PLAYER_NAMES.items():
+            found = [name for name in self.signals.names() if name.removeprefix("user.") in names and name.startswith("user.")]
+            if len(found) != 1:
+                return
+            pair[player] = found[0]
+        for signal, name in pair.items():
+            self.signals.rename(name, signal)
+            original = next((n for n in self.names.found if _user_name(n) == name), name.removeprefix("user."))
+            self.names.mapped[signal] = original
+        self.warnings.append(
+            f"{self.path}: no loss under a name gandoctor knows; read '{self.names.mapped['loss.d']}' as D's loss and "
+            f"'{self.names.mapped['loss.g']}' as G's (named for the players alone); if they are not, "
+            "say which are: --map loss.d=NAME --map loss.g=NAME"
+        )
 
     def _two_counters(self) -> None:
         """D's and G's losses ending at steps far apart: each logged against its own counter (LynnHo's

@@ -640,7 +640,7 @@ class _RunReader:
 
     def __init__(self, path: Path, capacity: int) -> None:
         self.path = path
-        self.out = Collector(path, capacity, exclusive_names=True)
+        self.out = Collector(path, capacity, exclusive_names=True, bare_player_losses=True)
         self.options = read_options.get()
         self.last: dict[str, float] = {}  # per signal: the last step kept (to count re-logged steps)
         self.grids: dict[str, GridStats] = {}

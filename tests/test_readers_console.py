@@ -851,3 +851,19 @@ def test_a_bce_log_whose_g_loss_says_d_rejects_every_fake_is_not_g_dominance():
 
     report = analyze(Path(__file__).resolve().parent.parent / "fixtures" / "public" / "gan_zoo_dcgan_lr5.console.log.gz")
     assert "generator_dominance" not in {f.mode for f in report.findings}
+
+
+def test_a_word_after_a_pair_s_colon_is_that_pair_s_value_not_part_of_the_next_name(tmp_path):
+    # StudioGAN: 'ada_p: No Discriminator_loss: 0.0066' (and 'Topk:  N/A ada_p: 0.009'); a two-word
+    # name an alias knows stays whole ('run: D loss: 0.5').
+    path = tmp_path / "train.log"
+    path.write_text("".join(
+        f"Step: {s} temperature: no ada_p: No Discriminator_loss: 0.{s + 1} Generator_loss: 5.1 Topk:  N/A ada_p: 0.25\n"
+        for s in range(1, 6)
+    ))
+    data = read_run(path)
+    assert data.mapped["loss.d"] == "Discriminator_loss" and data.signals.get("loss.d").values.tolist() == [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert "user.ada_p" in data.signals
+    other = tmp_path / "other.log"
+    other.write_text("".join(f"step {s} run: D loss: 0.5 G loss: 1.0\n" for s in range(5)))
+    assert read_run(other).mapped["loss.d"] == "D loss"

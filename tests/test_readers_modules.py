@@ -164,3 +164,25 @@ def test_a_printed_d_that_decodes_is_an_autoencoder_d_whose_loss_the_floor_rules
     # BCE's floor, where the live run, which establishes energy_d from D's outputs, read collapse.
     assert "energy_d" in _read(str(Generator()) + "\n" + str(EBGANDiscriminator()) + "\n").context().flags
     assert "energy_d" not in _read(str(Generator()) + "\n" + str(Discriminator()) + "\n").context().flags  # G's are G's
+
+
+@pytest.mark.parametrize("prefix", ["[INFO] 2020-09-15 13:23:55 > ", "INFO:root:", "2020-09-15 13:23:55,120 - "])
+def test_a_model_printed_through_a_logger_keeps_its_prefix_on_the_first_line_only(prefix):
+    # StudioGAN logs its models with logger.info(Gen): the prefix read as the repr's label, no model
+    # was found, and BatchNorm's eps and momentum were offered to --map as values.
+    text = prefix + str(Generator()) + "\n" + prefix + "D: " + str(Discriminator()) + "\n"
+    models = _read(text)
+    assert set(models.models) == {"g", "d"} and "BatchNorm2d" in models.models["g"].layers
+    assert "Dropout" in models.models["d"].layers
+
+
+def test_studiogan_s_published_log_reads_both_losses_and_both_models():
+    # StudioGAN's own DCGAN CIFAR-10 log (logs/CIFAR10 of the repository, 2020): its v0.1 lines
+    # print 'ada_p: No Discriminator_loss: 0.0066': D's loss was read as 'No Discriminator_loss',
+    # so the run was judged from G's loss alone and called HEALTHY.
+    data = read_run(ROOT / "fixtures" / "public" / "studiogan_dcgan_cifar10.log.gz")
+    assert (data.mapped["loss.d"], data.mapped["loss.g"]) == ("Discriminator_loss", "Generator_loss")
+    assert len(data.signals.get("loss.d")) == len(data.signals.get("loss.g")) == 2000
+    assert {"g_batchnorm", "d_batchnorm"} <= data.context.flags
+    report = gandoctor.analyze(ROOT / "fixtures" / "public" / "studiogan_dcgan_cifar10.log.gz")
+    assert "discriminator_dominance" in {f.mode for f in report.findings}  # D's loss 0.002 beside G's 11.6 at the end

@@ -219,7 +219,21 @@ def _pairs(text: str, known: Callable[[str], bool] | None = None) -> list[tuple[
     rest = PAIR.sub(lambda m: " " * len(m.group(0)), text)  # the pairs blanked, every other offset kept
     if SPACED_HINT.search(rest):  # SPACED backtracks over every word; most lines have no such pair left
         matches += [m for m in SPACED.finditer(rest) if known(m.group(1))]
-    return out + [(m.group(1).strip(), m.group(2)) for m in sorted(matches, key=lambda m: m.start())]
+    return out + [(_pair_name(m, text, known), m.group(2)) for m in sorted(matches, key=lambda m: m.start())]
+
+
+#: What comes right before a word that is the value of the name before it (``ada_p: No``, ``Topk: N/A``).
+_AFTER_NAME = re.compile(r"[:=]\s*$")
+
+
+def _pair_name(match: re.Match[str], text: str, known: Callable[[str], bool]) -> str:
+    """A pair's name; of a two-word name no alias knows, the second word alone where the first is
+    the value of the pair before (StudioGAN: ``ada_p: No Discriminator_loss: 0.0066`` is
+    ``Discriminator_loss``, not ``No Discriminator_loss``; ``train: D loss: 0.5`` stays ``D loss``)."""
+    name = match.group(1).strip()
+    if " " in name and _AFTER_NAME.search(text, 0, match.start()) and not known(name):
+        return name.split(" ", 1)[1]
+    return name
 
 
 def _bracket_pairs(rest: str) -> list[tuple[str, str]]:

@@ -26,7 +26,11 @@ from ..context import RunContext, spectral_norm_class
 
 Role = Literal["g", "d"]
 
-START = re.compile(r"^(?:(?P<label>[A-Za-z_][\w .\-]{0,40}?)\s*[:=]\s*)?(?P<cls>[A-Za-z_][\w.]*)\($")
+#: A logging call's prefix before a printed model (``logger.info(netG)``: StudioGAN's
+#: ``[INFO] 2020-09-15 13:23:51 > Generator(``; ``INFO:root:``; ``2020-09-15 13:23:51,123 - ``): only the
+#: repr's first line carries it.
+LOG_PREFIX = r"(?:(?:\[[^\[\]]{1,60}\]|\d{4}-\d\d-\d\d[ T][\d:.,]+|[A-Z]{3,8}:[\w.]+:)\s*(?:[>|\-:]\s+)?)*"
+START = re.compile(r"^" + LOG_PREFIX + r"(?:(?P<label>[A-Za-z_][\w .\-]{0,40}?)\s*[:=]\s*)?(?P<cls>[A-Za-z_][\w.]*)\($")
 LAYER = re.compile(r"^\s+\([\w.\-]+\):\s+(?P<cls>[A-Za-z_][\w.]*)\(")
 END = re.compile(r"^\)\s*$")
 # "Gen"/"Disc"/"Critic" anywhere (DCGenerator), lower case only where a word starts (my_generator):

@@ -60,6 +60,19 @@ def test_a_d_that_returns_a_dict_is_read_by_its_score(keys):
     assert doctor.disabled_probes == {}
 
 
+def test_studiogan_s_dict_is_read_by_its_adv_output():
+    # PyTorch-StudioGAN's discriminators return {"h", "adv_output", "embed", "label", ...}: the
+    # D probe and the loss form were switched off on every StudioGAN run.
+    G, D = nn.Linear(2, 2), DictD(("h", "adv_output", "embed"))
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1, latent_every=0, budget=None), strict=True)
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(64, 2, generator=gen) + 3, torch.randn(64, 2, generator=gen) - 3
+    doctor.step(d_loss=0.5, g_loss=0.5, real=real, fake=fake)
+    expected = 2 * D.net(real).squeeze(1)  # adv_output, the second key
+    assert doctor.signals.get("d_out.real").values[-1] == pytest.approx(float(expected.mean()), rel=1e-5)
+    assert doctor.disabled_probes == {}
+
+
 def test_a_dict_with_no_score_the_doctor_knows_is_refused_with_the_way_out():
     G, D = nn.Linear(2, 2), DictD(("a", "b"))
     doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1, latent_every=0, budget=None))

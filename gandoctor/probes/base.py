@@ -347,7 +347,8 @@ def scalar(value: Any) -> torch.Tensor | float | None:
 
 
 #: Keys under which a D that returns a dict (or a Hugging Face ``ModelOutput``) holds its score.
-D_OUTPUT_KEYS = ("logits", "logit", "score", "scores", "validity", "output", "out", "pred", "d_out")
+#: ``adv_output``: PyTorch-StudioGAN's discriminators (``{"h", "adv_output", "embed", "label", ...}``).
+D_OUTPUT_KEYS = ("logits", "logit", "score", "scores", "validity", "output", "out", "pred", "d_out", "adv_output")
 
 
 def same_data(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -370,7 +371,8 @@ def d_output_tensor(out: Any) -> Any:
             return tensors[0]
         raise ProbeRefused(
             f"D returns a dict with keys {', '.join(repr(k) for k in list(out)[:8])}, none of them a score the doctor "
-            f"knows ({', '.join(D_OUTPUT_KEYS)}): pass Doctor(d_forward=lambda D, x, y: D(x)['<key>'])"
+            f"knows ({', '.join(D_OUTPUT_KEYS)}): pass Doctor(d_forward=lambda D, x, y: D(x)['<key>']) (D(x, y) where D takes labels) for D's outputs "
+            "(its loss form, read from the loop's own calls of D, stays unread: declare it, e.g. Doctor(uses={'hinge_loss'}))"
         )
     return out
 

@@ -835,6 +835,28 @@ def test_pix2pix_s_iters_count_images_divided_by_the_batch_size_of_its_options_f
     assert any("divided by the batch_size 16 of train_opt.txt" in w for w in data.warnings)
 
 
+def test_the_console_of_train_py_is_divided_by_the_batch_size_of_the_options_block_it_prints(tmp_path):
+    # The same run's console (`python train.py ... > console.txt`, away from its checkpoint folder)
+    # prints the options block before training: read in images, it was 4 times longer than its
+    # loss_log.txt (CycleGAN at batch 4: steps 40..2680 against 10..670), and the diagnosis differed.
+    import gzip
+
+    options = (
+        "----------------- Options ---------------\n"
+        + "{:>25}: {:<30}{}\n".format("batch_size", "16", "\t[default: 1]")
+        + "".join("{:>25}: {:<30}{}\n".format(f"option_{i}", i, f"\t[default: {i + 1}]") for i in range(12))
+        + "----------------- End -------------------\n"
+    )
+    log = gzip.decompress((Path(__file__).resolve().parent.parent / "fixtures" / "public" / "pix2pix_healthy_loss_log.txt.gz").read_bytes())
+    console = tmp_path / "console.txt"
+    console.write_bytes(options.encode() + log)
+    data = read_run(console)
+    steps = data.signals.get("loss.g").steps
+    assert int(steps[0]) == 10 and int(steps[-1]) == 600
+    assert any("divided by the batch_size 16 of the options block it prints" in w for w in data.warnings)
+    assert not any("'default'" in w for w in data.warnings)  # an option's [default: 1] is no series to --map
+
+
 def test_pytorch_gan_zoo_s_scale_and_iteration_are_the_step():
     # `[scale : iter] loss G : .. loss D : ..`, the iteration from 0 again at each PGAN scale:
     # 2,800 DCGAN iterations were read as 112 steps in row order.

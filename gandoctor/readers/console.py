@@ -450,12 +450,17 @@ class _Parser:
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*")
 
 
+#: Names that print a setting, never a series (an options block's ``[default: 1]``, a layer's ``eps=1e-05``).
+_SETTINGS = frozenset({"default", "eps", "momentum"})
+
+
 def _unread_names_hint(names: dict[str, int], records: int) -> str:
     """What the skipped lines printed that could be read, where a log's other lines were: the
     names seen on the most lines, and the --map that reads them (printed on at least a tenth as
     many lines as the records read, so a stray line's names are not offered)."""
     common = sorted(
-        (n for n, count in names.items() if count >= max(10, records // 10) and _IDENTIFIER.fullmatch(n)), key=lambda n: -names[n]
+        (n for n, count in names.items() if count >= max(10, records // 10) and _IDENTIFIER.fullmatch(n) and n.lower() not in _SETTINGS),
+        key=lambda n: -names[n],
     )[:4]
     if not records or not common:
         return ""
@@ -628,6 +633,7 @@ def _read_lines_or_bars(path: Path, capacity: int, bare: bool = False, own: dict
 
 
 _BATCH_SIZE_OPTION = re.compile(r"^\s*batch_size:\s*(\d+)\b", re.MULTILINE)
+_OPTIONS_BLOCK = re.compile(r"^-{5,} Options -{5,}\s*$")
 
 
 def _junyanz_batch_size(path: Path, warnings: list[str]) -> int:
@@ -635,16 +641,23 @@ def _junyanz_batch_size(path: Path, warnings: list[str]) -> int:
     where its ``train_opt.txt`` lies beside the loss log (its checkpoint folder holds both), the
     positions are divided by its ``batch_size`` (600 iterations at batch 16 read as steps 160..9600,
     and windows saw 16 times fewer records). 1 elsewhere."""
+    head = _head_parts(path)
+    if not any(JUNYANZ.search(part) for part in head):
+        return 1
     options = path.with_name("train_opt.txt")
-    if not any(JUNYANZ.search(part) for part in _head_parts(path)) or not options.is_file():
-        return 1
-    try:
-        found = _BATCH_SIZE_OPTION.search(options.read_text(encoding="utf-8", errors="replace")[:65536])
-    except OSError:
-        return 1
+    where = f"{options.name} beside it"
+    if options.is_file():
+        try:
+            found = _BATCH_SIZE_OPTION.search(options.read_text(encoding="utf-8", errors="replace")[:65536])
+        except OSError:
+            return 1
+    else:  # its console: train.py prints the same options block before training
+        start = next((i for i, part in enumerate(head) if _OPTIONS_BLOCK.search(part)), None)
+        found = None if start is None else _BATCH_SIZE_OPTION.search("\n".join(head[start : start + 200]))
+        where = "the options block it prints"
     size = int(found.group(1)) if found else 1
     if size > 1:
-        warnings.append(f"{path}: iters count images: divided by the batch_size {size} of {options.name} beside it")
+        warnings.append(f"{path}: iters count images: divided by the batch_size {size} of {where}")
     return max(size, 1)
 
 

@@ -642,3 +642,55 @@ def test_the_loop_s_inputs_give_a_code_shape_only_where_they_are_codes():
         codes = LoopCodes(G)
         G(given)
         assert loop_latent_shape(codes, real) == expected
+
+
+class _ScaledG(nn.Module):
+    """A progressive G as rosinality's StyleGAN calls it: ``G(z, step=s, alpha=a)``, its first
+    scale (4x4) the default, never trained where the loop starts at 8x8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.to_rgb4 = nn.Linear(8, 16 * 4 * 4), nn.Conv2d(16, 1, 1)
+        self.up, self.to_rgb8 = nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 1, 1)
+
+    def forward(self, z: torch.Tensor, step: int = 0, alpha: float = -1) -> torch.Tensor:
+        h = self.fc(z).view(-1, 16, 4, 4)
+        if step == 0:
+            return torch.tanh(self.to_rgb4(h))
+        up = nn.functional.interpolate(h, scale_factor=2)
+        return torch.tanh(self.to_rgb8(nn.functional.leaky_relu(self.up(up))))
+
+
+def _scaled_run(with_doctor: bool, tmp_path) -> tuple[list[torch.Tensor], gandoctor.Doctor | None]:
+    torch.manual_seed(0)
+    G, D = _ScaledG(), nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, schedule=Schedule(latent_every=10), strict=True) if with_doctor else None
+    bce = nn.BCEWithLogitsLoss()
+    for _ in range(60):
+        real = torch.rand(32, 1, 8, 8) * 2 - 1
+        fake = G(torch.randn(32, 8), step=1, alpha=1.0)
+        d_loss = bce(D(real), torch.ones(32, 1)) + bce(D(fake.detach()), torch.zeros(32, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(D(fake), torch.ones(32, 1))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        if doctor is not None:
+            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    if doctor is not None:
+        doctor.close()
+    return state(G, D), doctor
+
+
+def test_the_fixed_codes_run_through_g_with_the_loop_s_keyword_arguments(tmp_path):
+    # rosinality's StyleGAN trains G(z, step=step, alpha=alpha): the probe ran G(z), G's untrained
+    # 4x4 head, and failed once the bins (fitted on the 8x8 reals) met its 4x4 outputs: switched off.
+    trained, doctor = _scaled_run(True, tmp_path)
+    assert doctor is not None and doctor.disabled_probes == {}
+    probe = next(p for p in doctor.probes if p.name == "latents")
+    assert probe.samples is not None and tuple(probe.samples.shape[1:]) == (1, 8, 8)
+    assert len(doctor.signals.get("latent.drift")) >= 3
+    assert all(torch.equal(a, b) for a, b in zip(trained, _scaled_run(False, tmp_path / "plain")[0], strict=True))  # training untouched

@@ -235,6 +235,54 @@ class LoopCodes:
         return u if law == "uniform01" else 2 * u - 1
 
 
+def cell_churn(before: torch.Tensor, now: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor | None:
+    """The share of the cells ``before`` held that ``now`` holds none of (module docstring), on the
+    device (no sync); None for outputs of another size than the reals the cells were fitted on."""
+    if now.shape[1] != centroids.shape[1]:
+        return None
+    k = centroids.shape[0]
+
+    def counts(x: torch.Tensor) -> torch.Tensor:
+        # A one-hot sum, not bincount: bincount on CUDA refuses deterministic mode.
+        cell = torch.cdist(x.float(), centroids).argmin(dim=1)
+        return (cell[:, None] == torch.arange(k, device=cell.device)[None, :]).sum(dim=0)
+
+    held = counts(before) >= held_threshold(before.shape[0], k)
+    lost = (held & (counts(now) == 0)).sum()
+    n_held = held.sum()
+    finite = torch.isfinite(before).all() & torch.isfinite(now).all()
+    share = lost / n_held.clamp_min(1)
+    return torch.where(finite & (n_held > 0), share, torch.full_like(share, float("nan")))
+
+
+class LoopKeywords:
+    """The plain keyword arguments (numbers, strings, flags) of the loop's latest call of G, read
+    by a one-shot forward pre-hook armed again at each check, so G runs on the fixed codes as the
+    loop runs it: a progressive G's ``G(z, step=step, alpha=alpha)`` (rosinality's StyleGAN) at the
+    scale it trains, not its untrained first one. Tensors are not kept (the loop's batches)."""
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        self.generator = generator
+        self.latest: dict[str, Any] = {}
+        self._handle: Any = None
+        self.listen()
+
+    def listen(self) -> None:
+        if self._handle is None:
+            self._handle = self.generator.register_forward_pre_hook(CopySafeHook(self._see), with_kwargs=True)
+
+    def _see(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        if torch.compiler.is_compiling() or doctor_forward_running():
+            return
+        self.latest = {k: v for k, v in kwargs.items() if v is None or isinstance(v, (bool, int, float, str))}
+        self.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
 class LatentProbe(Probe):
     name = "latents"
     schedule_field = "latent_every"
@@ -262,6 +310,7 @@ class LatentProbe(Probe):
         self._centroids: tuple[Bins, torch.Tensor] | None = None  # (the bins, their centroids on G's device)
         # The law of the loop's own codes, seen at its first call of G (none where sample_latent draws them).
         self.loop_codes = None if sample_latent is not None else LoopCodes(host.generator)
+        self.loop_keywords = LoopKeywords(host.generator)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         waiting_for_labels = self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor)
@@ -325,10 +374,11 @@ class LatentProbe(Probe):
             try:
                 if eval_mode:
                     g.eval()
+                keywords = self.loop_keywords.latest
                 if isinstance(codes, tuple):  # all of G's inputs, from sample_latent
-                    out = g(*codes)
+                    out = g(*codes, **keywords)
                 else:
-                    out = g(codes) if self.labels is None else g(codes, self.labels)
+                    out = g(codes, **keywords) if self.labels is None else g(codes, self.labels, **keywords)
             finally:
                 for module, training in modes:  # each module's own mode (a user may keep some in eval)
                     module.training = training
@@ -425,6 +475,7 @@ class LatentProbe(Probe):
 
     def measure(self, inputs: StepInputs) -> Values:
         out = self._first_output(inputs.fake_labels, inputs.real) if self.codes is None else self._forward(self.codes)
+        self.loop_keywords.listen()  # the keywords of the loop's next call, for the next check
         # A progressive G's new scale: outputs of the two sizes do not compare.
         previous, self.output = (self.output if self.output is not None and self.output.shape == out.shape else None), out
         self.checks += 1
@@ -462,22 +513,10 @@ class LatentProbe(Probe):
         if self._centroids is None or self._centroids[0] is not bins:
             # Copied to the device once per fitting (the bins are fitted once), not at every check.
             self._centroids = (bins, torch.as_tensor(bins.centroids, dtype=torch.float32).to(now.device))
-        centroids = self._centroids[1]
-        k = centroids.shape[0]
-
-        def counts(x: torch.Tensor) -> torch.Tensor:
-            # A one-hot sum, not bincount: bincount on CUDA refuses deterministic mode.
-            cell = torch.cdist(x.float(), centroids).argmin(dim=1)
-            return (cell[:, None] == torch.arange(k, device=cell.device)[None, :]).sum(dim=0)
-
-        held = counts(before) >= held_threshold(before.shape[0], k)
-        lost = (held & (counts(now) == 0)).sum()
-        n_held = held.sum()
-        finite = torch.isfinite(before).all() & torch.isfinite(now).all()
-        share = lost / n_held.clamp_min(1)
-        return torch.where(finite & (n_held > 0), share, torch.full_like(share, float("nan")))
+        return cell_churn(before, now, self._centroids[1])
 
     def close(self) -> None:
+        self.loop_keywords.close()
         if self.loop_codes is not None:
             self.loop_codes.close()
 

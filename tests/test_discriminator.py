@@ -382,6 +382,21 @@ def test_a_loop_that_calls_d_forward_directly_is_told_what_the_doctor_cannot_see
     assert len(said) == (0 if call == "D(x)" else 1)
 
 
+@pytest.mark.parametrize("augmented", [False, True])
+def test_a_loop_whose_d_sees_its_batches_augmented_is_told_where_d_s_outputs_come_from(augmented: bool):
+    """DiffAugment's loop calls D on augmented reals and fakes (put together): no call of D is on
+    the step's real= and fake=, so D's outputs came silently from the doctor's own forward after
+    D's step, on batches D had just trained on. Said once; a loop calling D on them hears nothing."""
+    G, D = _small_pair()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5, d_probe_every=5))
+    score = (lambda x: D(x + 0.05 * torch.randn_like(x))) if augmented else D
+    _nonsaturating_steps(doctor, G, score, opt_g, opt_d, steps=40, real_mean=3.0, real_std=1.0)
+    said = [w for w in doctor.report().warnings if "none of the loop's calls of D was on the step's real= and fake=" in w]
+    assert len(said) == (1 if augmented else 0)
+    assert augmented or not any("doctor's own forward" in w for w in doctor.report().warnings)
+
+
 @pytest.mark.parametrize("batch", [8, 64])
 def test_d_statistics_from_few_samples_a_side_are_flagged(batch: int):
     """d2l's GAN trains on batches of 8: d.auc's spread at chance is then 0.149 from sampling

@@ -621,6 +621,8 @@ class DForwardProbe(Probe):
         self.loop_passes = False  # the loop passed D's outputs at the last due step: nothing to keep
         # Checked iterations where D's optimizer stepped: with none of the loop's D calls seen, and with some.
         self.unseen_calls = self.seen_calls = 0
+        # Of those with calls seen: none on the step's real= and fake= (augmented, concatenated) and some.
+        self.unmatched_calls = self.matched_calls = 0
 
     def due(self, inputs: StepInputs, every: int) -> bool:
         self.loop_passes = passed = inputs.d_real is not None and inputs.d_fake is not None
@@ -663,7 +665,15 @@ class DForwardProbe(Probe):
             self.host.note_context(set(), {D_LOSS_STEP_SHARE: share})
 
     def idle_reason(self) -> str | None:
-        """Said once: D trained while its forward hooks saw none of the loop's D calls."""
+        """Said once: D trained while its forward hooks saw none of the loop's D calls, or none on
+        the step's ``real=`` and ``fake=``."""
+        if self.unmatched_calls >= 2 and not self.matched_calls and not self.unseen_calls:
+            return (
+                f"at {self.unmatched_calls} checked iterations none of the loop's calls of D was on the step's real= and fake= "
+                "(D sees them augmented, put together, or fake= is drawn after D's step), so D's outputs come from the doctor's "
+                "own forward on them after D's step: a D that memorises its batches reads as separating them; pass "
+                "doctor.step(d_real=, d_fake=) the loop's own outputs of D before its step"
+            )
         if self.unseen_calls < 2 or self.seen_calls:
             return None
         return (
@@ -684,6 +694,9 @@ class DForwardProbe(Probe):
                 self.seen_calls += bool(self.catch.calls)
                 self.unseen_calls += not self.catch.calls
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
+            if self.catch.d_steps > self.catch.d_steps_at_arm and self.catch.calls:
+                self.matched_calls += caught is not None
+                self.unmatched_calls += caught is None
             if self.kind.reversed is None or self.kind.linear is None:  # once both are known no push is read
                 push = self.catch.push_on(inputs.real)
             self._note_penalty(self.catch)

@@ -163,8 +163,9 @@ def _loss_units(report: Report) -> str:
     if D_LOSS_UNIT_UNKNOWN in with_loss_unit_status(report.context).flags:  # the rules' own test, not spelled again
         return (
             "D's loss matched none of the known forms (a penalty or an auxiliary classifier's term added, a D with two heads, "
-            "a relativistic D?): the rules that read it against a unit's floor or chance (GD102, GD106, GD207) are not checked, "
-            "and D dominance rests on D's outputs; where it is a known form in other units, declare its unit, e.g. "
+            "a relativistic D, one call of D on reals and fakes put together?): the rules that read it against a unit's floor "
+            "or chance (GD102, GD106, GD207) are not checked, and D dominance rests on D's outputs; where it is a known form, "
+            "declare it, e.g. Doctor(uses={'hinge_loss'}) (--uses hinge_loss), or its unit, e.g. "
             "--uses d_loss_unit=0.25 (least squares towards 1/0) or Doctor(uses={'d_loss_unit': 0.25})"
         )
     unit = report.context.values.get("d_loss_unit")

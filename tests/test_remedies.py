@@ -239,6 +239,14 @@ def test_critic_runs_get_no_label_tricks(builtin):
     assert ("label_smoothing", "does not apply: run has wasserstein_loss") in {(s.id, s.reason) for s in f.skipped_remedies}
 
 
+def test_hinge_runs_get_no_label_tricks(builtin):
+    # A StudioGAN hinge D was offered "one-sided label smoothing (target 0.9)": its loss has no targets.
+    f = ranked(builtin, "GD101", {"hinge_loss"})
+    ids = {r.id for r in f.remedies}
+    assert "label_smoothing" not in ids and "noisy_labels" not in ids
+    assert ("label_smoothing", "does not apply: run has hinge_loss") in {(s.id, s.reason) for s in f.skipped_remedies}
+
+
 def test_recorded_run_gets_its_own_numbers(builtin):
     from gandoctor import analyze
 

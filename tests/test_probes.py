@@ -89,6 +89,25 @@ def test_training_is_bit_identical_with_and_without_the_doctor(tmp_path):
     assert "d.auc" in doctor.signals and "feat.coverage" in doctor.signals
 
 
+def test_the_doctors_own_forwards_leave_python_s_random_where_it_was():
+    """rosinality's StyleGAN draws its style-mixing crossover from Python's random inside G's
+    forward: the doctor's own forwards of G advanced the training's stream."""
+    import random
+
+    from gandoctor.probes.base import untouched
+
+    class Drawing(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * random.random()
+
+    random.seed(0)
+    expected = [random.random() for _ in range(3)]
+    random.seed(0)
+    with untouched(Drawing(), torch.device("cpu")):
+        Drawing()(torch.ones(2))
+    assert [random.random() for _ in range(3)] == expected
+
+
 def test_the_doctors_own_forwards_run_no_sync_batch_norm_collective(monkeypatch):
     """Under torch.distributed a SyncBatchNorm in training mode all-reduces on the training's own
     group: a probe forward on one rank would meet another rank's next training collective. Inside

@@ -154,7 +154,9 @@ def spectral_norm_class(name: str) -> bool:
 
 def has_spectral_norm(module: nn.Module) -> bool:
     for m in module.modules():
-        if hasattr(m, "weight_orig") or spectral_norm_class(type(m).__name__):
+        # torch.nn.utils.spectral_norm keeps weight_orig and its power-iteration vector weight_u;
+        # an equalized learning rate (rosinality's StyleGAN: EqualLR) keeps weight_orig alone.
+        if (hasattr(m, "weight_orig") and hasattr(m, "weight_u")) or spectral_norm_class(type(m).__name__):
             return True
         params = getattr(m, "parametrizations", None)
         if params is not None:

@@ -234,3 +234,30 @@ def test_rules_count_g_iterations_whichever_way_the_doctor_is_stepped(tmp_path):
     # (The probes' cadences count doctor steps: a rule may lack a signal in the 60-step log only.)
     assert len(too_short(per_g)) >= 10 and not too_short(per_g) & set(per_batch.rules_checked_codes)
     assert too_short(per_batch) >= too_short(per_g) - {s.rule for s in per_batch.skipped_rules if s.reason is SkipReason.MISSING_SIGNALS}
+
+
+class _EqualLR:
+    """rosinality's StyleGAN equalized learning rate: the weight kept as weight_orig and rescaled
+    by a forward pre-hook (no power iteration, no weight_u)."""
+
+    @staticmethod
+    def apply(module: nn.Module) -> nn.Module:
+        weight = getattr(module, "weight")
+        del module._parameters["weight"]
+        module.register_parameter("weight_orig", nn.Parameter(weight.data))
+        fan_in = weight.data.size(1) * weight.data[0][0].numel()
+
+        def rescale(m: nn.Module, args: object) -> None:
+            m.weight = m.weight_orig * (2 / fan_in) ** 0.5
+
+        module.register_forward_pre_hook(rescale)
+        return module
+
+
+def test_an_equalized_learning_rate_is_no_spectral_norm():
+    # Every StyleGAN1 report said "Add spectral normalization to D: already in use".
+    G = nn.Sequential(nn.Linear(2, 2))
+    equal = nn.Sequential(_EqualLR.apply(nn.Linear(2, 8)), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    assert "d_spectral_norm" not in inspect_training(G, equal, None, None).flags
+    classic = nn.Sequential(nn.utils.spectral_norm(nn.Linear(2, 8)), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    assert "d_spectral_norm" in inspect_training(G, classic, None, None).flags

@@ -242,7 +242,7 @@ class _EqualLR:
 
     @staticmethod
     def apply(module: nn.Module) -> nn.Module:
-        weight = getattr(module, "weight")
+        weight = module.weight
         del module._parameters["weight"]
         module.register_parameter("weight_orig", nn.Parameter(weight.data))
         fan_in = weight.data.size(1) * weight.data[0][0].numel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -942,6 +943,12 @@ def test_a_decay_schedule_overshooting_below_zero_is_said_with_its_first_step(tm
     assert [w for w in gandoctor.analyze(tmp_path).warnings if "learning rate is negative" in w] == said
 
 
+def _halve_at_30(d_steps, opt_d: torch.optim.Optimizer, moved: bool) -> None:  # type: ignore[no-untyped-def]
+    if next(d_steps) == 30 and moved:
+        for group in opt_d.param_groups:
+            group["lr"] = 5e-4
+
+
 def test_a_constant_rate_is_no_schedule(tmp_path):
     G, D = nn.Sequential(nn.Linear(4, 2)), nn.Sequential(nn.Linear(2, 1))
     opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=2e-4)
@@ -949,6 +956,15 @@ def test_a_constant_rate_is_no_schedule(tmp_path):
     train_on_points(G, D, opt_g, opt_d, doctor, 60)
     assert "lr_schedule" not in doctor.context.flags
     assert doctor.context.values["lr_d"] == 2e-4
+    # Set once after Doctor(...) and before the first step (rosinality's StyleGAN's adjust_lr()):
+    # the run's rate, no schedule; a manual schedule that moves it afterwards is one.
+    for moved_later in (False, True):
+        doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=Schedule(weight_every=10, flush_every=10))
+        for group in opt_d.param_groups:
+            group["lr"] = 1e-3
+        train_on_points(G, D, opt_g, opt_d, doctor, 60, after_d_step=functools.partial(_halve_at_30, iter(range(60)), opt_d, moved_later))
+        assert ("lr_schedule" in doctor.context.flags) is moved_later
+        assert doctor.context.values["lr_d"] == (5e-4 if moved_later else 1e-3)
 
 
 def test_a_d_that_averages_its_batch_inside_is_refused_not_ranked(caplog):

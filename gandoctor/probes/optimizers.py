@@ -32,6 +32,9 @@ class OptimizerProbe(Probe):
     def __init__(self, host: ProbeHost, optimizers: dict[str, tuple[torch.optim.Optimizer, nn.Module]]) -> None:
         super().__init__(host)
         self._optimizers = optimizers
+        # A rate set once between Doctor(...) and the first step (rosinality's StyleGAN calls its
+        # adjust_lr() there) is the run's rate, not a schedule: the first reading only takes it.
+        self._read_before = False
 
     def measure(self, inputs: StepInputs) -> Values:
         return self._read()
@@ -54,10 +57,11 @@ class OptimizerProbe(Probe):
                 continue
             rates[f"opt.lr_{role}"] = float(lr)
             noted = context.values.get(f"lr_{role}")  # the rate the context holds: at Doctor(...) or the last change
-            if "initial_lr" in group or (isinstance(noted, float) and lr != noted):
+            if "initial_lr" in group or (self._read_before and isinstance(noted, float) and lr != noted):
                 flags.add("lr_schedule")
             if noted != float(lr):
                 values[f"lr_{role}"] = float(lr)
+        self._read_before = True
         if flags - context.flags or values:
             self.host.note_context(flags, values)
         return rates

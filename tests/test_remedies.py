@@ -169,6 +169,11 @@ def test_learning_rate_numbers_come_from_the_context(builtin):
     f = ranked(builtin, "GD101", values={"lr_d": 5.0, "lr_g": 2e-4})
     assert "far above the rates GANs train at: bring D's down to 0.0002" in f.remedies[0].reason
     assert "try both at 5" not in f.remedies[0].reason
+    # StyleGAN1 at G's rate x10 (0.01 beside D's 0.001): "Slow G down" said "try both at 0.01",
+    # raising D tenfold to a rate "Lower the learning rates" called too high beside it
+    f = ranked(builtin, "GD601", values={"lr_d": 1e-3, "lr_g": 1e-2})
+    r = next(r for r in f.remedies if r.id == "lower_g_lr")
+    assert "bring G's down to 0.001" in r.reason and "try both" not in r.reason
     # 10x to float rounding, either side (a rate read back from the optimizer may be an ulp off):
     # 10x, not the 2-10x advice that swapped the rates nor none at all
     for lr_g in (2e-4, math.nextafter(2e-4, 1.0), math.nextafter(2e-4, 0.0)):

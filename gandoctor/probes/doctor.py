@@ -44,7 +44,7 @@ from .latents import LatentProbe, SampleLatent, takes_two_inputs
 from .losses import LossProbe
 from .lossform import LossForm, LossFormProbe
 from .optimizers import OptimizerProbe
-from .samples import BinReservoirProbe, FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe
+from .samples import BinReservoirProbe, FeatureBank, FeatureProbe, FidelityProbe, NdbProbe, SampleStatsProbe, SmallBatchTopUp
 from .spectrum import SpectrumProbe
 from .visits import Visits
 from .weights import WeightProbe
@@ -461,7 +461,7 @@ def standard_probes(
     probes += [GradientProbe(host, role, opt, module) for role, (opt, module) in optimizers.items()]
     return probes + [
         DOutputsProbe(host, kind), DForwardProbe(host, kind, d_opt), WeightProbe(host), OptimizerProbe(host, optimizers), SpectrumProbe(host),
-        FeatureProbe(host), BinReservoirProbe(host), latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
+        FeatureProbe(host), SmallBatchTopUp(host), BinReservoirProbe(host), latents, SampleStatsProbe(host), FidelityProbe(host), NdbProbe(host),
     ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gandoctor
 from gandoctor import LogFormatError, read_run
 from gandoctor.readers import READERS, Reader, ReadOptions, _lines, register_reader
 from gandoctor.readers.tabular import signal_name
@@ -91,6 +92,21 @@ def test_stylegan_stats_count_steps_in_kimg_as_their_tensorboard_logs_do(tmp_pat
     data = read_run(write(tmp_path / "stats.jsonl", "\n".join(lines) + "\n"))
     assert data.signals.get("loss.d").steps.tolist() == [0, 4, 8, 12]
     assert "user.progress_tick_mean" in data.signals.names()  # the tick stays a value
+
+
+def test_stylegan_s_kimg_are_g_iterations_where_its_training_options_give_the_batch(tmp_path):
+    # StyleGAN2-ADA's own stats.jsonl (its training loop at lr 0.05 for both, 300 iterations of 16
+    # images, a tick every 0.16 kimg: thirty-one records on steps 0..4 read "too short to judge", and
+    # `gate` passed a run whose D's loss fell to 1e-5); its training_options.json beside it.
+    public = Path(__file__).resolve().parents[1] / "fixtures" / "public" / "stylegan2ada_lr20"
+    data = read_run(public / "stats.jsonl.gz")
+    steps = data.signals.get("loss.d").steps
+    assert (int(steps[0]), int(steps[-1]), len(steps)) == (1, 300, 31) and (np.diff(steps) > 0).all()
+    assert any("read as G iterations (1000 / the batch_size 16 of training_options.json" in w for w in data.warnings)
+    assert "discriminator_dominance" in {f.mode for f in gandoctor.analyze(public / "stats.jsonl.gz").findings}
+    alone = tmp_path / "stats.jsonl.gz"  # without the options: kimg, as the TensorBoard log's steps
+    alone.write_bytes((public / "stats.jsonl.gz").read_bytes())
+    assert int(read_run(alone).signals.get("loss.d").steps[-1]) == 4
 
 
 # -- CSV ----------------------------------------------------------------------------------

@@ -127,6 +127,22 @@ def test_scalars_named_for_the_players_alone_are_their_losses_with_a_warning(tmp
         read_run(tmp_path / "two")
 
 
+def test_stylegan_s_kimg_steps_are_g_iterations_where_its_training_options_give_the_batch(tmp_path):
+    # StyleGAN2-ADA writes global_step=int(kimg): at its batch of 32 a tick of 4 kimg is 125 iterations.
+    import json
+
+    with SummaryWriter(str(tmp_path / "run")) as w:
+        for kimg in range(0, 40, 4):
+            w.add_scalar("Loss/D/loss", 0.5, kimg)
+            w.add_scalar("Loss/G/loss", 1.5, kimg)
+            w.add_scalar("Progress/kimg", float(kimg), kimg)
+    assert read_run(tmp_path / "run").signals.get("loss.d").steps.tolist() == list(range(0, 40, 4))
+    (tmp_path / "run" / "training_options.json").write_text(json.dumps({"total_kimg": 25000, "batch_size": 32, "kimg_per_tick": 4}))
+    data = read_run(tmp_path / "run")
+    assert data.signals.get("loss.d").steps.tolist() == [round(k * 1000 / 32) for k in range(0, 40, 4)]
+    assert any("steps count kimg: read as G iterations" in w for w in data.warnings)
+
+
 def test_gordicaleksa_s_own_tensorboard_log_is_read_and_judged():
     # Its vanilla GAN at lr 5 (the two add_scalars folders of a real run; the digit oracle: one
     # class from iteration 70, G frozen): G's BCE loss at its clamp, D's loss 2-8.

@@ -6,6 +6,7 @@ Kept apart from the registry so a reader module can import it without import cyc
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -286,6 +287,25 @@ def script_names(names: Iterable[str], where: Path) -> tuple[dict[str, str], str
                     "for the other, --map loss.g=G_B --map loss.d=D_B")
         return dict(mapping), note
     return {}, ""
+
+
+def iterations_per_kimg(path: Path, warnings: list[str]) -> float:
+    """StyleGAN2-ADA and StyleGAN3 count their logs' steps in thousands of images: where their
+    ``training_options.json`` lies beside the log, its ``batch_size`` turns kimg into G iterations
+    (1000 / batch_size per kimg), the unit the rules' windows count; else kimg as they are."""
+    options = (path if path.is_dir() else path.parent) / "training_options.json"
+    if not options.is_file():
+        return 1.0
+    try:
+        settings = json.loads(options.read_text(encoding="utf-8", errors="replace")[: 1 << 20])
+    except (OSError, ValueError):
+        return 1.0
+    batch = settings.get("batch_size") if isinstance(settings, dict) and "total_kimg" in settings else None
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+        return 1.0
+    warnings.append(f"{path}: steps count kimg: read as G iterations (1000 / the batch_size {batch} of {options.name} beside it)")
+    return 1000.0 / batch
+
 
 
 class Collector:

@@ -26,7 +26,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_for, alias_key
 from . import RunData
-from ._common import MAX_STEP, Collector, StepClock, frozen, number, read_options, script_names
+from ._common import MAX_STEP, Collector, StepClock, frozen, iterations_per_kimg, number, read_options, script_names
 from ._lines import iter_lines, open_text
 
 #: Columns that count steps over the whole run, most specific first. StyleGAN2-ADA's and
@@ -37,6 +37,9 @@ GLOBAL_STEP_KEYS = (
     "itr",  # BigGAN-PyTorch's metalog
     "progress/kimg_mean", "progress/kimg",
 )
+KIMG_KEYS = ("progress/kimg_mean", "progress/kimg")
+
+
 #: Columns that may count batches within an epoch (or over the run: the clock tells which).
 BATCH_KEYS = ("iter", "iteration", "iters", "it", "batch", "batch_idx", "i", "iter_in_epoch")
 EPOCH_KEYS = ("epoch", "epochs", "ep")
@@ -57,6 +60,7 @@ class StepPlan:
 
     def __init__(self, keys: Iterable[str], override: str | None, where: str) -> None:
         norm = {alias_key(k): k for k in keys}
+        self.per_unit = 1.0  # steps per unit of the step column (kimg -> G iterations)
         self.step_key: str | None = None
         self.epoch_key: str | None = None
         self.batch_key: str | None = None
@@ -91,8 +95,11 @@ class StepPlan:
             raw = number(row.get(self.step_key))
             if raw is None or not math.isfinite(raw) or not 0 <= raw < MAX_STEP:
                 return f"column '{self.step_key}': expected a step number, got {row.get(self.step_key)!r}"
-            return clock.step(int(raw), where)
+            return clock.step(int(round(raw * self.per_unit)) if self.per_unit != 1.0 else int(raw), where)
         return None
+
+    def counts_kimg(self) -> bool:
+        return self.step_key is not None and alias_key(self.step_key) in KIMG_KEYS
 
 
 def _values(out: Collector, row: Mapping[str, Any], skip: set[str], where: str, strict: bool, ignore: Callable[[str], bool]) -> dict[str, float]:
@@ -301,6 +308,7 @@ def read_records(path: Path, capacity: int, fmt: str, ignore: Callable[[str], bo
     clock = StepClock(path, out.warnings)
     override = read_options.get().step
     plans: dict[frozenset[str], StepPlan] = {}
+    per_kimg: float | None = None
     with open_text(path) as fh:
         for where, record, complete in json_records(path, fh, out.warnings):
             if record is None:
@@ -321,6 +329,10 @@ def read_records(path: Path, capacity: int, fmt: str, ignore: Callable[[str], bo
                 except LogFormatError:
                     out.problem(f"{where}: no key '{override}' (--step); skipped")
                     continue
+                if plan.counts_kimg():
+                    if per_kimg is None:
+                        per_kimg = iterations_per_kimg(path, out.warnings)
+                    plan.per_unit = per_kimg
                 if len(plans) < 256:
                     plans[keys] = plan
             step = plan.step(flat, clock, where)

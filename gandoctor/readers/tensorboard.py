@@ -35,7 +35,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_for
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, NameMapper, frozen, read_options
+from ._common import MAX_STEP, Collector, NameMapper, frozen, iterations_per_kimg, read_options
 from ._lines import progress_callback
 from .grids import GridKeeper, from_png
 from .images import GridStats, ImageError, decode_png, features, infer_layout, tiles
@@ -649,6 +649,7 @@ class _RunReader:
         self.skipped_images: dict[str, str] = {}
         self.undecodable = 0
         self.dropped = 0
+        self.per_step = 1.0  # steps per unit of the log's step (kimg -> G iterations: StyleGAN2-ADA)
         self.first_drop: tuple[int, int] | None = None
         # A folder of one writer per metric: each subfolder's name is its scalar's name (its tag a group's).
         self.metric_folders = False
@@ -703,6 +704,8 @@ class _RunReader:
                 self._event(base + start - 12, buf[start : start + length], prefix, file)
 
     def _extend(self, signal: str, steps: np.ndarray, values: np.ndarray) -> None:
+        if self.per_step != 1.0:
+            steps = np.round(steps * self.per_step).astype(steps.dtype)
         last = self.last.get(signal, -1.0)
         before = np.maximum.accumulate(np.concatenate(([last], steps[:-1].astype(np.float64))))
         keep = steps >= before
@@ -726,6 +729,7 @@ class _RunReader:
             return
         if not 0 <= step < MAX_STEP:
             return
+        step = int(round(step * self.per_step)) if self.per_step != 1.0 else step
         record: dict[str, float] = {}
         for kind, tag, value in values:
             name = self._name(prefix, tag) if kind == SCALAR else _tag_name(prefix, tag)
@@ -776,6 +780,8 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     else:
         files = [(path, "")]
     reader = _RunReader(path, capacity)
+    # StyleGAN2-ADA / StyleGAN3 write kimg as the step: G iterations where their options say the batch.
+    reader.per_step = iterations_per_kimg(files[0][0] if files else path, reader.out.warnings)
     reader.metric_folders = path.is_dir() and _is_metric_folder_run(runs[0])
     named = loss_parts({prefix for _, prefix in files if prefix})
     if named:
@@ -798,6 +804,11 @@ def read(path: Path, capacity: int = 4096) -> RunData:
     if not out.records and reader.undecodable == 0 and total == 0:
         raise LogFormatError(f"{path}: empty event file (nothing was logged)")
     signals, warnings, mapped = out.finish()
+    if reader.per_step != 1.0 and any(view.steps.size > 1 and (np.diff(view.steps) == 0).any() for view in signals.views()):
+        warnings.append(
+            f"{path}: ticks shorter than 1 kimg share a step (the log writes kimg as whole numbers): "
+            "read the stats.jsonl beside it, whose kimg are exact"
+        )
     return RunData(signals, RunContext(), str(path), "tensorboard", out.records, tuple(warnings), frozen(mapped), reader.kept.grids())
 
 

@@ -119,11 +119,38 @@ def latent_shape(generator: nn.Module, latent_dim: int | None = None) -> tuple[i
     return candidates[0] if candidates else None
 
 
+#: Attributes under which a G keeps the size of its code (StyleGAN2-ADA's and StyleGAN3's ``z_dim``,
+#: BigGAN-PyTorch's ``dim_z``, DCGAN ports' ``nz``): read before G's layers, whose first may be a
+#: layer class of the code's own (StyleGAN's FullyConnectedLayer is no nn.Linear).
+LATENT_ATTRIBUTES = ("z_dim", "latent_dim", "dim_z", "nz", "noise_dim", "latent_size", "z_size")
+
+
+def latent_attribute(generator: nn.Module) -> tuple[int, ...] | None:
+    """The code's shape from an attribute G keeps its size under, or None."""
+    for name in LATENT_ATTRIBUTES:
+        value = getattr(generator, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return (value,)
+    return None
+
+
 def latent_shape_candidates(generator: nn.Module, latent_dim: int | None = None) -> tuple[tuple[int, ...], ...]:
     """Shapes one latent code may have, most likely first: ``latent_dim`` when given; else the
     input width of G's first Linear / ConvTranspose layer, then that width less each label
     embedding's size (a conditional G that concatenates z with an embedding of its labels, as
     PyTorch-GAN's cgan.py does, reads z and the embedding together in its first layer)."""
+
+    if latent_dim is None and (declared := latent_attribute(generator)) is not None:
+        # The layers' shape where its width agrees (a DCGAN's nz read as the (nz, 1, 1) its first
+        # transposed convolution takes), else the attribute's, then the layers' guesses.
+        layers = _layer_latent_shapes(generator, None)
+        return tuple(dict.fromkeys(
+            [s for s in layers if s[0] == declared[0]][:1] + [declared] + [s for s in layers if s[0] != declared[0]]
+        ))
+    return _layer_latent_shapes(generator, latent_dim)
+
+
+def _layer_latent_shapes(generator: nn.Module, latent_dim: int | None) -> tuple[tuple[int, ...], ...]:
     from torch import nn
 
     embeddings = sorted({m.embedding_dim for m in generator.modules() if isinstance(m, nn.Embedding)})
@@ -250,8 +277,8 @@ def inspect_training(
 
     shape = latent_shape(g)
     # A G that needs labels reads z and the labels at its first layer: that width is not z's (the
-    # fixed-latent probe notes z's width once it finds it).
-    if shape is not None and takes_one_input(g):
+    # fixed-latent probe notes z's width once it finds it); an attribute such as z_dim names z's alone.
+    if shape is not None and (takes_one_input(g) or latent_attribute(g) is not None):
         values["latent_dim"] = shape[0]
     values.update(user.values)
     return RunContext(frozenset(flags), values)

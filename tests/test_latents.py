@@ -694,3 +694,37 @@ def test_the_fixed_codes_run_through_g_with_the_loop_s_keyword_arguments(tmp_pat
     assert probe.samples is not None and tuple(probe.samples.shape[1:]) == (1, 8, 8)
     assert len(doctor.signals.get("latent.drift")) >= 3
     assert all(torch.equal(a, b) for a, b in zip(trained, _scaled_run(False, tmp_path / "plain")[0], strict=True))  # training untouched
+
+
+class _StyleGANLikeG(nn.Module):
+    """StyleGAN2-ADA's G as the probe meets it: ``forward(z, c)`` with ``c_dim`` 0 when
+    unconditional, ``z_dim`` an attribute, its first layer a class of its own (no nn.Linear)."""
+
+    def __init__(self, z_dim: int = 8, c_dim: int = 0) -> None:
+        super().__init__()
+        self.z_dim, self.c_dim = z_dim, c_dim
+        self.weight = nn.Parameter(torch.randn(2, z_dim + c_dim) * 0.3)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
+        return nn.functional.linear(torch.cat([z, c], dim=1), self.weight)
+
+
+def test_a_stylegan_g_s_z_dim_and_empty_classes_feed_the_fixed_latent_probe():
+    # The probe could not start on StyleGAN2-ADA's G: no nn.Linear to read z's width from, and
+    # G(z, c) taken for a conditional G waiting for labels that an unconditional run never passes.
+    G = _StyleGANLikeG()
+    D = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=Schedule(latent_every=10, budget=None), strict=True)
+    softplus_gan_steps(_CalledWithEmptyC(G), D, opt_g, opt_d, doctor, 60, lambda step: torch.randn(32, 2) + 2, z_dim=8)
+    assert doctor.disabled_probes == {} and len(doctor.signals.get("latent.drift")) >= 3
+    assert doctor.context.values["latent_dim"] == 8
+
+
+class _CalledWithEmptyC(nn.Module):
+    def __init__(self, g: nn.Module) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.g(z, torch.zeros(z.shape[0], 0))

@@ -165,6 +165,11 @@ def loop_latent_shape(loop_codes: LoopCodes | None, real: torch.Tensor | None) -
     return None if reads_data(math.prod(shape), real_width) else shape
 
 
+def _no_classes(generator: torch.nn.Module) -> bool:
+    """StyleGAN2-ADA's and StyleGAN3's G, unconditional: ``G(z, c)`` with ``c_dim`` 0."""
+    return getattr(generator, "c_dim", None) == 0 and takes_two_inputs(generator)
+
+
 def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean pairwise distance of ``fake`` over that of ``real`` (on the device; NaN when the reals
     do not spread), as :func:`gandoctor.samplestats.compare` defines the diversity ratio."""
@@ -313,7 +318,7 @@ class LatentProbe(Probe):
         self.loop_keywords = LoopKeywords(host.generator)
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        waiting_for_labels = self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor)
+        waiting_for_labels = self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and not _no_classes(self.host.generator)
         if len(self.inputs_needed) > 2 or (waiting_for_labels and self.sample_latent is None):
             return False
         if self.lazy and super().due(inputs, every) and not any(torch.nn.parameter.is_lazy(p) for p in self.host.generator.parameters()):
@@ -359,7 +364,10 @@ class LatentProbe(Probe):
     def _fix_labels(self, fake_labels: Any, n: int, device: torch.device) -> None:
         """The conditional G's labels for the fixed codes, taken once (cycled to n) and kept. A G
         whose labels are optional (``forward(z, y=None)``) gets them too when the loop passes
-        ``fake_labels``: it is conditional in this run."""
+        ``fake_labels``: it is conditional in this run. StyleGAN's G takes ``G(z, c)`` whatever
+        its classes: with none (``c_dim`` 0) its c is an empty batch."""
+        if self.labels is None and _no_classes(self.host.generator):
+            self.labels = torch.zeros(n, 0, device=device)
         if self.labels is None and isinstance(fake_labels, torch.Tensor) and not self.conditional:
             self.conditional = takes_two_inputs(self.host.generator)
         if self.conditional and self.labels is None and isinstance(fake_labels, torch.Tensor):

@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -129,11 +130,17 @@ def _sinks(alerts: Sequence[AlertSink]) -> list[AlertSink]:
     return found
 
 
-def headline(finding: Finding, step: int) -> str:
-    """The one log line for a new finding: mode, rule, onset, top remedy."""
+#: The live monitors of Doctors not yet closed: where there are several (a CycleGAN's pair of
+#: Doctors, one per G and D), each alert line names its Doctor's log.
+_OPEN: weakref.WeakSet[LiveMonitor] = weakref.WeakSet()
+
+
+def headline(finding: Finding, step: int, who: str = "") -> str:
+    """The one log line for a new finding: mode, rule, onset, top remedy; ``who`` names the
+    Doctor where several are open."""
     remedy = finding.remedies[0].title if finding.remedies else "none ranked"
     return (
-        f"gandoctor: {finding.mode} ({finding.rule} {finding.rule_name}) from step {finding.onset_step}, "
+        f"gandoctor{f' [{who}]' if who else ''}: {finding.mode} ({finding.rule} {finding.rule_name}) from step {finding.onset_step}, "
         f"seen at step {step}; top remedy: {remedy}"
     )
 
@@ -176,6 +183,12 @@ class LiveMonitor:
         self.adaptive = False  # the default cadence: a due check also waits for LIVE_TIME_FACTOR x its cost
         self._last_cost, self._last_end = 0.0, -math.inf
         self._steps_since_check = 0  # doctor.step calls since the last diagnosis ended
+        _OPEN.add(self)
+
+    def _name(self) -> str:
+        """The Doctor's log folder, or its place among the open ones where it writes none."""
+        writer = self._doctor._writer
+        return str(writer.path.parent) if writer is not None else f"Doctor {sorted(id(m) for m in _OPEN).index(id(self)) + 1}"
 
     @classmethod
     def attach(
@@ -251,6 +264,7 @@ class LiveMonitor:
         if self.every is not None and last is not None:
             # A last step already checked is not shown to the sinks' on_check twice.
             self._run_check(step, last, final=True, show_check=self._urgent or last > self._checked)
+        _OPEN.discard(self)
 
     def _run_check(self, step: int, last: int, final: bool = False, show_check: bool = True) -> None:
         """One guarded diagnosis of the steps up to ``last``, timed for the adaptive cadence."""
@@ -307,8 +321,9 @@ class LiveMonitor:
             self.should_stop = self.should_stop or any(f.mode in self.stop_on for f in new)  # every rank stops
         if not is_main_process():  # under DDP the ranks hold the same reduced values: rank 0 alone speaks, as it alone writes the log
             return report
+        who = self._name() if len(_OPEN) > 1 else ""
         for finding in new:
-            logger.warning("%s", headline(finding, step))
+            logger.warning("%s", headline(finding, step, who))
         for finding in new:
             for name, callback in zip(self._callback_names, self.callbacks):
                 doctor._guard(name, partial(callback, finding))

@@ -395,3 +395,22 @@ def test_a_run_shorter_than_the_check_interval_is_checked_at_close():
     doctor.close()
     assert {f.mode for f in found} == {f.mode for f in doctor.report().findings} >= {"mode_collapse"}
     assert [step for _, step in sink.checks] == [299] and sink.findings
+
+
+def test_with_two_doctors_open_each_alert_names_its_doctor_s_log(tmp_path, caplog):
+    # CycleGAN's README recipe: one Doctor per pair (G_A/D_A, G_B/D_B); their alert lines could not
+    # be told apart. With one Doctor open, the line stays as it was.
+    other = gandoctor.Doctor(nn.Linear(2, 2), nn.Linear(2, 1), log_dir=tmp_path / "B")
+    kwargs = {"log_dir": tmp_path / "A", "schedule": Schedule(flush_every=FLUSH), "stop_on": ("exploding_gradients",)}
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        doctor, _, _ = train(300, kwargs, blow_up_at=BLOW_UP_AT)
+    doctor.close()
+    other.close()
+    (line,) = [r.getMessage() for r in caplog.records if "exploding_gradients" in r.getMessage()]
+    assert line.startswith(f"gandoctor [{tmp_path / 'A'}]: exploding_gradients (GD501")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gandoctor"):
+        alone, _, _ = train(300, {**kwargs, "log_dir": tmp_path / "C"}, blow_up_at=BLOW_UP_AT)
+    alone.close()
+    (line,) = [r.getMessage() for r in caplog.records if "exploding_gradients" in r.getMessage()]
+    assert line.startswith("gandoctor: exploding_gradients (GD501")

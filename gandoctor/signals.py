@@ -42,6 +42,8 @@ SIGNALS: Mapping[str, str] = {
     "opt_steps.g": "G optimizer steps since the last doctor step",
     "weight_norm.d": "global L2 norm of D's weights",
     "weight_norm.g": "global L2 norm of G's weights",
+    "weight_growth.d": "log10 of D's weight norm over its norm when the Doctor was made (before training's first update)",
+    "weight_growth.g": "log10 of G's weight norm over its norm when the Doctor was made",
     "sigma_max.d": "largest singular value over D's weight matrices (power iteration, raw weights)",
     "opt.lr_d": "learning rate of the parameter group that trains D, as the optimizer holds it (a schedule moves it)",
     "opt.lr_g": "learning rate of the parameter group that trains G",

@@ -1327,3 +1327,18 @@ def softplus_gan_steps(G: nn.Module, D: Callable[[torch.Tensor], torch.Tensor], 
         g_loss.backward()
         opt_g.step()
         doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+
+
+def test_weight_growth_is_read_from_the_weights_before_training_s_first_update():
+    # At a rate of 5 a CycleGAN's first update grew D's weights 250-fold: the first weight record
+    # comes after it, so growth read from the run's lowest record (GD502) never saw it.
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    initial = {role: float(torch.cat([p.detach().flatten() for p in m.parameters()]).norm()) for role, m in (("d", D), ("g", G))}
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=0.5), torch.optim.Adam(D.parameters(), lr=0.5)
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, schedule=Schedule(weight_every=5, flush_every=5, budget=None))
+    train_on_points(G, D, opt_g, opt_d, doctor, 20)
+    for role in ("d", "g"):
+        norms, growth = doctor.signals.get(f"weight_norm.{role}").values, doctor.signals.get(f"weight_growth.{role}").values
+        assert growth.tolist() == pytest.approx(np.log10(norms / initial[role]).tolist(), rel=1e-4)
+    assert doctor.signals.get("weight_growth.d").values[0] > 0.15  # grown by half already at the first record

@@ -7,22 +7,41 @@ import torch
 from .base import Probe, ProbeHost, StepInputs, Values
 
 
+def _norm(module: torch.nn.Module) -> torch.Tensor | None:
+    params = [p.detach() for p in module.parameters() if not torch.nn.parameter.is_lazy(p)]
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(params)])) if params else None
+
+
 class WeightProbe(Probe):
+    """``weight_growth.*`` compares each norm with the one the Doctor saw when it was made, before
+    training's first update: the first record comes after it, and at a rate of 5 that update alone
+    grew a CycleGAN's D 250-fold, so growth read from the run's own lowest record missed it."""
+
     name = "weights"
     schedule_field = "weight_every"
-    signals = ("weight_norm.d", "weight_norm.g", "sigma_max.d")
+    signals = ("weight_norm.d", "weight_norm.g", "weight_growth.d", "weight_growth.g", "sigma_max.d")
     cost = 0.5
 
     def __init__(self, host: ProbeHost) -> None:
         super().__init__(host)
         self._u: dict[str, torch.Tensor] = {}  # power-iteration vectors, kept between measurements
+        # On the device, no sync: two numbers.
+        # A lazy module's parameters have no values before its first forward: no norm to start from.
+        self._initial = {
+            role: None if any(torch.nn.parameter.is_lazy(p) for p in module.parameters()) else _norm(module)
+            for role, module in (("d", host.discriminator), ("g", host.generator))
+        }
 
     def measure(self, inputs: StepInputs) -> Values:
         values: dict[str, torch.Tensor | float] = {}
         for role, module in (("d", self.host.discriminator), ("g", self.host.generator)):
-            params = [p.detach() for p in module.parameters()]
-            if params:
-                values[f"weight_norm.{role}"] = torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(params)]))
+            norm = _norm(module)
+            if norm is not None:
+                values[f"weight_norm.{role}"] = norm
+                initial = self._initial.get(role)
+                if initial is not None and initial.shape == norm.shape and initial.device == norm.device:
+                    growth = torch.log10(norm / initial.clamp_min(1e-30))
+                    values[f"weight_growth.{role}"] = torch.where(initial > 0, growth, torch.full_like(growth, float("nan")))
         sigmas = []
         for name, p in self.host.discriminator.named_parameters():
             if p.dim() < 2 or name.endswith("bias"):

@@ -1077,16 +1077,33 @@ def test_a_run_that_never_passes_fake_is_told_once_what_the_sample_probes_lack(c
     both.close()
 
 
+def _critic_pair() -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer, gandoctor.Doctor]:
+    """A small G and critic on 2-D points, their Adam optimizers and a strict Doctor on them."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    return G, D, opt_g, opt_d, gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5), strict=True)
+
+
+def _critic_then_g_step(D: nn.Module, opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer, d_loss: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The critic's step on ``d_loss``, then G's on -D(fake) (WGAN); G's loss."""
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    g_loss = -D(fake).mean()
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    return g_loss
+
+
 @pytest.mark.parametrize(("weight", "added"), [(10.0, True), (0.0, True), (0.0, False)])
 def test_a_gradient_penalty_weighed_zero_is_no_gradient_penalty(weight: float, added: bool):
     """jalola's WGAN-GP at lambda 0 computes the penalty and adds 0 times it: read from the
     penalty's backward alone, the run was said to use one, and "add a gradient penalty" was skipped
     as already in use on the very run that lacked it. A penalty computed and never added is none either."""
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
-    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5), strict=True)
+    G, D, opt_g, opt_d, doctor = _critic_pair()
     for _ in range(30):
         real, fake = torch.randn(32, 2) + 3, G(torch.randn(32, 4))
         alpha = torch.rand(32, 1)
@@ -1094,13 +1111,7 @@ def test_a_gradient_penalty_weighed_zero_is_no_gradient_penalty(weight: float, a
         (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
         penalty = weight * ((grad.norm(2, dim=1) - 1) ** 2).mean()
         d_loss = D(fake.detach()).mean() - D(real).mean() + (penalty if added else 0)
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = -D(fake).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
+        g_loss = _critic_then_g_step(D, opt_d, opt_g, d_loss, fake)
         doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
     doctor.close()
     assert ("gradient_penalty" in doctor.context.flags) is (weight > 0)
@@ -1113,11 +1124,7 @@ def test_a_d_step_on_a_gradient_penalty_alone_is_not_counted_as_a_d_step(d_steps
     alone: read as two D steps per G step, the remedies said to train G more often. A D step
     that no backward of a loss on D's outputs preceded is not counted; real extra D steps are.
     StyleGAN2's lazy R1 adds 0 * D's output to the penalty (for DDP): a zero gradient is no loss."""
-    torch.manual_seed(0)
-    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
-    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5), strict=True)
+    G, D, opt_g, opt_d, doctor = _critic_pair()
     for _ in range(30):
         for _ in range(d_steps):
             real, fake = torch.randn(32, 2) + 3, G(torch.randn(32, 4))

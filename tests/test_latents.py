@@ -665,23 +665,15 @@ def _scaled_run(with_doctor: bool, tmp_path) -> tuple[list[torch.Tensor], gandoc
     torch.manual_seed(0)
     G, D = _ScaledG(), nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
-    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, schedule=Schedule(latent_every=10), strict=True) if with_doctor else None
-    bce = nn.BCEWithLogitsLoss()
-    for _ in range(60):
-        real = torch.rand(32, 1, 8, 8) * 2 - 1
-        fake = G(torch.randn(32, 8), step=1, alpha=1.0)
-        d_loss = bce(D(real), torch.ones(32, 1)) + bce(D(fake.detach()), torch.zeros(32, 1))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = bce(D(fake), torch.ones(32, 1))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        if doctor is not None:
-            doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
-    if doctor is not None:
-        doctor.close()
+    doctor = gandoctor.Doctor(G, D, opt_g, opt_d, log_dir=tmp_path, schedule=Schedule(latent_every=10), strict=True)
+    if not with_doctor:
+        doctor.close()  # closed before training: it watches nothing
+
+    def at_second_scale(z: torch.Tensor) -> torch.Tensor:
+        return G(z, step=1, alpha=1.0)  # the loop trains the 8x8 scale
+
+    softplus_gan_steps(at_second_scale, D, opt_g, opt_d, doctor, 60, lambda step: torch.rand(32, 1, 8, 8) * 2 - 1, z_dim=8)
+    doctor.close()
     return state(G, D), doctor
 
 

@@ -155,10 +155,11 @@ class SmallBatchTopUp(Probe):
     cost = 0.1
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        interval = self.host.schedule.feature_every
-        if not interval or inputs.partial or not isinstance(inputs.real, torch.Tensor) or not isinstance(inputs.fake, torch.Tensor):
+        real, fake, interval = inputs.real, inputs.fake, self.host.schedule.feature_every
+        # Asked at every step: the common case (a batch of 32 or more) is two shape reads.
+        if real is None or fake is None or not interval or inputs.partial or not real.dim() or not fake.dim():
             return False
-        batch = min(inputs.real.shape[0], inputs.fake.shape[0]) if inputs.real.dim() and inputs.fake.dim() else 0
+        batch = min(real.shape[0], fake.shape[0])
         if not batch or 2 * batch >= SAME_TIME_MIN:
             return False
         return 0 < (-inputs.step) % interval <= math.ceil(SAME_TIME_MIN / batch) - 1

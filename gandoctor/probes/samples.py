@@ -61,6 +61,7 @@ class FeatureBank:
     bins: samplestats.Bins | None = None
     prepared: Prepared | None = None
     generation: int = 0  # restarts so far: a probe that keeps state of its own starts again at a new one
+    small_batches: bool = False  # the last feature check's batches were under SAME_TIME_MIN / 2 (SmallBatchTopUp)
 
     def restart(self) -> None:
         """Forget every feature: the samples changed size, and features of two sizes do not compare."""
@@ -138,6 +139,7 @@ class FeatureProbe(Probe):
             self.host.note_context({CONDITIONAL}, {})
         bank.add_to_pool(bank.real[-1])
         bank.trim()
+        bank.small_batches = 2 * min(len(inputs.real), len(inputs.fake)) < SAME_TIME_MIN
         return {}
 
 
@@ -147,16 +149,19 @@ class SmallBatchTopUp(Probe):
     every k-NN ball covers everything: precision and coverage read 1.0 at every check and a G
     drawing 3 digit classes read "collapse: clear". With batches under ``SAME_TIME_MIN / 2`` the
     fakes and reals of the ``ceil(SAME_TIME_MIN / batch) - 1`` steps before each multiple of
-    ``feature_every`` are kept too: consecutive steps, so the fakes still come from nearly one G
-    (pooled across checks 25 steps apart they overstate a moving G's spread: ``same_time_fakes``).
-    Intervals the budget stretched fall on multiples of ``feature_every`` too."""
+    ``feature_every`` are kept too, from the first feature check that saw such batches on:
+    consecutive steps, so the fakes still come from nearly one G (pooled across checks 25 steps
+    apart they overstate a moving G's spread: ``same_time_fakes``). Intervals the budget
+    stretched fall on multiples of ``feature_every`` too."""
 
     name = "small_batch_top_up"
     cost = 0.1
 
     def due(self, inputs: StepInputs, every: int) -> bool:
+        # Asked at every step: where the feature checks saw batches of 32 or more, one attribute read.
+        if not self.host.bank.small_batches:
+            return False
         real, fake, interval = inputs.real, inputs.fake, self.host.schedule.feature_every
-        # Asked at every step: the common case (a batch of 32 or more) is two shape reads.
         if real is None or fake is None or not interval or inputs.partial or not real.dim() or not fake.dim():
             return False
         batch = min(real.shape[0], fake.shape[0])

@@ -397,6 +397,29 @@ def test_a_loop_whose_d_sees_its_batches_augmented_is_told_where_d_s_outputs_com
     assert augmented or not any("doctor's own forward" in w for w in doctor.report().warnings)
 
 
+def test_a_loop_whose_g_step_draws_fresh_fakes_is_not_told_its_d_calls_went_unseen():
+    # D's call on real= is seen; fake= is G's step's own (D saw it after its update): the usual loop.
+    import torch.nn.functional as F
+
+    G, D = _small_pair()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    doctor = gandoctor.Doctor(G, D, g_optimizer=opt_g, d_optimizer=opt_d, schedule=Schedule(flush_every=5, d_probe_every=5))
+    for _ in range(40):
+        real = torch.randn(64, 2) + 3
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(G(torch.randn(64, 4)).detach())).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        fake = G(torch.randn(64, 4))
+        g_loss = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        doctor.step(d_loss=d_loss, g_loss=g_loss, real=real, fake=fake)
+    doctor.close()
+    assert not any("none of the loop's calls of D" in w for w in doctor.report().warnings)
+
+
 @pytest.mark.parametrize("batch", [8, 64])
 def test_d_statistics_from_few_samples_a_side_are_flagged(batch: int):
     """d2l's GAN trains on batches of 8: d.auc's spread at chance is then 0.149 from sampling

@@ -670,7 +670,7 @@ class DForwardProbe(Probe):
         if self.unmatched_calls >= 2 and not self.matched_calls and not self.unseen_calls:
             return (
                 f"at {self.unmatched_calls} checked iterations none of the loop's calls of D was on the step's real= and fake= "
-                "(D sees them augmented, put together, or fake= is drawn after D's step), so D's outputs come from the doctor's "
+                "(D sees them augmented or put together with other samples), so D's outputs come from the doctor's "
                 "own forward on them after D's step: a D that memorises its batches reads as separating them; pass "
                 "doctor.step(d_real=, d_fake=) the loop's own outputs of D before its step"
             )
@@ -695,7 +695,8 @@ class DForwardProbe(Probe):
                 self.unseen_calls += not self.catch.calls
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
             if self.catch.d_steps > self.catch.d_steps_at_arm and self.catch.calls:
-                self.matched_calls += caught is not None
+                # A call on real= (a loop whose G step draws fake= after D's) is the usual loop.
+                self.matched_calls += caught is not None or bool(self.catch._calls_on(inputs.real))
                 self.unmatched_calls += caught is None
             if self.kind.reversed is None or self.kind.linear is None:  # once both are known no push is read
                 push = self.catch.push_on(inputs.real)

@@ -70,6 +70,18 @@ register_derived(
 )
 
 
+register_derived(
+    Derived(
+        "d.acc",
+        "D's balanced accuracy at threshold 0 from the mean signs of its raw outputs (a log's d_sign.*: StyleGAN2-ADA's "
+        "Loss/signs/real and /fake): the share of reals scored real and of fakes scored fake, averaged",
+        ("d_sign.real", "d_sign.fake"),
+        lambda real, fake: (2.0 + real - fake) / 4.0,
+        domain=(-1.0, 1.0),
+    )
+)
+
+
 def _pairwise(a: SeriesView, b: SeriesView, name: str, combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> SeriesView | None:
     steps, ia, ib = np.intersect1d(a.steps, b.steps, return_indices=True)
     if steps.size == 0:

@@ -100,7 +100,7 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
     Wasserstein critic (BCE, hinge and least-squares D losses never are), as the live doctor infers;
     D's loss units, where its own D(x) and D(G(z)) bound the loss (:mod:`gandoctor.lossunits`);
     a hinge loss, where the log's first losses are what one reads at chance or G's loss takes both
-    signs over a D loss never negative; a learning-rate
+    signs over a D loss never negative; a gradient penalty, where the log gives one above 0; a learning-rate
     schedule, where a logged rate (``lr_D``, ``lr/G`` -> ``opt.lr_*``; or one rate
     whose player the log does not say, ``lr`` or Lightning's ``lr-Adam``) moved."""
     flags: set[str] = set()
@@ -110,6 +110,9 @@ def infer_from_log(signals: SignalLog, known: RunContext) -> RunContext:
         finite = np.array([]) if rates is None else rates.values[np.isfinite(rates.values)]
         if finite.size and float(finite.max()) > float(finite.min()) * (1 + 1e-6):
             flags.add("lr_schedule")
+    penalty = signals.get("penalty.d")  # a penalty term the log gives, above 0 somewhere: one is in use
+    if penalty is not None and bool((penalty.values[np.isfinite(penalty.values)] > 0).any()):
+        flags.add("gradient_penalty")
     loss_d = signals.get("loss.d")
     if "critic" not in known.flags and loss_d is not None:
         finite = loss_d.values[np.isfinite(loss_d.values)]

@@ -34,6 +34,9 @@ SIGNALS: Mapping[str, str] = {
     "d.auc": "P(D(real) > D(fake)) over the batch pairs: 1 = D separates perfectly, 0.5 = cannot tell, <0.5 = fooled",
     "d.constant": "1 where D gave every real and fake sample of the batch the same output (a dead D: its d.auc of 0.5 is ties), else 0",
     "d.acc": "balanced accuracy of D's outputs (threshold 0 for logits, 0.5 for probabilities and least squares towards 1/0, midpoint of the real and fake means for critics)",
+    "d_sign.real": "mean sign of D's raw outputs on the reals, as a log gives it (StyleGAN2-ADA's Loss/signs/real): twice the share scored real, less 1; logs only, read into d.acc",
+    "d_sign.fake": "mean sign of D's raw outputs on the fakes, as a log gives it (StyleGAN2-ADA's Loss/signs/fake); logs only",
+    "penalty.d": "D's gradient-penalty term, as a log gives it (StyleGAN2-ADA's Loss/r1_penalty, a gradient_penalty column); logs only: marks the run as using one",
     "grad_norm.d": "global L2 norm of D's gradients at its optimizer step (mean over D steps since the last doctor step)",
     "grad_norm.g": "global L2 norm of G's gradients at its optimizer step",
     "grad_nonfinite.d": "number of D parameter tensors whose gradient held NaN/inf (on the per-layer schedule)",
@@ -446,6 +449,12 @@ ALIASES: Mapping[str, str] = {
     ),
     # StyleGAN2-ADA / StyleGAN3 log D's mean logits as Loss/scores/real and Loss/scores/fake; D's raw
     # output is gandoctor's d_out (``d_out_real``, its own name, was once read as a probability).
+    **dict.fromkeys(["loss/signs/real"], "d_sign.real"),
+    **dict.fromkeys(["loss/signs/fake"], "d_sign.fake"),
+    **dict.fromkeys(
+        ["loss/r1_penalty", "r1_penalty", "gradient_penalty", "loss/gradient_penalty", "grad_penalty", "loss_gp", "gp_loss", "d_gp", "loss/gp"],
+        "penalty.d",
+    ),
     **dict.fromkeys(["loss/scores/real", "d_out_real", "d_out/real"], "d_out.real"),
     **dict.fromkeys(["loss/scores/fake", "d_out_fake", "d_out/fake"], "d_out.fake"),
     # Learning rates (a schedule's, logged per step): what a finding's remedies quote at its onset.

@@ -70,3 +70,14 @@ def test_derived_points_keep_the_earlier_first_nonfinite_step_of_their_sources()
     bad = view.nonfinite > 0
     assert view.steps[bad][0] > 41 and view.first_nonfinite[bad][0] == 41
     assert not view.first_nonfinite.flags.writeable
+
+
+def test_d_accuracy_from_the_mean_signs_a_log_gives():
+    # StyleGAN2-ADA logs Loss/signs/real and /fake: the mean sign of D's logits on each side.
+    log = SignalLog()
+    for step, (real, fake) in enumerate([(1.0, -1.0), (0.0, 0.0), (0.5, -0.5), (-1.0, 1.0)]):
+        log.record(step, {"d_sign.real": real, "d_sign.fake": fake})
+    assert DerivedView(log).get("d.acc").values.tolist() == [1.0, 0.5, 0.75, 0.0]
+    recorded = SignalLog()
+    recorded.record(0, {"d_sign.real": 1.0, "d_sign.fake": -1.0, "d.acc": 0.6})
+    assert DerivedView(recorded).get("d.acc").values.tolist() == [0.6]  # a recorded accuracy wins

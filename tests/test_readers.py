@@ -103,7 +103,10 @@ def test_stylegan_s_kimg_are_g_iterations_where_its_training_options_give_the_ba
     steps = data.signals.get("loss.d").steps
     assert (int(steps[0]), int(steps[-1]), len(steps)) == (1, 300, 31) and (np.diff(steps) > 0).all()
     assert any("read as G iterations (1000 / the batch_size 16 of training_options.json" in w for w in data.warnings)
-    assert "discriminator_dominance" in {f.mode for f in gandoctor.analyze(public / "stats.jsonl.gz").findings}
+    report = gandoctor.analyze(public / "stats.jsonl.gz")
+    assert "discriminator_dominance" in {f.mode for f in report.findings}
+    # Loss/r1_penalty says a penalty is in use; Loss/signs/* give D's accuracy at threshold 0.
+    assert "gradient_penalty" in report.context.flags and "d_sign.real" in data.signals
     alone = tmp_path / "stats.jsonl.gz"  # without the options: kimg, as the TensorBoard log's steps
     alone.write_bytes((public / "stats.jsonl.gz").read_bytes())
     assert int(read_run(alone).signals.get("loss.d").steps[-1]) == 4

@@ -550,3 +550,28 @@ def test_a_per_pixel_classifier_d_on_one_channel_images_is_no_autoencoder(tmp_pa
     doctor.close()
     assert doctor.disabled_probes == {} and "energy_d" not in doctor.context.flags
     assert doctor.context.values["d_loss_form"] == "bce_logits" and "d.auc" in doctor.signals
+
+
+class _StyleGANLikeD(nn.Module):
+    """StyleGAN2-ADA's D as the doctor's own forward meets it: ``forward(img, c)``, c required
+    even with no classes (``c_dim`` 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_dim = 0
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+
+    def forward(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        assert c.shape == (img.shape[0], 0)
+        return self.net(img)
+
+
+def test_an_unconditional_stylegan_d_gets_an_empty_c_in_the_doctor_s_own_forward():
+    # Under ADA the loop's D calls see augmented images: the doctor ran D(x), which StyleGAN's
+    # D(img, c) refused, and D's outputs went unread for the whole run.
+    G, D = nn.Linear(2, 2), _StyleGANLikeD()
+    doctor = gandoctor.Doctor(G, D, schedule=Schedule(flush_every=1, d_probe_every=1, latent_every=0, budget=None), strict=True)
+    gen = torch.Generator().manual_seed(0)
+    doctor.step(d_loss=0.5, g_loss=0.5, real=torch.randn(64, 2, generator=gen) + 3, fake=torch.randn(64, 2, generator=gen) - 3)
+    doctor.close()
+    assert doctor.disabled_probes == {} and "d.auc" in doctor.signals

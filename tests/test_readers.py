@@ -107,6 +107,9 @@ def test_stylegan_s_kimg_are_g_iterations_where_its_training_options_give_the_ba
     assert "discriminator_dominance" in {f.mode for f in report.findings}
     # Loss/r1_penalty says a penalty is in use; Loss/signs/* give D's accuracy at threshold 0.
     assert "gradient_penalty" in report.context.flags and "d_sign.real" in data.signals
+    # --step names the tick as StyleGAN logs it (its record holds Progress/tick as {"num", "mean", "std"})
+    ticks = read_run(public / "stats.jsonl.gz", options=ReadOptions(step="Progress/tick")).signals.get("loss.d").steps
+    assert (int(ticks[0]), int(ticks[-1])) == (0, 30)
     alone = tmp_path / "stats.jsonl.gz"  # without the options: kimg, as the TensorBoard log's steps
     alone.write_bytes((public / "stats.jsonl.gz").read_bytes())
     assert int(read_run(alone).signals.get("loss.d").steps[-1]) == 4

@@ -67,11 +67,15 @@ def _default_d_forward(discriminator: nn.Module) -> DForward:
     """``D(x, labels)`` when D's forward has room for labels (its signature read once), else
     ``D(x)``: an ACGAN's D classifies the labels itself, while its G needs ``fake_labels=``."""
     takes_labels = takes_two_inputs(discriminator)
+    # StyleGAN2-ADA's D(img, c) takes c even unconditional (c_dim 0): an empty batch of classes.
+    no_classes = takes_labels and getattr(discriminator, "c_dim", None) == 0
 
     def d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
         # A D compiled in place runs eagerly here: the doctor's no-grad forward would be a graph
         # of its own (grad mode is guarded), one more towards dynamo's cache limit.
         call = d._call_impl if _compiled_in_place(d) else d
+        if no_classes:
+            return call(x, x.new_zeros(x.shape[0], 0))
         return call(x) if labels is None or not takes_labels else call(x, labels)
 
     return d_forward

@@ -65,7 +65,8 @@ class StepPlan:
         self.epoch_key: str | None = None
         self.batch_key: str | None = None
         if override is not None:
-            key = override if override in norm.values() else norm.get(alias_key(override))
+            # A JSON record's {"mean", "num", "std"} value flattens to <name>_mean (StyleGAN's Progress/tick).
+            key = override if override in norm.values() else norm.get(alias_key(override)) or norm.get(alias_key(override) + "_mean")
             if key is None:
                 raise LogFormatError(f"{where}: --step {override!r}: no such column; columns: {', '.join(repr(k) for k in norm.values())}")
             self.step_key = key

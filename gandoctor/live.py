@@ -289,6 +289,7 @@ class LiveMonitor:
         return self._steps_since_check * per_step >= LIVE_TIME_FACTOR * self._last_cost
 
     def close(self) -> None:
+        _OPEN.discard(self)
         for name, sink in zip(self._sink_names, self.sinks):
             close = getattr(sink, "close", None)
             if any(sink is own for own in self._owned) and callable(close):

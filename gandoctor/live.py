@@ -264,7 +264,6 @@ class LiveMonitor:
         if self.every is not None and last is not None:
             # A last step already checked is not shown to the sinks' on_check twice.
             self._run_check(step, last, final=True, show_check=self._urgent or last > self._checked)
-        _OPEN.discard(self)
 
     def _run_check(self, step: int, last: int, final: bool = False, show_check: bool = True) -> None:
         """One guarded diagnosis of the steps up to ``last``, timed for the adaptive cadence."""

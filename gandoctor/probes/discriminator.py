@@ -593,6 +593,10 @@ class OutputCatch:
         grads = next((pushed for (steps, _), _, pushed in self._calls_on(real) if pushed and (not stepped or steps < self.d_steps)), [])
         return [part for g in grads if g.numel() for part in _push_parts(g.reshape(-1).float())]
 
+    def saw(self, x: Any) -> bool:
+        """Whether the loop called D on ``x`` while armed."""
+        return isinstance(x, torch.Tensor) and bool(self._calls_on(x))
+
     def _calls_on(self, x: torch.Tensor) -> list[tuple[tuple[int, int], Any, list[torch.Tensor]]]:
         # The kept inputs hold their storage: an input at x's address, shape and strides is x's data.
         return [(state, out, pushed) for kept, state, out, pushed in self.calls if same_data(kept, x)]
@@ -696,7 +700,7 @@ class DForwardProbe(Probe):
             caught = self.catch.outputs_on(inputs.real, inputs.fake)
             if self.catch.d_steps > self.catch.d_steps_at_arm and self.catch.calls:
                 # A call on real= (a loop whose G step draws fake= after D's) is the usual loop.
-                self.matched_calls += caught is not None or bool(self.catch._calls_on(inputs.real))
+                self.matched_calls += caught is not None or self.catch.saw(inputs.real)
                 self.unmatched_calls += caught is None
             if self.kind.reversed is None or self.kind.linear is None:  # once both are known no push is read
                 push = self.catch.push_on(inputs.real)

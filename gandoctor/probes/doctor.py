@@ -40,7 +40,7 @@ from .budget import Budget
 from .discriminator import DForwardProbe, DOutputsProbe, OutputKind
 from .distributed import RankReducer, is_main_process, with_pending
 from .gradients import GradientProbe
-from .latents import LatentProbe, SampleLatent, takes_two_inputs
+from .latents import LatentProbe, SampleLatent, takes_empty_classes, takes_two_inputs
 from .losses import LossProbe
 from .lossform import LossForm, LossFormProbe
 from .optimizers import OptimizerProbe
@@ -65,10 +65,9 @@ _CALLS_D = frozenset({"d_probe", "features"})  # probes that run D themselves (t
 
 def _default_d_forward(discriminator: nn.Module) -> DForward:
     """``D(x, labels)`` when D's forward has room for labels (its signature read once), else
-    ``D(x)``: an ACGAN's D classifies the labels itself, while its G needs ``fake_labels=``."""
-    takes_labels = takes_two_inputs(discriminator)
-    # StyleGAN2-ADA's D(img, c) takes c even unconditional (c_dim 0): an empty batch of classes.
-    no_classes = takes_labels and getattr(discriminator, "c_dim", None) == 0
+    ``D(x)``: an ACGAN's D classifies the labels itself, while its G needs ``fake_labels=``.
+    StyleGAN2-ADA's unconditional ``D(img, c)`` gets an empty c (:func:`takes_empty_classes`)."""
+    takes_labels, no_classes = takes_two_inputs(discriminator), takes_empty_classes(discriminator)
 
     def d_forward(d: nn.Module, x: torch.Tensor, labels: Any) -> torch.Tensor:
         # A D compiled in place runs eagerly here: the doctor's no-grad forward would be a graph

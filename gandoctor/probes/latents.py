@@ -165,9 +165,10 @@ def loop_latent_shape(loop_codes: LoopCodes | None, real: torch.Tensor | None) -
     return None if reads_data(math.prod(shape), real_width) else shape
 
 
-def _no_classes(generator: torch.nn.Module) -> bool:
-    """StyleGAN2-ADA's and StyleGAN3's G, unconditional: ``G(z, c)`` with ``c_dim`` 0."""
-    return getattr(generator, "c_dim", None) == 0 and takes_two_inputs(generator)
+def takes_empty_classes(module: torch.nn.Module) -> bool:
+    """StyleGAN2-ADA's and StyleGAN3's G and D, unconditional: ``G(z, c)`` / ``D(img, c)`` with
+    ``c_dim`` 0, c required all the same (an empty batch of classes)."""
+    return getattr(module, "c_dim", None) == 0 and takes_two_inputs(module)
 
 
 def _diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -316,9 +317,10 @@ class LatentProbe(Probe):
         # The law of the loop's own codes, seen at its first call of G (none where sample_latent draws them).
         self.loop_codes = None if sample_latent is not None else LoopCodes(host.generator)
         self.loop_keywords = LoopKeywords(host.generator)
+        self.classless = takes_empty_classes(host.generator)  # its c: an empty batch, no labels awaited
 
     def due(self, inputs: StepInputs, every: int) -> bool:
-        waiting_for_labels = self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and not _no_classes(self.host.generator)
+        waiting_for_labels = self.conditional and self.labels is None and not isinstance(inputs.fake_labels, torch.Tensor) and not self.classless
         if len(self.inputs_needed) > 2 or (waiting_for_labels and self.sample_latent is None):
             return False
         if self.lazy and super().due(inputs, every) and not any(torch.nn.parameter.is_lazy(p) for p in self.host.generator.parameters()):
@@ -366,7 +368,7 @@ class LatentProbe(Probe):
         whose labels are optional (``forward(z, y=None)``) gets them too when the loop passes
         ``fake_labels``: it is conditional in this run. StyleGAN's G takes ``G(z, c)`` whatever
         its classes: with none (``c_dim`` 0) its c is an empty batch."""
-        if self.labels is None and _no_classes(self.host.generator):
+        if self.labels is None and self.classless:
             self.labels = torch.zeros(n, 0, device=device)
         if self.labels is None and isinstance(fake_labels, torch.Tensor) and not self.conditional:
             self.conditional = takes_two_inputs(self.host.generator)

@@ -25,8 +25,8 @@ class WeightProbe(Probe):
     def __init__(self, host: ProbeHost) -> None:
         super().__init__(host)
         self._u: dict[str, torch.Tensor] = {}  # power-iteration vectors, kept between measurements
-        # On the device, no sync: two numbers.
-        # A lazy module's parameters have no values before its first forward: no norm to start from.
+        # On the device, no sync: two numbers; none for a lazy module, whose parameters have no
+        # values before its first forward.
         self._initial = {
             role: None if any(torch.nn.parameter.is_lazy(p) for p in module.parameters()) else _norm(module)
             for role, module in (("d", host.discriminator), ("g", host.generator))
@@ -39,7 +39,7 @@ class WeightProbe(Probe):
             if norm is not None:
                 values[f"weight_norm.{role}"] = norm
                 initial = self._initial.get(role)
-                if initial is not None and initial.shape == norm.shape and initial.device == norm.device:
+                if initial is not None and initial.device == norm.device:  # not where the model moved since
                     growth = torch.log10(norm / initial.clamp_min(1e-30))
                     values[f"weight_growth.{role}"] = torch.where(initial > 0, growth, torch.full_like(growth, float("nan")))
         sigmas = []

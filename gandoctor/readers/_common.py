@@ -100,11 +100,17 @@ def number(raw: Any) -> float | None:
     return None
 
 
+#: Names of a player alone (lower case), each signal's: an add_scalars key of a loss group
+#: (TensorBoard's ``loss_parts``), or a scalar of its own (:data:`BARE_PLAYER_NAMES`).
+PLAYER_NAMES: Mapping[str, frozenset[str]] = {
+    "loss.d": frozenset({"d", "dis", "disc", "discriminator", "critic"}),
+    "loss.g": frozenset({"g", "gen", "generator"}),
+}
 #: Scalars named for a player alone, read as that player's loss where a log has no loss under a
-#: name the alias table knows (their user.* form).
+#: name the alias table knows (their user.* form); a model's name (netD) stands for its player too.
 BARE_PLAYER_NAMES: Mapping[str, frozenset[str]] = {
-    "loss.d": frozenset({"d", "dis", "disc", "discriminator", "critic", "netd"}),
-    "loss.g": frozenset({"g", "gen", "generator", "netg"}),
+    "loss.d": PLAYER_NAMES["loss.d"] | {"netd"},
+    "loss.g": PLAYER_NAMES["loss.g"] | {"netg"},
 }
 
 

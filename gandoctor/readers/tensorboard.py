@@ -35,7 +35,7 @@ from ..context import RunContext
 from ..errors import LogFormatError
 from ..signals import alias_for
 from . import Reader, RunData, register_reader
-from ._common import MAX_STEP, Collector, NameMapper, frozen, iterations_per_kimg, read_options
+from ._common import MAX_STEP, PLAYER_NAMES, Collector, NameMapper, frozen, iterations_per_kimg, read_options
 from ._lines import progress_callback
 from .grids import GridKeeper, from_png
 from .images import GridStats, ImageError, decode_png, features, infer_layout, tiles
@@ -566,8 +566,7 @@ def _accepts(path: Path) -> bool:
 
 #: The key of an add_scalars group of losses that names D's or G's (``add_scalars('losses/g-and-d',
 #: {'g': ..., 'd': ...})`` writes folders ``losses_g-and-d_g/`` and ``losses_g-and-d_d/``).
-_PLAYER_KEYS = {"d": "loss.d", "disc": "loss.d", "dis": "loss.d", "discriminator": "loss.d", "critic": "loss.d",
-                "g": "loss.g", "gen": "loss.g", "generator": "loss.g"}
+_PLAYER_KEYS = {key: signal for signal, keys in PLAYER_NAMES.items() for key in keys}
 
 
 def loss_parts(prefixes: set[str]) -> dict[str, str]:
